@@ -1,0 +1,35 @@
+# Two entry points for a fresh machine:  `make demo`  and  `make test`.
+# Both create ./.venv on first use. torch is installed first from TORCH_SPEC so that
+# pip never resolves a CUDA build (on these machines torch==2.13.0 is a local CPU wheel).
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[all,dev]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/gradtracer demo
+
+test: $(STAMP)
+	$(PY) -m ruff check src tests bench examples
+	$(PY) -m pytest -n 2 --dist loadfile -q
+
+lint: $(STAMP)
+	$(PY) -m ruff check src tests bench examples
+
+bench: $(STAMP)
+	for f in bench/bench_*.py; do $(PY) $$f || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

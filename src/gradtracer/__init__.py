@@ -1,0 +1,60 @@
+"""GradTracer: training-dynamics diagnostics for embedding-heavy recommender models.
+
+Public names are imported lazily, so ``import gradtracer`` stays cheap (no matplotlib,
+scipy, pandas or optional backends at import time).
+
+>>> import gradtracer
+>>> gradtracer.__version__ != ""
+True
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from gradtracer._version import __version__
+
+# public name -> module that defines it
+_LAZY: dict[str, str] = {
+    "Finding": "gradtracer.findings",
+    "FindingType": "gradtracer.findings",
+    "Report": "gradtracer.findings",
+    "Severity": "gradtracer.findings",
+    "EmbeddingTracker": "gradtracer.embedding.tracker",
+    "ZombieThresholds": "gradtracer.embedding.diagnose",
+    "AutoFixPolicy": "gradtracer.embedding.autofix",
+    "FlowManager": "gradtracer.flow.manager",
+    "FlowTracker": "gradtracer.flow.tracker",
+    "TreeDynamicsTracker": "gradtracer.trees",
+    "BoostingTracker": "gradtracer.trees",
+    "FeatureAnalyzer": "gradtracer.features",
+    "AgentExporter": "gradtracer.agent",
+}
+
+__all__ = ["__version__", *sorted(_LAZY)]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gradtracer' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from gradtracer.agent import AgentExporter
+    from gradtracer.embedding.autofix import AutoFixPolicy
+    from gradtracer.embedding.diagnose import ZombieThresholds
+    from gradtracer.embedding.tracker import EmbeddingTracker
+    from gradtracer.features import FeatureAnalyzer
+    from gradtracer.findings import Finding, FindingType, Report, Severity
+    from gradtracer.flow.manager import FlowManager
+    from gradtracer.flow.tracker import FlowTracker
+    from gradtracer.trees import BoostingTracker, TreeDynamicsTracker

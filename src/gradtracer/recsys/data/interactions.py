@@ -1,0 +1,282 @@
+"""The interactions table every loader produces and every split, model and metric consumes.
+
+An :class:`Interactions` wraps a polars frame with dense integer ids and the two
+:class:`IdMap` objects that translate them back to the raw ids of the source data.
+
+Columns of ``Interactions.frame``:
+
+========== ========= =========================================================
+column     dtype     meaning
+========== ========= =========================================================
+user       Int64     dense user index in ``[0, n_users)``
+item       Int64     dense item index in ``[0, n_items)``
+rating     Float32   explicit rating, or 1.0 for implicit events
+timestamp  Int64     seconds since the Unix epoch (milliseconds kept as-is
+                     where the source has them; see each loader)
+session    Int64     dense session index (session data only, else absent)
+========== ========= =========================================================
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+__all__ = ["COLUMNS", "IdMap", "Interactions"]
+
+#: Required columns and their dtypes (``session`` is optional).
+COLUMNS: dict[str, pl.DataType] = {
+    "user": pl.Int64(),
+    "item": pl.Int64(),
+    "rating": pl.Float32(),
+    "timestamp": pl.Int64(),
+}
+
+
+@dataclass
+class IdMap:
+    """Bijection between raw ids (kept as strings) and dense indices ``0..n-1``.
+
+    Persisted as JSON (``{"name": ..., "ids": [raw ids in index order]}``), never pickle.
+    """
+
+    ids: list[str]
+    name: str = "id"
+    _index: dict[str, int] = field(default_factory=dict, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.ids = [str(x) for x in self.ids]
+        self._index = {raw: i for i, raw in enumerate(self.ids)}
+        if len(self._index) != len(self.ids):
+            raise ValueError(f"IdMap {self.name!r} has duplicate raw ids")
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __contains__(self, raw: object) -> bool:
+        return str(raw) in self._index
+
+    def index(self, raw: object) -> int:
+        """Dense index of raw id ``raw``; ``KeyError`` naming the id when unknown."""
+        try:
+            return self._index[str(raw)]
+        except KeyError:
+            raise KeyError(f"unknown {self.name} id {raw!r}") from None
+
+    def indices(self, raws: Iterable[object]) -> np.ndarray:
+        """Dense indices for many raw ids (``KeyError`` on the first unknown one)."""
+        return np.fromiter((self.index(r) for r in raws), dtype=np.int64)
+
+    def raw(self, index: int) -> str:
+        """Raw id of dense index ``index``."""
+        return self.ids[int(index)]
+
+    def raws(self, indices: Iterable[int]) -> list[str]:
+        """Raw ids of many dense indices."""
+        return [self.ids[int(i)] for i in indices]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "ids": self.ids}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> IdMap:
+        return cls(ids=list(data["ids"]), name=str(data.get("name", "id")))
+
+    def save(self, path: str | Path) -> None:
+        """Write as JSON."""
+        Path(path).write_text(json.dumps(self.to_json()))
+
+    @classmethod
+    def load(cls, path: str | Path) -> IdMap:
+        """Read a map written by :meth:`save`."""
+        return cls.from_json(json.loads(Path(path).read_text()))
+
+
+@dataclass
+class Interactions:
+    """A validated interactions table with its id maps.
+
+    Attributes:
+        frame: polars DataFrame with the columns of :data:`COLUMNS` (+ optional ``session``).
+        user_ids: raw user ids in dense-index order.
+        item_ids: raw item ids in dense-index order.
+        source: where it came from (file path or generator name), for messages and reports.
+    """
+
+    frame: pl.DataFrame
+    user_ids: IdMap
+    item_ids: IdMap
+    source: str = "<memory>"
+
+    def __post_init__(self) -> None:
+        missing = [c for c in COLUMNS if c not in self.frame.columns]
+        if missing:
+            raise ValueError(
+                f"{self.source}: interactions frame lacks column(s) {missing}; "
+                f"has {self.frame.columns}"
+            )
+        casts = [pl.col(c).cast(t) for c, t in COLUMNS.items()]
+        if "session" in self.frame.columns:
+            casts.append(pl.col("session").cast(pl.Int64))
+        self.frame = self.frame.with_columns(casts)
+
+    # --- sizes -------------------------------------------------------------------------
+    @property
+    def n_users(self) -> int:
+        """Number of users in the id map (may exceed the users present in ``frame``)."""
+        return len(self.user_ids)
+
+    @property
+    def n_items(self) -> int:
+        """Number of items in the id map (may exceed the items present in ``frame``)."""
+        return len(self.item_ids)
+
+    @property
+    def has_sessions(self) -> bool:
+        return "session" in self.frame.columns
+
+    def __len__(self) -> int:
+        return self.frame.height
+
+    def __repr__(self) -> str:
+        return (
+            f"Interactions({self.frame.height:,} rows, {self.n_users:,} users, "
+            f"{self.n_items:,} items, source={self.source!r})"
+        )
+
+    # --- views -------------------------------------------------------------------------
+    def user_items(self, *, values: str | None = None) -> sp.csr_matrix:
+        """``(n_users, n_items)`` CSR matrix; ``values="rating"`` for ratings, else ones.
+
+        Duplicate (user, item) pairs are summed when ``values`` is None only if present;
+        loaders deduplicate by default.
+        """
+        u = self.frame["user"].to_numpy()
+        i = self.frame["item"].to_numpy()
+        if values is None:
+            v = np.ones(len(u), dtype=np.float32)
+        else:
+            v = self.frame[values].to_numpy().astype(np.float32)
+        mat = sp.csr_matrix((v, (u, i)), shape=(self.n_users, self.n_items), dtype=np.float32)
+        if values is None:
+            mat.data[:] = 1.0  # binary even where duplicates were summed
+        mat.sort_indices()
+        return mat
+
+    def with_frame(self, frame: pl.DataFrame, source: str | None = None) -> Interactions:
+        """Same id maps, new rows (used by filters and splits)."""
+        return Interactions(frame, self.user_ids, self.item_ids, source or self.source)
+
+    # --- construction ------------------------------------------------------------------
+    @classmethod
+    def from_raw(
+        cls,
+        frame: Any,
+        *,
+        user_col: str = "user",
+        item_col: str = "item",
+        rating_col: str | None = "rating",
+        timestamp_col: str | None = "timestamp",
+        session_col: str | None = None,
+        source: str = "<memory>",
+    ) -> Interactions:
+        """Encode raw ids of a polars or pandas frame into dense indices.
+
+        Dense indices follow the order of first appearance after a stable sort by raw id,
+        so the same input always gives the same maps. Missing rating -> 1.0; missing
+        timestamp -> 0.
+        """
+        df = _to_polars(frame, source)
+        needed = [c for c in (user_col, item_col, rating_col, timestamp_col, session_col) if c]
+        absent = [c for c in needed if c not in df.columns]
+        if absent:
+            raise ValueError(f"{source}: missing column(s) {absent}; found {df.columns}")
+        users = sorted(set(df[user_col].cast(pl.Utf8).to_list()))
+        items = sorted(set(df[item_col].cast(pl.Utf8).to_list()))
+        umap, imap = IdMap(users, "user"), IdMap(items, "item")
+        out = pl.DataFrame(
+            {
+                "user": _encode(df[user_col], umap),
+                "item": _encode(df[item_col], imap),
+                "rating": (
+                    df[rating_col].cast(pl.Float32)
+                    if rating_col
+                    else pl.Series(np.ones(df.height, np.float32))
+                ),
+                "timestamp": (
+                    df[timestamp_col].cast(pl.Int64)
+                    if timestamp_col
+                    else pl.Series(np.zeros(df.height, np.int64))
+                ),
+            }
+        )
+        if session_col:
+            sess = df[session_col].cast(pl.Utf8)
+            smap = {s: k for k, s in enumerate(sorted(set(sess.to_list())))}
+            out = out.with_columns(
+                pl.Series("session", [smap[s] for s in sess.to_list()], dtype=pl.Int64)
+            )
+        return cls(out, umap, imap, source)
+
+    # --- persistence (parquet + json, never pickle) --------------------------------------
+    def save(self, directory: str | Path) -> Path:
+        """Write ``interactions.parquet``, ``user_ids.json``, ``item_ids.json`` into ``directory``."""
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        self.frame.write_parquet(d / "interactions.parquet")
+        self.user_ids.save(d / "user_ids.json")
+        self.item_ids.save(d / "item_ids.json")
+        (d / "source.json").write_text(json.dumps({"source": self.source}))
+        return d
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Interactions:
+        """Read a directory written by :meth:`save`."""
+        d = Path(directory)
+        if not (d / "interactions.parquet").exists():
+            raise FileNotFoundError(f"{d}: no interactions.parquet (not a saved Interactions)")
+        source = json.loads((d / "source.json").read_text())["source"] if (
+            d / "source.json"
+        ).exists() else str(d)
+        return cls(
+            pl.read_parquet(d / "interactions.parquet"),
+            IdMap.load(d / "user_ids.json"),
+            IdMap.load(d / "item_ids.json"),
+            source,
+        )
+
+
+def _encode(col: pl.Series, idmap: IdMap) -> pl.Series:
+    lookup = pl.DataFrame({"raw": idmap.ids, "idx": np.arange(len(idmap), dtype=np.int64)})
+    joined = pl.DataFrame({"raw": col.cast(pl.Utf8)}).join(
+        lookup, on="raw", how="left", maintain_order="left"
+    )
+    return joined["idx"]
+
+
+def _to_polars(frame: Any, source: str) -> pl.DataFrame:
+    if isinstance(frame, pl.DataFrame):
+        return frame
+    if type(frame).__module__.startswith("pandas"):
+        return pl.from_pandas(frame)
+    raise TypeError(
+        f"{source}: expected a polars or pandas DataFrame, got {type(frame).__name__}"
+    )
+
+
+def concat(parts: Sequence[Interactions]) -> Interactions:
+    """Row-concatenate interactions that share id maps."""
+    if not parts:
+        raise ValueError("concat() needs at least one Interactions")
+    first = parts[0]
+    for p in parts[1:]:
+        if p.user_ids is not first.user_ids or p.item_ids is not first.item_ids:
+            raise ValueError("concat() needs Interactions that share the same id maps")
+    return first.with_frame(pl.concat([p.frame for p in parts], how="diagonal_relaxed"))

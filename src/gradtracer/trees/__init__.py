@@ -1,0 +1,1 @@
+"""gradtracer.trees"""
