@@ -1,10 +1,38 @@
-"""CLI: `gradtracer validate` (registered on the root app by `register`)."""
+"""CLI: `gradtracer validate autofix` runs the Auto-Fix validation study."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+
+validate_app = typer.Typer(help="Reproducible validation studies.", no_args_is_help=True)
+
+
+@validate_app.command("autofix")
+def autofix(
+    data: Path | None = typer.Option(
+        None, "--data", help="MovieLens ratings file (u.data) or directory; default: synthetic."),
+    seeds: int = typer.Option(5, "--seeds", min=1, help="Number of seeds (0..N-1)."),
+    lr: list[float] | None = typer.Option(
+        None, "--lr", help="Adam learning rate; repeat for a grid (default 0.05)."),
+    epochs: int = typer.Option(3, "--epochs", min=1, help="Training epochs per arm."),
+    out: Path = typer.Option(Path("gradtracer-validation"), "--out",
+                             help="Directory for autofix_study.{json,md,png}."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Baseline MF vs Auto-Fix MF (published protocol) over seeds, with paired tests."""
+    from gradtracer.recsys.experiments.autofix_report import to_markdown, write_study
+    from gradtracer.recsys.experiments.autofix_study import AutoFixStudyConfig, run_autofix_study
+
+    config = AutoFixStudyConfig(data=data, seeds=tuple(range(seeds)),
+                                lrs=tuple(lr) if lr else (0.05,), epochs=epochs)
+    result = run_autofix_study(config, progress=progress)
+    paths = write_study(result, out)
+    typer.echo(to_markdown(result))
+    typer.echo(f"wrote {paths['json']}, {paths['markdown']}, {paths['plot']}")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
-    del app  # commands are added here as the feature lands
+    """Add the `validate` command group to the root app."""
+    app.add_typer(validate_app, name="validate")

@@ -1,1 +1,83 @@
-"""gradtracer.export"""
+"""Exporters: every output format renders one :class:`~gradtracer.findings.Report`.
+
+- :mod:`~gradtracer.export.json_report`: stable report JSON (``to_json``, ``read_json``);
+- :mod:`~gradtracer.export.agent_json`: ``gradtracer_embedding_report`` agent JSON;
+- :mod:`~gradtracer.export.agent_xml`: legacy agent XML;
+- :mod:`~gradtracer.export.text`: readable text (``render_text``, ``print_report``);
+- :mod:`~gradtracer.export.schema`: the shipped JSON Schemas and validators;
+- :mod:`~gradtracer.export.wandb`, :mod:`~gradtracer.export.tensorboard`: logging
+  bridges (their backends are imported only when called).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# public name -> module that defines it (imported on first use)
+_LAZY: dict[str, str] = {
+    "SchemaValidationError": "gradtracer.export.schema",
+    "load_schema": "gradtracer.export.schema",
+    "validate_agent_report": "gradtracer.export.schema",
+    "validate_report": "gradtracer.export.schema",
+    "read_json": "gradtracer.export.json_report",
+    "to_json": "gradtracer.export.json_report",
+    "write_json": "gradtracer.export.json_report",
+    "to_agent_dict": "gradtracer.export.agent_json",
+    "to_agent_json": "gradtracer.export.agent_json",
+    "to_agent_xml": "gradtracer.export.agent_xml",
+    "print_report": "gradtracer.export.text",
+    "render_text": "gradtracer.export.text",
+    "log_to_wandb": "gradtracer.export.wandb",
+    "report_metrics": "gradtracer.export.metrics",
+    "TensorBoardExporter": "gradtracer.export.tensorboard",
+    "write_tensorboard": "gradtracer.export.tensorboard",
+}
+
+__all__ = [
+    "SchemaValidationError",
+    "TensorBoardExporter",
+    "load_schema",
+    "log_to_wandb",
+    "print_report",
+    "read_json",
+    "render_text",
+    "report_metrics",
+    "to_agent_dict",
+    "to_agent_json",
+    "to_agent_xml",
+    "to_json",
+    "validate_agent_report",
+    "validate_report",
+    "write_json",
+    "write_tensorboard",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gradtracer.export' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from gradtracer.export.agent_json import to_agent_dict, to_agent_json
+    from gradtracer.export.agent_xml import to_agent_xml
+    from gradtracer.export.json_report import read_json, to_json, write_json
+    from gradtracer.export.metrics import report_metrics
+    from gradtracer.export.schema import (
+        SchemaValidationError,
+        load_schema,
+        validate_agent_report,
+        validate_report,
+    )
+    from gradtracer.export.tensorboard import TensorBoardExporter, write_tensorboard
+    from gradtracer.export.text import print_report, render_text
+    from gradtracer.export.wandb import log_to_wandb

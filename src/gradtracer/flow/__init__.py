@@ -1,1 +1,39 @@
-"""gradtracer.flow"""
+"""Layer-level tracking and the multi-tracker hub.
+
+``FlowManager`` (``gradtracer.flow.manager``) steps several trackers together and adds
+cross-tracker statistics; ``FlowTracker`` (``gradtracer.flow.tracker``) tracks layers.
+Names are imported lazily so that ``import gradtracer.flow`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# public name -> module that defines it
+_LAZY: dict[str, str] = {
+    "FlowManager": "gradtracer.flow.manager",
+    "ManagerThresholds": "gradtracer.flow.manager",
+    "TrackerLike": "gradtracer.flow.manager",
+    "FlowTracker": "gradtracer.flow.tracker",
+}
+
+__all__ = ["FlowManager", "FlowTracker", "ManagerThresholds", "TrackerLike"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gradtracer.flow' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from gradtracer.flow.manager import FlowManager, ManagerThresholds, TrackerLike
+    from gradtracer.flow.tracker import FlowTracker

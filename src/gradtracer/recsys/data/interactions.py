@@ -11,8 +11,8 @@ column     dtype     meaning
 user       Int64     dense user index in ``[0, n_users)``
 item       Int64     dense item index in ``[0, n_items)``
 rating     Float32   explicit rating, or 1.0 for implicit events
-timestamp  Int64     seconds since the Unix epoch (milliseconds kept as-is
-                     where the source has them; see each loader)
+timestamp  Int64     seconds since the Unix epoch (loaders convert
+                     millisecond sources to seconds)
 session    Int64     dense session index (session data only, else absent)
 ========== ========= =========================================================
 """
@@ -29,7 +29,7 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
-__all__ = ["COLUMNS", "IdMap", "Interactions"]
+__all__ = ["COLUMNS", "IdMap", "Interactions", "concat", "encode_ids"]
 
 #: Required columns and their dtypes (``session`` is optional).
 COLUMNS: dict[str, pl.DataType] = {
@@ -189,22 +189,26 @@ class Interactions:
     ) -> Interactions:
         """Encode raw ids of a polars or pandas frame into dense indices.
 
-        Dense indices follow the order of first appearance after a stable sort by raw id,
-        so the same input always gives the same maps. Missing rating -> 1.0; missing
-        timestamp -> 0.
+        Dense indices follow the sorted raw ids: numerically when every raw id of a column
+        is an integer, else lexicographically, so the same input always gives the same
+        maps. Missing rating -> 1.0; missing timestamp -> 0. Sessions are encoded the
+        same way into a dense ``session`` column.
         """
         df = _to_polars(frame, source)
         needed = [c for c in (user_col, item_col, rating_col, timestamp_col, session_col) if c]
         absent = [c for c in needed if c not in df.columns]
         if absent:
             raise ValueError(f"{source}: missing column(s) {absent}; found {df.columns}")
-        users = sorted(set(df[user_col].cast(pl.Utf8).to_list()))
-        items = sorted(set(df[item_col].cast(pl.Utf8).to_list()))
-        umap, imap = IdMap(users, "user"), IdMap(items, "item")
+        for col in needed:
+            nulls = df[col].null_count()
+            if nulls:
+                raise ValueError(f"{source}: column {col!r} has {nulls} missing value(s)")
+        user_codes, umap = encode_ids(df[user_col], "user")
+        item_codes, imap = encode_ids(df[item_col], "item")
         out = pl.DataFrame(
             {
-                "user": _encode(df[user_col], umap),
-                "item": _encode(df[item_col], imap),
+                "user": user_codes,
+                "item": item_codes,
                 "rating": (
                     df[rating_col].cast(pl.Float32)
                     if rating_col
@@ -218,11 +222,8 @@ class Interactions:
             }
         )
         if session_col:
-            sess = df[session_col].cast(pl.Utf8)
-            smap = {s: k for k, s in enumerate(sorted(set(sess.to_list())))}
-            out = out.with_columns(
-                pl.Series("session", [smap[s] for s in sess.to_list()], dtype=pl.Int64)
-            )
+            session_codes, _ = encode_ids(df[session_col], "session")
+            out = out.with_columns(session_codes.alias("session"))
         return cls(out, umap, imap, source)
 
     # --- persistence (parquet + json, never pickle) --------------------------------------
@@ -253,12 +254,30 @@ class Interactions:
         )
 
 
-def _encode(col: pl.Series, idmap: IdMap) -> pl.Series:
-    lookup = pl.DataFrame({"raw": idmap.ids, "idx": np.arange(len(idmap), dtype=np.int64)})
-    joined = pl.DataFrame({"raw": col.cast(pl.Utf8)}).join(
-        lookup, on="raw", how="left", maintain_order="left"
-    )
-    return joined["idx"]
+def encode_ids(col: pl.Series, name: str = "id") -> tuple[pl.Series, IdMap]:
+    """Return ``(dense Int64 codes, IdMap)`` for a column of raw ids.
+
+    Raw ids are ordered numerically when all of them are integers (``"2" < "10"``),
+    else lexicographically as strings; the code of a raw id is its rank in that order.
+    """
+    if col.dtype.is_integer():
+        uniq = col.unique().sort()
+        ids = [str(x) for x in uniq.to_list()]
+        codes = uniq.search_sorted(col)
+    else:
+        text = col.cast(pl.Utf8)
+        uniq = text.unique()
+        as_int = uniq.cast(pl.Int64, strict=False)
+        # numeric order only when every id is an integer written canonically ("7", not "07")
+        if as_int.null_count() == 0 and (as_int.cast(pl.Utf8) == uniq).all():
+            ints = as_int.sort()
+            ids = [str(x) for x in ints.to_list()]
+            codes = ints.search_sorted(text.cast(pl.Int64))
+        else:
+            uniq = uniq.sort()
+            ids = uniq.to_list()
+            codes = uniq.search_sorted(text)
+    return pl.Series(name, codes, dtype=pl.Int64), IdMap(ids, name)
 
 
 def _to_polars(frame: Any, source: str) -> pl.DataFrame:

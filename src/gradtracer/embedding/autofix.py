@@ -1,0 +1,352 @@
+"""Bayesian Auto-Fix: damp the applied updates of rows whose updates oscillate.
+
+:class:`AutoFixController` implements the tracker's
+:class:`~gradtracer.embedding.evidence.Intervention` protocol. After each optimizer step
+the tracker hands it the touched rows' evidence; the controller keeps the latest
+posterior inputs per row on the layer's device and, every ``policy.update_every`` steps,
+re-decides the per-row scales with the pure policy in
+:mod:`gradtracer.embedding.autofix_policy`. Between decisions it returns the current scale
+of each touched row; the tracker applies it to the row's *applied* update
+(``w = w_before + f * (w_after - w_before)``), which changes what the row moves under
+SGD, Adam, AdamW, Adagrad and SparseAdam alike.
+
+Every decision that changes a scale is appended to the audit log
+(:mod:`gradtracer.export.audit`) with the inputs needed to re-derive it
+(``gradtracer audit replay``).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+import warnings
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gradtracer.embedding.autofix_policy import (
+    NEUTRAL_LOSS_TREND,
+    AutoFixPolicy,
+    LossTrend,
+    damping_factors,
+    dead_rows,
+    loss_trend_posterior,
+    oscillation_confidence,
+)
+from gradtracer.embedding.evidence import RowEvidence
+from gradtracer.errors import GradTracerWarning
+from gradtracer.export.audit import AUDIT_FORMAT_VERSION, AuditLogger, encode_ids
+from gradtracer.findings import Finding, FindingType, Severity
+
+__all__ = ["AutoFixController", "AutoFixPolicy"]
+
+logger = logging.getLogger(__name__)
+
+_DEFAULT = "default"
+
+
+class AutoFixController:
+    """Per-row damping of oscillating embedding rows, with an audit trail.
+
+    Args:
+        layer_name: name of the tracked layer (written in every audit event).
+        policy: the damping rule (default :class:`AutoFixPolicy()`).
+        audit: ``"default"`` (``.gradtracer/audit.jsonl`` in the CWD, or in
+            ``$GRADTRACER_DIR``), a directory (str/Path), an :class:`AuditLogger`
+            (shared; not closed by this controller), or ``None`` for no audit log.
+        run_id: identifier written into every event (default: a random 12-hex id).
+
+    The controller is deterministic: the same evidence sequence gives the same scales.
+    If the audit log cannot be written, training continues, ONE
+    :class:`GradTracerWarning` is issued and :attr:`audit_complete` becomes False.
+    """
+
+    def __init__(
+        self,
+        layer_name: str,
+        policy: AutoFixPolicy | None = None,
+        audit: AuditLogger | None | str | Path = _DEFAULT,
+        run_id: str | None = None,
+    ) -> None:
+        if not isinstance(layer_name, str) or not layer_name:
+            raise ValueError(f"layer_name must be a non-empty string, got {layer_name!r}")
+        if policy is not None and not isinstance(policy, AutoFixPolicy):
+            raise TypeError(f"policy must be an AutoFixPolicy, got {type(policy).__name__}")
+        self.layer_name = layer_name
+        self.policy = policy if policy is not None else AutoFixPolicy()
+        self.run_id = run_id if run_id is not None else uuid.uuid4().hex[:12]
+        self._audit_spec: AuditLogger | None | str | Path = audit
+        self._audit: AuditLogger | None = audit if isinstance(audit, AuditLogger) else None
+        self._owns_audit = not isinstance(audit, AuditLogger)
+        self._audit_started = False
+        self._audit_failed = False
+        self.events_lost = 0
+        # per-row state, grown on demand (index = row id)
+        self._scale: torch.Tensor | None = None  # float32, current factor per row
+        self._agree: torch.Tensor | None = None  # int64
+        self._disagree: torch.Tensor | None = None  # int64
+        self._grad: torch.Tensor | None = None  # float32, gradient-norm EMA
+        self._dirty: torch.Tensor | None = None  # bool, touched since last decision
+        self._dead: torch.Tensor | None = None  # bool, dead at last decision
+        self._ever: torch.Tensor | None = None  # bool, ever scaled below 1
+        self._n_seen = 0  # one past the largest row id seen
+        self._losses: deque[tuple[int, float]] = deque(maxlen=self.policy.loss_window)
+        self.step = 0
+        self.n_decisions = 0
+        self.n_interventions = 0  # decisions that changed at least one scale
+        self.n_scaled = 0  # rows whose current scale is < 1
+        self.last_trend: LossTrend = NEUTRAL_LOSS_TREND
+        self._closed = False
+
+    # ------------------------------------------------------------------ protocol
+    def on_update(self, evidence: RowEvidence) -> torch.Tensor | None:
+        """Record the touched rows' evidence; return their current factors (or ``None``).
+
+        Returns ``None`` while no row is scaled (the tracker then skips the rescaling).
+        """
+        rows = evidence.rows
+        self.step = int(evidence.step)
+        if evidence.loss is not None:
+            self._losses.append((self.step, float(evidence.loss)))
+        if rows.numel():
+            self._ensure_size(int(rows.max()) + 1, rows.device)
+            assert self._agree is not None and self._disagree is not None
+            assert self._grad is not None and self._dirty is not None
+            self._agree[rows] = _as_count(evidence.n_agree)
+            self._disagree[rows] = _as_count(evidence.n_disagree)
+            self._grad[rows] = evidence.grad_norm_ema.detach().to(torch.float32)
+            self._dirty[rows] = True
+        if self.step % self.policy.update_every == 0:
+            self._decide(evidence.loss)
+        if self.n_scaled == 0 or not rows.numel():
+            return None
+        assert self._scale is not None
+        return self._scale[rows]
+
+    def close(self) -> None:
+        """Write the ``run_end`` event, fsync and close the audit log (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._audit_started:
+            self._emit({"kind": "run_end", "run_id": self.run_id, "layer": self.layer_name,
+                        "step": self.step, "n_decisions": self.n_decisions,
+                        "n_interventions": self.n_interventions, "rows_scaled": self.n_scaled,
+                        "events_lost": self.events_lost})
+        if self._audit is not None and self._owns_audit:
+            try:
+                self._audit.close()
+            except OSError as exc:
+                self._audit_failure(exc)
+        elif self._audit is not None:
+            try:
+                self._audit.sync()
+            except (OSError, ValueError) as exc:
+                self._audit_failure(exc)
+
+    # ------------------------------------------------------------------ inspection
+    @property
+    def audit_complete(self) -> bool:
+        """False when an audit log was requested and some events could not be written."""
+        return not self._audit_failed
+
+    @property
+    def audit_path(self) -> Path | None:
+        """The audit file being written (``None`` when disabled or not opened yet)."""
+        return None if self._audit is None else self._audit.path
+
+    def scales(self, n_rows: int | None = None) -> torch.Tensor:
+        """Return the current factor per row, shape ``(n_rows,)`` float32 (1 = untouched).
+
+        Without ``n_rows`` the length is one past the largest row id seen so far.
+        """
+        size = self._n_seen
+        n = size if n_rows is None else int(n_rows)
+        if n < size:
+            raise ValueError(f"n_rows={n} is smaller than the largest row id seen + 1 ({size})")
+        device = "cpu" if self._scale is None else self._scale.device
+        out = torch.ones(n, dtype=torch.float32, device=device)
+        if self._scale is not None:
+            out[:size] = self._scale[:size]
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        """Plain-number summary: decisions, rows scaled now / ever, scale range, loss trend."""
+        scaled_now = 0 if self._scale is None else int((self._scale < 1).sum())
+        ever = 0 if self._ever is None else int(self._ever.sum())
+        dead = 0 if self._dead is None else int(self._dead.sum())
+        min_scale = 1.0 if self._scale is None or self._scale.numel() == 0 else float(
+            self._scale.min())
+        mean_scaled = (float(self._scale[self._scale < 1].mean())
+                       if scaled_now and self._scale is not None else 1.0)
+        return {
+            "step": self.step,
+            "run_id": self.run_id,
+            "n_decisions": self.n_decisions,
+            "n_interventions": self.n_interventions,
+            "rows_scaled": scaled_now,
+            "rows_ever_scaled": ever,
+            "rows_dead": dead,
+            "min_scale": min_scale,
+            "mean_scale_of_scaled": mean_scaled,
+            "p_loss_improving": self.last_trend.p_improving,
+            "audit_path": None if self.audit_path is None else str(self.audit_path),
+            "audit_complete": self.audit_complete,
+            "audit_events_lost": self.events_lost,
+        }
+
+    def findings(self) -> list[Finding]:
+        """AUTOFIX_APPLIED, DEAD_EMBEDDINGS (rows left unscaled) and AUDIT_INCOMPLETE findings."""
+        s = self.summary()
+        out: list[Finding] = []
+        if s["rows_ever_scaled"]:
+            assert self._ever is not None
+            out.append(Finding(
+                type=FindingType.AUTOFIX_APPLIED, severity=Severity.INFO, subject=self.layer_name,
+                premise=(f"Auto-Fix damped {s['rows_ever_scaled']} oscillating rows "
+                         f"({s['rows_scaled']} still damped, smallest factor "
+                         f"{s['min_scale']:.3f}) over {s['n_interventions']} decisions."),
+                implies="Those rows' applied updates were shrunk to stop direction flipping.",
+                action="REVIEW_AUDIT_LOG",
+                expected_effect="Steadier item vectors; replay the audit log to verify the scales.",
+                confidence=1.0, evidence={k: s[k] for k in (
+                    "rows_scaled", "rows_ever_scaled", "min_scale", "n_interventions",
+                    "p_loss_improving")},
+                sample_ids=tuple(torch.nonzero(self._ever).flatten()[:20].tolist()),
+            ))
+        if s["rows_dead"]:
+            assert self._dead is not None
+            out.append(Finding(
+                type=FindingType.DEAD_EMBEDDINGS, severity=Severity.WARNING,
+                subject=self.layer_name,
+                premise=(f"{s['rows_dead']} touched rows have a zero gradient-norm EMA; "
+                         "Auto-Fix leaves them unscaled."),
+                implies="Those rows receive no learning signal; damping cannot help them.",
+                action="CHECK_NEGATIVE_SAMPLING_OR_REINITIALIZE_ROWS",
+                expected_effect="Rows start receiving gradient and move again.",
+                confidence=0.9, evidence={"rows_dead": s["rows_dead"]},
+                sample_ids=tuple(torch.nonzero(self._dead).flatten()[:20].tolist()),
+            ))
+        if not s["audit_complete"]:
+            out.append(Finding(
+                type=FindingType.AUDIT_INCOMPLETE, severity=Severity.WARNING,
+                subject=self.layer_name,
+                premise=(f"{s['audit_events_lost']} Auto-Fix audit events could not be written"
+                         f" (log: {s['audit_path'] or 'not opened'})."),
+                implies="Some interventions cannot be replayed or verified from the log.",
+                action="FIX_AUDIT_DIRECTORY_PERMISSIONS_OR_SET_GRADTRACER_DIR",
+                expected_effect="A complete, replayable audit log on the next run.",
+                confidence=1.0, evidence={"audit_events_lost": s["audit_events_lost"]},
+            ))
+        return out
+
+    # ------------------------------------------------------------------ internals
+    def _ensure_size(self, n: int, device: torch.device) -> None:
+        self._n_seen = max(self._n_seen, n)
+        size = 0 if self._scale is None else self._scale.numel()
+        if n <= size:
+            return
+        new = max(n, 2 * size, 1024)
+
+        def grow(t: torch.Tensor | None, fill: float | bool, dtype: torch.dtype) -> torch.Tensor:
+            out = torch.full((new,), fill, dtype=dtype, device=device)
+            if t is not None:
+                out[: t.numel()] = t
+            return out
+
+        self._scale = grow(self._scale, 1.0, torch.float32)
+        self._agree = grow(self._agree, 0, torch.int64)
+        self._disagree = grow(self._disagree, 0, torch.int64)
+        self._grad = grow(self._grad, 0.0, torch.float32)
+        self._dirty = grow(self._dirty, False, torch.bool)
+        self._dead = grow(self._dead, False, torch.bool)
+        self._ever = grow(self._ever, False, torch.bool)
+
+    def _decide(self, loss: float | None) -> None:
+        self.n_decisions += 1
+        if self._losses:
+            steps, losses = zip(*self._losses, strict=True)
+            self.last_trend = loss_trend_posterior(
+                steps, losses, min_points=self.policy.min_loss_points)
+        else:
+            self.last_trend = NEUTRAL_LOSS_TREND
+        if self._dirty is None:
+            return
+        assert self._scale is not None and self._agree is not None
+        assert self._disagree is not None and self._grad is not None
+        assert self._dead is not None and self._ever is not None
+        idx = torch.nonzero(self._dirty).flatten()  # sorted row ids
+        self._dirty[idx] = False
+        if idx.numel() == 0:
+            return
+        agree = self._agree[idx].cpu().numpy()
+        disagree = self._disagree[idx].cpu().numpy()
+        dead = dead_rows(self._grad[idx].cpu().numpy(), self.policy)
+        factors = damping_factors(agree, disagree, p_improving=self.last_trend.p_improving,
+                                  step=self.step, policy=self.policy, dead=dead)
+        old = self._scale[idx].cpu().numpy()
+        self._dead[idx] = torch.from_numpy(dead).to(self._dead.device)
+        changed = np.flatnonzero(factors != old)
+        if changed.size == 0:
+            return
+        rows_changed = idx[torch.from_numpy(changed).to(idx.device)]
+        new_vals = torch.from_numpy(factors[changed]).to(self._scale.device)
+        self._scale[rows_changed] = new_vals
+        self._ever[rows_changed] |= new_vals < 1
+        self.n_scaled = int((self._scale < 1).sum())
+        self.n_interventions += 1
+        row_ids = rows_changed.cpu().numpy()
+        q = oscillation_confidence(agree[changed], disagree[changed], self.policy)
+        self._emit({
+            "kind": "damp", "run_id": self.run_id, "layer": self.layer_name, "step": self.step,
+            "rows": encode_ids(row_ids),
+            "scales": factors[changed].tolist(),
+            "n_agree": agree[changed].tolist(),
+            "n_disagree": disagree[changed].tolist(),
+            "q": np.round(q, 6).tolist(),
+            "dead": encode_ids(row_ids[dead[changed]]),
+            "loss": None if loss is None else _finite_or_none(float(loss)),
+            "loss_trend": self.last_trend.to_dict(),
+            "rows_scaled_total": self.n_scaled,
+        })
+
+    def _emit(self, event: dict[str, Any]) -> None:
+        if self._audit_spec is None or self._audit_failed:
+            if self._audit_failed:
+                self.events_lost += 1
+            return
+        try:
+            if self._audit is None:
+                directory = None if self._audit_spec == _DEFAULT else Path(self._audit_spec)
+                self._audit = AuditLogger(directory)
+            if not self._audit_started:
+                self._audit_started = True
+                self._audit.write({
+                    "kind": "run_start", "run_id": self.run_id, "layer": self.layer_name,
+                    "step": self.step, "format_version": AUDIT_FORMAT_VERSION,
+                    "policy": self.policy.to_dict()})
+            self._audit.write(event)
+        except (OSError, ValueError) as exc:
+            self.events_lost += 1
+            self._audit_failure(exc)
+
+    def _audit_failure(self, exc: BaseException) -> None:
+        if self._audit_failed:
+            return
+        self._audit_failed = True
+        warnings.warn(
+            f"Auto-Fix audit log for layer {self.layer_name!r} cannot be written ({exc}); "
+            "training continues, the audit is incomplete.", GradTracerWarning, stacklevel=3)
+        logger.debug("audit failure", exc_info=exc)
+
+
+def _as_count(t: torch.Tensor) -> torch.Tensor:
+    t = t.detach()
+    return t.round().to(torch.int64) if t.is_floating_point() else t.to(torch.int64)
+
+
+def _finite_or_none(x: float) -> float | None:
+    return x if np.isfinite(x) else None

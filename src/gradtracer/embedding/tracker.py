@@ -1,0 +1,757 @@
+"""EmbeddingTracker: per-row training dynamics of an ``nn.Embedding`` / ``nn.EmbeddingBag``.
+
+How one optimizer step is observed (all work is batch-sized, on the layer's device):
+
+1. forward hook: remembers the index tensor(s) the layer was called with (dense grads);
+2. post-accumulate-grad hook on ``layer.weight`` (after ``loss.backward()``): touched rows =
+   unique forward indices (dense) or the coalesced sparse gradient's indices; snapshots
+   the touched rows' gradient and weights (``(R, d)`` copies);
+3. optimizer step post-hook (the global ``register_optimizer_step_post_hook`` filtered to
+   optimizers that hold this weight, or the ``optimizer=`` given): reads the touched rows
+   again, so the displacement is the update the optimizer actually applied, and updates
+   the per-row state. Without an optimizer hook (hand-written updates) the displacement is
+   measured at the next backward, ``step()`` or ``summary()`` once ``weight._version``
+   shows the weight changed.
+
+``tracker.step()`` is therefore optional for the per-row state and gives the same
+statistics whether it is called before or after ``optimizer.step()``; it only records the
+loss. ``track_interval`` schedules the history snapshots and the cross-rank aggregation,
+never the per-row sampling. Summaries and findings are computed lazily on request.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.optim.optimizer import register_optimizer_step_post_hook
+
+from gradtracer.embedding import distributed as _dist
+from gradtracer.embedding import stats as _stats
+from gradtracer.embedding.diagnose import (
+    EmbeddingThresholds,
+    diagnose,
+    pressure_threshold,
+    zombie_mask,
+)
+from gradtracer.embedding.evidence import Intervention, RowEvidence
+from gradtracer.embedding.state import FloatCol, IntCol, RowState, SignSketch
+from gradtracer.errors import TrackerError
+from gradtracer.findings import Finding, Report
+
+__all__ = ["EmbeddingTracker"]
+
+logger = logging.getLogger(__name__)
+
+# id(weight) -> (weak weight, weak tracker): one live tracker per weight, nothing kept alive
+_ATTACHED: dict[int, tuple[weakref.ref[torch.Tensor], weakref.ref[EmbeddingTracker]]] = {}
+
+
+def _live_tracker(weight: torch.Tensor) -> EmbeddingTracker | None:
+    entry = _ATTACHED.get(id(weight))
+    if entry is None or entry[0]() is not weight:
+        return None
+    return entry[1]()
+
+
+_STATE_VERSION = 1
+
+# running sums over the table, kept on the device so the snapshot is O(1)
+_A_VEL, _A_GN, _A_COS, _A_EXPOSED, _A_PAIRED, _A_ZOMBIE = range(6)
+_A_NONFINITE_ROWS, _A_NONFINITE_STEPS, _A_DAMPED, _A_TOUCHED = range(6, 10)
+_N_ACC = 10
+
+
+@dataclass
+class _Pending:
+    """Touched rows of the current (not yet applied) step."""
+
+    rows: torch.Tensor  # (R,) int64, unique
+    grad: torch.Tensor  # (R, d) gradient rows
+    before: torch.Tensor  # (R, d) weight rows before the update
+    version: int  # weight._version when the snapshot was taken
+
+
+class EmbeddingTracker:
+    """Tracks exposure, displacement velocity, gradient pressure and oscillation per row.
+
+    Args:
+        layer: the ``nn.Embedding`` or ``nn.EmbeddingBag`` to track (dense or sparse grads).
+        name: name used in summaries and findings (default ``"embedding"``).
+        auto_fix: ``False`` (observe only), ``True`` (the default Auto-Fix controller,
+            ``gradtracer.embedding.autofix.AutoFixController``) or any object implementing
+            :class:`~gradtracer.embedding.evidence.Intervention`.
+        track_interval: optimizer steps between history snapshots (and cross-rank
+            aggregation under ``torch.distributed``); default 1.
+        optimizer: hook only this optimizer's steps instead of every optimizer holding the
+            weight (optional).
+        thresholds: diagnosis thresholds (default :class:`EmbeddingThresholds`).
+        ema_decay: decay of the per-row EMAs, per exposure of the row (default 0.9).
+        sketch_bits: bits of the gradient-direction sign sketch per row (default 64).
+        analysis_rows: rows sampled for effective rank / collapse (default 65,536).
+        max_history: history entries kept; beyond it every second entry is dropped.
+        seed: seed of the sketch projection and of the analysis sample.
+
+    Raises:
+        TypeError: ``layer`` is not an embedding layer.
+        TrackerError: the layer's weight already has a live tracker.
+    """
+
+    def __init__(
+        self,
+        layer: nn.Module,
+        name: str | None = None,
+        auto_fix: bool | Intervention = False,
+        track_interval: int = 1,
+        *,
+        optimizer: torch.optim.Optimizer | None = None,
+        thresholds: EmbeddingThresholds | None = None,
+        ema_decay: float = 0.9,
+        sketch_bits: int = 64,
+        analysis_rows: int = 65_536,
+        max_history: int = 100_000,
+        seed: int = 0,
+    ) -> None:
+        if not isinstance(layer, (nn.Embedding, nn.EmbeddingBag)):
+            raise TypeError(
+                f"EmbeddingTracker needs an nn.Embedding or nn.EmbeddingBag, got {type(layer).__name__}"
+            )
+        if isinstance(track_interval, bool) or not isinstance(track_interval, int) or track_interval < 1:
+            raise ValueError(f"track_interval must be an int >= 1, got {track_interval!r}")
+        if not 0.0 < ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in (0, 1), got {ema_decay!r}")
+        if max_history < 2:
+            raise ValueError(f"max_history must be >= 2, got {max_history!r}")
+        weight = layer.weight
+        existing = _live_tracker(weight)
+        if existing is not None:
+            raise TrackerError(
+                f"layer {type(layer).__name__} {tuple(weight.shape)} already has a tracker "
+                f"({existing.name!r}); call detach() on it first"
+            )
+        self.layer = layer
+        self.name = name or "embedding"
+        self.track_interval = track_interval
+        self.thresholds = thresholds or EmbeddingThresholds()
+        self.ema_decay = float(ema_decay)
+        self.analysis_rows = int(analysis_rows)
+        self.max_history = int(max_history)
+        self.seed = int(seed)
+        self.history: list[dict[str, Any]] = []
+
+        self._weight = weight
+        self._sparse = bool(getattr(layer, "sparse", False))
+        self._padding_idx: int | None = getattr(layer, "padding_idx", None)
+        n_rows, dim = weight.shape
+        device = weight.device
+        self._sketch = SignSketch(dim, sketch_bits, seed=seed, device=device)
+        self._state = RowState.zeros(n_rows, self._sketch.n_bytes, device)
+        self._acc = torch.zeros(_N_ACC, dtype=torch.float64, device=device)
+        self._n_updates = 0
+        self._pending: _Pending | None = None
+        self._fwd_indices: list[torch.Tensor] = []
+        self._last_loss: float | None = None
+        self._loss_step = -1
+        self._summary_cache: tuple[tuple[int, bool], dict[str, Any], dict[str, list[int]]] | None = None
+        self._opt_cache: weakref.WeakKeyDictionary[torch.optim.Optimizer, bool] = weakref.WeakKeyDictionary()
+
+        self._intervention: Intervention | None = self._make_intervention(auto_fix)
+        self._scales: torch.Tensor | None = None
+        self._damped_ever: torch.Tensor | None = None
+        if self._intervention is not None:
+            self._scales = torch.ones(n_rows, dtype=torch.float32, device=device)
+            self._damped_ever = torch.zeros(n_rows, dtype=torch.bool, device=device)
+
+        self._handles: list[Any] = []
+        if not self._sparse:
+            self._handles.append(layer.register_forward_hook(self._on_forward, with_kwargs=True))
+        self._handles.append(weight.register_post_accumulate_grad_hook(self._on_grad))
+        if optimizer is not None:
+            self._handles.append(optimizer.register_step_post_hook(self._on_optimizer_step))
+            self._opt_cache[optimizer] = True
+        else:
+            self._handles.append(
+                register_optimizer_step_post_hook(self._on_optimizer_step)
+            )
+        _ATTACHED[id(weight)] = (weakref.ref(weight), weakref.ref(self))
+        self._attached = True
+
+    # ------------------------------------------------------------------ setup helpers
+    def _make_intervention(self, auto_fix: bool | Intervention) -> Intervention | None:
+        if auto_fix is False or auto_fix is None:
+            return None
+        if auto_fix is True:
+            from gradtracer.embedding.autofix import AutoFixController, AutoFixPolicy
+
+            return AutoFixController(layer_name=self.name, policy=AutoFixPolicy())
+        if not callable(getattr(auto_fix, "on_update", None)):
+            raise TypeError(
+                f"auto_fix must be a bool or an Intervention (with on_update/close), "
+                f"got {type(auto_fix).__name__}"
+            )
+        return auto_fix
+
+    # ------------------------------------------------------------------ hooks (hot path)
+    def _on_forward(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> None:
+        if not torch.is_grad_enabled() or not self._weight.requires_grad:
+            return
+        idx = args[0] if args else kwargs.get("input")
+        if isinstance(idx, torch.Tensor):
+            self._fwd_indices.append(idx.detach())
+
+    def _on_grad(self, param: torch.Tensor) -> None:
+        grad = param.grad
+        if grad is None:
+            return
+        pend = self._pending
+        if pend is not None and param._version != pend.version:
+            self._close()  # a hand-written update happened without an optimizer hook
+            pend = None
+        w = param.detach()
+        if grad.is_sparse:
+            if not grad.is_coalesced():
+                grad = grad.coalesce()
+                param.grad = grad  # the optimizer would coalesce it anyway
+            rows = grad.indices()[0]
+            values = grad.values()
+            if self._padding_idx is not None:
+                keep = rows != self._padding_idx
+                rows, values = rows[keep], values[keep]
+            g_rows = values.detach().clone()
+        else:
+            parts = self._fwd_indices
+            if pend is not None:  # gradient accumulation: union with earlier micro-batches
+                parts = [pend.rows, *parts]
+            if parts:
+                flat = torch.cat([p.reshape(-1).to(device=w.device, dtype=torch.long) for p in parts])
+                rows = torch.unique(flat)
+            else:  # weight used outside the module's forward: scan the gradient
+                rows = torch.nonzero(grad.detach().abs().sum(dim=1)).reshape(-1)
+            if self._padding_idx is not None:
+                rows = rows[rows != self._padding_idx]
+            g_rows = grad.detach().index_select(0, rows)
+        self._fwd_indices = []
+        before = w.index_select(0, rows)
+        self._pending = _Pending(rows=rows, grad=g_rows, before=before, version=param._version)
+
+    def _owns(self, optimizer: torch.optim.Optimizer) -> bool:
+        owned = self._opt_cache.get(optimizer)
+        if owned is None:
+            owned = any(p is self._weight for group in optimizer.param_groups for p in group["params"])
+            self._opt_cache[optimizer] = owned
+        return owned
+
+    def _on_optimizer_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        if not self._attached or not self._owns(optimizer):
+            return
+        self._close(count_empty=True)
+
+    def _close(self, count_empty: bool = False) -> None:
+        """Finish the pending step: measure the applied displacement and update the state."""
+        pend = self._pending
+        if pend is None:
+            if count_empty:  # optimizer stepped but this table got no gradient
+                self._n_updates += 1
+                self._acc[_A_TOUCHED] = 0
+                self._after_update()
+            return
+        self._pending = None
+        self._n_updates += 1
+        step = self._n_updates
+        with torch.no_grad():
+            after = self._weight.detach().index_select(0, pend.rows)
+            disp = after - pend.before  # (R, d)
+            v, first_w, finite = self._update_rows(pend.rows, pend.grad, disp, step)
+            if self._intervention is not None:
+                self._intervene(pend, disp, v, first_w, finite, step)
+        self._after_update()
+
+    def _update_rows(
+        self, rows: torch.Tensor, grad: torch.Tensor, disp: torch.Tensor, step: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Vectorised per-row update of the touched rows (all tensors ``(R, ...)``)."""
+        st, b = self._state, self.ema_decay
+        ints = st.ints.index_select(0, rows)  # (R, 5) int32
+        fl = st.floats.index_select(0, rows)  # (R, 4) float32
+        old_sk = st.sketch.index_select(0, rows)  # (R, n_bytes)
+        gn = torch.linalg.vector_norm(grad.float(), dim=1)
+        v = torch.linalg.vector_norm(disp.float(), dim=1)
+        finite = torch.isfinite(gn) & torch.isfinite(v)
+        new_sk = self._sketch.encode(grad)
+        cos = self._sketch.cosine(old_sk, new_sk)
+        exposure = ints[:, IntCol.EXPOSURE]
+        first = exposure == 0
+        paired = (old_sk != 0).any(dim=1) & (gn > 0)  # a previous direction exists
+        agree = paired & (cos > 0)
+        disagree = paired & (cos < 0)
+        old_pairs = ints[:, IntCol.N_AGREE] + ints[:, IntCol.N_DISAGREE]
+        first_w = torch.where(first, 1.0, 1.0 - b)  # EMA weight of the new observation
+        new_vel = fl[:, FloatCol.VELOCITY] + first_w * (v - fl[:, FloatCol.VELOCITY])
+        new_gn = fl[:, FloatCol.GRAD_NORM] + first_w * (gn - fl[:, FloatCol.GRAD_NORM])
+        cos_w = torch.where(old_pairs == 0, 1.0, 1.0 - b) * paired
+        new_cos = fl[:, FloatCol.COS] + cos_w * (cos - fl[:, FloatCol.COS])
+        new_fl = torch.stack(
+            [new_vel, new_gn, new_cos, torch.maximum(fl[:, FloatCol.GRAD_PEAK], new_gn)], dim=1
+        )
+        new_ints = ints.clone()
+        new_ints[:, IntCol.EXPOSURE] += 1
+        new_ints[:, IntCol.LAST_SEEN] = step
+        new_ints[:, IntCol.N_AGREE] += agree.to(torch.int32)
+        new_ints[:, IntCol.N_DISAGREE] += disagree.to(torch.int32)
+        acc = self._acc
+        mean_gn = acc[_A_GN] / acc[_A_EXPOSED].clamp_min(1.0)
+        zt = self.thresholds.zombie
+        new_ints[:, IntCol.ZOMBIE] = zombie_mask(
+            new_ints[:, IntCol.N_AGREE],
+            new_ints[:, IntCol.N_DISAGREE],
+            new_fl[:, FloatCol.COS],
+            new_fl[:, FloatCol.GRAD_NORM],
+            new_fl[:, FloatCol.GRAD_PEAK],
+            pressure_threshold(mean_gn, zt),
+            zt,
+        ).to(torch.int32)
+        # rows with a non-finite gradient or displacement keep their previous state
+        fin = finite[:, None]
+        new_ints = torch.where(fin, new_ints, ints)
+        new_fl = torch.where(fin, new_fl, fl)
+        new_sk = torch.where(fin & (gn > 0)[:, None], new_sk, old_sk)
+        # running table sums: add (new - old) contributions of the touched rows
+        acc[:6] += self._contrib(new_ints, new_fl) - self._contrib(ints, fl)
+        n_bad = (~finite).sum()
+        acc[_A_NONFINITE_ROWS] += n_bad
+        acc[_A_NONFINITE_STEPS] += (n_bad > 0).to(torch.float64)
+        acc[_A_TOUCHED] = float(rows.numel())
+        st.ints.index_copy_(0, rows, new_ints)
+        st.floats.index_copy_(0, rows, new_fl)
+        st.sketch.index_copy_(0, rows, new_sk)
+        return v, first_w, finite
+
+    @staticmethod
+    def _contrib(ints: torch.Tensor, fl: torch.Tensor) -> torch.Tensor:
+        """Per-table running-sum contributions of rows: ``(6,)`` float64."""
+        exposed = (ints[:, IntCol.EXPOSURE] > 0).to(torch.float32)
+        paired = ((ints[:, IntCol.N_AGREE] + ints[:, IntCol.N_DISAGREE]) > 0).to(torch.float32)
+        parts = torch.stack(
+            [
+                fl[:, FloatCol.VELOCITY] * exposed,
+                fl[:, FloatCol.GRAD_NORM] * exposed,
+                fl[:, FloatCol.COS] * paired,
+                exposed,
+                paired,
+                ints[:, IntCol.ZOMBIE].to(torch.float32),
+            ],
+            dim=1,
+        )
+        return parts.sum(dim=0, dtype=torch.float64)
+
+    def _intervene(
+        self,
+        pend: _Pending,
+        disp: torch.Tensor,
+        v: torch.Tensor,
+        first_w: torch.Tensor,
+        finite: torch.Tensor,
+        step: int,
+    ) -> None:
+        """Ask the intervention for per-row factors and apply them to the displacement."""
+        assert self._intervention is not None and self._scales is not None
+        assert self._damped_ever is not None
+        rows = pend.rows
+        ints = self._state.ints.index_select(0, rows)
+        fl = self._state.floats.index_select(0, rows)
+        evidence = RowEvidence(
+            step=step,
+            layer=self.name,
+            rows=rows,
+            n_agree=ints[:, IntCol.N_AGREE],
+            n_disagree=ints[:, IntCol.N_DISAGREE],
+            cos_ema=fl[:, FloatCol.COS],
+            grad_norm_ema=fl[:, FloatCol.GRAD_NORM],
+            velocity_ema=fl[:, FloatCol.VELOCITY],
+            exposure=ints[:, IntCol.EXPOSURE],
+            loss=self._last_loss,
+        )
+        factors = self._intervention.on_update(evidence)
+        if factors is None:
+            return
+        f = torch.as_tensor(factors).to(device=rows.device, dtype=torch.float32).reshape(-1)
+        if f.shape != rows.shape:
+            raise ValueError(
+                f"intervention {type(self._intervention).__name__} returned {tuple(f.shape)} "
+                f"factors for {rows.numel()} rows"
+            )
+        f = torch.nan_to_num(f, nan=1.0).clamp_(0.0, 1.0)
+        w = self._weight
+        new_rows = pend.before + f.to(w.dtype)[:, None] * disp
+        w.detach().index_copy_(0, rows, new_rows)
+        # the velocity EMA records the displacement actually applied: f * v
+        correction = first_w * (1.0 - f) * v * finite
+        vel = self._state.floats[:, FloatCol.VELOCITY]
+        vel.index_add_(0, rows, -correction)
+        self._acc[_A_VEL] -= correction.sum(dtype=torch.float64) * 1.0
+        damped = f < 1.0
+        self._scales.index_copy_(0, rows, f)
+        self._damped_ever.index_copy_(0, rows, self._damped_ever.index_select(0, rows) | damped)
+        self._acc[_A_DAMPED] += damped.sum()
+
+    # ------------------------------------------------------------------ schedule
+    def _after_update(self) -> None:
+        self._summary_cache = None
+        if self._n_updates % self.track_interval == 0:
+            self._append_history(self._snapshot())
+
+    def _append_history(self, snap: dict[str, Any]) -> None:
+        self.history.append(snap)
+        if len(self.history) > self.max_history:
+            self.history = self.history[::2]
+
+    def _snapshot(self) -> dict[str, Any]:
+        """Cheap table-level numbers for the history (collective when distributed)."""
+        step = self._n_updates
+        loss = self._last_loss if self._loss_step == step else None
+        if _dist.is_distributed():
+            state = _dist.merge_row_state(self._state)
+            light = self._light_stats(state)
+            acc = _dist.all_reduce_sum(self._acc[[_A_NONFINITE_ROWS, _A_TOUCHED]].clone()).tolist()
+            light.update(non_finite_rows=int(acc[0]), touched_rows=int(acc[1]))
+        else:
+            acc = self._acc.tolist()
+            n_exp = max(acc[_A_EXPOSED], 1.0)
+            light = {
+                "mean_velocity": acc[_A_VEL] / n_exp,
+                "mean_grad_norm": acc[_A_GN] / n_exp,
+                "active_rows": int(acc[_A_EXPOSED]),
+                "coverage": acc[_A_EXPOSED] / max(self._state.n_rows, 1),
+                "oscillation_mean": acc[_A_COS] / max(acc[_A_PAIRED], 1.0),
+                "zombie_count": int(acc[_A_ZOMBIE]),
+                "touched_rows": int(acc[_A_TOUCHED]),
+                "non_finite_rows": int(acc[_A_NONFINITE_ROWS]),
+            }
+        return {"step": step, "loss": loss, **light}
+
+    def _light_stats(self, state: RowState) -> dict[str, Any]:
+        """History numbers recomputed from a full (merged) row state."""
+        exposure = state.col("exposure")
+        exposed = exposure > 0
+        n_exp = int(exposed.sum())
+        pairs = state.col("n_agree") + state.col("n_disagree")
+        gn = state.col("grad_norm_ema")
+        mean_gn = float(gn[exposed].double().mean()) if n_exp else 0.0
+        zmask = self._zombies(state, mean_gn) & exposed
+        return {
+            "mean_velocity": float(state.col("velocity_ema")[exposed].double().mean()) if n_exp else 0.0,
+            "mean_grad_norm": mean_gn,
+            "active_rows": n_exp,
+            "coverage": n_exp / max(state.n_rows, 1),
+            "oscillation_mean": float(state.col("cos_ema")[pairs > 0].double().mean())
+            if bool((pairs > 0).any())
+            else 0.0,
+            "zombie_count": int(zmask.sum()),
+        }
+
+    def _zombies(self, state: RowState, mean_grad_norm: float) -> torch.Tensor:
+        zt = self.thresholds.zombie
+        return zombie_mask(
+            state.col("n_agree"),
+            state.col("n_disagree"),
+            state.col("cos_ema"),
+            state.col("grad_norm_ema"),
+            state.col("grad_norm_peak"),
+            pressure_threshold(mean_grad_norm, zt),
+            zt,
+        )
+
+    # ------------------------------------------------------------------ public API
+    @property
+    def num_steps(self) -> int:
+        """Optimizer steps observed so far."""
+        self._sync()
+        return self._n_updates
+
+    @property
+    def row_state(self) -> RowState:
+        """The live per-row state tensors (read them, do not modify them)."""
+        self._sync()
+        return self._state
+
+    def _sync(self) -> None:
+        """Close a pending step whose update was applied without an optimizer hook."""
+        pend = self._pending
+        if pend is not None and self._weight._version != pend.version:
+            self._close()
+
+    def step(self, loss: float | torch.Tensor | None = None) -> None:
+        """Record the training loss of the current iteration (optional; a no-op otherwise).
+
+        May be called before or after ``optimizer.step()``: the loss is attached to the
+        optimizer step of this iteration either way. Before any backward it does nothing
+        but remember the loss.
+        """
+        self._sync()
+        if loss is not None:
+            value = float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
+            target = self._n_updates + (1 if self._pending is not None else 0)
+            self._last_loss = value
+            self._loss_step = target
+            if self.history and self.history[-1]["step"] == target and self.history[-1]["loss"] is None:
+                self.history[-1]["loss"] = value
+
+    def autofix_scales(self) -> torch.Tensor:
+        """Last factor applied to each row's update, ``(num_embeddings,)`` float32 (1 = undamped)."""
+        if self._scales is None:
+            return torch.ones(self._state.n_rows, dtype=torch.float32, device=self._weight.device)
+        return self._scales.clone()
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-safe table statistics (a collective call under ``torch.distributed``).
+
+        Keys include ``layer``, ``num_embeddings``, ``embedding_dim``, ``step``,
+        ``active_coverage_pct``, ``popularity_gini``, ``zombie_count``, ``zombie_ratio``
+        (share of exposed rows), ``dead_count`` (never exposed + frozen), ``dead_ratio``,
+        ``frozen_count``, ``mean_velocity`` (weight units per touched step),
+        ``effective_rank``; see ``docs/embedding_tracker.md`` for the rest.
+        """
+        return dict(self._summary_and_samples()[0])
+
+    def _summary_and_samples(self) -> tuple[dict[str, Any], dict[str, list[int]]]:
+        self._sync()
+        key = (self._n_updates, self._pending is None)
+        if self._summary_cache is not None and self._summary_cache[0] == key:
+            return self._summary_cache[1], self._summary_cache[2]
+        out, samples = self._compute_summary()
+        self._summary_cache = (key, out, samples)
+        return out, samples
+
+    def _compute_summary(self) -> tuple[dict[str, Any], dict[str, list[int]]]:
+        th = self.thresholds
+        state = _dist.merge_row_state(self._state)
+        acc = _dist.all_reduce_sum(self._acc[[_A_NONFINITE_ROWS, _A_NONFINITE_STEPS, _A_DAMPED]].clone())
+        n_bad_rows, n_bad_steps, n_damped = (int(x) for x in acc.tolist())
+        weight = self._weight.detach()
+        n_rows, dim = weight.shape
+        exposure = state.col("exposure")
+        exposed = exposure > 0
+        n_exp = int(exposed.sum())
+        vel = state.col("velocity_ema")
+        gn = state.col("grad_norm_ema")
+        mean_vel = float(vel[exposed].double().mean()) if n_exp else 0.0
+        mean_gn = float(gn[exposed].double().mean()) if n_exp else 0.0
+        pairs = state.col("n_agree") + state.col("n_disagree")
+        has_pairs = pairs > 0
+        osc = float(state.col("cos_ema")[has_pairs].double().mean()) if bool(has_pairs.any()) else 0.0
+        zmask = self._zombies(state, mean_gn) & exposed
+        z_ids = torch.nonzero(zmask).reshape(-1)
+        posterior = _stats.disagreement_posterior(state.col("n_agree")[z_ids], state.col("n_disagree")[z_ids])
+        z_order = torch.argsort(gn[z_ids] * posterior, descending=True)
+        frozen_tol = max(th.frozen_abs_velocity, th.frozen_rel_velocity * mean_vel)
+        frozen = exposed & (vel <= frozen_tol)
+        unexposed = ~exposed
+        n_zombie, n_frozen, n_unexp = int(zmask.sum()), int(frozen.sum()), int(unexposed.sum())
+
+        norms = torch.linalg.vector_norm(weight.float(), dim=1)
+        norms = torch.where(torch.isfinite(norms), norms, torch.zeros_like(norms))
+        buckets = _stats.norm_by_popularity_bucket(norms.cpu(), exposure.cpu(), n_buckets=5)
+        exposed_buckets = [b for b in buckets if b["min_exposure"] > 0]
+        norm_ratio = None
+        if len(exposed_buckets) >= 2 and exposed_buckets[0]["mean_norm"] > 0:
+            norm_ratio = exposed_buckets[-1]["mean_norm"] / exposed_buckets[0]["mean_norm"]
+
+        pool = torch.nonzero(exposed).reshape(-1) if n_exp > 1 else torch.arange(n_rows, device=weight.device)
+        pick = _stats.sample_rows(pool.numel(), self.analysis_rows, seed=self.seed, device=pool.device)
+        sample = weight.index_select(0, pool[pick]).float()
+        sample = sample[torch.isfinite(sample).all(dim=1)]
+        saliency = _stats.frequency_aware_saliency(vel, exposure)
+        top_sal = torch.topk(saliency, min(10, n_rows)).indices
+        exp_cpu = exposure.cpu()
+        lorenz_x, lorenz_y = _stats.lorenz_curve(exp_cpu, n_points=21)
+        state_bytes = self._state.nbytes() + (
+            0 if self._scales is None else n_rows * 5  # scales float32 + damped bool
+        )
+        table_bytes = weight.numel() * weight.element_size()
+        out: dict[str, Any] = {
+            "layer": self.name,
+            "num_embeddings": n_rows,
+            "embedding_dim": dim,
+            "step": self._n_updates,
+            "track_interval": self.track_interval,
+            "loss": self._last_loss,
+            "world_size": _dist.world_size(),
+            "active_rows": n_exp,
+            "active_coverage_pct": 100.0 * n_exp / max(n_rows, 1),
+            "popularity_gini": _stats.gini(exp_cpu),
+            "normalized_entropy": _stats.normalized_entropy(exp_cpu),
+            "top1pct_share": _stats.top_share(exp_cpu, 0.01),
+            "lorenz_x": lorenz_x,
+            "lorenz_y": lorenz_y,
+            "zombie_count": n_zombie,
+            "zombie_ratio": n_zombie / max(n_exp, 1),
+            "zombie_mean_posterior": float(posterior.double().mean()) if n_zombie else 0.0,
+            "zombie_pressure_threshold": float(pressure_threshold(mean_gn, th.zombie)),
+            "unexposed_count": n_unexp,
+            "dead_count": n_unexp + n_frozen,
+            "dead_ratio": (n_unexp + n_frozen) / max(n_rows, 1),
+            "frozen_count": n_frozen,
+            "mean_velocity": mean_vel,
+            "mean_grad_norm": mean_gn,
+            "oscillation_mean": osc,
+            "mean_exposure": float(exposure.double().mean()) if n_rows else 0.0,
+            "cold_start_share": _stats.cold_start_share(exposure, th.cold_start_exposure),
+            "effective_rank": _stats.effective_rank(sample),
+            "collapse_score": _stats.collapse_score(sample),
+            "analysis_rows": int(sample.shape[0]),
+            "mean_row_norm": float(norms.double().mean()) if n_rows else 0.0,
+            "norm_by_popularity": buckets,
+            "norm_popularity_ratio": norm_ratio,
+            "saliency_top_rows": top_sal.tolist(),
+            "non_finite_rows": n_bad_rows,
+            "non_finite_steps": n_bad_steps,
+            "state_bytes": state_bytes,
+            "table_bytes": table_bytes,
+            "state_memory_ratio": state_bytes / max(table_bytes, 1),
+            "autofix": self._intervention is not None,
+            "autofix_damped_updates": n_damped,
+            "autofix_damped_rows": int(self._damped_ever.sum()) if self._damped_ever is not None else 0,
+        }
+        samples = {
+            "zombie": z_ids[z_order][:32].tolist(),
+            "dead": torch.nonzero(unexposed).reshape(-1)[:32].tolist(),
+            "frozen": torch.nonzero(frozen).reshape(-1)[:32].tolist(),
+        }
+        if self._damped_ever is not None:
+            samples["autofix"] = torch.nonzero(self._damped_ever).reshape(-1)[:32].tolist()
+        return out, samples
+
+    def zombie_rows(self) -> torch.Tensor:
+        """Row ids judged zombies now (sorted ascending, int64, on the layer's device)."""
+        state = _dist.merge_row_state(self.row_state)
+        exposed = state.col("exposure") > 0
+        gn = state.col("grad_norm_ema")
+        mean_gn = float(gn[exposed].double().mean()) if bool(exposed.any()) else 0.0
+        return torch.nonzero(self._zombies(state, mean_gn) & exposed).reshape(-1)
+
+    def findings(self) -> list[Finding]:
+        """Diagnoses of the current state (see :func:`gradtracer.embedding.diagnose.diagnose`)."""
+        stats, samples = self._summary_and_samples()
+        found = diagnose(stats, self.thresholds, samples=samples)
+        extra = getattr(self._intervention, "findings", None)
+        if callable(extra):
+            try:
+                found.extend(f for f in extra() if isinstance(f, Finding))
+            except Exception:  # an intervention's own report must not break ours
+                logger.exception("intervention findings() failed for %s", self.name)
+        return found
+
+    def to_report(self) -> Report:
+        """``Report(kind="embedding", subject=name, stats=summary(), findings=findings())``."""
+        stats, _ = self._summary_and_samples()
+        return Report(
+            kind="embedding",
+            subject=self.name,
+            stats=dict(stats),
+            findings=self.findings(),
+            metadata={"step": self._n_updates, "track_interval": self.track_interval},
+        )
+
+    def report(self) -> str:
+        """Readable multi-line text: the main statistics and one line per finding."""
+        s, _ = self._summary_and_samples()
+        lines = [
+            f"EmbeddingTracker {s['layer']!r}: {s['num_embeddings']} x {s['embedding_dim']}, "
+            f"step {s['step']}",
+            f"  coverage {s['active_coverage_pct']:.1f}%  gini {s['popularity_gini']:.3f}  "
+            f"entropy {s['normalized_entropy']:.3f}  top1% share {s['top1pct_share']:.3f}",
+            f"  zombies {s['zombie_count']} ({100 * s['zombie_ratio']:.2f}% of exposed)  "
+            f"dead {s['dead_count']} (never exposed {s['unexposed_count']}, frozen {s['frozen_count']})",
+            f"  mean velocity {s['mean_velocity']:.3g}  mean grad norm {s['mean_grad_norm']:.3g}  "
+            f"oscillation {s['oscillation_mean']:+.3f}",
+            f"  effective rank {s['effective_rank']:.2f}  collapse {s['collapse_score']:.3f}  "
+            f"cold-start share {s['cold_start_share']:.3f}",
+        ]
+        for f in sorted(self.findings(), key=lambda f: (-f.severity.rank, -f.confidence)):
+            lines.append(f"  [{f.severity.value.upper()}] {f.type}: {f.premise} -> {f.action}")
+        return "\n".join(lines)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Checkpointable state: tensors (CPU) and plain values; save with ``torch.save``.
+
+        Load it back with ``torch.load(path, weights_only=True)`` and :meth:`load_state_dict`.
+        A step in flight (backward done, optimizer step not yet) is not included.
+        """
+        self._sync()
+        out: dict[str, Any] = {
+            "version": _STATE_VERSION,
+            "name": self.name,
+            "shape": list(self._weight.shape),
+            "sketch_bits": self._sketch.n_bits,
+            "seed": self.seed,
+            "n_updates": self._n_updates,
+            "last_loss": self._last_loss,
+            "loss_step": self._loss_step,
+            "accumulators": self._acc.cpu().clone(),
+            "history": [dict(h) for h in self.history],
+            **{f"row_{k}": v for k, v in self._state.to_dict().items()},
+        }
+        if self._scales is not None and self._damped_ever is not None:
+            out["autofix_scales"] = self._scales.cpu().clone()
+            out["autofix_damped_ever"] = self._damped_ever.cpu().clone()
+        return out
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` output (same table shape, sketch bits and seed)."""
+        if state.get("version") != _STATE_VERSION:
+            raise ValueError(f"tracker state version {state.get('version')!r} != {_STATE_VERSION}")
+        for key, mine in (
+            ("shape", list(self._weight.shape)),
+            ("sketch_bits", self._sketch.n_bits),
+            ("seed", self.seed),
+        ):
+            if state.get(key) != mine:
+                raise ValueError(f"tracker state {key}={state.get(key)!r} does not match this tracker ({mine!r})")
+        self._state.load_dict({k: state[f"row_{k}"] for k in ("ints", "floats", "sketch")})
+        self._acc.copy_(state["accumulators"].to(self._acc.device))
+        self._n_updates = int(state["n_updates"])
+        self._last_loss = state.get("last_loss")
+        self._loss_step = int(state.get("loss_step", -1))
+        self.history = [dict(h) for h in state.get("history", [])]
+        if self._scales is not None and "autofix_scales" in state:
+            self._scales.copy_(state["autofix_scales"].to(self._scales.device))
+        if self._damped_ever is not None and "autofix_damped_ever" in state:
+            self._damped_ever.copy_(state["autofix_damped_ever"].to(self._damped_ever.device))
+        self._pending = None
+        self._fwd_indices = []
+        self._summary_cache = None
+
+    def detach(self) -> None:
+        """Remove every hook, release the layer for another tracker, close the intervention."""
+        if not self._attached:
+            return
+        self._sync()
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        if _live_tracker(self._weight) is self:
+            del _ATTACHED[id(self._weight)]
+        self._attached = False
+        self._pending = None
+        self._fwd_indices = []
+        if self._intervention is not None:
+            close = getattr(self._intervention, "close", None)
+            if callable(close):
+                close()
+
+    def __enter__(self) -> EmbeddingTracker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.detach()
+
+    def __repr__(self) -> str:
+        n, d = self._weight.shape
+        return (
+            f"EmbeddingTracker(name={self.name!r}, rows={n}, dim={d}, step={self._n_updates}, "
+            f"track_interval={self.track_interval}, attached={self._attached})"
+        )

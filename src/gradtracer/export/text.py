@@ -1,0 +1,95 @@
+"""Readable plain-text rendering of a :class:`~gradtracer.findings.Report`.
+
+:func:`render_text` returns the text; :func:`print_report` is the one place in the library
+that prints (``FlowManager.report()`` and the CLI use it).
+
+>>> from gradtracer.findings import Report
+>>> print(render_text(Report(kind="embedding", subject="item_emb", stats={"zombie_ratio": 0.0})))
+GradTracer embedding report: item_emb
+  stats:
+    zombie_ratio  0
+  findings: none
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from typing import Any, TextIO
+
+from gradtracer.export._coerce import as_report
+from gradtracer.findings import Report
+
+__all__ = ["format_value", "print_report", "render_text"]
+
+_INDENT = "  "
+
+
+def format_value(value: Any) -> str:
+    """Format one statistic: 4 significant digits for floats, ``n/a`` for None/NaN."""
+    if value is None:
+        return "n/a"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return "n/a"
+        return f"{value:.4g}"
+    if isinstance(value, (list, tuple)):
+        shown = ", ".join(format_value(v) for v in value[:8])
+        return f"[{shown}{', ...' if len(value) > 8 else ''}]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {format_value(v)}" for k, v in sorted(value.items())) + "}"
+    return str(value)
+
+
+def _render(report: Report, depth: int, lines: list[str]) -> None:
+    pad = _INDENT * depth
+    step = report.metadata.get("step")
+    head = f"GradTracer {report.kind} report: {report.subject}"
+    key = report.metadata.get("tracker_key")
+    if key is not None and key != report.subject:
+        head += f" [{key}]"
+    if step is not None:
+        head += f" (step {step})"
+    lines.append(pad + head)
+    if report.stats:
+        lines.append(pad + _INDENT + "stats:")
+        width = max(len(str(k)) for k in report.stats)
+        for name in sorted(report.stats):
+            lines.append(f"{pad}{_INDENT * 2}{name:<{width}}  {format_value(report.stats[name])}")
+    findings = report.sorted_findings()
+    if not findings:
+        lines.append(pad + _INDENT + "findings: none")
+    else:
+        lines.append(pad + _INDENT + f"findings ({len(findings)}):")
+        for f in findings:
+            lines.append(
+                f"{pad}{_INDENT * 2}[{f.severity.value.upper()}] {f.type} on {f.subject} "
+                f"(confidence {f.confidence:.2f})"
+            )
+            inner = pad + _INDENT * 3
+            lines.append(f"{inner}premise:  {f.premise}")
+            if f.implies:
+                lines.append(f"{inner}implies:  {f.implies}")
+            lines.append(f"{inner}action:   {f.action}")
+            if f.expected_effect:
+                lines.append(f"{inner}expected: {f.expected_effect}")
+            if f.sample_ids:
+                lines.append(f"{inner}examples: {format_value(list(f.sample_ids))}")
+    for child in report.children:
+        _render(child, depth + 1, lines)
+
+
+def render_text(report_or_tracker: Any) -> str:
+    """Return the report (or ``obj.to_report()``) as indented plain text, children nested."""
+    lines: list[str] = []
+    _render(as_report(report_or_tracker), 0, lines)
+    return "\n".join(lines)
+
+
+def print_report(report_or_text: Any, *, file: TextIO | None = None) -> str:
+    """Print a report (or already rendered text) to ``file`` (default stdout); return the text."""
+    text = report_or_text if isinstance(report_or_text, str) else render_text(report_or_text)
+    print(text, file=file if file is not None else sys.stdout)
+    return text

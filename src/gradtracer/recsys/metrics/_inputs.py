@@ -1,0 +1,125 @@
+"""Normalising evaluator inputs: scorers, CSR matrices, user selections, batches of rows."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Union
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+#: What evaluators accept as a model: ``(user_factors (n_users, d), item_factors (n_items, d))``
+#: as numpy arrays or torch tensors, a callable ``scores(user_idx (B,) LongTensor) -> (B,
+#: n_items) Tensor``, or an object with a ``scorer()`` method returning either.
+Scorer = Union[
+    tuple[Any, Any], Callable[[torch.Tensor], torch.Tensor], Any
+]
+
+ScoreFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+def as_score_fn(scorer: Scorer, n_users: int, n_items: int) -> tuple[ScoreFn, bool]:
+    """Return ``(fn, owns_output)``: ``fn(user_idx) -> (B, n_items)`` float scores.
+
+    ``owns_output`` is True when ``fn`` returns a fresh tensor the evaluator may modify.
+    """
+    if hasattr(scorer, "scorer") and callable(scorer.scorer):
+        scorer = scorer.scorer()
+    if isinstance(scorer, (tuple, list)):
+        if len(scorer) != 2:
+            raise ValueError(
+                f"a factor scorer must be a (user_factors, item_factors) pair, got {len(scorer)} items"
+            )
+        users_f, items_f = (_as_float_tensor(x, name) for x, name in zip(scorer, ("user", "item")))
+        if users_f.ndim != 2 or items_f.ndim != 2 or users_f.shape[1] != items_f.shape[1]:
+            raise ValueError(
+                f"factor shapes must be (n_users, d) and (n_items, d); got user "
+                f"{tuple(users_f.shape)} and item {tuple(items_f.shape)}"
+            )
+        if users_f.shape[0] != n_users or items_f.shape[0] != n_items:
+            raise ValueError(
+                f"factors are for {users_f.shape[0]} users x {items_f.shape[0]} items but the "
+                f"test matrix is {n_users} x {n_items}"
+            )
+        items_t = items_f.t()
+
+        def factor_scores(idx: torch.Tensor) -> torch.Tensor:
+            return users_f[idx.to(users_f.device)] @ items_t  # (B, d) @ (d, n_items)
+
+        return factor_scores, True
+    if callable(scorer):
+
+        def call_scores(idx: torch.Tensor) -> torch.Tensor:
+            out = scorer(idx)
+            if not isinstance(out, torch.Tensor):
+                out = torch.as_tensor(np.asarray(out))
+            if out.shape != (idx.shape[0], n_items):
+                raise ValueError(
+                    f"scorer returned shape {tuple(out.shape)} for {idx.shape[0]} users; "
+                    f"expected ({idx.shape[0]}, {n_items})"
+                )
+            return out if out.is_floating_point() else out.to(torch.float32)
+
+        return call_scores, False
+    raise TypeError(
+        "scorer must be a (user_factors, item_factors) pair, a callable "
+        f"scores(user_idx) -> (B, n_items), or have a scorer() method; got {type(scorer).__name__}"
+    )
+
+
+def _as_float_tensor(x: Any, name: str) -> torch.Tensor:
+    t = x.detach() if isinstance(x, torch.Tensor) else torch.from_numpy(np.asarray(x))
+    if not t.is_floating_point():
+        raise TypeError(f"{name} factors must be floating point, got {t.dtype}")
+    return t if t.dtype in (torch.float32, torch.float64) else t.to(torch.float32)
+
+
+def as_csr(matrix: Any, name: str, shape: tuple[int, int] | None = None) -> sp.csr_matrix:
+    """Return a canonical CSR copy (sorted indices, no duplicates, explicit zeros dropped)."""
+    if not sp.issparse(matrix):
+        raise TypeError(f"{name} must be a scipy sparse matrix, got {type(matrix).__name__}")
+    out = sp.csr_matrix(matrix, copy=True)
+    if out.ndim != 2:
+        raise ValueError(f"{name} must be 2-D, got shape {out.shape}")
+    if shape is not None and out.shape != shape:
+        raise ValueError(f"{name} has shape {out.shape} but the test matrix has shape {shape}")
+    out.sum_duplicates()
+    out.eliminate_zeros()
+    out.sort_indices()
+    return out
+
+
+def select_users(
+    test: sp.csr_matrix, users: Sequence[int] | np.ndarray | None
+) -> tuple[np.ndarray, int]:
+    """Return ``(users with >= 1 held-out item, number skipped for having none)``."""
+    counts = np.diff(test.indptr)
+    if users is None:
+        candidates = np.arange(test.shape[0], dtype=np.int64)
+    else:
+        candidates = np.unique(np.asarray(users, dtype=np.int64))
+        if candidates.size and (candidates[0] < 0 or candidates[-1] >= test.shape[0]):
+            raise ValueError(
+                f"users must be in [0, {test.shape[0]}), got min {candidates[0]}, max {candidates[-1]}"
+            )
+    keep = counts[candidates] > 0
+    return candidates[keep], int((~keep).sum())
+
+
+def row_coords(block: sp.csr_matrix) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return ``(rows, cols)`` int64 tensors of the stored entries of a CSR block."""
+    counts = np.diff(block.indptr)
+    rows = np.repeat(np.arange(block.shape[0], dtype=np.int64), counts)
+    return torch.from_numpy(rows), torch.from_numpy(block.indices.astype(np.int64))
+
+
+def padded_rows(block: sp.csr_matrix, fill: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return ``(indices (B, R_max) padded with fill, counts (B,))`` of a CSR block."""
+    counts = np.diff(block.indptr).astype(np.int64)
+    width = max(int(counts.max(initial=0)), 1)
+    out = np.full((block.shape[0], width), fill, dtype=np.int64)
+    rows = np.repeat(np.arange(block.shape[0]), counts)
+    cols = np.arange(block.nnz) - np.repeat(block.indptr[:-1], counts)
+    out[rows, cols] = block.indices
+    return torch.from_numpy(out), torch.from_numpy(counts)

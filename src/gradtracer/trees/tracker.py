@@ -1,0 +1,488 @@
+"""TreeDynamicsTracker: round-by-round dynamics of XGBoost, LightGBM and CatBoost ensembles.
+
+Usage (XGBoost; LightGBM and CatBoost are analogous)::
+
+    tracker = TreeDynamicsTracker(name="gbm")
+    booster = xgb.train(params, dtrain, 500, evals=[(dtrain, "train"), (dvalid, "valid")],
+                        callbacks=[tracker.xgboost_callback()])
+    print(tracker.report())
+
+Each round only the newest round's trees are parsed (see the adapters for how), so the
+cost per round is constant. Statistics are kept as per-round rows plus per-feature
+running totals; findings are computed on demand by the pure detectors in
+:mod:`gradtracer.trees.diagnose`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from gradtracer.errors import GradTracerWarning
+from gradtracer.findings import Finding, Report
+from gradtracer.trees import _catboost, _lightgbm, _xgboost
+from gradtracer.trees.diagnose import (
+    TreeThresholds,
+    detect_feature_dominance,
+    detect_overfitting_onset,
+    detect_tree_explosion,
+    detect_tree_stagnation,
+    is_higher_better,
+)
+from gradtracer.trees.stats import RoundStats, TreeSummary, gini, herfindahl, summarize_round
+
+__all__ = ["BoostingTracker", "TreeDynamicsTracker"]
+
+logger = logging.getLogger(__name__)
+
+_TRAIN_NAMES = ("train", "training", "learn", "dtrain")
+
+
+class TreeDynamicsTracker:
+    """Tracks how a gradient-boosted ensemble grows, round by round.
+
+    Args:
+        name: subject name used in findings and reports (default ``"trees"``).
+        track_interval: parse the trees of every ``track_interval``-th round (default 1:
+            every round). Eval metrics are recorded every round regardless.
+        feature_names: names for feature indices; default: the model's own names.
+        train_set: name of the training eval set (default: ``"train"``, ``"training"``,
+            ``"learn"`` or ``"dtrain"``, whichever is reported).
+        valid_set: name of the validation eval set (default: the last reported set that
+            is not the training set, as early stopping uses).
+        metric: eval metric judged for overfitting (default: the last one reported).
+        thresholds: detector thresholds (:class:`TreeThresholds`).
+    """
+
+    def __init__(
+        self,
+        name: str = "trees",
+        *,
+        track_interval: int = 1,
+        feature_names: Sequence[str] | None = None,
+        train_set: str | None = None,
+        valid_set: str | None = None,
+        metric: str | None = None,
+        thresholds: TreeThresholds | None = None,
+    ) -> None:
+        if (
+            not isinstance(track_interval, int)
+            or isinstance(track_interval, bool)
+            or track_interval < 1
+        ):
+            raise ValueError(f"track_interval must be an int >= 1, got {track_interval!r}")
+        self.name = name
+        self.track_interval = track_interval
+        self.thresholds = thresholds or TreeThresholds()
+        self._feature_names = list(feature_names) if feature_names is not None else None
+        self._train_set = train_set
+        self._valid_set = valid_set
+        self._metric = metric
+        self.library: str | None = None
+        self._trees: dict[int, RoundStats] = {}
+        self._evals: dict[int, dict[str, float]] = {}
+        self._higher_better: dict[str, bool] = {}
+        self._counts = np.zeros(0, dtype=np.int64)
+        self._gains: np.ndarray | None = np.zeros(0, dtype=np.float64)
+        self._n_trees = 0
+        self._n_features = 0
+        self._seconds = 0.0
+        self._warned_no_eval = False
+
+    # ------------------------------------------------------------------ callbacks
+    def xgboost_callback(self) -> Any:
+        """Return an ``xgboost.callback.TrainingCallback`` for ``xgb.train(callbacks=[...])``."""
+        return _xgboost.make_xgboost_callback(self._on_xgboost_round)
+
+    def lightgbm_callback(self) -> Any:
+        """Return a callback for ``lightgbm.train(callbacks=[...])`` or ``LGBMModel.fit``."""
+        return _lightgbm.make_lightgbm_callback(self._on_lightgbm_round)
+
+    def catboost_callback(self) -> Any:
+        """Return a CatBoost callback object; call :meth:`collect` with the model after ``fit``.
+
+        CatBoost does not let callbacks read trees during training, so this records the
+        eval metrics per iteration and :meth:`collect` parses every tree once afterwards.
+        """
+        return _catboost.make_catboost_callback(self._on_catboost_round)
+
+    def _set_library(self, library: str) -> None:
+        if self.library is not None and self.library != library:
+            raise ValueError(
+                f"tracker {self.name!r} already tracks a {self.library} model; "
+                f"use a new TreeDynamicsTracker for {library}"
+            )
+        self.library = library
+
+    def _on_xgboost_round(self, booster: Any, evals: dict[str, float]) -> None:
+        t0 = time.perf_counter()
+        self._set_library("xgboost")
+        if self._n_features == 0:
+            self._n_features = int(booster.num_features())
+            if self._feature_names is None and booster.feature_names:
+                self._feature_names = list(booster.feature_names)
+        round_ = int(booster.num_boosted_rounds()) - 1
+        self._record_evals(round_, evals, {})
+        if round_ % self.track_interval == 0:
+            self._add_round(round_, _xgboost.read_xgboost_round(booster, round_))
+        self._seconds += time.perf_counter() - t0
+
+    def _on_lightgbm_round(
+        self, booster: Any, round_: int, evals: dict[str, float], higher: dict[str, bool]
+    ) -> None:
+        t0 = time.perf_counter()
+        self._set_library("lightgbm")
+        if not hasattr(booster, "dump_model"):
+            raise TypeError(
+                f"TreeDynamicsTracker.lightgbm_callback needs a lightgbm.Booster in the "
+                f"callback env, got {type(booster).__name__} (lightgbm.cv is not supported)"
+            )
+        if self._n_features == 0:
+            self._n_features = int(booster.num_feature())
+            if self._feature_names is None:
+                self._feature_names = list(booster.feature_name())
+        self._record_evals(round_, evals, higher)
+        if round_ % self.track_interval == 0:
+            self._add_round(round_, _lightgbm.read_lightgbm_round(booster, round_))
+        self._seconds += time.perf_counter() - t0
+
+    def _on_catboost_round(self, round_: int, evals: dict[str, float]) -> None:
+        t0 = time.perf_counter()
+        self._set_library("catboost")
+        self._record_evals(round_, evals, {})
+        self._seconds += time.perf_counter() - t0
+
+    # ------------------------------------------------------------------ post hoc
+    def collect(self, model: Any) -> TreeDynamicsTracker:
+        """Parse the trees of ``model`` that this tracker has not parsed yet; return ``self``.
+
+        Needed after a CatBoost ``fit`` (see :meth:`catboost_callback`); for XGBoost and
+        LightGBM it reads a model trained without the callback (rounds already parsed
+        are skipped, and ``track_interval`` sampling still applies). Accepts boosters
+        and the libraries' scikit-learn estimators; every tree is parsed at most once.
+
+        Raises:
+            TypeError: ``model`` is not an XGBoost, LightGBM or CatBoost model.
+        """
+        t0 = time.perf_counter()
+        if _xgboost.is_xgboost_model(model):
+            booster = model.get_booster() if hasattr(model, "get_booster") else model
+            self._set_library("xgboost")
+            self._n_features = self._n_features or int(booster.num_features())
+            if self._feature_names is None and booster.feature_names:
+                self._feature_names = list(booster.feature_names)
+            for r in range(int(booster.num_boosted_rounds())):
+                if r not in self._trees and r % self.track_interval == 0:
+                    self._add_round(r, _xgboost.read_xgboost_round(booster, r))
+        elif _lightgbm.is_lightgbm_model(model):
+            booster = model.booster_ if hasattr(model, "booster_") else model
+            self._set_library("lightgbm")
+            self._n_features = self._n_features or int(booster.num_feature())
+            if self._feature_names is None:
+                self._feature_names = list(booster.feature_name())
+            for r in range(int(booster.current_iteration())):
+                if r not in self._trees and r % self.track_interval == 0:
+                    self._add_round(r, _lightgbm.read_lightgbm_round(booster, r))
+        elif _catboost.is_catboost_model(model):
+            self._set_library("catboost")
+            self._n_features = self._n_features or len(model.feature_names_ or [])
+            if self._feature_names is None and model.feature_names_:
+                self._feature_names = list(model.feature_names_)
+            start = max(self._trees, default=-1) + 1
+            for offset, tree in enumerate(_catboost.read_catboost_trees(model, start)):
+                if (start + offset) % self.track_interval == 0:
+                    self._add_round(start + offset, [tree])
+        else:
+            raise TypeError(
+                "TreeDynamicsTracker.collect expects an XGBoost, LightGBM or CatBoost model "
+                f"(booster or scikit-learn estimator), got {type(model).__module__}."
+                f"{type(model).__name__}"
+            )
+        self._seconds += time.perf_counter() - t0
+        return self
+
+    @classmethod
+    def from_model(cls, model: Any, **kwargs: Any) -> TreeDynamicsTracker:
+        """Return a tracker filled from an already trained model (every tree parsed once).
+
+        Eval metrics are taken from the scikit-learn estimators' ``evals_result_`` (or
+        CatBoost's ``get_evals_result()``) when present. ``kwargs`` go to the constructor.
+        """
+        tracker = cls(**kwargs)
+        tracker.collect(model)
+        history: Mapping[str, Mapping[str, Sequence[float]]] = {}
+        if hasattr(model, "get_evals_result"):
+            history = model.get_evals_result()
+        elif hasattr(model, "evals_result_"):
+            try:
+                history = model.evals_result_
+            except AttributeError:  # xgboost raises when fitted without eval_set
+                history = {}
+        for data, per_metric in history.items():
+            for metric, values in per_metric.items():
+                for r, value in enumerate(values):
+                    tracker._evals.setdefault(r, {})[f"{data}/{metric}"] = float(value)
+        return tracker
+
+    # ------------------------------------------------------------------ recording
+    def _record_evals(self, round_: int, evals: dict[str, float], higher: dict[str, bool]) -> None:
+        if not evals and not self._warned_no_eval:
+            self._warned_no_eval = True
+            warnings.warn(
+                f"tracker {self.name!r}: the {self.library} model reports no evaluation set; "
+                "eval-metric trend, train/valid gap and OVERFITTING_ONSET are unavailable "
+                "(pass evals=/valid_sets=/eval_set= to the training call)",
+                GradTracerWarning,
+                stacklevel=2,
+            )
+        if evals:
+            self._evals[round_] = evals
+            self._higher_better.update(higher)
+
+    def _add_round(self, round_: int, trees: list[TreeSummary]) -> None:
+        stats = summarize_round(round_, trees)
+        self._trees[round_] = stats
+        self._n_trees += len(trees)
+        top = max(stats.feature_counts, default=-1) + 1
+        width = max(top, self._n_features, self._counts.size)
+        if width > self._counts.size:
+            self._counts = np.pad(self._counts, (0, width - self._counts.size))
+            if self._gains is not None:
+                self._gains = np.pad(self._gains, (0, width - self._gains.size))
+        for f, c in stats.feature_counts.items():
+            self._counts[f] += c
+        if stats.feature_gains is None:
+            self._gains = None
+        elif self._gains is not None:
+            for f, g in stats.feature_gains.items():
+                self._gains[f] += g
+
+    # ------------------------------------------------------------------ views
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        """One dict per round (0-based ``round``): tree statistics and eval metrics."""
+        out = []
+        for r in sorted(set(self._trees) | set(self._evals)):
+            row: dict[str, Any] = {"round": r}
+            if r in self._trees:
+                row.update(self._trees[r].to_dict())
+            row.update(self._evals.get(r, {}))
+            out.append(row)
+        return out
+
+    def feature_names(self) -> list[str]:
+        """Names of every feature index seen (model names, else ``f0``, ``f1``, ...)."""
+        names = list(self._feature_names or [])
+        return names + [f"f{i}" for i in range(len(names), self._counts.size)]
+
+    def _eval_keys(self) -> tuple[str | None, str | None]:
+        """Return the (train, valid) eval keys ``"<set>/<metric>"`` judged for overfitting."""
+        keys: list[str] = []
+        for r in sorted(self._evals):
+            keys.extend(k for k in self._evals[r] if k not in keys)
+        if not keys:
+            return None, None
+        sets = list(dict.fromkeys(k.split("/", 1)[0] for k in keys))
+        train = self._train_set or next((s for s in sets if s.lower() in _TRAIN_NAMES), None)
+        valid = self._valid_set or next((s for s in reversed(sets) if s != train), None)
+        metrics = [k.split("/", 1)[1] for k in keys if k.startswith(f"{valid or train}/")]
+        metric = self._metric or (metrics[-1] if metrics else None)
+        if metric is None:
+            return None, None
+        tkey = f"{train}/{metric}" if train and f"{train}/{metric}" in keys else None
+        vkey = f"{valid}/{metric}" if valid and f"{valid}/{metric}" in keys else None
+        return tkey, vkey
+
+    def _eval_series(self, key: str | None) -> np.ndarray | None:
+        if key is None:
+            return None
+        rounds = sorted(r for r in self._evals if key in self._evals[r])
+        return np.asarray([self._evals[r][key] for r in rounds], dtype=np.float64)
+
+    def _higher(self, key: str) -> bool:
+        if key in self._higher_better:
+            return self._higher_better[key]
+        return is_higher_better(key.split("/", 1)[1])
+
+    def _tree_arrays(self) -> dict[str, np.ndarray]:
+        rounds = sorted(self._trees)
+        rows = [self._trees[r] for r in rounds]
+        return {
+            "round": np.asarray(rounds, dtype=np.int64),
+            "leaf_std": np.asarray([s.leaf_std for s in rows], dtype=np.float64),
+            "nonfinite": np.asarray([s.n_nonfinite_leaves for s in rows], dtype=np.int64),
+            "depth": np.asarray([s.max_depth for s in rows], dtype=np.float64),
+            "leaves": np.asarray([s.n_leaves for s in rows], dtype=np.float64),
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """Return JSON-safe summary statistics (leaf spread, concentration, eval trend)."""
+        arrays = self._tree_arrays()
+        names = self.feature_names()
+        counts = self._counts.astype(np.float64)
+        out: dict[str, Any] = {
+            "name": self.name,
+            "library": self.library,
+            "n_rounds": 1 + max([*self._trees, *self._evals], default=-1),
+            "rounds_parsed": len(self._trees),
+            "n_trees_parsed": self._n_trees,
+            "n_features": len(names),
+            "tracking_seconds": round(self._seconds, 6),
+        }
+        if arrays["round"].size:
+            ls = arrays["leaf_std"]
+            out.update(
+                {
+                    "leaf_std_first": float(ls[0]),
+                    "leaf_std_last": float(ls[-1]),
+                    "leaf_std_max": float(np.nanmax(ls)) if np.isfinite(ls).any() else None,
+                    "mean_depth": float(arrays["depth"].mean()),
+                    "mean_leaves_per_round": float(arrays["leaves"].mean()),
+                    "nonfinite_leaves": int(arrays["nonfinite"].sum()),
+                }
+            )
+        if counts.sum() > 0:
+            gains = self._gains
+            order = np.argsort(-(gains if gains is not None and gains.sum() > 0 else counts))
+            out.update(
+                {
+                    "split_herfindahl_count": herfindahl(counts),
+                    "split_gini_count": gini(counts),
+                    "split_herfindahl_gain": herfindahl(gains) if gains is not None else None,
+                    "split_gini_gain": gini(gains) if gains is not None else None,
+                    "top_features": [
+                        {
+                            "feature": names[i],
+                            "split_share": float(counts[i] / counts.sum()),
+                            "gain_share": (
+                                float(gains[i] / gains.sum())
+                                if gains is not None and gains.sum() > 0
+                                else None
+                            ),
+                        }
+                        for i in order[:5]
+                        if counts[i] > 0
+                    ],
+                }
+            )
+        tkey, vkey = self._eval_keys()
+        out["eval_train"] = tkey
+        out["eval_valid"] = vkey
+        for label, key in (("train", tkey), ("valid", vkey)):
+            series = self._eval_series(key)
+            if series is not None and series.size and key is not None:
+                best = np.argmax(series) if self._higher(key) else np.argmin(series)
+                out[f"{label}_first"] = float(series[0])
+                out[f"{label}_last"] = float(series[-1])
+                out[f"{label}_best"] = float(series[best])
+                out[f"{label}_best_round"] = int(best)
+        if "train_last" in out and "valid_last" in out:
+            out["train_valid_gap_last"] = out["valid_last"] - out["train_last"]
+        return out
+
+    def findings(self) -> list[Finding]:
+        """Return the diagnoses: stagnation, explosion, feature dominance, overfitting onset."""
+        found: list[Finding | None] = []
+        arrays = self._tree_arrays()
+        th = self.thresholds
+        if arrays["round"].size:
+            found.append(
+                detect_tree_explosion(
+                    arrays["leaf_std"],
+                    arrays["nonfinite"],
+                    arrays["round"],
+                    subject=self.name,
+                    thresholds=th,
+                )
+            )
+            if found[-1] is None:
+                found.append(
+                    detect_tree_stagnation(
+                        arrays["leaf_std"], arrays["round"], subject=self.name, thresholds=th
+                    )
+                )
+            found.append(
+                detect_feature_dominance(
+                    self._counts,
+                    self._gains,
+                    self.feature_names(),
+                    subject=self.name,
+                    thresholds=th,
+                )
+            )
+        tkey, vkey = self._eval_keys()
+        valid = self._eval_series(vkey)
+        if valid is not None and vkey is not None:
+            rounds = np.asarray(sorted(r for r in self._evals if vkey in self._evals[r]))
+            train = self._eval_series(tkey)
+            found.append(
+                detect_overfitting_onset(
+                    valid,
+                    rounds,
+                    subject=self.name,
+                    metric=vkey,
+                    higher_is_better=self._higher(vkey),
+                    train=train if train is not None and train.size == valid.size else None,
+                    thresholds=th,
+                )
+            )
+        return [f for f in found if f is not None]
+
+    def to_report(self) -> Report:
+        """Return the :class:`~gradtracer.findings.Report` (kind ``"trees"``)."""
+        return Report(
+            kind="trees",
+            subject=self.name,
+            stats=self.summary(),
+            findings=self.findings(),
+            metadata={"library": self.library, "track_interval": self.track_interval},
+        )
+
+    def report(self) -> str:
+        """Return a short human-readable text report."""
+        s = self.summary()
+        lines = [
+            f"TreeDynamicsTracker {self.name!r} ({s['library'] or 'no model'}): "
+            f"{s['n_rounds']} rounds, {s['n_trees_parsed']} trees parsed "
+            f"in {s['tracking_seconds']:.3f} s",
+        ]
+        if "leaf_std_first" in s:
+            lines.append(
+                f"  leaf spread: first {s['leaf_std_first']:.4g}, last {s['leaf_std_last']:.4g}; "
+                f"mean depth {s['mean_depth']:.1f}, leaves/round {s['mean_leaves_per_round']:.1f}"
+            )
+        if s.get("top_features"):
+            top = ", ".join(
+                f"{t['feature']} {(t['gain_share'] if t['gain_share'] is not None else t['split_share']):.1%}"
+                for t in s["top_features"][:3]
+            )
+            lines.append(
+                f"  split concentration: HHI(count) {s['split_herfindahl_count']:.3f}; top {top}"
+            )
+        if s.get("eval_valid"):
+            lines.append(
+                f"  {s['eval_valid']}: best {s['valid_best']:.4g} at round "
+                f"{s['valid_best_round']}, last {s['valid_last']:.4g}"
+                + (
+                    f", train/valid gap {s['train_valid_gap_last']:.4g}"
+                    if "train_valid_gap_last" in s
+                    else ""
+                )
+            )
+        else:
+            lines.append("  no validation metric recorded")
+        findings = Report(kind="trees", subject=self.name, findings=self.findings())
+        for f in findings.sorted_findings():
+            lines.append(f"  [{f.severity.value.upper()}] {f.type}: {f.premise} -> {f.action}")
+        if not findings.findings:
+            lines.append("  no findings")
+        return "\n".join(lines)
+
+
+#: Name used by the FlowGrad / GradTracer v0.6 README.
+BoostingTracker = TreeDynamicsTracker

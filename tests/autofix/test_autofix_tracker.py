@@ -1,0 +1,118 @@
+"""Auto-Fix through the real EmbeddingTracker: damped rows move less under every optimizer."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from gradtracer.cli import main
+from gradtracer.embedding.autofix import AutoFixController, AutoFixPolicy
+from gradtracer.embedding.tracker import EmbeddingTracker
+from gradtracer.errors import GradTracerWarning
+
+FAST = AutoFixPolicy(warmup_steps=3, min_pairs=3, update_every=1, min_loss_points=3)
+STEPS = 30
+
+OPTIMIZERS = [
+    pytest.param(False, lambda p: torch.optim.SGD(p, lr=0.1), id="dense-sgd"),
+    pytest.param(False, lambda p: torch.optim.Adam(p, lr=0.05), id="dense-adam"),
+    pytest.param(False, lambda p: torch.optim.AdamW(p, lr=0.05, weight_decay=0.01),
+                 id="dense-adamw"),
+    pytest.param(False, lambda p: torch.optim.Adagrad(p, lr=0.1), id="dense-adagrad"),
+    pytest.param(True, lambda p: torch.optim.SGD(p, lr=0.1), id="sparse-sgd"),
+    pytest.param(True, lambda p: torch.optim.SparseAdam(p, lr=0.05), id="sparse-sparseadam"),
+    pytest.param(True, lambda p: torch.optim.Adagrad(p, lr=0.1), id="sparse-adagrad"),
+]
+
+
+def _train(sparse: bool, make_opt, auto_fix: bool | AutoFixController
+           ) -> tuple[torch.Tensor, EmbeddingTracker]:
+    """Row 0 gets a gradient that flips sign every step; row 1 a steady one; rows 2..7 idle.
+
+    Returns the per-step path length of rows 0 and 1, shape ``(STEPS, 2)``.
+    """
+    torch.manual_seed(0)
+    emb = nn.Embedding(8, 4, sparse=sparse)
+    direction = torch.tensor([1.0, -2.0, 0.5, 1.0])
+    opt = make_opt(emb.parameters())
+    tracker = EmbeddingTracker(emb, name="item_emb", auto_fix=auto_fix, track_interval=5)
+    moves = []
+    for t in range(STEPS):
+        before = emb.weight.detach().clone()
+        opt.zero_grad()
+        w = emb(torch.tensor([0, 1]))
+        sign = 1.0 if t % 2 == 0 else -1.0
+        loss = sign * (w[0] @ direction) + w[1] @ direction
+        loss.backward()
+        tracker.step(loss=1.0 / (t + 1))
+        opt.step()
+        moves.append((emb.weight.detach() - before)[:2].norm(dim=1))
+    tracker.detach()
+    return torch.stack(moves), tracker
+
+
+@pytest.mark.parametrize(("sparse", "make_opt"), OPTIMIZERS)
+def test_damped_row_moves_less(sparse: bool, make_opt, tmp_path: Path) -> None:
+    base, _ = _train(sparse, make_opt, auto_fix=False)
+    ctrl = AutoFixController("item_emb", policy=FAST, audit=tmp_path)
+    fixed, tracker = _train(sparse, make_opt, auto_fix=ctrl)
+    late = slice(STEPS // 2, STEPS)
+    # the oscillating row travels clearly less once Auto-Fix has evidence ...
+    assert fixed[late, 0].sum() < 0.9 * base[late, 0].sum()
+    # ... and the steadily moving row is left alone
+    torch.testing.assert_close(fixed[:, 1], base[:, 1])
+    scales = tracker.autofix_scales()
+    assert scales[0] < 1.0 and scales[1] == 1.0
+    assert torch.equal(ctrl.scales(n_rows=8)[:2], scales[:2])
+    assert main(["audit", "replay", str(tmp_path)]) == 0
+
+
+def test_deterministic_for_a_seed(tmp_path: Path) -> None:
+    runs = []
+    for i in range(2):
+        ctrl = AutoFixController("item_emb", policy=FAST, audit=None)
+        moves, tracker = _train(False, lambda p: torch.optim.Adam(p, lr=0.05), auto_fix=ctrl)
+        runs.append((moves, tracker.autofix_scales()))
+        del i
+    assert torch.equal(runs[0][0], runs[1][0]) and torch.equal(runs[0][1], runs[1][1])
+
+
+def test_auto_fix_true_writes_default_audit_in_gradtracer_dir(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GRADTRACER_DIR", str(tmp_path / "gt"))
+    torch.manual_seed(0)
+    emb = nn.Embedding(50, 8)
+    opt = torch.optim.Adam(emb.parameters(), lr=0.05)
+    tracker = EmbeddingTracker(emb, name="item_emb", auto_fix=True)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(200):  # noisy targets: rows see gradients of random sign
+        opt.zero_grad()
+        idx = torch.randint(0, 50, (16,), generator=gen)
+        target = torch.randn(16, 8, generator=gen)
+        loss = ((emb(idx) - target) ** 2).mean()
+        loss.backward()
+        tracker.step(loss)
+        opt.step()
+    assert tracker.summary()["autofix_damped_rows"] > 0
+    tracker.detach()
+    assert (tmp_path / "gt" / "audit.jsonl").exists()
+    assert main(["audit", "replay", str(tmp_path / "gt")]) == 0
+
+
+def test_unwritable_audit_dir_one_warning_and_report_flag(tmp_path: Path) -> None:
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file, not a directory")
+    ctrl = AutoFixController("item_emb", policy=FAST, audit=blocker / "audit")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        moves, tracker = _train(False, lambda p: torch.optim.Adam(p, lr=0.05), auto_fix=ctrl)
+    assert len([w for w in caught if issubclass(w.category, GradTracerWarning)
+                and "audit" in str(w.message)]) == 1
+    assert tracker.autofix_scales()[0] < 1.0  # training and damping went on
+    assert not ctrl.audit_complete
+    assert "AUDIT_INCOMPLETE" in {f.type for f in tracker.findings()}
+    del moves

@@ -1,0 +1,120 @@
+"""Fixtures of the report tests: a fixed Report and a scripted tracker."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from gradtracer.findings import Finding, FindingType, Report, Severity
+
+
+def make_fixed_report() -> Report:
+    """An embedding report with two findings, awkward characters and a NaN statistic."""
+    zombie = Finding(
+        type=FindingType.ZOMBIE_EMBEDDINGS,
+        severity=Severity.CRITICAL,
+        subject="item_emb",
+        premise='8.5% of rows move fast but flip direction (cos < 0) <"&\'> \x01 here.',
+        implies="The optimizer oscillates on rare items.",
+        action="DECREASE_LR_OR_USE_SPARSE_ADAM",
+        expected_effect="Smoother trajectories of rare items.",
+        confidence=0.92,
+        evidence={"zombie_ratio": 0.085, "threshold": 0.05, "optimizer": "adam"},
+        sample_ids=(3, 17, 42),
+    )
+    bias = Finding(
+        type=FindingType.POPULARITY_BIAS,
+        severity=Severity.WARNING,
+        subject="item_emb",
+        premise="Exposure Gini 0.85 > 0.8.",
+        implies="Long-tail rows learn little.",
+        action="APPLY_LOG_Q_CORRECTION_OR_INVERSE_FREQUENCY_SAMPLING",
+        expected_effect="Better long-tail coverage.",
+        confidence=0.95,
+        evidence={"popularity_gini": 0.85},
+    )
+    return Report(
+        kind="embedding",
+        subject="item_emb",
+        stats={
+            "num_embeddings": 1682,
+            "embedding_dim": 32,
+            "active_coverage_pct": 20.4,
+            "popularity_gini": 0.85,
+            "zombie_ratio": 0.085,
+            "dead_ratio": 0.1,
+            "mean_velocity": 0.0123,
+            "effective_rank": float("nan"),
+            "norm_by_bucket": {"head": 1.5, "tail": 0.25},
+        },
+        findings=[bias, zombie],
+        metadata={"step": 340, "run_id": "fixed", "created_unix": 1.0},
+    )
+
+
+@pytest.fixture()
+def fixed_report() -> Report:
+    return make_fixed_report()
+
+
+class ScriptedTracker:
+    """A tracker whose mean velocity per step is given; implements the TrackerLike protocol.
+
+    Records a history snapshot every ``track_interval`` steps, like EmbeddingTracker.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        velocities: Sequence[float],
+        *,
+        track_interval: int = 1,
+        stats: dict[str, Any] | None = None,
+        findings: Sequence[Finding] = (),
+    ) -> None:
+        self.name = name
+        self.velocities = list(velocities)
+        self.track_interval = track_interval
+        self.extra = dict(stats or {})
+        self._findings = list(findings)
+        self.history: list[dict[str, Any]] = []
+        self.n_steps = 0
+        self.losses: list[Any] = []
+        self.detached = False
+
+    def step(self, loss: Any = None) -> None:
+        self.n_steps += 1
+        self.losses.append(loss)
+        if self.n_steps % self.track_interval == 0:
+            v = self.velocities[(self.n_steps - 1) % len(self.velocities)]
+            self.history.append(
+                {"step": self.n_steps, "loss": None if loss is None else float(loss),
+                 "mean_velocity": v}
+            )
+
+    def summary(self) -> dict[str, Any]:
+        last = self.history[-1]["mean_velocity"] if self.history else None
+        return {"layer": self.name, "step": self.n_steps, "mean_velocity": last, **self.extra}
+
+    def findings(self) -> list[Finding]:
+        return list(self._findings)
+
+    def to_report(self) -> Report:
+        return Report(
+            kind="embedding",
+            subject=self.name,
+            stats=self.summary(),
+            findings=self.findings(),
+            metadata={"step": self.n_steps},
+        )
+
+    def detach(self) -> None:
+        self.detached = True
+
+
+@pytest.fixture()
+def scripted() -> type[ScriptedTracker]:
+    """The ScriptedTracker class (fixtures cannot be imported from conftest by name)."""
+    return ScriptedTracker
