@@ -159,7 +159,8 @@ class Finding:
         conf = float(self.confidence)
         if not (0.0 <= conf <= 1.0) or math.isnan(conf):
             raise ValueError(f"Finding.confidence must be in [0, 1], got {self.confidence!r}")
-        object.__setattr__(self, "confidence", conf)
+        # rounded once here so that ordering and the written value always agree
+        object.__setattr__(self, "confidence", round(conf, 4))
         object.__setattr__(self, "sample_ids", tuple(self.sample_ids))
 
     def to_dict(self) -> dict[str, Any]:
@@ -172,7 +173,7 @@ class Finding:
             "implies": self.implies,
             "action": self.action,
             "expected_effect": self.expected_effect,
-            "confidence": round(self.confidence, 4),
+            "confidence": self.confidence,
             "evidence": _clean(dict(self.evidence)),
             "sample_ids": _clean(list(self.sample_ids)),
         }

@@ -67,6 +67,7 @@ def run_planted(
     step_before_optimizer: bool = True,
     call_step: bool = True,
     auto_fix=False,
+    oscillate: bool = True,
 ) -> PlantedRun:
     """Train the planted table; each used row is in a batch with probability 1/2 per step."""
     gen = torch.Generator().manual_seed(seed)
@@ -97,8 +98,9 @@ def run_planted(
         opt.step()
         if call_step and not step_before_optimizer:
             tracker.step(loss)
-        signs[rows] *= -1.0  # oscillators flip at every exposure
-        losses.append(float(loss))
+        if oscillate:
+            signs[rows] *= -1.0  # oscillators flip at every exposure
+        losses.append(float(loss.detach()))
     return PlantedRun(layer=layer, tracker=tracker, losses=losses)
 
 
@@ -112,3 +114,12 @@ def precision_recall(found: torch.Tensor, truth: torch.Tensor) -> tuple[float, f
 @pytest.fixture()
 def planted() -> Callable[..., PlantedRun]:
     return run_planted
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Small tensors: one intra-op thread is faster and avoids oversubscribing shared CPUs."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

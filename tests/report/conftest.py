@@ -6,8 +6,18 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
+import torch
 
 from gradtracer.findings import Finding, FindingType, Report, Severity
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread() -> Any:
+    """Tiny tensors: intra-op threads only contend on a shared machine (restored after)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def make_fixed_report() -> Report:
@@ -16,7 +26,7 @@ def make_fixed_report() -> Report:
         type=FindingType.ZOMBIE_EMBEDDINGS,
         severity=Severity.CRITICAL,
         subject="item_emb",
-        premise='8.5% of rows move fast but flip direction (cos < 0) <"&\'> \x01 here.',
+        premise="8.5% of rows move fast but flip direction (cos < 0) <\"&'> \x01 here.",
         implies="The optimizer oscillates on rare items.",
         action="DECREASE_LR_OR_USE_SPARSE_ADAM",
         expected_effect="Smoother trajectories of rare items.",
@@ -90,8 +100,11 @@ class ScriptedTracker:
         if self.n_steps % self.track_interval == 0:
             v = self.velocities[(self.n_steps - 1) % len(self.velocities)]
             self.history.append(
-                {"step": self.n_steps, "loss": None if loss is None else float(loss),
-                 "mean_velocity": v}
+                {
+                    "step": self.n_steps,
+                    "loss": None if loss is None else float(loss),
+                    "mean_velocity": v,
+                }
             )
 
     def summary(self) -> dict[str, Any]:

@@ -52,10 +52,17 @@ def test_exporters_refuse_the_wrong_kind(fixed_report: Report) -> None:
 
 def test_export_manager_shape(fixed_report: Report) -> None:
     fixed_report.metadata["tracker_key"] = "item"
-    cross = Finding("TOWER_IMBALANCE", Severity.WARNING, "user vs item", "p", "i",
-                    "RAISE_LR", "e", 0.7)
-    manager = Report("manager", "mgr", stats={"health_score": 55.5, "step": 9, "pairs": []},
-                     findings=[cross], metadata={"step": 9}, children=[fixed_report])
+    cross = Finding(
+        "TOWER_IMBALANCE", Severity.WARNING, "user vs item", "p", "i", "RAISE_LR", "e", 0.7
+    )
+    manager = Report(
+        "manager",
+        "mgr",
+        stats={"health_score": 55.5, "step": 9, "pairs": []},
+        findings=[cross],
+        metadata={"step": 9},
+        children=[fixed_report],
+    )
     doc = json.loads(AgentExporter.export_manager(manager))
     validate_agent_report(doc)
     body = doc["gradtracer_manager_report"]
@@ -76,12 +83,17 @@ def test_xml_is_well_formed_escaped_and_legacy_shaped(fixed_report: Report) -> N
     zombie = models[0]
     # the control character is dropped, everything else survives the round trip
     assert zombie.findtext("premise") == (
-        '8.5% of rows move fast but flip direction (cos < 0) <"&\'>  here.'
+        "8.5% of rows move fast but flip direction (cos < 0) <\"&'>  here."
     )
     assert zombie.findtext("action") == "DECREASE_LR_OR_USE_SPARSE_ADAM"
     assert zombie.findtext("confidence") == "0.92"
-    assert [c.tag for c in zombie] == ["premise", "implies", "action", "expected_effect",
-                                       "confidence"]
+    assert [c.tag for c in zombie] == [
+        "premise",
+        "implies",
+        "action",
+        "expected_effect",
+        "confidence",
+    ]
     assert "&lt;" in text and "&amp;" in text
 
 
@@ -101,8 +113,36 @@ def test_text_lists_stats_and_findings_most_severe_first(fixed_report: Report) -
     assert "examples: [3, 17, 42]" in text
 
 
+def test_text_drops_terminal_escapes() -> None:
+    report = Report("embedding", "item\x1b[2Jemb", stats={"note": "a\x07b"})
+    text = render_text(report)
+    assert "\x1b" not in text and "\x07" not in text
+    assert "item[2Jemb" in text and "ab" in text
+
+
 def test_print_report_prints_what_it_returns(fixed_report: Report) -> None:
     buffer = io.StringIO()
     text = print_report(fixed_report, file=buffer)
     assert buffer.getvalue() == text + "\n"
     assert text == render_text(fixed_report)
+
+
+def test_text_cuts_long_values_and_lists_records_per_line() -> None:
+    report = Report(
+        "manager",
+        "mgr",
+        stats={
+            "long": list(range(100)),
+            "blob": "x" * 500,
+            "pairs": [{"a": "user", "b": "item", "r": 0.5}, {"a": "user", "b": "ctx", "r": None}],
+        },
+    )
+    lines = render_text(report).splitlines()
+    assert "    long   [0, 1, 2, 3, 4, 5, 6, 7, ...]" in lines
+    blob = next(line for line in lines if line.lstrip().startswith("blob"))
+    assert blob.endswith("...") and len(blob.split("  ", 3)[-1].strip()) == 120
+    i = lines.index("    pairs:")
+    assert lines[i + 1 : i + 3] == [
+        "      - {a: user, b: item, r: 0.5}",
+        "      - {a: user, b: ctx, r: n/a}",
+    ]

@@ -30,6 +30,18 @@ def test_published_import_paths_resolve_to_the_current_classes() -> None:
     assert gradtracer.AgentExporter is AgentExporter
 
 
+@pytest.mark.parametrize("package", ["gradtracer.export", "gradtracer.flow"])
+def test_lazy_namespaces_resolve_every_public_name(package: str) -> None:
+    import importlib
+
+    module = importlib.import_module(package)
+    assert sorted(module.__all__) == sorted(module._LAZY)
+    for name in module.__all__:
+        assert getattr(module, name).__name__ == name
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        module.nope  # noqa: B018
+
+
 def _ml100k_shaped_positives(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """~55k unique (user, item) positives with Zipf item popularity and skewed user activity."""
     rng = np.random.default_rng(seed)
@@ -43,8 +55,14 @@ def _ml100k_shaped_positives(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(pairs // N_ITEMS), torch.from_numpy(pairs % N_ITEMS)
 
 
-def _train_loader(users: torch.Tensor, items: torch.Tensor, *, seed: int, num_negatives: int = 4,
-                  batch_size: int = 256) -> Iterator[tuple[torch.Tensor, ...]]:
+def _train_loader(
+    users: torch.Tensor,
+    items: torch.Tensor,
+    *,
+    seed: int,
+    num_negatives: int = 4,
+    batch_size: int = 256,
+) -> Iterator[tuple[torch.Tensor, ...]]:
     """The notebook's batches (user repeated, positive then uniform negatives), vectorised."""
     gen = torch.Generator().manual_seed(seed)
     order = torch.randperm(users.numel(), generator=gen)
@@ -86,8 +104,9 @@ def test_validation_notebook_training_code_runs_unchanged(capsys) -> None:
     criterion = nn.BCEWithLogitsLoss()
 
     manager = FlowManager()
-    item_tracker = EmbeddingTracker(model.item_emb, name="item_emb", auto_fix=auto_fix,
-                                    track_interval=20)
+    item_tracker = EmbeddingTracker(
+        model.item_emb, name="item_emb", auto_fix=auto_fix, track_interval=20
+    )
     manager.add_tracker("item", item_tracker)
 
     model.train()
@@ -142,8 +161,10 @@ def test_two_towers_with_the_real_tracker_and_a_loss() -> None:
     nn.init.normal_(model.item_emb.weight, std=0.1)
     # user tower learns 1e4 times slower than the item tower
     optimizer = torch.optim.SGD(
-        [{"params": model.user_emb.parameters(), "lr": 1e-5},
-         {"params": model.item_emb.parameters(), "lr": 0.1}]
+        [
+            {"params": model.user_emb.parameters(), "lr": 1e-5},
+            {"params": model.item_emb.parameters(), "lr": 0.1},
+        ]
     )
     criterion = nn.BCEWithLogitsLoss()
     manager = FlowManager("two_tower")
@@ -184,3 +205,50 @@ def test_duplicate_key_with_real_trackers(bad_key: str) -> None:
     finally:
         manager.detach()
         second.detach()
+
+
+def test_manager_mixes_embedding_and_flow_trackers() -> None:
+    """A FlowTracker (layers) and an EmbeddingTracker under one manager: all outputs valid."""
+    from gradtracer.agent import AgentExporter
+    from gradtracer.analyzers.embedding import EmbeddingTracker
+    from gradtracer.analyzers.manager import FlowManager
+    from gradtracer.flow.tracker import FlowTracker
+
+    torch.manual_seed(2)
+    emb = nn.Embedding(30, 8)
+    head = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 1))
+    optimizer = torch.optim.SGD([*emb.parameters(), *head.parameters()], lr=0.1)
+    manager = FlowManager()
+    manager.add_tracker("emb", EmbeddingTracker(emb, name="emb"))
+    manager.add_tracker("head", FlowTracker(head, name="head", history_dir="unused"))
+    try:
+        for _ in range(12):
+            ids = torch.randint(0, 30, (32,))
+            loss = head(emb(ids)).pow(2).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            manager.step(loss)
+        report = manager.to_report()
+        validate_report(report.to_dict())
+        assert [c.kind for c in report.children] == ["embedding", "flow"]
+        # layer and row velocities are not compared with each other
+        assert not [f for f in report.findings if f.type == "TOWER_IMBALANCE"]
+        emb_steps = {h["step"] for h in manager["emb"].history if h["mean_velocity"] is not None}
+        flow_steps = {h["step"] for h in manager["head"].history if h["mean_velocity"] is not None}
+        shared = len(emb_steps & flow_steps)
+        assert shared >= 10 and report.stats["pairs"][0]["n_points"] == shared
+        assert report.stats["tracker_health"]["head"] == report.children[1].stats["health"]
+        doc = json.loads(AgentExporter.export_manager(manager))
+        validate_agent_report(doc)
+        assert [t["kind"] for t in doc["gradtracer_manager_report"]["trackers"]] == [
+            "embedding",
+            "flow",
+        ]
+        root = ET.fromstring(AgentExporter.to_agent_xml(manager))
+        assert [c.tag for c in root][-2:] == [
+            "gradtracer_embedding_report",
+            "gradtracer_flow_report",
+        ]
+    finally:
+        manager.detach()

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from gradtracer.agent import AgentExporter, to_agent_xml
 from gradtracer.export.json_report import read_json, report_from_json, to_json, write_json
+from gradtracer.export.text import render_text
 from gradtracer.findings import Report
 
 GOLDEN = Path(__file__).parent / "golden" / "fixed_report.json"
@@ -23,14 +25,29 @@ def _strip_volatile(doc: dict) -> dict:
     return doc
 
 
-def test_matches_golden_file(fixed_report: Report) -> None:
+def _report_json(report: Report) -> str:
+    doc = _strip_volatile(json.loads(to_json(report)))
+    return json.dumps(doc, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("name", "render"),
+    [
+        ("fixed_report.json", _report_json),
+        ("fixed_agent.json", lambda r: AgentExporter.export_embedding(r) + "\n"),
+        ("fixed_agent.xml", lambda r: to_agent_xml(r) + "\n"),
+        ("fixed_report.txt", lambda r: render_text(r) + "\n"),
+    ],
+    ids=["report-json", "agent-json", "agent-xml", "text"],
+)
+def test_matches_golden_file(fixed_report: Report, name: str, render) -> None:
     """Regenerate with GRADTRACER_UPDATE_GOLDEN=1 after an intended layout change."""
-    doc = _strip_volatile(json.loads(to_json(fixed_report)))
-    text = json.dumps(doc, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+    golden = GOLDEN.parent / name
+    text = render(fixed_report)
     if os.environ.get("GRADTRACER_UPDATE_GOLDEN") == "1":
-        GOLDEN.write_text(text, encoding="utf-8")
-    assert GOLDEN.exists(), f"{GOLDEN} missing; run once with GRADTRACER_UPDATE_GOLDEN=1"
-    assert text == GOLDEN.read_text(encoding="utf-8")
+        golden.write_text(text, encoding="utf-8")
+    assert golden.exists(), f"{golden} missing; run once with GRADTRACER_UPDATE_GOLDEN=1"
+    assert text == golden.read_text(encoding="utf-8")
 
 
 def test_output_is_stable_and_sorted(fixed_report: Report) -> None:

@@ -14,8 +14,14 @@ from gradtracer.findings import Report
 
 
 def test_metric_keys_are_composed_by_metric_key(fixed_report: Report) -> None:
-    parent = Report.merge("manager", "mgr", [fixed_report], health_score=80.0,
-                          tracker_health={"item": 75.0}, pairs=[{"a": "x"}])
+    parent = Report.merge(
+        "manager",
+        "mgr",
+        [fixed_report],
+        health_score=80.0,
+        tracker_health={"item": 75.0},
+        pairs=[{"a": "x"}],
+    )
     metrics = report_metrics(parent)
     assert metrics["mgr/health_score"] == 80.0
     assert metrics["mgr/tracker_health/item"] == 75.0

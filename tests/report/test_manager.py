@@ -145,18 +145,24 @@ def test_step_reaches_every_tracker_with_the_loss(scripted) -> None:
 
 def _two_towers(scripted, user_velocities, item_velocities, user_stats=None, item_stats=None):
     manager = FlowManager("two_tower")
-    manager.add_tracker("user", scripted("user_emb", user_velocities, track_interval=2,
-                                         stats=user_stats))
-    manager.add_tracker("item", scripted("item_emb", item_velocities, track_interval=2,
-                                         stats=item_stats))
+    manager.add_tracker(
+        "user", scripted("user_emb", user_velocities, track_interval=2, stats=user_stats)
+    )
+    manager.add_tracker(
+        "item", scripted("item_emb", item_velocities, track_interval=2, stats=item_stats)
+    )
     for i in range(20):
         manager.step(loss=1.0 / (i + 1))
     return manager
 
 
 def test_report_with_a_stagnating_tower(scripted) -> None:
-    stats = {"popularity_gini": 0.5, "active_coverage_pct": 50.0, "zombie_ratio": 0.0,
-             "dead_ratio": 0.0}
+    stats = {
+        "popularity_gini": 0.5,
+        "active_coverage_pct": 50.0,
+        "zombie_ratio": 0.0,
+        "dead_ratio": 0.0,
+    }
     falling = [1.0 / (i + 1) for i in range(20)]
     manager = _two_towers(scripted, [1e-4 * v for v in falling], falling, stats, stats)
     report = manager.to_report()
@@ -181,7 +187,9 @@ def test_report_with_a_stagnating_tower(scripted) -> None:
 
 def test_balanced_towers_with_misaligned_exposure(scripted) -> None:
     manager = _two_towers(
-        scripted, [1.0, 2.0, 1.5], [2.0, 1.0, 1.8],
+        scripted,
+        [1.0, 2.0, 1.5],
+        [2.0, 1.0, 1.8],
         {"popularity_gini": 0.1, "active_coverage_pct": 95.0},
         {"popularity_gini": 0.9, "active_coverage_pct": 10.0},
     )
@@ -197,6 +205,27 @@ def test_findings_include_every_trackers_own(scripted) -> None:
     manager.step()
     assert manager.findings() == [own]
     assert manager.to_report().findings == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"imbalance_ratio": 0.0}, "imbalance_ratio must be in"),
+        ({"min_exposure_alignment": 1.5}, "min_exposure_alignment must be in"),
+        ({"min_points": 1}, "min_points must be >= 2, got 1"),
+        ({"recent_window": 0}, "recent_window must be >= 1, got 0"),
+    ],
+    ids=["ratio-0", "alignment>1", "one-point", "empty-window"],
+)
+def test_thresholds_are_validated(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ManagerThresholds(**kwargs)
+
+
+def test_snapshots_without_step_use_their_position() -> None:
+    a = [{"mean_velocity": v} for v in (1.0, 2.0, 3.0)]
+    b = [{"step": None, "mean_velocity": v} for v in (3.0, 2.0, 1.0)]
+    assert compute_velocity_correlation(a, b) == (pytest.approx(-1.0), 3)
 
 
 def test_thresholds_are_honoured(scripted) -> None:

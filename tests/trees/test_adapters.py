@@ -14,9 +14,7 @@ catboost = pytest.importorskip("catboost")
 
 def test_xgboost_round_matches_trees_to_dataframe(regression_data) -> None:
     x, y, _, _ = regression_data
-    booster = xgb.train(
-        {"max_depth": 4, "eta": 0.3, "nthread": 1}, xgb.DMatrix(x, label=y), 5
-    )
+    booster = xgb.train({"max_depth": 4, "eta": 0.3, "nthread": 1}, xgb.DMatrix(x, label=y), 5)
     frame = booster.trees_to_dataframe()
     for r in range(5):
         (tree,) = _xgboost.read_xgboost_round(booster, r)
@@ -26,9 +24,7 @@ def test_xgboost_round_matches_trees_to_dataframe(regression_data) -> None:
         np.testing.assert_allclose(np.sort(tree.leaf_values), np.sort(leaves["Gain"]), rtol=1e-5)
         feats = splits["Feature"].str.slice(1).astype(int).to_numpy()
         assert sorted(tree.split_features.tolist()) == sorted(feats.tolist())
-        np.testing.assert_allclose(
-            np.sort(tree.split_gains), np.sort(splits["Gain"]), rtol=1e-5
-        )
+        np.testing.assert_allclose(np.sort(tree.split_gains), np.sort(splits["Gain"]), rtol=1e-5)
         assert tree.depth <= 4
 
 
@@ -38,16 +34,15 @@ def test_xgboost_multiclass_round_has_one_tree_per_class() -> None:
     y = (x[:, 0] > 0).astype(int) + (x[:, 1] > 0).astype(int)
     booster = xgb.train(
         {"objective": "multi:softprob", "num_class": 3, "max_depth": 2, "nthread": 1},
-        xgb.DMatrix(x, label=y), 3,
+        xgb.DMatrix(x, label=y),
+        3,
     )
     assert len(_xgboost.read_xgboost_round(booster, 2)) == 3
 
 
 def test_lightgbm_round_matches_trees_to_dataframe(regression_data) -> None:
     x, y, _, _ = regression_data
-    booster = lgb.train(
-        {"num_leaves": 7, "verbose": -1, "num_threads": 1}, lgb.Dataset(x, y), 5
-    )
+    booster = lgb.train({"num_leaves": 7, "verbose": -1, "num_threads": 1}, lgb.Dataset(x, y), 5)
     frame = booster.trees_to_dataframe()
     for r in range(5):
         (tree,) = _lightgbm.read_lightgbm_round(booster, r)
@@ -82,3 +77,22 @@ def test_catboost_trees_match_leaf_dump(regression_data) -> None:
 def test_catboost_unfitted_model_is_rejected() -> None:
     with pytest.raises(ValueError, match="not fitted"):
         _catboost.read_catboost_trees(catboost.CatBoostRegressor())
+
+
+def test_lightgbm_multiclass_round_has_one_tree_per_class() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 4))
+    y = (x[:, 0] > 0).astype(int) + (x[:, 1] > 0).astype(int)
+    booster = lgb.train(
+        {
+            "objective": "multiclass",
+            "num_class": 3,
+            "num_leaves": 4,
+            "verbose": -1,
+            "num_threads": 1,
+        },
+        lgb.Dataset(x, y),
+        3,
+    )
+    trees = _lightgbm.read_lightgbm_round(booster, 2)
+    assert len(trees) == 3 and all(t.n_leaves == 4 for t in trees)

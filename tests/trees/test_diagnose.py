@@ -57,8 +57,12 @@ def test_overfitting_onset_round_is_after_best() -> None:
     valid = np.concatenate([np.linspace(2.0, 1.0, 31), np.linspace(1.0, 1.5, 21)[1:]])
     train = np.linspace(2.0, 0.1, valid.size)
     f = detect_overfitting_onset(
-        valid, np.arange(valid.size), subject="m", metric="valid/rmse",
-        higher_is_better=False, train=train,
+        valid,
+        np.arange(valid.size),
+        subject="m",
+        metric="valid/rmse",
+        higher_is_better=False,
+        train=train,
     )
     assert f is not None and f.type == FindingType.OVERFITTING_ONSET.value
     assert f.evidence["best_round"] == 30 and f.evidence["onset_round"] == 31
@@ -77,19 +81,33 @@ def test_overfitting_respects_direction_and_patience() -> None:
     )
     assert down is not None and down.evidence["onset_round"] == 1
     improving = np.linspace(2.0, 1.0, 30)
-    assert detect_overfitting_onset(
-        improving, np.arange(30), subject="m", metric="v", higher_is_better=False
-    ) is None
+    assert (
+        detect_overfitting_onset(
+            improving, np.arange(30), subject="m", metric="v", higher_is_better=False
+        )
+        is None
+    )
     late = np.concatenate([np.linspace(2.0, 1.0, 30), [1.2, 1.3]])  # 2 rounds < patience 5
-    assert detect_overfitting_onset(
-        late, np.arange(late.size), subject="m", metric="v", higher_is_better=False
-    ) is None
+    assert (
+        detect_overfitting_onset(
+            late, np.arange(late.size), subject="m", metric="v", higher_is_better=False
+        )
+        is None
+    )
 
 
 @pytest.mark.parametrize(
     ("metric", "higher"),
-    [("auc", True), ("ndcg@5", True), ("map@10", True), ("rmse", False), ("l2", False),
-     ("logloss", False), ("Accuracy", True), ("MultiClass", False)],
+    [
+        ("auc", True),
+        ("ndcg@5", True),
+        ("map@10", True),
+        ("rmse", False),
+        ("l2", False),
+        ("logloss", False),
+        ("Accuracy", True),
+        ("MultiClass", False),
+    ],
 )
 def test_metric_direction(metric: str, higher: bool) -> None:
     assert is_higher_better(metric) is higher

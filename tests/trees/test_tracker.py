@@ -19,33 +19,65 @@ catboost = pytest.importorskip("catboost")
 LIBRARIES = ["xgboost", "lightgbm", "catboost"]
 
 
-def train(library: str, tracker: TreeDynamicsTracker, data, *, rounds: int, lr: float,
-          depth: int = 4, evals: bool = True):
+def train(
+    library: str,
+    tracker: TreeDynamicsTracker,
+    data,
+    *,
+    rounds: int,
+    lr: float,
+    depth: int = 4,
+    evals: bool = True,
+):
     """Train ``library`` on ``data`` with the tracker's native callback; return the model."""
     xt, yt, xv, yv = data
     if library == "xgboost":
         dt, dv = xgb.DMatrix(xt, label=yt), xgb.DMatrix(xv, label=yv)
         return xgb.train(
             {"max_depth": depth, "eta": lr, "nthread": 1, "lambda": 0.0, "min_child_weight": 0},
-            dt, rounds, evals=[(dt, "train"), (dv, "valid")] if evals else [],
-            verbose_eval=False, callbacks=[tracker.xgboost_callback()],
+            dt,
+            rounds,
+            evals=[(dt, "train"), (dv, "valid")] if evals else [],
+            verbose_eval=False,
+            callbacks=[tracker.xgboost_callback()],
         )
     if library == "lightgbm":
         dt = lgb.Dataset(xt, yt)
-        sets = {"valid_sets": [dt, lgb.Dataset(xv, yv, reference=dt)],
-                "valid_names": ["training", "valid"]} if evals else {}
+        sets = (
+            {
+                "valid_sets": [dt, lgb.Dataset(xv, yv, reference=dt)],
+                "valid_names": ["training", "valid"],
+            }
+            if evals
+            else {}
+        )
         return lgb.train(
-            {"num_leaves": 2**depth, "learning_rate": lr, "verbose": -1, "num_threads": 1,
-             "min_data_in_leaf": 5, "lambda_l2": 0.0},
-            dt, rounds, callbacks=[tracker.lightgbm_callback()], **sets,
+            {
+                "num_leaves": 2**depth,
+                "learning_rate": lr,
+                "verbose": -1,
+                "num_threads": 1,
+                "min_data_in_leaf": 5,
+                "lambda_l2": 0.0,
+            },
+            dt,
+            rounds,
+            callbacks=[tracker.lightgbm_callback()],
+            **sets,
         )
     model = catboost.CatBoostRegressor(
-        iterations=rounds, depth=depth, learning_rate=lr, verbose=0, thread_count=1,
-        use_best_model=False, random_seed=0, l2_leaf_reg=1e-3, random_strength=0,
+        iterations=rounds,
+        depth=depth,
+        learning_rate=lr,
+        verbose=0,
+        thread_count=1,
+        use_best_model=False,
+        random_seed=0,
+        l2_leaf_reg=1e-3,
+        random_strength=0,
         bootstrap_type="No",
     )
-    model.fit(xt, yt, eval_set=(xv, yv) if evals else None,
-              callbacks=[tracker.catboost_callback()])
+    model.fit(xt, yt, eval_set=(xv, yv) if evals else None, callbacks=[tracker.catboost_callback()])
     tracker.collect(model)
     return model
 
@@ -99,16 +131,20 @@ def test_explosion_with_overshooting_objective(regression_data) -> None:
 
     tracker = TreeDynamicsTracker()
     with np.errstate(all="ignore"), pytest.warns(GradTracerWarning, match="no evaluation"):
-        xgb.train({"max_depth": 2, "eta": 1.0, "nthread": 1, "lambda": 0.0,
-                   "min_child_weight": 0}, xgb.DMatrix(xt, label=yt), 25, obj=overshoot,
-                  callbacks=[tracker.xgboost_callback()])
+        xgb.train(
+            {"max_depth": 2, "eta": 1.0, "nthread": 1, "lambda": 0.0, "min_child_weight": 0},
+            xgb.DMatrix(xt, label=yt),
+            25,
+            obj=overshoot,
+            callbacks=[tracker.xgboost_callback()],
+        )
     types = {f.type for f in tracker.findings()}
     assert FindingType.TREE_EXPLOSION.value in types
 
 
 def test_no_eval_set_warns_and_skips_overfitting(regression_data) -> None:
     tracker = TreeDynamicsTracker()
-    with pytest.warns(GradTracerWarning, match="no evaluation set"):
+    with pytest.warns(GradTracerWarning, match="reports no evaluation set"):
         train("xgboost", tracker, regression_data, rounds=12, lr=0.3, evals=False)
     summary = tracker.summary()
     assert summary["eval_valid"] is None and summary["rounds_parsed"] == 12
@@ -144,8 +180,9 @@ def test_track_interval_samples_rounds(regression_data) -> None:
 def test_sklearn_estimators_work(regression_data) -> None:
     xt, yt, xv, yv = regression_data
     tracker = TreeDynamicsTracker()
-    model = xgb.XGBRegressor(n_estimators=8, max_depth=3, n_jobs=1,
-                             callbacks=[tracker.xgboost_callback()])
+    model = xgb.XGBRegressor(
+        n_estimators=8, max_depth=3, n_jobs=1, callbacks=[tracker.xgboost_callback()]
+    )
     model.fit(xt, yt, eval_set=[(xv, yv)], verbose=False)
     assert tracker.summary()["rounds_parsed"] == 8
     assert tracker.summary()["eval_valid"] == "validation_0/rmse"
@@ -163,8 +200,9 @@ def test_wrong_model_types_are_rejected(regression_data) -> None:
         TreeDynamicsTracker().collect(LinearRegression())
     tracker = TreeDynamicsTracker()
     model = train("xgboost", tracker, regression_data, rounds=3, lr=0.3)
-    lgb_model = lgb.train({"verbose": -1, "num_threads": 1},
-                          lgb.Dataset(regression_data[0], regression_data[1]), 2)
+    lgb_model = lgb.train(
+        {"verbose": -1, "num_threads": 1}, lgb.Dataset(regression_data[0], regression_data[1]), 2
+    )
     with pytest.raises(ValueError, match="already tracks a xgboost model"):
         tracker.collect(lgb_model)
     assert model.num_boosted_rounds() == 3
@@ -185,3 +223,24 @@ def test_report_is_json_and_round_trips(noisy_data) -> None:
         warnings.simplefilter("error")
         assert TreeDynamicsTracker().summary()["n_rounds"] == 0
         assert TreeDynamicsTracker().findings() == []
+
+
+def test_training_metric_only_warns(regression_data) -> None:
+    tracker = TreeDynamicsTracker()
+    with pytest.warns(GradTracerWarning, match=r"reports only \['learn'\]"):
+        train("catboost", tracker, regression_data, rounds=5, lr=0.3, evals=False)
+    assert tracker.summary()["eval_valid"] is None
+    assert tracker.summary()["eval_train"] == "learn/RMSE"
+
+
+def test_lightgbm_cv_is_rejected(regression_data) -> None:
+    tracker = TreeDynamicsTracker()
+    with pytest.raises(TypeError, match="lightgbm.cv is not supported"):
+        lgb.cv(
+            {"verbose": -1, "num_threads": 1},
+            lgb.Dataset(regression_data[0], regression_data[1]),
+            2,
+            nfold=2,
+            stratified=False,
+            callbacks=[tracker.lightgbm_callback()],
+        )

@@ -59,7 +59,9 @@ def _load_split(
     if split == "ratio":
         parts = ratio_split(ix, test=test_fraction, valid=valid_fraction, random_state=seed)
     elif split == "temporal":
-        parts = temporal_split(ix, test_fraction=test_fraction, valid_fraction=valid_fraction, by="time")
+        parts = temporal_split(
+            ix, test_fraction=test_fraction, valid_fraction=valid_fraction, by="time"
+        )
     else:
         raise ValueError(f"--split must be 'ratio' or 'temporal', got {split!r}")
     for name in ("train", "valid", "test"):
@@ -114,18 +116,30 @@ def _table(rows: list[dict[str, Any]]) -> str:
 
 
 def _eval_row(ev: Any) -> dict[str, Any]:
-    return {"split": ev.split, "users": ev.n_users, "rmse": ev.rmse, "accuracy": ev.accuracy, **ev.mean}
+    return {
+        "split": ev.split,
+        "users": ev.n_users,
+        "rmse": ev.rmse,
+        "accuracy": ev.accuracy,
+        **ev.mean,
+    }
 
 
 # --- options shared by train and tune --------------------------------------------------
 
 _data_opt = typer.Option(None, "--data", help=_DATA_HELP)
 _format_opt = typer.Option("auto", "--format", "-f", help="Loader format (default: detect).")
-_split_opt = typer.Option("ratio", "--split", help="ratio (per-user random) | temporal (global time).")
+_split_opt = typer.Option(
+    "ratio", "--split", help="ratio (per-user random) | temporal (global time)."
+)
 _test_opt = typer.Option(0.1, "--test-fraction", help="Share held out for test (default 0.1).")
-_valid_opt = typer.Option(0.1, "--valid-fraction", help="Share held out for validation (default 0.1).")
+_valid_opt = typer.Option(
+    0.1, "--valid-fraction", help="Share held out for validation (default 0.1)."
+)
 _seed_opt = typer.Option(0, "--seed", help="Seed of the split, synthetic data and solvers.")
-_solver_opt = typer.Option("sklearn", "--solver", help="sklearn (TruncatedSVD) | scipy (svds) | als.")
+_solver_opt = typer.Option(
+    "sklearn", "--solver", help="sklearn (TruncatedSVD) | scipy (svds) | als."
+)
 _center_opt = typer.Option(
     True, "--center/--no-center", help="SVD: subtract each user's mean rating (default on)."
 )
@@ -152,8 +166,8 @@ def train_cmd(
     """Fit one model on the train split and save it with the held-out splits."""
     from gradtracer.recsys.cf import train
 
-    parts = _load_split(data, fmt, split, test_fraction, valid_fraction, seed)
     config = _config(n_factors, solver, center, iterations, regularization, seed)
+    parts = _load_split(data, fmt, split, test_fraction, valid_fraction, seed)
     model = train(parts.train, config)
     model.save(model_dir)
     _save_splits(parts, model_dir)
@@ -173,7 +187,9 @@ def tune_cmd(
     valid_fraction: float = _valid_opt,
     grid: str = typer.Option("10,20,30,50,75,100", "--grid", help="n_factors values to try."),
     tolerance: float = typer.Option(
-        0.02, "--tolerance", help="Choose the smallest n_factors within this share of the best NDCG@10."
+        0.02,
+        "--tolerance",
+        help="Choose the smallest n_factors within this share of the best NDCG@10.",
     ),
     solver: str = _solver_opt,
     center: bool = _center_opt,
@@ -187,10 +203,11 @@ def tune_cmd(
 
     if valid_fraction <= 0:
         raise ValueError("tune needs a validation split: --valid-fraction must be > 0")
+    values = _parse_ints(grid, "--grid")
+    config = _config(max(values), solver, center, iterations, regularization, seed)
     parts = _load_split(data, fmt, split, test_fraction, valid_fraction, seed)
-    config = _config(max(_parse_ints(grid, "--grid")), solver, center, iterations, regularization, seed)
     result = tune_n_factors(
-        parts.train, parts.valid, grid=_parse_ints(grid, "--grid"), config=config, tolerance=tolerance
+        parts.train, parts.valid, grid=values, config=config, tolerance=tolerance
     )
     config.n_factors = result.chosen
     model = train(parts.train, config)
@@ -200,8 +217,12 @@ def tune_cmd(
     (model_dir / "tuning.json").write_text(json.dumps(result.to_dict(), indent=2, sort_keys=True))
     plot_tuning_curve(result, model_dir / "tuning.png")
     rows = [
-        {"n_factors": n, **{k: ev.mean[k] for k in ("ndcg@10", "recall@10", "map@10")},
-         "rmse": ev.rmse, "fit_s": fs}
+        {
+            "n_factors": n,
+            **{k: ev.mean[k] for k in ("ndcg@10", "recall@10", "map@10")},
+            "rmse": ev.rmse,
+            "fit_s": fs,
+        }
         for n, ev, fs in zip(result.grid, result.evaluations, result.fit_seconds, strict=True)
     ]
     typer.echo(_table(rows))
@@ -262,8 +283,21 @@ def recommend_cmd(
 
     recs = CFModel.load(model_dir).recommend(user, n=n)
     if as_json:
-        typer.echo(json.dumps({"user_id": recs.user_id, "items": list(recs.item_ids),
-                               "scores": [float(s) for s in recs.scores]}))
+        typer.echo(
+            json.dumps(
+                {
+                    "user_id": recs.user_id,
+                    "items": list(recs.item_ids),
+                    "scores": [float(s) for s in recs.scores],
+                }
+            )
+        )
         return
-    typer.echo(_table([{"rank": r + 1, "item_id": i, "score": float(s)}
-                       for r, (i, s) in enumerate(zip(recs.item_ids, recs.scores, strict=True))]))
+    typer.echo(
+        _table(
+            [
+                {"rank": r + 1, "item_id": i, "score": float(s)}
+                for r, (i, s) in enumerate(zip(recs.item_ids, recs.scores, strict=True))
+            ]
+        )
+    )

@@ -1,10 +1,255 @@
-"""CLI: `gradtracer sessions` (registered on the root app by `register`)."""
+"""CLI: ``gradtracer sessions prepare | train | evaluate | compare | run`` (session study).
+
+``SOURCE`` is a session file read with ``--fmt`` (``tsv``: ``SessionId<TAB>ItemId<TAB>Time``,
+``yoochoose``, ``diginetica``, ``retailrocket``) or the word ``synthetic``. GRU4Rec
+hyperparameters start from ``--preset`` (the official defaults, or an official tuned
+setting) and are changed with ``--set key=value`` (repeatable), e.g.
+``--set layers=64 --set loss=bpr-max``. Heavy imports happen inside the commands.
+"""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import typer
+
+sessions_app = typer.Typer(
+    help="Session-based recommendation study: popularity, Markov chain and GRU4Rec.",
+    no_args_is_help=True,
+)
+
+_SOURCE_HELP = "Session file, or 'synthetic' for the built-in generator."
+_FMT_HELP = "File format: tsv | yoochoose | diginetica | retailrocket."
+_PRESET_HELP = "GRU4Rec start point: default | yoochoose | diginetica | retailrocket."
+_SET_HELP = "GRU4Rec parameter override KEY=VALUE (repeatable), e.g. layers=64 or loss=bpr-max."
+_MODELS = ("popularity", "markov", "gru4rec")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
-    del app  # commands are added here as the feature lands
+    """Add ``gradtracer sessions ...`` to the root app."""
+    app.add_typer(sessions_app, name="sessions")
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+
+def _parse_list(text: str, option: str, cast: type) -> tuple[Any, ...]:
+    try:
+        values = tuple(cast(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise ValueError(f"{option} must be a comma-separated list, got {text!r}") from None
+    if not values:
+        raise ValueError(f"{option} is empty")
+    return values
+
+
+def _gru4rec_config(preset: str, sets: list[str], epochs: int | None, seed: int | None) -> Any:
+    from gradtracer.recsys.models.gru4rec import OFFICIAL_PARAMS, GRU4RecConfig
+
+    if preset == "default":
+        base = GRU4RecConfig().to_dict()
+    elif preset in OFFICIAL_PARAMS:
+        base = {**GRU4RecConfig().to_dict(), **OFFICIAL_PARAMS[preset]}
+    else:
+        raise ValueError(
+            f"--preset must be 'default' or one of {sorted(OFFICIAL_PARAMS)}, got {preset!r}"
+        )
+    types = {k: type(v) for k, v in GRU4RecConfig().to_dict().items()}
+    for item in sets:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or key not in types:
+            raise ValueError(
+                f"--set expects KEY=VALUE with KEY in {sorted(types)}, got {item!r}"
+            )
+        base[key] = _cast(key, value.strip(), types[key])
+    if epochs is not None:
+        base["n_epochs"] = epochs
+    if seed is not None:
+        base["random_state"] = seed
+    return GRU4RecConfig.from_dict(base)
+
+
+def _cast(key: str, value: str, kind: type) -> Any:
+    try:
+        if kind is list:
+            return [int(x) for x in value.replace("/", ",").split(",") if x]
+        if kind is bool:
+            if value.lower() not in ("true", "false", "1", "0"):
+                raise ValueError
+            return value.lower() in ("true", "1")
+        return kind(value)
+    except ValueError:
+        raise ValueError(f"--set {key}={value!r}: expected a {kind.__name__}") from None
+
+
+def _print_info(info: dict[str, Any]) -> None:
+    keys = ("n_events", "n_sessions", "short_sessions_dropped", "train_sessions",
+            "test_sessions", "unseen_test_events_dropped", "test_sessions_too_short_after_filter",
+            "train_events", "test_events")
+    typer.echo("split: " + ", ".join(f"{k}={info[k]}" for k in keys if k in info))
+
+
+# --- commands -------------------------------------------------------------------------
+
+
+@sessions_app.command("prepare")
+def prepare(
+    source: str = typer.Argument(..., help=_SOURCE_HELP),
+    out: Path = typer.Option(..., "--out", "-o", help="Directory for train/, test/, info.json."),
+    fmt: str = typer.Option("tsv", "--fmt", help=_FMT_HELP),
+    test_fraction: float = typer.Option(0.2, help="Share of sessions (latest starts) held out."),
+    min_item_support: int = typer.Option(1, help="Drop items with fewer events first."),
+    n_sessions: int = typer.Option(5000, help="Synthetic data: number of sessions."),
+    n_items: int = typer.Option(1000, help="Synthetic data: catalog size."),
+    seed: int = typer.Option(0, help="Synthetic data seed."),
+) -> None:
+    """Load sessions, drop short ones, split by session start time, filter unseen test items."""
+    from gradtracer.recsys.sessions.split import split_sessions
+    from gradtracer.recsys.sessions.study import load_session_data, save_split
+
+    ix = load_session_data(source, fmt=fmt, n_sessions=n_sessions, n_items=n_items,
+                           random_state=seed)
+    split = split_sessions(ix, test_fraction, min_item_support=min_item_support)
+    save_split(split, out)
+    _print_info(split.info)
+    typer.echo(f"wrote {out}")
+
+
+@sessions_app.command("train")
+def train(
+    split_dir: Path = typer.Argument(..., help="Directory written by `sessions prepare`."),
+    out: Path = typer.Option(..., "--out", "-o", help="Model directory to write."),
+    model: str = typer.Option("gru4rec", "--model", "-m", help="popularity | markov | gru4rec"),
+    alpha: float = typer.Option(0.0, help="Markov: popularity weight in [0, 1]."),
+    preset: str = typer.Option("default", help=_PRESET_HELP),
+    set_: list[str] = typer.Option([], "--set", help=_SET_HELP),
+    epochs: int | None = typer.Option(None, help="GRU4Rec: override n_epochs."),
+    seed: int | None = typer.Option(None, help="GRU4Rec: override random_state."),
+    track: bool = typer.Option(False, "--track", help="GRU4Rec: attach EmbeddingTrackers."),
+) -> None:
+    """Train one model on the split's training sessions and save it (json + npz)."""
+    from gradtracer.recsys.sessions.study import _attach_trackers, load_split, train_model
+
+    split = load_split(split_dir)
+    config = _gru4rec_config(preset, set_, epochs, seed) if model == "gru4rec" else None
+    hook, trackers = None, {}
+    if track and model == "gru4rec":
+        from gradtracer.recsys.models.gru4rec import GRU4Rec, train_gru4rec
+        from gradtracer.recsys.sessions import session_arrays
+
+        data = session_arrays(split.train)
+        fitted: Any = GRU4Rec(data.n_items, config)
+        trackers, hook = _attach_trackers(fitted)
+        tl = train_gru4rec(fitted, data, on_backward=hook, progress=None)
+        log: dict[str, Any] = {"epoch_loss": tl.epoch_loss,
+                               "events_per_second": tl.events_per_second}
+    else:
+        if track:
+            raise ValueError("--track applies to --model gru4rec only")
+        fitted, log = train_model(model, split.train, alpha=alpha, gru4rec=config, progress=None)
+    fitted.save(out)
+    if trackers:
+        summaries = {}
+        for name, tracker in trackers.items():
+            summaries[name] = tracker.summary()
+            typer.echo(tracker.report())
+            tracker.detach()
+        (out / "tracking.json").write_text(json.dumps(summaries, indent=2, default=str))
+    if "epoch_loss" in log:
+        losses = ", ".join(f"{x:.4f}" for x in log["epoch_loss"])
+        typer.echo(f"epoch loss: {losses}; {log['events_per_second']:.0f} events/s")
+    typer.echo(f"wrote {out}")
+
+
+@sessions_app.command("evaluate")
+def evaluate(
+    split_dir: Path = typer.Argument(..., help="Directory written by `sessions prepare`."),
+    model_dir: Path = typer.Argument(..., help="Directory written by `sessions train`."),
+    ks: str = typer.Option("5,10,20", help="Cut-offs K."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Write per-prediction ranks (.npz)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the means as JSON."),
+) -> None:
+    """Full-ranking next-item Recall@K, MRR@K, NDCG@K over every test position."""
+    from gradtracer.recsys.sessions import evaluate_next_item, session_arrays
+    from gradtracer.recsys.sessions.study import load_model, load_split
+
+    split = load_split(split_dir)
+    model = load_model(model_dir)
+    result = evaluate_next_item(model, session_arrays(split.test),
+                                ks=_parse_list(ks, "--ks", int))
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        result.save(str(out))
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        typer.echo(f"{result.model}: {result.n_predictions} predictions")
+        for key, value in sorted(result.mean.items()):
+            typer.echo(f"  {key:<10} {value:.4f}")
+
+
+@sessions_app.command("compare")
+def compare(
+    result_a: Path = typer.Argument(..., help="Ranks of model A (.npz from `evaluate --out`)."),
+    result_b: Path = typer.Argument(..., help="Ranks of model B, same split."),
+    metrics: str = typer.Option("recall@20,mrr@20", help="Metric keys to test."),
+) -> None:
+    """Paired t-test and Wilcoxon signed-rank test of A vs B over the same predictions."""
+    from gradtracer.recsys.sessions.evaluate import NextItemResult, compare_next_item
+
+    for path in (result_a, result_b):
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such result file (write it with evaluate --out)")
+    a, b = NextItemResult.load(str(result_a)), NextItemResult.load(str(result_b))
+    keys = _parse_list(metrics, "--metrics", str)
+    missing = [k for k in keys if k not in a.per_position]
+    if missing:
+        raise ValueError(f"unknown metric(s) {missing}; available: {sorted(a.per_position)}")
+    table = compare_next_item(a, b, metrics=keys)
+    typer.echo(f"{a.model} (A) vs {b.model} (B), {a.n_predictions} paired predictions")
+    for key, row in table.items():
+        typer.echo(
+            f"  {key:<10} A={row['mean_a']:.4f} B={row['mean_b']:.4f} diff={row['diff']:+.4f} "
+            f"t-test p={row['ttest_p']:.3g} wilcoxon p={row['wilcoxon_p']:.3g}"
+        )
+
+
+@sessions_app.command("run")
+def run(
+    source: str = typer.Argument("synthetic", help=_SOURCE_HELP),
+    out: Path = typer.Option(..., "--out", "-o", help="Output directory."),
+    fmt: str = typer.Option("tsv", "--fmt", help=_FMT_HELP),
+    test_fraction: float = typer.Option(0.2, help="Share of sessions (latest starts) held out."),
+    min_item_support: int = typer.Option(1, help="Drop items with fewer events first."),
+    n_sessions: int = typer.Option(5000, help="Synthetic data: number of sessions."),
+    n_items: int = typer.Option(1000, help="Synthetic data: catalog size."),
+    seed: int = typer.Option(0, help="Synthetic data seed."),
+    models: str = typer.Option(",".join(_MODELS), help="Models to train."),
+    alpha: float = typer.Option(0.0, help="Markov: popularity weight of the reported model."),
+    alphas: str = typer.Option("0,0.25,0.5,0.75,1", help="Markov alpha sweep."),
+    ks: str = typer.Option("5,10,20", help="Cut-offs K."),
+    preset: str = typer.Option("default", help=_PRESET_HELP),
+    set_: list[str] = typer.Option([], "--set", help=_SET_HELP),
+    epochs: int | None = typer.Option(None, help="GRU4Rec: override n_epochs."),
+    track: bool = typer.Option(False, "--track", help="GRU4Rec: attach EmbeddingTrackers."),
+) -> None:
+    """Data -> split -> train -> evaluate -> figures (PNG + SVG) -> results.json."""
+    from gradtracer.recsys.sessions.study import SessionStudyConfig, run_study
+
+    config = SessionStudyConfig(
+        source=source, fmt=fmt, n_sessions=n_sessions, n_items=n_items,
+        test_fraction=test_fraction, min_item_support=min_item_support,
+        ks=_parse_list(ks, "--ks", int), markov_alpha=alpha,
+        alphas=_parse_list(alphas, "--alphas", float),
+        models=_parse_list(models, "--models", str),
+        gru4rec=_gru4rec_config(preset, set_, epochs, None), track=track, random_state=seed,
+    )
+    study = run_study(config, out)
+    _print_info(study.split_info)
+    typer.echo(study.table())
+    if "gru4rec" in study.train_logs:
+        typer.echo(f"gru4rec: {study.train_logs['gru4rec']['events_per_second']:.0f} events/s")
+    typer.echo(f"wrote {out / 'results.json'} and {len(study.figures)} figure files")

@@ -17,6 +17,11 @@ def autofix(
     lr: list[float] | None = typer.Option(
         None, "--lr", help="Adam learning rate; repeat for a grid (default 0.05)."),
     epochs: int = typer.Option(3, "--epochs", min=1, help="Training epochs per arm."),
+    tuned_lr: float = typer.Option(0.002, "--tuned-lr", help="Adam lr of the reference MF row."),
+    tuned_epochs: int = typer.Option(20, "--tuned-epochs", min=1,
+                                     help="Epochs of the reference MF row."),
+    quick: bool = typer.Option(False, "--quick",
+                               help="Small synthetic data (ignored with --data); for smoke runs."),
     out: Path = typer.Option(Path("gradtracer-validation"), "--out",
                              help="Directory for autofix_study.{json,md,png}."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
@@ -25,8 +30,11 @@ def autofix(
     from gradtracer.recsys.experiments.autofix_report import to_markdown, write_study
     from gradtracer.recsys.experiments.autofix_study import AutoFixStudyConfig, run_autofix_study
 
+    small = {"synthetic_users": 300, "synthetic_items": 400, "synthetic_interactions": 9000}
     config = AutoFixStudyConfig(data=data, seeds=tuple(range(seeds)),
-                                lrs=tuple(lr) if lr else (0.05,), epochs=epochs)
+                                lrs=tuple(lr) if lr else (0.05,), epochs=epochs,
+                                tuned_lr=tuned_lr, tuned_epochs=tuned_epochs,
+                                **(small if quick else {}))
     result = run_autofix_study(config, progress=progress)
     paths = write_study(result, out)
     typer.echo(to_markdown(result))

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from statistics import NormalDist
 from typing import Any
 
 import torch
 
-from gradtracer.embedding.stats import disagreement_posterior
 from gradtracer.findings import Finding, FindingType, Severity
 
 __all__ = [
@@ -50,7 +50,7 @@ class ZombieThresholds:
     min_posterior: float = 0.95  # P(disagree rate > 0.5 | counts) needed
     min_disagree_rate: float = 0.65  # observed share of disagreeing pairs needed
     max_cos_ema: float = -0.2  # EMA of consecutive gradient cosines must be at most this
-    pressure_ratio: float = 0.5  # x mean grad-norm EMA of exposed rows
+    pressure_ratio: float = 0.25  # x mean grad-norm EMA of exposed rows
     min_grad_norm: float = 0.0  # absolute floor on the grad-norm EMA (L2, gradient units)
     min_retained_pressure: float = 0.25  # grad-norm EMA / its own running peak
     warning_ratio: float = 0.0  # a finding is emitted when zombie_ratio > this ...
@@ -93,12 +93,15 @@ def zombie_mask(
     thresholds: ZombieThresholds,
 ) -> torch.Tensor:
     """Boolean per-row zombie verdict (all inputs shape ``(R,)``; see :class:`ZombieThresholds`)."""
+    # posterior >= p  <=>  z >= inv_cdf(p), with z = (n_disagree - n_agree) / sqrt(pairs + 1)
+    # (the continuity-corrected normal approximation of disagreement_posterior, no erf needed)
+    z_min = NormalDist().inv_cdf(min(max(thresholds.min_posterior, 1e-12), 1.0 - 1e-12))
     pairs = n_agree + n_disagree
-    posterior = disagreement_posterior(n_agree, n_disagree)
+    margin = (n_disagree - n_agree).to(torch.float32)
     pressure = pressure.to(grad_norm_ema.device, grad_norm_ema.dtype)
     return (
         (pairs >= thresholds.min_pairs)
-        & (posterior >= thresholds.min_posterior)
+        & (margin >= z_min * torch.sqrt((pairs + 1).to(torch.float32)))
         & (n_disagree >= thresholds.min_disagree_rate * pairs)
         & (cos_ema <= thresholds.max_cos_ema)
         & (grad_norm_ema >= pressure)

@@ -212,9 +212,10 @@ def disagreement_posterior(n_agree: torch.Tensor, n_disagree: torch.Tensor) -> t
     """``P(disagreement rate > 0.5)`` under a uniform Beta(1, 1) prior, per row.
 
     With integer counts the exact value is ``P(Binomial(n_agree + n_disagree + 1, 1/2) <=
-    n_disagree)``; this uses the normal approximation with continuity correction (absolute
-    error below 0.01 from 8 paired observations on, see the tests), which is cheap enough
-    for the tracker's hot path. Returns 0.5 for rows with no observations.
+    n_disagree)``; this uses the normal approximation with continuity correction,
+    ``Phi((n_disagree - n_agree) / sqrt(n_agree + n_disagree + 1))`` (absolute error below
+    0.011 for every count and below 0.004 from 6 pairs on, checked in the tests), which is
+    cheap enough for the tracker's hot path. Returns 0.5 for rows with no observations.
     """
     a = n_agree.to(torch.float32)
     d = n_disagree.to(torch.float32)

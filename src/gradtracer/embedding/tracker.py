@@ -62,8 +62,22 @@ _STATE_VERSION = 1
 
 # running sums over the table, kept on the device so the snapshot is O(1)
 _A_VEL, _A_GN, _A_COS, _A_EXPOSED, _A_PAIRED, _A_ZOMBIE = range(6)
-_A_NONFINITE_ROWS, _A_NONFINITE_STEPS, _A_DAMPED, _A_TOUCHED = range(6, 10)
-_N_ACC = 10
+_A_NONFINITE_ROWS, _A_NONFINITE_STEPS, _A_DAMPED = range(6, 9)
+_N_ACC = 9
+# recorded steps are folded into the row state in batches of at most this many steps (and
+# whenever a snapshot, summary, checkpoint or intervention needs the current state)
+_MAX_BUFFERED_STEPS = 32
+
+
+@dataclass
+class _Step:
+    """One recorded optimizer step, waiting to be folded into the row state."""
+
+    rows: torch.Tensor  # (R,) int64 unique touched rows
+    gn: torch.Tensor  # (R,) gradient L2 norms
+    v: torch.Tensor  # (R,) applied displacement L2 norms
+    sketch: torch.Tensor  # (R, n_bytes) sign sketch of the gradients
+    step: int
 
 
 @dataclass
@@ -152,7 +166,9 @@ class EmbeddingTracker:
         self._state = RowState.zeros(n_rows, self._sketch.n_bytes, device)
         self._acc = torch.zeros(_N_ACC, dtype=torch.float64, device=device)
         self._n_updates = 0
+        self._touched = 0  # rows updated by the last optimizer step
         self._pending: _Pending | None = None
+        self._buffer: list[_Step] = []
         self._fwd_indices: list[torch.Tensor] = []
         self._last_loss: float | None = None
         self._loss_step = -1
@@ -221,7 +237,7 @@ class EmbeddingTracker:
             if self._padding_idx is not None:
                 keep = rows != self._padding_idx
                 rows, values = rows[keep], values[keep]
-            g_rows = values.detach().clone()
+            g_rows = values.detach()
         else:
             parts = self._fwd_indices
             if pend is not None:  # gradient accumulation: union with earlier micro-batches
@@ -251,120 +267,166 @@ class EmbeddingTracker:
         self._close(count_empty=True)
 
     def _close(self, count_empty: bool = False) -> None:
-        """Finish the pending step: measure the applied displacement and update the state."""
+        """Finish the pending step: measure the applied displacement and record the step."""
         pend = self._pending
         if pend is None:
             if count_empty:  # optimizer stepped but this table got no gradient
                 self._n_updates += 1
-                self._acc[_A_TOUCHED] = 0
+                self._touched = 0
                 self._after_update()
             return
         self._pending = None
         self._n_updates += 1
-        step = self._n_updates
         with torch.no_grad():
-            after = self._weight.detach().index_select(0, pend.rows)
-            disp = after - pend.before  # (R, d)
-            v, first_w, finite = self._update_rows(pend.rows, pend.grad, disp, step)
+            rows, grad, before = pend.rows, pend.grad, pend.before
+            disp = self._weight.detach().index_select(0, rows) - before  # (R, d) applied update
+            gn = torch.linalg.vector_norm(grad, dim=1)  # (R,)
+            v = torch.linalg.vector_norm(disp, dim=1)  # (R,)
+            finite = torch.isfinite(gn + v)
+            if not bool(finite.all()):  # leave rows with NaN/Inf out of every statistic
+                self._acc[_A_NONFINITE_ROWS] += float((~finite).sum())
+                self._acc[_A_NONFINITE_STEPS] += 1.0
+                rows, grad, before, disp, gn, v = (t[finite] for t in (rows, grad, before, disp, gn, v))
+            self._touched = int(rows.numel())
+            self._buffer.append(_Step(rows, gn, v, self._sketch.encode(grad), self._n_updates))
             if self._intervention is not None:
-                self._intervene(pend, disp, v, first_w, finite, step)
+                self._flush()
+                self._intervene(rows, before, disp, v)
+            elif len(self._buffer) >= _MAX_BUFFERED_STEPS:
+                self._flush()
         self._after_update()
 
-    def _update_rows(
-        self, rows: torch.Tensor, grad: torch.Tensor, disp: torch.Tensor, step: int
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Vectorised per-row update of the touched rows (all tensors ``(R, ...)``)."""
+    def _flush(self) -> None:
+        """Fold the buffered steps into the per-row state (vectorised over all of them).
+
+        Equivalent to applying the steps one by one: rows are grouped with a stable sort,
+        consecutive-exposure pairs are formed inside each group (the first one pairs with
+        the stored sketch), and each EMA is evaluated in closed form,
+        ``E_j = b^n_j (E_old + sum_{i<=j} c_i b^-n_i x_i)`` with ``n_i`` the number of
+        observations up to ``i`` and ``c_i`` = 1 for a row's very first observation, else 1 - b.
+        """
+        buf = self._buffer
+        if not buf:
+            return
+        self._buffer = []
+        with torch.no_grad():
+            self._fold(buf)
+
+    def _fold(self, buf: list[_Step]) -> None:
         st, b = self._state, self.ema_decay
-        ints = st.ints.index_select(0, rows)  # (R, 5) int32
-        fl = st.floats.index_select(0, rows)  # (R, 4) float32
-        old_sk = st.sketch.index_select(0, rows)  # (R, n_bytes)
-        gn = torch.linalg.vector_norm(grad.float(), dim=1)
-        v = torch.linalg.vector_norm(disp.float(), dim=1)
-        finite = torch.isfinite(gn) & torch.isfinite(v)
-        new_sk = self._sketch.encode(grad)
-        cos = self._sketch.cosine(old_sk, new_sk)
-        exposure = ints[:, IntCol.EXPOSURE]
-        first = exposure == 0
-        paired = (old_sk != 0).any(dim=1) & (gn > 0)  # a previous direction exists
+        multi = len(buf) > 1
+        if multi:
+            rows = torch.cat([s.rows for s in buf])
+            order = torch.argsort(rows, stable=True)  # by row, then by step
+            rows = rows[order]
+            gn = torch.cat([s.gn for s in buf])[order]
+            v = torch.cat([s.v for s in buf])[order]
+            sk = torch.cat([s.sketch for s in buf])[order]
+            steps = torch.cat([torch.full_like(s.rows, s.step) for s in buf])[order]
+            uniq, inverse, counts = torch.unique_consecutive(rows, return_inverse=True, return_counts=True)
+            ends = torch.cumsum(counts, 0) - 1  # (G,) last entry of each row
+            starts = ends - counts + 1
+            first = torch.zeros_like(rows, dtype=torch.bool)
+            first[starts] = True
+        else:
+            s0 = buf[0]
+            uniq, gn, v, sk = s0.rows, s0.gn, s0.v, s0.sketch
+            inverse = ends = starts = counts = None
+            first = None
+        ints = st.ints.index_select(0, uniq)  # (G, 5) int32
+        fl = st.floats.index_select(0, uniq)  # (G, 4) float32
+        old_sk = st.sketch.index_select(0, uniq)  # (G, n_bytes) uint8
+
+        def per_entry(x: torch.Tensor) -> torch.Tensor:  # (G, ...) -> (M, ...)
+            return x.index_select(0, inverse) if multi else x
+
+        def group_cumsum(x: torch.Tensor) -> torch.Tensor:  # running sum inside each row group
+            if not multi:
+                return x
+            cs = torch.cumsum(x, 0)
+            return cs - per_entry(cs[starts] - x[starts])
+
+        def at_end(x: torch.Tensor) -> torch.Tensor:  # (M, ...) -> (G, ...) last entry per row
+            return x.index_select(0, ends) if multi else x
+
+        if multi:
+            prev = torch.where(first[:, None], per_entry(old_sk), torch.roll(sk, 1, 0))
+        else:
+            prev = old_sk
+        cos = self._sketch.cosine(prev, sk)  # (M,) cosine to the row's previous gradient
+        paired = (prev != 0).any(dim=1) & (gn > 0)  # an all-zero sketch = no previous direction
         agree = paired & (cos > 0)
         disagree = paired & (cos < 0)
+
+        # velocity and grad-norm EMAs (every entry is an observation)
+        n_obs = group_cumsum(torch.ones_like(gn, dtype=torch.float64))
+        is_new = per_entry(ints[:, IntCol.EXPOSURE] == 0) & (n_obs == 1)
+        c = torch.where(is_new, 1.0, 1.0 - b).to(torch.float64) * torch.pow(b, -n_obs)
+        x = torch.stack([v, gn], dim=1).to(torch.float64)
+        old_vg = fl[:, : FloatCol.COS].to(torch.float64)
+        e = torch.pow(b, n_obs)[:, None] * (per_entry(old_vg) + group_cumsum(c[:, None] * x))
+        # cosine EMA (paired entries only)
         old_pairs = ints[:, IntCol.N_AGREE] + ints[:, IntCol.N_DISAGREE]
-        first_w = torch.where(first, 1.0, 1.0 - b)  # EMA weight of the new observation
-        new_vel = fl[:, FloatCol.VELOCITY] + first_w * (v - fl[:, FloatCol.VELOCITY])
-        new_gn = fl[:, FloatCol.GRAD_NORM] + first_w * (gn - fl[:, FloatCol.GRAD_NORM])
-        cos_w = torch.where(old_pairs == 0, 1.0, 1.0 - b) * paired
-        new_cos = fl[:, FloatCol.COS] + cos_w * (cos - fl[:, FloatCol.COS])
-        new_fl = torch.stack(
-            [new_vel, new_gn, new_cos, torch.maximum(fl[:, FloatCol.GRAD_PEAK], new_gn)], dim=1
-        )
-        new_ints = ints.clone()
-        new_ints[:, IntCol.EXPOSURE] += 1
-        new_ints[:, IntCol.LAST_SEEN] = step
-        new_ints[:, IntCol.N_AGREE] += agree.to(torch.int32)
-        new_ints[:, IntCol.N_DISAGREE] += disagree.to(torch.int32)
+        n_pair = group_cumsum(paired.to(torch.float64))
+        is_first_pair = paired & (n_pair == 1) & per_entry(old_pairs == 0)
+        cp = torch.where(is_first_pair, 1.0, 1.0 - b).to(torch.float64) * paired * torch.pow(b, -n_pair)
+        old_cos = fl[:, FloatCol.COS].to(torch.float64)
+        ecos = torch.pow(b, n_pair) * (per_entry(old_cos) + group_cumsum(cp * cos.to(torch.float64)))
+        new3 = torch.cat([at_end(e), at_end(ecos)[:, None]], dim=1).to(torch.float32)
+        if multi:
+            gmax = torch.zeros(uniq.numel(), dtype=torch.float64, device=uniq.device)
+            gmax.scatter_reduce_(0, inverse, e[:, 1], reduce="amax")
+            n_new = torch.zeros(uniq.numel(), 2, dtype=torch.int32, device=uniq.device)
+            n_new.index_add_(0, inverse, torch.stack([agree, disagree], dim=1).to(torch.int32))
+            last_step = at_end(steps).to(torch.int32)
+            new_exposure = ints[:, IntCol.EXPOSURE] + counts.to(torch.int32)
+        else:
+            gmax = e[:, 1]
+            n_new = torch.stack([agree, disagree], dim=1).to(torch.int32)
+            last_step = torch.full_like(ints[:, IntCol.LAST_SEEN], buf[0].step)
+            new_exposure = ints[:, IntCol.EXPOSURE] + 1
+        peak = torch.maximum(fl[:, FloatCol.GRAD_PEAK], gmax.to(torch.float32))
+        n_agree = ints[:, IntCol.N_AGREE] + n_new[:, 0]
+        n_disagree = ints[:, IntCol.N_DISAGREE] + n_new[:, 1]
         acc = self._acc
-        mean_gn = acc[_A_GN] / acc[_A_EXPOSED].clamp_min(1.0)
         zt = self.thresholds.zombie
-        new_ints[:, IntCol.ZOMBIE] = zombie_mask(
-            new_ints[:, IntCol.N_AGREE],
-            new_ints[:, IntCol.N_DISAGREE],
-            new_fl[:, FloatCol.COS],
-            new_fl[:, FloatCol.GRAD_NORM],
-            new_fl[:, FloatCol.GRAD_PEAK],
-            pressure_threshold(mean_gn, zt),
+        zombie = zombie_mask(
+            n_agree,
+            n_disagree,
+            new3[:, FloatCol.COS],
+            new3[:, FloatCol.GRAD_NORM],
+            peak,
+            pressure_threshold(acc[_A_GN] / acc[_A_EXPOSED].clamp_min(1.0), zt),
             zt,
         ).to(torch.int32)
-        # rows with a non-finite gradient or displacement keep their previous state
-        fin = finite[:, None]
-        new_ints = torch.where(fin, new_ints, ints)
-        new_fl = torch.where(fin, new_fl, fl)
-        new_sk = torch.where(fin & (gn > 0)[:, None], new_sk, old_sk)
-        # running table sums: add (new - old) contributions of the touched rows
-        acc[:6] += self._contrib(new_ints, new_fl) - self._contrib(ints, fl)
-        n_bad = (~finite).sum()
-        acc[_A_NONFINITE_ROWS] += n_bad
-        acc[_A_NONFINITE_STEPS] += (n_bad > 0).to(torch.float64)
-        acc[_A_TOUCHED] = float(rows.numel())
-        st.ints.index_copy_(0, rows, new_ints)
-        st.floats.index_copy_(0, rows, new_fl)
-        st.sketch.index_copy_(0, rows, new_sk)
-        return v, first_w, finite
-
-    @staticmethod
-    def _contrib(ints: torch.Tensor, fl: torch.Tensor) -> torch.Tensor:
-        """Per-table running-sum contributions of rows: ``(6,)`` float64."""
-        exposed = (ints[:, IntCol.EXPOSURE] > 0).to(torch.float32)
-        paired = ((ints[:, IntCol.N_AGREE] + ints[:, IntCol.N_DISAGREE]) > 0).to(torch.float32)
-        parts = torch.stack(
-            [
-                fl[:, FloatCol.VELOCITY] * exposed,
-                fl[:, FloatCol.GRAD_NORM] * exposed,
-                fl[:, FloatCol.COS] * paired,
-                exposed,
-                paired,
-                ints[:, IntCol.ZOMBIE].to(torch.float32),
-            ],
+        new_ints = torch.stack([new_exposure, last_step, n_agree, n_disagree, zombie], dim=1)
+        # running table sums (unexposed rows hold zeros, so no masks are needed)
+        flags = torch.stack(
+            [ints[:, IntCol.EXPOSURE] == 0, (old_pairs == 0) & (n_agree + n_disagree > 0)], dim=1
+        ).to(torch.float32)
+        delta = torch.cat(
+            [new3 - fl[:, : FloatCol.GRAD_PEAK], flags, (zombie - ints[:, IntCol.ZOMBIE]).to(torch.float32)[:, None]],
             dim=1,
         )
-        return parts.sum(dim=0, dtype=torch.float64)
+        acc[:6] += delta.sum(dim=0, dtype=torch.float64)
+        st.ints.index_copy_(0, uniq, new_ints)
+        st.floats.index_copy_(0, uniq, torch.cat([new3, peak[:, None]], dim=1))
+        st.sketch.index_copy_(0, uniq, at_end(sk))
 
     def _intervene(
         self,
-        pend: _Pending,
+        rows: torch.Tensor,
+        before: torch.Tensor,
         disp: torch.Tensor,
         v: torch.Tensor,
-        first_w: torch.Tensor,
-        finite: torch.Tensor,
-        step: int,
     ) -> None:
         """Ask the intervention for per-row factors and apply them to the displacement."""
         assert self._intervention is not None and self._scales is not None
         assert self._damped_ever is not None
-        rows = pend.rows
         ints = self._state.ints.index_select(0, rows)
         fl = self._state.floats.index_select(0, rows)
         evidence = RowEvidence(
-            step=step,
+            step=self._n_updates,
             layer=self.name,
             rows=rows,
             n_agree=ints[:, IntCol.N_AGREE],
@@ -385,14 +447,13 @@ class EmbeddingTracker:
                 f"factors for {rows.numel()} rows"
             )
         f = torch.nan_to_num(f, nan=1.0).clamp_(0.0, 1.0)
-        w = self._weight
-        new_rows = pend.before + f.to(w.dtype)[:, None] * disp
-        w.detach().index_copy_(0, rows, new_rows)
+        w = self._weight.detach()
+        w.index_copy_(0, rows, before + f.to(w.dtype)[:, None] * disp)
         # the velocity EMA records the displacement actually applied: f * v
-        correction = first_w * (1.0 - f) * v * finite
-        vel = self._state.floats[:, FloatCol.VELOCITY]
-        vel.index_add_(0, rows, -correction)
-        self._acc[_A_VEL] -= correction.sum(dtype=torch.float64) * 1.0
+        first_w = torch.where(ints[:, IntCol.EXPOSURE] == 1, 1.0, 1.0 - self.ema_decay)
+        correction = first_w * (1.0 - f) * v
+        self._state.floats[:, FloatCol.VELOCITY].index_add_(0, rows, -correction)
+        self._acc[_A_VEL] -= correction.sum(dtype=torch.float64)
         damped = f < 1.0
         self._scales.index_copy_(0, rows, f)
         self._damped_ever.index_copy_(0, rows, self._damped_ever.index_select(0, rows) | damped)
@@ -402,6 +463,7 @@ class EmbeddingTracker:
     def _after_update(self) -> None:
         self._summary_cache = None
         if self._n_updates % self.track_interval == 0:
+            self._flush()
             self._append_history(self._snapshot())
 
     def _append_history(self, snap: dict[str, Any]) -> None:
@@ -416,7 +478,12 @@ class EmbeddingTracker:
         if _dist.is_distributed():
             state = _dist.merge_row_state(self._state)
             light = self._light_stats(state)
-            acc = _dist.all_reduce_sum(self._acc[[_A_NONFINITE_ROWS, _A_TOUCHED]].clone()).tolist()
+            extra = torch.tensor(
+                [float(self._acc[_A_NONFINITE_ROWS]), float(self._touched)],
+                dtype=torch.float64,
+                device=self._acc.device,
+            )
+            acc = _dist.all_reduce_sum(extra).tolist()
             light.update(non_finite_rows=int(acc[0]), touched_rows=int(acc[1]))
         else:
             acc = self._acc.tolist()
@@ -428,7 +495,7 @@ class EmbeddingTracker:
                 "coverage": acc[_A_EXPOSED] / max(self._state.n_rows, 1),
                 "oscillation_mean": acc[_A_COS] / max(acc[_A_PAIRED], 1.0),
                 "zombie_count": int(acc[_A_ZOMBIE]),
-                "touched_rows": int(acc[_A_TOUCHED]),
+                "touched_rows": self._touched,
                 "non_finite_rows": int(acc[_A_NONFINITE_ROWS]),
             }
         return {"step": step, "loss": loss, **light}
@@ -479,10 +546,11 @@ class EmbeddingTracker:
         return self._state
 
     def _sync(self) -> None:
-        """Close a pending step whose update was applied without an optimizer hook."""
+        """Close a pending step applied without an optimizer hook; fold buffered steps."""
         pend = self._pending
         if pend is not None and self._weight._version != pend.version:
             self._close()
+        self._flush()
 
     def step(self, loss: float | torch.Tensor | None = None) -> None:
         """Record the training loss of the current iteration (optional; a no-op otherwise).
@@ -491,7 +559,9 @@ class EmbeddingTracker:
         optimizer step of this iteration either way. Before any backward it does nothing
         but remember the loss.
         """
-        self._sync()
+        pend = self._pending
+        if pend is not None and self._weight._version != pend.version:
+            self._close()  # a hand-written update happened without an optimizer hook
         if loss is not None:
             value = float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
             target = self._n_updates + (1 if self._pending is not None else 0)

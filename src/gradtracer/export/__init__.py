@@ -5,6 +5,7 @@
 - :mod:`~gradtracer.export.agent_xml`: legacy agent XML;
 - :mod:`~gradtracer.export.text`: readable text (``render_text``, ``print_report``);
 - :mod:`~gradtracer.export.schema`: the shipped JSON Schemas and validators;
+- :mod:`~gradtracer.export.metrics`: scalar metrics keyed by ``metric_key``;
 - :mod:`~gradtracer.export.wandb`, :mod:`~gradtracer.export.tensorboard`: logging
   bridges (their backends are imported only when called).
 """

@@ -14,6 +14,7 @@ GradTracer embedding report: item_emb
 from __future__ import annotations
 
 import math
+import re
 import sys
 from typing import Any, TextIO
 
@@ -23,10 +24,26 @@ from gradtracer.findings import Report
 __all__ = ["format_value", "print_report", "render_text"]
 
 _INDENT = "  "
+#: longest rendering of one statistic before it is cut with "..."
+MAX_VALUE_CHARS = 120
+# C0 control characters except tab and newline, and DEL
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f]")
+#: lists of up to this many records (dicts) are shown one record per line
+MAX_RECORD_LINES = 12
 
 
-def format_value(value: Any) -> str:
-    """Format one statistic: 4 significant digits for floats, ``n/a`` for None/NaN."""
+def format_value(value: Any, *, max_chars: int | None = MAX_VALUE_CHARS) -> str:
+    """Format one statistic: 4 significant digits for floats, ``n/a`` for None/NaN.
+
+    Lists show their first 8 items; the whole text is cut to ``max_chars`` (None: no cut).
+    """
+    text = _format(value)
+    if max_chars is not None and len(text) > max_chars:
+        text = text[: max_chars - 3] + "..."
+    return text
+
+
+def _format(value: Any) -> str:
     if value is None:
         return "n/a"
     if isinstance(value, bool):
@@ -36,11 +53,19 @@ def format_value(value: Any) -> str:
             return "n/a"
         return f"{value:.4g}"
     if isinstance(value, (list, tuple)):
-        shown = ", ".join(format_value(v) for v in value[:8])
+        shown = ", ".join(_format(v) for v in value[:8])
         return f"[{shown}{', ...' if len(value) > 8 else ''}]"
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{k}: {format_value(v)}" for k, v in sorted(value.items())) + "}"
+        return "{" + ", ".join(f"{k}: {_format(v)}" for k, v in sorted(value.items())) + "}"
     return str(value)
+
+
+def _is_record_list(value: Any) -> bool:
+    return (
+        isinstance(value, (list, tuple))
+        and 0 < len(value) <= MAX_RECORD_LINES
+        and all(isinstance(v, dict) for v in value)
+    )
 
 
 def _render(report: Report, depth: int, lines: list[str]) -> None:
@@ -57,7 +82,12 @@ def _render(report: Report, depth: int, lines: list[str]) -> None:
         lines.append(pad + _INDENT + "stats:")
         width = max(len(str(k)) for k in report.stats)
         for name in sorted(report.stats):
-            lines.append(f"{pad}{_INDENT * 2}{name:<{width}}  {format_value(report.stats[name])}")
+            value = report.stats[name]
+            if _is_record_list(value):  # e.g. per-pair or per-bucket records: one per line
+                lines.append(f"{pad}{_INDENT * 2}{name}:")
+                lines.extend(f"{pad}{_INDENT * 3}- {format_value(v)}" for v in value)
+            else:
+                lines.append(f"{pad}{_INDENT * 2}{name:<{width}}  {format_value(value)}")
     findings = report.sorted_findings()
     if not findings:
         lines.append(pad + _INDENT + "findings: none")
@@ -76,16 +106,19 @@ def _render(report: Report, depth: int, lines: list[str]) -> None:
             if f.expected_effect:
                 lines.append(f"{inner}expected: {f.expected_effect}")
             if f.sample_ids:
-                lines.append(f"{inner}examples: {format_value(list(f.sample_ids))}")
+                lines.append(f"{inner}examples: {_format(list(f.sample_ids))}")
     for child in report.children:
         _render(child, depth + 1, lines)
 
 
 def render_text(report_or_tracker: Any) -> str:
-    """Return the report (or ``obj.to_report()``) as indented plain text, children nested."""
+    """Return the report (or ``obj.to_report()``) as indented plain text, children nested.
+
+    Control characters (terminal escapes included) are removed; newlines are kept.
+    """
     lines: list[str] = []
     _render(as_report(report_or_tracker), 0, lines)
-    return "\n".join(lines)
+    return _CONTROL.sub("", "\n".join(lines))
 
 
 def print_report(report_or_text: Any, *, file: TextIO | None = None) -> str:

@@ -1,7 +1,9 @@
 """Layer-level tracking and the multi-tracker hub.
 
 ``FlowManager`` (``gradtracer.flow.manager``) steps several trackers together and adds
-cross-tracker statistics; ``FlowTracker`` (``gradtracer.flow.tracker``) tracks layers.
+cross-tracker statistics; ``FlowTracker`` (``gradtracer.flow.tracker``) tracks layers,
+judged by ``FlowThresholds`` (``gradtracer.flow.layer_stats``); ``RunHistory``
+(``gradtracer.flow.history``) compares runs.
 Names are imported lazily so that ``import gradtracer.flow`` stays cheap.
 """
 
@@ -16,9 +18,20 @@ _LAZY: dict[str, str] = {
     "ManagerThresholds": "gradtracer.flow.manager",
     "TrackerLike": "gradtracer.flow.manager",
     "FlowTracker": "gradtracer.flow.tracker",
+    "FlowThresholds": "gradtracer.flow.layer_stats",
+    "LayerSnapshot": "gradtracer.flow.layer_stats",
+    "RunHistory": "gradtracer.flow.history",
 }
 
-__all__ = ["FlowManager", "FlowTracker", "ManagerThresholds", "TrackerLike"]
+__all__ = [
+    "FlowManager",
+    "FlowThresholds",
+    "FlowTracker",
+    "LayerSnapshot",
+    "ManagerThresholds",
+    "RunHistory",
+    "TrackerLike",
+]
 
 
 def __getattr__(name: str) -> Any:
@@ -35,5 +48,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
+    from gradtracer.flow.history import RunHistory
+    from gradtracer.flow.layer_stats import FlowThresholds, LayerSnapshot
     from gradtracer.flow.manager import FlowManager, ManagerThresholds, TrackerLike
     from gradtracer.flow.tracker import FlowTracker

@@ -77,6 +77,18 @@ class ManagerThresholds:
     #: history snapshots averaged for the "recent" velocity of a tracker
     recent_window: int = 5
 
+    def __post_init__(self) -> None:
+        if not 0.0 < self.imbalance_ratio <= 1.0:
+            raise ValueError(f"imbalance_ratio must be in (0, 1], got {self.imbalance_ratio!r}")
+        if not 0.0 <= self.min_exposure_alignment <= 1.0:
+            raise ValueError(
+                f"min_exposure_alignment must be in [0, 1], got {self.min_exposure_alignment!r}"
+            )
+        if self.min_points < 2:
+            raise ValueError(f"min_points must be >= 2, got {self.min_points!r}")
+        if self.recent_window < 1:
+            raise ValueError(f"recent_window must be >= 1, got {self.recent_window!r}")
+
 
 # ---------------------------------------------------------------------------------------
 # pure statistics
@@ -115,8 +127,8 @@ def _series(history: Sequence[Mapping[str, Any]], key: str) -> dict[int, float]:
             continue
         value = _finite(snap.get(key))
         if value is not None:
-            step = snap.get("step", i)
-            out[int(step)] = value
+            step = snap.get("step")
+            out[i if step is None else int(step)] = value
     return out
 
 
@@ -184,7 +196,11 @@ def compute_tracker_health(stats: Mapping[str, Any], findings: Sequence[Finding]
     ``h = 100 · (1 − zombie_ratio) · (1 − dead_ratio) · (1 − g⁺/2) · c`` with
     ``g⁺ = clip((popularity_gini − 0.5) / 0.5, 0, 1)`` and ``c = 0.5`` if the tracker has a
     critical finding, else 1. A missing statistic counts as healthy (0 / no skew).
+    A tracker that reports its own ``health`` in [0, 100] (FlowTracker) is taken at its word.
     """
+    own = _finite(stats.get("health"))
+    if own is not None:
+        return max(0.0, min(100.0, own))
     gini = _finite(stats.get("popularity_gini"))
     skew = 0.0 if gini is None else max(0.0, min(1.0, (gini - 0.5) / 0.5))
     health = 100.0 * (1 - _ratio(stats, "zombie_ratio")) * (1 - _ratio(stats, "dead_ratio"))
@@ -432,9 +448,14 @@ class FlowManager:
         velocities = {
             k: recent_velocity(histories[k], stats_of[k], window=th.recent_window) for k in keys
         }
-        imbalance = detect_tower_imbalance(velocities, imbalance_ratio=th.imbalance_ratio)
-        if imbalance is not None:
-            findings.append(imbalance)
+        # velocities are only comparable between trackers of one kind (embedding rows vs
+        # embedding rows, layers vs layers)
+        kinds = {k: c.kind for k, c in zip(keys, children)}
+        for kind in dict.fromkeys(kinds.values()):
+            group = {k: v for k, v in velocities.items() if kinds[k] == kind}
+            imbalance = detect_tower_imbalance(group, imbalance_ratio=th.imbalance_ratio)
+            if imbalance is not None:
+                findings.append(imbalance)
 
         loss_corr = {
             k: compute_velocity_loss_correlation(histories[k], min_points=th.min_points)[0]

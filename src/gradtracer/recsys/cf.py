@@ -2,7 +2,7 @@
 
 One flow for truncated SVD (scikit-learn or SciPy) and implicit ALS (optional ``implicit``):
 
->>> from gradtracer.recsys.cf import CFConfig, train
+>>> from gradtracer.recsys.cf import CFConfig, evaluate, train
 >>> model = train(split.train, CFConfig(n_factors=50))            # doctest: +SKIP
 >>> model.recommend("A2IBPI20UZIR0U", n=10).to_polars()          # doctest: +SKIP
 >>> evaluate(model, split.test, exclude=split.valid).to_dict()   # doctest: +SKIP
@@ -16,7 +16,8 @@ Definitions used by :func:`evaluate`:
 - ``accuracy``: share of held-out ratings whose clipped prediction is within 0.5 of the
   true rating (``|r_hat - r| <= 0.5``; for integer scales this is "rounds to the true
   star", ties at .5 counted as correct).
-- Both are ``nan`` for ALS, whose scores are preferences, not ratings.
+- Both are ``nan`` for ALS, whose scores are preferences, not ratings, and for implicit
+  data (a single rating value, so the rating scale is one point).
 - Ranking metrics (``recall@k``, ``ndcg@k``, ``map@k``) come from
   :func:`gradtracer.recsys.metrics.evaluate_topk` over the full catalogue with the
   user's training items (and ``exclude`` rows) masked; a held-out item the user already
@@ -29,6 +30,7 @@ import json
 import logging
 import math
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -38,6 +40,7 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
+from gradtracer.errors import GradTracerWarning
 from gradtracer.findings import metric_key
 from gradtracer.recsys.data.interactions import IdMap, Interactions
 from gradtracer.recsys.models.svd import SOLVERS, LatentFactors, fit_svd, max_n_factors
@@ -94,7 +97,9 @@ class CFConfig:
     iterations: int = 15  # ALS: sweeps
     use_ratings: bool = False  # ALS: ratings as confidences instead of ones
     num_threads: int = 1  # ALS: implicit's CPU threads
-    rating_scale: tuple[float, float] | None = None  # clip range of predictions; None = train min/max
+    rating_scale: tuple[float, float] | None = (
+        None  # clip range of predictions; None = train min/max
+    )
     random_state: int = 0  # seed of the randomized solvers
 
     def __post_init__(self) -> None:
@@ -105,7 +110,9 @@ class CFConfig:
         if self.rating_scale is not None:
             lo, hi = (float(x) for x in self.rating_scale)
             if not lo <= hi:
-                raise ValueError(f"rating_scale must be (low, high) with low <= high, got {self.rating_scale}")
+                raise ValueError(
+                    f"rating_scale must be (low, high) with low <= high, got {self.rating_scale}"
+                )
             self.rating_scale = (lo, hi)
 
     @property
@@ -130,7 +137,7 @@ class CFConfig:
         return cls(**kwargs)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Recommendations:
     """Top-N list of one user: raw item ids, best first, with their scores.
 
@@ -161,7 +168,7 @@ def _require_rows(ix: Interactions, what: str) -> None:
     if not isinstance(ix, Interactions):
         raise TypeError(f"{what} must be an Interactions, got {type(ix).__name__}")
     if ix.frame.height == 0:
-        raise ValueError(f"{ix.source}: {what} split is empty (0 rows in column 'user')")
+        raise ValueError(f"{ix.source}: {what} is empty (no rows in column 'user')")
 
 
 def build_matrix(ix: Interactions) -> sp.csr_matrix:
@@ -199,7 +206,7 @@ def build_matrix(ix: Interactions) -> sp.csr_matrix:
 # --- model ------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(eq=False)
 class CFModel:
     """A trained factor model with everything needed to recommend and to evaluate.
 
@@ -210,6 +217,7 @@ class CFModel:
         config: the :class:`CFConfig` used; ``n_factors`` there is the request.
         rating_scale: ``(low, high)`` clip range of predicted ratings.
         source: where the training data came from.
+        fit_seconds: wall seconds of the factorization (library import excluded; nan if unknown).
     """
 
     factors: LatentFactors
@@ -227,7 +235,10 @@ class CFModel:
         shape = (len(self.user_ids), len(self.item_ids))
         if self.train_matrix.shape != shape:
             raise ValueError(f"train_matrix shape {self.train_matrix.shape} != id maps {shape}")
-        if self.factors.user_factors.shape[0] != shape[0] or self.factors.item_factors.shape[0] != shape[1]:
+        if (
+            self.factors.user_factors.shape[0] != shape[0]
+            or self.factors.item_factors.shape[0] != shape[1]
+        ):
             raise ValueError(
                 f"factor shapes {self.factors.user_factors.shape}/{self.factors.item_factors.shape} "
                 f"do not match {shape[0]} users x {shape[1]} items"
@@ -239,6 +250,28 @@ class CFModel:
     def n_factors(self) -> int:
         """Number of factors actually fitted (after clamping)."""
         return self.factors.n_factors
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    def score(self, users: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Return ``(B, n_items)`` float32 scores (SVD: predicted ratings, unclipped) of dense users."""
+        idx = np.atleast_1d(np.asarray(users, dtype=np.int64))
+        if idx.size and (idx.min() < 0 or idx.max() >= self.n_users):
+            raise ValueError(
+                f"user indices must be in [0, {self.n_users}), got {idx.min()}..{idx.max()}"
+            )
+        f = self.factors
+        return (f.user_factors[idx] @ f.item_factors.T + f.user_bias[idx, None]).astype(np.float32)
+
+    def scorer(self) -> tuple[np.ndarray, np.ndarray]:
+        """Return ``(user_factors, item_factors)`` for ``evaluate_topk`` (the bias never changes a ranking)."""
+        return self.factors.user_factors, self.factors.item_factors
 
     def predict(self, users: np.ndarray, items: np.ndarray, *, clip: bool = True) -> np.ndarray:
         """Return predicted ratings ``(n,)`` float32 for dense index pairs; clipped to the scale.
@@ -256,7 +289,9 @@ class CFModel:
             pred = np.clip(pred, *self.rating_scale)
         return pred.astype(np.float32)
 
-    def recommend(self, user_id: object, n: int = 10, *, exclude_seen: bool = True) -> Recommendations:
+    def recommend(
+        self, user_id: object, n: int = 10, *, exclude_seen: bool = True
+    ) -> Recommendations:
         """Return the top-``n`` items for raw ``user_id``, training items excluded by default.
 
         Fewer than ``n`` come back when fewer candidates remain. Ties keep the lower item index.
@@ -284,7 +319,11 @@ class CFModel:
         if take == 0:
             return Recommendations(str(user_id), (), np.zeros(0, dtype=np.float32))
         cand_scores = scores[idx]
-        top = np.argpartition(-cand_scores, take - 1)[:take] if take < idx.size else np.arange(idx.size)
+        top = (
+            np.argpartition(-cand_scores, take - 1)[:take]
+            if take < idx.size
+            else np.arange(idx.size)
+        )
         top = top[np.lexsort((idx[top], -cand_scores[top]))]
         return Recommendations(
             str(user_id),
@@ -298,7 +337,11 @@ class CFModel:
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         f = self.factors
-        arrays = {"user_factors": f.user_factors, "item_factors": f.item_factors, "user_bias": f.user_bias}
+        arrays = {
+            "user_factors": f.user_factors,
+            "item_factors": f.item_factors,
+            "user_bias": f.user_bias,
+        }
         if f.singular_values is not None:
             arrays["singular_values"] = f.singular_values
         np.savez(d / _FILES["factors"], **arrays)
@@ -354,10 +397,26 @@ class CFModel:
                 config=CFConfig.from_json(meta["config"]),
                 rating_scale=(float(meta["rating_scale"][0]), float(meta["rating_scale"][1])),
                 source=str(meta.get("source", d)),
-                fit_seconds=float("nan") if meta.get("fit_seconds") is None else meta["fit_seconds"],
+                fit_seconds=float("nan")
+                if meta.get("fit_seconds") is None
+                else meta["fit_seconds"],
             )
         except ValueError as exc:
             raise ValueError(f"{d}: inconsistent artifacts: {exc}") from None
+
+
+def _import_backend(solver: str) -> None:
+    """Import the solver's library up front so that fit timings exclude the import."""
+    import importlib
+
+    from gradtracer._optional import require
+
+    if solver == "als":
+        require("implicit.cpu.als")
+    else:
+        importlib.import_module(
+            "sklearn.decomposition" if solver == "sklearn" else "scipy.sparse.linalg"
+        )
 
 
 def _fit_factors(matrix: sp.csr_matrix, config: CFConfig, n_factors: int) -> LatentFactors:
@@ -397,30 +456,43 @@ def train(train: Interactions, config: CFConfig | None = None) -> CFModel:
         ValueError: empty split, non-finite ratings, or a matrix too small to factorize.
     """
     config = config or CFConfig()
+    _require_rows(train, "the train split")
     matrix = build_matrix(train)
+    _import_backend(config.solver)
     start = time.perf_counter()
     factors = _fit_factors(matrix, config, config.n_factors)
     seconds = time.perf_counter() - start
     logger.info(
-        "fitted %s with %d factors on %s in %.2fs", config.solver, factors.n_factors, matrix.shape, seconds
+        "fitted %s with %d factors on %s in %.2fs",
+        config.solver,
+        factors.n_factors,
+        matrix.shape,
+        seconds,
     )
     return CFModel(
-        factors, matrix, train.user_ids, train.item_ids, config, _rating_scale(matrix, config),
-        train.source, seconds,
+        factors,
+        matrix,
+        train.user_ids,
+        train.item_ids,
+        config,
+        _rating_scale(matrix, config),
+        train.source,
+        seconds,
     )
 
 
 # --- evaluation -------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(eq=False)
 class CFEvaluation:
     """Scores of a model on one held-out split.
 
     Attributes:
         split: label of the split (``"valid"``, ``"test"``...).
         n_factors: factors of the evaluated model.
-        rmse / accuracy: rating metrics (``nan`` for ALS); see the module docstring.
+        rmse / accuracy: rating metrics (``nan`` for ALS and implicit data); see the module
+            docstring.
         n_ratings: held-out ratings scored by ``rmse``/``accuracy``.
         mean: ranking metric means, keys like ``"ndcg@10"``.
         per_user: ranking metric per evaluated user, aligned with ``users``.
@@ -446,6 +518,7 @@ class CFEvaluation:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe summary (means and counts; no per-user arrays); NaN becomes None."""
+
         def clean(x: float) -> float | None:
             return None if not math.isfinite(x) else float(x)
 
@@ -485,7 +558,7 @@ def evaluate(
     """
     from gradtracer.recsys.metrics.topk import evaluate_topk
 
-    _require_rows(heldout, split)
+    _require_rows(heldout, f"the {split} split")
     if len(heldout.user_ids) != len(model.user_ids) or len(heldout.item_ids) != len(model.item_ids):
         raise ValueError(
             f"{heldout.source}: {split} split has {heldout.n_users} users x {heldout.n_items} items "
@@ -507,7 +580,8 @@ def evaluate(
     }
     u, i, r = users[keep], items[keep], ratings[keep]
 
-    if model.config.is_rating_model and u.size:
+    lo, hi = model.rating_scale
+    if model.config.is_rating_model and lo < hi and u.size:
         pred = model.predict(u, i, clip=True)
         err = pred.astype(np.float64) - r
         rmse = float(np.sqrt(np.mean(err**2)))
@@ -523,7 +597,9 @@ def evaluate(
     if exclude is not None and exclude.frame.height:
         extra = exclude.user_items()
         if extra.shape != shape:
-            raise ValueError(f"{exclude.source}: exclude matrix shape {extra.shape} != model {shape}")
+            raise ValueError(
+                f"{exclude.source}: exclude matrix shape {extra.shape} != model {shape}"
+            )
         mask = ((mask + extra) > 0).astype(np.float32).tocsr()
     seen = target.multiply(mask).tocsr()
     info["seen_target_pairs"] = int(seen.nnz)
@@ -537,7 +613,7 @@ def evaluate(
         )
     ks = _usable_ks(ks, shape[1])
     result = evaluate_topk(
-        (model.factors.user_factors, model.factors.item_factors),
+        model.scorer(),
         target,
         exclude=mask,
         ks=ks,
@@ -565,10 +641,6 @@ def _usable_ks(ks: Sequence[int], n_items: int) -> tuple[int, ...]:
         raise ValueError(f"ks must be positive cutoffs, got {list(ks)}")
     usable = tuple(k for k in wanted if k <= n_items)
     if len(usable) < len(wanted):
-        import warnings
-
-        from gradtracer.errors import GradTracerWarning
-
         dropped = [k for k in wanted if k > n_items]
         if not usable:
             raise ValueError(f"every cutoff {dropped} exceeds the {n_items} items of the catalogue")
@@ -611,7 +683,7 @@ def select_n_factors(
     return min(n for n, v, ok in zip(grid, vals, finite, strict=True) if ok and v >= threshold)
 
 
-@dataclass
+@dataclass(eq=False)
 class TuningResult:
     """Validation scores over an ``n_factors`` grid and the chosen value.
 
@@ -636,8 +708,14 @@ class TuningResult:
         rows = []
         for n, ev, fs in zip(self.grid, self.evaluations, self.fit_seconds, strict=True):
             rows.append(
-                {"n_factors": n, "rmse": ev.rmse, "accuracy": ev.accuracy, **ev.mean,
-                 "fit_s": fs, "eval_s": ev.seconds}
+                {
+                    "n_factors": n,
+                    "rmse": ev.rmse,
+                    "accuracy": ev.accuracy,
+                    **ev.mean,
+                    "fit_s": fs,
+                    "eval_s": ev.seconds,
+                }
             )
         return pl.DataFrame(rows)
 
@@ -669,16 +747,15 @@ def tune_n_factors(
     value. Grid values above ``min(n_users, n_items) - 1`` are dropped with a warning; if
     none is left, the limit itself is used.
     """
-    import warnings
-
-    from gradtracer.errors import GradTracerWarning
-
     config = config or CFConfig()
+    _require_rows(train, "the train split")
+    _require_rows(valid, "the valid split")
     matrix = build_matrix(train)
-    _require_rows(valid, "valid")
     allowed = max_n_factors(matrix.shape)
     if allowed < 1:
-        raise ValueError(f"{train.source}: matrix of shape {matrix.shape} is too small to factorize")
+        raise ValueError(
+            f"{train.source}: matrix of shape {matrix.shape} is too small to factorize"
+        )
     values = sorted({int(n) for n in grid})
     if not values or values[0] < 1:
         raise ValueError(f"grid must hold positive n_factors values, got {list(grid)}")
@@ -693,6 +770,7 @@ def tune_n_factors(
             stacklevel=2,
         )
     scale = _rating_scale(matrix, config)
+    _import_backend(config.solver)
     evaluations: list[CFEvaluation] = []
     fit_seconds: list[float] = []
     full: LatentFactors | None = None
@@ -713,9 +791,13 @@ def tune_n_factors(
         )
         evaluations.append(evaluate(model, valid, ks=ks, split="valid"))
         fit_seconds.append(seconds)
-        logger.info("n_factors=%d: %s=%.4f", n, metric, evaluations[-1].mean.get(metric, float("nan")))
+        logger.info(
+            "n_factors=%d: %s=%.4f", n, metric, evaluations[-1].mean.get(metric, float("nan"))
+        )
     if metric not in evaluations[0].mean:
-        raise ValueError(f"metric {metric!r} not computed; available: {sorted(evaluations[0].mean)}")
+        raise ValueError(
+            f"metric {metric!r} not computed; available: {sorted(evaluations[0].mean)}"
+        )
     chosen = select_n_factors(kept, [ev.mean[metric] for ev in evaluations], tolerance=tolerance)
     return TuningResult(tuple(kept), evaluations, fit_seconds, chosen, metric, tolerance)
 
@@ -736,15 +818,25 @@ def plot_tuning_curve(
     result: TuningResult, path: str | Path, *, metrics: Sequence[str] | None = None
 ) -> Path:
     """Write a PNG of validation metrics against ``n_factors``, marking the chosen value."""
-    metrics = list(metrics or [m for m in ("ndcg@10", "recall@10", "map@10") if m in result.evaluations[0].mean])
+    metrics = list(
+        metrics
+        or [m for m in ("ndcg@10", "recall@10", "map@10") if m in result.evaluations[0].mean]
+    )
     fig = _new_figure(6.4, 4.0)
     ax = fig.add_subplot(1, 1, 1)
     for m in metrics:
         ax.plot(result.grid, [ev.mean[m] for ev in result.evaluations], marker="o", label=m)
     best = max(ev.mean[result.metric] for ev in result.evaluations)
-    ax.axhline(best * (1 - result.tolerance), color="grey", ls=":", lw=1,
-               label=f"{result.metric} within {result.tolerance:.0%} of best")
-    ax.axvline(result.chosen, color="black", ls="--", lw=1, label=f"chosen n_factors={result.chosen}")
+    ax.axhline(
+        best * (1 - result.tolerance),
+        color="grey",
+        ls=":",
+        lw=1,
+        label=f"{result.metric} within {result.tolerance:.0%} of best",
+    )
+    ax.axvline(
+        result.chosen, color="black", ls="--", lw=1, label=f"chosen n_factors={result.chosen}"
+    )
     ax.set_xlabel("n_factors")
     ax.set_ylabel("validation score")
     ax.set_title("n_factors tuning (validation)")
@@ -762,8 +854,15 @@ def plot_valid_vs_test(valid: CFEvaluation, test: CFEvaluation, path: str | Path
     x = np.arange(len(keys))
     fig = _new_figure(max(6.4, 0.6 * len(keys) + 2), 4.0)
     ax = fig.add_subplot(1, 1, 1)
-    ax.bar(x - 0.2, [valid.mean[k] for k in keys], width=0.4, label=f"{valid.split} (n={valid.n_users})")
-    ax.bar(x + 0.2, [test.mean[k] for k in keys], width=0.4, label=f"{test.split} (n={test.n_users})")
+    ax.bar(
+        x - 0.2,
+        [valid.mean[k] for k in keys],
+        width=0.4,
+        label=f"{valid.split} (n={valid.n_users})",
+    )
+    ax.bar(
+        x + 0.2, [test.mean[k] for k in keys], width=0.4, label=f"{test.split} (n={test.n_users})"
+    )
     ax.set_xticks(x, keys, rotation=45, ha="right", fontsize=8)
     ax.set_ylabel("mean over users")
     ax.set_title(f"validation vs test (n_factors={test.n_factors})")

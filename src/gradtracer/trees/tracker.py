@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from gradtracer._optional import require
 from gradtracer.errors import GradTracerWarning
 from gradtracer.findings import Finding, Report
 from gradtracer.trees import _catboost, _lightgbm, _xgboost
@@ -137,7 +138,7 @@ class TreeDynamicsTracker:
     ) -> None:
         t0 = time.perf_counter()
         self._set_library("lightgbm")
-        if not hasattr(booster, "dump_model"):
+        if not isinstance(booster, require("lightgbm").Booster):
             raise TypeError(
                 f"TreeDynamicsTracker.lightgbm_callback needs a lightgbm.Booster in the "
                 f"callback env, got {type(booster).__name__} (lightgbm.cv is not supported)"
@@ -231,15 +232,19 @@ class TreeDynamicsTracker:
 
     # ------------------------------------------------------------------ recording
     def _record_evals(self, round_: int, evals: dict[str, float], higher: dict[str, bool]) -> None:
-        if not evals and not self._warned_no_eval:
-            self._warned_no_eval = True
-            warnings.warn(
-                f"tracker {self.name!r}: the {self.library} model reports no evaluation set; "
-                "eval-metric trend, train/valid gap and OVERFITTING_ONSET are unavailable "
-                "(pass evals=/valid_sets=/eval_set= to the training call)",
-                GradTracerWarning,
-                stacklevel=2,
-            )
+        if not self._warned_no_eval:
+            self._warned_no_eval = True  # judged on the first round only
+            sets = {k.split("/", 1)[0] for k in evals}
+            train = {self._train_set} if self._train_set else set(_TRAIN_NAMES)
+            if not sets - train:
+                seen = f"only {sorted(sets)}" if sets else "no evaluation set"
+                warnings.warn(
+                    f"tracker {self.name!r}: the {self.library} model reports {seen}; the "
+                    "validation trend, train/valid gap and OVERFITTING_ONSET are unavailable "
+                    "(pass a validation set via evals= / valid_sets= / eval_set=)",
+                    GradTracerWarning,
+                    stacklevel=2,
+                )
         if evals:
             self._evals[round_] = evals
             self._higher_better.update(higher)

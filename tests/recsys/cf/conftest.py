@@ -23,7 +23,9 @@ class PlantedSplit:
     item_group: dict[str, int]
 
 
-def make_planted(n_users: int = 60, n_items: int = 60, per_user: int = 16, seed: int = 7) -> PlantedSplit:
+def make_planted(
+    n_users: int = 60, n_items: int = 60, per_user: int = 16, seed: int = 7
+) -> PlantedSplit:
     rng = np.random.default_rng(seed)
     user_group = {f"u{u:03d}": u % 2 for u in range(n_users)}
     item_group = {f"i{i:03d}": i % 2 for i in range(n_items)}

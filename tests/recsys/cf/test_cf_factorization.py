@@ -18,7 +18,9 @@ from gradtracer.recsys.models.svd import (
 )
 
 
-def _ratings(n_users: int = 40, n_items: int = 25, density: float = 0.3, seed: int = 0) -> sp.csr_matrix:
+def _ratings(
+    n_users: int = 40, n_items: int = 25, density: float = 0.3, seed: int = 0
+) -> sp.csr_matrix:
     rng = np.random.default_rng(seed)
     mask = rng.random((n_users, n_items)) < density
     values = rng.integers(1, 6, size=(n_users, n_items)).astype(np.float32)
@@ -64,7 +66,9 @@ def test_center_by_user_matches_loop() -> None:
         expected = observed.mean() if observed.size else 0.0
         assert means[u] == pytest.approx(expected, abs=1e-5)
     np.testing.assert_array_equal(centred.indices, r.indices)  # same pattern, only values move
-    np.testing.assert_allclose(centred.data, r.data - np.repeat(means, np.diff(r.indptr)), atol=1e-6)
+    np.testing.assert_allclose(
+        centred.data, r.data - np.repeat(means, np.diff(r.indptr)), atol=1e-6
+    )
     assert means[5] == 0.0
 
 

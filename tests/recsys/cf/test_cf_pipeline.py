@@ -15,6 +15,7 @@ from gradtracer.recsys.cf import (
     build_matrix,
     evaluate,
     train,
+    tune_n_factors,
 )
 from gradtracer.recsys.data.interactions import Interactions
 
@@ -38,11 +39,15 @@ def test_build_matrix_keeps_latest_rating_and_map_shape() -> None:
 
 def test_empty_split_error_names_source(planted) -> None:
     empty = planted.full.with_frame(planted.full.frame.head(0), source="data/ratings.csv")
-    with pytest.raises(ValueError, match=r"data/ratings.csv: .*empty.*'user'"):
+    with pytest.raises(ValueError, match=r"data/ratings.csv: the train split is empty .*'user'"):
         train(empty)
     model = train(planted.train, CFConfig(n_factors=4))
-    with pytest.raises(ValueError, match=r"data/ratings.csv: test split is empty"):
+    with pytest.raises(ValueError, match=r"data/ratings.csv: the test split is empty"):
         evaluate(model, empty)
+    with pytest.raises(ValueError, match=r"data/ratings.csv: the valid split is empty"):
+        tune_n_factors(planted.train, empty, grid=(2,))
+    with pytest.raises(TypeError, match="must be an Interactions, got DataFrame"):
+        train(planted.train.frame)  # type: ignore[arg-type]
 
 
 def test_config_rejects_unknown_solver_and_fields() -> None:
@@ -93,7 +98,13 @@ def test_artifacts_round_trip(planted, tmp_path, solver: str) -> None:
     model = train(planted.train, CFConfig(n_factors=3, solver=solver, random_state=5))
     model.save(tmp_path / "m")
     files = sorted(p.name for p in (tmp_path / "m").iterdir())
-    assert files == ["config.json", "factors.npz", "item_ids.json", "train_matrix.npz", "user_ids.json"]
+    assert files == [
+        "config.json",
+        "factors.npz",
+        "item_ids.json",
+        "train_matrix.npz",
+        "user_ids.json",
+    ]
     loaded = CFModel.load(tmp_path / "m")
     np.testing.assert_array_equal(loaded.factors.user_factors, model.factors.user_factors)
     np.testing.assert_array_equal(loaded.factors.item_factors, model.factors.item_factors)
@@ -128,7 +139,10 @@ def test_rating_metrics_match_definition(planted) -> None:
     lo, hi = model.rating_scale
     errors = []
     for u, i, r in zip(f["user"], f["item"], f["rating"], strict=True):
-        pred = model.factors.user_bias[u] + model.factors.user_factors[u] @ model.factors.item_factors[i]
+        pred = (
+            model.factors.user_bias[u]
+            + model.factors.user_factors[u] @ model.factors.item_factors[i]
+        )
         errors.append(min(max(pred, lo), hi) - r)
     errors = np.asarray(errors)
     assert result.rmse == pytest.approx(float(np.sqrt(np.mean(errors**2))), rel=1e-5)
@@ -168,8 +182,13 @@ def test_cold_rows_are_dropped_and_counted(planted) -> None:
     result = evaluate(model, te)
     frame = te.frame
     assert result.info["cold_user_rows"] == int((frame["user"] == u0).sum())
-    assert result.info["cold_item_rows"] == int(((frame["item"] == i0) & (frame["user"] != u0)).sum())
-    assert result.n_ratings == frame.height - result.info["cold_user_rows"] - result.info["cold_item_rows"]
+    assert result.info["cold_item_rows"] == int(
+        ((frame["item"] == i0) & (frame["user"] != u0)).sum()
+    )
+    assert (
+        result.n_ratings
+        == frame.height - result.info["cold_user_rows"] - result.info["cold_item_rows"]
+    )
     assert u0 not in set(result.users.tolist())
 
 
@@ -206,3 +225,34 @@ def test_cutoffs_above_catalogue_are_dropped_with_warning(planted) -> None:
     with pytest.warns(GradTracerWarning, match=r"cutoffs \[100\] exceed the 60 items"):
         result = evaluate(model, planted.test, ks=(10, 100))
     assert set(result.mean) == {"recall@10", "ndcg@10", "map@10"}
+
+
+def test_score_matrix_agrees_with_pairwise_predict_and_recommend(planted) -> None:
+    model = train(planted.train, CFConfig(n_factors=3))
+    scores = model.score([0, 5])
+    assert scores.shape == (2, planted.train.n_items) and scores.dtype == np.float32
+    items = np.arange(planted.train.n_items)
+    np.testing.assert_allclose(
+        scores[1], model.predict(np.full(items.size, 5), items, clip=False), rtol=1e-5
+    )
+    recs = model.recommend(model.user_ids.raw(5), n=3)
+    np.testing.assert_allclose(
+        recs.scores, scores[1][model.item_ids.indices(recs.item_ids)], rtol=1e-6
+    )
+    with pytest.raises(ValueError, match=r"user indices must be in \[0, 60\)"):
+        model.score([60])
+
+
+def test_user_who_has_seen_everything_gets_an_empty_list() -> None:
+    df = pl.DataFrame(
+        {
+            "user": ["a", "a", "a", "b", "c"],
+            "item": ["x", "y", "z", "x", "y"],
+            "rating": [5.0, 3.0, 1.0, 4.0, 2.0],
+            "timestamp": [1, 2, 3, 4, 5],
+        }
+    )
+    model = train(Interactions.from_raw(df), CFConfig(n_factors=1))
+    recs = model.recommend("a", n=5)
+    assert len(recs) == 0 and recs.scores.shape == (0,) and recs.to_polars().height == 0
+    assert len(model.recommend("b", n=5)) == 2

@@ -47,7 +47,9 @@ def test_selection_rejects_bad_input() -> None:
 @settings(max_examples=60, deadline=None)
 @given(
     st.lists(
-        st.tuples(st.integers(1, 500), st.floats(0.0, 1.0, allow_nan=False)), min_size=1, max_size=12
+        st.tuples(st.integers(1, 500), st.floats(0.0, 1.0, allow_nan=False)),
+        min_size=1,
+        max_size=12,
     ),
     st.floats(0.0, 0.5),
 )
@@ -69,7 +71,9 @@ def test_tune_drops_oversize_grid_values_and_refits_best(planted) -> None:
     assert result.chosen == select_n_factors(result.grid, scores)
     frame = result.to_polars()
     assert frame["n_factors"].to_list() == [2, 4, 8]
-    assert {"rmse", "accuracy", "ndcg@10", "recall@50", "map@20", "fit_s", "eval_s"} <= set(frame.columns)
+    assert {"rmse", "accuracy", "ndcg@10", "recall@50", "map@20", "fit_s", "eval_s"} <= set(
+        frame.columns
+    )
     # the truncated components give the same scores as a model fitted at that size
     direct = evaluate(train(planted.train, CFConfig(n_factors=4, solver="scipy")), planted.valid)
     via_tuning = tune_n_factors(

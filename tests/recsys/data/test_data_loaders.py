@@ -63,6 +63,13 @@ def test_save_load_roundtrip(tmp_path: Path) -> None:
     assert back.frame.equals(ix.frame) and back.user_ids.ids == ix.user_ids.ids
 
 
+def test_interactions_rejects_indices_outside_the_id_maps() -> None:
+    ix = Interactions.from_raw(pl.DataFrame({"user": ["a"], "item": ["p"], "rating": [1.0],
+                                             "timestamp": [0]}))
+    with pytest.raises(ValueError, match=r"column 'item' holds indices outside \[0, 1\)"):
+        ix.with_frame(ix.frame.with_columns(pl.lit(3).alias("item")))
+
+
 # --- MovieLens ------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("name", "sep", "header", "gz"),

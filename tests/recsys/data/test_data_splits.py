@@ -170,6 +170,7 @@ def test_temporal_split_session_filter_counts_by_hand() -> None:
     # test sessions 2, 3; item 9 unseen in train (2 rows); session 2 left with 1 row
     assert split.info["test_rows_unseen_item"] == 2
     assert split.info["test_sessions_too_short"] == 1
+    assert split.info["test_sessions_kept"] == 1
     assert ix.item_ids.raws(split.test.frame["item"]) == ["1", "2"]
 
 

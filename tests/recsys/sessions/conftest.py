@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from gradtracer.recsys.data.synthetic import make_sessions
 from gradtracer.recsys.sessions import SessionArrays, session_arrays, split_sessions
@@ -24,3 +25,12 @@ def train_arrays(synthetic_split: SessionSplit) -> SessionArrays:
 @pytest.fixture(scope="module")
 def test_arrays(synthetic_split: SessionSplit) -> SessionArrays:
     return session_arrays(synthetic_split.test)
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Small models run fastest single-threaded (and do not fight over shared cores)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

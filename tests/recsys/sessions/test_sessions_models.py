@@ -75,7 +75,7 @@ def test_losses_are_finite_and_decrease_under_gradient_steps():
             loss = fn(logits)
             loss.backward()
             opt.step()
-            values.append(float(loss))
+            values.append(float(loss.detach()))
         assert np.all(np.isfinite(values)) and values[-1] < values[0]
 
 
@@ -91,7 +91,13 @@ def test_bpr_max_ignores_the_target_column_in_its_negative_weights():
     # row 0 has two equal negatives: -log(sigmoid(1)); row 1: -log(sigmoid(3))
     expected = -np.log(1 / (1 + np.exp(-1.0))) - np.log(1 / (1 + np.exp(-3.0)))
     assert np.isclose(float(base), expected, atol=1e-6)
-    assert float(bpr_max_loss(logits, bpreg=1.0, elu_param=0.0)) > float(base)
+    # the regulariser weighs squared negative scores by the same softmax weights
+    spread = torch.tensor([[1.0, 0.5, -0.5]])
+    w = torch.softmax(torch.tensor([0.5, -0.5]), 0)
+    reg = float(bpr_max_loss(spread, bpreg=1.0, elu_param=0.0)) - float(
+        bpr_max_loss(spread, bpreg=0.0, elu_param=0.0)
+    )
+    assert np.isclose(reg, float(w[0] * 0.25 + w[1] * 0.25), atol=1e-6)
 
 
 def test_logq_correction_subtracts_log_sampling_probability():

@@ -141,3 +141,65 @@ def require_columns(
     missing = [c for c in required if c not in columns]
     if missing:
         raise DataFormatError(path, None, f"missing column(s) {missing}; found {list(columns)}")
+
+
+def _read_fast(
+    path: Path, sep: str, names: Sequence[str] | None, required: Sequence[str]
+) -> pl.DataFrame | None:
+    """One polars ``read_csv`` of string columns; ``None`` when the file needs the slow path."""
+    if len(sep) != 1:
+        return None
+    try:
+        df = pl.read_csv(
+            path,
+            separator=sep,
+            has_header=names is None,
+            new_columns=list(names) if names is not None else None,
+            infer_schema=False,
+            quote_char=None,
+        )
+    except (pl.exceptions.PolarsError, ValueError):
+        return None
+    if names is None:
+        df = df.rename({c: c.strip().strip('"') for c in df.columns})
+        if any(c not in df.columns for c in required):
+            return None
+    checked = list(required) if names is None else list(names)
+    if df.height == 0 or df.select(checked).null_count().sum_horizontal().item():
+        return None
+    first = 2 if names is None else 1  # line number of the first data row (no blank lines)
+    return df.with_row_index("lineno", offset=first).with_columns(pl.col("lineno").cast(pl.Int64))
+
+
+def parse_fields(
+    path: str | Path,
+    sep: str,
+    parse: Callable[[pl.DataFrame], pl.DataFrame],
+    *,
+    names: Sequence[str] | None = None,
+    required: Sequence[str] = (),
+) -> pl.DataFrame:
+    """Split a delimited file into string columns and apply ``parse`` to them.
+
+    Tries one fast polars read first; if that read fails or ``parse`` raises
+    :class:`DataFormatError`, re-reads line by line so the error names the exact line.
+
+    Args:
+        names: column names of a headerless file; ``None`` means the first line is a header
+            that must contain every column of ``required``.
+        parse: turns the string columns (plus ``lineno``) into the loader's frame; raises
+            ``DataFormatError`` on bad values.
+    """
+    p = check_file(path)
+    fast = _read_fast(p, sep, names, required)
+    if fast is not None:
+        try:
+            return parse(fast)
+        except DataFormatError:
+            pass  # locate the problem precisely below
+    lines = read_lines(p)
+    if names is None:
+        fields = split_with_header(lines, p, sep, required)
+    else:
+        fields = split_fields(lines, p, sep, names)
+    return parse(fields)

@@ -126,6 +126,16 @@ class Interactions:
         if "session" in self.frame.columns:
             casts.append(pl.col("session").cast(pl.Int64))
         self.frame = self.frame.with_columns(casts)
+        for col, idmap in (("user", self.user_ids), ("item", self.item_ids)):
+            if self.frame.height and (
+                self.frame[col].min() < 0 or self.frame[col].max() >= len(idmap)
+            ):
+                raise ValueError(
+                    f"{self.source}: column {col!r} holds indices outside [0, {len(idmap)}) "
+                    f"(min {self.frame[col].min()}, max {self.frame[col].max()})"
+                )
+            if self.frame[col].null_count():
+                raise ValueError(f"{self.source}: column {col!r} has missing values")
 
     # --- sizes -------------------------------------------------------------------------
     @property
@@ -155,8 +165,10 @@ class Interactions:
     def user_items(self, *, values: str | None = None) -> sp.csr_matrix:
         """``(n_users, n_items)`` CSR matrix; ``values="rating"`` for ratings, else ones.
 
-        Duplicate (user, item) pairs are summed when ``values`` is None only if present;
-        loaders deduplicate by default.
+        Duplicate (user, item) pairs (repeated clicks in session logs, for example) give
+        1.0 when ``values`` is None and the SUM of their values otherwise; loaders keep
+        duplicates, so call :func:`~gradtracer.recsys.data.deduplicate` first when that
+        matters.
         """
         u = self.frame["user"].to_numpy()
         i = self.frame["item"].to_numpy()
@@ -257,27 +269,23 @@ class Interactions:
 def encode_ids(col: pl.Series, name: str = "id") -> tuple[pl.Series, IdMap]:
     """Return ``(dense Int64 codes, IdMap)`` for a column of raw ids.
 
-    Raw ids are ordered numerically when all of them are integers (``"2" < "10"``),
-    else lexicographically as strings; the code of a raw id is its rank in that order.
+    Raw ids are ordered numerically when all of them are integers written canonically
+    (``"2" < "10"``; ``"07"`` keeps a column in string order), else lexicographically as
+    strings; the code of a raw id is its rank in that order.
     """
-    if col.dtype.is_integer():
-        uniq = col.unique().sort()
-        ids = [str(x) for x in uniq.to_list()]
-        codes = uniq.search_sorted(col)
-    else:
+    keys = col
+    if not col.dtype.is_integer():
         text = col.cast(pl.Utf8)
-        uniq = text.unique()
-        as_int = uniq.cast(pl.Int64, strict=False)
-        # numeric order only when every id is an integer written canonically ("7", not "07")
-        if as_int.null_count() == 0 and (as_int.cast(pl.Utf8) == uniq).all():
-            ints = as_int.sort()
-            ids = [str(x) for x in ints.to_list()]
-            codes = ints.search_sorted(text.cast(pl.Int64))
-        else:
-            uniq = uniq.sort()
-            ids = uniq.to_list()
-            codes = uniq.search_sorted(text)
-    return pl.Series(name, codes, dtype=pl.Int64), IdMap(ids, name)
+        as_int = text.cast(pl.Int64, strict=False)
+        canonical = as_int.null_count() == 0 and bool((as_int.cast(pl.Utf8) == text).all())
+        keys = as_int if canonical else text
+    uniq = keys.unique().sort()
+    lookup = pl.DataFrame({"raw": uniq, "code": pl.int_range(len(uniq), eager=True)})
+    codes = pl.DataFrame({"raw": keys}).join(
+        lookup, on="raw", how="left", maintain_order="left"
+    )["code"]
+    ids = [str(x) for x in uniq.to_list()]
+    return codes.cast(pl.Int64).alias(name), IdMap(ids, name)
 
 
 def _to_polars(frame: Any, source: str) -> pl.DataFrame:

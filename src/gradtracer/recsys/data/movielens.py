@@ -95,15 +95,51 @@ def load_movielens(path: str | Path, variant: str | None = None) -> Interactions
             or a non-numeric rating/timestamp.
     """
     p = _find_ratings_file(Path(path))
-    lines = read_lines(p)
-    if variant is None:
-        layout = _sniff_layout(p, lines["line"][0])
-    else:
-        if variant not in MOVIELENS_VARIANTS:
-            raise ValueError(
-                f"variant must be one of {sorted(MOVIELENS_VARIANTS)} or None, got {variant!r}"
-            )
+    if variant is not None and variant not in MOVIELENS_VARIANTS:
+        raise ValueError(
+            f"variant must be one of {sorted(MOVIELENS_VARIANTS)} or None, got {variant!r}"
+        )
+    if variant is None and p.name in _FILE_LAYOUT:
+        layout = _FILE_LAYOUT[p.name]
+    elif variant is not None:
         layout = MOVIELENS_VARIANTS[variant]
+    else:
+        layout = ""
+    frame = _read_fast(p, layout) if layout in ("tab", "csv") else None
+    if frame is None:  # slow path: exact line numbers for malformed input
+        frame = _read_checked(p, layout)
+    ix = Interactions.from_raw(frame, source=str(p))
+    logger.info("loaded %s", ix)
+    return ix
+
+
+_SCHEMA = {"user": pl.Int64, "item": pl.Int64, "rating": pl.Float32, "timestamp": pl.Int64}
+
+
+def _read_fast(path: Path, layout: str) -> pl.DataFrame | None:
+    """Read a well-formed tab/csv file in one polars call; ``None`` if anything is off."""
+    try:
+        if layout == "tab":
+            df = pl.read_csv(path, separator="\t", has_header=False, new_columns=list(_SCHEMA),
+                             schema_overrides=_SCHEMA, quote_char=None)
+        else:
+            df = pl.read_csv(path, separator=",", quote_char=None)
+            if df.columns[:4] != ["userId", "movieId", "rating", "timestamp"]:
+                return None
+            df = df.select(df.columns[:4]).rename(
+                dict(zip(df.columns[:4], _SCHEMA, strict=True))
+            ).cast(_SCHEMA)
+    except (pl.exceptions.PolarsError, ValueError):
+        return None
+    if df.width != 4 or df.null_count().sum_horizontal().item() or df.height == 0:
+        return None
+    return df
+
+
+def _read_checked(p: Path, layout: str) -> pl.DataFrame:
+    lines = read_lines(p)
+    if not layout:
+        layout = _sniff_layout(p, lines["line"][0])
     if layout == "tab":
         fields = split_fields(lines, p, "\t", _FIELDS)
     elif layout == "dat":
@@ -111,7 +147,7 @@ def load_movielens(path: str | Path, variant: str | None = None) -> Interactions
     else:
         fields = split_with_header(lines, p, ",", ("userId", "movieId", "rating", "timestamp"))
         fields = fields.rename({"userId": "user", "movieId": "item"})
-    frame = pl.DataFrame(
+    return pl.DataFrame(
         [
             parse_number(fields, "user", pl.Int64(), p, "an integer user id"),
             parse_number(fields, "item", pl.Int64(), p, "an integer item id"),
@@ -119,6 +155,3 @@ def load_movielens(path: str | Path, variant: str | None = None) -> Interactions
             parse_number(fields, "timestamp", pl.Int64(), p, "an integer timestamp (s)"),
         ]
     )
-    ix = Interactions.from_raw(frame, source=str(p))
-    logger.info("loaded %s", ix)
-    return ix

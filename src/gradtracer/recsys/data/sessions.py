@@ -22,17 +22,13 @@ where sub-second times are truncated to whole seconds.
 from __future__ import annotations
 
 import logging
+from functools import partial
 from pathlib import Path
 
 import polars as pl
 
 from gradtracer.errors import DataFormatError
-from gradtracer.recsys.data._text import (
-    parse_number,
-    read_lines,
-    split_fields,
-    split_with_header,
-)
+from gradtracer.recsys.data._text import parse_fields, parse_number
 from gradtracer.recsys.data.interactions import Interactions
 
 __all__ = ["SESSION_FORMATS", "load_sessions", "sessionize"]
@@ -66,15 +62,15 @@ def load_sessions(
     if session_gap <= 0:
         raise ValueError(f"session_gap must be > 0 seconds, got {session_gap}")
     p = Path(path)
-    lines = read_lines(p)
     if fmt == "tsv":
-        raw = _tsv(lines, p)
+        raw = parse_fields(p, "\t", partial(_tsv, path=p), required=_TSV)
     elif fmt == "yoochoose":
-        raw = _yoochoose(lines, p)
+        raw = parse_fields(p, ",", partial(_yoochoose, path=p), names=_YOOCHOOSE)
     elif fmt == "diginetica":
-        raw = _diginetica(lines, p)
+        raw = parse_fields(p, ";", partial(_diginetica, path=p), required=_DIGINETICA)
     else:
-        raw = _retailrocket(lines, p, session_gap)
+        raw = parse_fields(p, ",", partial(_retailrocket, path=p), required=_RETAILROCKET)
+        raw = sessionize(raw, session_gap=session_gap)
     # click order: time (sub-second precision kept here), file order; then by dense session
     raw = raw.sort(["time", "lineno"], maintain_order=True)
     raw = raw.with_columns(pl.col("time").floor().cast(pl.Int64).alias("timestamp"))
@@ -86,8 +82,13 @@ def load_sessions(
     return ix
 
 
-def _tsv(lines: pl.DataFrame, path: Path) -> pl.DataFrame:
-    f = split_with_header(lines, path, "\t", ("SessionId", "ItemId", "Time"))
+_TSV = ("SessionId", "ItemId", "Time")
+_YOOCHOOSE = ("session", "timestamp", "item", "category")
+_DIGINETICA = ("session_id", "item_id", "timeframe", "eventdate")
+_RETAILROCKET = ("timestamp", "visitorid", "event", "itemid")
+
+
+def _tsv(f: pl.DataFrame, path: Path) -> pl.DataFrame:
     return pl.DataFrame(
         {
             "lineno": f["lineno"],
@@ -99,8 +100,7 @@ def _tsv(lines: pl.DataFrame, path: Path) -> pl.DataFrame:
     )
 
 
-def _yoochoose(lines: pl.DataFrame, path: Path) -> pl.DataFrame:
-    f = split_fields(lines, path, ",", ("session", "timestamp", "item", "category"))
+def _yoochoose(f: pl.DataFrame, path: Path) -> pl.DataFrame:
     stamp = f["timestamp"].str.strip_chars().str.to_datetime(
         "%Y-%m-%dT%H:%M:%S%.fZ", time_unit="ms", time_zone="UTC", strict=False
     )
@@ -124,10 +124,7 @@ def _yoochoose(lines: pl.DataFrame, path: Path) -> pl.DataFrame:
     )
 
 
-def _diginetica(lines: pl.DataFrame, path: Path) -> pl.DataFrame:
-    f = split_with_header(
-        lines, path, ";", ("session_id", "item_id", "timeframe", "eventdate")
-    )
+def _diginetica(f: pl.DataFrame, path: Path) -> pl.DataFrame:
     day = f["eventdate"].str.strip_chars().str.to_date("%Y-%m-%d", strict=False)
     if day.null_count():
         k = int(day.is_null().arg_true()[0])
@@ -149,10 +146,9 @@ def _diginetica(lines: pl.DataFrame, path: Path) -> pl.DataFrame:
     )
 
 
-def _retailrocket(lines: pl.DataFrame, path: Path, session_gap: int) -> pl.DataFrame:
-    f = split_with_header(lines, path, ",", ("timestamp", "visitorid", "event", "itemid"))
+def _retailrocket(f: pl.DataFrame, path: Path) -> pl.DataFrame:
     ms = parse_number(f, "timestamp", pl.Float64(), path, "a numeric timestamp (ms)")
-    events = pl.DataFrame(
+    return pl.DataFrame(
         {
             "lineno": f["lineno"],
             "user": f["visitorid"],
@@ -160,7 +156,6 @@ def _retailrocket(lines: pl.DataFrame, path: Path, session_gap: int) -> pl.DataF
             "time": ms / 1000.0,
         }
     )
-    return sessionize(events, session_gap=session_gap)
 
 
 def sessionize(events: pl.DataFrame, *, session_gap: int = DEFAULT_SESSION_GAP) -> pl.DataFrame:

@@ -301,5 +301,8 @@ def temporal_split(
         valid_rows=0 if va is None else va.frame.height,
         test_rows=te.frame.height,
     )
+    if by == "session":
+        info["test_sessions_kept"] = te.frame["session"].n_unique()
+        info["valid_sessions_kept"] = 0 if va is None else va.frame["session"].n_unique()
     logger.info("temporal_split: %s", info)
     return Split(train=tr, test=te, valid=va, info=info)

@@ -24,6 +24,9 @@ __all__ = ["make_implicit", "make_sessions"]
 #: First synthetic timestamp: 2001-09-09T01:46:40Z (Unix seconds).
 BASE_TIMESTAMP = 1_000_000_000
 
+#: Users are sampled in blocks of about this many (user, item) logits (bounds memory).
+_BLOCK_CELLS = 2_000_000
+
 
 def _zipf_log_weights(n: int, exponent: float, rng: np.random.Generator) -> np.ndarray:
     """Return log popularity weights ``-exponent * log(rank)`` over a random permutation."""
@@ -62,8 +65,8 @@ def make_implicit(
     Args:
         n_users: number of users (all present).
         n_items: number of items in the id map (rarely chosen ones may have no rows).
-        n_interactions: target total; per-user counts are log-normal, at least
-            ``min_per_user`` and at most half the catalogue, so the total is approximate.
+        n_interactions: exact total; per-user counts follow log-normal activity, at least
+            ``min_per_user`` and at most half the catalogue.
         rank: dimension of the planted user/item factors (default 8).
         popularity_exponent: Zipf exponent of item popularity (default 1.0; 0 = uniform).
         taste_strength: scale of the taste logits relative to popularity (default 2.0;
@@ -85,11 +88,15 @@ def make_implicit(
             f"n_interactions={n_interactions} is below n_users * min_per_user = "
             f"{n_users * min_per_user}"
         )
+    if n_interactions > n_users * max(min_per_user, n_items // 2):
+        raise ValueError(
+            f"n_interactions={n_interactions} exceeds n_users * max(min_per_user, n_items // 2)"
+            f" = {n_users * max(min_per_user, n_items // 2)}"
+        )
     rng = check_random_state(random_state)
     user_f = rng.standard_normal((n_users, rank))  # (n_users, rank)
     item_f = rng.standard_normal((n_items, rank))  # (n_items, rank)
     log_pop = _zipf_log_weights(n_items, popularity_exponent, rng)  # (n_items,)
-    logits = taste_strength * (user_f @ item_f.T) / np.sqrt(rank) + log_pop[None, :]
 
     activity = rng.lognormal(mean=0.0, sigma=0.8, size=n_users)
     extra = n_interactions - n_users * min_per_user
@@ -97,9 +104,26 @@ def make_implicit(
     counts = min_per_user + np.floor(share).astype(np.int64)
     remainder = n_interactions - int(counts.sum())  # largest-remainder rounding
     counts[np.argsort(np.floor(share) - share)[:remainder]] += 1
-    counts = np.clip(counts, min_per_user, max(min_per_user, n_items // 2))
+    cap = max(min_per_user, n_items // 2)
+    counts = np.minimum(counts, cap)
+    by_activity = np.argsort(-activity, kind="stable")
+    while (deficit := n_interactions - int(counts.sum())) > 0:  # give clipped rows to others
+        open_users = by_activity[counts[by_activity] < cap]
+        counts[open_users[:deficit]] += 1
 
-    items = _gumbel_top(logits, counts, rng)
+    # blocks of users keep memory at ~_BLOCK_CELLS floats whatever the table size
+    block = max(1, _BLOCK_CELLS // n_items)
+    items = np.concatenate(
+        [
+            _gumbel_top(
+                taste_strength * (user_f[lo : lo + block] @ item_f.T) / np.sqrt(rank)
+                + log_pop[None, :],  # (block, n_items) logits
+                counts[lo : lo + block],
+                rng,
+            )
+            for lo in range(0, n_users, block)
+        ]
+    )
     users = np.repeat(np.arange(n_users), counts)
     # random order inside each user, then increasing timestamps in that order
     order = np.lexsort((rng.random(len(users)), users))

@@ -48,9 +48,14 @@ def study_verdicts(result: StudyResult) -> list[str]:
         n_sig = sum(t["significant"] for t in lr_res.per_seed_tests)
         out.append(f"lr {lr_res.lr:g}: per-user paired t-test significant in {n_sig} of "
                    f"{len(lr_res.per_seed_tests)} seeds.")
-        relation = "WORSE than" if base < pop else "not worse than"
-        out.append(f"lr {lr_res.lr:g}: the protocol's baseline MF (NDCG@10 {_fmt(base)}) is "
-                   f"{relation} the popularity ranking (NDCG@10 {_fmt(pop)}) on the same split.")
+        ci = stats["baseline_ci"] if stats is not None else None
+        low, high = (ci[0], ci[1]) if ci else (base, base)
+        relation = ("WORSE than" if high < pop else "BETTER than" if low > pop
+                    else "not distinguishable from")
+        span = f", 95% CI over seeds {_ci(ci)}" if ci else ""
+        out.append(f"lr {lr_res.lr:g}: the protocol's baseline MF (NDCG@10 {_fmt(base)}{span}) "
+                   f"is {relation} the popularity ranking (NDCG@10 {_fmt(pop)}) on the same "
+                   "split.")
     out.append(f"Reference MF ({result.references['tuned_mf']['note']}): NDCG@10 {_fmt(tuned)}; "
                f"popularity NDCG@10 {_fmt(pop)}.")
     return out
@@ -93,7 +98,7 @@ def to_markdown(result: StudyResult) -> str:
         "",
         f"Data: {ds['source']} — {ds['n_users']} users, {ds['n_items']} items, "
         f"{ds['positives']} positives (rating >= {cfg.threshold:g}), "
-        f"{ds['train_rows']} train / {ds['test_rows']} test (leave-one-out, last timestamp).",
+        f"{ds['train_rows']} train / {ds['test_rows']} test (leave-one-out: last timestamp, later file row on ties).",
         f"Protocol: MF dim {cfg.dim}, N(0, {cfg.init_std:g}) init, BCE with logits, "
         f"{cfg.n_negatives} uniform negatives per positive, batch {cfg.batch_size} positives, "
         f"Adam, {cfg.epochs} epochs, tracker on item_emb (track_interval={cfg.track_interval}); "

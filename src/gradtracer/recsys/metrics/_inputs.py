@@ -76,14 +76,19 @@ def _as_float_tensor(x: Any, name: str) -> torch.Tensor:
 
 
 def as_csr(matrix: Any, name: str, shape: tuple[int, int] | None = None) -> sp.csr_matrix:
-    """Return a canonical CSR copy (sorted indices, no duplicates, explicit zeros dropped)."""
+    """Return canonical CSR (sorted indices, no duplicates, no explicit zeros).
+
+    The input is returned as is when it already is canonical; otherwise a fixed copy.
+    """
     if not sp.issparse(matrix):
         raise TypeError(f"{name} must be a scipy sparse matrix, got {type(matrix).__name__}")
+    if matrix.ndim != 2:
+        raise ValueError(f"{name} must be 2-D, got shape {matrix.shape}")
+    if shape is not None and matrix.shape != shape:
+        raise ValueError(f"{name} has shape {matrix.shape} but the test matrix has shape {shape}")
+    if matrix.format == "csr" and matrix.has_canonical_format and np.all(matrix.data != 0):
+        return matrix
     out = sp.csr_matrix(matrix, copy=True)
-    if out.ndim != 2:
-        raise ValueError(f"{name} must be 2-D, got shape {out.shape}")
-    if shape is not None and out.shape != shape:
-        raise ValueError(f"{name} has shape {out.shape} but the test matrix has shape {shape}")
     out.sum_duplicates()
     out.eliminate_zeros()
     out.sort_indices()
@@ -105,6 +110,15 @@ def select_users(
             )
     keep = counts[candidates] > 0
     return candidates[keep], int((~keep).sum())
+
+
+def take_rows(matrix: sp.csr_matrix, rows: np.ndarray) -> sp.csr_matrix:
+    """Rows of a CSR matrix; a cheap slice when ``rows`` is a contiguous ascending range."""
+    if rows.size and rows[-1] - rows[0] + 1 == rows.size:
+        if rows.size == matrix.shape[0]:
+            return matrix
+        return matrix[int(rows[0]) : int(rows[-1]) + 1]
+    return matrix[rows]
 
 
 def row_coords(block: sp.csr_matrix) -> tuple[torch.Tensor, torch.Tensor]:

@@ -24,6 +24,7 @@ from gradtracer.recsys.metrics._inputs import (
     padded_rows,
     row_coords,
     select_users,
+    take_rows,
 )
 from gradtracer.recsys.metrics.functional import METRICS, check_ks, check_metrics, metrics_from_hits
 from gradtracer.recsys.metrics.result import RankingResult, sampled_protocol
@@ -82,12 +83,13 @@ def evaluate_sampled(
     gen = torch_generator(random_state)
     parts: dict[str, list[np.ndarray]] = {}
     starts = range(0, eval_users.size, batch_size)
-    for start in progress_bar(starts, total=len(starts), desc="evaluate (sampled)", enabled=progress):
+    for start in progress_bar(starts, total=len(starts), desc="evaluate (sampled)",
+                             enabled=progress if len(starts) > 1 else False):
         batch = eval_users[start : start + batch_size]
         with torch.no_grad():
-            negatives = _sample_negatives(seen[batch], n_items, n_negatives, gen)  # (B, N)
+            negatives = _sample_negatives(take_rows(seen, batch), n_items, n_negatives, gen)  # (B, N)
             scores = score_fn(torch.from_numpy(batch))  # (B, n_items)
-            relevant, n_rel = padded_rows(test[batch], fill=n_items)  # (B, R)
+            relevant, n_rel = padded_rows(take_rows(test, batch), fill=n_items)  # (B, R)
             width = relevant.shape[1]
             pad = torch.arange(width)[None, :] >= n_rel[:, None]
             dev = scores.device

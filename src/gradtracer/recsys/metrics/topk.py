@@ -36,6 +36,7 @@ from gradtracer.recsys.metrics._inputs import (
     padded_rows,
     row_coords,
     select_users,
+    take_rows,
 )
 from gradtracer.recsys.metrics.functional import (
     METRICS,
@@ -184,16 +185,17 @@ def evaluate_topk(
     parts: dict[str, list[np.ndarray]] = {}
     covered = {k: np.zeros(n_items, dtype=bool) for k in ks}
     starts = range(0, eval_users.size, batch_size)
-    for start in progress_bar(starts, total=len(starts), desc="evaluate", enabled=progress):
+    for start in progress_bar(starts, total=len(starts), desc="evaluate",
+                             enabled=progress if len(starts) > 1 else False):
         batch = eval_users[start : start + batch_size]
         with torch.no_grad():
             scores = score_fn(torch.from_numpy(batch))  # (B, n_items)
-            block = test[batch]
+            block = take_rows(test, batch)
             relevant, n_rel = padded_rows(block, fill=n_items)
             if excl is not None:
                 if not owns:
                     scores = scores.clone()
-                ex_rows, ex_cols = row_coords(excl[batch])
+                ex_rows, ex_cols = row_coords(take_rows(excl, batch))
                 t_rows, t_cols = row_coords(block)
                 dev = scores.device
                 kept = scores[t_rows.to(dev), t_cols.to(dev)]

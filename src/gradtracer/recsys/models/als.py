@@ -46,7 +46,9 @@ def fit_als(
         MissingExtraError: ``implicit`` is not installed.
     """
     if not sp.issparse(user_items):
-        raise TypeError(f"user_items must be a scipy sparse matrix, got {type(user_items).__name__}")
+        raise TypeError(
+            f"user_items must be a scipy sparse matrix, got {type(user_items).__name__}"
+        )
     ui = sp.csr_matrix(user_items, dtype=np.float32, copy=True)
     if ui.nnz == 0:
         raise ValueError(f"user_items matrix of shape {ui.shape} has no entries")

@@ -151,7 +151,7 @@ class MFTrainConfig:
     loss: Literal["bce", "bpr"] = "bce"  # BCE on 1 positive + n_negatives, or pairwise BPR
     n_negatives: int = 4  # uniform negatives per positive
     batch_size: int = 256  # positive rows per optimizer step
-    lr: float = 0.001  # learning rate (the published notebook used 0.05 on purpose)
+    lr: float = 0.01  # learning rate (the published notebook used 0.05 on purpose)
     epochs: int = 10  # passes over the positives
     optimizer: Literal["adam", "sgd", "adagrad", "adamw", "sparse_adam"] = "adam"
     weight_decay: float = 0.0  # L2; with sparse optimizers applied to the batch's rows

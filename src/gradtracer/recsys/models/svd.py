@@ -41,7 +41,7 @@ SVDSolver = Literal["sklearn", "scipy"]
 SOLVERS: tuple[str, ...] = ("sklearn", "scipy")
 
 
-@dataclass
+@dataclass(eq=False)
 class LatentFactors:
     """A fitted factor model: ``score(u, i) = user_bias[u] + user_factors[u] @ item_factors[i]``.
 

@@ -149,7 +149,7 @@ def evaluate_next_item(
 
 def compare_next_item(
     a: NextItemResult, b: NextItemResult, *, metrics: Sequence[str] = ("recall@20", "mrr@20")
-) -> dict[str, dict[str, float]]:
+) -> dict[str, dict[str, Any]]:
     """Return paired tests of ``a`` vs ``b`` per metric over aligned predictions.
 
     H0 of the paired t-test: the mean per-prediction difference ``a - b`` is zero; H0 of
@@ -163,7 +163,7 @@ def compare_next_item(
             f"results of {a.model!r} and {b.model!r} are not aligned "
             f"({a.n_predictions} vs {b.n_predictions} predictions); evaluate both on the same split"
         )
-    out: dict[str, dict[str, float]] = {}
+    out: dict[str, dict[str, Any]] = {}
     for key in metrics:
         x, y = a.per_position[key], b.per_position[key]
         t = stats.paired_ttest(x, y)
@@ -171,12 +171,7 @@ def compare_next_item(
         out[key] = {
             "mean_a": float(x.mean()), "mean_b": float(y.mean()),
             "diff": float(x.mean() - y.mean()),
-            "ttest_p": float(_field(t, "p_value")), "wilcoxon_p": float(_field(w, "p_value")),
+            "ttest_p": float(t.p_value), "wilcoxon_p": float(w.p_value),
+            "ttest_verdict": t.verdict, "effect_size": float(t.effect_size),
         }
     return out
-
-
-def _field(result: Any, name: str) -> float:
-    if isinstance(result, dict):
-        return result[name]
-    return getattr(result, name)

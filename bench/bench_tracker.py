@@ -1,0 +1,138 @@
+"""EmbeddingTracker overhead: tracked vs untracked MF training steps, side by side in one run.
+
+Usage: .venv/bin/python bench/bench_tracker.py [--quick] [--threads N] [--rounds R] [--steps S]
+
+CPU matrix factorisation, a 100k x 64 user table and a 1,000,000 x 64 item table
+(``--quick``: 10k / 100k rows), batches of 1024 (user, item) pairs with Zipf-like item
+popularity, BCE loss. The item table is tracked. Untracked and tracked blocks of steps
+alternate on the same model (the tracker is attached and detached between blocks), and
+the ratio of the median per-step times is printed. Targets (issue 3): dense + Adam <= 1.03
+at track_interval 1; sparse + SparseAdam <= 1.15 at interval 1 and <= 1.05 at interval
+100; tracker state <= 0.25 x the item table's bytes; summary() on the item table < 1 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from torch import nn
+
+from gradtracer.embedding import EmbeddingTracker
+
+
+class MF(nn.Module):
+    def __init__(self, n_users: int, n_items: int, dim: int, sparse: bool) -> None:
+        super().__init__()
+        self.user_emb = nn.Embedding(n_users, dim, sparse=sparse)
+        self.item_emb = nn.Embedding(n_items, dim, sparse=sparse)
+        nn.init.normal_(self.user_emb.weight, std=0.01)
+        nn.init.normal_(self.item_emb.weight, std=0.01)
+
+    def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        return (self.user_emb(users) * self.item_emb(items)).sum(1)
+
+
+def make_batches(n_users: int, n_items: int, n_batches: int, batch: int, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    # Zipf-like popularity: item = floor(n_items * u^3) for uniform u (head-heavy)
+    out = []
+    for _ in range(n_batches):
+        users = torch.randint(0, n_users, (batch,), generator=gen)
+        items = (n_items * torch.rand(batch, generator=gen).pow(3)).long().clamp_(max=n_items - 1)
+        labels = (torch.rand(batch, generator=gen) < 0.2).float()
+        out.append((users, items, labels))
+    return out
+
+
+def train_steps(model, opt, batches, tracker=None) -> list[float]:
+    loss_fn = nn.BCEWithLogitsLoss()
+    times = []
+    for users, items, labels in batches:
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(model(users, items), labels)
+        loss.backward()
+        if tracker is not None:
+            tracker.step()  # before optimizer.step(), like the published notebook
+        opt.step()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def bench_config(args, *, sparse: bool, interval: int) -> dict[str, float]:
+    torch.manual_seed(0)
+    model = MF(args.n_users, args.n_items, 64, sparse)
+    params = list(model.parameters())
+    opt = torch.optim.SparseAdam(params, lr=1e-3) if sparse else torch.optim.Adam(params, lr=1e-3)
+    batches = make_batches(args.n_users, args.n_items, args.steps, 1024)
+    train_steps(model, opt, batches[:3])  # warm-up (optimizer state allocation)
+    base, tracked = [], []
+    tracker = None
+    for r in range(args.rounds):
+        order = (False, True) if r % 2 == 0 else (True, False)
+        for use in order:
+            if use:
+                tracker = EmbeddingTracker(model.item_emb, name="item_emb", track_interval=interval)
+                if r > 0:
+                    tracker.load_state_dict(saved)
+                tracked += train_steps(model, opt, batches, tracker)[1:]
+                saved = tracker.state_dict()
+                if r < args.rounds - 1:
+                    tracker.detach()
+            else:
+                base += train_steps(model, opt, batches)[1:]
+    assert tracker is not None
+    t0 = time.perf_counter()
+    summary = tracker.summary()
+    t_summary = time.perf_counter() - t0
+    tracker.detach()
+    mb, mt = statistics.median(base), statistics.median(tracked)
+    return {
+        "untracked_ms": 1e3 * mb,
+        "tracked_ms": 1e3 * mt,
+        "ratio": mt / mb,
+        "mean_ratio": statistics.fmean(tracked) / statistics.fmean(base),
+        "state_ratio": summary["state_memory_ratio"],
+        "summary_s": t_summary,
+        "steps": summary["step"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="10k x 64 users, 100k x 64 items")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    parser.add_argument("--rounds", type=int, default=4, help="alternating untracked/tracked blocks")
+    parser.add_argument("--steps", type=int, default=0, help="steps per block (default 30; quick 20)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    args.n_users, args.n_items = (10_000, 100_000) if args.quick else (100_000, 1_000_000)
+    args.steps = args.steps or (20 if args.quick else 30)
+    print(
+        f"MF {args.n_users} users x {args.n_items} items x 64, batch 1024, torch threads "
+        f"{torch.get_num_threads()}, {args.rounds} rounds x {args.steps} steps"
+    )
+    print(f"{'config':34s} {'untracked ms':>12s} {'tracked ms':>11s} {'ratio':>7s} {'target':>7s}")
+    rows = [
+        ("dense + Adam, interval 1", False, 1, 1.03),
+        ("sparse + SparseAdam, interval 1", True, 1, 1.15),
+        ("sparse + SparseAdam, interval 100", True, 100, 1.05),
+    ]
+    last = {}
+    for label, sparse, interval, target in rows:
+        res = bench_config(args, sparse=sparse, interval=interval)
+        last = res
+        print(
+            f"{label:34s} {res['untracked_ms']:12.2f} {res['tracked_ms']:11.2f} "
+            f"{res['ratio']:7.3f} {target:7.2f}  (mean ratio {res['mean_ratio']:.3f})"
+        )
+    print(f"tracker state / item table bytes: {last['state_ratio']:.3f} (target <= 0.25)")
+    print(f"summary() on the {args.n_items}-row item table: {last['summary_s']:.3f} s (target < 1 s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""``gradtracer demo`` end to end on tiny synthetic sizes."""
+
+from __future__ import annotations
+
+import json
+
+from gradtracer.cli import main
+from gradtracer.cli.demo import DEMO_METRICS, format_demo, run_demo
+
+TINY = ["--n-users", "60", "--n-items", "80", "--n-interactions", "900", "--dim", "8"]
+
+
+def test_demo_prints_table_and_writes_json(tmp_path, capsys):
+    code = main(["demo", "--epochs", "2", "--seed", "3", "--out", str(tmp_path), *TINY])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "popularity" in out and "implicit_mf" in out and "ndcg@10" in out
+    assert "full ranking" in out
+    summary = json.loads((tmp_path / "demo_results.json").read_text())
+    assert summary["config"]["epochs"] == 2 and summary["config"]["dim"] == 8
+    assert len(summary["losses"]) == 2
+    for name in ("popularity", "implicit_mf"):
+        result = summary["results"][name]
+        assert result["n_users"] + result["n_skipped"] == 60
+        assert set(DEMO_METRICS) <= set(result["mean"])
+        assert all(0.0 <= result["mean"][k] <= 1.0 for k in DEMO_METRICS)
+
+
+def test_demo_is_deterministic_and_hook_is_called():
+    calls: list[float] = []
+    kwargs = {"n_users": 50, "n_items": 60, "n_interactions": 700, "dim": 4, "epochs": 1}
+    a = run_demo(seed=1, on_backward=calls.append, **kwargs)
+    b = run_demo(seed=1, **kwargs)
+    assert calls and all(loss > 0 for loss in calls)
+    assert a["losses"] == b["losses"]
+    assert a["results"] == b["results"]
+    assert "implicit_mf" in format_demo(a)
+
+
+def test_demo_rejects_bad_options(capsys):
+    assert main(["demo", "--epochs", "0", *TINY]) == 2
+    assert "epochs must be a positive int, got 0" in capsys.readouterr().err
+    assert main(["demo", "--threads", "0"]) == 2

@@ -1,0 +1,106 @@
+"""torch.distributed: 2 gloo ranks on CPU, aggregated statistics equal a single-process run."""
+
+from __future__ import annotations
+
+import json
+import socket
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+
+from gradtracer.embedding import EmbeddingTracker
+
+N_ROWS, DIM, STEPS, WORLD, INTERVAL = 90, 8, 60, 2, 10
+SPAN = N_ROWS // WORLD  # rows owned by each rank
+COMPARED = ("step", "active_rows", "unexposed_count", "zombie_count", "popularity_gini",
+            "mean_velocity", "mean_grad_norm", "oscillation_mean", "dead_count")
+
+
+def _rank_rows(rank: int, step: int, gen: torch.Generator) -> torch.Tensor:
+    """Rows rank ``rank`` trains at ``step``: disjoint id ranges; the last rank idles 2 steps in 3."""
+    rows = torch.arange(SPAN * rank, SPAN * (rank + 1))[torch.rand(SPAN, generator=gen) < 0.6]
+    if rank == WORLD - 1 and step % 3 != 0:
+        return rows[:0]
+    return rows
+
+
+def _row_loss(out: torch.Tensor, rows: torch.Tensor, signs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    osc = (rows % SPAN) < 6  # the first 6 rows of every range oscillate
+    lin = (out.sum(1) * signs[rows]) * osc
+    quad = 0.5 * (out - target[rows]).pow(2).sum(1) * ~osc
+    return lin.sum() + quad.sum()
+
+
+def _setup() -> tuple[nn.Embedding, torch.optim.Optimizer, torch.Tensor]:
+    torch.manual_seed(0)
+    layer = nn.Embedding(N_ROWS, DIM)
+    target = torch.randn(N_ROWS, DIM)
+    return layer, torch.optim.Adam(layer.parameters(), lr=0.05), target
+
+
+def _train(layer, opt, target, ranks: list[int]) -> EmbeddingTracker:
+    tracker = EmbeddingTracker(layer, name="dist", track_interval=INTERVAL)
+    gens = {r: torch.Generator().manual_seed(100 + r) for r in range(WORLD)}
+    signs = torch.ones(N_ROWS)
+    for step in range(STEPS):
+        rows = torch.cat([_rank_rows(r, step, gens[r]) for r in range(WORLD)])
+        rows = torch.cat([rows[rows // SPAN == r] for r in ranks])
+        opt.zero_grad()
+        # an idle rank still runs forward/backward (empty batch), as under DDP
+        _row_loss(layer(rows), rows, signs, target).backward()
+        opt.step()
+        signs[rows] *= -1.0
+    return tracker
+
+
+def _worker(rank: int, port: int, out_dir: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD, timeout=timedelta(seconds=90)
+    )
+    try:
+        layer, opt, target = _setup()
+        tracker = _train(layer, opt, target, [rank])
+        summary = tracker.summary()  # collective
+        zombies = tracker.zombie_rows().tolist()  # collective
+        Path(out_dir, f"rank{rank}.json").write_text(
+            json.dumps({"summary": summary, "history": tracker.history, "zombies": zombies})
+        )
+        tracker.detach()
+    finally:
+        dist.destroy_process_group()
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_gloo_ranks_match_single_process(tmp_path):
+    if not dist.is_available():
+        pytest.skip("torch.distributed is not available")
+    mp.spawn(_worker, args=(_free_port(), str(tmp_path)), nprocs=WORLD, join=True)
+    results = [json.loads(Path(tmp_path, f"rank{r}.json").read_text()) for r in range(WORLD)]
+
+    layer, opt, target = _setup()
+    single = _train(layer, opt, target, list(range(WORLD)))
+    ref = single.summary()
+    ref_zombies = single.zombie_rows().tolist()
+    assert ref["zombie_count"] >= 10  # the planted oscillators are found
+    for res in results:
+        for key in COMPARED:
+            assert res["summary"][key] == pytest.approx(ref[key], rel=1e-5, abs=1e-7), key
+        assert res["summary"]["world_size"] == WORLD
+        assert res["zombies"] == ref_zombies
+        hist = res["history"]
+        assert [h["step"] for h in hist] == [h["step"] for h in single.history]
+        for h, r in zip(hist, single.history):
+            for key in ("active_rows", "mean_velocity", "mean_grad_norm", "oscillation_mean"):
+                assert h[key] == pytest.approx(r[key], rel=1e-5, abs=1e-7), key
+    single.detach()

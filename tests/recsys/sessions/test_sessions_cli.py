@@ -1,0 +1,130 @@
+"""`gradtracer sessions ...` end to end on small synthetic data, bad input, real-data smoke."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from gradtracer.cli import main
+from gradtracer.recsys.sessions import evaluate_next_item, session_arrays
+from gradtracer.recsys.sessions.study import load_model, load_split
+
+TINY_GRU = ["--set", "layers=24", "--set", "n_sample=32", "--set", "batch_size=16",
+            "--epochs", "1"]
+SYNTH = ["--n-sessions", "600", "--n-items", "120"]
+
+
+def test_run_writes_figures_results_and_aligned_ranks(tmp_path, capsys):
+    out = tmp_path / "study"
+    code = main(["sessions", "run", "synthetic", "--out", str(out), *SYNTH, *TINY_GRU,
+                 "--alphas", "0,0.5,1"])
+    assert code == 0, capsys.readouterr().err
+    for name in ("popularity_loglog", "session_lengths", "metric_comparison",
+                 "markov_alpha_sweep"):
+        for ext in ("png", "svg"):
+            path = out / "figures" / f"{name}.{ext}"
+            assert path.stat().st_size > 1000, path
+    assert (out / "figures" / "metric_comparison.png").read_bytes()[:4] == b"\x89PNG"
+    assert b"<svg" in (out / "figures" / "metric_comparison.svg").read_bytes()[:500]
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["models"]) == {"popularity", "markov", "gru4rec"}
+    assert results["markov_alpha_sweep"]["alpha"] == [0.0, 0.5, 1.0]
+    assert "popularity_vs_markov" in results["paired_tests"]
+    # every test position is evaluated once by every model
+    split = load_split(out / "split")
+    test = session_arrays(split.test)
+    for name in ("popularity", "markov", "gru4rec"):
+        assert results["models"][name]["n_predictions"] == test.n_predictions
+        with np.load(out / "results" / f"{name}.npz") as z:
+            assert np.array_equal(z["target_events"], np.sort(z["target_events"]))
+            assert (z["positions"] >= 1).all()
+    stdout = capsys.readouterr().out
+    assert "recall@20" in stdout and "events/s" in stdout
+
+
+def test_prepare_train_evaluate_compare(tmp_path, capsys):
+    split_dir, pop_dir, markov_dir = tmp_path / "split", tmp_path / "pop", tmp_path / "markov"
+    assert main(["sessions", "prepare", "synthetic", "--out", str(split_dir), *SYNTH]) == 0
+    assert main(["sessions", "train", str(split_dir), "--model", "popularity",
+                 "--out", str(pop_dir)]) == 0
+    assert main(["sessions", "train", str(split_dir), "--model", "markov", "--alpha", "0.1",
+                 "--out", str(markov_dir)]) == 0
+    for model_dir in (pop_dir, markov_dir):
+        assert main(["sessions", "evaluate", str(split_dir), str(model_dir),
+                     "--out", str(model_dir / "ranks.npz")]) == 0
+    capsys.readouterr()
+    assert main(["sessions", "compare", str(markov_dir / "ranks.npz"),
+                 str(pop_dir / "ranks.npz")]) == 0
+    out = capsys.readouterr().out
+    assert "markov (A) vs popularity (B)" in out and "wilcoxon p=" in out
+    # the CLI result equals the library result on the same split
+    split = load_split(split_dir)
+    direct = evaluate_next_item(load_model(markov_dir), session_arrays(split.test))
+    with np.load(markov_dir / "ranks.npz") as z:
+        assert np.array_equal(z["ranks"], direct.ranks)
+
+
+def test_train_gru4rec_with_tracking_writes_tracker_summaries(tmp_path, capsys):
+    split_dir, model_dir = tmp_path / "split", tmp_path / "gru"
+    assert main(["sessions", "prepare", "synthetic", "--out", str(split_dir), *SYNTH]) == 0
+    code = main(["sessions", "train", str(split_dir), "--out", str(model_dir), *TINY_GRU,
+                 "--set", "constrained_embedding=false", "--set", "embedding=16", "--track"])
+    assert code == 0, capsys.readouterr().err
+    summaries = json.loads((model_dir / "tracking.json").read_text())
+    assert set(summaries) == {"item_emb", "output_emb"}
+    assert main(["sessions", "evaluate", str(split_dir), str(model_dir), "--json"]) == 0
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("SessionId\tItem\tTime\n1\t2\t3\n", "ItemId"),
+        ("SessionId\tItemId\tTime\n1\t5\tnoon\n1\t6\t2\n", "Time"),
+    ],
+    ids=["wrong-column-name", "non-numeric-time"],
+)
+def test_bad_session_files_name_the_file_and_column(tmp_path, capsys, content, message):
+    path = tmp_path / "clicks.tsv"
+    path.write_text(content)
+    assert main(["sessions", "prepare", str(path), "--out", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err
+    assert "clicks.tsv" in err and message in err
+
+
+def test_only_single_event_sessions_is_an_error_naming_the_file(tmp_path, capsys):
+    path = tmp_path / "singles.tsv"
+    path.write_text("SessionId\tItemId\tTime\n1\t5\t1\n2\t6\t2\n3\t5\t3\n")
+    assert main(["sessions", "prepare", str(path), "--out", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err
+    assert "singles.tsv" in err and "2 or more events" in err
+
+
+def test_bad_options_exit_2(tmp_path, capsys):
+    split_dir = tmp_path / "split"
+    assert main(["sessions", "prepare", "synthetic", "--out", str(split_dir), *SYNTH]) == 0
+    assert main(["sessions", "train", str(split_dir), "--out", str(tmp_path / "m"),
+                 "--set", "hidden=3"]) == 2
+    assert main(["sessions", "train", str(split_dir), "--out", str(tmp_path / "m"),
+                 "--model", "sknn"]) == 2
+    assert main(["sessions", "evaluate", str(tmp_path / "nowhere"), str(tmp_path / "m")]) == 2
+    assert "unknown session model 'sknn'" in capsys.readouterr().err
+
+
+@pytest.mark.realdata
+def test_diginetica_sample_smoke(shared_data, tmp_path, capsys):
+    path = shared_data / "sessions/diginetica-sample/sample_train-item-views.csv"
+    if not path.exists():
+        pytest.skip(f"{path} not found")
+    out = tmp_path / "digi"
+    code = main(["sessions", "run", str(path), "--fmt", "diginetica", "--out", str(out),
+                 *TINY_GRU, "--alphas", "0,1"])
+    assert code == 0, capsys.readouterr().err
+    results = json.loads((out / "results.json").read_text())
+    split = results["split"]
+    # the sample has 933 single-event sessions; they are dropped and counted
+    assert split["short_sessions_dropped"] >= 900
+    assert split["unseen_test_events_dropped"] > 0
+    markov, pop = results["models"]["markov"]["mean"], results["models"]["popularity"]["mean"]
+    assert markov["recall@20"] > pop["recall@20"]
