@@ -106,6 +106,7 @@ def main() -> None:
                     help="official tuned setting to use (default: diginetica)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--epochs", type=int, default=None, help="override n_epochs")
+    ap.add_argument("--n-sessions", type=int, default=4000, help="synthetic data size")
     ap.add_argument("--quick", action="store_true", help="small data, 1 seed, 3 epochs")
     args = ap.parse_args()
     torch.set_num_threads(1)  # small models: one thread is fastest and fair to both
@@ -118,10 +119,13 @@ def main() -> None:
     if args.data == "diginetica":
         ix = load_session_data(str(DIGINETICA), fmt="diginetica")
     else:
-        n = 2000 if args.quick else 6000
+        n = 2000 if args.quick else args.n_sessions
         ix = load_session_data("synthetic", n_sessions=n, n_items=1000, random_state=0)
     split = split_sessions(ix, test_fraction=0.2)
-    print(f"data: {args.data} ({ix}); split info: {split.info}")
+    keys = ("short_sessions_dropped", "train_sessions", "test_sessions", "train_events",
+            "test_events", "unseen_test_events_dropped", "test_sessions_too_short_after_filter")
+    print(f"data: {args.data} ({ix})")
+    print("split: " + ", ".join(f"{k}={split.info[k]}" for k in keys))
     print(f"params ({args.params} official setting): {params}")
     rows = {"official": [], "gradtracer": []}
     for seed in args.seeds:

@@ -354,3 +354,21 @@ def test_explicit_optimizer_argument_ignores_other_optimizers():
         opt.step()
     assert tracker.num_steps == 3
     tracker.detach()
+
+
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
+def test_batched_fold_equals_step_by_step(sparse):
+    """Buffered steps folded at once (interval 50) give the state of per-step folding (interval 1)."""
+    batches = _batches(64, 40, batch=30)
+    states = []
+    for interval in (1, 50):
+        layer = _fresh(sparse=sparse)
+        tracker = EmbeddingTracker(layer, name="emb", track_interval=interval)
+        _train(layer, tracker, batches, opt_kind="sgd", order="never", lr=0.3)
+        st = tracker.row_state
+        states.append((st.ints.clone(), st.floats.clone(), st.sketch.clone()))
+        tracker.detach()
+    assert torch.equal(states[0][0], states[1][0])
+    assert torch.equal(states[0][2], states[1][2])
+    torch.testing.assert_close(states[0][1], states[1][1], rtol=1e-5, atol=1e-6)
+    assert int(states[0][0][:, 2:4].sum()) > 100  # many consecutive-exposure pairs were formed

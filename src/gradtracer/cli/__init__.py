@@ -45,9 +45,9 @@ def _root(
 
 
 def _register_all() -> None:
-    from gradtracer.cli import audit, data, demo, recsys, sessions, validate
+    from gradtracer.cli import audit, data, demo, recsys, report, sessions, validate
 
-    for module in (demo, data, audit, validate, recsys, sessions):
+    for module in (demo, data, recsys, sessions, report, audit, validate):
         module.register(app)
 
 
@@ -59,7 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = typer.main.get_command(app)
     args = list(sys.argv[1:] if argv is None else argv)
     try:
-        command.main(args=args, prog_name="gradtracer", standalone_mode=False)
+        # with standalone_mode=False click returns the code of a typer.Exit instead of raising
+        rv = command.main(args=args, prog_name="gradtracer", standalone_mode=False)
     except click.exceptions.Exit as exc:
         return int(exc.exit_code or 0)
     except click.ClickException as exc:
@@ -71,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, TypeError, FileNotFoundError, ImportError, RuntimeError) as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         return 2
-    return 0
+    return rv if isinstance(rv, int) else 0
 
 
 def run() -> None:

@@ -178,6 +178,11 @@ def evaluate(
 
     split = load_split(split_dir)
     model = load_model(model_dir)
+    if model.n_items != split.test.n_items:
+        raise ValueError(
+            f"{model_dir}: model was trained on {model.n_items} items but {split_dir / 'test'} "
+            f"has {split.test.n_items} in its 'item' column map; train it on this split"
+        )
     result = evaluate_next_item(model, session_arrays(split.test),
                                 ks=_parse_list(ks, "--ks", int))
     if out is not None:

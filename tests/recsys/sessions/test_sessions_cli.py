@@ -110,6 +110,15 @@ def test_bad_options_exit_2(tmp_path, capsys):
                  "--model", "sknn"]) == 2
     assert main(["sessions", "evaluate", str(tmp_path / "nowhere"), str(tmp_path / "m")]) == 2
     assert "unknown session model 'sknn'" in capsys.readouterr().err
+    # a model from another split (other item map) is refused, naming both directories
+    other, pop = tmp_path / "other", tmp_path / "pop"
+    assert main(["sessions", "prepare", "synthetic", "--out", str(other), "--n-sessions", "300",
+                 "--n-items", "50"]) == 0
+    assert main(["sessions", "train", str(other), "--model", "popularity", "--out", str(pop)]) == 0
+    capsys.readouterr()
+    assert main(["sessions", "evaluate", str(split_dir), str(pop)]) == 2
+    err = capsys.readouterr().err
+    assert "pop" in err and "'item' column" in err
 
 
 @pytest.mark.realdata

@@ -83,8 +83,8 @@ def evaluate_sampled(
     gen = torch_generator(random_state)
     parts: dict[str, list[np.ndarray]] = {}
     starts = range(0, eval_users.size, batch_size)
-    for start in progress_bar(starts, total=len(starts), desc="evaluate (sampled)",
-                             enabled=progress if len(starts) > 1 else False):
+    batches = progress_bar(starts, total=len(starts), desc="evaluate (sampled)", enabled=progress)
+    for start in batches if len(starts) > 1 else starts:
         batch = eval_users[start : start + batch_size]
         with torch.no_grad():
             negatives = _sample_negatives(take_rows(seen, batch), n_items, n_negatives, gen)  # (B, N)

@@ -185,8 +185,8 @@ def evaluate_topk(
     parts: dict[str, list[np.ndarray]] = {}
     covered = {k: np.zeros(n_items, dtype=bool) for k in ks}
     starts = range(0, eval_users.size, batch_size)
-    for start in progress_bar(starts, total=len(starts), desc="evaluate",
-                             enabled=progress if len(starts) > 1 else False):
+    batches = progress_bar(starts, total=len(starts), desc="evaluate", enabled=progress)
+    for start in batches if len(starts) > 1 else starts:
         batch = eval_users[start : start + batch_size]
         with torch.no_grad():
             scores = score_fn(torch.from_numpy(batch))  # (B, n_items)
