@@ -123,8 +123,13 @@ def bench_synthetic(n_users: int, n_items: int, dim: int, batch: int, device: st
         t_mm += time.perf_counter() - t0
         t0 = time.perf_counter()
         res = evaluate_topk(
-            (users_f, items_f), test, exclude=train, ks=(10,), batch_size=batch,
-            users=np.arange(lo, hi), progress=False,
+            (users_f, items_f),
+            test,
+            exclude=train,
+            ks=(10,),
+            batch_size=batch,
+            users=np.arange(lo, hi),
+            progress=False,
         )
         sync()
         t_eval += time.perf_counter() - t0

@@ -1,12 +1,13 @@
 """EmbeddingTracker overhead: tracked vs untracked MF training steps, side by side in one run.
 
-Usage: .venv/bin/python bench/bench_tracker.py [--quick] [--threads N] [--rounds R] [--steps S]
+Usage: .venv/bin/python bench/bench_tracker.py [--quick] [--threads N] [--steps S]
 
 CPU matrix factorisation, a 100k x 64 user table and a 1,000,000 x 64 item table
 (``--quick``: 10k / 100k rows), batches of 1024 (user, item) pairs with Zipf-like item
-popularity, BCE loss. The item table is tracked. Untracked and tracked blocks of steps
-alternate on the same model (the tracker is attached and detached between blocks), and
-the ratio of the median per-step times is printed. Targets (issue 3): dense + Adam <= 1.03
+popularity, BCE loss. Two identical models are trained on the same batches, the second
+with its item table tracked (``tracker.step()`` before ``optimizer.step()``); their steps
+alternate (order swapped every step) so machine load hits both alike, and the ratio of the
+median per-step times is printed. Targets (issue 3): dense + Adam <= 1.03
 at track_interval 1; sparse + SparseAdam <= 1.15 at interval 1 and <= 1.05 at interval
 100; tracker state <= 0.25 x the item table's bytes; summary() on the item table < 1 s.
 """
@@ -47,48 +48,42 @@ def make_batches(n_users: int, n_items: int, n_batches: int, batch: int, seed: i
     return out
 
 
-def train_steps(model, opt, batches, tracker=None) -> list[float]:
-    loss_fn = nn.BCEWithLogitsLoss()
-    times = []
-    for users, items, labels in batches:
-        t0 = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
-        loss = loss_fn(model(users, items), labels)
-        loss.backward()
-        if tracker is not None:
-            tracker.step()  # before optimizer.step(), like the published notebook
-        opt.step()
-        times.append(time.perf_counter() - t0)
-    return times
+def one_step(model, opt, batch, loss_fn, tracker=None) -> float:
+    users, items, labels = batch
+    t0 = time.perf_counter()
+    opt.zero_grad(set_to_none=True)
+    loss = loss_fn(model(users, items), labels)
+    loss.backward()
+    if tracker is not None:
+        tracker.step()  # before optimizer.step(), like the published notebook
+    opt.step()
+    return time.perf_counter() - t0
 
 
 def bench_config(args, *, sparse: bool, interval: int) -> dict[str, float]:
-    torch.manual_seed(0)
-    model = MF(args.n_users, args.n_items, 64, sparse)
-    params = list(model.parameters())
-    opt = torch.optim.SparseAdam(params, lr=1e-3) if sparse else torch.optim.Adam(params, lr=1e-3)
-    batches = make_batches(args.n_users, args.n_items, args.steps, 1024)
-    train_steps(model, opt, batches[:3])  # warm-up (optimizer state allocation)
-    base, tracked = [], []
-    tracker = None
-    for r in range(args.rounds):
-        order = (False, True) if r % 2 == 0 else (True, False)
-        for use in order:
-            if use:
-                tracker = EmbeddingTracker(model.item_emb, name="item_emb", track_interval=interval)
-                if r > 0:
-                    tracker.load_state_dict(saved)
-                tracked += train_steps(model, opt, batches, tracker)[1:]
-                saved = tracker.state_dict()
-                if r < args.rounds - 1:
-                    tracker.detach()
-            else:
-                base += train_steps(model, opt, batches)[1:]
-    assert tracker is not None
+    """Two identical models, one tracked; their steps alternate (order swapped every step)."""
+    models, opts = [], []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = MF(args.n_users, args.n_items, 64, sparse)
+        params = list(model.parameters())
+        opt = torch.optim.SparseAdam(params, lr=1e-3) if sparse else torch.optim.Adam(params, lr=1e-3)
+        models.append(model)
+        opts.append(opt)
+    tracker = EmbeddingTracker(models[1].item_emb, name="item_emb", track_interval=interval)
+    loss_fn = nn.BCEWithLogitsLoss()
+    batches = make_batches(args.n_users, args.n_items, args.steps + 3, 1024)
+    times: list[list[float]] = [[], []]
+    for i, batch in enumerate(batches):
+        for which in ((0, 1) if i % 2 == 0 else (1, 0)):
+            t = one_step(models[which], opts[which], batch, loss_fn, tracker if which else None)
+            if i >= 3:  # warm-up: optimizer state allocation
+                times[which].append(t)
     t0 = time.perf_counter()
     summary = tracker.summary()
     t_summary = time.perf_counter() - t0
     tracker.detach()
+    base, tracked = times
     mb, mt = statistics.median(base), statistics.median(tracked)
     return {
         "untracked_ms": 1e3 * mb,
@@ -105,16 +100,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="10k x 64 users, 100k x 64 items")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
-    parser.add_argument("--rounds", type=int, default=4, help="alternating untracked/tracked blocks")
-    parser.add_argument("--steps", type=int, default=0, help="steps per block (default 30; quick 20)")
+    parser.add_argument("--steps", type=int, default=0, help="timed steps per model (default 60; quick 100)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     args.n_users, args.n_items = (10_000, 100_000) if args.quick else (100_000, 1_000_000)
-    args.steps = args.steps or (20 if args.quick else 30)
+    args.steps = args.steps or (100 if args.quick else 60)
     print(
         f"MF {args.n_users} users x {args.n_items} items x 64, batch 1024, torch threads "
-        f"{torch.get_num_threads()}, {args.rounds} rounds x {args.steps} steps"
+        f"{torch.get_num_threads()}, {args.steps} timed steps per model (tracked and untracked alternate)"
     )
     print(f"{'config':34s} {'untracked ms':>12s} {'tracked ms':>11s} {'ratio':>7s} {'target':>7s}")
     rows = [

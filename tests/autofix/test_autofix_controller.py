@@ -126,8 +126,10 @@ def test_bad_arguments() -> None:
         AutoFixController("")
     with pytest.raises(TypeError, match="AutoFixPolicy"):
         AutoFixController("x", policy={"floor": 0.3})  # type: ignore[arg-type]
-    ctrl = AutoFixController("x", audit=None)
+    ctrl = AutoFixController("x", policy=FAST, audit=None)
     assert ctrl.scales().numel() == 0
-    ctrl.on_update(_evidence(1, [9], [0], [0]))
+    for s in range(1, FAST.update_every + 1):
+        ctrl.on_update(_evidence(s, [9], [0], [0]))
+    assert ctrl.scales().numel() == 10
     with pytest.raises(ValueError, match="n_rows"):
         ctrl.scales(n_rows=3)

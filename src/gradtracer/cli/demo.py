@@ -124,7 +124,12 @@ def demo(
     torch.set_num_threads(threads)
     try:
         summary = run_demo(
-            seed=seed, epochs=epochs, dim=dim, lr=lr, n_users=n_users, n_items=n_items,
+            seed=seed,
+            epochs=epochs,
+            dim=dim,
+            lr=lr,
+            n_users=n_users,
+            n_items=n_items,
             n_interactions=n_interactions,
         )
     finally:

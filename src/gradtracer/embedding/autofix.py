@@ -59,6 +59,11 @@ class AutoFixController:
             (shared; not closed by this controller), or ``None`` for no audit log.
         run_id: identifier written into every event (default: a random 12-hex id).
 
+    Cost: on the hot path the controller only keeps references to the step's evidence
+    tensors (so they must not be modified in place afterwards; ``EmbeddingTracker`` hands
+    over fresh tensors every step) and, while some row is scaled, gathers the touched
+    rows' factors. The evidence is consolidated at each decision.
+
     The controller is deterministic: the same evidence sequence gives the same scales.
     If the audit log cannot be written, training continues, ONE
     :class:`GradTracerWarning` is issued and :attr:`audit_complete` becomes False.
@@ -84,17 +89,17 @@ class AutoFixController:
         self._audit_started = False
         self._audit_failed = False
         self.events_lost = 0
-        # per-row state, grown on demand (index = row id)
-        self._scale: torch.Tensor | None = None  # float32, current factor per row
-        self._agree: torch.Tensor | None = None  # int64
-        self._disagree: torch.Tensor | None = None  # int64
-        self._grad: torch.Tensor | None = None  # float32, gradient-norm EMA
-        self._dirty: torch.Tensor | None = None  # bool, touched since last decision
+        # per-row state, grown on demand (index = row id); the scale table has one extra
+        # sentinel slot at the end that always holds 1.0 (rows beyond the table read it)
+        self._scale: torch.Tensor | None = None  # float32, current factor per row (+ sentinel)
         self._dead: torch.Tensor | None = None  # bool, dead at last decision
         self._ever: torch.Tensor | None = None  # bool, ever scaled below 1
+        # evidence since the last decision, kept by reference (no work on the hot path)
+        self._pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self._n_seen = 0  # one past the largest row id seen
         self._losses: deque[tuple[int, float]] = deque(maxlen=self.policy.loss_window)
         self.step = 0
+        self._last_decision = 0  # step of the last decision
         self.n_decisions = 0
         self.n_interventions = 0  # decisions that changed at least one scale
         self.n_scaled = 0  # rows whose current scale is < 1
@@ -112,19 +117,16 @@ class AutoFixController:
         if evidence.loss is not None:
             self._losses.append((self.step, float(evidence.loss)))
         if rows.numel():
-            self._ensure_size(int(rows.max()) + 1, rows.device)
-            assert self._agree is not None and self._disagree is not None
-            assert self._grad is not None and self._dirty is not None
-            self._agree[rows] = _as_count(evidence.n_agree)
-            self._disagree[rows] = _as_count(evidence.n_disagree)
-            self._grad[rows] = evidence.grad_norm_ema.detach().to(torch.float32)
-            self._dirty[rows] = True
-        if self.step % self.policy.update_every == 0:
+            self._pending.append((rows, evidence.n_agree, evidence.n_disagree,
+                                  evidence.grad_norm_ema))
+        if self.step - self._last_decision >= self.policy.update_every:
+            self._last_decision = self.step
             self._decide(evidence.loss)
         if self.n_scaled == 0 or not rows.numel():
             return None
         assert self._scale is not None
-        return self._scale[rows]
+        sentinel = self._scale.numel() - 1
+        return self._scale[rows.clamp(max=sentinel)]
 
     def close(self) -> None:
         """Write the ``run_end`` event, fsync and close the audit log (idempotent)."""
@@ -173,15 +175,18 @@ class AutoFixController:
             out[:size] = self._scale[:size]
         return out
 
+    def _table(self) -> torch.Tensor:
+        """The scale table without its sentinel slot."""
+        return torch.ones(0) if self._scale is None else self._scale[:-1]
+
     def summary(self) -> dict[str, Any]:
         """Plain-number summary: decisions, rows scaled now / ever, scale range, loss trend."""
-        scaled_now = 0 if self._scale is None else int((self._scale < 1).sum())
+        table = self._table()
+        scaled_now = int((table < 1).sum())
         ever = 0 if self._ever is None else int(self._ever.sum())
         dead = 0 if self._dead is None else int(self._dead.sum())
-        min_scale = 1.0 if self._scale is None or self._scale.numel() == 0 else float(
-            self._scale.min())
-        mean_scaled = (float(self._scale[self._scale < 1].mean())
-                       if scaled_now and self._scale is not None else 1.0)
+        min_scale = float(table.min()) if table.numel() else 1.0
+        mean_scaled = float(table[table < 1].mean()) if scaled_now else 1.0
         return {
             "step": self.step,
             "run_id": self.run_id,
@@ -246,24 +251,18 @@ class AutoFixController:
     # ------------------------------------------------------------------ internals
     def _ensure_size(self, n: int, device: torch.device) -> None:
         self._n_seen = max(self._n_seen, n)
-        size = 0 if self._scale is None else self._scale.numel()
+        size = 0 if self._scale is None else self._scale.numel() - 1
         if n <= size:
             return
         new = max(n, 2 * size, 1024)
-
-        def grow(t: torch.Tensor | None, fill: float | bool, dtype: torch.dtype) -> torch.Tensor:
-            out = torch.full((new,), fill, dtype=dtype, device=device)
-            if t is not None:
-                out[: t.numel()] = t
-            return out
-
-        self._scale = grow(self._scale, 1.0, torch.float32)
-        self._agree = grow(self._agree, 0, torch.int64)
-        self._disagree = grow(self._disagree, 0, torch.int64)
-        self._grad = grow(self._grad, 0.0, torch.float32)
-        self._dirty = grow(self._dirty, False, torch.bool)
-        self._dead = grow(self._dead, False, torch.bool)
-        self._ever = grow(self._ever, False, torch.bool)
+        scale = torch.ones(new + 1, dtype=torch.float32, device=device)
+        dead = torch.zeros(new, dtype=torch.bool, device=device)
+        ever = torch.zeros(new, dtype=torch.bool, device=device)
+        if self._scale is not None and self._dead is not None and self._ever is not None:
+            scale[:size] = self._scale[:size]
+            dead[:size] = self._dead
+            ever[:size] = self._ever
+        self._scale, self._dead, self._ever = scale, dead, ever
 
     def _decide(self, loss: float | None) -> None:
         self.n_decisions += 1
@@ -273,18 +272,21 @@ class AutoFixController:
                 steps, losses, min_points=self.policy.min_loss_points)
         else:
             self.last_trend = NEUTRAL_LOSS_TREND
-        if self._dirty is None:
+        if not self._pending:
             return
-        assert self._scale is not None and self._agree is not None
-        assert self._disagree is not None and self._grad is not None
-        assert self._dead is not None and self._ever is not None
-        idx = torch.nonzero(self._dirty).flatten()  # sorted row ids
-        self._dirty[idx] = False
-        if idx.numel() == 0:
-            return
-        agree = self._agree[idx].cpu().numpy()
-        disagree = self._disagree[idx].cpu().numpy()
-        dead = dead_rows(self._grad[idx].cpu().numpy(), self.policy)
+        pending, self._pending = self._pending, []
+        rows_all = torch.cat([p[0] for p in pending])
+        # latest (cumulative) evidence of each row touched since the last decision
+        idx, inverse = torch.unique(rows_all, sorted=True, return_inverse=True)  # sorted ids
+        order = torch.arange(rows_all.numel(), device=rows_all.device)
+        last = torch.full((idx.numel(),), -1, dtype=torch.int64, device=rows_all.device)
+        last.scatter_reduce_(0, inverse, order, reduce="amax")
+        agree = _as_count(torch.cat([p[1] for p in pending])[last]).cpu().numpy()
+        disagree = _as_count(torch.cat([p[2] for p in pending])[last]).cpu().numpy()
+        grad = torch.cat([p[3] for p in pending])[last].detach().float().cpu().numpy()
+        self._ensure_size(int(idx[-1]) + 1, idx.device)
+        assert self._scale is not None and self._dead is not None and self._ever is not None
+        dead = dead_rows(grad, self.policy)
         factors = damping_factors(agree, disagree, p_improving=self.last_trend.p_improving,
                                   step=self.step, policy=self.policy, dead=dead)
         old = self._scale[idx].cpu().numpy()
@@ -296,7 +298,7 @@ class AutoFixController:
         new_vals = torch.from_numpy(factors[changed]).to(self._scale.device)
         self._scale[rows_changed] = new_vals
         self._ever[rows_changed] |= new_vals < 1
-        self.n_scaled = int((self._scale < 1).sum())
+        self.n_scaled += int((factors[changed] < 1).sum()) - int((old[changed] < 1).sum())
         self.n_interventions += 1
         row_ids = rows_changed.cpu().numpy()
         q = oscillation_confidence(agree[changed], disagree[changed], self.policy)
@@ -346,6 +348,7 @@ class AutoFixController:
 def _as_count(t: torch.Tensor) -> torch.Tensor:
     t = t.detach()
     return t.round().to(torch.int64) if t.is_floating_point() else t.to(torch.int64)
+
 
 
 def _finite_or_none(x: float) -> float | None:

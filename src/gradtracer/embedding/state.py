@@ -1,16 +1,17 @@
 """Per-row tracker state kept as a few packed tensors on the layer's own device.
 
-Layout (per row, default 64-bit direction sketch): 5 int32 + 4 float32 + 8 uint8 = 44 bytes,
-i.e. 17% of a float32 row of dimension 64 (the state stays within 25% of the table for
-``embedding_dim >= 44``). Packing the columns into three tensors keeps the hot path at
+Layout (per row, default 32-bit direction sketch): 5 int32 + 4 float32 + 4 uint8 = 40 bytes,
+i.e. 15.6% of a float32 row of dimension 64 (the state stays within 25% of the table for
+``embedding_dim >= 40``). Packing the columns into three tensors keeps the hot path at
 three gathers and three scatters per step.
 
 The previous gradient direction of each row is stored as a sign sketch (SimHash,
 Charikar 2002): ``bits = sign(g @ P)`` with a fixed Gaussian ``P`` of shape
 ``(dim, n_bits)``. For two vectors at angle ``theta`` each bit differs with probability
 ``theta / pi``, so ``cos(pi * hamming / n_bits)`` estimates their cosine; the angle's
-standard error is ``pi * sqrt(p (1 - p) / n_bits) <= 0.20`` rad for 64 bits, and the sign
-of the cosine (all the oscillation counts use) is exact for exact reversals.
+standard error is ``pi * sqrt(p (1 - p) / n_bits)``: at most 0.28 rad for the default 32
+bits (0.20 rad for 64), and the sign of the cosine (all the oscillation counts use) is
+exact for exact reversals.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ _POPCOUNT = torch.tensor([bin(i).count("1") for i in range(256)], dtype=torch.in
 class SignSketch:
     """Fixed random sign projection of ``dim``-vectors to ``n_bits`` bits (packed uint8)."""
 
-    def __init__(self, dim: int, n_bits: int = 64, *, seed: int = 0, device: torch.device | str = "cpu") -> None:
+    def __init__(self, dim: int, n_bits: int = 32, *, seed: int = 0, device: torch.device | str = "cpu") -> None:
         if n_bits <= 0 or n_bits % 8:
             raise ValueError(f"n_bits must be a positive multiple of 8, got {n_bits}")
         gen = torch.Generator(device="cpu")
@@ -67,11 +68,28 @@ class SignSketch:
         self._popcount = self._popcount.to(device)
         return self
 
+    def signs(self, x: torch.Tensor) -> torch.Tensor:
+        """Unpacked sign bits of ``x @ P``: ``(R, d)`` float -> ``(R, n_bits)`` bool."""
+        return (x.to(self.projection.dtype) @ self.projection) > 0
+
+    def pack(self, bits: torch.Tensor) -> torch.Tensor:
+        """``(R, n_bits)`` bool -> ``(R, n_bytes)`` uint8 (bit ``j`` of byte ``i`` = sign ``8i + j``)."""
+        b = bits.view(-1, self.n_bytes, 8).to(torch.int16)
+        return (b * self._weights).sum(-1, dtype=torch.int16).to(torch.uint8)
+
+    def unpack(self, packed: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`pack`: ``(R, n_bytes)`` uint8 -> ``(R, n_bits)`` bool."""
+        b = torch.bitwise_and(packed.to(torch.int16)[:, :, None], self._weights) != 0
+        return b.reshape(-1, self.n_bits)
+
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Packed sign bits of ``x @ P``: ``(R, d)`` float -> ``(R, n_bytes)`` uint8."""
-        bits = (x.to(self.projection.dtype) @ self.projection) > 0  # (R, n_bits)
-        bits = bits.view(-1, self.n_bytes, 8).to(torch.int16)
-        return (bits * self._weights).sum(-1, dtype=torch.int16).to(torch.uint8)
+        return self.pack(self.signs(x))
+
+    def cosine_bits(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Estimated cosine from two unpacked sign sketches ``(R, n_bits)``: ``(R,)``."""
+        hamming = (a != b).sum(-1, dtype=torch.float32)
+        return torch.cos(hamming * (math.pi / self.n_bits))
 
     def cosine(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """Estimated cosine between the vectors behind packed sketches ``a`` and ``b``: ``(R,)``."""

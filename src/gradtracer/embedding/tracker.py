@@ -66,7 +66,8 @@ _A_NONFINITE_ROWS, _A_NONFINITE_STEPS, _A_DAMPED = range(6, 9)
 _N_ACC = 9
 # recorded steps are folded into the row state in batches of at most this many steps (and
 # whenever a snapshot, summary, checkpoint or intervention needs the current state)
-_MAX_BUFFERED_STEPS = 32
+_MAX_BUFFERED_STEPS = 64
+_MAX_BUFFERED_ROWS = 1 << 18  # ... or of at most this many buffered row updates
 
 
 @dataclass
@@ -76,7 +77,7 @@ class _Step:
     rows: torch.Tensor  # (R,) int64 unique touched rows
     gn: torch.Tensor  # (R,) gradient L2 norms
     v: torch.Tensor  # (R,) applied displacement L2 norms
-    sketch: torch.Tensor  # (R, n_bytes) sign sketch of the gradients
+    bits: torch.Tensor  # (R, n_bits) bool sign sketch of the gradients
     step: int
 
 
@@ -105,7 +106,7 @@ class EmbeddingTracker:
             weight (optional).
         thresholds: diagnosis thresholds (default :class:`EmbeddingThresholds`).
         ema_decay: decay of the per-row EMAs, per exposure of the row (default 0.9).
-        sketch_bits: bits of the gradient-direction sign sketch per row (default 64).
+        sketch_bits: bits of the gradient-direction sign sketch per row (default 32).
         analysis_rows: rows sampled for effective rank / collapse (default 65,536).
         max_history: history entries kept; beyond it every second entry is dropped.
         seed: seed of the sketch projection and of the analysis sample.
@@ -125,7 +126,7 @@ class EmbeddingTracker:
         optimizer: torch.optim.Optimizer | None = None,
         thresholds: EmbeddingThresholds | None = None,
         ema_decay: float = 0.9,
-        sketch_bits: int = 64,
+        sketch_bits: int = 32,
         analysis_rows: int = 65_536,
         max_history: int = 100_000,
         seed: int = 0,
@@ -155,7 +156,9 @@ class EmbeddingTracker:
         self.analysis_rows = int(analysis_rows)
         self.max_history = int(max_history)
         self.seed = int(seed)
-        self.history: list[dict[str, Any]] = []
+        self._history: list[dict[str, Any]] = []
+        self._losses: dict[int, float] = {}  # step -> loss, until its snapshot is written
+        self._snap_step = -1  # step of the latest snapshot
 
         self._weight = weight
         self._sparse = bool(getattr(layer, "sparse", False))
@@ -169,9 +172,9 @@ class EmbeddingTracker:
         self._touched = 0  # rows updated by the last optimizer step
         self._pending: _Pending | None = None
         self._buffer: list[_Step] = []
+        self._buffered_values = 0
         self._fwd_indices: list[torch.Tensor] = []
         self._last_loss: float | None = None
-        self._loss_step = -1
         self._summary_cache: tuple[tuple[int, bool], dict[str, Any], dict[str, list[int]]] | None = None
         self._opt_cache: weakref.WeakKeyDictionary[torch.optim.Optimizer, bool] = weakref.WeakKeyDictionary()
 
@@ -267,7 +270,11 @@ class EmbeddingTracker:
         self._close(count_empty=True)
 
     def _close(self, count_empty: bool = False) -> None:
-        """Finish the pending step: measure the applied displacement and record the step."""
+        """Finish the pending step: measure the applied displacement and record the step.
+
+        Only a few batch-sized tensor operations happen here (norms, the sign sketch); the
+        row-state update runs vectorised over all buffered steps in :meth:`_flush`.
+        """
         pend = self._pending
         if pend is None:
             if count_empty:  # optimizer stepped but this table got no gradient
@@ -278,22 +285,23 @@ class EmbeddingTracker:
         self._pending = None
         self._n_updates += 1
         with torch.no_grad():
-            rows, grad, before = pend.rows, pend.grad, pend.before
-            disp = self._weight.detach().index_select(0, rows) - before  # (R, d) applied update
-            gn = torch.linalg.vector_norm(grad, dim=1)  # (R,)
-            v = torch.linalg.vector_norm(disp, dim=1)  # (R,)
-            finite = torch.isfinite(gn + v)
-            if not bool(finite.all()):  # leave rows with NaN/Inf out of every statistic
-                self._acc[_A_NONFINITE_ROWS] += float((~finite).sum())
-                self._acc[_A_NONFINITE_STEPS] += 1.0
-                rows, grad, before, disp, gn, v = (t[finite] for t in (rows, grad, before, disp, gn, v))
-            self._touched = int(rows.numel())
-            self._buffer.append(_Step(rows, gn, v, self._sketch.encode(grad), self._n_updates))
-            if self._intervention is not None:
-                self._flush()
-                self._intervene(rows, before, disp, v)
-            elif len(self._buffer) >= _MAX_BUFFERED_STEPS:
-                self._flush()
+            disp = self._weight.detach().index_select(0, pend.rows) - pend.before  # (R, d)
+            step = _Step(
+                rows=pend.rows,
+                gn=torch.linalg.vector_norm(pend.grad, dim=1).float(),
+                v=torch.linalg.vector_norm(disp, dim=1).float(),
+                bits=self._sketch.signs(pend.grad),
+                step=self._n_updates,
+            )
+        self._touched = int(pend.rows.numel())
+        self._buffer.append(step)
+        self._buffered_values += int(pend.rows.numel())
+        if self._intervention is not None:
+            self._flush()
+            with torch.no_grad():
+                self._intervene(pend.rows, pend.before, disp)
+        elif len(self._buffer) >= _MAX_BUFFERED_STEPS or self._buffered_values >= _MAX_BUFFERED_ROWS:
+            self._flush()
         self._after_update()
 
     def _flush(self) -> None:
@@ -309,58 +317,61 @@ class EmbeddingTracker:
         if not buf:
             return
         self._buffer = []
+        self._buffered_values = 0
         with torch.no_grad():
             self._fold(buf)
 
     def _fold(self, buf: list[_Step]) -> None:
+        """Apply the buffered steps to the row state; write their history snapshots."""
         st, b = self._state, self.ema_decay
-        multi = len(buf) > 1
-        if multi:
-            rows = torch.cat([s.rows for s in buf])
-            order = torch.argsort(rows, stable=True)  # by row, then by step
-            rows = rows[order]
-            gn = torch.cat([s.gn for s in buf])[order]
-            v = torch.cat([s.v for s in buf])[order]
-            sk = torch.cat([s.sketch for s in buf])[order]
-            steps = torch.cat([torch.full_like(s.rows, s.step) for s in buf])[order]
-            uniq, inverse, counts = torch.unique_consecutive(rows, return_inverse=True, return_counts=True)
-            ends = torch.cumsum(counts, 0) - 1  # (G,) last entry of each row
-            starts = ends - counts + 1
-            first = torch.zeros_like(rows, dtype=torch.bool)
-            first[starts] = True
-        else:
-            s0 = buf[0]
-            uniq, gn, v, sk = s0.rows, s0.gn, s0.v, s0.sketch
-            inverse = ends = starts = counts = None
-            first = None
+        rows = torch.cat([s.rows for s in buf])  # (M,)
+        gn = torch.cat([s.gn for s in buf])  # (M,)
+        v = torch.cat([s.v for s in buf])  # (M,)
+        bits = torch.cat([s.bits for s in buf])  # (M, n_bits)
+        slot = torch.cat([torch.full_like(s.rows, i) for i, s in enumerate(buf)])  # step slot
+        n_slots = len(buf)
+        # per-slot changes of the running table sums (7 columns: the 6 sums + non-finite rows)
+        per_slot = torch.zeros(n_slots, 7, dtype=torch.float64, device=rows.device)
+        finite = torch.isfinite(gn + v)
+        if not bool(finite.all()):  # leave rows with NaN/Inf out of every statistic
+            bad = ~finite
+            per_slot[:, 6].index_add_(0, slot, bad.to(torch.float64))
+            self._acc[_A_NONFINITE_STEPS] += float(torch.unique(slot[bad]).numel())
+            rows, gn, v, bits, slot = rows[finite], gn[finite], v[finite], bits[finite], slot[finite]
+        order = torch.argsort(rows, stable=True)  # by row, then by step
+        rows, gn, v, bits, slot = (t.index_select(0, order) for t in (rows, gn, v, bits, slot))
+        uniq, inverse, counts = torch.unique_consecutive(rows, return_inverse=True, return_counts=True)
+        ends = torch.cumsum(counts, 0) - 1  # (G,) last entry of each row
+        starts = ends - counts + 1
+        first = torch.zeros_like(rows, dtype=torch.bool)
+        first[starts] = True
         ints = st.ints.index_select(0, uniq)  # (G, 5) int32
         fl = st.floats.index_select(0, uniq)  # (G, 4) float32
         old_sk = st.sketch.index_select(0, uniq)  # (G, n_bytes) uint8
 
         def per_entry(x: torch.Tensor) -> torch.Tensor:  # (G, ...) -> (M, ...)
-            return x.index_select(0, inverse) if multi else x
+            return x.index_select(0, inverse)
 
         def group_cumsum(x: torch.Tensor) -> torch.Tensor:  # running sum inside each row group
-            if not multi:
-                return x
             cs = torch.cumsum(x, 0)
-            return cs - per_entry(cs[starts] - x[starts])
+            return cs - per_entry(cs.index_select(0, starts) - x.index_select(0, starts))
+
+        def previous(x: torch.Tensor, old: torch.Tensor) -> torch.Tensor:  # row's value before entry
+            mask = first.view(-1, *([1] * (x.ndim - 1)))
+            return torch.where(mask, per_entry(old).to(x.dtype), torch.roll(x, 1, 0))
 
         def at_end(x: torch.Tensor) -> torch.Tensor:  # (M, ...) -> (G, ...) last entry per row
-            return x.index_select(0, ends) if multi else x
+            return x.index_select(0, ends)
 
-        if multi:
-            prev = torch.where(first[:, None], per_entry(old_sk), torch.roll(sk, 1, 0))
-        else:
-            prev = old_sk
-        cos = self._sketch.cosine(prev, sk)  # (M,) cosine to the row's previous gradient
-        paired = (prev != 0).any(dim=1) & (gn > 0)  # an all-zero sketch = no previous direction
+        prev_bits = previous(bits, self._sketch.unpack(old_sk))
+        cos = self._sketch.cosine_bits(prev_bits, bits)  # (M,) cosine to the row's last gradient
+        paired = prev_bits.any(dim=1) & (gn > 0)  # an all-zero sketch = no previous direction
         agree = paired & (cos > 0)
         disagree = paired & (cos < 0)
 
         # velocity and grad-norm EMAs (every entry is an observation)
         n_obs = group_cumsum(torch.ones_like(gn, dtype=torch.float64))
-        is_new = per_entry(ints[:, IntCol.EXPOSURE] == 0) & (n_obs == 1)
+        is_new = per_entry(ints[:, IntCol.EXPOSURE] == 0) & first
         c = torch.where(is_new, 1.0, 1.0 - b).to(torch.float64) * torch.pow(b, -n_obs)
         x = torch.stack([v, gn], dim=1).to(torch.float64)
         old_vg = fl[:, : FloatCol.COS].to(torch.float64)
@@ -372,53 +383,71 @@ class EmbeddingTracker:
         cp = torch.where(is_first_pair, 1.0, 1.0 - b).to(torch.float64) * paired * torch.pow(b, -n_pair)
         old_cos = fl[:, FloatCol.COS].to(torch.float64)
         ecos = torch.pow(b, n_pair) * (per_entry(old_cos) + group_cumsum(cp * cos.to(torch.float64)))
-        new3 = torch.cat([at_end(e), at_end(ecos)[:, None]], dim=1).to(torch.float32)
-        if multi:
-            gmax = torch.zeros(uniq.numel(), dtype=torch.float64, device=uniq.device)
-            gmax.scatter_reduce_(0, inverse, e[:, 1], reduce="amax")
-            n_new = torch.zeros(uniq.numel(), 2, dtype=torch.int32, device=uniq.device)
-            n_new.index_add_(0, inverse, torch.stack([agree, disagree], dim=1).to(torch.int32))
-            last_step = at_end(steps).to(torch.int32)
-            new_exposure = ints[:, IntCol.EXPOSURE] + counts.to(torch.int32)
-        else:
-            gmax = e[:, 1]
-            n_new = torch.stack([agree, disagree], dim=1).to(torch.int32)
-            last_step = torch.full_like(ints[:, IntCol.LAST_SEEN], buf[0].step)
-            new_exposure = ints[:, IntCol.EXPOSURE] + 1
-        peak = torch.maximum(fl[:, FloatCol.GRAD_PEAK], gmax.to(torch.float32))
-        n_agree = ints[:, IntCol.N_AGREE] + n_new[:, 0]
-        n_disagree = ints[:, IntCol.N_DISAGREE] + n_new[:, 1]
+        # running peak of the grad-norm EMA inside each group (offset trick for a segmented cummax)
+        span = float(e[:, 1].max()) + 1.0 if e.numel() else 1.0
+        offset = inverse.to(torch.float64) * span
+        run_peak = torch.cummax(e[:, 1] + offset, dim=0).values - offset
+        run_peak = torch.maximum(run_peak, per_entry(fl[:, FloatCol.GRAD_PEAK]).to(torch.float64))
+        # per-entry counts and zombie verdicts (as the row stood after that entry)
+        counts_ad = per_entry(ints[:, IntCol.N_AGREE : IntCol.N_DISAGREE + 1]) + group_cumsum(
+            torch.stack([agree, disagree], dim=1).to(torch.int32)
+        ).to(torch.int32)
         acc = self._acc
         zt = self.thresholds.zombie
         zombie = zombie_mask(
-            n_agree,
-            n_disagree,
-            new3[:, FloatCol.COS],
-            new3[:, FloatCol.GRAD_NORM],
-            peak,
+            counts_ad[:, 0],
+            counts_ad[:, 1],
+            ecos.to(torch.float32),
+            e[:, 1].to(torch.float32),
+            run_peak.to(torch.float32),
             pressure_threshold(acc[_A_GN] / acc[_A_EXPOSED].clamp_min(1.0), zt),
             zt,
         ).to(torch.int32)
-        new_ints = torch.stack([new_exposure, last_step, n_agree, n_disagree, zombie], dim=1)
-        # running table sums (unexposed rows hold zeros, so no masks are needed)
-        flags = torch.stack(
-            [ints[:, IntCol.EXPOSURE] == 0, (old_pairs == 0) & (n_agree + n_disagree > 0)], dim=1
-        ).to(torch.float32)
-        delta = torch.cat(
-            [new3 - fl[:, : FloatCol.GRAD_PEAK], flags, (zombie - ints[:, IntCol.ZOMBIE]).to(torch.float32)[:, None]],
+        # per-step changes of the table sums, from each entry's change of its row's values
+        cur = torch.cat([e, ecos[:, None]], dim=1)  # (M, 3) velocity, grad norm, cos after entry
+        prev_vals = previous(cur, fl[:, : FloatCol.GRAD_PEAK])
+        prev_z = previous(zombie, ints[:, IntCol.ZOMBIE])
+        entry_delta = torch.cat(
+            [
+                cur - prev_vals,
+                is_new[:, None].to(torch.float64),
+                is_first_pair[:, None].to(torch.float64),
+                (zombie - prev_z)[:, None].to(torch.float64),
+            ],
             dim=1,
         )
-        acc[:6] += delta.sum(dim=0, dtype=torch.float64)
+        per_slot[:, :6].index_add_(0, slot, entry_delta)
+        start = torch.cat([acc[:6], acc[_A_NONFINITE_ROWS : _A_NONFINITE_ROWS + 1]])
+        trajectory = start + torch.cumsum(per_slot, 0)  # (n_slots, 7) sums after each step
+        acc[:6] = trajectory[-1, :6]
+        acc[_A_NONFINITE_ROWS] = trajectory[-1, 6]
+        # write the rows' final state
+        new_ints = torch.stack(
+            [
+                ints[:, IntCol.EXPOSURE] + counts.to(torch.int32),
+                at_end(torch.tensor([s.step for s in buf], device=slot.device)[slot]).to(torch.int32),
+                at_end(counts_ad[:, 0]),
+                at_end(counts_ad[:, 1]),
+                at_end(zombie),
+            ],
+            dim=1,
+        )
+        new_fl = torch.cat([at_end(cur), at_end(run_peak)[:, None]], dim=1).to(torch.float32)
         st.ints.index_copy_(0, uniq, new_ints)
-        st.floats.index_copy_(0, uniq, torch.cat([new3, peak[:, None]], dim=1))
-        st.sketch.index_copy_(0, uniq, at_end(sk))
+        st.floats.index_copy_(0, uniq, new_fl)
+        st.sketch.index_copy_(0, uniq, self._sketch.pack(at_end(bits)))
+        if not _dist.is_distributed():
+            due = [i for i, s in enumerate(buf) if s.step % self.track_interval == 0]
+            if due:
+                values = trajectory[due].tolist()
+                for i, vals in zip(due, values):
+                    self._append_history(self._snapshot_from(vals, buf[i].step, int(buf[i].rows.numel())))
 
     def _intervene(
         self,
         rows: torch.Tensor,
         before: torch.Tensor,
         disp: torch.Tensor,
-        v: torch.Tensor,
     ) -> None:
         """Ask the intervention for per-row factors and apply them to the displacement."""
         assert self._intervention is not None and self._scales is not None
@@ -451,7 +480,9 @@ class EmbeddingTracker:
         w.index_copy_(0, rows, before + f.to(w.dtype)[:, None] * disp)
         # the velocity EMA records the displacement actually applied: f * v
         first_w = torch.where(ints[:, IntCol.EXPOSURE] == 1, 1.0, 1.0 - self.ema_decay)
-        correction = first_w * (1.0 - f) * v
+        v = torch.linalg.vector_norm(disp, dim=1).float()
+        updated = ints[:, IntCol.LAST_SEEN] == self._n_updates  # rows whose state took this step
+        correction = torch.nan_to_num(first_w * (1.0 - f) * v * updated, nan=0.0, posinf=0.0)
         self._state.floats[:, FloatCol.VELOCITY].index_add_(0, rows, -correction)
         self._acc[_A_VEL] -= correction.sum(dtype=torch.float64)
         damped = f < 1.0
@@ -461,44 +492,68 @@ class EmbeddingTracker:
 
     # ------------------------------------------------------------------ schedule
     def _after_update(self) -> None:
+        """Schedule: snapshots every ``track_interval`` optimizer steps.
+
+        Outside ``torch.distributed`` a buffered step's snapshot is written when the buffer
+        is folded (reading ``history`` folds it); a distributed run folds and aggregates
+        across ranks at the scheduled step itself, so every rank joins the collective then.
+        """
         self._summary_cache = None
-        if self._n_updates % self.track_interval == 0:
+        n = self._n_updates
+        if n % self.track_interval:
+            return
+        if _dist.is_distributed():
             self._flush()
             self._append_history(self._snapshot())
+        elif self._snap_step != n and (not self._buffer or self._buffer[-1].step != n):
+            # this step recorded no rows (or was folded already without a snapshot)
+            self._flush()
+            acc = self._acc.tolist()
+            vals = [*acc[:6], acc[_A_NONFINITE_ROWS]]
+            self._append_history(self._snapshot_from(vals, n, self._touched))
 
     def _append_history(self, snap: dict[str, Any]) -> None:
-        self.history.append(snap)
-        if len(self.history) > self.max_history:
-            self.history = self.history[::2]
+        self._snap_step = int(snap["step"])
+        self._history.append(snap)
+        if len(self._history) > self.max_history:
+            self._history = self._history[::2]
+
+    def _loss_of(self, step: int) -> float | None:
+        loss = self._losses.get(step)
+        for key in [k for k in self._losses if k <= step]:  # older losses are no longer needed
+            del self._losses[key]
+        return loss
+
+    def _snapshot_from(self, vals: list[float], step: int, touched: int) -> dict[str, Any]:
+        """History entry from the 7 running sums (velocity, grad norm, cos, exposed, paired,
+        zombie, non-finite rows) as they stood after ``step``."""
+        n_exp = max(vals[3], 1.0)
+        return {
+            "step": step,
+            "loss": self._loss_of(step),
+            "mean_velocity": vals[0] / n_exp,
+            "mean_grad_norm": vals[1] / n_exp,
+            "active_rows": int(round(vals[3])),
+            "coverage": vals[3] / max(self._state.n_rows, 1),
+            "oscillation_mean": vals[2] / max(vals[4], 1.0),
+            "zombie_count": int(round(vals[5])),
+            "touched_rows": touched,
+            "non_finite_rows": int(round(vals[6])),
+        }
 
     def _snapshot(self) -> dict[str, Any]:
-        """Cheap table-level numbers for the history (collective when distributed)."""
+        """History entry from the row state merged across ranks (a collective call)."""
         step = self._n_updates
-        loss = self._last_loss if self._loss_step == step else None
-        if _dist.is_distributed():
-            state = _dist.merge_row_state(self._state)
-            light = self._light_stats(state)
-            extra = torch.tensor(
-                [float(self._acc[_A_NONFINITE_ROWS]), float(self._touched)],
-                dtype=torch.float64,
-                device=self._acc.device,
-            )
-            acc = _dist.all_reduce_sum(extra).tolist()
-            light.update(non_finite_rows=int(acc[0]), touched_rows=int(acc[1]))
-        else:
-            acc = self._acc.tolist()
-            n_exp = max(acc[_A_EXPOSED], 1.0)
-            light = {
-                "mean_velocity": acc[_A_VEL] / n_exp,
-                "mean_grad_norm": acc[_A_GN] / n_exp,
-                "active_rows": int(acc[_A_EXPOSED]),
-                "coverage": acc[_A_EXPOSED] / max(self._state.n_rows, 1),
-                "oscillation_mean": acc[_A_COS] / max(acc[_A_PAIRED], 1.0),
-                "zombie_count": int(acc[_A_ZOMBIE]),
-                "touched_rows": self._touched,
-                "non_finite_rows": int(acc[_A_NONFINITE_ROWS]),
-            }
-        return {"step": step, "loss": loss, **light}
+        state = _dist.merge_row_state(self._state)
+        light = self._light_stats(state)
+        extra = torch.tensor(
+            [float(self._acc[_A_NONFINITE_ROWS]), float(self._touched)],
+            dtype=torch.float64,
+            device=self._acc.device,
+        )
+        acc = _dist.all_reduce_sum(extra).tolist()
+        light.update(non_finite_rows=int(acc[0]), touched_rows=int(acc[1]))
+        return {"step": step, "loss": self._loss_of(step), **light}
 
     def _light_stats(self, state: RowState) -> dict[str, Any]:
         """History numbers recomputed from a full (merged) row state."""
@@ -534,6 +589,18 @@ class EmbeddingTracker:
 
     # ------------------------------------------------------------------ public API
     @property
+    def history(self) -> list[dict[str, Any]]:
+        """Snapshots taken every ``track_interval`` optimizer steps (oldest first).
+
+        Keys: ``step``, ``loss`` (None unless passed to :meth:`step`), ``mean_velocity``,
+        ``mean_grad_norm``, ``active_rows``, ``coverage``, ``oscillation_mean``,
+        ``zombie_count`` (rows flagged as zombies when last touched), ``touched_rows``,
+        ``non_finite_rows``.
+        """
+        self._sync()
+        return self._history
+
+    @property
     def num_steps(self) -> int:
         """Optimizer steps observed so far."""
         self._sync()
@@ -566,9 +633,11 @@ class EmbeddingTracker:
             value = float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
             target = self._n_updates + (1 if self._pending is not None else 0)
             self._last_loss = value
-            self._loss_step = target
-            if self.history and self.history[-1]["step"] == target and self.history[-1]["loss"] is None:
-                self.history[-1]["loss"] = value
+            last = self._history[-1] if self._history else None
+            if last is not None and last["step"] == target and last["loss"] is None:
+                last["loss"] = value
+            elif last is None or last["step"] < target:
+                self._losses[target] = value
 
     def autofix_scales(self) -> torch.Tensor:
         """Last factor applied to each row's update, ``(num_embeddings,)`` float32 (1 = undamped)."""
@@ -760,9 +829,8 @@ class EmbeddingTracker:
             "seed": self.seed,
             "n_updates": self._n_updates,
             "last_loss": self._last_loss,
-            "loss_step": self._loss_step,
             "accumulators": self._acc.cpu().clone(),
-            "history": [dict(h) for h in self.history],
+            "history": [dict(h) for h in self._history],
             **{f"row_{k}": v for k, v in self._state.to_dict().items()},
         }
         if self._scales is not None and self._damped_ever is not None:
@@ -785,8 +853,11 @@ class EmbeddingTracker:
         self._acc.copy_(state["accumulators"].to(self._acc.device))
         self._n_updates = int(state["n_updates"])
         self._last_loss = state.get("last_loss")
-        self._loss_step = int(state.get("loss_step", -1))
-        self.history = [dict(h) for h in state.get("history", [])]
+        self._history = [dict(h) for h in state.get("history", [])]
+        self._snap_step = int(self._history[-1]["step"]) if self._history else -1
+        self._losses = {}
+        self._buffer = []
+        self._buffered_values = 0
         if self._scales is not None and "autofix_scales" in state:
             self._scales.copy_(state["autofix_scales"].to(self._scales.device))
         if self._damped_ever is not None and "autofix_damped_ever" in state:

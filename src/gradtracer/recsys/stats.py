@@ -135,7 +135,14 @@ def paired_ttest(
         p = float(dist.cdf(t))
     p = min(p, 1.0)
     return PairedTestResult(
-        "paired t-test", float(t), p, n, mean, alternative, alpha, verdict(p, alpha),
+        "paired t-test",
+        float(t),
+        p,
+        n,
+        mean,
+        alternative,
+        alpha,
+        verdict(p, alpha),
         cohens_d_paired(a, b).d,
     )
 
@@ -166,8 +173,15 @@ def wilcoxon(
     res = sps.wilcoxon(nz, alternative=alternative, zero_method="wilcox")
     p = float(res.pvalue)
     return PairedTestResult(
-        "Wilcoxon signed-rank", w_plus, p, int(nz.size), float(d.mean()), alternative, alpha,
-        verdict(p, alpha), (w_plus - w_minus) / (w_plus + w_minus),
+        "Wilcoxon signed-rank",
+        w_plus,
+        p,
+        int(nz.size),
+        float(d.mean()),
+        alternative,
+        alpha,
+        verdict(p, alpha),
+        (w_plus - w_minus) / (w_plus + w_minus),
     )
 
 
@@ -184,8 +198,9 @@ class EffectSize:
     magnitude: str
 
     def __str__(self) -> str:
-        return format_table(["Cohen's d_z", "value"], [["d", self.d], ["n", self.n],
-                                                       ["magnitude", self.magnitude]])
+        return format_table(
+            ["Cohen's d_z", "value"], [["d", self.d], ["n", self.n], ["magnitude", self.magnitude]]
+        )
 
 
 def cohens_d_paired(a: Any, b: Any) -> EffectSize:
@@ -198,7 +213,12 @@ def cohens_d_paired(a: Any, b: Any) -> EffectSize:
         value = mean / sd
     size = abs(value)
     magnitude = (
-        "negligible" if size < 0.2 else "small" if size < 0.5 else "medium" if size < 0.8
+        "negligible"
+        if size < 0.2
+        else "small"
+        if size < 0.5
+        else "medium"
+        if size < 0.8
         else "large"
     )
     return EffectSize(value, int(d.size), magnitude)
@@ -272,8 +292,10 @@ def bootstrap_ci(
     chunk = max(1, 8_000_000 // n)
     boot = np.concatenate(
         [
-            np.asarray(statistic(data[rng.integers(0, n, size=(min(chunk, n_resamples - s), n))],
-                                 axis=-1), dtype=np.float64)
+            np.asarray(
+                statistic(data[rng.integers(0, n, size=(min(chunk, n_resamples - s), n))], axis=-1),
+                dtype=np.float64,
+            )
             for s in range(0, n_resamples, chunk)
         ]
     )
@@ -307,8 +329,9 @@ def _jackknife(data: np.ndarray, statistic: Statistic) -> np.ndarray:
         rows = np.arange(s, min(s + step, n))
         keep = np.ones((rows.size, n), dtype=bool)
         keep[np.arange(rows.size), rows] = False
-        out[rows] = statistic(data[None, :].repeat(rows.size, 0)[keep].reshape(rows.size, n - 1),
-                              axis=-1)
+        out[rows] = statistic(
+            data[None, :].repeat(rows.size, 0)[keep].reshape(rows.size, n - 1), axis=-1
+        )
     return out
 
 

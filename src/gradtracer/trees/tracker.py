@@ -462,12 +462,12 @@ class TreeDynamicsTracker:
                 f"mean depth {s['mean_depth']:.1f}, leaves/round {s['mean_leaves_per_round']:.1f}"
             )
         if s.get("top_features"):
-            top = ", ".join(
-                f"{t['feature']} {(t['gain_share'] if t['gain_share'] is not None else t['split_share']):.1%}"
-                for t in s["top_features"][:3]
-            )
+            by_gain = s["top_features"][0]["gain_share"] is not None
+            key = "gain_share" if by_gain else "split_share"
+            top = ", ".join(f"{t['feature']} {t[key]:.1%}" for t in s["top_features"][:3])
             lines.append(
-                f"  split concentration: HHI(count) {s['split_herfindahl_count']:.3f}; top {top}"
+                f"  split concentration: HHI(count) {s['split_herfindahl_count']:.3f}; "
+                f"top by {'gain' if by_gain else 'split count'}: {top}"
             )
         if s.get("eval_valid"):
             lines.append(

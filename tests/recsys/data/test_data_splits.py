@@ -6,6 +6,8 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gradtracer.recsys.data import (
     Interactions,
@@ -191,3 +193,47 @@ def test_split_save_load_roundtrip(tmp_path: Path, sessions: Interactions) -> No
     whole = concat([back.train, back.valid, back.test])
     original = concat(list(split.parts().values()))
     assert whole.frame.equals(original.frame)
+
+
+# --- properties on random tables ------------------------------------------------------
+@settings(max_examples=30, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(st.integers(0, 6), st.integers(0, 9), st.integers(0, 5)),
+        min_size=2, max_size=60,
+    ),
+    seed=st.integers(0, 2**16),
+)
+def test_splits_partition_random_tables(rows: list[tuple[int, int, int]], seed: int) -> None:
+    u, i, t = zip(*rows, strict=True)
+    ix = _with_row_ids(Interactions.from_raw(pl.DataFrame(
+        {"user": u, "item": i, "rating": [1.0] * len(u), "timestamp": t})))
+    for split in (leave_one_out(ix, valid=True), ratio_split(ix, 0.3, 0.2, random_state=seed)):
+        _assert_partition(split, ix)
+    loo = leave_one_out(ix)
+    counts = ix.frame.group_by("user").len()
+    assert len(loo.test) == int((counts["len"] >= 2).sum())
+    # the held-out row is a latest row of its user
+    latest = ix.frame.group_by("user").agg(pl.col("timestamp").max().alias("tmax"))
+    joined = loo.test.frame.join(latest, on="user")
+    assert (joined["timestamp"] == joined["tmax"]).all()
+
+
+@pytest.mark.realdata
+def test_real_diginetica_session_split(shared_data: Path) -> None:
+    from gradtracer.recsys.data import load_sessions
+
+    path = shared_data / "sessions" / "diginetica-sample" / "sample_train-item-views.csv"
+    ix = load_sessions(path, "diginetica")
+    split = temporal_split(ix, test_fraction=0.2)
+    info = split.info
+    assert info["units"] == 2_986 and info["test_units"] == 597
+    removed = info["test_rows_unseen_item"] + info["test_rows_too_short"]
+    test_rows_before = ix.frame.filter(
+        pl.col("session").is_in(
+            ix.frame.group_by("session").agg(pl.col("timestamp").min().alias("s"))
+            .sort(["s", "session"]).tail(597)["session"].implode()
+        )
+    ).height
+    assert len(split.test) + removed == test_rows_before
+    assert len(split.train) == len(ix) - test_rows_before

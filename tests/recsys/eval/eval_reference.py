@@ -47,5 +47,3 @@ def naive_user_metrics(
 def random_csr(rng: np.random.Generator, shape: tuple[int, int], density: float) -> sp.csr_matrix:
     mask = rng.random(shape) < density
     return sp.csr_matrix(mask.astype(np.float32))
-
-

@@ -192,3 +192,21 @@ def test_properties(n_users, n_items, levels, k, seed):
         assert np.all(cons.per_user[key] <= opt.per_user[key] + 1e-12)
         assert np.all(cons.per_user[key] <= rnd.per_user[key] + 1e-12)
         assert np.all(rnd.per_user[key] <= opt.per_user[key] + 1e-12)
+
+
+def test_callable_output_is_not_modified_and_may_be_a_view():
+    base = torch.tensor([3.0, 2.0, 1.0, 0.0])
+    test = sp.csr_matrix(np.array([[0, 0, 1, 0], [0, 0, 0, 1]], dtype=np.float32))
+    train = sp.csr_matrix(np.array([[1, 1, 0, 0], [1, 0, 0, 0]], dtype=np.float32))
+    table = torch.tensor([[3.0, 2.0], [1.0, 0.0]]).t()  # non-contiguous
+    res = evaluate_topk(lambda idx: base.expand(len(idx), -1), test, exclude=train, ks=(1,))
+    assert res.per_user["hr@1"].tolist() == [1.0, 0.0]
+    assert base.tolist() == [3.0, 2.0, 1.0, 0.0]
+    res = evaluate_topk(
+        lambda idx: table[idx],
+        sp.csr_matrix(np.eye(2)),
+        exclude=sp.csr_matrix(np.eye(2)[::-1]),
+        ks=(1,),
+    )
+    assert res.per_user["hr@1"].tolist() == [1.0, 1.0]
+    assert table.tolist() == [[3.0, 1.0], [2.0, 0.0]]

@@ -80,7 +80,10 @@ def test_bootstrap_close_to_scipy(rng, method):
     x = rng.exponential(size=150)
     ours = bootstrap_ci(x, method=method, n_resamples=20_000, random_state=1)
     ref = sps.bootstrap(
-        (x,), np.mean, method="BCa" if method == "bca" else "percentile", n_resamples=20_000,
+        (x,),
+        np.mean,
+        method="BCa" if method == "bca" else "percentile",
+        n_resamples=20_000,
         random_state=2,
     ).confidence_interval
     width = ref.high - ref.low

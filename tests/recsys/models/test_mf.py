@@ -12,7 +12,14 @@ from gradtracer.recsys.data import Interactions
 from gradtracer.recsys.metrics import evaluate_topk
 from gradtracer.recsys.models import ImplicitMF, MFTrainConfig, Recommender, train_mf
 
-torch.set_num_threads(1)
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny batches: one torch thread is fastest (and restored afterwards)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 def _two_groups(n_users: int = 40, n_items: int = 20) -> Interactions:
@@ -25,8 +32,11 @@ def _two_groups(n_users: int = 40, n_items: int = 20) -> Interactions:
                 rows.append((u, base + j))
     users, items = zip(*rows, strict=True)
     frame = pl.DataFrame({"user": users, "item": items, "rating": 1.0, "timestamp": 0})
-    return Interactions.from_raw(frame.with_columns(pl.col("user").cast(pl.Utf8).str.zfill(3),
-                                                    pl.col("item").cast(pl.Utf8).str.zfill(3)))
+    return Interactions.from_raw(
+        frame.with_columns(
+            pl.col("user").cast(pl.Utf8).str.zfill(3), pl.col("item").cast(pl.Utf8).str.zfill(3)
+        )
+    )
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +67,9 @@ def test_published_protocol_defaults():
 def test_learns_planted_groups(groups, loss, optimizer, sparse):
     model = ImplicitMF(groups.n_users, groups.n_items, dim=8, sparse=sparse, init_std=0.1)
     lr = {"sgd": 50.0, "adagrad": 0.5}.get(optimizer, 0.05)
-    config = MFTrainConfig(loss=loss, optimizer=optimizer, lr=lr, epochs=30, batch_size=64,
-                           weight_decay=1e-4)
+    config = MFTrainConfig(
+        loss=loss, optimizer=optimizer, lr=lr, epochs=30, batch_size=64, weight_decay=1e-4
+    )
     losses = train_mf(model, groups, config)
     assert losses[-1] < losses[0]
     # each user's one unseen in-group item must be ranked first among its 11 unseen items

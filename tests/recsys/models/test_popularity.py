@@ -16,15 +16,22 @@ from gradtracer.recsys.models import PopularityRecommender, Recommender
 def train() -> Interactions:
     # item c: 3 rows, item b: 2 rows, item a: 1 row, item d: 0 rows (only in the id map)
     frame = pl.DataFrame(
-        {"user": ["u1", "u2", "u3", "u1", "u2", "u3"], "item": ["c", "c", "c", "b", "b", "a"],
-         "rating": 1.0, "timestamp": 0}
+        {
+            "user": ["u1", "u2", "u3", "u1", "u2", "u3"],
+            "item": ["c", "c", "c", "b", "b", "a"],
+            "rating": 1.0,
+            "timestamp": 0,
+        }
     )
     ix = Interactions.from_raw(frame)
     from gradtracer.recsys.data import IdMap
 
     items = IdMap(["a", "b", "c", "d"], "item")
-    remap = ix.frame.with_columns(pl.col("item").map_elements(
-        lambda i: items.index(ix.item_ids.raw(i)), return_dtype=pl.Int64))
+    remap = ix.frame.with_columns(
+        pl.col("item").map_elements(
+            lambda i: items.index(ix.item_ids.raw(i)), return_dtype=pl.Int64
+        )
+    )
     return Interactions(remap, ix.user_ids, items)
 
 

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 from gradtracer.cli import main
+from gradtracer.recsys.models.markov import MarkovChain
+from gradtracer.recsys.models.session_popularity import SessionPopularity
 from gradtracer.recsys.sessions import evaluate_next_item, session_arrays
 from gradtracer.recsys.sessions.study import load_model, load_split
 
@@ -126,14 +128,21 @@ def test_diginetica_sample_smoke(shared_data, tmp_path, capsys):
     path = shared_data / "sessions/diginetica-sample/sample_train-item-views.csv"
     if not path.exists():
         pytest.skip(f"{path} not found")
-    out = tmp_path / "digi"
-    code = main(["sessions", "run", str(path), "--fmt", "diginetica", "--out", str(out),
-                 *TINY_GRU, "--alphas", "0,1"])
-    assert code == 0, capsys.readouterr().err
-    results = json.loads((out / "results.json").read_text())
-    split = results["split"]
+    split_dir, model_dir = tmp_path / "split", tmp_path / "gru"
+    assert main(["sessions", "prepare", str(path), "--fmt", "diginetica",
+                 "--out", str(split_dir)]) == 0, capsys.readouterr().err
+    info = json.loads((split_dir / "info.json").read_text())
     # the sample has 933 single-event sessions; they are dropped and counted
-    assert split["short_sessions_dropped"] >= 900
-    assert split["unseen_test_events_dropped"] > 0
-    markov, pop = results["models"]["markov"]["mean"], results["models"]["popularity"]["mean"]
-    assert markov["recall@20"] > pop["recall@20"]
+    assert info["short_sessions_dropped"] == 933
+    assert info["unseen_test_events_dropped"] > 0
+    assert main(["sessions", "train", str(split_dir), "--out", str(model_dir), *TINY_GRU]) == 0
+    capsys.readouterr()
+    assert main(["sessions", "evaluate", str(split_dir), str(model_dir), "--json"]) == 0
+    gru = json.loads(capsys.readouterr().out)
+    split = load_split(split_dir)
+    train, test = session_arrays(split.train), session_arrays(split.test)
+    assert gru["n_predictions"] == test.n_predictions > 0
+    assert 0.0 <= gru["mean"]["recall@20"] <= 1.0
+    markov = evaluate_next_item(MarkovChain(train.n_items).fit(train), test)
+    pop = evaluate_next_item(SessionPopularity(train.n_items).fit(train), test)
+    assert markov.mean["recall@20"] > pop.mean["recall@20"]

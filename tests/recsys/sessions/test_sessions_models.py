@@ -167,3 +167,15 @@ def test_config_rejects_bad_values():
         GRU4RecConfig(loss="top1")
     with pytest.raises(ValueError, match="unknown GRU4Rec parameter"):
         GRU4RecConfig.from_dict({"hidden": 3})
+
+
+def test_training_is_reproducible_from_random_state(train_arrays):
+    def weights(seed: int) -> torch.Tensor:
+        cfg = GRU4RecConfig(**{**SMALL, "n_epochs": 1, "random_state": seed,
+                               "dropout_p_hidden": 0.3, "dropout_p_embed": 0.2})
+        model = GRU4Rec(train_arrays.n_items, cfg)
+        train_gru4rec(model, train_arrays)
+        return model.output_emb.weight.detach().clone()
+
+    assert torch.equal(weights(11), weights(11))
+    assert not torch.equal(weights(11), weights(12))

@@ -49,24 +49,35 @@ class IdMap:
 
     ids: list[str]
     name: str = "id"
-    _index: dict[str, int] = field(default_factory=dict, init=False, repr=False)
+    _index: dict[str, int] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.ids = [str(x) for x in self.ids]
-        self._index = {raw: i for i, raw in enumerate(self.ids)}
-        if len(self._index) != len(self.ids):
+        if len(set(self.ids)) != len(self.ids):
             raise ValueError(f"IdMap {self.name!r} has duplicate raw ids")
+
+    @classmethod
+    def _from_unique(cls, ids: list[str], name: str) -> IdMap:
+        """Build from ids already known to be distinct strings (skips the checks)."""
+        obj = cls.__new__(cls)
+        obj.ids, obj.name, obj._index = ids, name, None
+        return obj
+
+    def _lookup(self) -> dict[str, int]:
+        if self._index is None:  # built on first use: loaders never need it
+            self._index = {raw: i for i, raw in enumerate(self.ids)}
+        return self._index
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def __contains__(self, raw: object) -> bool:
-        return str(raw) in self._index
+        return str(raw) in self._lookup()
 
     def index(self, raw: object) -> int:
         """Dense index of raw id ``raw``; ``KeyError`` naming the id when unknown."""
         try:
-            return self._index[str(raw)]
+            return self._lookup()[str(raw)]
         except KeyError:
             raise KeyError(f"unknown {self.name} id {raw!r}") from None
 
@@ -234,8 +245,7 @@ class Interactions:
             }
         )
         if session_col:
-            session_codes, _ = encode_ids(df[session_col], "session")
-            out = out.with_columns(session_codes.alias("session"))
+            out = out.with_columns(dense_codes(df[session_col])[0].alias("session"))
         return cls(out, umap, imap, source)
 
     # --- persistence (parquet + json, never pickle) --------------------------------------
@@ -266,12 +276,11 @@ class Interactions:
         )
 
 
-def encode_ids(col: pl.Series, name: str = "id") -> tuple[pl.Series, IdMap]:
-    """Return ``(dense Int64 codes, IdMap)`` for a column of raw ids.
+def dense_codes(col: pl.Series) -> tuple[pl.Series, pl.Series]:
+    """Return ``(Int64 codes, sorted unique keys)`` for a column of raw ids.
 
-    Raw ids are ordered numerically when all of them are integers written canonically
-    (``"2" < "10"``; ``"07"`` keeps a column in string order), else lexicographically as
-    strings; the code of a raw id is its rank in that order.
+    Keys are the integers when every raw id is an integer written canonically, else the
+    ids as strings; the code of a row is the rank of its key among the sorted keys.
     """
     keys = col
     if not col.dtype.is_integer():
@@ -284,8 +293,18 @@ def encode_ids(col: pl.Series, name: str = "id") -> tuple[pl.Series, IdMap]:
     codes = pl.DataFrame({"raw": keys}).join(
         lookup, on="raw", how="left", maintain_order="left"
     )["code"]
-    ids = [str(x) for x in uniq.to_list()]
-    return codes.cast(pl.Int64).alias(name), IdMap(ids, name)
+    return codes.cast(pl.Int64), uniq
+
+
+def encode_ids(col: pl.Series, name: str = "id") -> tuple[pl.Series, IdMap]:
+    """Return ``(dense Int64 codes, IdMap)`` for a column of raw ids.
+
+    Raw ids are ordered numerically when all of them are integers written canonically
+    (``"2" < "10"``; ``"07"`` keeps a column in string order), else lexicographically as
+    strings; the code of a raw id is its rank in that order.
+    """
+    codes, uniq = dense_codes(col)
+    return codes.alias(name), IdMap._from_unique(uniq.cast(pl.Utf8).to_list(), name)
 
 
 def _to_polars(frame: Any, source: str) -> pl.DataFrame:

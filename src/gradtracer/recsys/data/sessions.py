@@ -25,11 +25,12 @@ import logging
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from gradtracer.errors import DataFormatError
 from gradtracer.recsys.data._text import parse_fields, parse_number
-from gradtracer.recsys.data.interactions import Interactions
+from gradtracer.recsys.data.interactions import IdMap, Interactions, dense_codes, encode_ids
 
 __all__ = ["SESSION_FORMATS", "load_sessions", "sessionize"]
 
@@ -71,15 +72,36 @@ def load_sessions(
     else:
         raw = parse_fields(p, ",", partial(_retailrocket, path=p), required=_RETAILROCKET)
         raw = sessionize(raw, session_gap=session_gap)
-    # click order: time (sub-second precision kept here), file order; then by dense session
-    raw = raw.sort(["time", "lineno"], maintain_order=True)
-    raw = raw.with_columns(pl.col("time").floor().cast(pl.Int64).alias("timestamp"))
-    ix = Interactions.from_raw(
-        raw, rating_col=None, timestamp_col="timestamp", session_col="session", source=str(p)
-    )
-    ix = ix.with_frame(ix.frame.sort("session", maintain_order=True))
+    ix = _to_interactions(raw, str(p))
     logger.info("loaded %s (%s)", ix, fmt)
     return ix
+
+
+def _to_interactions(raw: pl.DataFrame, source: str) -> Interactions:
+    """Encode ids and order rows by session, then time (sub-second kept), then file order."""
+    session, session_keys = dense_codes(raw["session"])
+    if raw["user"].equals(raw["session"]):  # anonymous sessions: user = session, encode once
+        users = session.alias("user")
+        user_ids = IdMap._from_unique(session_keys.cast(pl.Utf8).to_list(), "user")
+    else:
+        users, user_ids = encode_ids(raw["user"], "user")
+    items, item_ids = encode_ids(raw["item"], "item")
+    frame = pl.DataFrame(
+        {
+            "user": users,
+            "item": items,
+            "rating": pl.Series(np.ones(raw.height, np.float32)),
+            "timestamp": raw["time"].floor().cast(pl.Int64),
+            "session": session,
+            "_time": raw["time"],
+            "_line": raw["lineno"],
+        }
+    )
+    d_session = pl.col("session").diff()
+    in_order = (d_session > 0) | ((d_session == 0) & (pl.col("_time").diff() >= 0))
+    if not frame.select(in_order.fill_null(True).all()).item():  # most logs are already sorted
+        frame = frame.sort(["session", "_time", "_line"])
+    return Interactions(frame.drop(["_time", "_line"]), user_ids, item_ids, source)
 
 
 _TSV = ("SessionId", "ItemId", "Time")

@@ -12,9 +12,7 @@ import torch
 #: What evaluators accept as a model: ``(user_factors (n_users, d), item_factors (n_items, d))``
 #: as numpy arrays or torch tensors, a callable ``scores(user_idx (B,) LongTensor) -> (B,
 #: n_items) Tensor``, or an object with a ``scorer()`` method returning either.
-Scorer = Union[
-    tuple[Any, Any], Callable[[torch.Tensor], torch.Tensor], Any
-]
+Scorer = Union[tuple[Any, Any], Callable[[torch.Tensor], torch.Tensor], Any]
 
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -119,6 +117,13 @@ def take_rows(matrix: sp.csr_matrix, rows: np.ndarray) -> sp.csr_matrix:
             return matrix
         return matrix[int(rows[0]) : int(rows[-1]) + 1]
     return matrix[rows]
+
+
+def flat_positions(block: sp.csr_matrix) -> torch.Tensor:
+    """Return int64 positions ``row * n_cols + col`` of a CSR block's stored entries."""
+    counts = np.diff(block.indptr)
+    rows = np.repeat(np.arange(block.shape[0], dtype=np.int64) * block.shape[1], counts)
+    return torch.from_numpy(rows + block.indices)
 
 
 def row_coords(block: sp.csr_matrix) -> tuple[torch.Tensor, torch.Tensor]:

@@ -43,7 +43,9 @@ def _head(hits: torch.Tensor, k: int) -> torch.Tensor:
     if hits.ndim != 2:
         raise ValueError(f"hits must be a (B, K) tensor, got shape {tuple(hits.shape)}")
     if k <= 0 or k > hits.shape[1]:
-        raise ValueError(f"k must be in [1, {hits.shape[1]}] for hits of width {hits.shape[1]}, got {k}")
+        raise ValueError(
+            f"k must be in [1, {hits.shape[1]}] for hits of width {hits.shape[1]}, got {k}"
+        )
     return hits[:, :k].to(torch.float64)
 
 
@@ -134,8 +136,4 @@ def metrics_from_hits(
     metrics: Sequence[str] = tuple(METRICS),
 ) -> dict[str, torch.Tensor]:
     """Return ``{"ndcg@10": (B,) tensor, ...}`` for every metric and cutoff."""
-    return {
-        metric_key(name, k): METRICS[name](hits, n_relevant, k)
-        for name in metrics
-        for k in ks
-    }
+    return {metric_key(name, k): METRICS[name](hits, n_relevant, k) for name in metrics for k in ks}

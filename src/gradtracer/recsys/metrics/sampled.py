@@ -87,7 +87,9 @@ def evaluate_sampled(
     for start in batches if len(starts) > 1 else starts:
         batch = eval_users[start : start + batch_size]
         with torch.no_grad():
-            negatives = _sample_negatives(take_rows(seen, batch), n_items, n_negatives, gen)  # (B, N)
+            negatives = _sample_negatives(
+                take_rows(seen, batch), n_items, n_negatives, gen
+            )  # (B, N)
             scores = score_fn(torch.from_numpy(batch))  # (B, n_items)
             relevant, n_rel = padded_rows(take_rows(test, batch), fill=n_items)  # (B, R)
             width = relevant.shape[1]

@@ -33,8 +33,8 @@ from gradtracer.recsys.metrics._inputs import (
     Scorer,
     as_csr,
     as_score_fn,
+    flat_positions,
     padded_rows,
-    row_coords,
     select_users,
     take_rows,
 )
@@ -195,12 +195,14 @@ def evaluate_topk(
             if excl is not None:
                 if not owns:
                     scores = scores.clone()
-                ex_rows, ex_cols = row_coords(take_rows(excl, batch))
-                t_rows, t_cols = row_coords(block)
-                dev = scores.device
-                kept = scores[t_rows.to(dev), t_cols.to(dev)]
-                scores[ex_rows.to(dev), ex_cols.to(dev)] = -torch.inf
-                scores[t_rows.to(dev), t_cols.to(dev)] = kept
+                scores = scores.contiguous()
+                flat = scores.view(-1)  # (B * n_items,) view
+                held = flat_positions(block).to(scores.device)
+                kept = flat[held]
+                flat.index_fill_(
+                    0, flat_positions(take_rows(excl, batch)).to(scores.device), -torch.inf
+                )
+                flat[held] = kept
             hits, top = tied_topk_hits(scores, relevant, n_rel, kmax, ties, gen)
             for key, values in metrics_from_hits(hits, n_rel.to(hits.device), ks, names).items():
                 parts.setdefault(key, []).append(values.cpu().numpy())

@@ -40,7 +40,9 @@ class Recommender(Protocol):
     def score(self, users: Any) -> np.ndarray:
         """Return ``(B, n_items)`` float32 scores of the given user indices (higher = better)."""
 
-    def recommend(self, users: Any, k: int = 10, *, exclude: sp.csr_matrix | None = None) -> np.ndarray:
+    def recommend(
+        self, users: Any, k: int = 10, *, exclude: sp.csr_matrix | None = None
+    ) -> np.ndarray:
         """Return ``(B, k)`` int64 item indices, best first, skipping ``exclude`` rows' items."""
 
     def scorer(self) -> Any:
@@ -59,7 +61,9 @@ def as_user_index(users: Any, n_users: int) -> np.ndarray:
     idx = np.atleast_1d(np.asarray(users.cpu() if isinstance(users, torch.Tensor) else users))
     idx = idx.astype(np.int64).ravel()
     if idx.size and (idx.min() < 0 or idx.max() >= n_users):
-        raise ValueError(f"user indices must be in [0, {n_users}), got min {idx.min()}, max {idx.max()}")
+        raise ValueError(
+            f"user indices must be in [0, {n_users}), got min {idx.min()}, max {idx.max()}"
+        )
     return idx
 
 
@@ -75,15 +79,21 @@ def recommend_from_scores(
         raise ValueError(f"k must be an int in [1, {n_items}], got {k!r}")
     if exclude is not None:
         if exclude.shape[1] != n_items:
-            raise ValueError(f"exclude has {exclude.shape[1]} columns but the model has {n_items} items")
+            raise ValueError(
+                f"exclude has {exclude.shape[1]} columns but the model has {n_items} items"
+            )
         block = sp.csr_matrix(exclude[users])
         rows = np.repeat(np.arange(block.shape[0]), np.diff(block.indptr))
         scores = scores.clone()
-        scores[torch.from_numpy(rows), torch.from_numpy(block.indices.astype(np.int64))] = -torch.inf
+        scores[
+            torch.from_numpy(rows), torch.from_numpy(block.indices.astype(np.int64))
+        ] = -torch.inf
     return scores.topk(k, dim=1).indices.cpu().numpy().astype(np.int64)
 
 
-def write_artifacts(directory: str | Path, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Path:
+def write_artifacts(
+    directory: str | Path, meta: dict[str, Any], arrays: dict[str, np.ndarray]
+) -> Path:
     """Write ``model.json`` (sorted keys) and ``arrays.npz`` into ``directory``."""
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
@@ -92,7 +102,9 @@ def write_artifacts(directory: str | Path, meta: dict[str, Any], arrays: dict[st
     return d
 
 
-def read_artifacts(directory: str | Path, kind: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def read_artifacts(
+    directory: str | Path, kind: str
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Read ``model.json`` + ``arrays.npz``; ``ValueError`` when the saved kind differs."""
     d = Path(directory)
     if not (d / META).is_file() or not (d / ARRAYS).is_file():

@@ -324,8 +324,7 @@ class GRU4Rec(nn.Module):
             nn.GRUCell(layers[i - 1] if i > 0 else n_input, layers[i])
             for i in range(first, len(layers))
         )
-        self.drop_embed = nn.Dropout(cfg.dropout_p_embed)
-        self.drop_hidden = nn.Dropout(cfg.dropout_p_hidden)
+        self.dropout_generator: torch.Generator | None = None  # set by train_gru4rec
         self.register_buffer("counts", torch.zeros(n_items))
         self.reset_parameters()
 
@@ -377,16 +376,24 @@ class GRU4Rec(nn.Module):
 
     def hidden(self, items: torch.Tensor, state: list[torch.Tensor]) -> torch.Tensor:
         """Advance ``state`` in place by one event per row; return the top layer ``(B, d)``."""
+        p_embed, p_hidden = self.config.dropout_p_embed, self.config.dropout_p_hidden
         if self.onehot is not None:
-            x = self.drop_embed(self.onehot(items, state[0]))
+            x = self._dropout(self.onehot(items, state[0]), p_embed)
             state[0] = x
         else:
             table = self.input_emb if self.input_emb is not None else self.output_emb
-            x = self.drop_embed(table(items))
+            x = self._dropout(table(items), p_embed)
         for i, cell in enumerate(self.cells, start=self.first_cell):
-            x = self.drop_hidden(cell(x, state[i]))
+            x = self._dropout(cell(x, state[i]), p_hidden)
             state[i] = x
         return x
+
+    def _dropout(self, x: torch.Tensor, p: float) -> torch.Tensor:
+        """Inverted dropout in training mode, drawn from ``dropout_generator`` when set."""
+        if not self.training or p == 0.0:
+            return x
+        u = torch.rand(x.shape, generator=self.dropout_generator, device=x.device)
+        return x * (u >= p).to(x.dtype) / (1.0 - p)
 
     def forward(
         self, items: torch.Tensor, state: list[torch.Tensor], candidates: torch.Tensor | None
@@ -517,7 +524,7 @@ def train_gru4rec(
     model.counts.copy_(torch.as_tensor(counts, dtype=torch.float32))
     rng = check_random_state(cfg.random_state + 1)
     gen = torch_generator(rng)
-    torch.manual_seed(int(rng.integers(0, 2**31 - 1)))  # dropout masks
+    model.dropout_generator = torch_generator(rng, device)
     sampler = (
         NegativeSampler(counts, cfg.n_sample, cfg.sample_alpha, cfg.sample_cache, gen, device)
         if cfg.n_sample > 0 else None
@@ -568,6 +575,7 @@ def train_gru4rec(
             log.epoch_loss[-1], log.epoch_seconds[-1], rows / max(log.epoch_seconds[-1], 1e-9),
         )
     model.eval()
+    model.dropout_generator = None
     return log
 
 

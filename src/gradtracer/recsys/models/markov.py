@@ -63,7 +63,7 @@ class MarkovChain:
         self.alpha = float(alpha)
         self.transitions = sp.csr_matrix((self.n_items, self.n_items), dtype=np.float64)
         self.counts = np.zeros(self.n_items, dtype=np.float64)
-        self._probs = self.transitions
+        self._normalise()
 
     def fit(self, train: SessionArrays) -> MarkovChain:
         """Count transitions and item events in ``train``; returns ``self``."""

@@ -135,8 +135,11 @@ class ImplicitMF(nn.Module):
         """Read a model written by :meth:`save`."""
         meta, arrays = read_artifacts(directory, _KIND)
         model = cls(
-            int(meta["n_users"]), int(meta["n_items"]), int(meta["dim"]),
-            sparse=bool(meta["sparse"]), init_std=float(meta["init_std"]),
+            int(meta["n_users"]),
+            int(meta["n_items"]),
+            int(meta["dim"]),
+            sparse=bool(meta["sparse"]),
+            init_std=float(meta["init_std"]),
         )
         with torch.no_grad():
             model.user_emb.weight.copy_(torch.from_numpy(arrays["user_emb"]))

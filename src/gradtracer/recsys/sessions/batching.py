@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
-import polars as pl
 import torch
 
 from gradtracer.recsys.data.interactions import Interactions
@@ -181,16 +180,3 @@ def iterate_session_parallel(
         if len(pos) == 0:
             return
 
-
-def frame_of(data: SessionArrays) -> pl.DataFrame:
-    """Return ``data`` as a polars frame (``session``, ``item``, ``position``) for inspection."""
-    lengths = data.lengths
-    return pl.DataFrame(
-        {
-            "session": np.repeat(data.session_ids, lengths),
-            "item": data.items,
-            "position": np.concatenate([np.arange(n) for n in lengths])
-            if len(lengths)
-            else np.zeros(0, np.int64),
-        }
-    )

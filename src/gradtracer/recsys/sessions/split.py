@@ -14,9 +14,10 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import polars as pl
 
-from gradtracer.recsys.data.interactions import Interactions
+from gradtracer.recsys.data.interactions import IdMap, Interactions
 from gradtracer.recsys.data.splits import temporal_split
 
 __all__ = ["SessionSplit", "drop_short_sessions", "split_sessions"]
@@ -30,7 +31,8 @@ class SessionSplit:
 
     ``info`` keys: ``n_events``, ``n_sessions`` (input), ``short_sessions_dropped``,
     ``short_session_events_dropped``, ``rare_item_events_dropped``, ``train_sessions``,
-    ``test_sessions``, ``unseen_test_events_dropped``,
+    ``test_sessions``, ``catalog_items`` (items of the shared map: exactly the items seen
+    in training), ``unseen_test_events_dropped``,
     ``test_sessions_too_short_after_filter``, ``train_events``, ``test_events``, plus the
     ``info`` of :func:`gradtracer.recsys.data.splits.temporal_split`.
     """
@@ -102,9 +104,10 @@ def split_sessions(
             f"{ix.source}: no session has {min_length} or more events; nothing to split"
         )
     split = temporal_split(cur, test_fraction=test_fraction, by="session")
-    train, test = split.train, split.test
+    train, test = _training_catalog(split.train, split.test)
     info.update(split.info)
     info.update(
+        catalog_items=train.n_items,
         train_sessions=train.frame["session"].n_unique(),
         test_sessions=test.frame["session"].n_unique(),
         unseen_test_events_dropped=split.info.get("test_rows_unseen_item", 0),
@@ -116,3 +119,20 @@ def split_sessions(
         raise ValueError(f"{ix.source}: the train split is empty ({info})")
     logger.info("session split of %s: %s", ix.source, info)
     return SessionSplit(train, test, info)
+
+
+def _training_catalog(train: Interactions, test: Interactions) -> tuple[Interactions, Interactions]:
+    """Re-index items to those present in ``train`` (test items are a subset after filtering).
+
+    Models then rank exactly the items they could learn, as GRU4Rec's own item map does;
+    items met only in dropped or test rows would otherwise compete with untrained scores.
+    """
+    present = np.unique(train.frame["item"].to_numpy())
+    item_ids = IdMap([train.item_ids.ids[j] for j in present], train.item_ids.name)
+
+    def remap(part: Interactions) -> Interactions:
+        items = np.searchsorted(present, part.frame["item"].to_numpy())
+        frame = part.frame.with_columns(pl.Series("item", items, dtype=pl.Int64))
+        return Interactions(frame, part.user_ids, item_ids, part.source)
+
+    return remap(train), remap(test)
