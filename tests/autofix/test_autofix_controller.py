@@ -133,3 +133,58 @@ def test_bad_arguments() -> None:
     assert ctrl.scales().numel() == 10
     with pytest.raises(ValueError, match="n_rows"):
         ctrl.scales(n_rows=3)
+
+
+def test_scales_match_a_naive_per_row_reference() -> None:
+    """The consolidated-evidence controller equals a dict-based row-by-row reimplementation."""
+    import numpy as np
+
+    from gradtracer.embedding.autofix_policy import (
+        damping_factors,
+        dead_rows,
+        loss_trend_posterior,
+    )
+
+    policy = AutoFixPolicy(warmup_steps=10, min_pairs=3, update_every=7, min_loss_points=5)
+    rng = np.random.default_rng(0)
+    n_rows, steps = 40, 120
+    agree = np.zeros(n_rows, dtype=np.int64)
+    disagree = np.zeros(n_rows, dtype=np.int64)
+    bias = rng.uniform(0.1, 0.9, n_rows)  # per-row disagreement rate
+    ctrl = AutoFixController("item_emb", policy=policy, audit=None)
+    ref_scale = np.ones(n_rows, dtype=np.float32)
+    latest: dict[int, tuple[int, int, float]] = {}
+    losses: list[tuple[int, float]] = []
+    last_decision = 0
+    for step in range(1, steps + 1):
+        rows = np.unique(rng.integers(0, n_rows, 12))
+        flips = rng.random(rows.size) < bias[rows]
+        disagree[rows] += flips
+        agree[rows] += ~flips
+        grad = np.where(rows == 5, 0.0, 1.0)  # row 5 is dead
+        loss = float(1.0 + rng.normal(0, 0.1))
+        ctrl.on_update(RowEvidence(
+            step=step, layer="item_emb", rows=torch.from_numpy(rows),
+            n_agree=torch.from_numpy(agree[rows].astype(np.int32)),
+            n_disagree=torch.from_numpy(disagree[rows].astype(np.int32)),
+            cos_ema=torch.zeros(rows.size), grad_norm_ema=torch.from_numpy(grad).float(),
+            velocity_ema=torch.ones(rows.size), exposure=torch.ones(rows.size), loss=loss))
+        # reference
+        losses.append((step, loss))
+        for r, g in zip(rows.tolist(), grad.tolist(), strict=True):
+            latest[r] = (int(agree[r]), int(disagree[r]), g)
+        if step - last_decision >= policy.update_every:
+            last_decision = step
+            window = losses[-policy.loss_window:]
+            trend = loss_trend_posterior([s for s, _ in window], [v for _, v in window],
+                                         min_points=policy.min_loss_points)
+            ids = sorted(latest)
+            a = np.array([latest[r][0] for r in ids])
+            d = np.array([latest[r][1] for r in ids])
+            dead = dead_rows(np.array([latest[r][2] for r in ids]), policy)
+            ref_scale[ids] = damping_factors(a, d, p_improving=trend.p_improving, step=step,
+                                             policy=policy, dead=dead)
+            latest.clear()
+    got = ctrl.scales(n_rows=n_rows).numpy()
+    np.testing.assert_array_equal(got, ref_scale)
+    assert (got < 1).any() and got[5] == 1.0

@@ -22,7 +22,9 @@ def make_optimizer(kind: str, params, sparse: bool) -> torch.optim.Optimizer:
     if kind == "sgd":
         return torch.optim.SGD(params, lr=0.1)
     if kind == "adam":
-        return torch.optim.SparseAdam(params, lr=0.05) if sparse else torch.optim.Adam(params, lr=0.05)
+        return (
+            torch.optim.SparseAdam(params, lr=0.05) if sparse else torch.optim.Adam(params, lr=0.05)
+        )
     if kind == "adamw":
         return torch.optim.AdamW(params, lr=0.05, weight_decay=0.01)
     if kind == "adagrad":
@@ -84,7 +86,9 @@ def run_planted(
     targets = torch.randn(N_ROWS, DIM, generator=gen)
     signs = torch.ones(N_ROWS)
     opt = make_optimizer(optimizer, layer.parameters(), sparse)
-    tracker = EmbeddingTracker(layer, name="planted", track_interval=track_interval, auto_fix=auto_fix)
+    tracker = EmbeddingTracker(
+        layer, name="planted", track_interval=track_interval, auto_fix=auto_fix
+    )
     used = torch.arange(0, UNUSED[0])
     losses: list[float] = []
     for _ in range(steps):

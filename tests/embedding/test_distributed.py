@@ -17,8 +17,17 @@ from gradtracer.embedding import EmbeddingTracker
 
 N_ROWS, DIM, STEPS, WORLD, INTERVAL = 90, 8, 60, 2, 10
 SPAN = N_ROWS // WORLD  # rows owned by each rank
-COMPARED = ("step", "active_rows", "unexposed_count", "zombie_count", "popularity_gini",
-            "mean_velocity", "mean_grad_norm", "oscillation_mean", "dead_count")
+COMPARED = (
+    "step",
+    "active_rows",
+    "unexposed_count",
+    "zombie_count",
+    "popularity_gini",
+    "mean_velocity",
+    "mean_grad_norm",
+    "oscillation_mean",
+    "dead_count",
+)
 
 
 def _rank_rows(rank: int, step: int, gen: torch.Generator) -> torch.Tensor:
@@ -29,7 +38,9 @@ def _rank_rows(rank: int, step: int, gen: torch.Generator) -> torch.Tensor:
     return rows
 
 
-def _row_loss(out: torch.Tensor, rows: torch.Tensor, signs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def _row_loss(
+    out: torch.Tensor, rows: torch.Tensor, signs: torch.Tensor, target: torch.Tensor
+) -> torch.Tensor:
     osc = (rows % SPAN) < 6  # the first 6 rows of every range oscillate
     lin = (out.sum(1) * signs[rows]) * osc
     quad = 0.5 * (out - target[rows]).pow(2).sum(1) * ~osc
@@ -61,7 +72,11 @@ def _train(layer, opt, target, ranks: list[int]) -> EmbeddingTracker:
 def _worker(rank: int, port: int, out_dir: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD, timeout=timedelta(seconds=90)
+        "gloo",
+        init_method=f"tcp://127.0.0.1:{port}",
+        rank=rank,
+        world_size=WORLD,
+        timeout=timedelta(seconds=90),
     )
     try:
         layer, opt, target = _setup()

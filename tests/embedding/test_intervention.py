@@ -52,7 +52,9 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("kind", "sparse"), CASES, ids=[f"{k}-{'sparse' if s else 'dense'}" for k, s in CASES])
+@pytest.mark.parametrize(
+    ("kind", "sparse"), CASES, ids=[f"{k}-{'sparse' if s else 'dense'}" for k, s in CASES]
+)
 def test_factors_scale_the_applied_update(kind, sparse):
     torch.manual_seed(0)
     tracked = nn.Embedding(20, 4, sparse=sparse)
@@ -81,7 +83,14 @@ def test_factors_scale_the_applied_update(kind, sparse):
     ev = halve.evidence[-1]
     assert ev.step == 1 and ev.layer == "emb" and ev.loss == 3.25
     assert sorted(ev.rows.tolist()) == [1, 2, 5, 7]
-    for t in (ev.n_agree, ev.n_disagree, ev.cos_ema, ev.grad_norm_ema, ev.velocity_ema, ev.exposure):
+    for t in (
+        ev.n_agree,
+        ev.n_disagree,
+        ev.cos_ema,
+        ev.grad_norm_ema,
+        ev.velocity_ema,
+        ev.exposure,
+    ):
         assert t.shape == ev.rows.shape
     # the velocity EMA records the damped displacement
     vel = tracker.row_state.col("velocity_ema")

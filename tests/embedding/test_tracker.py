@@ -100,7 +100,9 @@ def test_step_order_and_absence_give_identical_statistics(sparse):
     # the loss of step k is attached to history step k whichever order step() is called in
     for order in ("before", "after"):
         losses = results[order][3]
-        assert [h["loss"] for h in results[order][2]] == pytest.approx([losses[h["step"] - 1] for h in results[order][2]])
+        assert [h["loss"] for h in results[order][2]] == pytest.approx(
+            [losses[h["step"] - 1] for h in results[order][2]]
+        )
     assert all(h["loss"] is None for h in results["never"][2])
 
 
@@ -286,14 +288,24 @@ def test_summary_report_and_findings_shapes():
     assert s["dead_count"] >= 50  # the top quarter of rows is never used
     json.dumps(s, allow_nan=False)
     report = tracker.to_report()
-    assert isinstance(report, Report) and report.kind == "embedding" and report.subject == "item_emb"
+    assert (
+        isinstance(report, Report) and report.kind == "embedding" and report.subject == "item_emb"
+    )
     again = Report.from_dict(json.loads(json.dumps(report.to_dict())))
     assert again.stats["zombie_count"] == s["zombie_count"]
     assert {f.type for f in again.findings} == {f.type for f in tracker.findings()}
     text = tracker.report()
     assert "item_emb" in text and "zombies" in text
     assert [h["step"] for h in tracker.history] == [4, 8, 12]
-    for key in ("step", "loss", "mean_velocity", "mean_grad_norm", "active_rows", "oscillation_mean", "zombie_count"):
+    for key in (
+        "step",
+        "loss",
+        "mean_velocity",
+        "mean_grad_norm",
+        "active_rows",
+        "oscillation_mean",
+        "zombie_count",
+    ):
         assert key in tracker.history[-1]
     tracker.detach()
 
@@ -372,3 +384,23 @@ def test_batched_fold_equals_step_by_step(sparse):
     assert torch.equal(states[0][2], states[1][2])
     torch.testing.assert_close(states[0][1], states[1][1], rtol=1e-5, atol=1e-6)
     assert int(states[0][0][:, 2:4].sum()) > 100  # many consecutive-exposure pairs were formed
+
+
+@pytest.mark.parametrize("interval", [1, 7, 100])
+def test_history_running_sums_agree_with_full_recomputation(interval):
+    """The O(1) history snapshot equals the summary recomputed from the whole row state."""
+    layer = _fresh(n_rows=120)
+    tracker = EmbeddingTracker(layer, name="emb", track_interval=interval)
+    _train(layer, tracker, _batches(120, 70, batch=25), opt_kind="sgd", lr=0.2)
+    tracker.step(loss=0.5)  # no-op apart from the loss, still after the last optimizer step
+    s = tracker.summary()
+    assert len(tracker.history) == 70 // interval
+    if interval in (1, 7):
+        last = tracker.history[-1]
+        assert last["active_rows"] == s["active_rows"]
+        assert last["mean_velocity"] == pytest.approx(s["mean_velocity"], rel=1e-5)
+        assert last["mean_grad_norm"] == pytest.approx(s["mean_grad_norm"], rel=1e-5)
+        assert last["oscillation_mean"] == pytest.approx(s["oscillation_mean"], rel=1e-4, abs=1e-6)
+        assert last["zombie_count"] == int(tracker.row_state.col("zombie").sum())
+        assert last["loss"] == 0.5
+    tracker.detach()

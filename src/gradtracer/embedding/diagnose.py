@@ -298,7 +298,10 @@ def diagnose(
                 action="ADD_CONTENT_FEATURES_OR_SHARE_EMBEDDINGS_FOR_RARE_ROWS",
                 expected_effect="Rare rows get useful representations.",
                 confidence=min(1.0, float(cold)),
-                evidence={"cold_start_share": float(cold), "cold_start_exposure": th.cold_start_exposure},
+                evidence={
+                    "cold_start_share": float(cold),
+                    "cold_start_exposure": th.cold_start_exposure,
+                },
             )
         )
 

@@ -54,7 +54,8 @@ def merge_row_state(state: RowState) -> RowState:
     summed[:, IntCol.ZOMBIE] = 0
     dist.all_reduce(summed, op=dist.ReduceOp.SUM)
     maxed = torch.stack(
-        [ints[:, IntCol.LAST_SEEN].to(torch.float64), state.floats[:, FloatCol.GRAD_PEAK].double()], 1
+        [ints[:, IntCol.LAST_SEEN].to(torch.float64), state.floats[:, FloatCol.GRAD_PEAK].double()],
+        1,
     )
     dist.all_reduce(maxed, op=dist.ReduceOp.MAX)
     # exposure-weighted EMAs: sum_r w_r * x_r / sum_r w_r
@@ -65,7 +66,9 @@ def merge_row_state(state: RowState) -> RowState:
     packed = torch.cat([weighted, cos_w[:, None]], 1)
     dist.all_reduce(packed, op=dist.ReduceOp.SUM)
     tot_exp = summed[:, IntCol.EXPOSURE].to(torch.float64).clamp_min(1.0)
-    tot_pairs = (summed[:, IntCol.N_AGREE] + summed[:, IntCol.N_DISAGREE]).to(torch.float64).clamp_min(1.0)
+    tot_pairs = (
+        (summed[:, IntCol.N_AGREE] + summed[:, IntCol.N_DISAGREE]).to(torch.float64).clamp_min(1.0)
+    )
     floats = torch.zeros_like(state.floats)
     floats[:, FloatCol.VELOCITY] = (packed[:, 0] / tot_exp).float()
     floats[:, FloatCol.GRAD_NORM] = (packed[:, 1] / tot_exp).float()

@@ -51,7 +51,9 @@ _POPCOUNT = torch.tensor([bin(i).count("1") for i in range(256)], dtype=torch.in
 class SignSketch:
     """Fixed random sign projection of ``dim``-vectors to ``n_bits`` bits (packed uint8)."""
 
-    def __init__(self, dim: int, n_bits: int = 32, *, seed: int = 0, device: torch.device | str = "cpu") -> None:
+    def __init__(
+        self, dim: int, n_bits: int = 32, *, seed: int = 0, device: torch.device | str = "cpu"
+    ) -> None:
         if n_bits <= 0 or n_bits % 8:
             raise ValueError(f"n_bits must be a positive multiple of 8, got {n_bits}")
         gen = torch.Generator(device="cpu")
@@ -77,25 +79,18 @@ class SignSketch:
         b = bits.view(-1, self.n_bytes, 8).to(torch.int16)
         return (b * self._weights).sum(-1, dtype=torch.int16).to(torch.uint8)
 
-    def unpack(self, packed: torch.Tensor) -> torch.Tensor:
-        """Inverse of :meth:`pack`: ``(R, n_bytes)`` uint8 -> ``(R, n_bits)`` bool."""
-        b = torch.bitwise_and(packed.to(torch.int16)[:, :, None], self._weights) != 0
-        return b.reshape(-1, self.n_bits)
+    def hamming(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Differing bits of packed sketches ``(R, n_bytes)`` (or any uint8 view): ``(R,)`` float."""
+        diff = torch.bitwise_xor(a, b).view(torch.uint8).reshape(a.shape[0], -1).long()
+        return self._popcount[diff].sum(-1, dtype=torch.float32)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Packed sign bits of ``x @ P``: ``(R, d)`` float -> ``(R, n_bytes)`` uint8."""
         return self.pack(self.signs(x))
 
-    def cosine_bits(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        """Estimated cosine from two unpacked sign sketches ``(R, n_bits)``: ``(R,)``."""
-        hamming = (a != b).sum(-1, dtype=torch.float32)
-        return torch.cos(hamming * (math.pi / self.n_bits))
-
     def cosine(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """Estimated cosine between the vectors behind packed sketches ``a`` and ``b``: ``(R,)``."""
-        diff = torch.bitwise_xor(a, b).long()  # (R, n_bytes)
-        hamming = self._popcount[diff].sum(-1, dtype=torch.float32)
-        return torch.cos(hamming * (math.pi / self.n_bits))
+        return torch.cos(self.hamming(a, b) * (math.pi / self.n_bits))
 
 
 @dataclass

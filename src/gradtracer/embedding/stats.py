@@ -128,7 +128,9 @@ def frequency_aware_saliency(velocity_ema: torch.Tensor, exposure: torch.Tensor)
     return torch.where(exposure > 0, velocity_ema / denom.clamp_min(1e-12), torch.zeros_like(denom))
 
 
-def sample_rows(n_rows: int, max_rows: int, *, seed: int = 0, device: torch.device | str = "cpu") -> torch.Tensor:
+def sample_rows(
+    n_rows: int, max_rows: int, *, seed: int = 0, device: torch.device | str = "cpu"
+) -> torch.Tensor:
     """Sorted row ids of a deterministic uniform sample of at most ``max_rows`` rows."""
     if n_rows <= max_rows:
         return torch.arange(n_rows, device=device)

@@ -77,7 +77,7 @@ class _Step:
     rows: torch.Tensor  # (R,) int64 unique touched rows
     gn: torch.Tensor  # (R,) gradient L2 norms
     v: torch.Tensor  # (R,) applied displacement L2 norms
-    bits: torch.Tensor  # (R, n_bits) bool sign sketch of the gradients
+    code: torch.Tensor  # (R, w) packed sign sketch of the gradients, as w int32/int64 words
     step: int
 
 
@@ -135,7 +135,11 @@ class EmbeddingTracker:
             raise TypeError(
                 f"EmbeddingTracker needs an nn.Embedding or nn.EmbeddingBag, got {type(layer).__name__}"
             )
-        if isinstance(track_interval, bool) or not isinstance(track_interval, int) or track_interval < 1:
+        if (
+            isinstance(track_interval, bool)
+            or not isinstance(track_interval, int)
+            or track_interval < 1
+        ):
             raise ValueError(f"track_interval must be an int >= 1, got {track_interval!r}")
         if not 0.0 < ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in (0, 1), got {ema_decay!r}")
@@ -166,6 +170,10 @@ class EmbeddingTracker:
         n_rows, dim = weight.shape
         device = weight.device
         self._sketch = SignSketch(dim, sketch_bits, seed=seed, device=device)
+        nb = self._sketch.n_bytes
+        self._word_dtype = (
+            torch.int64 if nb % 8 == 0 else torch.int32 if nb % 4 == 0 else torch.uint8
+        )
         self._state = RowState.zeros(n_rows, self._sketch.n_bytes, device)
         self._acc = torch.zeros(_N_ACC, dtype=torch.float64, device=device)
         self._n_updates = 0
@@ -175,8 +183,12 @@ class EmbeddingTracker:
         self._buffered_values = 0
         self._fwd_indices: list[torch.Tensor] = []
         self._last_loss: float | None = None
-        self._summary_cache: tuple[tuple[int, bool], dict[str, Any], dict[str, list[int]]] | None = None
-        self._opt_cache: weakref.WeakKeyDictionary[torch.optim.Optimizer, bool] = weakref.WeakKeyDictionary()
+        self._summary_cache: (
+            tuple[tuple[int, bool], dict[str, Any], dict[str, list[int]]] | None
+        ) = None
+        self._opt_cache: weakref.WeakKeyDictionary[torch.optim.Optimizer, bool] = (
+            weakref.WeakKeyDictionary()
+        )
 
         self._intervention: Intervention | None = self._make_intervention(auto_fix)
         self._scales: torch.Tensor | None = None
@@ -193,9 +205,7 @@ class EmbeddingTracker:
             self._handles.append(optimizer.register_step_post_hook(self._on_optimizer_step))
             self._opt_cache[optimizer] = True
         else:
-            self._handles.append(
-                register_optimizer_step_post_hook(self._on_optimizer_step)
-            )
+            self._handles.append(register_optimizer_step_post_hook(self._on_optimizer_step))
         _ATTACHED[id(weight)] = (weakref.ref(weight), weakref.ref(self))
         self._attached = True
 
@@ -215,7 +225,9 @@ class EmbeddingTracker:
         return auto_fix
 
     # ------------------------------------------------------------------ hooks (hot path)
-    def _on_forward(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> None:
+    def _on_forward(
+        self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any
+    ) -> None:
         if not torch.is_grad_enabled() or not self._weight.requires_grad:
             return
         idx = args[0] if args else kwargs.get("input")
@@ -246,7 +258,9 @@ class EmbeddingTracker:
             if pend is not None:  # gradient accumulation: union with earlier micro-batches
                 parts = [pend.rows, *parts]
             if parts:
-                flat = torch.cat([p.reshape(-1).to(device=w.device, dtype=torch.long) for p in parts])
+                flat = torch.cat(
+                    [p.reshape(-1).to(device=w.device, dtype=torch.long) for p in parts]
+                )
                 rows = torch.unique(flat)
             else:  # weight used outside the module's forward: scan the gradient
                 rows = torch.nonzero(grad.detach().abs().sum(dim=1)).reshape(-1)
@@ -260,7 +274,9 @@ class EmbeddingTracker:
     def _owns(self, optimizer: torch.optim.Optimizer) -> bool:
         owned = self._opt_cache.get(optimizer)
         if owned is None:
-            owned = any(p is self._weight for group in optimizer.param_groups for p in group["params"])
+            owned = any(
+                p is self._weight for group in optimizer.param_groups for p in group["params"]
+            )
             self._opt_cache[optimizer] = owned
         return owned
 
@@ -290,7 +306,7 @@ class EmbeddingTracker:
                 rows=pend.rows,
                 gn=torch.linalg.vector_norm(pend.grad, dim=1).float(),
                 v=torch.linalg.vector_norm(disp, dim=1).float(),
-                bits=self._sketch.signs(pend.grad),
+                code=self._words(self._sketch.encode(pend.grad)),
                 step=self._n_updates,
             )
         self._touched = int(pend.rows.numel())
@@ -300,7 +316,9 @@ class EmbeddingTracker:
             self._flush()
             with torch.no_grad():
                 self._intervene(pend.rows, pend.before, disp)
-        elif len(self._buffer) >= _MAX_BUFFERED_STEPS or self._buffered_values >= _MAX_BUFFERED_ROWS:
+        elif (
+            len(self._buffer) >= _MAX_BUFFERED_STEPS or self._buffered_values >= _MAX_BUFFERED_ROWS
+        ):
             self._flush()
         self._after_update()
 
@@ -327,7 +345,7 @@ class EmbeddingTracker:
         rows = torch.cat([s.rows for s in buf])  # (M,)
         gn = torch.cat([s.gn for s in buf])  # (M,)
         v = torch.cat([s.v for s in buf])  # (M,)
-        bits = torch.cat([s.bits for s in buf])  # (M, n_bits)
+        code = torch.cat([s.code for s in buf])  # (M, w) packed sketch words
         slot = torch.cat([torch.full_like(s.rows, i) for i, s in enumerate(buf)])  # step slot
         n_slots = len(buf)
         # per-slot changes of the running table sums (7 columns: the 6 sums + non-finite rows)
@@ -337,10 +355,18 @@ class EmbeddingTracker:
             bad = ~finite
             per_slot[:, 6].index_add_(0, slot, bad.to(torch.float64))
             self._acc[_A_NONFINITE_STEPS] += float(torch.unique(slot[bad]).numel())
-            rows, gn, v, bits, slot = rows[finite], gn[finite], v[finite], bits[finite], slot[finite]
+            rows, gn, v, code, slot = (
+                rows[finite],
+                gn[finite],
+                v[finite],
+                code[finite],
+                slot[finite],
+            )
         order = torch.argsort(rows, stable=True)  # by row, then by step
-        rows, gn, v, bits, slot = (t.index_select(0, order) for t in (rows, gn, v, bits, slot))
-        uniq, inverse, counts = torch.unique_consecutive(rows, return_inverse=True, return_counts=True)
+        rows, gn, v, code, slot = (t.index_select(0, order) for t in (rows, gn, v, code, slot))
+        uniq, inverse, counts = torch.unique_consecutive(
+            rows, return_inverse=True, return_counts=True
+        )
         ends = torch.cumsum(counts, 0) - 1  # (G,) last entry of each row
         starts = ends - counts + 1
         first = torch.zeros_like(rows, dtype=torch.bool)
@@ -356,16 +382,20 @@ class EmbeddingTracker:
             cs = torch.cumsum(x, 0)
             return cs - per_entry(cs.index_select(0, starts) - x.index_select(0, starts))
 
-        def previous(x: torch.Tensor, old: torch.Tensor) -> torch.Tensor:  # row's value before entry
+        def previous(
+            x: torch.Tensor, old: torch.Tensor
+        ) -> torch.Tensor:  # row's value before entry
             mask = first.view(-1, *([1] * (x.ndim - 1)))
             return torch.where(mask, per_entry(old).to(x.dtype), torch.roll(x, 1, 0))
 
         def at_end(x: torch.Tensor) -> torch.Tensor:  # (M, ...) -> (G, ...) last entry per row
             return x.index_select(0, ends)
 
-        prev_bits = previous(bits, self._sketch.unpack(old_sk))
-        cos = self._sketch.cosine_bits(prev_bits, bits)  # (M,) cosine to the row's last gradient
-        paired = prev_bits.any(dim=1) & (gn > 0)  # an all-zero sketch = no previous direction
+        prev_code = previous(code, self._words(old_sk))
+        cos = self._sketch.cosine(prev_code, code)  # (M,) cosine to the row's last gradient
+        paired = (prev_code != 0).any(dim=1) & (
+            gn > 0
+        )  # an all-zero sketch = no previous direction
         agree = paired & (cos > 0)
         disagree = paired & (cos < 0)
 
@@ -380,9 +410,15 @@ class EmbeddingTracker:
         old_pairs = ints[:, IntCol.N_AGREE] + ints[:, IntCol.N_DISAGREE]
         n_pair = group_cumsum(paired.to(torch.float64))
         is_first_pair = paired & (n_pair == 1) & per_entry(old_pairs == 0)
-        cp = torch.where(is_first_pair, 1.0, 1.0 - b).to(torch.float64) * paired * torch.pow(b, -n_pair)
+        cp = (
+            torch.where(is_first_pair, 1.0, 1.0 - b).to(torch.float64)
+            * paired
+            * torch.pow(b, -n_pair)
+        )
         old_cos = fl[:, FloatCol.COS].to(torch.float64)
-        ecos = torch.pow(b, n_pair) * (per_entry(old_cos) + group_cumsum(cp * cos.to(torch.float64)))
+        ecos = torch.pow(b, n_pair) * (
+            per_entry(old_cos) + group_cumsum(cp * cos.to(torch.float64))
+        )
         # running peak of the grad-norm EMA inside each group (offset trick for a segmented cummax)
         span = float(e[:, 1].max()) + 1.0 if e.numel() else 1.0
         offset = inverse.to(torch.float64) * span
@@ -425,7 +461,9 @@ class EmbeddingTracker:
         new_ints = torch.stack(
             [
                 ints[:, IntCol.EXPOSURE] + counts.to(torch.int32),
-                at_end(torch.tensor([s.step for s in buf], device=slot.device)[slot]).to(torch.int32),
+                at_end(torch.tensor([s.step for s in buf], device=slot.device)[slot]).to(
+                    torch.int32
+                ),
                 at_end(counts_ad[:, 0]),
                 at_end(counts_ad[:, 1]),
                 at_end(zombie),
@@ -435,13 +473,21 @@ class EmbeddingTracker:
         new_fl = torch.cat([at_end(cur), at_end(run_peak)[:, None]], dim=1).to(torch.float32)
         st.ints.index_copy_(0, uniq, new_ints)
         st.floats.index_copy_(0, uniq, new_fl)
-        st.sketch.index_copy_(0, uniq, self._sketch.pack(at_end(bits)))
+        st.sketch.index_copy_(
+            0, uniq, at_end(code).view(torch.uint8).reshape(-1, self._sketch.n_bytes)
+        )
         if not _dist.is_distributed():
             due = [i for i, s in enumerate(buf) if s.step % self.track_interval == 0]
             if due:
                 values = trajectory[due].tolist()
                 for i, vals in zip(due, values):
-                    self._append_history(self._snapshot_from(vals, buf[i].step, int(buf[i].rows.numel())))
+                    self._append_history(
+                        self._snapshot_from(vals, buf[i].step, int(buf[i].rows.numel()))
+                    )
+
+    def _words(self, packed: torch.Tensor) -> torch.Tensor:
+        """View ``(R, n_bytes)`` uint8 sketches as ``(R, w)`` machine words (no copy)."""
+        return packed.contiguous().view(self._word_dtype)
 
     def _intervene(
         self,
@@ -565,7 +611,9 @@ class EmbeddingTracker:
         mean_gn = float(gn[exposed].double().mean()) if n_exp else 0.0
         zmask = self._zombies(state, mean_gn) & exposed
         return {
-            "mean_velocity": float(state.col("velocity_ema")[exposed].double().mean()) if n_exp else 0.0,
+            "mean_velocity": float(state.col("velocity_ema")[exposed].double().mean())
+            if n_exp
+            else 0.0,
             "mean_grad_norm": mean_gn,
             "active_rows": n_exp,
             "coverage": n_exp / max(state.n_rows, 1),
@@ -668,7 +716,9 @@ class EmbeddingTracker:
     def _compute_summary(self) -> tuple[dict[str, Any], dict[str, list[int]]]:
         th = self.thresholds
         state = _dist.merge_row_state(self._state)
-        acc = _dist.all_reduce_sum(self._acc[[_A_NONFINITE_ROWS, _A_NONFINITE_STEPS, _A_DAMPED]].clone())
+        acc = _dist.all_reduce_sum(
+            self._acc[[_A_NONFINITE_ROWS, _A_NONFINITE_STEPS, _A_DAMPED]].clone()
+        )
         n_bad_rows, n_bad_steps, n_damped = (int(x) for x in acc.tolist())
         weight = self._weight.detach()
         n_rows, dim = weight.shape
@@ -681,10 +731,14 @@ class EmbeddingTracker:
         mean_gn = float(gn[exposed].double().mean()) if n_exp else 0.0
         pairs = state.col("n_agree") + state.col("n_disagree")
         has_pairs = pairs > 0
-        osc = float(state.col("cos_ema")[has_pairs].double().mean()) if bool(has_pairs.any()) else 0.0
+        osc = (
+            float(state.col("cos_ema")[has_pairs].double().mean()) if bool(has_pairs.any()) else 0.0
+        )
         zmask = self._zombies(state, mean_gn) & exposed
         z_ids = torch.nonzero(zmask).reshape(-1)
-        posterior = _stats.disagreement_posterior(state.col("n_agree")[z_ids], state.col("n_disagree")[z_ids])
+        posterior = _stats.disagreement_posterior(
+            state.col("n_agree")[z_ids], state.col("n_disagree")[z_ids]
+        )
         z_order = torch.argsort(gn[z_ids] * posterior, descending=True)
         frozen_tol = max(th.frozen_abs_velocity, th.frozen_rel_velocity * mean_vel)
         frozen = exposed & (vel <= frozen_tol)
@@ -699,8 +753,14 @@ class EmbeddingTracker:
         if len(exposed_buckets) >= 2 and exposed_buckets[0]["mean_norm"] > 0:
             norm_ratio = exposed_buckets[-1]["mean_norm"] / exposed_buckets[0]["mean_norm"]
 
-        pool = torch.nonzero(exposed).reshape(-1) if n_exp > 1 else torch.arange(n_rows, device=weight.device)
-        pick = _stats.sample_rows(pool.numel(), self.analysis_rows, seed=self.seed, device=pool.device)
+        pool = (
+            torch.nonzero(exposed).reshape(-1)
+            if n_exp > 1
+            else torch.arange(n_rows, device=weight.device)
+        )
+        pick = _stats.sample_rows(
+            pool.numel(), self.analysis_rows, seed=self.seed, device=pool.device
+        )
         sample = weight.index_select(0, pool[pick]).float()
         sample = sample[torch.isfinite(sample).all(dim=1)]
         saliency = _stats.frequency_aware_saliency(vel, exposure)
@@ -753,7 +813,9 @@ class EmbeddingTracker:
             "state_memory_ratio": state_bytes / max(table_bytes, 1),
             "autofix": self._intervention is not None,
             "autofix_damped_updates": n_damped,
-            "autofix_damped_rows": int(self._damped_ever.sum()) if self._damped_ever is not None else 0,
+            "autofix_damped_rows": int(self._damped_ever.sum())
+            if self._damped_ever is not None
+            else 0,
         }
         samples = {
             "zombie": z_ids[z_order][:32].tolist(),
@@ -848,7 +910,9 @@ class EmbeddingTracker:
             ("seed", self.seed),
         ):
             if state.get(key) != mine:
-                raise ValueError(f"tracker state {key}={state.get(key)!r} does not match this tracker ({mine!r})")
+                raise ValueError(
+                    f"tracker state {key}={state.get(key)!r} does not match this tracker ({mine!r})"
+                )
         self._state.load_dict({k: state[f"row_{k}"] for k in ("ints", "floats", "sketch")})
         self._acc.copy_(state["accumulators"].to(self._acc.device))
         self._n_updates = int(state["n_updates"])

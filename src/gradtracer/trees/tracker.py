@@ -92,7 +92,8 @@ class TreeDynamicsTracker:
         self._gains: np.ndarray | None = np.zeros(0, dtype=np.float64)
         self._n_trees = 0
         self._n_features = 0
-        self._seconds = 0.0
+        self._seconds = 0.0  # wall time spent in the tracker
+        self._cpu_seconds = 0.0  # CPU time of the thread running the tracker
         self._warned_no_eval = False
 
     # ------------------------------------------------------------------ callbacks
@@ -112,6 +113,10 @@ class TreeDynamicsTracker:
         """
         return _catboost.make_catboost_callback(self._on_catboost_round)
 
+    def _charge(self, t0: float, c0: float) -> None:
+        self._seconds += time.perf_counter() - t0
+        self._cpu_seconds += time.thread_time() - c0
+
     def _set_library(self, library: str) -> None:
         if self.library is not None and self.library != library:
             raise ValueError(
@@ -121,7 +126,7 @@ class TreeDynamicsTracker:
         self.library = library
 
     def _on_xgboost_round(self, booster: Any, evals: dict[str, float]) -> None:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         self._set_library("xgboost")
         if self._n_features == 0:
             self._n_features = int(booster.num_features())
@@ -131,12 +136,12 @@ class TreeDynamicsTracker:
         self._record_evals(round_, evals, {})
         if round_ % self.track_interval == 0:
             self._add_round(round_, _xgboost.read_xgboost_round(booster, round_))
-        self._seconds += time.perf_counter() - t0
+        self._charge(t0, c0)
 
     def _on_lightgbm_round(
         self, booster: Any, round_: int, evals: dict[str, float], higher: dict[str, bool]
     ) -> None:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         self._set_library("lightgbm")
         if not isinstance(booster, require("lightgbm").Booster):
             raise TypeError(
@@ -150,13 +155,13 @@ class TreeDynamicsTracker:
         self._record_evals(round_, evals, higher)
         if round_ % self.track_interval == 0:
             self._add_round(round_, _lightgbm.read_lightgbm_round(booster, round_))
-        self._seconds += time.perf_counter() - t0
+        self._charge(t0, c0)
 
     def _on_catboost_round(self, round_: int, evals: dict[str, float]) -> None:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         self._set_library("catboost")
         self._record_evals(round_, evals, {})
-        self._seconds += time.perf_counter() - t0
+        self._charge(t0, c0)
 
     # ------------------------------------------------------------------ post hoc
     def collect(self, model: Any) -> TreeDynamicsTracker:
@@ -170,7 +175,7 @@ class TreeDynamicsTracker:
         Raises:
             TypeError: ``model`` is not an XGBoost, LightGBM or CatBoost model.
         """
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         if _xgboost.is_xgboost_model(model):
             booster = model.get_booster() if hasattr(model, "get_booster") else model
             self._set_library("xgboost")
@@ -204,7 +209,7 @@ class TreeDynamicsTracker:
                 f"(booster or scikit-learn estimator), got {type(model).__module__}."
                 f"{type(model).__name__}"
             )
-        self._seconds += time.perf_counter() - t0
+        self._charge(t0, c0)
         return self
 
     @classmethod
@@ -338,6 +343,7 @@ class TreeDynamicsTracker:
             "n_trees_parsed": self._n_trees,
             "n_features": len(names),
             "tracking_seconds": round(self._seconds, 6),
+            "tracking_cpu_seconds": round(self._cpu_seconds, 6),
         }
         if arrays["round"].size:
             ls = arrays["leaf_std"]
@@ -454,7 +460,7 @@ class TreeDynamicsTracker:
         lines = [
             f"TreeDynamicsTracker {self.name!r} ({s['library'] or 'no model'}): "
             f"{s['n_rounds']} rounds, {s['n_trees_parsed']} trees parsed "
-            f"in {s['tracking_seconds']:.3f} s",
+            f"in {s['tracking_seconds']:.3f} s ({s['tracking_cpu_seconds']:.3f} s CPU)",
         ]
         if "leaf_std_first" in s:
             lines.append(

@@ -146,3 +146,19 @@ def test_diginetica_sample_smoke(shared_data, tmp_path, capsys):
     markov = evaluate_next_item(MarkovChain(train.n_items).fit(train), test)
     pop = evaluate_next_item(SessionPopularity(train.n_items).fit(train), test)
     assert markov.mean["recall@20"] > pop.mean["recall@20"]
+
+
+def test_prepare_reads_a_gru4rec_tsv(tmp_path):
+    rng = np.random.default_rng(0)
+    lines = ["SessionId\tItemId\tTime"]
+    for s in range(40):
+        for j in range(int(rng.integers(1, 6))):
+            lines.append(f"{s}\titem{int(rng.integers(0, 8))}\t{1000 * s + j}.5")
+    path = tmp_path / "clicks.tsv"
+    path.write_text("\n".join(lines) + "\n")
+    assert main(["sessions", "prepare", str(path), "--out", str(tmp_path / "split")]) == 0
+    split = load_split(tmp_path / "split")
+    info = json.loads((tmp_path / "split" / "info.json").read_text())
+    n_single = sum(1 for s in range(40) if sum(ln.startswith(f"{s}\t") for ln in lines) == 1)
+    assert info["short_sessions_dropped"] == n_single
+    assert all(raw.startswith("item") for raw in split.train.item_ids.ids)

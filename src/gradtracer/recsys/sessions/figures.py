@@ -89,7 +89,7 @@ def plot_metric_comparison(
         ax.set_xlabel("K")
         ax.set_ylabel(f"{'Recall' if metric == 'recall' else 'MRR'}@K")
         ax.grid(True, axis="y", alpha=0.3)
-    axes[0].legend()
+    axes[0].legend(loc="lower right")
     fig.suptitle("Next-item prediction, full ranking")
     return _save(fig, out_dir, "metric_comparison")
 
