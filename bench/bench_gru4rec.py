@@ -47,15 +47,34 @@ def to_frame(ix) -> pd.DataFrame:
     })
 
 
-def _patch_numpy2_dtype(official) -> None:
-    """Under NumPy 2 the official init helper returns float64 (float32 * np.float64 scalar)
-    and ``Tensor.set_`` then refuses it; cast its result to float32 (values unchanged)."""
+class _TorchWithSeriesTensor:
+    """``torch`` as the official module sees it, except that ``torch.tensor`` accepts a
+    pandas Series (its logQ set-up passes one, which current torch/pandas reject)."""
+
+    def __getattr__(self, name: str):
+        return getattr(torch, name)
+
+    @staticmethod
+    def tensor(data, *args, **kwargs):
+        if isinstance(data, pd.Series):
+            data = data.to_numpy()
+        return torch.tensor(data, *args, **kwargs)
+
+
+def _patch_current_versions(official) -> None:
+    """Let the official code run under NumPy 2 / current pandas without changing its maths.
+
+    Its init helper returns float64 under NumPy 2 (float32 * np.float64 scalar) and
+    ``Tensor.set_`` refuses it, so the result is cast to float32 (values unchanged); its
+    logQ set-up builds a tensor from a pandas Series, so ``torch.tensor`` converts it.
+    """
     model = official.GRU4RecModel
     if getattr(model, "_gradtracer_float32", False):
         return
     original = model._init_numpy_weights
     model._init_numpy_weights = lambda self, shape: original(self, shape).astype(np.float32)
     model._gradtracer_float32 = True
+    official.torch = _TorchWithSeriesTensor()
 
 
 def run_official(path: Path, params: dict, train, test, seed: int) -> dict:
@@ -65,7 +84,7 @@ def run_official(path: Path, params: dict, train, test, seed: int) -> dict:
         evaluation = importlib.import_module("evaluation")
     finally:
         sys.path.remove(str(path))
-    _patch_numpy2_dtype(official)
+    _patch_current_versions(official)
     gru = official.GRU4Rec(device=torch.device("cpu"))
     for k, v in params.items():
         setattr(gru, k, list(v) if isinstance(v, tuple) else v)

@@ -160,8 +160,9 @@ def test_manual_updates_without_optimizer_match_sgd():
     torch.testing.assert_close(states[0], states[1])
 
 
-def test_gradient_accumulation_counts_one_step_per_optimizer_step():
-    layer = _fresh()
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
+def test_gradient_accumulation_counts_one_step_per_optimizer_step(sparse):
+    layer = _fresh(sparse=sparse)
     tracker = EmbeddingTracker(layer, name="emb")
     opt = torch.optim.SGD(layer.parameters(), lr=0.1)
     for _ in range(4):
@@ -403,4 +404,13 @@ def test_history_running_sums_agree_with_full_recomputation(interval):
         assert last["oscillation_mean"] == pytest.approx(s["oscillation_mean"], rel=1e-4, abs=1e-6)
         assert last["zombie_count"] == int(tracker.row_state.col("zombie").sum())
         assert last["loss"] == 0.5
+    tracker.detach()
+
+
+def test_history_is_thinned_beyond_max_history():
+    layer = _fresh()
+    tracker = EmbeddingTracker(layer, name="emb", max_history=10)
+    _train(layer, tracker, _batches(64, 25), opt_kind="sgd")
+    steps = [h["step"] for h in tracker.history]
+    assert len(steps) <= 10 and steps == sorted(steps) and steps[0] == 1
     tracker.detach()

@@ -60,5 +60,6 @@ def test_summarize_round_without_gains() -> None:
 def test_round_without_trees_moves_nothing() -> None:
     s = summarize_round(5, [])
     assert (s.n_trees, s.n_leaves, s.leaf_std, s.leaf_abs_max) == (0, 0, 0.0, 0.0)
+    assert s.feature_gains == {}  # no trees is not "gains unavailable"
     bad = TreeSummary(np.array([np.inf, np.nan]), np.array([0]), np.array([1.0]), 1)
     assert math.isnan(summarize_round(0, [bad]).leaf_std)

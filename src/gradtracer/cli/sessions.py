@@ -131,7 +131,7 @@ def train(
     track: bool = typer.Option(False, "--track", help="GRU4Rec: attach EmbeddingTrackers."),
 ) -> None:
     """Train one model on the split's training sessions and save it (json + npz)."""
-    from gradtracer.recsys.sessions.study import _attach_trackers, load_split, train_model
+    from gradtracer.recsys.sessions.study import attach_embedding_trackers, load_split, train_model
 
     split = load_split(split_dir)
     config = _gru4rec_config(preset, set_, epochs, seed) if model == "gru4rec" else None
@@ -142,7 +142,7 @@ def train(
 
         data = session_arrays(split.train)
         fitted: Any = GRU4Rec(data.n_items, config)
-        trackers, hook = _attach_trackers(fitted)
+        trackers, hook = attach_embedding_trackers(fitted)
         tl = train_gru4rec(fitted, data, on_backward=hook, progress=None)
         log: dict[str, Any] = {"epoch_loss": tl.epoch_loss,
                                "events_per_second": tl.events_per_second}

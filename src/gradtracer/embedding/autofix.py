@@ -281,16 +281,28 @@ class AutoFixController:
         order = torch.arange(rows_all.numel(), device=rows_all.device)
         last = torch.full((idx.numel(),), -1, dtype=torch.int64, device=rows_all.device)
         last.scatter_reduce_(0, inverse, order, reduce="amax")
-        agree = _as_count(torch.cat([p[1] for p in pending])[last]).cpu().numpy()
-        disagree = _as_count(torch.cat([p[2] for p in pending])[last]).cpu().numpy()
-        grad = torch.cat([p[3] for p in pending])[last].detach().float().cpu().numpy()
+        agree_t = _as_count(torch.cat([p[1] for p in pending])[last])
+        disagree_t = _as_count(torch.cat([p[2] for p in pending])[last])
+        grad_t = torch.cat([p[3] for p in pending])[last].detach().float()
         self._ensure_size(int(idx[-1]) + 1, idx.device)
         assert self._scale is not None and self._dead is not None and self._ever is not None
+        # only rows that can change leave the device: enough pairs (counts only grow), or
+        # currently scaled (they may be released); the rest keep factor 1
+        keep = (agree_t + disagree_t >= self.policy.min_pairs) | (self._scale[idx] < 1)
+        if self.step < self.policy.warmup_steps and self.n_scaled == 0:
+            keep = torch.zeros_like(keep)
+        sel = torch.nonzero(keep).flatten()
+        self._dead[idx] = ~(grad_t > self.policy.dead_grad_norm)
+        if sel.numel() == 0:
+            return
+        idx = idx[sel]
+        agree = agree_t[sel].cpu().numpy()
+        disagree = disagree_t[sel].cpu().numpy()
+        grad = grad_t[sel].cpu().numpy()
         dead = dead_rows(grad, self.policy)
         factors = damping_factors(agree, disagree, p_improving=self.last_trend.p_improving,
                                   step=self.step, policy=self.policy, dead=dead)
         old = self._scale[idx].cpu().numpy()
-        self._dead[idx] = torch.from_numpy(dead).to(self._dead.device)
         changed = np.flatnonzero(factors != old)
         if changed.size == 0:
             return

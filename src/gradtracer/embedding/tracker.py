@@ -107,7 +107,7 @@ class EmbeddingTracker:
         thresholds: diagnosis thresholds (default :class:`EmbeddingThresholds`).
         ema_decay: decay of the per-row EMAs, per exposure of the row (default 0.9).
         sketch_bits: bits of the gradient-direction sign sketch per row (default 32).
-        analysis_rows: rows sampled for effective rank / collapse (default 65,536).
+        analysis_rows: rows sampled for effective rank / collapse (default 16,384).
         max_history: history entries kept; beyond it every second entry is dropped.
         seed: seed of the sketch projection and of the analysis sample.
 
@@ -127,7 +127,7 @@ class EmbeddingTracker:
         thresholds: EmbeddingThresholds | None = None,
         ema_decay: float = 0.9,
         sketch_bits: int = 32,
-        analysis_rows: int = 65_536,
+        analysis_rows: int = 16_384,
         max_history: int = 100_000,
         seed: int = 0,
     ) -> None:
@@ -382,67 +382,69 @@ class EmbeddingTracker:
             cs = torch.cumsum(x, 0)
             return cs - per_entry(cs.index_select(0, starts) - x.index_select(0, starts))
 
-        def previous(
-            x: torch.Tensor, old: torch.Tensor
-        ) -> torch.Tensor:  # row's value before entry
-            mask = first.view(-1, *([1] * (x.ndim - 1)))
-            return torch.where(mask, per_entry(old).to(x.dtype), torch.roll(x, 1, 0))
-
         def at_end(x: torch.Tensor) -> torch.Tensor:  # (M, ...) -> (G, ...) last entry per row
             return x.index_select(0, ends)
 
-        prev_code = previous(code, self._words(old_sk))
+        def before_entry(x: torch.Tensor, old_x: torch.Tensor) -> torch.Tensor:
+            """Value of the entry's row just before the entry: (M, ...)."""
+            mask = first.view(-1, *([1] * (x.ndim - 1)))
+            return torch.where(mask, old_x, torch.roll(x, 1, 0))
+
+        # one gather of every old per-row value the entries need: (G, 9) -> (M, 9) float64
+        old_pairs = ints[:, IntCol.N_AGREE] + ints[:, IntCol.N_DISAGREE]
+        old_e = per_entry(
+            torch.cat(
+                [
+                    fl.to(torch.float64),  # 0-3: velocity, grad norm, cos, peak
+                    ints[:, IntCol.N_AGREE : IntCol.ZOMBIE + 1].to(torch.float64),  # 4-6
+                    torch.stack([ints[:, IntCol.EXPOSURE] == 0, old_pairs == 0], dim=1).to(
+                        torch.float64
+                    ),  # 7: never exposed, 8: never paired
+                ],
+                dim=1,
+            )
+        )
+        prev_code = before_entry(code, per_entry(self._words(old_sk)))
         cos = self._sketch.cosine(prev_code, code)  # (M,) cosine to the row's last gradient
-        paired = (prev_code != 0).any(dim=1) & (
-            gn > 0
-        )  # an all-zero sketch = no previous direction
+        # an all-zero sketch means "no previous direction"
+        paired = (prev_code != 0).any(dim=1) & (gn > 0)
         agree = paired & (cos > 0)
         disagree = paired & (cos < 0)
-
-        # velocity and grad-norm EMAs (every entry is an observation)
-        n_obs = group_cumsum(torch.ones_like(gn, dtype=torch.float64))
-        is_new = per_entry(ints[:, IntCol.EXPOSURE] == 0) & first
+        # running counts inside each row group: observations, pairs, agree, disagree
+        run1 = group_cumsum(
+            torch.stack([torch.ones_like(paired), paired, agree, disagree], dim=1).to(torch.float64)
+        )
+        n_obs, n_pair = run1[:, 0], run1[:, 1]
+        is_new = first & (old_e[:, 7] > 0)  # the row's very first observation
+        is_first_pair = paired & (n_pair == 1) & (old_e[:, 8] > 0)
+        # EMAs in closed form: E_j = b^n_j (E_old + sum_i c_i b^-n_i x_i)
         c = torch.where(is_new, 1.0, 1.0 - b).to(torch.float64) * torch.pow(b, -n_obs)
-        x = torch.stack([v, gn], dim=1).to(torch.float64)
-        old_vg = fl[:, : FloatCol.COS].to(torch.float64)
-        e = torch.pow(b, n_obs)[:, None] * (per_entry(old_vg) + group_cumsum(c[:, None] * x))
-        # cosine EMA (paired entries only)
-        old_pairs = ints[:, IntCol.N_AGREE] + ints[:, IntCol.N_DISAGREE]
-        n_pair = group_cumsum(paired.to(torch.float64))
-        is_first_pair = paired & (n_pair == 1) & per_entry(old_pairs == 0)
-        cp = (
-            torch.where(is_first_pair, 1.0, 1.0 - b).to(torch.float64)
-            * paired
-            * torch.pow(b, -n_pair)
-        )
-        old_cos = fl[:, FloatCol.COS].to(torch.float64)
-        ecos = torch.pow(b, n_pair) * (
-            per_entry(old_cos) + group_cumsum(cp * cos.to(torch.float64))
-        )
-        # running peak of the grad-norm EMA inside each group (offset trick for a segmented cummax)
-        span = float(e[:, 1].max()) + 1.0 if e.numel() else 1.0
+        cp = torch.where(is_first_pair, 1.0, 1.0 - b).to(torch.float64) * paired
+        cp = cp * torch.pow(b, -n_pair)
+        terms = torch.stack([c * v, c * gn, cp * cos], dim=1)  # float64 (M, 3)
+        scale = torch.stack([torch.pow(b, n_obs), torch.pow(b, n_obs), torch.pow(b, n_pair)], dim=1)
+        cur = scale * (old_e[:, :3] + group_cumsum(terms))  # (M, 3) velocity, grad norm, cos
+        # running peak of the grad-norm EMA inside each group (offset trick: segmented cummax)
+        span = float(cur[:, 1].max()) + 1.0 if cur.numel() else 1.0
         offset = inverse.to(torch.float64) * span
-        run_peak = torch.cummax(e[:, 1] + offset, dim=0).values - offset
-        run_peak = torch.maximum(run_peak, per_entry(fl[:, FloatCol.GRAD_PEAK]).to(torch.float64))
+        run_peak = torch.cummax(cur[:, 1] + offset, dim=0).values - offset
+        run_peak = torch.maximum(run_peak, old_e[:, 3])
         # per-entry counts and zombie verdicts (as the row stood after that entry)
-        counts_ad = per_entry(ints[:, IntCol.N_AGREE : IntCol.N_DISAGREE + 1]) + group_cumsum(
-            torch.stack([agree, disagree], dim=1).to(torch.int32)
-        ).to(torch.int32)
+        counts_ad = (old_e[:, 4:6] + run1[:, 2:4]).to(torch.int32)
         acc = self._acc
         zt = self.thresholds.zombie
         zombie = zombie_mask(
             counts_ad[:, 0],
             counts_ad[:, 1],
-            ecos.to(torch.float32),
-            e[:, 1].to(torch.float32),
+            cur[:, 2].to(torch.float32),
+            cur[:, 1].to(torch.float32),
             run_peak.to(torch.float32),
             pressure_threshold(acc[_A_GN] / acc[_A_EXPOSED].clamp_min(1.0), zt),
             zt,
         ).to(torch.int32)
         # per-step changes of the table sums, from each entry's change of its row's values
-        cur = torch.cat([e, ecos[:, None]], dim=1)  # (M, 3) velocity, grad norm, cos after entry
-        prev_vals = previous(cur, fl[:, : FloatCol.GRAD_PEAK])
-        prev_z = previous(zombie, ints[:, IntCol.ZOMBIE])
+        prev_vals = before_entry(cur, old_e[:, :3])
+        prev_z = before_entry(zombie, old_e[:, 6].to(torch.int32))
         entry_delta = torch.cat(
             [
                 cur - prev_vals,

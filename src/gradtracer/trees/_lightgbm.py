@@ -17,7 +17,7 @@ __all__ = ["is_lightgbm_model", "lightgbm_evals", "make_lightgbm_callback", "rea
 
 
 def _floats(text: str) -> np.ndarray:
-    return np.array(text.split(), dtype=np.float64) if text.strip() else np.zeros(0)
+    return np.fromstring(text, dtype=np.float64, sep=" ") if text.strip() else np.zeros(0)
 
 
 def _tree_from_block(fields: Mapping[str, str]) -> TreeSummary:

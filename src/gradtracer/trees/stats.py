@@ -91,17 +91,19 @@ def summarize_round(round_: int, trees: Sequence[TreeSummary]) -> RoundStats:
     # a round that adds no leaves (LightGBM after it runs out of splits) moves nothing
     empty = 0.0 if leaves.size == 0 else math.nan
     counts: dict[int, int] = {}
-    gains: dict[int, float] | None = {}
-    for tree in trees:
-        feats = np.asarray(tree.split_features, dtype=np.int64)
-        for f, c in zip(*np.unique(feats, return_counts=True), strict=True):
-            counts[int(f)] = counts.get(int(f), 0) + int(c)
-        if tree.split_gains is None or gains is None:
+    gains: dict[int, float] | None = {}  # None: the library exposes no split gains
+    if trees:
+        feats = np.concatenate([np.asarray(t.split_features, dtype=np.int64) for t in trees])
+        if feats.size:
+            per_feature = np.bincount(feats)
+            used = np.flatnonzero(per_feature)
+            counts = dict(zip(used.tolist(), per_feature[used].tolist(), strict=True))
+        if any(t.split_gains is None for t in trees):
             gains = None
-            continue
-        sums = np.bincount(feats, weights=np.asarray(tree.split_gains, dtype=np.float64))
-        for f in np.flatnonzero(sums):
-            gains[int(f)] = gains.get(int(f), 0.0) + float(sums[f])
+        elif feats.size:
+            gain = np.concatenate([np.asarray(t.split_gains, dtype=np.float64) for t in trees])
+            sums = np.bincount(feats, weights=gain)
+            gains = {f: float(sums[f]) for f in counts}
     return RoundStats(
         round=int(round_),
         n_trees=len(trees),

@@ -15,7 +15,6 @@ running totals; findings are computed on demand by the pure detectors in
 
 from __future__ import annotations
 
-import logging
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -38,8 +37,6 @@ from gradtracer.trees.diagnose import (
 from gradtracer.trees.stats import RoundStats, TreeSummary, gini, herfindahl, summarize_round
 
 __all__ = ["BoostingTracker", "TreeDynamicsTracker"]
-
-logger = logging.getLogger(__name__)
 
 _TRAIN_NAMES = ("train", "training", "learn", "dtrain")
 

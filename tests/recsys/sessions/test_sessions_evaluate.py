@@ -98,3 +98,27 @@ def test_empty_test_split_and_item_space_mismatch_are_errors(train_arrays, test_
         evaluate_next_item(SessionPopularity(train_arrays.n_items + 1), test_arrays)
     with pytest.raises(ValueError, match="0 predictions"):
         evaluate_next_item(SessionPopularity(train_arrays.n_items), _head(test_arrays, 0))
+
+
+def test_recommend_next_matches_the_model_scores(train_arrays):
+    from gradtracer.recsys.sessions import recommend_next
+
+    chain = MarkovChain(train_arrays.n_items, alpha=0.2).fit(train_arrays)
+    prefixes = [[3], [5, 9, 3], [int(train_arrays.items[0])]]
+    top = recommend_next(chain, prefixes, k=5)
+    for row, prefix in zip(top, prefixes, strict=True):
+        scores = chain.scores_after(np.array([prefix[-1]]))[0]
+        assert np.array_equal(row, np.argsort(-scores, kind="stable")[:5])
+    seen = recommend_next(chain, prefixes, k=5, exclude_seen=True)
+    assert 3 not in seen[0] and not set(seen[1]) & {5, 9, 3}
+
+    model = GRU4Rec(train_arrays.n_items, GRU4RecConfig(layers=(8,), n_sample=16, n_epochs=1))
+    train_gru4rec(model, train_arrays)
+    state = model.init_state(1)
+    with torch.no_grad():
+        for item in prefixes[1]:
+            scores = model(torch.tensor([item]), state, None)[0].numpy()
+    got = recommend_next(model, prefixes, k=5, batch_size=2)[1]
+    assert np.array_equal(got, np.argsort(-scores.astype(np.float64), kind="stable")[:5])
+    with pytest.raises(ValueError, match="empty"):
+        recommend_next(chain, [[]])

@@ -15,6 +15,7 @@ from gradtracer.recsys.sessions.evaluate import (
     compare_next_item,
     evaluate_next_item,
 )
+from gradtracer.recsys.sessions.recommend import recommend_next
 from gradtracer.recsys.sessions.split import SessionSplit, drop_short_sessions, split_sessions
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "drop_short_sessions",
     "evaluate_next_item",
     "iterate_session_parallel",
+    "recommend_next",
     "session_arrays",
     "split_sessions",
 ]

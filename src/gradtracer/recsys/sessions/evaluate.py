@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -73,13 +74,13 @@ class NextItemResult:
             out["target_events"] = self.target_events.tolist()
         return out
 
-    def save(self, path: str) -> None:
+    def save(self, path: str | Path) -> None:
         """Write ``ranks``, ``target_events`` and ``positions`` as an ``.npz`` file."""
         np.savez(path, ranks=self.ranks, target_events=self.target_events,
                  positions=self.positions, ks=np.asarray(self.ks), model=np.asarray(self.model))
 
     @classmethod
-    def load(cls, path: str) -> NextItemResult:
+    def load(cls, path: str | Path) -> NextItemResult:
         """Read a result written by :meth:`save` (metrics are recomputed from the ranks)."""
         from gradtracer.recsys.metrics.ranks import metrics_from_ranks
 
@@ -101,7 +102,6 @@ def evaluate_next_item(
     ks: Sequence[int] = DEFAULT_KS,
     batch_size: int = 512,
     name: str | None = None,
-    device: str | torch.device = "cpu",
 ) -> NextItemResult:
     """Return :class:`NextItemResult` of ``model`` on every next-item prediction in ``test``.
 
@@ -111,6 +111,9 @@ def evaluate_next_item(
         test: test sessions in the model's item space (unseen items already filtered).
         ks: cut-offs (default 5, 10, 20).
         batch_size: sessions scored in parallel (memory ``batch_size * n_items`` floats).
+        name: model name in the result (default: the model's ``name`` attribute).
+
+    Scores stay on the device the model returns them on (GRU4Rec: its parameters' device).
     """
     from gradtracer.recsys.metrics.ranks import metrics_from_ranks, target_ranks
 

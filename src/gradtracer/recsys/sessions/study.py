@@ -35,6 +35,7 @@ from gradtracer.recsys.sessions.split import SessionSplit, split_sessions
 
 __all__ = [
     "MODEL_NAMES",
+    "attach_embedding_trackers",
     "SessionStudyConfig",
     "StudyResult",
     "load_model",
@@ -202,7 +203,12 @@ class StudyResult:
         }
 
 
-def _attach_trackers(model: Any) -> tuple[dict[str, Any], Callable[[float], None]]:
+def attach_embedding_trackers(model: Any) -> tuple[dict[str, Any], Callable[[float], None]]:
+    """Attach an ``EmbeddingTracker`` to each of GRU4Rec's embedding tables.
+
+    Returns ``(trackers by table name, on_backward)``; pass ``on_backward`` to
+    :func:`~gradtracer.recsys.models.gru4rec.train_gru4rec` and ``detach()`` the trackers after.
+    """
     from gradtracer.embedding.tracker import EmbeddingTracker
 
     trackers = {
@@ -241,7 +247,7 @@ def run_study(config: SessionStudyConfig, out_dir: str | Path) -> StudyResult:
             model: Any = GRU4Rec(train.n_items, config.gru4rec or GRU4RecConfig())
             hook = None
             if config.track:
-                trackers, hook = _attach_trackers(model)
+                trackers, hook = attach_embedding_trackers(model)
             t0 = time.perf_counter()
             tl = train_gru4rec(model, train, on_backward=hook)
             logs[name] = {"epoch_loss": tl.epoch_loss, "events_per_second": tl.events_per_second,
