@@ -114,6 +114,7 @@ def run(sparse: bool, sizes: tuple[int, int, int], batch: int, warm: int, timed:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="10x smaller tables, few steps")
+    parser.add_argument("--only", choices=("sparse", "dense"), help="run one configuration")
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     if args.quick:
@@ -125,6 +126,8 @@ def main() -> None:
     print(f"{'config':<20}{'plain ms':>10}{'track ms':>10}{'autofix ms':>12}"
           f"{'track/plain':>13}{'autofix/track':>15}{'rows damped':>13}")
     for sparse, label in ((True, "sparse+SparseAdam"), (False, "dense+Adam")):
+        if args.only and args.only != ("sparse" if sparse else "dense"):
+            continue
         m = run(sparse, sizes, batch, warm, timed)
         print(f"{label:<20}{1e3 * m['plain']:>10.2f}{1e3 * m['track']:>10.2f}"
               f"{1e3 * m['autofix']:>12.2f}{m['track'] / m['plain']:>13.3f}"

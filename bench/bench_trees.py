@@ -85,6 +85,7 @@ def run_catboost(x, y, xv, yv, rounds, threads, tracker):
         verbose=0,
         random_seed=0,
         use_best_model=False,
+        allow_writing_files=False,
     )
     cbs = [tracker.catboost_callback()] if tracker else None
     t0 = stamp()

@@ -61,7 +61,9 @@ def test_lightgbm_round_matches_trees_to_dataframe(regression_data) -> None:
 
 def test_catboost_trees_match_leaf_dump(regression_data) -> None:
     x, y, _, _ = regression_data
-    model = catboost.CatBoostRegressor(iterations=4, depth=3, verbose=0, thread_count=1)
+    model = catboost.CatBoostRegressor(
+        iterations=4, depth=3, verbose=0, thread_count=1, allow_writing_files=False
+    )
     model.fit(x, y)
     trees = _catboost.read_catboost_trees(model)
     assert len(trees) == 4

@@ -72,6 +72,7 @@ def train(
         verbose=0,
         thread_count=1,
         use_best_model=False,
+        allow_writing_files=False,
         random_seed=0,
         l2_leaf_reg=1e-3,
         random_strength=0,

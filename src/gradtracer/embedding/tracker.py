@@ -39,6 +39,16 @@ from gradtracer.embedding.diagnose import (
     zombie_mask,
 )
 from gradtracer.embedding.evidence import Intervention, RowEvidence
+from gradtracer.embedding.fold import (
+    ACC_DAMPED,
+    ACC_NONFINITE_ROWS,
+    ACC_NONFINITE_STEPS,
+    ACC_VEL,
+    N_ACC,
+    StepRecord,
+    fold_steps,
+    sketch_words,
+)
 from gradtracer.embedding.state import FloatCol, IntCol, RowState, SignSketch
 from gradtracer.errors import TrackerError
 from gradtracer.findings import Finding, Report
@@ -60,25 +70,10 @@ def _live_tracker(weight: torch.Tensor) -> EmbeddingTracker | None:
 
 _STATE_VERSION = 1
 
-# running sums over the table, kept on the device so the snapshot is O(1)
-_A_VEL, _A_GN, _A_COS, _A_EXPOSED, _A_PAIRED, _A_ZOMBIE = range(6)
-_A_NONFINITE_ROWS, _A_NONFINITE_STEPS, _A_DAMPED = range(6, 9)
-_N_ACC = 9
 # recorded steps are folded into the row state in batches of at most this many steps (and
-# whenever a snapshot, summary, checkpoint or intervention needs the current state)
+# whenever a snapshot, summary, checkpoint or intervention needs the current state) ...
 _MAX_BUFFERED_STEPS = 64
 _MAX_BUFFERED_ROWS = 1 << 18  # ... or of at most this many buffered row updates
-
-
-@dataclass
-class _Step:
-    """One recorded optimizer step, waiting to be folded into the row state."""
-
-    rows: torch.Tensor  # (R,) int64 unique touched rows
-    gn: torch.Tensor  # (R,) gradient L2 norms
-    v: torch.Tensor  # (R,) applied displacement L2 norms
-    code: torch.Tensor  # (R, w) packed sign sketch of the gradients, as w int32/int64 words
-    step: int
 
 
 @dataclass
@@ -175,11 +170,11 @@ class EmbeddingTracker:
             torch.int64 if nb % 8 == 0 else torch.int32 if nb % 4 == 0 else torch.uint8
         )
         self._state = RowState.zeros(n_rows, self._sketch.n_bytes, device)
-        self._acc = torch.zeros(_N_ACC, dtype=torch.float64, device=device)
+        self._acc = torch.zeros(N_ACC, dtype=torch.float64, device=device)
         self._n_updates = 0
         self._touched = 0  # rows updated by the last optimizer step
         self._pending: _Pending | None = None
-        self._buffer: list[_Step] = []
+        self._buffer: list[StepRecord] = []
         self._buffered_values = 0
         self._fwd_indices: list[torch.Tensor] = []
         self._last_loss: float | None = None
@@ -302,11 +297,11 @@ class EmbeddingTracker:
         self._n_updates += 1
         with torch.no_grad():
             disp = self._weight.detach().index_select(0, pend.rows) - pend.before  # (R, d)
-            step = _Step(
+            step = StepRecord(
                 rows=pend.rows,
                 gn=torch.linalg.vector_norm(pend.grad, dim=1).float(),
                 v=torch.linalg.vector_norm(disp, dim=1).float(),
-                code=self._words(self._sketch.encode(pend.grad)),
+                code=sketch_words(self._sketch.encode(pend.grad), self._sketch),
                 step=self._n_updates,
             )
         self._touched = int(pend.rows.numel())
@@ -323,14 +318,7 @@ class EmbeddingTracker:
         self._after_update()
 
     def _flush(self) -> None:
-        """Fold the buffered steps into the per-row state (vectorised over all of them).
-
-        Equivalent to applying the steps one by one: rows are grouped with a stable sort,
-        consecutive-exposure pairs are formed inside each group (the first one pairs with
-        the stored sketch), and each EMA is evaluated in closed form,
-        ``E_j = b^n_j (E_old + sum_{i<=j} c_i b^-n_i x_i)`` with ``n_i`` the number of
-        observations up to ``i`` and ``c_i`` = 1 for a row's very first observation, else 1 - b.
-        """
+        """Fold the buffered steps into the per-row state (see :func:`fold.fold_steps`)."""
         buf = self._buffer
         if not buf:
             return
@@ -339,144 +327,15 @@ class EmbeddingTracker:
         with torch.no_grad():
             self._fold(buf)
 
-    def _fold(self, buf: list[_Step]) -> None:
+    def _fold(self, buf: list[StepRecord]) -> None:
         """Apply the buffered steps to the row state; write their history snapshots."""
-        st, b = self._state, self.ema_decay
-        rows = torch.cat([s.rows for s in buf])  # (M,)
-        gn = torch.cat([s.gn for s in buf])  # (M,)
-        v = torch.cat([s.v for s in buf])  # (M,)
-        code = torch.cat([s.code for s in buf])  # (M, w) packed sketch words
-        slot = torch.cat([torch.full_like(s.rows, i) for i, s in enumerate(buf)])  # step slot
-        n_slots = len(buf)
-        # per-slot changes of the running table sums (7 columns: the 6 sums + non-finite rows)
-        per_slot = torch.zeros(n_slots, 7, dtype=torch.float64, device=rows.device)
-        finite = torch.isfinite(gn + v)
-        if not bool(finite.all()):  # leave rows with NaN/Inf out of every statistic
-            bad = ~finite
-            per_slot[:, 6].index_add_(0, slot, bad.to(torch.float64))
-            self._acc[_A_NONFINITE_STEPS] += float(torch.unique(slot[bad]).numel())
-            rows, gn, v, code, slot = (
-                rows[finite],
-                gn[finite],
-                v[finite],
-                code[finite],
-                slot[finite],
-            )
-        order = torch.argsort(rows, stable=True)  # by row, then by step
-        rows, gn, v, code, slot = (t.index_select(0, order) for t in (rows, gn, v, code, slot))
-        uniq, inverse, counts = torch.unique_consecutive(
-            rows, return_inverse=True, return_counts=True
-        )
-        ends = torch.cumsum(counts, 0) - 1  # (G,) last entry of each row
-        starts = ends - counts + 1
-        first = torch.zeros_like(rows, dtype=torch.bool)
-        first[starts] = True
-        ints = st.ints.index_select(0, uniq)  # (G, 5) int32
-        fl = st.floats.index_select(0, uniq)  # (G, 4) float32
-        old_sk = st.sketch.index_select(0, uniq)  # (G, n_bytes) uint8
-
-        def per_entry(x: torch.Tensor) -> torch.Tensor:  # (G, ...) -> (M, ...)
-            return x.index_select(0, inverse)
-
-        def group_cumsum(x: torch.Tensor) -> torch.Tensor:  # running sum inside each row group
-            cs = torch.cumsum(x, 0)
-            return cs - per_entry(cs.index_select(0, starts) - x.index_select(0, starts))
-
-        def at_end(x: torch.Tensor) -> torch.Tensor:  # (M, ...) -> (G, ...) last entry per row
-            return x.index_select(0, ends)
-
-        def before_entry(x: torch.Tensor, old_x: torch.Tensor) -> torch.Tensor:
-            """Value of the entry's row just before the entry: (M, ...)."""
-            mask = first.view(-1, *([1] * (x.ndim - 1)))
-            return torch.where(mask, old_x, torch.roll(x, 1, 0))
-
-        # one gather of every old per-row value the entries need: (G, 9) -> (M, 9) float64
-        old_pairs = ints[:, IntCol.N_AGREE] + ints[:, IntCol.N_DISAGREE]
-        old_e = per_entry(
-            torch.cat(
-                [
-                    fl.to(torch.float64),  # 0-3: velocity, grad norm, cos, peak
-                    ints[:, IntCol.N_AGREE : IntCol.ZOMBIE + 1].to(torch.float64),  # 4-6
-                    torch.stack([ints[:, IntCol.EXPOSURE] == 0, old_pairs == 0], dim=1).to(
-                        torch.float64
-                    ),  # 7: never exposed, 8: never paired
-                ],
-                dim=1,
-            )
-        )
-        prev_code = before_entry(code, per_entry(self._words(old_sk)))
-        cos = self._sketch.cosine(prev_code, code)  # (M,) cosine to the row's last gradient
-        # an all-zero sketch means "no previous direction"
-        paired = (prev_code != 0).any(dim=1) & (gn > 0)
-        agree = paired & (cos > 0)
-        disagree = paired & (cos < 0)
-        # running counts inside each row group: observations, pairs, agree, disagree
-        run1 = group_cumsum(
-            torch.stack([torch.ones_like(paired), paired, agree, disagree], dim=1).to(torch.float64)
-        )
-        n_obs, n_pair = run1[:, 0], run1[:, 1]
-        is_new = first & (old_e[:, 7] > 0)  # the row's very first observation
-        is_first_pair = paired & (n_pair == 1) & (old_e[:, 8] > 0)
-        # EMAs in closed form: E_j = b^n_j (E_old + sum_i c_i b^-n_i x_i)
-        c = torch.where(is_new, 1.0, 1.0 - b).to(torch.float64) * torch.pow(b, -n_obs)
-        cp = torch.where(is_first_pair, 1.0, 1.0 - b).to(torch.float64) * paired
-        cp = cp * torch.pow(b, -n_pair)
-        terms = torch.stack([c * v, c * gn, cp * cos], dim=1)  # float64 (M, 3)
-        scale = torch.stack([torch.pow(b, n_obs), torch.pow(b, n_obs), torch.pow(b, n_pair)], dim=1)
-        cur = scale * (old_e[:, :3] + group_cumsum(terms))  # (M, 3) velocity, grad norm, cos
-        # running peak of the grad-norm EMA inside each group (offset trick: segmented cummax)
-        span = float(cur[:, 1].max()) + 1.0 if cur.numel() else 1.0
-        offset = inverse.to(torch.float64) * span
-        run_peak = torch.cummax(cur[:, 1] + offset, dim=0).values - offset
-        run_peak = torch.maximum(run_peak, old_e[:, 3])
-        # per-entry counts and zombie verdicts (as the row stood after that entry)
-        counts_ad = (old_e[:, 4:6] + run1[:, 2:4]).to(torch.int32)
-        acc = self._acc
-        zt = self.thresholds.zombie
-        zombie = zombie_mask(
-            counts_ad[:, 0],
-            counts_ad[:, 1],
-            cur[:, 2].to(torch.float32),
-            cur[:, 1].to(torch.float32),
-            run_peak.to(torch.float32),
-            pressure_threshold(acc[_A_GN] / acc[_A_EXPOSED].clamp_min(1.0), zt),
-            zt,
-        ).to(torch.int32)
-        # per-step changes of the table sums, from each entry's change of its row's values
-        prev_vals = before_entry(cur, old_e[:, :3])
-        prev_z = before_entry(zombie, old_e[:, 6].to(torch.int32))
-        entry_delta = torch.cat(
-            [
-                cur - prev_vals,
-                is_new[:, None].to(torch.float64),
-                is_first_pair[:, None].to(torch.float64),
-                (zombie - prev_z)[:, None].to(torch.float64),
-            ],
-            dim=1,
-        )
-        per_slot[:, :6].index_add_(0, slot, entry_delta)
-        start = torch.cat([acc[:6], acc[_A_NONFINITE_ROWS : _A_NONFINITE_ROWS + 1]])
-        trajectory = start + torch.cumsum(per_slot, 0)  # (n_slots, 7) sums after each step
-        acc[:6] = trajectory[-1, :6]
-        acc[_A_NONFINITE_ROWS] = trajectory[-1, 6]
-        # write the rows' final state
-        new_ints = torch.stack(
-            [
-                ints[:, IntCol.EXPOSURE] + counts.to(torch.int32),
-                at_end(torch.tensor([s.step for s in buf], device=slot.device)[slot]).to(
-                    torch.int32
-                ),
-                at_end(counts_ad[:, 0]),
-                at_end(counts_ad[:, 1]),
-                at_end(zombie),
-            ],
-            dim=1,
-        )
-        new_fl = torch.cat([at_end(cur), at_end(run_peak)[:, None]], dim=1).to(torch.float32)
-        st.ints.index_copy_(0, uniq, new_ints)
-        st.floats.index_copy_(0, uniq, new_fl)
-        st.sketch.index_copy_(
-            0, uniq, at_end(code).view(torch.uint8).reshape(-1, self._sketch.n_bytes)
+        trajectory = fold_steps(
+            self._state,
+            self._acc,
+            buf,
+            sketch=self._sketch,
+            ema_decay=self.ema_decay,
+            zombie=self.thresholds.zombie,
         )
         if not _dist.is_distributed():
             due = [i for i, s in enumerate(buf) if s.step % self.track_interval == 0]
@@ -486,10 +345,6 @@ class EmbeddingTracker:
                     self._append_history(
                         self._snapshot_from(vals, buf[i].step, int(buf[i].rows.numel()))
                     )
-
-    def _words(self, packed: torch.Tensor) -> torch.Tensor:
-        """View ``(R, n_bytes)`` uint8 sketches as ``(R, w)`` machine words (no copy)."""
-        return packed.contiguous().view(self._word_dtype)
 
     def _intervene(
         self,
@@ -532,11 +387,11 @@ class EmbeddingTracker:
         updated = ints[:, IntCol.LAST_SEEN] == self._n_updates  # rows whose state took this step
         correction = torch.nan_to_num(first_w * (1.0 - f) * v * updated, nan=0.0, posinf=0.0)
         self._state.floats[:, FloatCol.VELOCITY].index_add_(0, rows, -correction)
-        self._acc[_A_VEL] -= correction.sum(dtype=torch.float64)
+        self._acc[ACC_VEL] -= correction.sum(dtype=torch.float64)
         damped = f < 1.0
         self._scales.index_copy_(0, rows, f)
         self._damped_ever.index_copy_(0, rows, self._damped_ever.index_select(0, rows) | damped)
-        self._acc[_A_DAMPED] += damped.sum()
+        self._acc[ACC_DAMPED] += damped.sum()
 
     # ------------------------------------------------------------------ schedule
     def _after_update(self) -> None:
@@ -557,7 +412,7 @@ class EmbeddingTracker:
             # this step recorded no rows (or was folded already without a snapshot)
             self._flush()
             acc = self._acc.tolist()
-            vals = [*acc[:6], acc[_A_NONFINITE_ROWS]]
+            vals = [*acc[:6], acc[ACC_NONFINITE_ROWS]]
             self._append_history(self._snapshot_from(vals, n, self._touched))
 
     def _append_history(self, snap: dict[str, Any]) -> None:
@@ -595,7 +450,7 @@ class EmbeddingTracker:
         state = _dist.merge_row_state(self._state)
         light = self._light_stats(state)
         extra = torch.tensor(
-            [float(self._acc[_A_NONFINITE_ROWS]), float(self._touched)],
+            [float(self._acc[ACC_NONFINITE_ROWS]), float(self._touched)],
             dtype=torch.float64,
             device=self._acc.device,
         )
@@ -719,7 +574,7 @@ class EmbeddingTracker:
         th = self.thresholds
         state = _dist.merge_row_state(self._state)
         acc = _dist.all_reduce_sum(
-            self._acc[[_A_NONFINITE_ROWS, _A_NONFINITE_STEPS, _A_DAMPED]].clone()
+            self._acc[[ACC_NONFINITE_ROWS, ACC_NONFINITE_STEPS, ACC_DAMPED]].clone()
         )
         n_bad_rows, n_bad_steps, n_damped = (int(x) for x in acc.tolist())
         weight = self._weight.detach()
