@@ -53,6 +53,7 @@ def test_published_protocol_defaults():
     assert 0.007 < std < 0.013
 
 
+@pytest.mark.filterwarnings("ignore:Sparse invariant checks:UserWarning")  # torch's Adagrad
 @pytest.mark.parametrize(
     ("loss", "optimizer", "sparse"),
     [
