@@ -41,3 +41,27 @@ def test_demo_rejects_bad_options(capsys):
     assert main(["demo", "--epochs", "0", *TINY]) == 2
     assert "epochs must be a positive int, got 0" in capsys.readouterr().err
     assert main(["demo", "--threads", "0"]) == 2
+
+
+def test_demo_tracks_both_tables_and_writes_valid_reports(tmp_path, capsys):
+    from gradtracer.export.schema import validate_agent_report, validate_report
+
+    code = main(["demo", "--epochs", "1", "--track-interval", "5", "--out", str(tmp_path), *TINY])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "GradTracer findings" in out and "user_emb" in out and "item_emb" in out
+    report = json.loads((tmp_path / "report.json").read_text())
+    validate_report(report)
+    assert report["kind"] == "manager"
+    assert {c["subject"] for c in report["children"]} == {"user_emb", "item_emb"}
+    item = next(c for c in report["children"] if c["subject"] == "item_emb")
+    assert item["stats"]["num_embeddings"] == 80 and item["stats"]["step"] > 0
+    agent = json.loads((tmp_path / "agent_report.json").read_text())
+    validate_agent_report(agent)
+    saved = json.loads((tmp_path / "demo_results.json").read_text())
+    assert "manager" not in saved and saved["report"] == report
+
+
+def test_demo_without_tracking_has_no_report():
+    summary = run_demo(n_users=40, n_items=50, n_interactions=500, dim=4, epochs=1, track=False)
+    assert "report" not in summary and "manager" not in summary

@@ -1,8 +1,11 @@
-"""CLI: ``gradtracer demo`` -- synthetic data, implicit MF vs popularity, full-ranking metrics.
+"""CLI: ``gradtracer demo`` -- synthetic data, tracked implicit MF vs popularity, findings.
 
 The pipeline (:func:`run_demo`) only composes public library functions:
-``make_implicit`` -> ``leave_one_out`` -> ``train_mf`` (with an ``on_backward`` hook where a
-tracker's ``step()`` fits) -> ``evaluate_topk`` for the model and for popularity.
+``make_implicit`` -> ``leave_one_out`` -> ``train_mf`` with a
+:class:`~gradtracer.flow.manager.FlowManager` of two
+:class:`~gradtracer.embedding.tracker.EmbeddingTracker` (user and item tables) stepped from
+the ``on_backward`` hook -> ``evaluate_topk`` for the model and for popularity -> the
+manager's :class:`~gradtracer.findings.Report`.
 """
 
 from __future__ import annotations
@@ -30,6 +33,10 @@ def run_demo(
     n_interactions: int = 55_000,
     on_backward: Callable[[float], None] | None = None,
     progress: bool | None = None,
+    track: bool = True,
+    track_interval: int = 20,
+    auto_fix: bool = False,
+    audit_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Return the demo's results as a JSON-safe dict (data, split, config, metrics per model).
 
@@ -37,6 +44,12 @@ def run_demo(
     each user's last interaction, trains :class:`~gradtracer.recsys.models.ImplicitMF`
     (BCE, 4 negatives, batch 256, Adam) and evaluates it and the popularity baseline by
     full ranking with training items excluded (conservative ties).
+
+    With ``track=True`` (default) an ``EmbeddingTracker`` watches each table
+    (``track_interval`` 20) through a ``FlowManager``; the summary then holds the manager's
+    report under ``"report"`` (a ``Report.to_dict()``), and ``"manager"`` holds the live
+    manager (dropped before JSON is written). ``auto_fix`` turns on Auto-Fix on the item
+    table, auditing into ``audit_dir`` (default ``.gradtracer``).
     """
     from gradtracer.recsys.data import leave_one_out, make_implicit
     from gradtracer.recsys.metrics import evaluate_topk
@@ -54,8 +67,18 @@ def run_demo(
     train, test = split.train.user_items(), split.test.user_items()
     config = MFTrainConfig(epochs=epochs, lr=lr, random_state=seed)
     model = ImplicitMF(data.n_users, data.n_items, dim=dim, random_state=seed)
+    manager = None
+    hook = on_backward
+    if track:
+        manager = _make_manager(model, track_interval, auto_fix, audit_dir)
+
+        def hook(loss: float) -> None:
+            manager.step(loss=loss)
+            if on_backward is not None:
+                on_backward(loss)
+
     start = time.perf_counter()
-    losses = train_mf(model, split.train, config, on_backward=on_backward, progress=progress)
+    losses = train_mf(model, split.train, config, on_backward=hook, progress=progress)
     train_seconds = time.perf_counter() - start
     results = {
         "popularity": evaluate_topk(
@@ -63,7 +86,7 @@ def run_demo(
         ),
         "implicit_mf": evaluate_topk(model, test, exclude=train, progress=progress),
     }
-    return {
+    out: dict[str, Any] = {
         "data": {
             "source": data.source,
             "rows": len(data),
@@ -76,6 +99,36 @@ def run_demo(
         "losses": losses,
         "results": {name: res.to_dict() for name, res in results.items()},
     }
+    if manager is not None:
+        report = manager.to_report()
+        manager.detach()
+        out["report"] = report.to_dict()
+        out["manager"] = manager
+    return out
+
+
+def _make_manager(model: Any, track_interval: int, auto_fix: bool, audit_dir: Path | None) -> Any:
+    from gradtracer.embedding.tracker import EmbeddingTracker
+    from gradtracer.flow.manager import FlowManager
+
+    manager = FlowManager("implicit_mf")
+    manager.add_tracker(
+        "user", EmbeddingTracker(model.user_emb, name="user_emb", track_interval=track_interval)
+    )
+    fix: Any = False
+    if auto_fix:
+        from gradtracer.embedding.autofix import AutoFixController
+
+        fix = AutoFixController(
+            layer_name="item_emb", audit="default" if audit_dir is None else audit_dir
+        )
+    manager.add_tracker(
+        "item",
+        EmbeddingTracker(
+            model.item_emb, name="item_emb", auto_fix=fix, track_interval=track_interval
+        ),
+    )
+    return manager
 
 
 def format_demo(summary: dict[str, Any]) -> str:
@@ -95,7 +148,43 @@ def format_demo(summary: dict[str, Any]) -> str:
         f"{cfg['epochs']} epochs in {summary['train_seconds']:.1f}s, final loss "
         f"{summary['losses'][-1]:.4f}\n"
     )
-    return format_table(["model", *DEMO_METRICS], rows, title=title)
+    text = format_table(["model", *DEMO_METRICS], rows, title=title)
+    if "report" in summary:
+        text += "\n\n" + format_findings(summary["report"])
+    return text
+
+
+def _fmt(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.3g}"
+
+
+def format_findings(report: dict[str, Any], limit: int = 8) -> str:
+    """Return the tracked run's health score and its most severe findings, one per line."""
+    findings = list(report.get("findings", []))
+    for child in report.get("children", []):
+        findings.extend(child.get("findings", []))
+    order = {"critical": 0, "warning": 1, "info": 2}
+    findings.sort(key=lambda f: (order.get(f["severity"], 3), -f["confidence"]))
+    health = report.get("stats", {}).get("health_score")
+    lines = [
+        f"GradTracer findings ({len(findings)}; health score "
+        f"{'n/a' if health is None else f'{health:.0f}/100'}):"
+    ]
+    for child in report.get("children", []):
+        st = child.get("stats", {})
+        lines.append(
+            f"  {child['subject']}: coverage {_fmt(st.get('active_coverage_pct'))}%, "
+            f"exposure Gini {_fmt(st.get('popularity_gini'))}, zombies {st.get('zombie_count', 0)}, "
+            f"dead {st.get('dead_count', 0)}, effective rank {_fmt(st.get('effective_rank'))}"
+        )
+    if not findings:
+        lines.append("  no findings: every tracked table looks healthy")
+    for f in findings[:limit]:
+        lines.append(f"  [{f['severity']}] {f['subject']}: {f['type']} -> {f['action']}")
+        lines.append(f"      {f['premise']}")
+    if len(findings) > limit:
+        lines.append(f"  ... {len(findings) - limit} more in the JSON report (--out)")
+    return "\n".join(lines)
 
 
 def demo(
@@ -111,8 +200,15 @@ def demo(
     threads: int = typer.Option(
         1, "--threads", help="torch CPU threads (default 1: the batches are small)."
     ),
+    track: bool = typer.Option(
+        True, "--track/--no-track", help="Track both embedding tables and print findings."
+    ),
+    track_interval: int = typer.Option(20, "--track-interval", help="Tracker analysis interval."),
+    auto_fix: bool = typer.Option(False, "--auto-fix", help="Damp oscillating item rows."),
     out: Path | None = typer.Option(
-        None, "--out", help="Directory to write demo_results.json into."
+        None,
+        "--out",
+        help="Directory for demo_results.json, report.json and agent_report.json.",
     ),
 ) -> None:
     """Train implicit MF on synthetic data and compare it with popularity (HR/NDCG/Recall/MRR@10)."""
@@ -131,15 +227,29 @@ def demo(
             n_users=n_users,
             n_items=n_items,
             n_interactions=n_interactions,
+            track=track,
+            track_interval=track_interval,
+            auto_fix=auto_fix,
+            audit_dir=None if out is None else out / ".gradtracer",
         )
     finally:
         torch.set_num_threads(previous)
     typer.echo(format_demo(summary))
+    manager = summary.pop("manager", None)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         path = out / "demo_results.json"
         path.write_text(json.dumps(summary, indent=2, sort_keys=True))
         typer.echo(f"\nwrote {path}")
+        if manager is not None:
+            from gradtracer.agent import AgentExporter
+            from gradtracer.export.json_report import dumps_stable
+            from gradtracer.export.schema import validate_report
+
+            validate_report(summary["report"])
+            (out / "report.json").write_text(dumps_stable(summary["report"]) + "\n")
+            (out / "agent_report.json").write_text(AgentExporter.export_manager(manager) + "\n")
+            typer.echo(f"wrote {out / 'report.json'} and {out / 'agent_report.json'}")
 
 
 def register(app: typer.Typer) -> None:
