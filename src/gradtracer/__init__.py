@@ -49,12 +49,12 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from gradtracer.agent import AgentExporter
-    from gradtracer.embedding.autofix import AutoFixPolicy
-    from gradtracer.embedding.diagnose import ZombieThresholds
-    from gradtracer.embedding.tracker import EmbeddingTracker
-    from gradtracer.features import FeatureAnalyzer
-    from gradtracer.findings import Finding, FindingType, Report, Severity
-    from gradtracer.flow.manager import FlowManager
-    from gradtracer.flow.tracker import FlowTracker
-    from gradtracer.trees import BoostingTracker, TreeDynamicsTracker
+    from gradtracer.agent import AgentExporter  # noqa: F401
+    from gradtracer.embedding.autofix import AutoFixPolicy  # noqa: F401
+    from gradtracer.embedding.diagnose import ZombieThresholds  # noqa: F401
+    from gradtracer.embedding.tracker import EmbeddingTracker  # noqa: F401
+    from gradtracer.features import FeatureAnalyzer  # noqa: F401
+    from gradtracer.findings import Finding, FindingType, Report, Severity  # noqa: F401
+    from gradtracer.flow.manager import FlowManager  # noqa: F401
+    from gradtracer.flow.tracker import FlowTracker  # noqa: F401
+    from gradtracer.trees import BoostingTracker, TreeDynamicsTracker  # noqa: F401
