@@ -1,10 +1,19 @@
-"""Folding recorded optimizer steps into the per-row state, vectorised over all of them.
+"""Applying recorded optimizer steps to the per-row state.
 
-The tracker's hot path only records, per step, the touched rows with their gradient norm,
-applied-displacement norm and gradient sign sketch (:class:`StepRecord`). :func:`fold_steps`
-applies a batch of such records at once; the result equals applying them one by one
-(integer state bit-identical, floats to rounding), at a fraction of the per-step cost of
-many small tensor operations.
+Per step the tracker records the touched rows with their gradient norm, applied-displacement
+norm and gradient sign sketch. Two equivalent ways fold them into the row state:
+
+* :func:`apply_step` updates the touched rows in place at every step: one gather and one
+  scatter of the packed row state plus ~40 operations on ``(R,)`` vectors. On CPU, where
+  a small tensor operation costs ~2 us, this is the cheaper way (about 0.1 ms per step for
+  1,000 touched rows, against 0.6 ms per step of amortised :func:`fold_steps` work, whose
+  sort, segmented scans and float64 closed forms cost ~0.6 us per buffered row).
+* :func:`fold_steps` applies a buffer of :class:`StepRecord` at once (vectorised over all
+  of them, a few hundred kernels per buffer): the cheaper way where each kernel launch is
+  what costs (CUDA and other accelerators).
+
+Both give the state of applying the steps one by one (integer state bit-identical, floats
+to rounding).
 """
 
 from __future__ import annotations
@@ -16,7 +25,7 @@ import torch
 from gradtracer.embedding.diagnose import ZombieThresholds, pressure_threshold, zombie_mask
 from gradtracer.embedding.state import IntCol, RowState, SignSketch
 
-__all__ = ["N_ACC", "StepRecord", "fold_steps", "sketch_words"]
+__all__ = ["N_ACC", "StepRecord", "apply_step", "fold_steps", "sketch_words"]
 
 # running sums over the table, kept on the device so the snapshot is O(1)
 ACC_VEL, ACC_GN, ACC_COS, ACC_EXPOSED, ACC_PAIRED, ACC_ZOMBIE = range(6)
@@ -195,3 +204,76 @@ def fold_steps(
     st.floats.index_copy_(0, uniq, new_fl)
     st.sketch.index_copy_(0, uniq, at_end(code).view(torch.uint8).reshape(-1, sketch.n_bytes))
     return trajectory
+
+
+def apply_step(
+    state: RowState,
+    acc: torch.Tensor,
+    rows: torch.Tensor,
+    gn: torch.Tensor,
+    v: torch.Tensor,
+    code: torch.Tensor,
+    step: int,
+    *,
+    sketch: SignSketch,
+    ema_decay: float,
+    zombie: ZombieThresholds,
+) -> None:
+    """Apply one recorded step to a packed ``state`` and the running sums ``acc`` in place.
+
+    The single-step case of :func:`fold_steps`. ``rows`` (R,) must be unique; ``gn``/``v``
+    (R,) float32 gradient and displacement norms; ``code`` (R, n_words) int32 sign sketch
+    words (:meth:`SignSketch.encode_words`). Rows with a non-finite norm are left out of
+    every statistic and counted in the non-finite sums.
+    """
+    packed = state.packed
+    if packed is None:
+        raise ValueError("apply_step needs a packed RowState (RowState.zeros)")
+    finite = torch.isfinite(gn + v)
+    if not bool(finite.all()):
+        bad = ~finite
+        acc[ACC_NONFINITE_ROWS] += bad.sum()
+        acc[ACC_NONFINITE_STEPS] += 1.0
+        rows, gn, v, code = rows[finite], gn[finite], v[finite], code[finite]
+    b = ema_decay
+    nf_cols = IntCol.COUNT + 4  # the 4 float columns follow the 5 int columns
+    old = packed.index_select(0, rows)  # (R, C) int32
+    ints = old[:, : IntCol.COUNT]
+    fl = old[:, IntCol.COUNT : nf_cols].view(torch.float32)  # (R, 4) velocity, gn, cos, peak
+    old_code = old[:, nf_cols:]
+    cos = sketch.word_cosine(old_code, code)
+    # an all-zero sketch means "no previous direction"
+    has_prev = old_code[:, 0] != 0 if old_code.shape[1] == 1 else (old_code != 0).any(dim=1)
+    paired = has_prev & (gn > 0)
+    agree = paired & (cos > 0)
+    disagree = paired & (cos < 0)
+    is_new = ints[:, IntCol.EXPOSURE] == 0
+    first_pair = paired & ((ints[:, IntCol.N_AGREE] + ints[:, IntCol.N_DISAGREE]) == 0)
+    # EMAs: E = b E_old + c x, c = 1 for the row's first observation (pair), else 1 - b
+    c = torch.where(is_new, 1.0, 1.0 - b)
+    vg = torch.addcmul(fl[:, :2] * b, c[:, None], torch.stack([v, gn], dim=1))
+    cp = torch.where(first_pair, 1.0, 1.0 - b) * paired
+    cos_ema = torch.addcmul(fl[:, 2] * torch.where(paired, b, 1.0), cp, cos)
+    peak = torch.maximum(fl[:, 3], vg[:, 1])
+    n_agree = ints[:, IntCol.N_AGREE] + agree
+    n_disagree = ints[:, IntCol.N_DISAGREE] + disagree
+    zt = zombie
+    pressure = pressure_threshold(acc[ACC_GN] / acc[ACC_EXPOSED].clamp_min(1.0), zt)
+    is_zombie = zombie_mask(n_agree, n_disagree, cos_ema, vg[:, 1], peak, pressure, zt)
+    new_fl = torch.cat([vg, cos_ema[:, None], peak[:, None]], dim=1)  # (R, 4) float32
+    new_ints = torch.stack(
+        [
+            ints[:, IntCol.EXPOSURE] + 1,
+            torch.full_like(ints[:, IntCol.EXPOSURE], step),
+            n_agree,
+            n_disagree,
+            is_zombie.to(torch.int32),
+        ],
+        dim=1,
+    )
+    packed.index_copy_(0, rows, torch.cat([new_ints, new_fl.view(torch.int32), code], dim=1))
+    # running table sums: float columns' change, new rows, first pairs, zombie change
+    counts = torch.stack([is_new, first_pair, is_zombie], dim=1).sum(0, dtype=torch.float64)
+    counts[2] -= ints[:, IntCol.ZOMBIE].sum(dtype=torch.float64)
+    d_fl = new_fl[:, :3].sum(0, dtype=torch.float64) - fl[:, :3].sum(0, dtype=torch.float64)
+    acc[:6] += torch.cat([d_fl, counts])

@@ -1,9 +1,10 @@
 """Per-row tracker state kept as a few packed tensors on the layer's own device.
 
-Layout (per row, default 32-bit direction sketch): 5 int32 + 4 float32 + 4 uint8 = 40 bytes,
-i.e. 15.6% of a float32 row of dimension 64 (the state stays within 25% of the table for
-``embedding_dim >= 40``). Packing the columns into three tensors keeps the hot path at
-three gathers and three scatters per step.
+Layout (per row, default 32-bit direction sketch): 5 int32 + 4 float32 + 1 int32 sketch
+word = 40 bytes, i.e. 15.6% of a float32 row of dimension 64 (the state stays within 25% of
+the table for ``embedding_dim >= 40``). All columns live in one ``(N, 9 + words)`` int32
+tensor (:attr:`RowState.packed`); ``ints``, ``floats`` and ``sketch`` are views of it, so
+the per-step update is one row gather and one row scatter.
 
 The previous gradient direction of each row is stored as a sign sketch (SimHash,
 Charikar 2002): ``bits = sign(g @ P)`` with a fixed Gaussian ``P`` of shape
@@ -60,14 +61,25 @@ class SignSketch:
         gen.manual_seed(seed)
         self.n_bits = n_bits
         self.n_bytes = n_bits // 8
+        self.n_words = -(-n_bits // 32)  # int32 words holding the bits
         self.projection = torch.randn(dim, n_bits, generator=gen).to(device)  # (d, n_bits)
+        self._init_derived()
+
+    def _init_derived(self) -> None:
+        device = self.projection.device
         self._weights = (2 ** torch.arange(8, dtype=torch.int16)).to(device)  # (8,)
         self._popcount = _POPCOUNT.to(device)
+        # x @ (-P) < 0  <=>  x @ P > 0: the float sign bit is the sketch bit
+        pad = 32 * self.n_words - self.n_bits
+        self._neg_projection = torch.nn.functional.pad(-self.projection, (0, pad))
+        bit = torch.arange(32 * self.n_words, dtype=torch.int64) % 32
+        weights = torch.where(bit == 31, -(2**31), 2**bit)  # bit 31 of an int32 word
+        weights[self.n_bits :] = 0  # padding bits stay 0
+        self._word_weights = weights.to(torch.int32).to(device)
 
     def to(self, device: torch.device | str) -> SignSketch:
         self.projection = self.projection.to(device)
-        self._weights = self._weights.to(device)
-        self._popcount = self._popcount.to(device)
+        self._init_derived()
         return self
 
     def signs(self, x: torch.Tensor) -> torch.Tensor:
@@ -84,9 +96,34 @@ class SignSketch:
         diff = torch.bitwise_xor(a, b).view(torch.uint8).reshape(a.shape[0], -1).long()
         return self._popcount[diff].sum(-1, dtype=torch.float32)
 
+    def encode_words(self, x: torch.Tensor, norms: torch.Tensor | None = None) -> torch.Tensor:
+        """Sign bits of ``x @ P`` packed into int32 words: ``(R, d)`` -> ``(R, n_words)``.
+
+        Bit ``k`` of word ``i`` is sign ``32 i + k`` (the little-endian bytes of the words are
+        :meth:`encode`'s bytes). Zero rows (``norms == 0`` when given) encode to all-zero
+        words, meaning "no direction". Three tensor operations: the projection, the sign-bit
+        select, the per-word sum.
+        """
+        proj = x.to(self._neg_projection.dtype) @ self._neg_projection  # (R, 32 * n_words)
+        signs = proj.view(torch.int32) >> 31  # -1 where x @ P > 0 (sign bit of -x @ P), else 0
+        words = (signs & self._word_weights).view(-1, self.n_words, 32).sum(-1, dtype=torch.int32)
+        nonzero = (x != 0).any(dim=1) if norms is None else norms > 0
+        return words * nonzero[:, None]
+
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Packed sign bits of ``x @ P``: ``(R, d)`` float -> ``(R, n_bytes)`` uint8."""
-        return self.pack(self.signs(x))
+        if x.shape[0] == 0:
+            return torch.zeros(0, self.n_bytes, dtype=torch.uint8, device=x.device)
+        return self.encode_words(x).view(torch.uint8)[:, : self.n_bytes].contiguous()
+
+    def word_hamming(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Differing bits of ``(R, n_words)`` int32 sketches: ``(R,)`` float32."""
+        diff = torch.bitwise_xor(a, b).contiguous().view(torch.uint8).long()
+        return self._popcount[diff].sum(-1, dtype=torch.float32)
+
+    def word_cosine(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Estimated cosine between the vectors behind int32-word sketches ``a`` and ``b``."""
+        return torch.cos(self.word_hamming(a, b) * (math.pi / self.n_bits))
 
     def cosine(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """Estimated cosine between the vectors behind packed sketches ``a`` and ``b``: ``(R,)``."""
@@ -100,13 +137,20 @@ class RowState:
     ints: torch.Tensor  # (N, IntCol.COUNT) int32
     floats: torch.Tensor  # (N, FloatCol.COUNT) float32
     sketch: torch.Tensor  # (N, n_bytes) uint8, sign sketch of the last gradient
+    # (N, SKETCH_COL + n_words) int32 holding all three as views (None for merged copies)
+    packed: torch.Tensor | None = None
+
+    SKETCH_COL = IntCol.COUNT + FloatCol.COUNT  # first sketch word in ``packed``
 
     @classmethod
     def zeros(cls, n_rows: int, n_bytes: int, device: torch.device | str) -> RowState:
+        n_words = -(-n_bytes // 4)
+        packed = torch.zeros(n_rows, cls.SKETCH_COL + n_words, dtype=torch.int32, device=device)
         return cls(
-            ints=torch.zeros(n_rows, IntCol.COUNT, dtype=torch.int32, device=device),
-            floats=torch.zeros(n_rows, FloatCol.COUNT, dtype=torch.float32, device=device),
-            sketch=torch.zeros(n_rows, n_bytes, dtype=torch.uint8, device=device),
+            ints=packed[:, : IntCol.COUNT],
+            floats=packed[:, IntCol.COUNT : cls.SKETCH_COL].view(torch.float32),
+            sketch=packed[:, cls.SKETCH_COL :].view(torch.uint8)[:, :n_bytes],
+            packed=packed,
         )
 
     @property
@@ -115,6 +159,8 @@ class RowState:
 
     def nbytes(self) -> int:
         """Bytes held by the per-row tensors."""
+        if self.packed is not None:
+            return self.packed.numel() * self.packed.element_size()
         return sum(t.numel() * t.element_size() for t in (self.ints, self.floats, self.sketch))
 
     def col(self, name: str) -> torch.Tensor:
@@ -141,7 +187,11 @@ class RowState:
 
     def to_dict(self) -> dict[str, torch.Tensor]:
         """CPU copies of the tensors (for ``state_dict``)."""
-        return {"ints": self.ints.cpu(), "floats": self.floats.cpu(), "sketch": self.sketch.cpu()}
+        return {
+            "ints": self.ints.cpu().contiguous(),
+            "floats": self.floats.cpu().contiguous(),
+            "sketch": self.sketch.cpu().contiguous(),
+        }
 
     def load_dict(self, data: dict[str, torch.Tensor]) -> None:
         """Copy tensors saved by :meth:`to_dict` in place, checking shapes and dtypes."""
