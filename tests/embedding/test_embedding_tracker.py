@@ -371,12 +371,14 @@ def test_explicit_optimizer_argument_ignores_other_optimizers():
 
 @pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
 def test_batched_fold_equals_step_by_step(sparse):
-    """Buffered steps folded at once (interval 50) give the state of per-step folding (interval 1)."""
+    """Steps folded in batches (fold.fold_steps, the accelerator path) give the state of
+    applying each step in place (fold.apply_step, the CPU path)."""
     batches = _batches(64, 40, batch=30)
     states = []
-    for interval in (1, 50):
+    for interval, fold_every in ((1, 1), (50, 64)):
         layer = _fresh(sparse=sparse)
         tracker = EmbeddingTracker(layer, name="emb", track_interval=interval)
+        tracker._fold_every = fold_every  # force the batched path on CPU
         _train(layer, tracker, batches, opt_kind="sgd", order="never", lr=0.3)
         st = tracker.row_state
         states.append((st.ints.clone(), st.floats.clone(), st.sketch.clone()))

@@ -18,14 +18,18 @@ to rounding).
 
 from __future__ import annotations
 
+import functools
+import math
 from dataclasses import dataclass
+from statistics import NormalDist
 
+import numpy as np
 import torch
 
 from gradtracer.embedding.diagnose import ZombieThresholds, pressure_threshold, zombie_mask
 from gradtracer.embedding.state import IntCol, RowState, SignSketch
 
-__all__ = ["N_ACC", "StepRecord", "apply_step", "fold_steps", "sketch_words"]
+__all__ = ["N_ACC", "StepRecord", "apply_step", "fold_steps", "sketch_words", "zombie_mask_np"]
 
 # running sums over the table, kept on the device so the snapshot is O(1)
 ACC_VEL, ACC_GN, ACC_COS, ACC_EXPOSED, ACC_PAIRED, ACC_ZOMBIE = range(6)
@@ -135,11 +139,12 @@ def fold_steps(
         )
     )
     prev_code = before_entry(code, per_entry(sketch_words(old_sk, sketch)))
-    cos = sketch.cosine(prev_code, code)  # (M,) cosine to the row's last gradient
-    # an all-zero sketch means "no previous direction"
+    hamming = sketch.hamming(prev_code, code)  # (M,) differing bits to the row's last sketch
+    cos = torch.cos(hamming * (math.pi / sketch.n_bits))  # estimated cosine
+    # an all-zero sketch means "no previous direction"; ties (cos 0) neither agree nor disagree
     paired = (prev_code != 0).any(dim=1) & (gn > 0)
-    agree = paired & (cos > 0)
-    disagree = paired & (cos < 0)
+    agree = paired & (2 * hamming < sketch.n_bits)
+    disagree = paired & (2 * hamming > sketch.n_bits)
     # running counts inside each row group: observations, pairs, agree, disagree
     run1 = group_cumsum(
         torch.stack([torch.ones_like(paired), paired, agree, disagree], dim=1).to(torch.float64)
@@ -206,74 +211,131 @@ def fold_steps(
     return trajectory
 
 
+
+@functools.lru_cache(maxsize=64)
+def _z_min(min_posterior: float) -> np.float32:
+    return np.float32(NormalDist().inv_cdf(min(max(min_posterior, 1e-12), 1.0 - 1e-12)))
+
+
+def zombie_mask_np(
+    n_agree: np.ndarray,
+    n_disagree: np.ndarray,
+    cos_ema: np.ndarray,
+    grad_norm_ema: np.ndarray,
+    grad_norm_peak: np.ndarray,
+    pressure: np.float32,
+    zt: ZombieThresholds,
+) -> np.ndarray:
+    """:func:`diagnose.zombie_mask` on NumPy int32/float32 arrays, with the same float32
+    arithmetic (so both give the same verdicts)."""
+    f32 = np.float32
+    pairs = n_agree + n_disagree
+    pairs_f = pairs.astype(f32)
+    return (
+        (pairs >= zt.min_pairs)
+        & ((n_disagree - n_agree).astype(f32) >= _z_min(zt.min_posterior) * np.sqrt(pairs_f + 1))
+        & (n_disagree >= pairs_f * f32(zt.min_disagree_rate))
+        & (cos_ema <= f32(zt.max_cos_ema))
+        & (grad_norm_ema >= pressure)
+        & (grad_norm_ema >= f32(zt.min_retained_pressure) * grad_norm_peak)
+    )
+
+
 def apply_step(
     state: RowState,
     acc: torch.Tensor,
     rows: torch.Tensor,
     gn: torch.Tensor,
     v: torch.Tensor,
-    code: torch.Tensor,
+    code: np.ndarray,
     step: int,
     *,
     sketch: SignSketch,
     ema_decay: float,
     zombie: ZombieThresholds,
 ) -> None:
-    """Apply one recorded step to a packed ``state`` and the running sums ``acc`` in place.
+    """Apply one recorded step to a packed CPU ``state`` and the running sums ``acc`` in place.
 
-    The single-step case of :func:`fold_steps`. ``rows`` (R,) must be unique; ``gn``/``v``
-    (R,) float32 gradient and displacement norms; ``code`` (R, n_words) int32 sign sketch
-    words (:meth:`SignSketch.encode_words`). Rows with a non-finite norm are left out of
-    every statistic and counted in the non-finite sums.
+    The single-step case of :func:`fold_steps`, computed with NumPy on zero-copy views of the
+    CPU tensors (a NumPy operation on ``(R,)`` vectors costs a fraction of a torch
+    dispatch). ``rows`` (R,) must be unique; ``gn``/``v`` (R,) float32 gradient and
+    displacement norms; ``code`` (R, n_words) int32 packed sign sketch
+    (:meth:`SignSketch.encode_numpy`). Rows with a non-finite norm are left out of every
+    statistic and counted in the non-finite sums.
     """
-    packed = state.packed
-    if packed is None:
-        raise ValueError("apply_step needs a packed RowState (RowState.zeros)")
-    finite = torch.isfinite(gn + v)
-    if not bool(finite.all()):
-        bad = ~finite
-        acc[ACC_NONFINITE_ROWS] += bad.sum()
-        acc[ACC_NONFINITE_STEPS] += 1.0
-        rows, gn, v, code = rows[finite], gn[finite], v[finite], code[finite]
-    b = ema_decay
-    nf_cols = IntCol.COUNT + 4  # the 4 float columns follow the 5 int columns
-    old = packed.index_select(0, rows)  # (R, C) int32
+    packed_t = state.packed
+    if packed_t is None or packed_t.device.type != "cpu":
+        raise ValueError("apply_step needs a packed CPU RowState (RowState.zeros on CPU)")
+    packed = state.packed_numpy()
+    accn = acc.numpy()
+    r = rows.numpy()
+    g = gn.numpy()
+    vv = v.numpy()
+    if not np.isfinite(g.sum() + vv.sum()):  # one check per step; rows filtered if needed
+        finite = np.isfinite(g) & np.isfinite(vv)
+        if not finite.all():
+            accn[ACC_NONFINITE_ROWS] += float((~finite).sum())
+            accn[ACC_NONFINITE_STEPS] += 1.0
+            r, g, vv, code = r[finite], g[finite], vv[finite], code[finite]
+    f32 = np.float32
+    b = f32(ema_decay)
+    one_minus_b = f32(1.0) - b
+    n_words = code.shape[1]
+    c0 = RowState.SKETCH_COL
+    old = packed.take(r, axis=0)  # (R, C) int32
     ints = old[:, : IntCol.COUNT]
-    fl = old[:, IntCol.COUNT : nf_cols].view(torch.float32)  # (R, 4) velocity, gn, cos, peak
-    old_code = old[:, nf_cols:]
-    cos = sketch.word_cosine(old_code, code)
-    # an all-zero sketch means "no previous direction"
-    has_prev = old_code[:, 0] != 0 if old_code.shape[1] == 1 else (old_code != 0).any(dim=1)
-    paired = has_prev & (gn > 0)
-    agree = paired & (cos > 0)
-    disagree = paired & (cos < 0)
-    is_new = ints[:, IntCol.EXPOSURE] == 0
+    fl = old[:, IntCol.COUNT : c0].view(f32)  # (R, 4) velocity, grad norm, cos, peak
+    # (unsigned views: np.bitwise_count counts the bits of |x| for signed integers)
+    if n_words == 1:
+        old_code = old[:, c0].view(np.uint32)
+        hamming = np.bitwise_count(old_code ^ code[:, 0].view(np.uint32))
+        has_prev = old_code != 0
+    else:
+        old_code = old[:, c0 : c0 + n_words].view(np.uint32)
+        hamming = np.bitwise_count(old_code ^ code.view(np.uint32)).sum(axis=1, dtype=np.int32)
+        has_prev = old_code.any(axis=1)
+    cos = np.cos(hamming.astype(f32) * f32(math.pi / sketch.n_bits))
+    # an all-zero sketch means "no previous direction"; ties (cos 0) neither agree nor disagree
+    paired = has_prev & (g > 0)
+    twice = 2 * hamming.astype(np.int32)
+    agree = paired & (twice < sketch.n_bits)
+    disagree = paired & (twice > sketch.n_bits)
+    exposure = ints[:, IntCol.EXPOSURE]
+    is_new = exposure == 0
     first_pair = paired & ((ints[:, IntCol.N_AGREE] + ints[:, IntCol.N_DISAGREE]) == 0)
+    new = np.empty_like(old)
+    new_fl = new[:, IntCol.COUNT : c0].view(f32)
     # EMAs: E = b E_old + c x, c = 1 for the row's first observation (pair), else 1 - b
-    c = torch.where(is_new, 1.0, 1.0 - b)
-    vg = torch.addcmul(fl[:, :2] * b, c[:, None], torch.stack([v, gn], dim=1))
-    cp = torch.where(first_pair, 1.0, 1.0 - b) * paired
-    cos_ema = torch.addcmul(fl[:, 2] * torch.where(paired, b, 1.0), cp, cos)
-    peak = torch.maximum(fl[:, 3], vg[:, 1])
-    n_agree = ints[:, IntCol.N_AGREE] + agree
-    n_disagree = ints[:, IntCol.N_DISAGREE] + disagree
-    zt = zombie
-    pressure = pressure_threshold(acc[ACC_GN] / acc[ACC_EXPOSED].clamp_min(1.0), zt)
-    is_zombie = zombie_mask(n_agree, n_disagree, cos_ema, vg[:, 1], peak, pressure, zt)
-    new_fl = torch.cat([vg, cos_ema[:, None], peak[:, None]], dim=1)  # (R, 4) float32
-    new_ints = torch.stack(
-        [
-            ints[:, IntCol.EXPOSURE] + 1,
-            torch.full_like(ints[:, IntCol.EXPOSURE], step),
-            n_agree,
-            n_disagree,
-            is_zombie.to(torch.int32),
-        ],
-        dim=1,
+    c = np.where(is_new, f32(1.0), one_minus_b)
+    new_fl[:, 0] = fl[:, 0] * b + c * vv
+    new_fl[:, 1] = fl[:, 1] * b + c * g
+    cp = np.where(first_pair, f32(1.0), one_minus_b) * paired
+    new_fl[:, 2] = fl[:, 2] * np.where(paired, b, f32(1.0)) + cp * cos
+    np.maximum(fl[:, 3], new_fl[:, 1], out=new_fl[:, 3])
+    new[:, IntCol.EXPOSURE] = exposure + 1
+    new[:, IntCol.LAST_SEEN] = step
+    new[:, IntCol.N_AGREE] = ints[:, IntCol.N_AGREE] + agree
+    new[:, IntCol.N_DISAGREE] = ints[:, IntCol.N_DISAGREE] + disagree
+    mean_gn = float(accn[ACC_GN]) / max(float(accn[ACC_EXPOSED]), 1.0)
+    pressure = max(
+        f32(f32(mean_gn) * f32(zombie.pressure_ratio)), f32(zombie.min_grad_norm)
     )
-    packed.index_copy_(0, rows, torch.cat([new_ints, new_fl.view(torch.int32), code], dim=1))
+    is_zombie = zombie_mask_np(
+        new[:, IntCol.N_AGREE],
+        new[:, IntCol.N_DISAGREE],
+        new_fl[:, 2],
+        new_fl[:, 1],
+        new_fl[:, 3],
+        pressure,
+        zombie,
+    )
+    new[:, IntCol.ZOMBIE] = is_zombie
+    new[:, c0:] = code
+    packed[r] = new
     # running table sums: float columns' change, new rows, first pairs, zombie change
-    counts = torch.stack([is_new, first_pair, is_zombie], dim=1).sum(0, dtype=torch.float64)
-    counts[2] -= ints[:, IntCol.ZOMBIE].sum(dtype=torch.float64)
-    d_fl = new_fl[:, :3].sum(0, dtype=torch.float64) - fl[:, :3].sum(0, dtype=torch.float64)
-    acc[:6] += torch.cat([d_fl, counts])
+    accn[:3] += (new_fl[:, :3] - fl[:, :3]).sum(axis=0, dtype=np.float64)
+    accn[ACC_EXPOSED] += float(np.count_nonzero(is_new))
+    accn[ACC_PAIRED] += float(np.count_nonzero(first_pair))
+    accn[ACC_ZOMBIE] += float(np.count_nonzero(is_zombie)) - float(
+        np.count_nonzero(ints[:, IntCol.ZOMBIE])
+    )

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 __all__ = ["FloatCol", "IntCol", "RowState", "SignSketch"]
@@ -61,25 +62,15 @@ class SignSketch:
         gen.manual_seed(seed)
         self.n_bits = n_bits
         self.n_bytes = n_bits // 8
-        self.n_words = -(-n_bits // 32)  # int32 words holding the bits
+        self.n_words = -(-self.n_bytes // 4)  # int32 words holding the bytes
         self.projection = torch.randn(dim, n_bits, generator=gen).to(device)  # (d, n_bits)
-        self._init_derived()
-
-    def _init_derived(self) -> None:
-        device = self.projection.device
         self._weights = (2 ** torch.arange(8, dtype=torch.int16)).to(device)  # (8,)
         self._popcount = _POPCOUNT.to(device)
-        # x @ (-P) < 0  <=>  x @ P > 0: the float sign bit is the sketch bit
-        pad = 32 * self.n_words - self.n_bits
-        self._neg_projection = torch.nn.functional.pad(-self.projection, (0, pad))
-        bit = torch.arange(32 * self.n_words, dtype=torch.int64) % 32
-        weights = torch.where(bit == 31, -(2**31), 2**bit)  # bit 31 of an int32 word
-        weights[self.n_bits :] = 0  # padding bits stay 0
-        self._word_weights = weights.to(torch.int32).to(device)
 
     def to(self, device: torch.device | str) -> SignSketch:
         self.projection = self.projection.to(device)
-        self._init_derived()
+        self._weights = self._weights.to(device)
+        self._popcount = self._popcount.to(device)
         return self
 
     def signs(self, x: torch.Tensor) -> torch.Tensor:
@@ -96,34 +87,24 @@ class SignSketch:
         diff = torch.bitwise_xor(a, b).view(torch.uint8).reshape(a.shape[0], -1).long()
         return self._popcount[diff].sum(-1, dtype=torch.float32)
 
-    def encode_words(self, x: torch.Tensor, norms: torch.Tensor | None = None) -> torch.Tensor:
-        """Sign bits of ``x @ P`` packed into int32 words: ``(R, d)`` -> ``(R, n_words)``.
+    def encode_numpy(self, x: torch.Tensor) -> np.ndarray:
+        """:meth:`encode` for CPU tensors, packed by NumPy into int32 words.
 
-        Bit ``k`` of word ``i`` is sign ``32 i + k`` (the little-endian bytes of the words are
-        :meth:`encode`'s bytes). Zero rows (``norms == 0`` when given) encode to all-zero
-        words, meaning "no direction". Three tensor operations: the projection, the sign-bit
-        select, the per-word sum.
+        Returns ``(R, n_words)`` int32, ``n_words = ceil(n_bytes / 4)``, whose little-endian
+        bytes are :meth:`encode`'s bytes (then zero padding). Two operations (the projection
+        and ``np.packbits``) instead of :meth:`pack`'s five torch dispatches.
         """
-        proj = x.to(self._neg_projection.dtype) @ self._neg_projection  # (R, 32 * n_words)
-        signs = proj.view(torch.int32) >> 31  # -1 where x @ P > 0 (sign bit of -x @ P), else 0
-        words = (signs & self._word_weights).view(-1, self.n_words, 32).sum(-1, dtype=torch.int32)
-        nonzero = (x != 0).any(dim=1) if norms is None else norms > 0
-        return words * nonzero[:, None]
+        proj = x.to(self.projection.dtype) @ self.projection  # (R, n_bits)
+        packed = np.packbits(proj.numpy() > 0, axis=1, bitorder="little")  # (R, n_bytes)
+        if self.n_bytes % 4:
+            padded = np.zeros((packed.shape[0], 4 * self.n_words), dtype=np.uint8)
+            padded[:, : self.n_bytes] = packed
+            packed = padded
+        return packed.view(np.int32)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Packed sign bits of ``x @ P``: ``(R, d)`` float -> ``(R, n_bytes)`` uint8."""
-        if x.shape[0] == 0:
-            return torch.zeros(0, self.n_bytes, dtype=torch.uint8, device=x.device)
-        return self.encode_words(x).view(torch.uint8)[:, : self.n_bytes].contiguous()
-
-    def word_hamming(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        """Differing bits of ``(R, n_words)`` int32 sketches: ``(R,)`` float32."""
-        diff = torch.bitwise_xor(a, b).contiguous().view(torch.uint8).long()
-        return self._popcount[diff].sum(-1, dtype=torch.float32)
-
-    def word_cosine(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        """Estimated cosine between the vectors behind int32-word sketches ``a`` and ``b``."""
-        return torch.cos(self.word_hamming(a, b) * (math.pi / self.n_bits))
+        return self.pack(self.signs(x))
 
     def cosine(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """Estimated cosine between the vectors behind packed sketches ``a`` and ``b``: ``(R,)``."""
@@ -152,6 +133,16 @@ class RowState:
             sketch=packed[:, cls.SKETCH_COL :].view(torch.uint8)[:, :n_bytes],
             packed=packed,
         )
+
+    def packed_numpy(self) -> np.ndarray:
+        """Zero-copy NumPy view of :attr:`packed` (CPU only; cached)."""
+        cached = getattr(self, "_packed_np", None)
+        if cached is None:
+            if self.packed is None:
+                raise ValueError("this RowState is not packed")
+            cached = self.packed.numpy()
+            self._packed_np = cached
+        return cached
 
     @property
     def n_rows(self) -> int:

@@ -46,6 +46,7 @@ from gradtracer.embedding.fold import (
     ACC_VEL,
     N_ACC,
     StepRecord,
+    apply_step,
     fold_steps,
     sketch_words,
 )
@@ -70,8 +71,9 @@ def _live_tracker(weight: torch.Tensor) -> EmbeddingTracker | None:
 
 _STATE_VERSION = 1
 
-# recorded steps are folded into the row state in batches of at most this many steps (and
-# whenever a snapshot, summary, checkpoint or intervention needs the current state) ...
+# on accelerators recorded steps are folded into the row state in batches of at most this
+# many steps (and whenever a snapshot, summary, checkpoint or intervention needs the current
+# state) ...; on CPU every step is applied in place at once (fold.apply_step)
 _MAX_BUFFERED_STEPS = 64
 _MAX_BUFFERED_ROWS = 1 << 18  # ... or of at most this many buffered row updates
 
@@ -170,6 +172,8 @@ class EmbeddingTracker:
             torch.int64 if nb % 8 == 0 else torch.int32 if nb % 4 == 0 else torch.uint8
         )
         self._state = RowState.zeros(n_rows, self._sketch.n_bytes, device)
+        # steps buffered before folding: 1 = apply each step in place (see fold.py)
+        self._fold_every = 1 if device.type == "cpu" else _MAX_BUFFERED_STEPS
         self._acc = torch.zeros(N_ACC, dtype=torch.float64, device=device)
         self._n_updates = 0
         self._touched = 0  # rows updated by the last optimizer step
@@ -283,8 +287,9 @@ class EmbeddingTracker:
     def _close(self, count_empty: bool = False) -> None:
         """Finish the pending step: measure the applied displacement and record the step.
 
-        Only a few batch-sized tensor operations happen here (norms, the sign sketch); the
-        row-state update runs vectorised over all buffered steps in :meth:`_flush`.
+        Batch-sized work only: two norms, the sign sketch and either the in-place row-state
+        update (:func:`fold.apply_step`, CPU) or a buffered record folded later with the
+        other buffered steps (:func:`fold.fold_steps`, accelerators).
         """
         pend = self._pending
         if pend is None:
@@ -295,24 +300,44 @@ class EmbeddingTracker:
             return
         self._pending = None
         self._n_updates += 1
+        n_rows = int(pend.rows.numel())
         with torch.no_grad():
             disp = self._weight.detach().index_select(0, pend.rows) - pend.before  # (R, d)
-            step = StepRecord(
-                rows=pend.rows,
-                gn=torch.linalg.vector_norm(pend.grad, dim=1).float(),
-                v=torch.linalg.vector_norm(disp, dim=1).float(),
-                code=sketch_words(self._sketch.encode(pend.grad), self._sketch),
-                step=self._n_updates,
-            )
-        self._touched = int(pend.rows.numel())
-        self._buffer.append(step)
-        self._buffered_values += int(pend.rows.numel())
+            gn = torch.linalg.vector_norm(pend.grad, dim=1).float()
+            v = torch.linalg.vector_norm(disp, dim=1).float()
+            if self._fold_every == 1 and not self._buffer:
+                # apply in place now (the cheaper way on CPU, see fold.py)
+                apply_step(
+                    self._state,
+                    self._acc,
+                    pend.rows,
+                    gn,
+                    v,
+                    self._sketch.encode_numpy(pend.grad),
+                    self._n_updates,
+                    sketch=self._sketch,
+                    ema_decay=self.ema_decay,
+                    zombie=self.thresholds.zombie,
+                )
+            else:
+                self._buffer.append(
+                    StepRecord(
+                        rows=pend.rows,
+                        gn=gn,
+                        v=v,
+                        code=sketch_words(self._sketch.encode(pend.grad), self._sketch),
+                        step=self._n_updates,
+                    )
+                )
+                self._buffered_values += n_rows
+        self._touched = n_rows
         if self._intervention is not None:
             self._flush()
             with torch.no_grad():
                 self._intervene(pend.rows, pend.before, disp)
         elif (
-            len(self._buffer) >= _MAX_BUFFERED_STEPS or self._buffered_values >= _MAX_BUFFERED_ROWS
+            len(self._buffer) >= self._fold_every
+            or self._buffered_values >= _MAX_BUFFERED_ROWS
         ):
             self._flush()
         self._after_update()
@@ -539,8 +564,8 @@ class EmbeddingTracker:
             target = self._n_updates + (1 if self._pending is not None else 0)
             self._last_loss = value
             last = self._history[-1] if self._history else None
-            if last is not None and last["step"] == target and last["loss"] is None:
-                last["loss"] = value
+            if last is not None and last["step"] == target:
+                last["loss"] = value  # the latest loss given for a step wins
             elif last is None or last["step"] < target:
                 self._losses[target] = value
 

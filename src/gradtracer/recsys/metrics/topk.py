@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
 from gradtracer._progress import progress as progress_bar
@@ -38,6 +39,7 @@ from gradtracer.recsys.metrics._inputs import (
     select_users,
     take_rows,
 )
+from gradtracer.recsys.metrics.counting import counted_hits, prefers_counting
 from gradtracer.recsys.metrics.functional import (
     METRICS,
     check_ks,
@@ -145,6 +147,7 @@ def evaluate_topk(
     users: Sequence[int] | np.ndarray | None = None,
     random_state: RandomState = 0,
     progress: bool | None = None,
+    coverage: bool = False,
 ) -> RankingResult:
     """Return full-ranking top-K metrics of ``scorer`` on held-out items, per user and mean.
 
@@ -165,6 +168,14 @@ def evaluate_topk(
         users: optional subset of user indices to evaluate.
         random_state: seed for ``ties="random"``.
         progress: progress bar (None: only on a terminal).
+        coverage: also report item coverage@K (``result.coverage``), which needs every
+            user's top-K list; default False (``result.coverage`` is then empty).
+
+    Users with few held-out items (up to
+    :data:`~gradtracer.recsys.metrics.counting.MAX_COUNTED_RELEVANT`) are ranked by
+    counting (:mod:`~gradtracer.recsys.metrics.counting`) instead of ``torch.topk``
+    when ``ties`` is conservative or optimistic and coverage is not requested; both paths
+    give identical metrics.
     """
     test = as_csr(test_user_items, "test_user_items")
     n_users, n_items = test.shape
@@ -180,44 +191,56 @@ def evaluate_topk(
     eval_users, n_skipped = select_users(test, users)
     if eval_users.size == 0:
         raise ValueError("no user has a held-out item in test_user_items; nothing to evaluate")
-    gen = torch_generator(random_state)
+    gen = torch_generator(random_state) if ties == "random" else None
     kmax = ks[-1]
     parts: dict[str, list[np.ndarray]] = {}
-    covered = {k: np.zeros(n_items, dtype=bool) for k in ks}
+    covered = {k: np.zeros(n_items, dtype=bool) for k in ks} if coverage else {}
     starts = range(0, eval_users.size, batch_size)
-    batches = progress_bar(starts, total=len(starts), desc="evaluate", enabled=progress)
-    for start in batches if len(starts) > 1 else starts:
+    if len(starts) > 1:
+        starts = progress_bar(starts, total=len(starts), desc="evaluate", enabled=progress)
+    for start in starts:
         batch = eval_users[start : start + batch_size]
         with torch.no_grad():
             scores = score_fn(torch.from_numpy(batch))  # (B, n_items)
             block = take_rows(test, batch)
-            relevant, n_rel = padded_rows(block, fill=n_items)
+            relevant, n_rel = padded_rows(block, fill=n_items)  # (B, R), (B,)
             if excl is not None:
-                if not owns:
-                    scores = scores.clone()
-                scores = scores.contiguous()
-                flat = scores.view(-1)  # (B * n_items,) view
-                held = flat_positions(block).to(scores.device)
-                kept = flat[held]
-                flat.index_fill_(
-                    0, flat_positions(take_rows(excl, batch)).to(scores.device), -torch.inf
-                )
-                flat[held] = kept
-            hits, top = tied_topk_hits(scores, relevant, n_rel, kmax, ties, gen)
+                scores = _mask_excluded(scores, owns, block, take_rows(excl, batch))
+            hits = None
+            if not coverage and prefers_counting(relevant.shape[1], n_items, ties, scores.dtype):
+                hits = counted_hits(scores, relevant, n_rel, kmax, ties)
+            if hits is None:
+                hits, top = tied_topk_hits(scores, relevant, n_rel, kmax, ties, gen)
+                if coverage:
+                    top_np = top.cpu().numpy()
+                    for k in ks:
+                        covered[k][top_np[:, :k].ravel()] = True
             for key, values in metrics_from_hits(hits, n_rel.to(hits.device), ks, names).items():
                 parts.setdefault(key, []).append(values.cpu().numpy())
-            top_np = top.cpu().numpy()
-            for k in ks:
-                covered[k][top_np[:, :k].ravel()] = True
     per_user = {key: np.concatenate(chunks) for key, chunks in parts.items()}
     return RankingResult(
         mean={key: float(v.mean()) for key, v in per_user.items()},
         per_user=per_user,
         users=eval_users,
         n_skipped=n_skipped,
-        coverage={metric_key("coverage", k): float(covered[k].mean()) for k in ks},
+        coverage={metric_key("coverage", k): float(c.mean()) for k, c in covered.items()},
         ks=ks,
         ties=ties,
         protocol=FULL_RANKING,
         n_items=n_items,
     )
+
+
+def _mask_excluded(
+    scores: torch.Tensor, owns: bool, held: sp.csr_matrix, excluded: sp.csr_matrix
+) -> torch.Tensor:
+    """Set ``excluded`` entries of ``scores`` to ``-inf``, keeping ``held`` (held-out) ones."""
+    if not owns:
+        scores = scores.clone()
+    scores = scores.contiguous()
+    flat = scores.view(-1)  # (B * n_items,) view
+    held_at = flat_positions(held).to(scores.device)
+    kept = flat[held_at]
+    flat.index_fill_(0, flat_positions(excluded).to(scores.device), -torch.inf)
+    flat[held_at] = kept
+    return scores

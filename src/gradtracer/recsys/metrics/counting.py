@@ -1,0 +1,119 @@
+"""Hit matrices from rank counting: the top-K fast path when each user has few relevant items.
+
+Every ranking metric is a function of the positions of the relevant items only, and the
+position of a relevant item follows from counts over the user's score row, so no top-K
+list is needed. For a user with relevant set ``R`` and (already masked) scores ``s``,
+the relevant item ``r`` sits at the 1-based position
+
+- conservative: ``1 + #{j not in R: s_j >= s_r} + #{r' in R: s_r' > s_r} + t_r``
+- optimistic:   ``1 + #{j not in R: s_j >  s_r} + #{r' in R: s_r' > s_r} + t_r``
+
+where ``t_r`` numbers the relevant items tied with ``r`` (relevant items are
+interchangeable, so their order among themselves does not change any metric). These are
+exactly the positions the tie-resolved top-K list of
+:func:`~gradtracer.recsys.metrics.topk.tied_topk_hits` gives, including ties at the
+cutoff. ``"random"`` ties are not served here (they draw from the top-K path's stream).
+
+Cost per batch: one pass over the ``(B, n_items)`` scores per relevant column, in row
+blocks small enough to stay in cache (one comparison written into a float buffer and one
+row sum; float sums of 0/1 values are exact below 2**24 items).
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["MAX_COUNTED_RELEVANT", "counted_hits", "prefers_counting"]
+
+#: Counting costs one pass per relevant column; ``torch.topk`` costs about 4-15 such
+#: passes (more for short rows, measured on CPU); beyond this many relevant items per
+#: user in a batch the top-K path is used.
+MAX_COUNTED_RELEVANT = 8
+_LARGE_CATALOGUE = 65_536  # above this, topk is cheaper per item: allow fewer columns
+_MAX_EXACT_COUNT = 1 << 24  # float32 counts of 0/1 values are exact below this
+_BLOCK_ELEMENTS = 1 << 22  # scores per row block (16 MiB of float32)
+
+
+def prefers_counting(n_relevant_max: int, n_items: int, ties: str, dtype: torch.dtype) -> bool:
+    """Whether :func:`counted_hits` is expected to beat the top-K path for this batch."""
+    limit = MAX_COUNTED_RELEVANT if n_items <= _LARGE_CATALOGUE else MAX_COUNTED_RELEVANT // 2
+    return (
+        ties in ("conservative", "optimistic")
+        and dtype in (torch.float32, torch.float64)
+        and 1 <= n_relevant_max <= limit
+        and n_items < _MAX_EXACT_COUNT
+    )
+
+
+def counted_hits(
+    scores: torch.Tensor,
+    relevant: torch.Tensor,
+    n_relevant: torch.Tensor,
+    k: int,
+    ties: str = "conservative",
+) -> torch.Tensor | None:
+    """Return the ``(B, k)`` bool hit matrix of the tie-resolved ranking, or None.
+
+    Args:
+        scores: ``(B, n_items)`` float32/float64 scores, masked items already ``-inf``.
+        relevant: ``(B, R)`` int64 relevant item indices, padded with ``n_items``.
+        n_relevant: ``(B,)`` number of valid entries of each ``relevant`` row.
+        k: list length.
+        ties: ``"conservative"`` or ``"optimistic"``.
+
+    Returns None when ``scores`` hold a NaN (or both ``+inf`` and ``-inf``, which a cheap
+    sum cannot tell from NaN): the caller then takes the top-K path, which reports NaN.
+    """
+    if ties not in ("conservative", "optimistic"):
+        raise ValueError(f"counting serves ties 'conservative' or 'optimistic', got {ties!r}")
+    bsz, n_items = scores.shape
+    device = scores.device
+    width = relevant.shape[1]
+    rel = relevant.to(device)
+    valid = torch.arange(width, device=device)[None, :] < n_relevant.to(device)[:, None]
+    target = scores.gather(1, rel.clamp(max=n_items - 1))  # (B, R)
+    # padded columns compare against +inf: finite work, ignored through `valid`
+    target = target.masked_fill(~valid, torch.inf)
+    compare = torch.lt if ties == "conservative" else torch.gt
+    counts, total = _count_by_column(scores, target, compare)
+    if bool(torch.isnan(total)):
+        return None
+    counts = counts.to(torch.int64)  # (B, R)
+    # relation among the relevant items themselves: (B, R, R), [b, r, r'] about r' vs r
+    t_r, t_o = target[:, :, None], target[:, None, :]
+    both = valid[:, :, None] & valid[:, None, :]
+    rel_above = ((t_o > t_r) & both).sum(2)
+    earlier = torch.ones(width, width, dtype=torch.bool, device=device).tril(-1)
+    tie_rank = ((t_o == t_r) & both & earlier).sum(2)
+    if ties == "conservative":
+        # counts = #{j: s_j < s_r}; n_items - counts = #{j: s_j >= s_r}, r itself included
+        rel_at_or_above = ((t_o >= t_r) & both).sum(2)
+        above_non_rel = n_items - counts - rel_at_or_above
+    else:
+        above_non_rel = counts - rel_above  # counts = #{j: s_j > s_r}
+    position = 1 + above_non_rel + rel_above + tie_rank  # (B, R), 1-based
+    column = torch.where(valid & (position <= k), position - 1, k)
+    hits = torch.zeros(bsz, k + 1, dtype=torch.bool, device=device)
+    hits.scatter_(1, column, True)
+    return hits[:, :k]
+
+
+def _count_by_column(
+    scores: torch.Tensor, target: torch.Tensor, compare: object
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return ``((B, R) #{j: compare(s_j, target_r)}, sum of all scores)``, row block by block."""
+    bsz, n_items = scores.shape
+    width = target.shape[1]
+    rows = max(1, min(bsz, _BLOCK_ELEMENTS // max(n_items, 1)))
+    buf = torch.empty(rows * n_items, dtype=scores.dtype, device=scores.device)
+    counts = torch.empty(bsz, width, dtype=scores.dtype, device=scores.device)
+    total = scores.new_zeros(())
+    for lo in range(0, bsz, rows):
+        hi = min(lo + rows, bsz)
+        block = scores[lo:hi]
+        out = buf[: (hi - lo) * n_items].view(hi - lo, n_items)
+        total = total + block.sum()  # NaN here <=> NaN in the block (or +inf with -inf)
+        for c in range(width):
+            compare(block, target[lo:hi, c : c + 1], out=out)  # type: ignore[operator]
+            counts[lo:hi, c] = out.sum(1)
+    return counts, total
