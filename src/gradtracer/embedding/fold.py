@@ -211,6 +211,12 @@ def fold_steps(
     return trajectory
 
 
+@functools.lru_cache(maxsize=16)
+def _cos_table(n_bits: int) -> np.ndarray:
+    """``cos(pi * h / n_bits)`` for ``h = 0 .. n_bits`` as float32 (the torch path's values)."""
+    h = torch.arange(n_bits + 1, dtype=torch.float32)
+    return torch.cos(h * (math.pi / n_bits)).numpy()
+
 
 @functools.lru_cache(maxsize=64)
 def _z_min(min_posterior: float) -> np.float32:
@@ -294,7 +300,7 @@ def apply_step(
         old_code = old[:, c0 : c0 + n_words].view(np.uint32)
         hamming = np.bitwise_count(old_code ^ code.view(np.uint32)).sum(axis=1, dtype=np.int32)
         has_prev = old_code.any(axis=1)
-    cos = np.cos(hamming.astype(f32) * f32(math.pi / sketch.n_bits))
+    cos = _cos_table(sketch.n_bits)[hamming]  # cos(pi * hamming / n_bits), float32
     # an all-zero sketch means "no previous direction"; ties (cos 0) neither agree nor disagree
     paired = has_prev & (g > 0)
     twice = 2 * hamming.astype(np.int32)
@@ -317,9 +323,7 @@ def apply_step(
     new[:, IntCol.N_AGREE] = ints[:, IntCol.N_AGREE] + agree
     new[:, IntCol.N_DISAGREE] = ints[:, IntCol.N_DISAGREE] + disagree
     mean_gn = float(accn[ACC_GN]) / max(float(accn[ACC_EXPOSED]), 1.0)
-    pressure = max(
-        f32(f32(mean_gn) * f32(zombie.pressure_ratio)), f32(zombie.min_grad_norm)
-    )
+    pressure = max(f32(f32(mean_gn) * f32(zombie.pressure_ratio)), f32(zombie.min_grad_norm))
     is_zombie = zombie_mask_np(
         new[:, IntCol.N_AGREE],
         new[:, IntCol.N_DISAGREE],
@@ -333,7 +337,8 @@ def apply_step(
     new[:, c0:] = code
     packed[r] = new
     # running table sums: float columns' change, new rows, first pairs, zombie change
-    accn[:3] += (new_fl[:, :3] - fl[:, :3]).sum(axis=0, dtype=np.float64)
+    # (a float32 sum of the R changes: no buffered casting; the running sums stay float64)
+    accn[:3] += np.ones(len(r), dtype=f32) @ (new_fl[:, :3] - fl[:, :3])
     accn[ACC_EXPOSED] += float(np.count_nonzero(is_new))
     accn[ACC_PAIRED] += float(np.count_nonzero(first_pair))
     accn[ACC_ZOMBIE] += float(np.count_nonzero(is_zombie)) - float(

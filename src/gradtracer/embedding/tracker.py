@@ -335,10 +335,7 @@ class EmbeddingTracker:
             self._flush()
             with torch.no_grad():
                 self._intervene(pend.rows, pend.before, disp)
-        elif (
-            len(self._buffer) >= self._fold_every
-            or self._buffered_values >= _MAX_BUFFERED_ROWS
-        ):
+        elif len(self._buffer) >= self._fold_every or self._buffered_values >= _MAX_BUFFERED_ROWS:
             self._flush()
         self._after_update()
 

@@ -124,7 +124,7 @@ def test_single_target_agrees_with_target_ranks(rng):
 def test_coverage_counts_distinct_recommended_items():
     test = sp.csr_matrix(np.ones((3, 4), dtype=np.float32))
     scores = torch.tensor([[4.0, 3, 2, 1]] * 3)  # everyone gets item 0 first
-    res = evaluate_topk(lambda idx: scores[idx], test, ks=(1, 2))
+    res = evaluate_topk(lambda idx: scores[idx], test, ks=(1, 2), coverage=True)
     assert res.coverage == {"coverage@1": 0.25, "coverage@2": 0.5}
 
 

@@ -23,7 +23,12 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["MAX_COUNTED_RELEVANT", "counted_hits", "prefers_counting"]
+__all__ = [
+    "MAX_COUNTED_RELEVANT",
+    "hits_from_positions",
+    "prefers_counting",
+    "relevant_positions",
+]
 
 #: Counting costs one pass per relevant column; ``torch.topk`` costs about 4-15 such
 #: passes (more for short rows, measured on CPU); beyond this many relevant items per
@@ -31,7 +36,7 @@ __all__ = ["MAX_COUNTED_RELEVANT", "counted_hits", "prefers_counting"]
 MAX_COUNTED_RELEVANT = 8
 _LARGE_CATALOGUE = 65_536  # above this, topk is cheaper per item: allow fewer columns
 _MAX_EXACT_COUNT = 1 << 24  # float32 counts of 0/1 values are exact below this
-_BLOCK_ELEMENTS = 1 << 22  # scores per row block (16 MiB of float32)
+_BLOCK_ELEMENTS = 1 << 19  # scores per row block (2 MiB of float32: stays in cache)
 
 
 def prefers_counting(n_relevant_max: int, n_items: int, ties: str, dtype: torch.dtype) -> bool:
@@ -45,40 +50,43 @@ def prefers_counting(n_relevant_max: int, n_items: int, ties: str, dtype: torch.
     )
 
 
-def counted_hits(
+def relevant_positions(
     scores: torch.Tensor,
     relevant: torch.Tensor,
     n_relevant: torch.Tensor,
-    k: int,
     ties: str = "conservative",
 ) -> torch.Tensor | None:
-    """Return the ``(B, k)`` bool hit matrix of the tie-resolved ranking, or None.
+    """Return ``(B, R)`` int64 1-based positions of the relevant items, ascending, or None.
 
     Args:
         scores: ``(B, n_items)`` float32/float64 scores, masked items already ``-inf``.
         relevant: ``(B, R)`` int64 relevant item indices, padded with ``n_items``.
-        n_relevant: ``(B,)`` number of valid entries of each ``relevant`` row.
-        k: list length.
+        n_relevant: ``(B,)`` number of valid entries of each ``relevant`` row (>= 1).
         ties: ``"conservative"`` or ``"optimistic"``.
 
-    Returns None when ``scores`` hold a NaN (or both ``+inf`` and ``-inf``, which a cheap
-    sum cannot tell from NaN): the caller then takes the top-K path, which reports NaN.
+    Padding entries get position ``n_items + 1`` (past every cutoff). Returns None when
+    ``scores`` hold a NaN (or both ``+inf`` and ``-inf``, which a cheap sum cannot tell
+    from NaN): the caller then takes the top-K path, which reports NaN.
     """
     if ties not in ("conservative", "optimistic"):
         raise ValueError(f"counting serves ties 'conservative' or 'optimistic', got {ties!r}")
-    bsz, n_items = scores.shape
+    n_items = scores.shape[1]
     device = scores.device
     width = relevant.shape[1]
     rel = relevant.to(device)
-    valid = torch.arange(width, device=device)[None, :] < n_relevant.to(device)[:, None]
     target = scores.gather(1, rel.clamp(max=n_items - 1))  # (B, R)
-    # padded columns compare against +inf: finite work, ignored through `valid`
-    target = target.masked_fill(~valid, torch.inf)
+    valid = None
+    if width > 1:
+        valid = torch.arange(width, device=device)[None, :] < n_relevant.to(device)[:, None]
+        # padded columns compare against +inf: finite work, ignored through `valid`
+        target = target.masked_fill(~valid, torch.inf)
     compare = torch.lt if ties == "conservative" else torch.gt
     counts, total = _count_by_column(scores, target, compare)
     if bool(torch.isnan(total)):
         return None
     counts = counts.to(torch.int64)  # (B, R)
+    if valid is None:  # one relevant item: its rank
+        return n_items - counts if ties == "conservative" else 1 + counts
     # relation among the relevant items themselves: (B, R, R), [b, r, r'] about r' vs r
     t_r, t_o = target[:, :, None], target[:, None, :]
     both = valid[:, :, None] & valid[:, None, :]
@@ -87,33 +95,38 @@ def counted_hits(
     tie_rank = ((t_o == t_r) & both & earlier).sum(2)
     if ties == "conservative":
         # counts = #{j: s_j < s_r}; n_items - counts = #{j: s_j >= s_r}, r itself included
-        rel_at_or_above = ((t_o >= t_r) & both).sum(2)
-        above_non_rel = n_items - counts - rel_at_or_above
+        above_non_rel = n_items - counts - ((t_o >= t_r) & both).sum(2)
     else:
         above_non_rel = counts - rel_above  # counts = #{j: s_j > s_r}
-    position = 1 + above_non_rel + rel_above + tie_rank  # (B, R), 1-based
-    column = torch.where(valid & (position <= k), position - 1, k)
-    hits = torch.zeros(bsz, k + 1, dtype=torch.bool, device=device)
-    hits.scatter_(1, column, True)
-    return hits[:, :k]
+    position = 1 + above_non_rel + rel_above + tie_rank  # (B, R)
+    return position.masked_fill(~valid, n_items + 1).sort(dim=1).values
+
+
+def hits_from_positions(positions: torch.Tensor, k: int) -> torch.Tensor:
+    """Return the ``(B, k)`` bool hit matrix of 1-based relevant ``positions`` ``(B, R)``."""
+    column = torch.where(positions <= k, positions - 1, k)
+    hits = torch.zeros(positions.shape[0], k + 1, dtype=torch.bool, device=positions.device)
+    return hits.scatter_(1, column, True)[:, :k]
 
 
 def _count_by_column(
     scores: torch.Tensor, target: torch.Tensor, compare: object
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return ``((B, R) #{j: compare(s_j, target_r)}, sum of all scores)``, row block by block."""
+    """Return ``((B, R) #{j: compare(s_j, target_r)}, sum of all scores)``.
+
+    Works in row blocks whose 0/1 buffer stays small (cache-resident, no large allocation).
+    """
     bsz, n_items = scores.shape
     width = target.shape[1]
     rows = max(1, min(bsz, _BLOCK_ELEMENTS // max(n_items, 1)))
     buf = torch.empty(rows * n_items, dtype=scores.dtype, device=scores.device)
-    counts = torch.empty(bsz, width, dtype=scores.dtype, device=scores.device)
-    total = scores.new_zeros(())
+    counts = torch.empty(width, bsz, dtype=scores.dtype, device=scores.device)  # (R, B)
+    total = scores.sum()  # NaN <=> a NaN score (or +inf together with -inf)
     for lo in range(0, bsz, rows):
         hi = min(lo + rows, bsz)
         block = scores[lo:hi]
         out = buf[: (hi - lo) * n_items].view(hi - lo, n_items)
-        total = total + block.sum()  # NaN here <=> NaN in the block (or +inf with -inf)
         for c in range(width):
             compare(block, target[lo:hi, c : c + 1], out=out)  # type: ignore[operator]
-            counts[lo:hi, c] = out.sum(1)
-    return counts, total
+            torch.sum(out, dim=1, out=counts[c, lo:hi])
+    return counts.t(), total

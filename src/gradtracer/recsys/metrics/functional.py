@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 
 from gradtracer.findings import metric_key
@@ -32,6 +33,7 @@ __all__ = [
     "check_metrics",
     "hit_rate_at_k",
     "metrics_from_hits",
+    "metrics_from_positions",
     "ndcg_at_k",
     "precision_at_k",
     "recall_at_k",
@@ -137,3 +139,49 @@ def metrics_from_hits(
 ) -> dict[str, torch.Tensor]:
     """Return ``{"ndcg@10": (B,) tensor, ...}`` for every metric and cutoff."""
     return {metric_key(name, k): METRICS[name](hits, n_relevant, k) for name in metrics for k in ks}
+
+
+def metrics_from_positions(
+    positions: np.ndarray,
+    n_relevant: np.ndarray,
+    ks: Sequence[int],
+    metrics: Sequence[str] = tuple(METRICS),
+) -> dict[str, np.ndarray]:
+    """Return ``{"ndcg@10": (B,) float64 array, ...}`` from the positions of relevant items.
+
+    The same definitions as :func:`metrics_from_hits`, for a ranking given as
+    ``positions``: ``(B, R)`` int 1-based positions of each row's relevant items,
+    ascending, padded at the end with any value larger than ``max(ks)``; ``n_relevant``
+    is ``(B,)`` ``|R|``. Cheaper than building a hit matrix when ``R`` is small.
+    """
+    pos = np.asarray(positions, dtype=np.int64)
+    n_rel = np.asarray(n_relevant, dtype=np.float64)
+    order = np.arange(1, pos.shape[1] + 1, dtype=np.float64)  # relevant items up to p
+    out: dict[str, np.ndarray] = {}
+    for k in ks:
+        inside = pos <= k  # (B, R)
+        n_hit = inside.sum(1).astype(np.float64)
+        at = np.where(inside, pos, 1)  # in-list positions, 1 elsewhere (masked below)
+        disc = 1.0 / np.log2(np.arange(2, k + 2, dtype=np.float64))
+        cut = np.minimum(n_rel, k)
+        for name in metrics:
+            if name == "hr":
+                value = (n_hit > 0).astype(np.float64)
+            elif name == "recall":
+                value = n_hit / n_rel
+            elif name == "precision":
+                value = n_hit / k
+            elif name == "ndcg":
+                value = (
+                    np.where(inside, disc[at - 1], 0.0).sum(1)
+                    / np.cumsum(disc)[cut.astype(np.int64) - 1]
+                )
+            elif name == "map":
+                value = np.where(inside, order / at, 0.0).sum(1) / cut
+            elif name == "mrr":
+                value = np.where(inside[:, 0], 1.0 / at[:, 0], 0.0)
+            else:
+                raise ValueError(f"unknown metric {name!r}; choose from {sorted(METRICS)}")
+            out[metric_key(name, k)] = value
+    # same key order as metrics_from_hits: metric-major, then cutoff
+    return {metric_key(name, k): out[metric_key(name, k)] for name in metrics for k in ks}

@@ -39,12 +39,13 @@ from gradtracer.recsys.metrics._inputs import (
     select_users,
     take_rows,
 )
-from gradtracer.recsys.metrics.counting import counted_hits, prefers_counting
+from gradtracer.recsys.metrics.counting import prefers_counting, relevant_positions
 from gradtracer.recsys.metrics.functional import (
     METRICS,
     check_ks,
     check_metrics,
     metrics_from_hits,
+    metrics_from_positions,
 )
 from gradtracer.recsys.metrics.result import FULL_RANKING, RankingResult
 from gradtracer.recsys.metrics.ties import check_ties
@@ -206,17 +207,21 @@ def evaluate_topk(
             relevant, n_rel = padded_rows(block, fill=n_items)  # (B, R), (B,)
             if excl is not None:
                 scores = _mask_excluded(scores, owns, block, take_rows(excl, batch))
-            hits = None
+            positions = None
             if not coverage and prefers_counting(relevant.shape[1], n_items, ties, scores.dtype):
-                hits = counted_hits(scores, relevant, n_rel, kmax, ties)
-            if hits is None:
+                positions = relevant_positions(scores, relevant, n_rel, ties)
+            if positions is not None:
+                values = metrics_from_positions(positions.cpu().numpy(), n_rel.numpy(), ks, names)
+            else:
                 hits, top = tied_topk_hits(scores, relevant, n_rel, kmax, ties, gen)
+                hits_metrics = metrics_from_hits(hits, n_rel.to(hits.device), ks, names)
+                values = {key: v.cpu().numpy() for key, v in hits_metrics.items()}
                 if coverage:
                     top_np = top.cpu().numpy()
                     for k in ks:
                         covered[k][top_np[:, :k].ravel()] = True
-            for key, values in metrics_from_hits(hits, n_rel.to(hits.device), ks, names).items():
-                parts.setdefault(key, []).append(values.cpu().numpy())
+            for key, value in values.items():
+                parts.setdefault(key, []).append(value)
     per_user = {key: np.concatenate(chunks) for key, chunks in parts.items()}
     return RankingResult(
         mean={key: float(v.mean()) for key, v in per_user.items()},
@@ -240,7 +245,7 @@ def _mask_excluded(
     scores = scores.contiguous()
     flat = scores.view(-1)  # (B * n_items,) view
     held_at = flat_positions(held).to(scores.device)
-    kept = flat[held_at]
+    kept = flat.take(held_at)
     flat.index_fill_(0, flat_positions(excluded).to(scores.device), -torch.inf)
-    flat[held_at] = kept
+    flat.index_copy_(0, held_at, kept)
     return scores
