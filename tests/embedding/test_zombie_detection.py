@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from embedding_planted import NOISY, OSC, STEADY, UNUSED, precision_recall
 
-from conftest import NOISY, OSC, STEADY, UNUSED, precision_recall
 from gradtracer.findings import FindingType
 
 

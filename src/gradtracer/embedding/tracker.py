@@ -302,7 +302,7 @@ class EmbeddingTracker:
         self._n_updates += 1
         n_rows = int(pend.rows.numel())
         with torch.no_grad():
-            disp = self._weight.detach().index_select(0, pend.rows) - pend.before  # (R, d)
+            disp = self._weight.detach().index_select(0, pend.rows).sub_(pend.before)  # (R, d)
             gn = torch.linalg.vector_norm(pend.grad, dim=1).float()
             v = torch.linalg.vector_norm(disp, dim=1).float()
             if self._fold_every == 1 and not self._buffer:

@@ -117,7 +117,9 @@ def test_infinite_scores_rank_the_same_on_both_paths():
     test = sp.csr_matrix(np.array([[1, 0, 0, 0, 0], [1, 0, 0, 0, 0], [0, 1, 0, 0, 0]]))
     train = sp.csr_matrix(np.array([[0, 0, 0, 0, 1], [0, 0, 0, 1, 0], [1, 0, 0, 0, 0]]))
     for ties in ("conservative", "optimistic"):
-        kw = dict(exclude=train, ks=(1, 2, 4), ties=ties)
+        # batch_size=1: rows without +inf take the counting path, row 0 (+inf and -inf) the
+        # top-K fallback
+        kw = dict(exclude=train, ks=(1, 2, 4), ties=ties, batch_size=1)
         fast = evaluate_topk(lambda idx: scores[idx], test, **kw)
         slow = evaluate_topk(lambda idx: scores[idx], test, coverage=True, **kw)
         for key in slow.per_user:
@@ -141,3 +143,46 @@ def test_counting_is_not_used_where_it_does_not_pay():
     assert not prefers_counting(100, 1000, "conservative", torch.float32)
     assert not prefers_counting(1, 100, "conservative", torch.float16)
     assert prefers_counting(1, 100, "optimistic", torch.float64)
+
+
+def test_counting_leaves_the_scorer_output_untouched():
+    base = torch.tensor([[3.0, 2.0, 1.0, 0.0], [0.0, 1.0, 2.0, 3.0]])
+    test = sp.csr_matrix(np.array([[0, 1, 0, 0], [0, 0, 0, 1]], dtype=np.float32))
+    res = evaluate_topk(lambda idx: base[idx.tolist()], test, ks=(1, 2))
+    assert res.per_user["hr@2"].tolist() == [1.0, 1.0]
+    assert res.per_user["mrr@2"].tolist() == [0.5, 1.0]
+    seen = []
+
+    def scorer(idx):
+        seen.append(base[idx])
+        return seen[-1]
+
+    evaluate_topk(scorer, test, ks=(1,))
+    assert torch.equal(seen[0], base)
+
+
+def test_row_blocks_of_a_batch_agree_with_the_top_k_path(rng):
+    # 4,000 items: the counting path scores a batch of 300 users in row blocks of 131
+    n_users, n_items = 300, 4000
+    users = rng.integers(-2, 3, size=(n_users, 3)).astype(np.float32)  # many tied scores
+    items = rng.integers(-2, 3, size=(n_items, 3)).astype(np.float32)
+    test = sp.csr_matrix(
+        (np.ones(n_users), (np.arange(n_users), rng.integers(0, n_items, n_users))),
+        shape=(n_users, n_items),
+    )
+    train = sp.csr_matrix((rng.random((n_users, n_items)) < 0.01).astype(np.float32))
+    calls = []
+
+    def scorer(idx):
+        calls.append(len(idx))
+        return torch.from_numpy(users)[idx] @ torch.from_numpy(items).T
+
+    for ties in ("conservative", "optimistic"):
+        calls.clear()
+        fast = evaluate_topk(scorer, test, exclude=train, ks=(5, 50), ties=ties)
+        assert calls == [131, 131, 38]
+        slow = evaluate_topk(
+            (users, items), test, exclude=train, ks=(5, 50), ties=ties, coverage=True
+        )
+        for key in slow.per_user:
+            np.testing.assert_array_equal(fast.per_user[key], slow.per_user[key], err_msg=key)

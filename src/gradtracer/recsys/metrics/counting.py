@@ -1,4 +1,4 @@
-"""Hit matrices from rank counting: the top-K fast path when each user has few relevant items.
+"""Relevant-item positions by counting: the fast path when each user has few relevant items.
 
 Every ranking metric is a function of the positions of the relevant items only, and the
 position of a relevant item follows from counts over the user's score row, so no top-K
@@ -14,9 +14,11 @@ exactly the positions the tie-resolved top-K list of
 :func:`~gradtracer.recsys.metrics.topk.tied_topk_hits` gives, including ties at the
 cutoff. ``"random"`` ties are not served here (they draw from the top-K path's stream).
 
-Cost per batch: one pass over the ``(B, n_items)`` scores per relevant column, in row
-blocks small enough to stay in cache (one comparison written into a float buffer and one
-row sum; float sums of 0/1 values are exact below 2**24 items).
+Cost per batch: one ``scores.sum()`` (NaN check) and one pass over the ``(B, n_items)``
+scores per relevant column, in row blocks small enough to stay in cache (a comparison
+written into a float buffer, or over the scores themselves, and a row sum; float sums of
+0/1 values are exact below 2**24 items). Metrics then follow from
+:func:`~gradtracer.recsys.metrics.functional.metrics_from_positions`.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import torch
 
 __all__ = [
+    "BLOCK_ELEMENTS",
     "MAX_COUNTED_RELEVANT",
     "hits_from_positions",
     "prefers_counting",
@@ -36,11 +39,14 @@ __all__ = [
 MAX_COUNTED_RELEVANT = 8
 _LARGE_CATALOGUE = 65_536  # above this, topk is cheaper per item: allow fewer columns
 _MAX_EXACT_COUNT = 1 << 24  # float32 counts of 0/1 values are exact below this
-_BLOCK_ELEMENTS = 1 << 19  # scores per row block (2 MiB of float32: stays in cache)
+#: Scores per row block of the counting pass (2 MiB of float32: stays in cache).
+BLOCK_ELEMENTS = 1 << 19
 
 
-def prefers_counting(n_relevant_max: int, n_items: int, ties: str, dtype: torch.dtype) -> bool:
-    """Whether :func:`counted_hits` is expected to beat the top-K path for this batch."""
+def prefers_counting(
+    n_relevant_max: int, n_items: int, ties: str, dtype: torch.dtype = torch.float32
+) -> bool:
+    """Whether :func:`relevant_positions` is expected to beat the top-K path for a batch."""
     limit = MAX_COUNTED_RELEVANT if n_items <= _LARGE_CATALOGUE else MAX_COUNTED_RELEVANT // 2
     return (
         ties in ("conservative", "optimistic")
@@ -55,6 +61,8 @@ def relevant_positions(
     relevant: torch.Tensor,
     n_relevant: torch.Tensor,
     ties: str = "conservative",
+    *,
+    overwrite: bool = False,
 ) -> torch.Tensor | None:
     """Return ``(B, R)`` int64 1-based positions of the relevant items, ascending, or None.
 
@@ -63,6 +71,7 @@ def relevant_positions(
         relevant: ``(B, R)`` int64 relevant item indices, padded with ``n_items``.
         n_relevant: ``(B,)`` number of valid entries of each ``relevant`` row (>= 1).
         ties: ``"conservative"`` or ``"optimistic"``.
+        overwrite: ``scores`` may be overwritten (saves a buffer when ``R == 1``).
 
     Padding entries get position ``n_items + 1`` (past every cutoff). Returns None when
     ``scores`` hold a NaN (or both ``+inf`` and ``-inf``, which a cheap sum cannot tell
@@ -74,14 +83,16 @@ def relevant_positions(
     device = scores.device
     width = relevant.shape[1]
     rel = relevant.to(device)
-    target = scores.gather(1, rel.clamp(max=n_items - 1))  # (B, R)
     valid = None
-    if width > 1:
+    if width == 1:  # every row has its one relevant item: no padding
+        target = scores.gather(1, rel)  # (B, 1)
+    else:
+        target = scores.gather(1, rel.clamp(max=n_items - 1))  # (B, R)
         valid = torch.arange(width, device=device)[None, :] < n_relevant.to(device)[:, None]
         # padded columns compare against +inf: finite work, ignored through `valid`
         target = target.masked_fill(~valid, torch.inf)
     compare = torch.lt if ties == "conservative" else torch.gt
-    counts, total = _count_by_column(scores, target, compare)
+    counts, total = _count_by_column(scores, target, compare, overwrite and width == 1)
     if bool(torch.isnan(total)):
         return None
     counts = counts.to(torch.int64)  # (B, R)
@@ -110,22 +121,25 @@ def hits_from_positions(positions: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def _count_by_column(
-    scores: torch.Tensor, target: torch.Tensor, compare: object
+    scores: torch.Tensor, target: torch.Tensor, compare: object, in_place: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Return ``((B, R) #{j: compare(s_j, target_r)}, sum of all scores)``.
 
-    Works in row blocks whose 0/1 buffer stays small (cache-resident, no large allocation).
+    Works in row blocks whose 0/1 buffer stays small (cache-resident, no large allocation);
+    ``in_place`` writes the 0/1 values over ``scores`` instead (one column only).
     """
     bsz, n_items = scores.shape
     width = target.shape[1]
-    rows = max(1, min(bsz, _BLOCK_ELEMENTS // max(n_items, 1)))
-    buf = torch.empty(rows * n_items, dtype=scores.dtype, device=scores.device)
+    rows = max(1, min(bsz, BLOCK_ELEMENTS // max(n_items, 1)))
+    buf = (
+        None if in_place else torch.empty(rows * n_items, dtype=scores.dtype, device=scores.device)
+    )
     counts = torch.empty(width, bsz, dtype=scores.dtype, device=scores.device)  # (R, B)
     total = scores.sum()  # NaN <=> a NaN score (or +inf together with -inf)
     for lo in range(0, bsz, rows):
         hi = min(lo + rows, bsz)
         block = scores[lo:hi]
-        out = buf[: (hi - lo) * n_items].view(hi - lo, n_items)
+        out = block if buf is None else buf[: (hi - lo) * n_items].view(hi - lo, n_items)
         for c in range(width):
             compare(block, target[lo:hi, c : c + 1], out=out)  # type: ignore[operator]
             torch.sum(out, dim=1, out=counts[c, lo:hi])

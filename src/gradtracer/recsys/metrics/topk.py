@@ -17,6 +17,11 @@ the ranked list is made deterministic under the chosen tie policy:
 
 Cost per batch: the scoring itself, one masked write per training item, one ``topk`` and
 ``O(B * (K + R_max))`` bookkeeping.
+
+:func:`evaluate_topk` skips ``topk`` for batches whose users have few held-out items
+(conservative or optimistic ties, no coverage): the positions of the relevant items are
+counted directly (:mod:`~gradtracer.recsys.metrics.counting`), which gives the same
+ranking and so the same metrics.
 """
 
 from __future__ import annotations
@@ -24,13 +29,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 
 from gradtracer._progress import progress as progress_bar
 from gradtracer._random import RandomState, torch_generator
 from gradtracer.findings import metric_key
 from gradtracer.recsys.metrics._inputs import (
+    ScoreFn,
     Scorer,
     as_csr,
     as_score_fn,
@@ -39,7 +44,11 @@ from gradtracer.recsys.metrics._inputs import (
     select_users,
     take_rows,
 )
-from gradtracer.recsys.metrics.counting import prefers_counting, relevant_positions
+from gradtracer.recsys.metrics.counting import (
+    BLOCK_ELEMENTS,
+    prefers_counting,
+    relevant_positions,
+)
 from gradtracer.recsys.metrics.functional import (
     METRICS,
     check_ks,
@@ -51,6 +60,8 @@ from gradtracer.recsys.metrics.result import FULL_RANKING, RankingResult
 from gradtracer.recsys.metrics.ties import check_ties
 
 __all__ = ["evaluate_topk", "tied_topk_hits"]
+
+_MIN_BLOCK_ROWS = 128  # fewer users per scorer call than this: score the whole batch at once
 
 
 def tied_topk_hits(
@@ -202,17 +213,22 @@ def evaluate_topk(
     for start in starts:
         batch = eval_users[start : start + batch_size]
         with torch.no_grad():
-            scores = score_fn(torch.from_numpy(batch))  # (B, n_items)
             block = take_rows(test, batch)
             relevant, n_rel = padded_rows(block, fill=n_items)  # (B, R), (B,)
-            if excl is not None:
-                scores = _mask_excluded(scores, owns, block, take_rows(excl, batch))
+            held_at = flat_positions(block)  # (nnz,) row * n_items + item within the batch
+            excl_block = None if excl is None else take_rows(excl, batch)
+            excl_at = None if excl_block is None else flat_positions(excl_block)
             positions = None
-            if not coverage and prefers_counting(relevant.shape[1], n_items, ties, scores.dtype):
-                positions = relevant_positions(scores, relevant, n_rel, ties)
+            if not coverage and prefers_counting(relevant.shape[1], n_items, ties):
+                excl_ptr = None if excl_block is None else excl_block.indptr
+                positions = _counted_positions(
+                    score_fn, owns, batch, n_items, (block.indptr, held_at), (excl_ptr, excl_at),
+                    relevant, n_rel, ties,
+                )  # fmt: skip
             if positions is not None:
                 values = metrics_from_positions(positions.cpu().numpy(), n_rel.numpy(), ks, names)
             else:
+                scores = _scores(score_fn, owns, batch, held_at, excl_at)  # (B, n_items)
                 hits, top = tied_topk_hits(scores, relevant, n_rel, kmax, ties, gen)
                 hits_metrics = metrics_from_hits(hits, n_rel.to(hits.device), ks, names)
                 values = {key: v.cpu().numpy() for key, v in hits_metrics.items()}
@@ -236,16 +252,78 @@ def evaluate_topk(
     )
 
 
-def _mask_excluded(
-    scores: torch.Tensor, owns: bool, held: sp.csr_matrix, excluded: sp.csr_matrix
+def _scores(
+    score_fn: ScoreFn,
+    owns: bool,
+    batch: np.ndarray,
+    held_at: torch.Tensor,
+    excluded_at: torch.Tensor | None,
 ) -> torch.Tensor:
-    """Set ``excluded`` entries of ``scores`` to ``-inf``, keeping ``held`` (held-out) ones."""
+    """``(B, n_items)`` scores of ``batch`` with excluded items at ``-inf`` (a copy if masked)."""
+    scores = score_fn(torch.from_numpy(batch))
+    if excluded_at is not None:
+        scores = _mask_excluded(scores, owns, held_at, excluded_at)
+    return scores
+
+
+def _counted_positions(
+    score_fn: ScoreFn,
+    owns: bool,
+    batch: np.ndarray,
+    n_items: int,
+    held: tuple[np.ndarray, torch.Tensor],
+    excluded: tuple[np.ndarray | None, torch.Tensor | None],
+    relevant: torch.Tensor,
+    n_relevant: torch.Tensor,
+    ties: str,
+) -> torch.Tensor | None:
+    """``(B, R)`` relevant positions by counting, or None (then the top-K path is taken).
+
+    Small catalogues are scored in row blocks of about ``BLOCK_ELEMENTS`` scores (at least
+    ``_MIN_BLOCK_ROWS`` users per scorer call): each block is scored, masked and counted
+    while it is in cache, and no allocation grows with ``batch_size`` (fresh multi-MB
+    allocations cost page faults on every call). One user's scores always come from one
+    scorer call.
+    """
+    rows = BLOCK_ELEMENTS // n_items
+    if rows < _MIN_BLOCK_ROWS:
+        rows = batch.size
+    held_ptr, held_at = held
+    excl_ptr, excl_at = excluded
+    out = []
+    for lo in range(0, batch.size, rows):
+        hi = min(lo + rows, batch.size)
+        shift = lo * n_items  # flat positions relative to this block
+        h_at = held_at[held_ptr[lo] : held_ptr[hi]] - shift
+        e_at = None
+        if excl_ptr is not None and excl_at is not None:
+            e_at = excl_at[excl_ptr[lo] : excl_ptr[hi]] - shift
+        scores = _scores(score_fn, owns, batch[lo:hi], h_at, e_at)  # (b, n_items)
+        if scores.dtype not in (torch.float32, torch.float64):
+            return None
+        own = owns or e_at is not None  # masking made a copy
+        positions = relevant_positions(
+            scores, relevant[lo:hi], n_relevant[lo:hi], ties, overwrite=own
+        )
+        if positions is None:  # NaN, or +inf with -inf: the top-K path sorts it out
+            return None
+        out.append(positions)
+    return out[0] if len(out) == 1 else torch.cat(out)
+
+
+def _mask_excluded(
+    scores: torch.Tensor, owns: bool, held_at: torch.Tensor, excluded_at: torch.Tensor
+) -> torch.Tensor:
+    """Set flat positions ``excluded_at`` of ``scores`` to ``-inf``, keeping ``held_at`` ones.
+
+    Positions are ``row * n_items + item`` (held-out items stay rankable even if excluded).
+    """
     if not owns:
         scores = scores.clone()
     scores = scores.contiguous()
     flat = scores.view(-1)  # (B * n_items,) view
-    held_at = flat_positions(held).to(scores.device)
+    held_at = held_at.to(scores.device)
     kept = flat.take(held_at)
-    flat.index_fill_(0, flat_positions(excluded).to(scores.device), -torch.inf)
+    flat.index_fill_(0, excluded_at.to(scores.device), -torch.inf)
     flat.index_copy_(0, held_at, kept)
     return scores
