@@ -116,3 +116,11 @@ def test_unwritable_audit_dir_one_warning_and_report_flag(tmp_path: Path) -> Non
     assert not ctrl.audit_complete
     assert "AUDIT_INCOMPLETE" in {f.type for f in tracker.findings()}
     del moves
+
+
+def test_tracker_reports_one_autofix_finding(tmp_path: Path) -> None:
+    controller = AutoFixController("item_emb", policy=FAST, audit=tmp_path)
+    _, tracker = _train(False, lambda p: torch.optim.SGD(p, lr=0.1), auto_fix=controller)
+    applied = [f for f in tracker.findings() if f.type == "AUTOFIX_APPLIED"]
+    assert len(applied) == 1
+    assert applied[0].subject == "item_emb"

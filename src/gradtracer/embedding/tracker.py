@@ -52,7 +52,7 @@ from gradtracer.embedding.fold import (
 )
 from gradtracer.embedding.state import FloatCol, IntCol, RowState, SignSketch
 from gradtracer.errors import TrackerError
-from gradtracer.findings import Finding, Report
+from gradtracer.findings import Finding, FindingType, Report
 
 __all__ = ["EmbeddingTracker"]
 
@@ -720,9 +720,15 @@ class EmbeddingTracker:
         extra = getattr(self._intervention, "findings", None)
         if callable(extra):
             try:
-                found.extend(f for f in extra() if isinstance(f, Finding))
+                own = [f for f in extra() if isinstance(f, Finding)]
             except Exception:  # an intervention's own report must not break ours
                 logger.exception("intervention findings() failed for %s", self.name)
+                own = []
+            # an intervention that reports its own AUTOFIX_APPLIED (with posteriors and the
+            # audit log) supersedes the tracker's generic count of damped updates
+            if any(f.type == FindingType.AUTOFIX_APPLIED.value for f in own):
+                found = [f for f in found if f.type != FindingType.AUTOFIX_APPLIED.value]
+            found.extend(own)
         return found
 
     def to_report(self) -> Report:
