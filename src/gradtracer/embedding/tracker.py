@@ -50,6 +50,8 @@ from gradtracer.embedding.fold import (
     fold_steps,
     sketch_words,
 )
+from gradtracer.embedding import row_kernel as _row_kernel
+from gradtracer.embedding.row_kernel import track_rows
 from gradtracer.embedding.state import FloatCol, IntCol, RowState, SignSketch
 from gradtracer.errors import TrackerError
 from gradtracer.findings import Finding, FindingType, Report
@@ -174,6 +176,10 @@ class EmbeddingTracker:
         self._state = RowState.zeros(n_rows, self._sketch.n_bytes, device)
         # steps buffered before folding: 1 = apply each step in place (see fold.py)
         self._fold_every = 1 if device.type == "cpu" else _MAX_BUFFERED_STEPS
+        # the fused compiled per-step update: CPU float32 tables with numba (row_kernel.py)
+        self._kernel = (
+            device.type == "cpu" and weight.dtype == torch.float32 and _row_kernel.available()
+        )
         self._acc = torch.zeros(N_ACC, dtype=torch.float64, device=device)
         self._n_updates = 0
         self._touched = 0  # rows updated by the last optimizer step
@@ -301,39 +307,57 @@ class EmbeddingTracker:
         self._pending = None
         self._n_updates += 1
         n_rows = int(pend.rows.numel())
+        disp: torch.Tensor | None = None
         with torch.no_grad():
-            disp = self._weight.detach().index_select(0, pend.rows).sub_(pend.before)  # (R, d)
-            gn = torch.linalg.vector_norm(pend.grad, dim=1).float()
-            v = torch.linalg.vector_norm(disp, dim=1).float()
-            if self._fold_every == 1 and not self._buffer:
-                # apply in place now (the cheaper way on CPU, see fold.py)
-                apply_step(
+            if self._kernel and self._fold_every == 1 and pend.grad.dtype == self._weight.dtype:
+                # CPU float32 table: the fused compiled update (row_kernel.py)
+                track_rows(
                     self._state,
                     self._acc,
+                    self._weight.detach(),
                     pend.rows,
-                    gn,
-                    v,
-                    self._sketch.encode_numpy(pend.grad),
+                    pend.before,
+                    pend.grad,
                     self._n_updates,
                     sketch=self._sketch,
                     ema_decay=self.ema_decay,
                     zombie=self.thresholds.zombie,
                 )
             else:
-                self._buffer.append(
-                    StepRecord(
-                        rows=pend.rows,
-                        gn=gn,
-                        v=v,
-                        code=sketch_words(self._sketch.encode(pend.grad), self._sketch),
-                        step=self._n_updates,
+                disp = self._weight.detach().index_select(0, pend.rows).sub_(pend.before)
+                gn = torch.linalg.vector_norm(pend.grad, dim=1).float()
+                v = torch.linalg.vector_norm(disp, dim=1).float()
+                if self._fold_every == 1 and not self._buffer:
+                    # apply in place now (the cheaper way on CPU, see fold.py)
+                    apply_step(
+                        self._state,
+                        self._acc,
+                        pend.rows,
+                        gn,
+                        v,
+                        self._sketch.encode_numpy(pend.grad),
+                        self._n_updates,
+                        sketch=self._sketch,
+                        ema_decay=self.ema_decay,
+                        zombie=self.thresholds.zombie,
                     )
-                )
-                self._buffered_values += n_rows
+                else:
+                    self._buffer.append(
+                        StepRecord(
+                            rows=pend.rows,
+                            gn=gn,
+                            v=v,
+                            code=sketch_words(self._sketch.encode(pend.grad), self._sketch),
+                            step=self._n_updates,
+                        )
+                    )
+                    self._buffered_values += n_rows
         self._touched = n_rows
         if self._intervention is not None:
             self._flush()
             with torch.no_grad():
+                if disp is None:
+                    disp = self._weight.detach().index_select(0, pend.rows).sub_(pend.before)
                 self._intervene(pend.rows, pend.before, disp)
         elif len(self._buffer) >= self._fold_every or self._buffered_values >= _MAX_BUFFERED_ROWS:
             self._flush()

@@ -1,0 +1,283 @@
+"""Compiled per-step row update for CPU tables (numba), the tracker's fastest path.
+
+One call does everything a recorded optimizer step needs after the sign projection: the
+rows' gradient and displacement norms, the sign-sketch bits, the comparison with each row's
+previous sketch, the EMA, count and zombie updates of the packed row state and the running
+table sums. It is :func:`fold.apply_step` fused into one loop over the touched rows (same
+float32 arithmetic, same verdicts), so a step costs one pass over ``R`` rows instead of ~40
+NumPy dispatches: in the 1M-row benchmark (~1,000 touched rows per step) ~15 us against
+~250 us.
+
+numba is a core dependency; where it cannot be imported (or with the environment variable
+``GRADTRACER_NO_NUMBA=1``) the tracker falls back to :func:`fold.apply_step`. The first
+call compiles the kernel (about a second) and caches it next to this module.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+from statistics import NormalDist
+from typing import Any
+
+import numpy as np
+import torch
+
+from gradtracer.embedding.diagnose import ZombieThresholds
+from gradtracer.embedding.state import IntCol, RowState, SignSketch
+
+__all__ = ["available", "track_rows"]
+
+_ACC_VEL, _ACC_GN, _ACC_COS, _ACC_EXPOSED, _ACC_PAIRED, _ACC_ZOMBIE = range(6)
+_ACC_NONFINITE_ROWS, _ACC_NONFINITE_STEPS = 6, 7
+
+
+@functools.lru_cache(maxsize=1)
+def _compiled() -> Any | None:
+    """The compiled kernel, or None where numba is unavailable or disabled."""
+    if os.environ.get("GRADTRACER_NO_NUMBA", "").strip() not in ("", "0"):
+        return None
+    try:
+        import numba
+    except ImportError:  # pragma: no cover - numba is a core dependency
+        return None
+
+    i_exp, i_seen, i_agree, i_dis, i_zombie = (
+        IntCol.EXPOSURE,
+        IntCol.LAST_SEEN,
+        IntCol.N_AGREE,
+        IntCol.N_DISAGREE,
+        IntCol.ZOMBIE,
+    )
+    f0 = IntCol.COUNT  # first float column in the packed row
+    c0 = RowState.SKETCH_COL
+
+    @numba.njit(cache=True, nogil=True)
+    def _popcount32(x):
+        """Set bits of a uint32 (SWAR, no branches; numba widens to 64 bits, hence the mask)."""
+        x = x - ((x >> np.uint32(1)) & np.uint32(0x55555555))
+        x = (x & np.uint32(0x33333333)) + ((x >> np.uint32(2)) & np.uint32(0x33333333))
+        x = (x + (x >> np.uint32(4))) & np.uint32(0x0F0F0F0F)
+        return np.int64(((x * np.uint32(0x01010101)) >> np.uint32(24)) & np.uint32(0xFF))
+
+    @numba.njit(cache=True, nogil=True, boundscheck=False)
+    def touch(packed, rows):
+        """Read one word of every touched row's state: a loop this short keeps many cache
+        misses in flight at once, so the main loop finds the rows in cache."""
+        seen = 0
+        for i in range(rows.shape[0]):
+            seen += packed[rows[i], 0]
+        return seen
+
+    @numba.njit(cache=True, nogil=True, boundscheck=False, fastmath={"reassoc"})
+    def norms(weight, rows, before, grad, g_out, v_out):
+        """Gradient and displacement L2 norms of every row (vectorised sums)."""
+        d = grad.shape[1]
+        for i in range(rows.shape[0]):
+            r = rows[i]
+            gs = np.float32(0.0)
+            vs = np.float32(0.0)
+            for k in range(d):
+                x = grad[i, k]
+                gs += x * x
+                y = weight[r, k] - before[i, k]
+                vs += y * y
+            g_out[i] = np.float32(math.sqrt(gs))
+            v_out[i] = np.float32(math.sqrt(vs))
+
+    @numba.njit(cache=True, nogil=True, boundscheck=False)
+    def kernel(  # noqa: PLR0913 - one fused kernel, all its inputs
+        packed,  # (N, C) int32 row state
+        packed_f,  # the same memory viewed as float32
+        acc,  # (>= 8,) float64 running table sums
+        weight,  # (N, d) float32 table after the optimizer step
+        rows,  # (R,) int64 unique touched rows
+        before,  # (R, d) float32 rows before the step
+        grad,  # (R, d) float32 gradient rows
+        proj,  # (R, n_bits) float32 projection grad @ P
+        cos_table,  # (n_bits + 1,) float32 cos(pi h / n_bits)
+        v_out,  # (R,) float32 displacement norms (written)
+        step,
+        b,  # float32 EMA decay
+        min_pairs,
+        z_min,  # float32
+        min_disagree_rate,  # float32
+        max_cos_ema,  # float32
+        min_retained,  # float32
+        pressure_ratio,  # float32
+        min_grad_norm,  # float32
+    ):
+        one = np.float32(1.0)
+        one_minus_b = one - b
+        n_bits = proj.shape[1]
+        n_words = (n_bits + 31) // 32
+        mean_gn = acc[_ACC_GN] / max(acc[_ACC_EXPOSED], 1.0)
+        pressure = max(np.float32(np.float32(mean_gn) * pressure_ratio), min_grad_norm)
+        d_vel = 0.0  # float64 sums of the rows' changes
+        d_gn = 0.0
+        d_cos = 0.0
+        n_new = 0
+        n_first_pair = 0
+        d_zombie = 0
+        n_bad = 0
+        g_all = np.empty(rows.shape[0], dtype=np.float32)
+        seen = touch(packed, rows)
+        norms(weight, rows, before, grad, g_all, v_out)
+        for i in range(rows.shape[0]):
+            r = rows[i]
+            g = g_all[i]
+            v = v_out[i]
+            if not (math.isfinite(g) and math.isfinite(v)):
+                n_bad += 1  # left out of every statistic
+                continue
+            # sketch words and Hamming distance to the row's previous sketch
+            hamming = 0
+            has_prev = False
+            for w in range(n_words):  # branch-free: the sign bits are unpredictable
+                code = np.uint32(0)
+                hi = min(n_bits, 32 * (w + 1))
+                for j in range(32 * w, hi):
+                    code |= np.uint32(proj[i, j] > 0) << np.uint32(j - 32 * w)
+                old = np.uint32(packed[r, c0 + w])
+                has_prev = has_prev or old != 0
+                hamming += _popcount32(old ^ code)
+                packed[r, c0 + w] = np.int32(code)
+            exposure = packed[r, i_exp]
+            n_agree = packed[r, i_agree]
+            n_dis = packed[r, i_dis]
+            paired = has_prev and g > 0
+            is_new = exposure == 0
+            first_pair = paired and (n_agree + n_dis) == 0
+            if paired:
+                if 2 * hamming < n_bits:
+                    n_agree += 1
+                elif 2 * hamming > n_bits:
+                    n_dis += 1
+            old_vel = packed_f[r, f0]
+            old_gn = packed_f[r, f0 + 1]
+            old_cos = packed_f[r, f0 + 2]
+            c = one if is_new else one_minus_b
+            new_vel = old_vel * b + c * v
+            new_gn = old_gn * b + c * g
+            if paired:
+                cp = one if first_pair else one_minus_b
+                new_cos = old_cos * b + cp * cos_table[hamming]
+            else:
+                new_cos = old_cos
+            peak = max(packed_f[r, f0 + 3], new_gn)
+            pairs = n_agree + n_dis
+            zombie = (
+                pairs >= min_pairs
+                and np.float32(n_dis - n_agree)
+                >= z_min * np.float32(math.sqrt(np.float32(pairs + 1)))
+                and n_dis >= np.float32(pairs) * min_disagree_rate
+                and new_cos <= max_cos_ema
+                and new_gn >= pressure
+                and new_gn >= min_retained * peak
+            )
+            zi = 1 if zombie else 0
+            d_zombie += zi - packed[r, i_zombie]
+            packed[r, i_exp] = exposure + 1
+            packed[r, i_seen] = step
+            packed[r, i_agree] = n_agree
+            packed[r, i_dis] = n_dis
+            packed[r, i_zombie] = zi
+            packed_f[r, f0] = new_vel
+            packed_f[r, f0 + 1] = new_gn
+            packed_f[r, f0 + 2] = new_cos
+            packed_f[r, f0 + 3] = peak
+            d_vel += np.float64(new_vel) - np.float64(old_vel)
+            d_gn += np.float64(new_gn) - np.float64(old_gn)
+            d_cos += np.float64(new_cos) - np.float64(old_cos)
+            n_new += 1 if is_new else 0
+            n_first_pair += 1 if first_pair else 0
+        acc[_ACC_VEL] += d_vel
+        acc[_ACC_GN] += d_gn
+        acc[_ACC_COS] += d_cos
+        acc[_ACC_EXPOSED] += n_new
+        acc[_ACC_PAIRED] += n_first_pair
+        acc[_ACC_ZOMBIE] += d_zombie
+        if n_bad:
+            acc[_ACC_NONFINITE_ROWS] += n_bad
+            acc[_ACC_NONFINITE_STEPS] += 1.0
+        return seen  # returned so that the touch pass is not optimised away
+
+    return kernel
+
+
+def available() -> bool:
+    """True when the compiled kernel can be used (numba importable, not disabled)."""
+    return _compiled() is not None
+
+
+@functools.lru_cache(maxsize=16)
+def _cos_table(n_bits: int) -> np.ndarray:
+    h = np.arange(n_bits + 1, dtype=np.float32)
+    # the same float32 values as the torch and NumPy paths: cos(h * float32(pi / n_bits))
+    return np.cos(h * np.float32(math.pi / n_bits), dtype=np.float32)
+
+
+@functools.lru_cache(maxsize=64)
+def _z_min(min_posterior: float) -> float:
+    return float(np.float32(NormalDist().inv_cdf(min(max(min_posterior, 1e-12), 1.0 - 1e-12))))
+
+
+def track_rows(
+    state: RowState,
+    acc: torch.Tensor,
+    weight: torch.Tensor,
+    rows: torch.Tensor,
+    before: torch.Tensor,
+    grad: torch.Tensor,
+    step: int,
+    *,
+    sketch: SignSketch,
+    ema_decay: float,
+    zombie: ZombieThresholds,
+) -> np.ndarray:
+    """Apply one optimizer step of a float32 CPU table to ``state`` and ``acc`` in place.
+
+    Args:
+        state: packed CPU row state (:meth:`RowState.zeros`).
+        acc: the tracker's running table sums, float64 CPU tensor.
+        weight: ``(N, d)`` float32 CPU table after the optimizer step.
+        rows: ``(R,)`` int64 unique touched rows; ``before``/``grad``: ``(R, d)`` float32
+            rows before the step and their gradients.
+        step: 1-based optimizer step number.
+
+    Returns:
+        ``(R,)`` float32 L2 norms of the rows' applied displacement.
+    """
+    kernel = _compiled()
+    if kernel is None:
+        raise RuntimeError("the compiled row kernel is unavailable (numba missing or disabled)")
+    grad = grad.contiguous()
+    # the projection on torch's own thread pool (a NumPy BLAS call here would start a second
+    # pool that competes with torch's for the cores)
+    proj = torch.mm(grad, sketch.projection)  # (R, n_bits) float32
+    packed = state.packed_numpy()
+    v = np.empty(rows.shape[0], dtype=np.float32)
+    f32 = np.float32
+    kernel(
+        packed,
+        packed.view(np.float32),
+        acc.numpy(),
+        weight.numpy(),
+        rows.numpy(),
+        before.numpy(),
+        grad.numpy(),
+        proj.numpy(),
+        _cos_table(sketch.n_bits),
+        v,
+        int(step),
+        f32(ema_decay),
+        int(zombie.min_pairs),
+        f32(_z_min(zombie.min_posterior)),
+        f32(zombie.min_disagree_rate),
+        f32(zombie.max_cos_ema),
+        f32(zombie.min_retained_pressure),
+        f32(zombie.pressure_ratio),
+        f32(zombie.min_grad_norm),
+    )
+    return v
