@@ -31,6 +31,7 @@ from torch import nn
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from gradtracer.embedding import distributed as _dist
+from gradtracer.embedding import row_kernel as _row_kernel
 from gradtracer.embedding import stats as _stats
 from gradtracer.embedding.diagnose import (
     EmbeddingThresholds,
@@ -50,7 +51,6 @@ from gradtracer.embedding.fold import (
     fold_steps,
     sketch_words,
 )
-from gradtracer.embedding import row_kernel as _row_kernel
 from gradtracer.embedding.row_kernel import track_rows
 from gradtracer.embedding.state import FloatCol, IntCol, RowState, SignSketch
 from gradtracer.errors import TrackerError
