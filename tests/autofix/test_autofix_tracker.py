@@ -124,3 +124,59 @@ def test_tracker_reports_one_autofix_finding(tmp_path: Path) -> None:
     applied = [f for f in tracker.findings() if f.type == "AUTOFIX_APPLIED"]
     assert len(applied) == 1
     assert applied[0].subject == "item_emb"
+
+
+class _EvidenceOnly:
+    """An intervention with the per-step evidence protocol only (no ``on_step``)."""
+
+    def __init__(self, ctrl: AutoFixController) -> None:
+        self.ctrl = ctrl
+
+    def on_update(self, evidence):
+        return self.ctrl.on_update(evidence)
+
+    def close(self) -> None:
+        self.ctrl.close()
+
+
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
+def test_table_protocol_and_compiled_damping_equal_the_evidence_protocol(sparse, tmp_path):
+    """The three ways of applying Auto-Fix give the same decisions, weights and state:
+    the compiled damping kernel (CPU default), the torch fallback, and an intervention
+    that receives the full evidence every step."""
+    policy = AutoFixPolicy(warmup_steps=5, min_pairs=4, update_every=3, min_loss_points=3)
+    results = []
+    for variant in ("compiled", "torch", "evidence"):
+        ctrl = AutoFixController("emb", policy=policy, audit=None)
+        torch.manual_seed(0)
+        emb = nn.Embedding(30, 6, sparse=sparse)
+        interv = _EvidenceOnly(ctrl) if variant == "evidence" else ctrl
+        tracker = EmbeddingTracker(emb, name="emb", auto_fix=interv)
+        if variant == "torch":
+            tracker._kernel = False
+        opt = (torch.optim.SparseAdam if sparse else torch.optim.Adam)(emb.parameters(), lr=0.05)
+        gen = torch.Generator().manual_seed(1)
+        direction = torch.randn(30, 6, generator=gen)
+        for t in range(40):
+            idx = torch.unique(torch.cat([torch.randint(0, 30, (10,), generator=gen),
+                                          torch.tensor([0, 1, 2])]))
+            opt.zero_grad()
+            w = emb(idx)
+            flip = torch.where(idx < 3, -1.0 if t % 2 else 1.0, 1.0)  # rows 0-2 oscillate
+            loss = (flip[:, None] * w * direction[idx]).sum()
+            loss.backward()
+            tracker.step(loss=1.0 / (t + 1))
+            opt.step()
+        results.append((emb.weight.detach().clone(), tracker.autofix_scales(),
+                        tracker.row_state.ints.clone(), tracker.row_state.floats.clone(),
+                        ctrl.n_interventions, ctrl.scales(30)))
+        tracker.detach()
+    ref = results[0]
+    assert ref[4] > 0 and bool((ref[5][:3] < 1).all())  # the oscillating rows were damped
+    for got in results[1:]:
+        torch.testing.assert_close(ref[0], got[0], rtol=1e-5, atol=1e-6)
+        assert torch.equal(ref[1], got[1])
+        assert torch.equal(ref[2], got[2])
+        torch.testing.assert_close(ref[3], got[3], rtol=1e-5, atol=1e-6)
+        assert ref[4] == got[4]
+        assert torch.equal(ref[5], got[5])

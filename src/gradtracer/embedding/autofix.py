@@ -21,6 +21,7 @@ import logging
 import uuid
 import warnings
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,7 @@ class AutoFixController:
         self._ever: torch.Tensor | None = None  # bool, ever scaled below 1
         # evidence since the last decision, kept by reference (no work on the hot path)
         self._pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self._pending_rows: list[torch.Tensor] = []  # row ids only (table protocol)
         self._n_seen = 0  # one past the largest row id seen
         self._losses: deque[tuple[int, float]] = deque(maxlen=self.policy.loss_window)
         self.step = 0
@@ -113,20 +115,59 @@ class AutoFixController:
         Returns ``None`` while no row is scaled (the tracker then skips the rescaling).
         """
         rows = evidence.rows
-        self.step = int(evidence.step)
-        if evidence.loss is not None:
-            self._losses.append((self.step, float(evidence.loss)))
+        self._record_step(int(evidence.step), evidence.loss)
         if rows.numel():
             self._pending.append((rows, evidence.n_agree, evidence.n_disagree,
                                   evidence.grad_norm_ema))
-        if self.step - self._last_decision >= self.policy.update_every:
-            self._last_decision = self.step
+        if self._decision_due():
             self._decide(evidence.loss)
         if self.n_scaled == 0 or not rows.numel():
             return None
         assert self._scale is not None
         sentinel = self._scale.numel() - 1
         return self._scale[rows.clamp(max=sentinel)]
+
+    def on_step(
+        self,
+        step: int,
+        rows: torch.Tensor,
+        loss: float | None,
+        read: Callable[[torch.Tensor], RowEvidence],
+    ) -> torch.Tensor | None:
+        """The table protocol: the tracker's cheaper alternative to :meth:`on_update`.
+
+        Records only the touched row ids; at a decision step the evidence of every row
+        touched since the last decision is read once (``read(rows)``, the tracker's current
+        row state, which is each row's latest evidence), so the decisions equal those of
+        :meth:`on_update`. Returns the whole scale table (``(n + 1,)`` float32 indexed by
+        row id, last slot a sentinel 1.0) while some row is scaled, else ``None``.
+        """
+        self._record_step(int(step), loss)
+        if rows.numel():
+            self._pending_rows.append(rows)
+        if self._decision_due():
+            latest = None
+            if self._pending_rows:
+                latest = read(torch.unique(torch.cat(self._pending_rows)))  # sorted ids
+                self._pending_rows = []
+            if self._pending:  # evidence given through on_update as well: merge it
+                if latest is not None:
+                    self._pending.append((latest.rows, latest.n_agree, latest.n_disagree,
+                                          latest.grad_norm_ema))
+                latest = None
+            self._decide(loss, latest)
+        return None if self.n_scaled == 0 else self._scale
+
+    def _record_step(self, step: int, loss: float | None) -> None:
+        self.step = step
+        if loss is not None:
+            self._losses.append((self.step, float(loss)))
+
+    def _decision_due(self) -> bool:
+        if self.step - self._last_decision >= self.policy.update_every:
+            self._last_decision = self.step
+            return True
+        return False
 
     def close(self) -> None:
         """Write the ``run_end`` event, fsync and close the audit log (idempotent)."""
@@ -264,7 +305,10 @@ class AutoFixController:
             ever[:size] = self._ever
         self._scale, self._dead, self._ever = scale, dead, ever
 
-    def _decide(self, loss: float | None) -> None:
+    def _decide(self, loss: float | None, latest: RowEvidence | None = None) -> None:
+        """Fit the loss trend and re-decide the scales of the rows touched since the last
+        decision: from the pending evidence, or from ``latest`` (unique sorted rows, each
+        with its latest evidence) when given."""
         self.n_decisions += 1
         if self._losses:
             steps, losses = zip(*self._losses, strict=True)
@@ -272,6 +316,11 @@ class AutoFixController:
                 steps, losses, min_points=self.policy.min_loss_points)
         else:
             self.last_trend = NEUTRAL_LOSS_TREND
+        if latest is not None:
+            self._decide_rows(latest.rows, _as_count(latest.n_agree),
+                              _as_count(latest.n_disagree),
+                              latest.grad_norm_ema.detach().float(), loss)
+            return
         if not self._pending:
             return
         pending, self._pending = self._pending, []
@@ -284,6 +333,11 @@ class AutoFixController:
         agree_t = _as_count(torch.cat([p[1] for p in pending])[last])
         disagree_t = _as_count(torch.cat([p[2] for p in pending])[last])
         grad_t = torch.cat([p[3] for p in pending])[last].detach().float()
+        self._decide_rows(idx, agree_t, disagree_t, grad_t, loss)
+
+    def _decide_rows(self, idx: torch.Tensor, agree_t: torch.Tensor, disagree_t: torch.Tensor,
+                     grad_t: torch.Tensor, loss: float | None) -> None:
+        """Re-decide the scales of rows ``idx`` (unique, sorted) from their latest evidence."""
         self._ensure_size(int(idx[-1]) + 1, idx.device)
         assert self._scale is not None and self._dead is not None and self._ever is not None
         # only rows that can change leave the device: enough pairs (counts only grow), or

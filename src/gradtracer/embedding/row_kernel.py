@@ -27,15 +27,15 @@ import torch
 from gradtracer.embedding.diagnose import ZombieThresholds
 from gradtracer.embedding.state import IntCol, RowState, SignSketch
 
-__all__ = ["available", "track_rows"]
+__all__ = ["available", "damp_rows", "track_rows"]
 
 _ACC_VEL, _ACC_GN, _ACC_COS, _ACC_EXPOSED, _ACC_PAIRED, _ACC_ZOMBIE = range(6)
-_ACC_NONFINITE_ROWS, _ACC_NONFINITE_STEPS = 6, 7
+_ACC_NONFINITE_ROWS, _ACC_NONFINITE_STEPS, _ACC_DAMPED = 6, 7, 8
 
 
 @functools.lru_cache(maxsize=1)
 def _compiled() -> Any | None:
-    """The compiled kernel, or None where numba is unavailable or disabled."""
+    """The compiled kernels ``(update, damp)``, or None where numba is unavailable or disabled."""
     if os.environ.get("GRADTRACER_NO_NUMBA", "").strip() not in ("", "0"):
         return None
     try:
@@ -203,7 +203,35 @@ def _compiled() -> Any | None:
             acc[_ACC_NONFINITE_STEPS] += 1.0
         return seen  # returned so that the touch pass is not optimised away
 
-    return kernel
+    @numba.njit(cache=True, nogil=True, boundscheck=False)
+    def damp(packed, packed_f, acc, weight, rows, before, v, table, scales, damped_ever, step, b):
+        """Scale the applied update of each touched row by its factor in ``table``."""
+        n_table = table.shape[0] - 1  # the last slot is a sentinel
+        one = np.float32(1.0)
+        d_vel = 0.0
+        n_damped = 0
+        for i in range(rows.shape[0]):
+            r = rows[i]
+            f = table[r] if r < n_table else one
+            if not f <= one:  # NaN or > 1: leave the row alone
+                f = one
+            f = max(f, np.float32(0.0))
+            scales[r] = f
+            if f < one:
+                n_damped += 1
+                damped_ever[r] = True
+                for k in range(weight.shape[1]):
+                    weight[r, k] = before[i, k] + f * (weight[r, k] - before[i, k])
+                # the velocity EMA records the displacement actually applied: f * v
+                if packed[r, i_seen] == step and math.isfinite(v[i]):
+                    first_w = one if packed[r, i_exp] == 1 else one - b
+                    c = first_w * (one - f) * v[i]
+                    packed_f[r, f0] -= c
+                    d_vel += c
+        acc[_ACC_VEL] -= d_vel
+        acc[_ACC_DAMPED] += n_damped
+
+    return kernel, damp
 
 
 def available() -> bool:
@@ -249,9 +277,10 @@ def track_rows(
     Returns:
         ``(R,)`` float32 L2 norms of the rows' applied displacement.
     """
-    kernel = _compiled()
-    if kernel is None:
+    kernels = _compiled()
+    if kernels is None:
         raise RuntimeError("the compiled row kernel is unavailable (numba missing or disabled)")
+    kernel = kernels[0]
     grad = grad.contiguous()
     # the projection on torch's own thread pool (a NumPy BLAS call here would start a second
     # pool that competes with torch's for the cores)
@@ -281,3 +310,44 @@ def track_rows(
         f32(zombie.min_grad_norm),
     )
     return v
+
+
+def damp_rows(
+    state: RowState,
+    acc: torch.Tensor,
+    weight: torch.Tensor,
+    rows: torch.Tensor,
+    before: torch.Tensor,
+    v: np.ndarray,
+    table: torch.Tensor,
+    scales: torch.Tensor,
+    damped_ever: torch.Tensor,
+    step: int,
+    *,
+    ema_decay: float,
+) -> None:
+    """Scale the step's applied update of each touched row by its factor (CPU, in place).
+
+    ``w[r] = before + f * (w[r] - before)`` with ``f = table[r]`` (rows at or beyond the
+    table's last, sentinel slot get 1; NaN counts as 1; factors are clipped to [0, 1]); the
+    velocity EMA of the row is corrected to record ``f * v``; ``scales[r]`` is set to ``f``
+    and ``damped_ever[r]`` to True where ``f < 1``. ``v`` is :func:`track_rows`' result.
+    """
+    kernels = _compiled()
+    if kernels is None:
+        raise RuntimeError("the compiled row kernel is unavailable (numba missing or disabled)")
+    packed = state.packed_numpy()
+    kernels[1](
+        packed,
+        packed.view(np.float32),
+        acc.numpy(),
+        weight.numpy(),
+        rows.numpy(),
+        before.numpy(),
+        v,
+        table.numpy(),
+        scales.numpy(),
+        damped_ever.numpy(),
+        int(step),
+        np.float32(ema_decay),
+    )

@@ -51,7 +51,7 @@ from gradtracer.embedding.fold import (
     fold_steps,
     sketch_words,
 )
-from gradtracer.embedding.row_kernel import track_rows
+from gradtracer.embedding.row_kernel import damp_rows, track_rows
 from gradtracer.embedding.state import FloatCol, IntCol, RowState, SignSketch
 from gradtracer.errors import TrackerError
 from gradtracer.findings import Finding, FindingType, Report
@@ -308,10 +308,11 @@ class EmbeddingTracker:
         self._n_updates += 1
         n_rows = int(pend.rows.numel())
         disp: torch.Tensor | None = None
+        v_applied = None  # displacement norms from the compiled update, if it ran
         with torch.no_grad():
             if self._kernel and self._fold_every == 1 and pend.grad.dtype == self._weight.dtype:
                 # CPU float32 table: the fused compiled update (row_kernel.py)
-                track_rows(
+                v_applied = track_rows(
                     self._state,
                     self._acc,
                     self._weight.detach(),
@@ -356,9 +357,7 @@ class EmbeddingTracker:
         if self._intervention is not None:
             self._flush()
             with torch.no_grad():
-                if disp is None:
-                    disp = self._weight.detach().index_select(0, pend.rows).sub_(pend.before)
-                self._intervene(pend.rows, pend.before, disp)
+                self._intervene(pend.rows, pend.before, disp, v_applied)
         elif len(self._buffer) >= self._fold_every or self._buffered_values >= _MAX_BUFFERED_ROWS:
             self._flush()
         self._after_update()
@@ -392,18 +391,11 @@ class EmbeddingTracker:
                         self._snapshot_from(vals, buf[i].step, int(buf[i].rows.numel()))
                     )
 
-    def _intervene(
-        self,
-        rows: torch.Tensor,
-        before: torch.Tensor,
-        disp: torch.Tensor,
-    ) -> None:
-        """Ask the intervention for per-row factors and apply them to the displacement."""
-        assert self._intervention is not None and self._scales is not None
-        assert self._damped_ever is not None
+    def _evidence_for(self, rows: torch.Tensor) -> RowEvidence:
+        """The current row state of ``rows`` as :class:`RowEvidence` (fresh tensors)."""
         ints = self._state.ints.index_select(0, rows)
         fl = self._state.floats.index_select(0, rows)
-        evidence = RowEvidence(
+        return RowEvidence(
             step=self._n_updates,
             layer=self.name,
             rows=rows,
@@ -415,16 +407,65 @@ class EmbeddingTracker:
             exposure=ints[:, IntCol.EXPOSURE],
             loss=self._last_loss,
         )
-        factors = self._intervention.on_update(evidence)
-        if factors is None:
-            return
-        f = torch.as_tensor(factors).to(device=rows.device, dtype=torch.float32).reshape(-1)
-        if f.shape != rows.shape:
-            raise ValueError(
-                f"intervention {type(self._intervention).__name__} returned {tuple(f.shape)} "
-                f"factors for {rows.numel()} rows"
-            )
-        f = torch.nan_to_num(f, nan=1.0).clamp_(0.0, 1.0)
+
+    def _intervene(
+        self,
+        rows: torch.Tensor,
+        before: torch.Tensor,
+        disp: torch.Tensor | None,
+        v_applied: Any = None,
+    ) -> None:
+        """Ask the intervention for per-row factors and apply them to the displacement.
+
+        An intervention with ``on_step`` (the table protocol, :class:`AutoFixController`)
+        gets the touched rows only and returns its whole per-row scale table; the factors
+        are then applied by the compiled kernel where the compiled update ran. Others get
+        the full :class:`RowEvidence` every step through ``on_update``.
+        """
+        assert self._intervention is not None and self._scales is not None
+        assert self._damped_ever is not None
+        on_step = getattr(self._intervention, "on_step", None)
+        if on_step is not None:
+            table = on_step(self._n_updates, rows, self._last_loss, self._evidence_for)
+            if table is None:
+                return
+            if v_applied is not None and table.device.type == "cpu":
+                damp_rows(
+                    self._state,
+                    self._acc,
+                    self._weight.detach(),
+                    rows,
+                    before,
+                    v_applied,
+                    table.to(torch.float32),
+                    self._scales,
+                    self._damped_ever,
+                    self._n_updates,
+                    ema_decay=self.ema_decay,
+                )
+                return
+            f = table.index_select(0, rows.clamp(max=table.numel() - 1)).to(rows.device)
+        else:
+            factors = self._intervention.on_update(self._evidence_for(rows))
+            if factors is None:
+                return
+            f = torch.as_tensor(factors).to(device=rows.device, dtype=torch.float32).reshape(-1)
+            if f.shape != rows.shape:
+                raise ValueError(
+                    f"intervention {type(self._intervention).__name__} returned "
+                    f"{tuple(f.shape)} factors for {rows.numel()} rows"
+                )
+        if disp is None:
+            disp = self._weight.detach().index_select(0, rows).sub_(before)
+        self._apply_factors(rows, before, disp, f)
+
+    def _apply_factors(
+        self, rows: torch.Tensor, before: torch.Tensor, disp: torch.Tensor, f: torch.Tensor
+    ) -> None:
+        """``w[rows] = before + f * disp``; velocity EMA, scales and counts follow (torch)."""
+        assert self._scales is not None and self._damped_ever is not None
+        f = torch.nan_to_num(f.to(torch.float32), nan=1.0).clamp_(0.0, 1.0)
+        ints = self._state.ints.index_select(0, rows)
         w = self._weight.detach()
         w.index_copy_(0, rows, before + f.to(w.dtype)[:, None] * disp)
         # the velocity EMA records the displacement actually applied: f * v
