@@ -173,9 +173,10 @@ def test_table_protocol_and_compiled_damping_equal_the_evidence_protocol(sparse,
         tracker.detach()
     ref = results[0]
     assert ref[4] > 0 and bool((ref[5][:3] < 1).all())  # the oscillating rows were damped
+    assert torch.equal(ref[1], ref[5])  # autofix_scales(): the controller's current factors
+    assert torch.equal(ref[1], results[1][1])
     for got in results[1:]:
         torch.testing.assert_close(ref[0], got[0], rtol=1e-5, atol=1e-6)
-        assert torch.equal(ref[1], got[1])
         assert torch.equal(ref[2], got[2])
         torch.testing.assert_close(ref[3], got[3], rtol=1e-5, atol=1e-6)
         assert ref[4] == got[4]

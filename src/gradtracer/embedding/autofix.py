@@ -38,6 +38,7 @@ from gradtracer.embedding.autofix_policy import (
     oscillation_confidence,
 )
 from gradtracer.embedding.evidence import RowEvidence
+from gradtracer.embedding.row_kernel import unique_rows
 from gradtracer.errors import GradTracerWarning
 from gradtracer.export.audit import AUDIT_FORMAT_VERSION, AuditLogger, encode_ids
 from gradtracer.findings import Finding, FindingType, Severity
@@ -98,6 +99,7 @@ class AutoFixController:
         # evidence since the last decision, kept by reference (no work on the hot path)
         self._pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self._pending_rows: list[torch.Tensor] = []  # row ids only (table protocol)
+        self._scratch: dict[str, Any] = {}  # reusable buffers of unique_rows
         self._n_seen = 0  # one past the largest row id seen
         self._losses: deque[tuple[int, float]] = deque(maxlen=self.policy.loss_window)
         self.step = 0
@@ -148,7 +150,7 @@ class AutoFixController:
         if self._decision_due():
             latest = None
             if self._pending_rows:
-                latest = read(torch.unique(torch.cat(self._pending_rows)))  # sorted ids
+                latest = read(unique_rows(self._pending_rows, self._scratch))
                 self._pending_rows = []
             if self._pending:  # evidence given through on_update as well: merge it
                 if latest is not None:
@@ -214,6 +216,15 @@ class AutoFixController:
         out = torch.ones(n, dtype=torch.float32, device=device)
         if self._scale is not None:
             out[:size] = self._scale[:size]
+        return out
+
+    def ever_scaled(self, n_rows: int) -> torch.Tensor:
+        """Return a bool mask, shape ``(n_rows,)``: rows ever given a factor below 1."""
+        out = torch.zeros(int(n_rows), dtype=torch.bool,
+                          device="cpu" if self._ever is None else self._ever.device)
+        if self._ever is not None:
+            size = min(int(n_rows), self._ever.numel())
+            out[:size] = self._ever[:size]
         return out
 
     def _table(self) -> torch.Tensor:
@@ -337,8 +348,10 @@ class AutoFixController:
 
     def _decide_rows(self, idx: torch.Tensor, agree_t: torch.Tensor, disagree_t: torch.Tensor,
                      grad_t: torch.Tensor, loss: float | None) -> None:
-        """Re-decide the scales of rows ``idx`` (unique, sorted) from their latest evidence."""
-        self._ensure_size(int(idx[-1]) + 1, idx.device)
+        """Re-decide the scales of rows ``idx`` (unique) from their latest evidence."""
+        if idx.numel() == 0:
+            return
+        self._ensure_size(int(idx.max()) + 1, idx.device)
         assert self._scale is not None and self._dead is not None and self._ever is not None
         # only rows that can change leave the device: enough pairs (counts only grow), or
         # currently scaled (they may be released); the rest keep factor 1
@@ -360,6 +373,7 @@ class AutoFixController:
         changed = np.flatnonzero(factors != old)
         if changed.size == 0:
             return
+        changed = changed[np.argsort(idx[torch.from_numpy(changed)].cpu().numpy(), kind="stable")]
         rows_changed = idx[torch.from_numpy(changed).to(idx.device)]
         new_vals = torch.from_numpy(factors[changed]).to(self._scale.device)
         self._scale[rows_changed] = new_vals

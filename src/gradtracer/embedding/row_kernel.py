@@ -27,7 +27,7 @@ import torch
 from gradtracer.embedding.diagnose import ZombieThresholds
 from gradtracer.embedding.state import IntCol, RowState, SignSketch
 
-__all__ = ["available", "damp_rows", "track_rows"]
+__all__ = ["available", "damp_rows", "track_rows", "unique_rows"]
 
 _ACC_VEL, _ACC_GN, _ACC_COS, _ACC_EXPOSED, _ACC_PAIRED, _ACC_ZOMBIE = range(6)
 _ACC_NONFINITE_ROWS, _ACC_NONFINITE_STEPS, _ACC_DAMPED = 6, 7, 8
@@ -35,7 +35,7 @@ _ACC_NONFINITE_ROWS, _ACC_NONFINITE_STEPS, _ACC_DAMPED = 6, 7, 8
 
 @functools.lru_cache(maxsize=1)
 def _compiled() -> Any | None:
-    """The compiled kernels ``(update, damp)``, or None where numba is unavailable or disabled."""
+    """The compiled kernels ``(update, damp, dedupe)``, or None where numba is unavailable or disabled."""
     if os.environ.get("GRADTRACER_NO_NUMBA", "").strip() not in ("", "0"):
         return None
     try:
@@ -204,7 +204,7 @@ def _compiled() -> Any | None:
         return seen  # returned so that the touch pass is not optimised away
 
     @numba.njit(cache=True, nogil=True, boundscheck=False)
-    def damp(packed, packed_f, acc, weight, rows, before, v, table, scales, damped_ever, step, b):
+    def damp(packed, packed_f, acc, weight, rows, before, v, table, step, b):
         """Scale the applied update of each touched row by its factor in ``table``."""
         n_table = table.shape[0] - 1  # the last slot is a sentinel
         one = np.float32(1.0)
@@ -216,10 +216,8 @@ def _compiled() -> Any | None:
             if not f <= one:  # NaN or > 1: leave the row alone
                 f = one
             f = max(f, np.float32(0.0))
-            scales[r] = f
             if f < one:
                 n_damped += 1
-                damped_ever[r] = True
                 for k in range(weight.shape[1]):
                     weight[r, k] = before[i, k] + f * (weight[r, k] - before[i, k])
                 # the velocity EMA records the displacement actually applied: f * v
@@ -231,7 +229,23 @@ def _compiled() -> Any | None:
         acc[_ACC_VEL] -= d_vel
         acc[_ACC_DAMPED] += n_damped
 
-    return kernel, damp
+    @numba.njit(cache=True, nogil=True, boundscheck=False)
+    def dedupe(rows, mark):
+        """Unique ``rows`` in first-seen order, using the all-zero ``mark`` scratch array
+        (one flag per table row; left all zero again on return)."""
+        out = np.empty(rows.shape[0], dtype=np.int64)
+        n = 0
+        for i in range(rows.shape[0]):
+            r = rows[i]
+            if mark[r] == 0:
+                mark[r] = 1
+                out[n] = r
+                n += 1
+        for i in range(n):
+            mark[out[i]] = 0
+        return out[:n]
+
+    return kernel, damp, dedupe
 
 
 def available() -> bool:
@@ -320,8 +334,6 @@ def damp_rows(
     before: torch.Tensor,
     v: np.ndarray,
     table: torch.Tensor,
-    scales: torch.Tensor,
-    damped_ever: torch.Tensor,
     step: int,
     *,
     ema_decay: float,
@@ -330,8 +342,8 @@ def damp_rows(
 
     ``w[r] = before + f * (w[r] - before)`` with ``f = table[r]`` (rows at or beyond the
     table's last, sentinel slot get 1; NaN counts as 1; factors are clipped to [0, 1]); the
-    velocity EMA of the row is corrected to record ``f * v``; ``scales[r]`` is set to ``f``
-    and ``damped_ever[r]`` to True where ``f < 1``. ``v`` is :func:`track_rows`' result.
+    velocity EMA of the row is corrected to record ``f * v`` and the damped row-updates are
+    counted in ``acc``. ``v`` is :func:`track_rows`' result.
     """
     kernels = _compiled()
     if kernels is None:
@@ -346,8 +358,25 @@ def damp_rows(
         before.numpy(),
         v,
         table.numpy(),
-        scales.numpy(),
-        damped_ever.numpy(),
         int(step),
         np.float32(ema_decay),
     )
+
+
+def unique_rows(parts: list[torch.Tensor], scratch: dict[str, Any]) -> torch.Tensor:
+    """Unique row ids (>= 0) of the int64 tensors ``parts``, in first-seen order on CPU.
+
+    Without sorting: a flag per table row (``scratch["mark"]``, allocated once, one byte
+    per row) marks the ids already seen. Falls back to ``torch.unique`` (sorted) without
+    numba or off the CPU.
+    """
+    kernels = _compiled()
+    rows = torch.cat(parts) if len(parts) > 1 else parts[0]
+    if kernels is None or rows.device.type != "cpu" or rows.numel() == 0:
+        return torch.unique(rows)
+    n_rows = int(rows.max()) + 1
+    mark = scratch.get("mark")
+    if mark is None or mark.shape[0] < n_rows:
+        mark = np.zeros(n_rows, dtype=np.uint8)
+        scratch["mark"] = mark
+    return torch.from_numpy(kernels[2](rows.numpy(), mark))

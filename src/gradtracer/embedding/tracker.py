@@ -196,9 +196,12 @@ class EmbeddingTracker:
         )
 
         self._intervention: Intervention | None = self._make_intervention(auto_fix)
-        self._scales: torch.Tensor | None = None
+        # the table protocol (AutoFixController): on_step + scales + ever_scaled; the
+        # intervention keeps the per-row factors, the tracker only applies them
+        self._on_step = getattr(self._intervention, "on_step", None)
+        self._scales: torch.Tensor | None = None  # last factor applied (evidence protocol)
         self._damped_ever: torch.Tensor | None = None
-        if self._intervention is not None:
+        if self._intervention is not None and self._on_step is None:
             self._scales = torch.ones(n_rows, dtype=torch.float32, device=device)
             self._damped_ever = torch.zeros(n_rows, dtype=torch.bool, device=device)
 
@@ -422,11 +425,9 @@ class EmbeddingTracker:
         are then applied by the compiled kernel where the compiled update ran. Others get
         the full :class:`RowEvidence` every step through ``on_update``.
         """
-        assert self._intervention is not None and self._scales is not None
-        assert self._damped_ever is not None
-        on_step = getattr(self._intervention, "on_step", None)
-        if on_step is not None:
-            table = on_step(self._n_updates, rows, self._last_loss, self._evidence_for)
+        assert self._intervention is not None
+        if self._on_step is not None:
+            table = self._on_step(self._n_updates, rows, self._last_loss, self._evidence_for)
             if table is None:
                 return
             if v_applied is not None and table.device.type == "cpu":
@@ -438,8 +439,6 @@ class EmbeddingTracker:
                     before,
                     v_applied,
                     table.to(torch.float32),
-                    self._scales,
-                    self._damped_ever,
                     self._n_updates,
                     ema_decay=self.ema_decay,
                 )
@@ -463,7 +462,6 @@ class EmbeddingTracker:
         self, rows: torch.Tensor, before: torch.Tensor, disp: torch.Tensor, f: torch.Tensor
     ) -> None:
         """``w[rows] = before + f * disp``; velocity EMA, scales and counts follow (torch)."""
-        assert self._scales is not None and self._damped_ever is not None
         f = torch.nan_to_num(f.to(torch.float32), nan=1.0).clamp_(0.0, 1.0)
         ints = self._state.ints.index_select(0, rows)
         w = self._weight.detach()
@@ -476,8 +474,10 @@ class EmbeddingTracker:
         self._state.floats[:, FloatCol.VELOCITY].index_add_(0, rows, -correction)
         self._acc[ACC_VEL] -= correction.sum(dtype=torch.float64)
         damped = f < 1.0
-        self._scales.index_copy_(0, rows, f)
-        self._damped_ever.index_copy_(0, rows, self._damped_ever.index_select(0, rows) | damped)
+        if self._scales is not None and self._damped_ever is not None:
+            self._scales.index_copy_(0, rows, f)
+            ever = self._damped_ever.index_select(0, rows) | damped
+            self._damped_ever.index_copy_(0, rows, ever)
         self._acc[ACC_DAMPED] += damped.sum()
 
     # ------------------------------------------------------------------ schedule
@@ -632,10 +632,23 @@ class EmbeddingTracker:
                 self._losses[target] = value
 
     def autofix_scales(self) -> torch.Tensor:
-        """Last factor applied to each row's update, ``(num_embeddings,)`` float32 (1 = undamped)."""
+        """Per-row update factor, ``(num_embeddings,)`` float32 (1 = undamped).
+
+        With Auto-Fix (:class:`AutoFixController`) the factor each row's updates get now;
+        with an intervention that only implements ``on_update``, the last factor applied.
+        """
+        n = self._state.n_rows
+        if self._on_step is not None:
+            return self._intervention.scales(n).to(self._weight.device)  # type: ignore[union-attr]
         if self._scales is None:
-            return torch.ones(self._state.n_rows, dtype=torch.float32, device=self._weight.device)
+            return torch.ones(n, dtype=torch.float32, device=self._weight.device)
         return self._scales.clone()
+
+    def _ever_damped(self) -> torch.Tensor | None:
+        """Bool mask of rows ever damped, or None without an intervention."""
+        if self._on_step is not None:
+            return self._intervention.ever_scaled(self._state.n_rows)  # type: ignore[union-attr]
+        return self._damped_ever
 
     def summary(self) -> dict[str, Any]:
         """JSON-safe table statistics (a collective call under ``torch.distributed``).
@@ -664,6 +677,7 @@ class EmbeddingTracker:
             self._acc[[ACC_NONFINITE_ROWS, ACC_NONFINITE_STEPS, ACC_DAMPED]].clone()
         )
         n_bad_rows, n_bad_steps, n_damped = (int(x) for x in acc.tolist())
+        ever = self._ever_damped()
         weight = self._weight.detach()
         n_rows, dim = weight.shape
         exposure = state.col("exposure")
@@ -712,7 +726,7 @@ class EmbeddingTracker:
         exp_cpu = exposure.cpu()
         lorenz_x, lorenz_y = _stats.lorenz_curve(exp_cpu, n_points=21)
         state_bytes = self._state.nbytes() + (
-            0 if self._scales is None else n_rows * 5  # scales float32 + damped bool
+            0 if self._intervention is None else n_rows * 5  # scales float32 + damped bool
         )
         table_bytes = weight.numel() * weight.element_size()
         out: dict[str, Any] = {
@@ -757,17 +771,15 @@ class EmbeddingTracker:
             "state_memory_ratio": state_bytes / max(table_bytes, 1),
             "autofix": self._intervention is not None,
             "autofix_damped_updates": n_damped,
-            "autofix_damped_rows": int(self._damped_ever.sum())
-            if self._damped_ever is not None
-            else 0,
+            "autofix_damped_rows": 0 if ever is None else int(ever.sum()),
         }
         samples = {
             "zombie": z_ids[z_order][:32].tolist(),
             "dead": torch.nonzero(unexposed).reshape(-1)[:32].tolist(),
             "frozen": torch.nonzero(frozen).reshape(-1)[:32].tolist(),
         }
-        if self._damped_ever is not None:
-            samples["autofix"] = torch.nonzero(self._damped_ever).reshape(-1)[:32].tolist()
+        if ever is not None:
+            samples["autofix"] = torch.nonzero(ever).reshape(-1)[:32].tolist()
         return out, samples
 
     def zombie_rows(self) -> torch.Tensor:
