@@ -1,6 +1,6 @@
 """EmbeddingTracker overhead: tracked vs untracked MF training steps, side by side in one run.
 
-Usage: .venv/bin/python bench/bench_tracker.py [--quick] [--threads N] [--steps S]
+Usage: .venv/bin/python bench/bench_tracker.py [--quick] [--threads N] [--steps S] [--only sparse|dense]
 
 CPU matrix factorisation, a 100k x 64 user table and a 1,000,000 x 64 item table
 (``--quick``: 10k / 100k rows), batches of 1024 (user, item) pairs with Zipf-like item
@@ -111,6 +111,7 @@ def main() -> None:
     parser.add_argument(
         "--steps", type=int, default=0, help="timed steps per model (default 60; quick 100)"
     )
+    parser.add_argument("--only", choices=("sparse", "dense"), help="run one configuration")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -132,6 +133,8 @@ def main() -> None:
     ]
     last = {}
     for label, sparse, interval, target in rows:
+        if args.only and args.only != ("sparse" if sparse else "dense"):
+            continue
         res = bench_config(args, sparse=sparse, interval=interval)
         last = res
         print(

@@ -1,19 +1,22 @@
 """Applying recorded optimizer steps to the per-row state.
 
 Per step the tracker records the touched rows with their gradient norm, applied-displacement
-norm and gradient sign sketch. Two equivalent ways fold them into the row state:
+norm and gradient sign sketch. Three equivalent ways fold them into the row state: the
+compiled per-step loop of :mod:`gradtracer.embedding.row_kernel` (CPU float32 tables, the
+default there) and the two here:
 
 * :func:`apply_step` updates the touched rows in place at every step: one gather and one
   scatter of the packed row state plus ~40 NumPy operations on ``(R,)`` vectors (zero-copy
-  views of the CPU tensors). On CPU this is the cheaper way: measured in the 1M-row
-  benchmark's training loop (~1,000 touched rows per step), 0.35-0.5 ms per step against
-  ~1 ms per step of amortised :func:`fold_steps` work, whose sort, segmented scans and
-  float64 closed forms cost ~0.6 us per buffered row even in a tight loop.
+  views of the CPU tensors), the CPU path without numba or for other dtypes. Measured in the
+  1M-row benchmark's training loop (~1,000 touched rows per step): 0.35-0.5 ms per step
+  against ~1 ms per step of amortised :func:`fold_steps` work, whose sort, segmented scans
+  and float64 closed forms cost ~0.6 us per buffered row even in a tight loop (the compiled
+  loop: ~0.2 ms).
 * :func:`fold_steps` applies a buffer of :class:`StepRecord` at once (vectorised over all
   of them, a few hundred kernels per buffer): the cheaper way where each kernel launch is
   what costs (CUDA and other accelerators).
 
-Both give the state of applying the steps one by one (integer state bit-identical, floats
+All give the state of applying the steps one by one (integer state bit-identical, floats
 to rounding).
 """
 

@@ -137,8 +137,15 @@ def _compiled() -> Any | None:
             for w in range(n_words):  # branch-free: the sign bits are unpredictable
                 code = np.uint32(0)
                 hi = min(n_bits, 32 * (w + 1))
-                for j in range(32 * w, hi):
-                    code |= np.uint32(proj[i, j] > 0) << np.uint32(j - 32 * w)
+                if hi - 32 * w == 32:  # a full word: fixed trip count, unrolled
+                    base = 32 * w
+                    c64 = 0
+                    for j in range(32):
+                        c64 |= (proj[i, base + j] > 0) << j
+                    code = np.uint32(c64)
+                else:
+                    for j in range(32 * w, hi):
+                        code |= np.uint32(proj[i, j] > 0) << np.uint32(j - 32 * w)
                 old = np.uint32(packed[r, c0 + w])
                 has_prev = has_prev or old != 0
                 hamming += _popcount32(old ^ code)
