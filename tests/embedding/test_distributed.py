@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 from datetime import timedelta
 from pathlib import Path
 
@@ -69,11 +68,13 @@ def _train(layer, opt, target, ranks: list[int]) -> EmbeddingTracker:
     return tracker
 
 
-def _worker(rank: int, port: int, out_dir: str) -> None:
+def _worker(rank: int, out_dir: str) -> None:
     torch.set_num_threads(1)
+    # A file store has no server thread on rank 0 that could vanish while rank 1 still
+    # talks to it, and no port that another process could take first.
     dist.init_process_group(
         "gloo",
-        init_method=f"tcp://127.0.0.1:{port}",
+        init_method=f"file://{Path(out_dir, 'store')}",
         rank=rank,
         world_size=WORLD,
         timeout=timedelta(seconds=90),
@@ -87,20 +88,15 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
             json.dumps({"summary": summary, "history": tracker.history, "zombies": zombies})
         )
         tracker.detach()
+        dist.barrier()  # every rank is done before any tears its group down
     finally:
         dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_gloo_ranks_match_single_process(tmp_path):
     if not dist.is_available():
         pytest.skip("torch.distributed is not available")
-    mp.spawn(_worker, args=(_free_port(), str(tmp_path)), nprocs=WORLD, join=True)
+    mp.spawn(_worker, args=(str(tmp_path),), nprocs=WORLD, join=True)
     results = [json.loads(Path(tmp_path, f"rank{r}.json").read_text()) for r in range(WORLD)]
 
     layer, opt, target = _setup()
