@@ -16,6 +16,7 @@ same ratio of mean step times, which includes the policy's decision steps (one i
 
     .venv/bin/python bench/bench_autofix.py            # 100 timed steps per arm
     .venv/bin/python bench/bench_autofix.py --quick    # small and fast
+    .venv/bin/python bench/bench_autofix.py --only sparse --steps 600   # steadier means
 """
 
 from __future__ import annotations
@@ -119,12 +120,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="10x smaller tables, few steps")
     parser.add_argument("--only", choices=("sparse", "dense"), help="run one configuration")
+    parser.add_argument("--steps", type=int, help="timed steps per arm (default 100)")
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     if args.quick:
         sizes, batch, warm, timed = (10_000, 100_000, 64), 1024, 20, 20
     else:
         sizes, batch, warm, timed = (100_000, 1_000_000, 64), 1024, 30, 100
+    timed = args.steps or timed
     print(f"users {sizes[0]:,} x {sizes[2]}, items {sizes[1]:,} x {sizes[2]}, batch {batch}, "
           f"{warm} warm-up + {timed} timed steps per arm, torch threads {torch.get_num_threads()}")
     print(f"{'config':<20}{'plain ms':>10}{'track ms':>10}{'autofix ms':>12}"

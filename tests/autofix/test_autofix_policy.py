@@ -114,3 +114,26 @@ def test_factors_bounded_and_monotone_in_disagreement(agree: list[int], extra: i
     assert ((f >= np.float32(POLICY.floor)) & (f <= 1.0)).all()
     f_more = damping_factors(a, d + extra, p_improving=g, step=10_000, policy=POLICY)
     assert (f_more <= f).all()
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    pairs=st.lists(st.tuples(st.integers(0, 60), st.integers(0, 60)), min_size=1, max_size=30),
+    g=st.floats(0, 1),
+    prior=st.tuples(st.floats(0.5, 5), st.floats(0.5, 5)),
+    min_conf=st.sampled_from([0.0, 0.3, 0.5, 0.9, 0.99]),
+)
+def test_factors_equal_the_documented_formula(pairs: list[tuple[int, int]], g: float,
+                                              prior: tuple[float, float],
+                                              min_conf: float) -> None:
+    """The skipped rows (posterior median below 1/2) get exactly what the formula gives."""
+    policy = AutoFixPolicy(prior_alpha=prior[0], prior_beta=prior[1], min_confidence=min_conf,
+                           min_pairs=4)
+    a = np.array([p[0] for p in pairs])
+    d = np.array([p[1] for p in pairs])
+    q = stats.beta.sf(0.5, policy.prior_alpha + d, policy.prior_beta + a)
+    c = np.clip((q - min_conf) / (1 - min_conf), 0, 1)
+    ref = 1 - (1 - policy.floor) * c * (1 - policy.loss_relief * g)
+    ref = np.where(a + d >= policy.min_pairs, ref, 1.0).astype(np.float32)
+    got = damping_factors(a, d, p_improving=g, step=10_000, policy=policy)
+    np.testing.assert_allclose(got, ref, rtol=0, atol=2e-7)

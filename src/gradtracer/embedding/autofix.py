@@ -33,7 +33,6 @@ from gradtracer.embedding.autofix_policy import (
     AutoFixPolicy,
     LossTrend,
     damping_factors,
-    dead_rows,
     loss_trend_posterior,
     oscillation_confidence,
 )
@@ -93,9 +92,12 @@ class AutoFixController:
         self.events_lost = 0
         # per-row state, grown on demand (index = row id); the scale table has one extra
         # sentinel slot at the end that always holds 1.0 (rows beyond the table read it)
-        self._scale: torch.Tensor | None = None  # float32, current factor per row (+ sentinel)
-        self._dead: torch.Tensor | None = None  # bool, dead at last decision
-        self._ever: torch.Tensor | None = None  # bool, ever scaled below 1
+        # The host arrays are the record; ``_scale`` is the table handed to the tracker: a
+        # zero-copy view of ``_host`` on CPU, a device copy updated at each decision else.
+        self._host: np.ndarray | None = None  # float32, current factor per row (+ sentinel)
+        self._scale: torch.Tensor | None = None
+        self._dead: np.ndarray | None = None  # bool, dead at last decision
+        self._ever: np.ndarray | None = None  # bool, ever scaled below 1
         # evidence since the last decision, kept by reference (no work on the hot path)
         self._pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self._pending_rows: list[torch.Tensor] = []  # row ids only (table protocol)
@@ -212,24 +214,25 @@ class AutoFixController:
         n = size if n_rows is None else int(n_rows)
         if n < size:
             raise ValueError(f"n_rows={n} is smaller than the largest row id seen + 1 ({size})")
-        device = "cpu" if self._scale is None else self._scale.device
-        out = torch.ones(n, dtype=torch.float32, device=device)
-        if self._scale is not None:
-            out[:size] = self._scale[:size]
-        return out
+        out = np.ones(n, dtype=np.float32)
+        if self._host is not None:
+            out[:size] = self._host[:size]
+        return torch.from_numpy(out).to(self._device())
 
     def ever_scaled(self, n_rows: int) -> torch.Tensor:
         """Return a bool mask, shape ``(n_rows,)``: rows ever given a factor below 1."""
-        out = torch.zeros(int(n_rows), dtype=torch.bool,
-                          device="cpu" if self._ever is None else self._ever.device)
+        out = np.zeros(int(n_rows), dtype=bool)
         if self._ever is not None:
-            size = min(int(n_rows), self._ever.numel())
+            size = min(int(n_rows), self._ever.size)
             out[:size] = self._ever[:size]
-        return out
+        return torch.from_numpy(out).to(self._device())
 
-    def _table(self) -> torch.Tensor:
+    def _device(self) -> torch.device:
+        return torch.device("cpu") if self._scale is None else self._scale.device
+
+    def _table(self) -> np.ndarray:
         """The scale table without its sentinel slot."""
-        return torch.ones(0) if self._scale is None else self._scale[:-1]
+        return np.ones(0, dtype=np.float32) if self._host is None else self._host[:-1]
 
     def summary(self) -> dict[str, Any]:
         """Plain-number summary: decisions, rows scaled now / ever, scale range, loss trend."""
@@ -237,7 +240,7 @@ class AutoFixController:
         scaled_now = int((table < 1).sum())
         ever = 0 if self._ever is None else int(self._ever.sum())
         dead = 0 if self._dead is None else int(self._dead.sum())
-        min_scale = float(table.min()) if table.numel() else 1.0
+        min_scale = float(table.min()) if table.size else 1.0
         mean_scaled = float(table[table < 1].mean()) if scaled_now else 1.0
         return {
             "step": self.step,
@@ -272,7 +275,7 @@ class AutoFixController:
                 confidence=1.0, evidence={k: s[k] for k in (
                     "rows_scaled", "rows_ever_scaled", "min_scale", "n_interventions",
                     "p_loss_improving")},
-                sample_ids=tuple(torch.nonzero(self._ever).flatten()[:20].tolist()),
+                sample_ids=tuple(np.flatnonzero(self._ever)[:20].tolist()),
             ))
         if s["rows_dead"]:
             assert self._dead is not None
@@ -285,7 +288,7 @@ class AutoFixController:
                 action="CHECK_NEGATIVE_SAMPLING_OR_REINITIALIZE_ROWS",
                 expected_effect="Rows start receiving gradient and move again.",
                 confidence=0.9, evidence={"rows_dead": s["rows_dead"]},
-                sample_ids=tuple(torch.nonzero(self._dead).flatten()[:20].tolist()),
+                sample_ids=tuple(np.flatnonzero(self._dead)[:20].tolist()),
             ))
         if not s["audit_complete"]:
             out.append(Finding(
@@ -303,18 +306,19 @@ class AutoFixController:
     # ------------------------------------------------------------------ internals
     def _ensure_size(self, n: int, device: torch.device) -> None:
         self._n_seen = max(self._n_seen, n)
-        size = 0 if self._scale is None else self._scale.numel() - 1
+        size = 0 if self._host is None else self._host.size - 1
         if n <= size:
             return
         new = max(n, 2 * size, 1024)
-        scale = torch.ones(new + 1, dtype=torch.float32, device=device)
-        dead = torch.zeros(new, dtype=torch.bool, device=device)
-        ever = torch.zeros(new, dtype=torch.bool, device=device)
-        if self._scale is not None and self._dead is not None and self._ever is not None:
-            scale[:size] = self._scale[:size]
+        host = np.ones(new + 1, dtype=np.float32)
+        dead = np.zeros(new, dtype=bool)
+        ever = np.zeros(new, dtype=bool)
+        if self._host is not None and self._dead is not None and self._ever is not None:
+            host[:size] = self._host[:size]
             dead[:size] = self._dead
             ever[:size] = self._ever
-        self._scale, self._dead, self._ever = scale, dead, ever
+        self._host, self._dead, self._ever = host, dead, ever
+        self._scale = torch.from_numpy(host).to(device)  # a view on CPU
 
     def _decide(self, loss: float | None, latest: RowEvidence | None = None) -> None:
         """Fit the loss trend and re-decide the scales of the rows touched since the last
@@ -348,39 +352,48 @@ class AutoFixController:
 
     def _decide_rows(self, idx: torch.Tensor, agree_t: torch.Tensor, disagree_t: torch.Tensor,
                      grad_t: torch.Tensor, loss: float | None) -> None:
-        """Re-decide the scales of rows ``idx`` (unique) from their latest evidence."""
-        if idx.numel() == 0:
+        """Re-decide the scales of rows ``idx`` (unique) from their latest evidence.
+
+        Runs on host arrays (one transfer per decision on an accelerator): a decision
+        touches ~10k rows, where a dozen NumPy passes cost a fraction of the tensor ops.
+        """
+        ids = idx.detach().cpu().numpy()
+        if ids.size == 0:
             return
-        self._ensure_size(int(idx.max()) + 1, idx.device)
-        assert self._scale is not None and self._dead is not None and self._ever is not None
-        # only rows that can change leave the device: enough pairs (counts only grow), or
+        agree_all = agree_t.cpu().numpy()
+        disagree_all = disagree_t.cpu().numpy()
+        grad_all = grad_t.cpu().numpy()
+        self._ensure_size(int(ids.max()) + 1, idx.device)
+        assert self._host is not None and self._dead is not None and self._ever is not None
+        pol = self.policy
+        self._dead[ids] = ~(grad_all > pol.dead_grad_norm)
+        if self.step < pol.warmup_steps and self.n_scaled == 0:
+            return
+        # only rows that can change are decided: enough pairs (counts only grow), or
         # currently scaled (they may be released); the rest keep factor 1
-        keep = (agree_t + disagree_t >= self.policy.min_pairs) | (self._scale[idx] < 1)
-        if self.step < self.policy.warmup_steps and self.n_scaled == 0:
-            keep = torch.zeros_like(keep)
-        sel = torch.nonzero(keep).flatten()
-        self._dead[idx] = ~(grad_t > self.policy.dead_grad_norm)
-        if sel.numel() == 0:
+        sel = np.flatnonzero((agree_all + disagree_all >= pol.min_pairs)
+                             | (self._host[ids] < 1))
+        if sel.size == 0:
             return
-        idx = idx[sel]
-        agree = agree_t[sel].cpu().numpy()
-        disagree = disagree_t[sel].cpu().numpy()
-        grad = grad_t[sel].cpu().numpy()
-        dead = dead_rows(grad, self.policy)
+        ids = ids[sel]
+        agree, disagree = agree_all[sel], disagree_all[sel]
+        dead = self._dead[ids]
         factors = damping_factors(agree, disagree, p_improving=self.last_trend.p_improving,
-                                  step=self.step, policy=self.policy, dead=dead)
-        old = self._scale[idx].cpu().numpy()
+                                  step=self.step, policy=pol, dead=dead)
+        old = self._host[ids]
         changed = np.flatnonzero(factors != old)
         if changed.size == 0:
             return
-        changed = changed[np.argsort(idx[torch.from_numpy(changed)].cpu().numpy(), kind="stable")]
-        rows_changed = idx[torch.from_numpy(changed).to(idx.device)]
-        new_vals = torch.from_numpy(factors[changed]).to(self._scale.device)
-        self._scale[rows_changed] = new_vals
-        self._ever[rows_changed] |= new_vals < 1
-        self.n_scaled += int((factors[changed] < 1).sum()) - int((old[changed] < 1).sum())
+        changed = changed[np.argsort(ids[changed], kind="stable")]
+        row_ids = ids[changed]
+        new_vals = factors[changed]
+        self._host[row_ids] = new_vals
+        if self._scale is not None and self._scale.device.type != "cpu":
+            dev = self._scale.device
+            self._scale[torch.from_numpy(row_ids).to(dev)] = torch.from_numpy(new_vals).to(dev)
+        self._ever[row_ids] |= new_vals < 1
+        self.n_scaled += int((new_vals < 1).sum()) - int((old[changed] < 1).sum())
         self.n_interventions += 1
-        row_ids = rows_changed.cpu().numpy()
         q = oscillation_confidence(agree[changed], disagree[changed], self.policy)
         self._emit({
             "kind": "damp", "run_id": self.run_id, "layer": self.layer_name, "step": self.step,

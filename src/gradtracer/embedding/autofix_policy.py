@@ -222,12 +222,16 @@ def damping_factors(
     out = np.ones(agree.shape, dtype=np.float32)
     if step < policy.warmup_steps or agree.size == 0:
         return out
-    q = oscillation_confidence(agree, disagree, policy)
-    c = np.clip((q - policy.min_confidence) / (1.0 - policy.min_confidence), 0.0, 1.0)
-    strength = c * (1.0 - policy.loss_relief * g)
-    f = 1.0 - (1.0 - policy.floor) * strength
     eligible = (agree + disagree) >= policy.min_pairs
     if dead is not None:
         eligible &= ~np.asarray(dead, dtype=bool)
-    f = np.where(eligible, f, 1.0)
-    return f.astype(np.float32)
+    if policy.min_confidence >= 0.5:
+        # q <= 1/2 exactly when the posterior's first parameter is the smaller one (its
+        # median is then <= 1/2), so c = 0 there: skip the incomplete beta for those rows
+        eligible &= (policy.prior_alpha + disagree) >= (policy.prior_beta + agree)
+    at = np.flatnonzero(eligible)
+    q = oscillation_confidence(agree[at], disagree[at], policy)
+    c = np.clip((q - policy.min_confidence) / (1.0 - policy.min_confidence), 0.0, 1.0)
+    strength = c * (1.0 - policy.loss_relief * g)
+    out[at] = (1.0 - (1.0 - policy.floor) * strength).astype(np.float32)
+    return out

@@ -381,9 +381,10 @@ def unique_rows(parts: list[torch.Tensor], scratch: dict[str, Any]) -> torch.Ten
     rows = torch.cat(parts) if len(parts) > 1 else parts[0]
     if kernels is None or rows.device.type != "cpu" or rows.numel() == 0:
         return torch.unique(rows)
-    n_rows = int(rows.max()) + 1
+    ids = rows.numpy()
+    n_rows = int(ids.max()) + 1
     mark = scratch.get("mark")
     if mark is None or mark.shape[0] < n_rows:
         mark = np.zeros(n_rows, dtype=np.uint8)
         scratch["mark"] = mark
-    return torch.from_numpy(kernels[2](rows.numpy(), mark))
+    return torch.from_numpy(kernels[2](ids, mark))

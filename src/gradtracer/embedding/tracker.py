@@ -26,6 +26,7 @@ import weakref
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.optim.optimizer import register_optimizer_step_post_hook
@@ -396,8 +397,16 @@ class EmbeddingTracker:
 
     def _evidence_for(self, rows: torch.Tensor) -> RowEvidence:
         """The current row state of ``rows`` as :class:`RowEvidence` (fresh tensors)."""
-        ints = self._state.ints.index_select(0, rows)
-        fl = self._state.floats.index_select(0, rows)
+        packed = self._state.packed
+        if packed is not None and packed.device.type == "cpu" and rows.device.type == "cpu":
+            # one gather of the whole packed records (half the cost of two strided ones)
+            block = np.take(self._state.packed_numpy(), rows.numpy(), axis=0)
+            whole = torch.from_numpy(block)
+            ints = whole[:, : IntCol.COUNT]
+            fl = whole[:, IntCol.COUNT : RowState.SKETCH_COL].view(torch.float32)
+        else:
+            ints = self._state.ints.index_select(0, rows)
+            fl = self._state.floats.index_select(0, rows)
         return RowEvidence(
             step=self._n_updates,
             layer=self.name,
