@@ -2,11 +2,13 @@
 
 :class:`AutoFixController` implements the tracker's
 :class:`~gradtracer.embedding.evidence.Intervention` protocol. After each optimizer step
-the tracker hands it the touched rows' evidence; the controller keeps the latest
-posterior inputs per row on the layer's device and, every ``policy.update_every`` steps,
-re-decides the per-row scales with the pure policy in
-:mod:`gradtracer.embedding.autofix_policy`. Between decisions it returns the current scale
-of each touched row; the tracker applies it to the row's *applied* update
+the tracker hands it the touched rows (``on_step``, the table protocol) or their evidence
+(``on_update``); every ``policy.update_every`` steps the controller reads the latest
+posterior inputs of the rows touched since its last decision and re-decides their scales
+with the pure policy in :mod:`gradtracer.embedding.autofix_policy`. It keeps the per-row
+factors in host memory (a zero-copy view is the table the tracker reads on CPU; a device
+copy is updated at each decision otherwise). Between decisions the current factor of each
+touched row applies; the tracker applies it to the row's *applied* update
 (``w = w_before + f * (w_after - w_before)``), which changes what the row moves under
 SGD, Adam, AdamW, Adagrad and SparseAdam alike.
 
@@ -60,10 +62,11 @@ class AutoFixController:
             (shared; not closed by this controller), or ``None`` for no audit log.
         run_id: identifier written into every event (default: a random 12-hex id).
 
-    Cost: on the hot path the controller only keeps references to the step's evidence
-    tensors (so they must not be modified in place afterwards; ``EmbeddingTracker`` hands
-    over fresh tensors every step) and, while some row is scaled, gathers the touched
-    rows' factors. The evidence is consolidated at each decision.
+    Cost: through ``on_step`` (what ``EmbeddingTracker`` uses) the hot path only keeps a
+    reference to the step's row ids and returns the scale table while some row is scaled;
+    the evidence of the rows touched since the last decision is read once per decision.
+    Through ``on_update`` it keeps references to the step's evidence tensors (so they must
+    not be modified in place afterwards) and gathers the touched rows' factors.
 
     The controller is deterministic: the same evidence sequence gives the same scales.
     If the audit log cannot be written, training continues, ONE
