@@ -306,16 +306,10 @@ def track_rows(
     # the projection on torch's own thread pool (a NumPy BLAS call here would start a second
     # pool that competes with torch's for the cores)
     proj = torch.mm(grad, sketch.projection)  # (R, n_bits) float32
-    packed = state.packed_numpy()
     v = np.empty(rows.shape[0], dtype=np.float32)
     f32 = np.float32
     kernel(
-        packed,
-        packed.view(np.float32),
-        acc.numpy(),
-        weight.numpy(),
-        rows.numpy(),
-        before.numpy(),
+        *_row_arrays(state, acc, weight, rows, before),
         grad.numpy(),
         proj.numpy(),
         _cos_table(sketch.n_bits),
@@ -331,6 +325,17 @@ def track_rows(
         f32(zombie.min_grad_norm),
     )
     return v
+
+
+def _row_arrays(
+    state: RowState, acc: torch.Tensor, weight: torch.Tensor, rows: torch.Tensor,
+    before: torch.Tensor,
+) -> tuple[np.ndarray, ...]:
+    """The leading arguments both kernels take: the packed state (as int32 and float32
+    views), the running sums, the table, the touched rows and their values before the step."""
+    packed = state.packed_numpy()
+    return (packed, packed.view(np.float32), acc.numpy(), weight.numpy(), rows.numpy(),
+            before.numpy())
 
 
 def damp_rows(
@@ -355,14 +360,8 @@ def damp_rows(
     kernels = _compiled()
     if kernels is None:
         raise RuntimeError("the compiled row kernel is unavailable (numba missing or disabled)")
-    packed = state.packed_numpy()
     kernels[1](
-        packed,
-        packed.view(np.float32),
-        acc.numpy(),
-        weight.numpy(),
-        rows.numpy(),
-        before.numpy(),
+        *_row_arrays(state, acc, weight, rows, before),
         v,
         table.numpy(),
         int(step),
