@@ -67,6 +67,22 @@ def test_factor_scorer_equals_callable(rng):
         assert a.mean[key] == pytest.approx(c.mean[key])
 
 
+@pytest.mark.parametrize("coverage", [False, True], ids=["counting", "topk"])
+def test_factor_scorer_reuses_its_buffer_across_uneven_batches(rng, coverage):
+    """Batches of 7 users (the last one shorter) and masked items: the scores written into
+    one reused buffer give per-user metrics equal to the naive reference; float32 user
+    factors with float64 item factors are scored in float64."""
+    users = rng.normal(size=(30, 4)).astype(np.float32)
+    items = rng.normal(size=(50, 4))
+    test = random_csr(rng, (30, 50), 0.06)
+    train = random_csr(rng, (30, 50), 0.3)
+    res = evaluate_topk((users, items), test, exclude=train, ks=(5,), batch_size=7,
+                        coverage=coverage)
+    ref = _reference(users.astype(np.float64) @ items.T, test, train, 5, "conservative")
+    for key in ref:
+        np.testing.assert_allclose(res.per_user[key], ref[key], atol=1e-12, err_msg=key)
+
+
 def test_skipped_users_are_counted_not_averaged(rng):
     test = sp.csr_matrix(np.array([[1, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 1]], dtype=np.float32))
     scores = torch.tensor([[4.0, 3, 2, 1], [1, 2, 3, 4], [4.0, 3, 2, 1]])
