@@ -181,3 +181,80 @@ def test_table_protocol_and_compiled_damping_equal_the_evidence_protocol(sparse,
         torch.testing.assert_close(ref[3], got[3], rtol=1e-5, atol=1e-6)
         assert ref[4] == got[4]
         assert torch.equal(ref[5], got[5])
+
+
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
+def test_checkpoint_resume_continues_the_same_damping(tmp_path: Path, sparse: bool) -> None:
+    """Train 40 steps straight, or 23 + save/load (weights_only) + 17 with a fresh controller:
+    the same weights, factors, counters and audit decisions. SGD keeps no optimizer state."""
+    policy = AutoFixPolicy(warmup_steps=3, min_pairs=3, update_every=4, min_loss_points=3)
+    gen = torch.Generator().manual_seed(3)
+    batches = [torch.randint(0, 12, (6,), generator=gen) for _ in range(40)]
+    signs = torch.ones(12)
+
+    def run(layer, tracker, part, signs):
+        opt = torch.optim.SGD(layer.parameters(), lr=0.1)
+        for rows in part:
+            opt.zero_grad()
+            out = layer(rows)
+            osc = rows < 4  # rows 0-3 oscillate, the rest move steadily
+            loss = (out.sum(1) * signs[rows] * osc).sum() + (out.sum(1) * ~osc).sum()
+            loss.backward()
+            tracker.step(loss=float(loss.detach()))
+            opt.step()
+            signs[rows] *= -1.0
+
+    def fresh(audit):
+        torch.manual_seed(0)
+        layer = nn.Embedding(12, 4, sparse=sparse)
+        ctrl = AutoFixController("emb", policy=policy, audit=audit, run_id="r1")
+        return layer, ctrl
+
+    layer, ctrl = fresh(tmp_path / "straight")
+    straight = EmbeddingTracker(layer, name="emb", auto_fix=ctrl, track_interval=5)
+    run(layer, straight, batches, signs.clone())
+    ref_w, ref_scales, ref_summary = layer.weight.detach().clone(), ctrl.scales(12), ctrl.summary()
+    straight.detach()
+    assert ref_summary["rows_ever_scaled"] > 0  # the comparison is about real damping
+
+    layer, ctrl = fresh(tmp_path / "resumed")
+    first = EmbeddingTracker(layer, name="emb", auto_fix=ctrl, track_interval=5)
+    s = signs.clone()
+    run(layer, first, batches[:23], s)
+    torch.save(first.state_dict(), tmp_path / "ckpt.pt")
+    first.detach()
+    ctrl2 = AutoFixController("emb", policy=policy, audit=tmp_path / "resumed")
+    resumed = EmbeddingTracker(layer, name="emb", auto_fix=ctrl2, track_interval=5)
+    resumed.load_state_dict(torch.load(tmp_path / "ckpt.pt", weights_only=True))
+    assert ctrl2.run_id == "r1"
+    run(layer, resumed, batches[23:], s)
+    torch.testing.assert_close(layer.weight.detach(), ref_w, rtol=0, atol=1e-6)
+    assert torch.equal(ctrl2.scales(12), ref_scales)
+    got = ctrl2.summary()
+    for key in ("n_decisions", "n_interventions", "rows_scaled", "rows_ever_scaled", "step"):
+        assert got[key] == ref_summary[key], key
+    resumed.detach()
+    assert main(["audit", "replay", str(tmp_path / "resumed")]) == 0
+
+
+def test_load_state_dict_names_policy_mismatch_and_warns_on_missing_state(tmp_path: Path
+                                                                          ) -> None:
+    layer = nn.Embedding(5, 2)
+    ctrl = AutoFixController("emb", policy=AutoFixPolicy(floor=0.5), audit=None)
+    tracker = EmbeddingTracker(layer, name="emb", auto_fix=ctrl)
+    state = tracker.state_dict()
+    tracker.detach()
+    other = EmbeddingTracker(layer, name="emb",
+                             auto_fix=AutoFixController("emb", audit=None))
+    with pytest.raises(ValueError, match="floor"):
+        other.load_state_dict(state)
+    other.detach()
+    plain = EmbeddingTracker(layer, name="emb")
+    with pytest.warns(GradTracerWarning, match="no intervention"):
+        plain.load_state_dict(state)
+    bare = plain.state_dict()
+    plain.detach()
+    fixed = EmbeddingTracker(layer, name="emb", auto_fix=AutoFixController("emb", audit=None))
+    with pytest.warns(GradTracerWarning, match="starts afresh"):
+        fixed.load_state_dict(bare)
+    fixed.detach()

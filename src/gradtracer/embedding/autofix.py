@@ -20,6 +20,7 @@ Every decision that changes a scale is appended to the audit log
 from __future__ import annotations
 
 import logging
+import math
 import uuid
 import warnings
 from collections import deque
@@ -49,6 +50,7 @@ __all__ = ["AutoFixController", "AutoFixPolicy"]
 logger = logging.getLogger(__name__)
 
 _DEFAULT = "default"
+_STATE_VERSION = 1
 
 
 class AutoFixController:
@@ -130,9 +132,8 @@ class AutoFixController:
             self._decide(evidence.loss)
         if self.n_scaled == 0 or not rows.numel():
             return None
-        assert self._scale is not None
-        sentinel = self._scale.numel() - 1
-        return self._scale[rows.clamp(max=sentinel)]
+        table = self._table_on(rows.device)
+        return table[rows.clamp(max=table.numel() - 1)]
 
     def on_step(
         self,
@@ -163,7 +164,14 @@ class AutoFixController:
                                           latest.grad_norm_ema))
                 latest = None
             self._decide(loss, latest)
-        return None if self.n_scaled == 0 else self._scale
+        return None if self.n_scaled == 0 else self._table_on(rows.device)
+
+    def _table_on(self, device: torch.device) -> torch.Tensor:
+        """The scale table on ``device`` (moved once, e.g. after :meth:`load_state_dict`)."""
+        assert self._scale is not None and self._host is not None
+        if self._scale.device != device:
+            self._scale = torch.from_numpy(self._host).to(device)
+        return self._scale
 
     def _record_step(self, step: int, loss: float | None) -> None:
         self.step = step
@@ -196,6 +204,90 @@ class AutoFixController:
                 self._audit.sync()
             except (OSError, ValueError) as exc:
                 self._audit_failure(exc)
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed run needs to continue with the same factors and decisions.
+
+        Tensors and plain values only (``torch.save`` / ``torch.load(weights_only=True)``):
+        the per-row factors, dead and ever-damped flags, the loss window, the decision
+        schedule and counters, the rows touched since the last decision, the run id (a
+        resumed run keeps writing the same run into the audit log) and the policy.
+        """
+        n = self._n_seen
+        pending_rows = (torch.unique(torch.cat([r.cpu() for r in self._pending_rows]))
+                        if self._pending_rows else torch.zeros(0, dtype=torch.int64))
+        pend = self._pending
+        return {
+            "version": _STATE_VERSION,
+            "layer_name": self.layer_name,
+            "run_id": self.run_id,
+            "policy": self.policy.to_dict(),
+            "n_seen": n,
+            "scale": torch.from_numpy(self._table()[:n].copy()),
+            "dead": torch.from_numpy(np.zeros(0, bool) if self._dead is None
+                                     else self._dead[:n].copy()),
+            "ever": torch.from_numpy(np.zeros(0, bool) if self._ever is None
+                                     else self._ever[:n].copy()),
+            "losses": [[int(t), float(v)] for t, v in self._losses],
+            "step": self.step,
+            "last_decision": self._last_decision,
+            "n_decisions": self.n_decisions,
+            "n_interventions": self.n_interventions,
+            "n_scaled": self.n_scaled,
+            "last_trend": self.last_trend.to_dict(),
+            "pending_rows": pending_rows,
+            "pending_evidence": [
+                torch.cat([p[k].detach().cpu() for p in pend]) for k in range(4)
+            ] if pend else [],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` output into this controller (same layer and policy).
+
+        Raises:
+            ValueError: another state version, layer name or policy (the differing
+                fields are named).
+        """
+        if state.get("version") != _STATE_VERSION:
+            raise ValueError(
+                f"Auto-Fix state version {state.get('version')!r} != {_STATE_VERSION}")
+        if state.get("layer_name") != self.layer_name:
+            raise ValueError(f"Auto-Fix state is for layer {state.get('layer_name')!r}, "
+                             f"this controller is for {self.layer_name!r}")
+        saved = AutoFixPolicy.from_dict(dict(state["policy"]))
+        if saved != self.policy:
+            mine = self.policy.to_dict()
+            diff = {k: (v, mine[k]) for k, v in saved.to_dict().items() if mine[k] != v}
+            raise ValueError(f"Auto-Fix state was written under another policy "
+                             f"(field: (saved, this)) {diff}")
+        n = int(state["n_seen"])
+        self._host = self._dead = self._ever = self._scale = None
+        self._n_seen = 0
+        if n:
+            self._ensure_size(n, torch.device("cpu"))
+            assert self._host is not None and self._dead is not None and self._ever is not None
+            self._host[:n] = state["scale"].numpy()
+            self._dead[:n] = state["dead"].numpy()
+            self._ever[:n] = state["ever"].numpy()
+        self.run_id = str(state["run_id"])
+        self._losses.clear()
+        self._losses.extend((int(t), float(v)) for t, v in state["losses"])
+        self.step = int(state["step"])
+        self._last_decision = int(state["last_decision"])
+        self.n_decisions = int(state["n_decisions"])
+        self.n_interventions = int(state["n_interventions"])
+        self.n_scaled = int(state["n_scaled"])
+        trend = dict(state["last_trend"])
+        self.last_trend = LossTrend(
+            p_improving=float(trend["p_improving"]),
+            slope_mean=math.nan if trend["slope_mean"] is None else float(trend["slope_mean"]),
+            slope_sd=math.nan if trend["slope_sd"] is None else float(trend["slope_sd"]),
+            dof=int(trend["dof"]), n=int(trend["n"]))
+        rows = state["pending_rows"]
+        self._pending_rows = [rows.to(torch.int64)] if rows.numel() else []
+        ev = state["pending_evidence"]
+        self._pending = [tuple(ev)] if ev else []  # type: ignore[list-item]
 
     # ------------------------------------------------------------------ inspection
     @property

@@ -22,6 +22,7 @@ never the per-row sampling. Summaries and findings are computed lazily on reques
 from __future__ import annotations
 
 import logging
+import warnings
 import weakref
 from dataclasses import dataclass
 from typing import Any
@@ -54,7 +55,7 @@ from gradtracer.embedding.fold import (
 )
 from gradtracer.embedding.row_kernel import damp_rows, track_rows
 from gradtracer.embedding.state import FloatCol, IntCol, RowState, SignSketch
-from gradtracer.errors import TrackerError
+from gradtracer.errors import GradTracerWarning, TrackerError
 from gradtracer.findings import Finding, FindingType, Report
 
 __all__ = ["EmbeddingTracker"]
@@ -851,7 +852,8 @@ class EmbeddingTracker:
         """Checkpointable state: tensors (CPU) and plain values; save with ``torch.save``.
 
         Load it back with ``torch.load(path, weights_only=True)`` and :meth:`load_state_dict`.
-        A step in flight (backward done, optimizer step not yet) is not included.
+        A step in flight (backward done, optimizer step not yet) is not included. An
+        intervention with its own ``state_dict`` (``AutoFixController``) is saved with it.
         """
         self._sync()
         out: dict[str, Any] = {
@@ -869,10 +871,17 @@ class EmbeddingTracker:
         if self._scales is not None and self._damped_ever is not None:
             out["autofix_scales"] = self._scales.cpu().clone()
             out["autofix_damped_ever"] = self._damped_ever.cpu().clone()
+        save = getattr(self._intervention, "state_dict", None)
+        if callable(save):
+            out["intervention"] = save()
         return out
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict` output (same table shape, sketch bits and seed)."""
+        """Restore :meth:`state_dict` output (same table shape, sketch bits and seed).
+
+        The intervention's state is restored too when both the state and this tracker have
+        one; a mismatch (Auto-Fix state without an intervention, or the reverse) warns.
+        """
         if state.get("version") != _STATE_VERSION:
             raise ValueError(f"tracker state version {state.get('version')!r} != {_STATE_VERSION}")
         for key, mine in (
@@ -897,6 +906,17 @@ class EmbeddingTracker:
             self._scales.copy_(state["autofix_scales"].to(self._scales.device))
         if self._damped_ever is not None and "autofix_damped_ever" in state:
             self._damped_ever.copy_(state["autofix_damped_ever"].to(self._damped_ever.device))
+        load = getattr(self._intervention, "load_state_dict", None)
+        if "intervention" in state and callable(load):
+            load(state["intervention"])
+        elif "intervention" in state:
+            warnings.warn(
+                f"tracker {self.name!r}: the state holds Auto-Fix state but this tracker has "
+                "no intervention that can load it; it is ignored", GradTracerWarning, stacklevel=2)
+        elif callable(load):
+            warnings.warn(
+                f"tracker {self.name!r}: the state holds no Auto-Fix state; the intervention "
+                "starts afresh (every factor 1)", GradTracerWarning, stacklevel=2)
         self._pending = None
         self._fwd_indices = []
         self._summary_cache = None
