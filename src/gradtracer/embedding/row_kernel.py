@@ -307,7 +307,6 @@ def track_rows(
     # pool that competes with torch's for the cores)
     proj = torch.mm(grad, sketch.projection)  # (R, n_bits) float32
     v = np.empty(rows.shape[0], dtype=np.float32)
-    f32 = np.float32
     kernel(
         *_row_arrays(state, acc, weight, rows, before),
         grad.numpy(),
@@ -315,6 +314,16 @@ def track_rows(
         _cos_table(sketch.n_bits),
         v,
         int(step),
+        *_constants(float(ema_decay), zombie),
+    )
+    return v
+
+
+@functools.lru_cache(maxsize=64)
+def _constants(ema_decay: float, zombie: ZombieThresholds) -> tuple[Any, ...]:
+    """The kernel's trailing arguments, converted once per (decay, thresholds)."""
+    f32 = np.float32
+    return (
         f32(ema_decay),
         int(zombie.min_pairs),
         f32(_z_min(zombie.min_posterior)),
@@ -324,7 +333,6 @@ def track_rows(
         f32(zombie.pressure_ratio),
         f32(zombie.min_grad_norm),
     )
-    return v
 
 
 def _row_arrays(
@@ -334,7 +342,7 @@ def _row_arrays(
     """The leading arguments both kernels take: the packed state (as int32 and float32
     views), the running sums, the table, the touched rows and their values before the step."""
     packed = state.packed_numpy()
-    return (packed, packed.view(np.float32), acc.numpy(), weight.numpy(), rows.numpy(),
+    return (packed, state.packed_numpy_f32(), acc.numpy(), weight.numpy(), rows.numpy(),
             before.numpy())
 
 

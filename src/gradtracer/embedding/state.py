@@ -144,6 +144,14 @@ class RowState:
             self._packed_np = cached
         return cached
 
+    def packed_numpy_f32(self) -> np.ndarray:
+        """The same memory as :meth:`packed_numpy` viewed as float32 (cached)."""
+        cached = getattr(self, "_packed_np_f32", None)
+        if cached is None:
+            cached = self.packed_numpy().view(np.float32)
+            self._packed_np_f32 = cached
+        return cached
+
     @property
     def n_rows(self) -> int:
         return int(self.ints.shape[0])
