@@ -63,11 +63,14 @@ def _compiled() -> Any | None:
 
     @numba.njit(cache=True, nogil=True, boundscheck=False)
     def touch(packed, rows):
-        """Read one word of every touched row's state: a loop this short keeps many cache
-        misses in flight at once, so the main loop finds the rows in cache."""
+        """Read the first and last word of every touched row's state: a loop this short
+        keeps many cache misses in flight at once, so the main loop finds the rows in
+        cache (a record that straddles two cache lines gets both requested)."""
         seen = 0
+        last = packed.shape[1] - 1
         for i in range(rows.shape[0]):
-            seen += packed[rows[i], 0]
+            r = rows[i]
+            seen += packed[r, 0] + packed[r, last]
         return seen
 
     @numba.njit(cache=True, nogil=True, boundscheck=False, fastmath={"reassoc"})
