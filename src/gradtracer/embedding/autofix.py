@@ -36,6 +36,7 @@ from gradtracer.embedding.autofix_policy import (
     AutoFixPolicy,
     LossTrend,
     damping_factors,
+    dead_rows,
     loss_trend_posterior,
     oscillation_confidence,
 )
@@ -417,8 +418,8 @@ class AutoFixController:
 
     def _decide(self, loss: float | None, latest: RowEvidence | None = None) -> None:
         """Fit the loss trend and re-decide the scales of the rows touched since the last
-        decision: from the pending evidence, or from ``latest`` (unique sorted rows, each
-        with its latest evidence) when given."""
+        decision: from the pending evidence, or from ``latest`` (unique rows, each with its
+        latest evidence) when given."""
         self.n_decisions += 1
         if self._losses:
             steps, losses = zip(*self._losses, strict=True)
@@ -461,7 +462,7 @@ class AutoFixController:
         self._ensure_size(int(ids.max()) + 1, idx.device)
         assert self._host is not None and self._dead is not None and self._ever is not None
         pol = self.policy
-        self._dead[ids] = ~(grad_all > pol.dead_grad_norm)
+        self._dead[ids] = dead_rows(grad_all, pol)
         if self.step < pol.warmup_steps and self.n_scaled == 0:
             return
         # only rows that can change are decided: enough pairs (counts only grow), or
