@@ -52,14 +52,17 @@ def test_numpy_zombie_mask_gives_the_torch_verdicts(seed):
 
 def test_packed_row_state_views_share_one_tensor():
     st = RowState.zeros(10, 4, "cpu")
-    st.ints[3, 0] = 7
+    st.write_ints(torch.tensor([3]), torch.tensor([[7, 11, 65535, 40000, 1]]))
     st.floats[3, 1] = 2.5
     st.sketch[3] = torch.tensor([1, 2, 3, 4], dtype=torch.uint8)
-    assert st.packed is not None and st.nbytes() == 10 * 10 * 4
+    assert st.packed is not None and st.nbytes() == 10 * 8 * 4  # 32 bytes a row
     row = st.packed[3]
     assert int(row[0]) == 7
-    assert float(row[6:7].view(torch.float32)) == 2.5
-    assert row[9:10].view(torch.uint8).tolist() == [1, 2, 3, 4]
+    assert st.ints[3].tolist() == [7, 11, 65535, 40000, 1]  # decoded: bit 31 of word 1 is the flag
+    assert st.col("zombie")[3] == 1 and st.col("last_seen")[3] == 11
+    assert st.col("n_disagree").tolist() == [0, 0, 0, 40000] + [0] * 6
+    assert float(row[4:5].view(torch.float32)) == 2.5
+    assert row[7:8].view(torch.uint8).tolist() == [1, 2, 3, 4]
     saved = st.to_dict()
     assert all(t.is_contiguous() for t in saved.values())
     other = RowState.zeros(10, 4, "cpu")

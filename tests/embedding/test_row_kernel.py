@@ -7,15 +7,29 @@ import torch
 from torch import nn
 
 from gradtracer.embedding import EmbeddingTracker, row_kernel
+from gradtracer.embedding.state import COUNT_MAX
 
 pytestmark = pytest.mark.skipif(not row_kernel.available(), reason="numba unavailable")
 
 
-def _run(path: str, *, sparse: bool, sketch_bits: int, nan_step: int | None = None):
-    """Train one table with a planted oscillating row; return the tracker's state."""
+def _run(
+    path: str,
+    *,
+    sparse: bool,
+    sketch_bits: int,
+    nan_step: int | None = None,
+    preset: dict[int, list[int]] | None = None,
+):
+    """Train one table with a planted oscillating row; return the tracker's state.
+
+    ``preset`` maps rows to integer columns (exposure, last seen, agree, disagree, zombie)
+    written into the state before training.
+    """
     torch.manual_seed(0)
     layer = nn.Embedding(50, 12, sparse=sparse)
     tracker = EmbeddingTracker(layer, name="emb", sketch_bits=sketch_bits)
+    if preset:
+        tracker.row_state.write_ints(torch.tensor(list(preset)), torch.tensor(list(preset.values())))
     assert tracker._kernel  # a CPU float32 table takes the compiled path by default
     if path == "numpy":
         tracker._kernel = False
@@ -85,6 +99,23 @@ def test_compiled_update_leaves_non_finite_rows_out(sparse):
     assert torch.isfinite(ref[1]).all()
     assert torch.equal(ref[0], got[0])
     torch.testing.assert_close(ref[1], got[1], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
+def test_pair_counts_at_the_16_bit_cap_halve_alike_on_every_path(sparse):
+    # row 7 oscillates (disagrees every step), row 3 is pulled steadily (mostly agrees)
+    preset = {7: [100, 0, 20_001, COUNT_MAX - 5, 0], 3: [100, 0, COUNT_MAX - 3, 11, 0]}
+    ref = _run("kernel", sparse=sparse, sketch_bits=32, preset=preset)
+    for path in ("numpy", "batched"):
+        got = _run(path, sparse=sparse, sketch_bits=32, preset=preset)
+        assert torch.equal(ref[0], got[0]), path
+        torch.testing.assert_close(ref[1], got[1], rtol=1e-5, atol=1e-6)
+    agree, disagree = (int(x) for x in ref[0][7, 2:4])
+    # the disagree count reached the cap and both counts were halved (ratio kept)
+    assert COUNT_MAX // 2 < disagree < COUNT_MAX - 5
+    assert 10_000 <= agree < 20_001
+    assert abs(disagree / agree - (COUNT_MAX - 5) / 20_001) < 0.05
+    assert int(ref[0][:, 2:4].max()) <= COUNT_MAX
 
 
 def test_float64_tables_take_the_numpy_path():

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from gradtracer.embedding.diagnose import ZombieThresholds, pressure_threshold, zombie_mask
-from gradtracer.embedding.state import IntCol, RowState, SignSketch
+from gradtracer.embedding.state import COUNT_MAX, IntCol, RowState, SignSketch
 
 __all__ = ["N_ACC", "StepRecord", "apply_step", "fold_steps", "sketch_words", "zombie_mask_np"]
 
@@ -81,6 +81,15 @@ def fold_steps(
         ``(len(buf), 7)`` float64: the running sums (velocity, grad norm, cos, exposed,
         paired, zombie, non-finite rows) as they stood after each recorded step.
     """
+    if len(buf) > 1 and _may_saturate(state, buf):
+        # a 16-bit pair count may reach its cap inside this buffer: fold step by step, so
+        # that the halving happens where it would have happened
+        return torch.cat(
+            [
+                fold_steps(state, acc, [s], sketch=sketch, ema_decay=ema_decay, zombie=zombie)
+                for s in buf
+            ]
+        )
     st, b = state, ema_decay
     rows = torch.cat([s.rows for s in buf])  # (M,)
     gn = torch.cat([s.gn for s in buf])  # (M,)
@@ -109,7 +118,7 @@ def fold_steps(
     starts = ends - counts + 1
     first = torch.zeros_like(rows, dtype=torch.bool)
     first[starts] = True
-    ints = st.ints.index_select(0, uniq)  # (G, 5) int32
+    ints = st.ints_of(uniq)  # (G, 5) int32
     fl = st.floats.index_select(0, uniq)  # (G, 4) float32
     old_sk = st.sketch.index_select(0, uniq)  # (G, n_bytes) uint8
 
@@ -154,6 +163,12 @@ def fold_steps(
         torch.stack([torch.ones_like(paired), paired, agree, disagree], dim=1).to(torch.float64)
     )
     n_obs, n_pair = run1[:, 0], run1[:, 1]
+    if len(buf) == 1:  # one entry per row: a count at its cap halves both first
+        halve = (agree & (old_e[:, 4] == COUNT_MAX)) | (disagree & (old_e[:, 5] == COUNT_MAX))
+        if bool(halve.any()):
+            old_e[:, 4:6] = torch.where(
+                halve[:, None], torch.floor(old_e[:, 4:6] / 2), old_e[:, 4:6]
+            )
     is_new = first & (old_e[:, 7] > 0)  # the row's very first observation
     is_first_pair = paired & (n_pair == 1) & (old_e[:, 8] > 0)
     # EMAs in closed form: E_j = b^n_j (E_old + sum_i c_i b^-n_i x_i)
@@ -209,10 +224,19 @@ def fold_steps(
         dim=1,
     )
     new_fl = torch.cat([at_end(cur), at_end(run_peak)[:, None]], dim=1).to(torch.float32)
-    st.ints.index_copy_(0, uniq, new_ints)
+    st.write_ints(uniq, new_ints)
     st.floats.index_copy_(0, uniq, new_fl)
     st.sketch.index_copy_(0, uniq, at_end(code).view(torch.uint8).reshape(-1, sketch.n_bytes))
     return trajectory
+
+
+def _may_saturate(state: RowState, buf: list[StepRecord]) -> bool:
+    """True when some row's agree or disagree count could pass :data:`COUNT_MAX` while
+    ``buf`` is folded (its largest count plus the buffer's steps reaches the cap)."""
+    rows = torch.unique(torch.cat([s.rows for s in buf]))
+    ints = state.ints_of(rows)
+    top = int(ints[:, IntCol.N_AGREE : IntCol.N_DISAGREE + 1].max()) if rows.numel() else 0
+    return top + len(buf) > COUNT_MAX
 
 
 @functools.lru_cache(maxsize=16)
@@ -293,8 +317,13 @@ def apply_step(
     n_words = code.shape[1]
     c0 = RowState.SKETCH_COL
     old = packed.take(r, axis=0)  # (R, C) int32
-    ints = old[:, : IntCol.COUNT]
-    fl = old[:, IntCol.COUNT : c0].view(f32)  # (R, 4) velocity, grad norm, cos, peak
+    f0 = RowState.FLOAT_COL
+    fl = old[:, f0:c0].view(f32)  # (R, 4) velocity, grad norm, cos, peak
+    exposure = old[:, RowState.W_EXPOSURE]
+    was_zombie = old[:, RowState.W_SEEN] < 0
+    counts = old[:, RowState.W_COUNTS].view(np.uint32)
+    n_agree = (counts & COUNT_MAX).astype(np.int32)
+    n_dis = (counts >> 16).astype(np.int32)
     # (unsigned views: np.bitwise_count counts the bits of |x| for signed integers)
     if n_words == 1:
         old_code = old[:, c0].view(np.uint32)
@@ -310,11 +339,17 @@ def apply_step(
     twice = 2 * hamming.astype(np.int32)
     agree = paired & (twice < sketch.n_bits)
     disagree = paired & (twice > sketch.n_bits)
-    exposure = ints[:, IntCol.EXPOSURE]
     is_new = exposure == 0
-    first_pair = paired & ((ints[:, IntCol.N_AGREE] + ints[:, IntCol.N_DISAGREE]) == 0)
+    first_pair = paired & ((n_agree + n_dis) == 0)
+    # 16-bit counts: a count about to pass COUNT_MAX halves both first
+    halve = (agree & (n_agree == COUNT_MAX)) | (disagree & (n_dis == COUNT_MAX))
+    if halve.any():
+        n_agree = np.where(halve, n_agree >> 1, n_agree)
+        n_dis = np.where(halve, n_dis >> 1, n_dis)
+    n_agree = n_agree + agree
+    n_dis = n_dis + disagree
     new = np.empty_like(old)
-    new_fl = new[:, IntCol.COUNT : c0].view(f32)
+    new_fl = new[:, f0:c0].view(f32)
     # EMAs: E = b E_old + c x, c = 1 for the row's first observation (pair), else 1 - b
     c = np.where(is_new, f32(1.0), one_minus_b)
     new_fl[:, 0] = fl[:, 0] * b + c * vv
@@ -322,22 +357,16 @@ def apply_step(
     cp = np.where(first_pair, f32(1.0), one_minus_b) * paired
     new_fl[:, 2] = fl[:, 2] * np.where(paired, b, f32(1.0)) + cp * cos
     np.maximum(fl[:, 3], new_fl[:, 1], out=new_fl[:, 3])
-    new[:, IntCol.EXPOSURE] = exposure + 1
-    new[:, IntCol.LAST_SEEN] = step
-    new[:, IntCol.N_AGREE] = ints[:, IntCol.N_AGREE] + agree
-    new[:, IntCol.N_DISAGREE] = ints[:, IntCol.N_DISAGREE] + disagree
+    new[:, RowState.W_EXPOSURE] = exposure + 1
+    new[:, RowState.W_COUNTS] = (n_agree.astype(np.uint32) | (n_dis.astype(np.uint32) << 16)).view(
+        np.int32
+    )
     mean_gn = float(accn[ACC_GN]) / max(float(accn[ACC_EXPOSED]), 1.0)
     pressure = max(f32(f32(mean_gn) * f32(zombie.pressure_ratio)), f32(zombie.min_grad_norm))
     is_zombie = zombie_mask_np(
-        new[:, IntCol.N_AGREE],
-        new[:, IntCol.N_DISAGREE],
-        new_fl[:, 2],
-        new_fl[:, 1],
-        new_fl[:, 3],
-        pressure,
-        zombie,
+        n_agree, n_dis, new_fl[:, 2], new_fl[:, 1], new_fl[:, 3], pressure, zombie
     )
-    new[:, IntCol.ZOMBIE] = is_zombie
+    new[:, RowState.W_SEEN] = np.where(is_zombie, np.int32(step) | np.int32(-(1 << 31)), step)
     new[:, c0:] = code
     packed[r] = new
     # running table sums: float columns' change, new rows, first pairs, zombie change
@@ -345,6 +374,4 @@ def apply_step(
     accn[:3] += np.ones(len(r), dtype=f32) @ (new_fl[:, :3] - fl[:, :3])
     accn[ACC_EXPOSED] += float(np.count_nonzero(is_new))
     accn[ACC_PAIRED] += float(np.count_nonzero(first_pair))
-    accn[ACC_ZOMBIE] += float(np.count_nonzero(is_zombie)) - float(
-        np.count_nonzero(ints[:, IntCol.ZOMBIE])
-    )
+    accn[ACC_ZOMBIE] += float(np.count_nonzero(is_zombie)) - float(np.count_nonzero(was_zombie))

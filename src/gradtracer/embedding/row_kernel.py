@@ -26,7 +26,7 @@ import torch
 
 from gradtracer.embedding.diagnose import ZombieThresholds
 from gradtracer.embedding.fold import _cos_table, _z_min  # the NumPy path's exact values
-from gradtracer.embedding.state import IntCol, RowState, SignSketch
+from gradtracer.embedding.state import COUNT_MAX, RowState, SignSketch
 
 __all__ = ["available", "damp_rows", "track_rows", "unique_rows"]
 
@@ -44,15 +44,11 @@ def _compiled() -> Any | None:
     except ImportError:  # pragma: no cover - numba is a core dependency
         return None
 
-    i_exp, i_seen, i_agree, i_dis, i_zombie = (
-        IntCol.EXPOSURE,
-        IntCol.LAST_SEEN,
-        IntCol.N_AGREE,
-        IntCol.N_DISAGREE,
-        IntCol.ZOMBIE,
-    )
-    f0 = IntCol.COUNT  # first float column in the packed row
+    i_exp, i_seen, i_counts = RowState.W_EXPOSURE, RowState.W_SEEN, RowState.W_COUNTS
+    f0 = RowState.FLOAT_COL  # first float column in the packed row
     c0 = RowState.SKETCH_COL
+    seen_mask = np.int32(0x7FFFFFFF)  # last-seen step; bit 31 is the zombie flag
+    count_max = COUNT_MAX
 
     @numba.njit(cache=True, nogil=True)
     def _popcount32(x):
@@ -155,15 +151,23 @@ def _compiled() -> Any | None:
                 hamming += _popcount32(old ^ code)
                 packed[r, c0 + w] = np.int32(code)
             exposure = packed[r, i_exp]
-            n_agree = packed[r, i_agree]
-            n_dis = packed[r, i_dis]
+            was_zombie = 1 if packed[r, i_seen] < 0 else 0
+            counts = np.int64(packed[r, i_counts])
+            n_agree = counts & count_max
+            n_dis = (counts >> 16) & count_max
             paired = has_prev and g > 0
             is_new = exposure == 0
             first_pair = paired and (n_agree + n_dis) == 0
             if paired:
                 if 2 * hamming < n_bits:
+                    if n_agree == count_max:  # 16-bit counts: halve both, keep the ratio
+                        n_agree >>= 1
+                        n_dis >>= 1
                     n_agree += 1
                 elif 2 * hamming > n_bits:
+                    if n_dis == count_max:
+                        n_agree >>= 1
+                        n_dis >>= 1
                     n_dis += 1
             old_vel = packed_f[r, f0]
             old_gn = packed_f[r, f0 + 1]
@@ -188,12 +192,10 @@ def _compiled() -> Any | None:
                 and new_gn >= min_retained * peak
             )
             zi = 1 if zombie else 0
-            d_zombie += zi - packed[r, i_zombie]
+            d_zombie += zi - was_zombie
             packed[r, i_exp] = exposure + 1
-            packed[r, i_seen] = step
-            packed[r, i_agree] = n_agree
-            packed[r, i_dis] = n_dis
-            packed[r, i_zombie] = zi
+            packed[r, i_seen] = (np.int32(step) | np.int32(-(1 << 31))) if zombie else np.int32(step)
+            packed[r, i_counts] = np.int32(np.uint32(n_agree | (n_dis << 16)))
             packed_f[r, f0] = new_vel
             packed_f[r, f0 + 1] = new_gn
             packed_f[r, f0 + 2] = new_cos
@@ -232,7 +234,7 @@ def _compiled() -> Any | None:
                 for k in range(weight.shape[1]):
                     weight[r, k] = before[i, k] + f * (weight[r, k] - before[i, k])
                 # the velocity EMA records the displacement actually applied: f * v
-                if packed[r, i_seen] == step and math.isfinite(v[i]):
+                if (packed[r, i_seen] & seen_mask) == step and math.isfinite(v[i]):
                     first_w = one if packed[r, i_exp] == 1 else one - b
                     c = first_w * (one - f) * v[i]
                     packed_f[r, f0] -= c

@@ -1,10 +1,11 @@
 """Per-row tracker state kept as a few packed tensors on the layer's own device.
 
-Layout (per row, default 32-bit direction sketch): 5 int32 + 4 float32 + 1 int32 sketch
-word = 40 bytes, i.e. 15.6% of a float32 row of dimension 64 (the state stays within 25% of
-the table for ``embedding_dim >= 40``). All columns live in one ``(N, 9 + words)`` int32
-tensor (:attr:`RowState.packed`); ``ints``, ``floats`` and ``sketch`` are views of it, so
-the per-step update is one row gather and one row scatter.
+Layout (per row, default 32-bit direction sketch): 8 int32 words = 32 bytes, i.e. 12.5% of
+a float32 row of dimension 64 and 25% at dimension 32. Exposure, last-seen step (with the
+zombie flag in its top bit), the agree/disagree pair counts (16 bits each), four float32
+EMAs and the sketch word live in one ``(N, 7 + words)`` int32 tensor
+(:attr:`RowState.packed`), so a row's state is one aligned half cache line and the
+per-step update is one row gather and one row scatter.
 
 The previous gradient direction of each row is stored as a sign sketch (SimHash,
 Charikar 2002): ``bits = sign(g @ P)`` with a fixed Gaussian ``P`` of shape
@@ -18,12 +19,11 @@ exact for exact reversals.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-__all__ = ["FloatCol", "IntCol", "RowState", "SignSketch"]
+__all__ = ["COUNT_MAX", "FloatCol", "IntCol", "RowState", "SignSketch", "decode_ints", "encode_ints"]
 
 
 class IntCol:
@@ -111,28 +111,75 @@ class SignSketch:
         return torch.cos(self.hamming(a, b) * (math.pi / self.n_bits))
 
 
-@dataclass
+COUNT_MAX = 0xFFFF  # the agree/disagree counts are 16-bit; see RowState
+
+
 class RowState:
-    """Per-row tensors of one tracked table (``N`` rows)."""
+    """Per-row tensors of one tracked table (``N`` rows).
 
-    ints: torch.Tensor  # (N, IntCol.COUNT) int32
-    floats: torch.Tensor  # (N, FloatCol.COUNT) float32
-    sketch: torch.Tensor  # (N, n_bytes) uint8, sign sketch of the last gradient
-    # (N, SKETCH_COL + n_words) int32 holding all three as views (None for merged copies)
-    packed: torch.Tensor | None = None
+    A packed state (:meth:`zeros`) keeps each row in ``7 + n_words`` int32 words (32 bytes
+    with the default 32-bit sketch): exposure; last-seen step (bits 0-30) with the zombie
+    flag in bit 31; the agree (bits 0-15) and disagree (bits 16-31) pair counts; the four
+    float32 columns of :class:`FloatCol`; the sketch words. :attr:`floats` and
+    :attr:`sketch` are views of it; :attr:`ints` decodes the integer columns into an
+    ``(N, IntCol.COUNT)`` int32 copy. When a count would pass 65,535 both counts are
+    halved first (their ratio is kept; older pairs then weigh half).
 
-    SKETCH_COL = IntCol.COUNT + FloatCol.COUNT  # first sketch word in ``packed``
+    An unpacked state (``RowState(ints, floats, sketch)``, e.g. merged across ranks) holds
+    the three tensors as they are.
+    """
+
+    SKETCH_COL = 7  # first sketch word of a packed row
+    FLOAT_COL = 3  # first float word of a packed row
+    W_EXPOSURE, W_SEEN, W_COUNTS = 0, 1, 2  # integer words of a packed row
+
+    def __init__(
+        self,
+        ints: torch.Tensor | None,
+        floats: torch.Tensor,
+        sketch: torch.Tensor,
+        packed: torch.Tensor | None = None,
+    ) -> None:
+        if ints is None and packed is None:
+            raise ValueError("an unpacked RowState needs its ints tensor")
+        self._ints = ints
+        self.floats = floats  # (N, FloatCol.COUNT) float32
+        self.sketch = sketch  # (N, n_bytes) uint8, sign sketch of the last gradient
+        self.packed = packed  # (N, SKETCH_COL + n_words) int32, or None
 
     @classmethod
     def zeros(cls, n_rows: int, n_bytes: int, device: torch.device | str) -> RowState:
         n_words = -(-n_bytes // 4)
         packed = torch.zeros(n_rows, cls.SKETCH_COL + n_words, dtype=torch.int32, device=device)
         return cls(
-            ints=packed[:, : IntCol.COUNT],
-            floats=packed[:, IntCol.COUNT : cls.SKETCH_COL].view(torch.float32),
+            ints=None,
+            floats=packed[:, cls.FLOAT_COL : cls.SKETCH_COL].view(torch.float32),
             sketch=packed[:, cls.SKETCH_COL :].view(torch.uint8)[:, :n_bytes],
             packed=packed,
         )
+
+    @property
+    def ints(self) -> torch.Tensor:
+        """``(N, IntCol.COUNT)`` int32: exposure, last seen, agree, disagree, zombie flag
+        (a decoded copy for a packed state)."""
+        if self._ints is not None:
+            return self._ints
+        return decode_ints(self.packed[:, : self.FLOAT_COL])  # type: ignore[index]
+
+    def ints_of(self, rows: torch.Tensor) -> torch.Tensor:
+        """:attr:`ints` of ``rows`` only: ``(R, IntCol.COUNT)`` int32."""
+        if self._ints is not None:
+            return self._ints.index_select(0, rows)
+        assert self.packed is not None
+        return decode_ints(self.packed[:, : self.FLOAT_COL].index_select(0, rows))
+
+    def write_ints(self, rows: torch.Tensor, ints: torch.Tensor) -> None:
+        """Store ``(R, IntCol.COUNT)`` integer columns for ``rows`` (counts must fit 16 bits)."""
+        if self._ints is not None:
+            self._ints.index_copy_(0, rows, ints.to(self._ints.dtype))
+            return
+        assert self.packed is not None
+        self.packed[:, : self.FLOAT_COL].index_copy_(0, rows, encode_ints(ints))
 
     def packed_numpy(self) -> np.ndarray:
         """Zero-copy NumPy view of :attr:`packed` (CPU only; cached)."""
@@ -154,7 +201,7 @@ class RowState:
 
     @property
     def n_rows(self) -> int:
-        return int(self.ints.shape[0])
+        return int(self.floats.shape[0])
 
     def nbytes(self) -> int:
         """Bytes held by the per-row tensors."""
@@ -163,8 +210,17 @@ class RowState:
         return sum(t.numel() * t.element_size() for t in (self.ints, self.floats, self.sketch))
 
     def col(self, name: str) -> torch.Tensor:
-        """A named column view: ``exposure``, ``last_seen``, ``n_agree``, ``n_disagree``,
-        ``zombie``, ``velocity_ema``, ``grad_norm_ema``, ``cos_ema``, ``grad_norm_peak``."""
+        """A named column: ``exposure``, ``last_seen``, ``n_agree``, ``n_disagree``,
+        ``zombie`` (int32), ``velocity_ema``, ``grad_norm_ema``, ``cos_ema``,
+        ``grad_norm_peak`` (float32 views)."""
+        floats = {
+            "velocity_ema": FloatCol.VELOCITY,
+            "grad_norm_ema": FloatCol.GRAD_NORM,
+            "cos_ema": FloatCol.COS,
+            "grad_norm_peak": FloatCol.GRAD_PEAK,
+        }
+        if name in floats:
+            return self.floats[:, floats[name]]
         ints = {
             "exposure": IntCol.EXPOSURE,
             "last_seen": IntCol.LAST_SEEN,
@@ -172,20 +228,18 @@ class RowState:
             "n_disagree": IntCol.N_DISAGREE,
             "zombie": IntCol.ZOMBIE,
         }
-        floats = {
-            "velocity_ema": FloatCol.VELOCITY,
-            "grad_norm_ema": FloatCol.GRAD_NORM,
-            "cos_ema": FloatCol.COS,
-            "grad_norm_peak": FloatCol.GRAD_PEAK,
-        }
-        if name in ints:
-            return self.ints[:, ints[name]]
-        if name in floats:
-            return self.floats[:, floats[name]]
-        raise KeyError(f"unknown row-state column {name!r}")
+        if name not in ints:
+            raise KeyError(f"unknown row-state column {name!r}")
+        if self._ints is not None:
+            return self._ints[:, ints[name]]
+        p = self.packed
+        assert p is not None
+        if name == "exposure":
+            return p[:, self.W_EXPOSURE]
+        return decode_ints(p[:, : self.FLOAT_COL])[:, ints[name]]
 
     def to_dict(self) -> dict[str, torch.Tensor]:
-        """CPU copies of the tensors (for ``state_dict``)."""
+        """CPU copies of the tensors (for ``state_dict``; integer columns decoded)."""
         return {
             "ints": self.ints.cpu().contiguous(),
             "floats": self.floats.cpu().contiguous(),
@@ -193,13 +247,49 @@ class RowState:
         }
 
     def load_dict(self, data: dict[str, torch.Tensor]) -> None:
-        """Copy tensors saved by :meth:`to_dict` in place, checking shapes and dtypes."""
-        for key in ("ints", "floats", "sketch"):
-            mine = getattr(self, key)
+        """Copy tensors saved by :meth:`to_dict` in place, checking shapes and dtypes.
+
+        Agree/disagree counts above 65,535 (a state saved by an unpacked layout) are halved
+        together until they fit.
+        """
+        shapes = {
+            "ints": ((self.n_rows, IntCol.COUNT), torch.int32),
+            "floats": (tuple(self.floats.shape), self.floats.dtype),
+            "sketch": (tuple(self.sketch.shape), self.sketch.dtype),
+        }
+        for key, (shape, dtype) in shapes.items():
             theirs = data[key]
-            if tuple(theirs.shape) != tuple(mine.shape) or theirs.dtype != mine.dtype:
+            if tuple(theirs.shape) != shape or theirs.dtype != dtype:
                 raise ValueError(
-                    f"row state {key!r}: expected {tuple(mine.shape)} {mine.dtype}, "
+                    f"row state {key!r}: expected {shape} {dtype}, "
                     f"got {tuple(theirs.shape)} {theirs.dtype}"
                 )
-            mine.copy_(theirs.to(mine.device))
+        ints = data["ints"].to(torch.int64)
+        counts = ints[:, IntCol.N_AGREE : IntCol.N_DISAGREE + 1]
+        while bool((counts > COUNT_MAX).any()):
+            over = (counts > COUNT_MAX).any(dim=1, keepdim=True)
+            counts = torch.where(over, counts // 2, counts)
+        ints[:, IntCol.N_AGREE : IntCol.N_DISAGREE + 1] = counts
+        device = self.floats.device
+        self.write_ints(torch.arange(self.n_rows, device=device), ints.to(device))
+        self.floats.copy_(data["floats"].to(device))
+        self.sketch.copy_(data["sketch"].to(device))
+
+
+def decode_ints(words: torch.Tensor) -> torch.Tensor:
+    """``(R, 3)`` packed integer words -> ``(R, IntCol.COUNT)`` int32 columns."""
+    w = words.to(torch.int64)
+    seen = w[:, 1] & 0x7FFFFFFF
+    zombie = (w[:, 1] < 0).to(torch.int64)
+    agree = w[:, 2] & COUNT_MAX
+    disagree = (w[:, 2] >> 16) & COUNT_MAX
+    return torch.stack([w[:, 0], seen, agree, disagree, zombie], dim=1).to(torch.int32)
+
+
+def encode_ints(ints: torch.Tensor) -> torch.Tensor:
+    """``(R, IntCol.COUNT)`` integer columns -> ``(R, 3)`` packed int32 words."""
+    i = ints.to(torch.int64)
+    seen = i[:, IntCol.LAST_SEEN] - (i[:, IntCol.ZOMBIE] != 0).to(torch.int64) * (1 << 31)
+    counts = i[:, IntCol.N_AGREE] | (i[:, IntCol.N_DISAGREE] << 16)
+    counts = torch.where(counts >= (1 << 31), counts - (1 << 32), counts)
+    return torch.stack([i[:, IntCol.EXPOSURE], seen, counts], dim=1).to(torch.int32)

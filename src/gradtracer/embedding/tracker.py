@@ -54,7 +54,7 @@ from gradtracer.embedding.fold import (
     sketch_words,
 )
 from gradtracer.embedding.row_kernel import damp_rows, track_rows
-from gradtracer.embedding.state import FloatCol, IntCol, RowState, SignSketch
+from gradtracer.embedding.state import FloatCol, IntCol, RowState, SignSketch, decode_ints
 from gradtracer.errors import GradTracerWarning, TrackerError
 from gradtracer.findings import Finding, FindingType, Report
 
@@ -403,10 +403,10 @@ class EmbeddingTracker:
             # one gather of the whole packed records (half the cost of two strided ones)
             block = np.take(self._state.packed_numpy(), rows.numpy(), axis=0)
             whole = torch.from_numpy(block)
-            ints = whole[:, : IntCol.COUNT]
-            fl = whole[:, IntCol.COUNT : RowState.SKETCH_COL].view(torch.float32)
+            ints = decode_ints(whole[:, : RowState.FLOAT_COL])
+            fl = whole[:, RowState.FLOAT_COL : RowState.SKETCH_COL].view(torch.float32)
         else:
-            ints = self._state.ints.index_select(0, rows)
+            ints = self._state.ints_of(rows)
             fl = self._state.floats.index_select(0, rows)
         return RowEvidence(
             step=self._n_updates,
@@ -473,7 +473,7 @@ class EmbeddingTracker:
     ) -> None:
         """``w[rows] = before + f * disp``; velocity EMA, scales and counts follow (torch)."""
         f = torch.nan_to_num(f.to(torch.float32), nan=1.0).clamp_(0.0, 1.0)
-        ints = self._state.ints.index_select(0, rows)
+        ints = self._state.ints_of(rows)
         w = self._weight.detach()
         w.index_copy_(0, rows, before + f.to(w.dtype)[:, None] * disp)
         # the velocity EMA records the displacement actually applied: f * v
