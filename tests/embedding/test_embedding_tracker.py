@@ -311,11 +311,13 @@ def test_summary_report_and_findings_shapes():
     tracker.detach()
 
 
-def test_state_memory_within_a_quarter_of_the_table():
-    layer = nn.Embedding(5000, 64)
+@pytest.mark.parametrize("dim", [32, 64, 200])
+def test_state_memory_within_a_quarter_of_the_table(dim):
+    layer = nn.Embedding(5000, dim)
     tracker = EmbeddingTracker(layer, name="emb")
     s = tracker.summary()
     assert s["state_bytes"] <= 0.25 * s["table_bytes"]
+    assert s["state_bytes"] == 5000 * 32  # 32 bytes a row with the default 32-bit sketch
     assert tracker.row_state.nbytes() == s["state_bytes"]
     tracker.detach()
 

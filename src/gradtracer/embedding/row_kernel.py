@@ -60,9 +60,9 @@ def _compiled() -> Any | None:
 
     @numba.njit(cache=True, nogil=True, boundscheck=False)
     def touch(packed, rows):
-        """Read the first and last word of every touched row's state: a loop this short
-        keeps many cache misses in flight at once, so the main loop finds the rows in
-        cache (a record that straddles two cache lines gets both requested)."""
+        """Read every touched row's state record (the first and last word; with the
+        default layout both lie in one cache line): a loop this short keeps many cache
+        misses in flight at once, so the main loop finds the rows in cache."""
         seen = 0
         last = packed.shape[1] - 1
         for i in range(rows.shape[0]):

@@ -278,12 +278,13 @@ class RowState:
 
 def decode_ints(words: torch.Tensor) -> torch.Tensor:
     """``(R, 3)`` packed integer words -> ``(R, IntCol.COUNT)`` int32 columns."""
-    w = words.to(torch.int64)
-    seen = w[:, 1] & 0x7FFFFFFF
-    zombie = (w[:, 1] < 0).to(torch.int64)
-    agree = w[:, 2] & COUNT_MAX
-    disagree = (w[:, 2] >> 16) & COUNT_MAX
-    return torch.stack([w[:, 0], seen, agree, disagree, zombie], dim=1).to(torch.int32)
+    out = torch.empty((words.shape[0], IntCol.COUNT), dtype=torch.int32, device=words.device)
+    out[:, IntCol.EXPOSURE] = words[:, 0]
+    torch.bitwise_and(words[:, 1], 0x7FFFFFFF, out=out[:, IntCol.LAST_SEEN])
+    out[:, IntCol.ZOMBIE] = words[:, 1] < 0
+    torch.bitwise_and(words[:, 2], COUNT_MAX, out=out[:, IntCol.N_AGREE])
+    torch.bitwise_and(words[:, 2] >> 16, COUNT_MAX, out=out[:, IntCol.N_DISAGREE])
+    return out
 
 
 def encode_ints(ints: torch.Tensor) -> torch.Tensor:
