@@ -1,4 +1,4 @@
-"""torch.distributed: 2 gloo ranks on CPU, aggregated statistics equal a single-process run."""
+"""torch.distributed: 2 and 3 gloo ranks on CPU, aggregated statistics equal a single-process run."""
 
 from __future__ import annotations
 
@@ -14,8 +14,7 @@ from torch import nn
 
 from gradtracer.embedding import EmbeddingTracker
 
-N_ROWS, DIM, STEPS, WORLD, INTERVAL = 90, 8, 60, 2, 10
-SPAN = N_ROWS // WORLD  # rows owned by each rank
+N_ROWS, DIM, STEPS, INTERVAL = 90, 8, 60, 10  # N_ROWS divisible by every world size tested
 COMPARED = (
     "step",
     "active_rows",
@@ -29,10 +28,11 @@ COMPARED = (
 )
 
 
-def _rank_rows(rank: int, step: int, gen: torch.Generator) -> torch.Tensor:
+def _rank_rows(rank: int, world: int, step: int, gen: torch.Generator) -> torch.Tensor:
     """Rows rank ``rank`` trains at ``step``: disjoint id ranges; the last rank idles 2 steps in 3."""
-    rows = torch.arange(SPAN * rank, SPAN * (rank + 1))[torch.rand(SPAN, generator=gen) < 0.6]
-    if rank == WORLD - 1 and step % 3 != 0:
+    span = N_ROWS // world
+    rows = torch.arange(span * rank, span * (rank + 1))[torch.rand(span, generator=gen) < 0.6]
+    if rank == world - 1 and step % 3 != 0:
         return rows[:0]
     return rows
 
@@ -40,7 +40,7 @@ def _rank_rows(rank: int, step: int, gen: torch.Generator) -> torch.Tensor:
 def _row_loss(
     out: torch.Tensor, rows: torch.Tensor, signs: torch.Tensor, target: torch.Tensor
 ) -> torch.Tensor:
-    osc = (rows % SPAN) < 6  # the first 6 rows of every range oscillate
+    osc = (rows % 15) < 3  # 3 rows in every 15 oscillate
     lin = (out.sum(1) * signs[rows]) * osc
     quad = 0.5 * (out - target[rows]).pow(2).sum(1) * ~osc
     return lin.sum() + quad.sum()
@@ -53,13 +53,13 @@ def _setup() -> tuple[nn.Embedding, torch.optim.Optimizer, torch.Tensor]:
     return layer, torch.optim.Adam(layer.parameters(), lr=0.05), target
 
 
-def _train(layer, opt, target, ranks: list[int]) -> EmbeddingTracker:
+def _train(layer, opt, target, world: int, ranks: list[int]) -> EmbeddingTracker:
     tracker = EmbeddingTracker(layer, name="dist", track_interval=INTERVAL)
-    gens = {r: torch.Generator().manual_seed(100 + r) for r in range(WORLD)}
+    gens = {r: torch.Generator().manual_seed(100 + r) for r in range(world)}
     signs = torch.ones(N_ROWS)
     for step in range(STEPS):
-        rows = torch.cat([_rank_rows(r, step, gens[r]) for r in range(WORLD)])
-        rows = torch.cat([rows[rows // SPAN == r] for r in ranks])
+        rows = torch.cat([_rank_rows(r, world, step, gens[r]) for r in range(world)])
+        rows = torch.cat([rows[rows // (N_ROWS // world) == r] for r in ranks])
         opt.zero_grad()
         # an idle rank still runs forward/backward (empty batch), as under DDP
         _row_loss(layer(rows), rows, signs, target).backward()
@@ -68,7 +68,7 @@ def _train(layer, opt, target, ranks: list[int]) -> EmbeddingTracker:
     return tracker
 
 
-def _worker(rank: int, out_dir: str) -> None:
+def _worker(rank: int, out_dir: str, world: int) -> None:
     torch.set_num_threads(1)
     # A file store has no server thread on rank 0 that could vanish while rank 1 still
     # talks to it, and no port that another process could take first.
@@ -76,12 +76,12 @@ def _worker(rank: int, out_dir: str) -> None:
         "gloo",
         init_method=f"file://{Path(out_dir, 'store')}",
         rank=rank,
-        world_size=WORLD,
+        world_size=world,
         timeout=timedelta(seconds=90),
     )
     try:
         layer, opt, target = _setup()
-        tracker = _train(layer, opt, target, [rank])
+        tracker = _train(layer, opt, target, world, [rank])
         summary = tracker.summary()  # collective
         zombies = tracker.zombie_rows().tolist()  # collective
         Path(out_dir, f"rank{rank}.json").write_text(
@@ -93,21 +93,22 @@ def _worker(rank: int, out_dir: str) -> None:
         dist.destroy_process_group()
 
 
-def test_gloo_ranks_match_single_process(tmp_path):
+@pytest.mark.parametrize("world", [2, 3])
+def test_gloo_ranks_match_single_process(tmp_path, world):
     if not dist.is_available():
         pytest.skip("torch.distributed is not available")
-    mp.spawn(_worker, args=(str(tmp_path),), nprocs=WORLD, join=True)
-    results = [json.loads(Path(tmp_path, f"rank{r}.json").read_text()) for r in range(WORLD)]
+    mp.spawn(_worker, args=(str(tmp_path), world), nprocs=world, join=True)
+    results = [json.loads(Path(tmp_path, f"rank{r}.json").read_text()) for r in range(world)]
 
     layer, opt, target = _setup()
-    single = _train(layer, opt, target, list(range(WORLD)))
+    single = _train(layer, opt, target, world, list(range(world)))
     ref = single.summary()
     ref_zombies = single.zombie_rows().tolist()
     assert ref["zombie_count"] >= 10  # the planted oscillators are found
     for res in results:
         for key in COMPARED:
             assert res["summary"][key] == pytest.approx(ref[key], rel=1e-5, abs=1e-7), key
-        assert res["summary"]["world_size"] == WORLD
+        assert res["summary"]["world_size"] == world
         assert res["zombies"] == ref_zombies
         hist = res["history"]
         assert [h["step"] for h in hist] == [h["step"] for h in single.history]
