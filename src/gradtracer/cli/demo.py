@@ -208,7 +208,7 @@ def demo(
     out: Path | None = typer.Option(
         None,
         "--out",
-        help="Directory for demo_results.json, report.json and agent_report.json.",
+        help="Directory for demo_results.json, report.json, agent_report.json and figures/.",
     ),
 ) -> None:
     """Train implicit MF on synthetic data and compare it with popularity (HR/NDCG/Recall/MRR@10)."""
@@ -250,6 +250,11 @@ def demo(
             (out / "report.json").write_text(dumps_stable(summary["report"]) + "\n")
             (out / "agent_report.json").write_text(AgentExporter.export_manager(manager) + "\n")
             typer.echo(f"wrote {out / 'report.json'} and {out / 'agent_report.json'}")
+            from gradtracer.export.figures import plot_report
+
+            figures = plot_report(summary["report"], out / "figures")
+            pngs = ", ".join(p.name for p in figures if p.suffix == ".png")
+            typer.echo(f"wrote {out / 'figures'}: {pngs} (and SVG)")
 
 
 def register(app: typer.Typer) -> None:

@@ -1,4 +1,4 @@
-"""CLI: ``gradtracer report validate|render|agent|xml FILE.json`` over saved report JSON."""
+"""CLI: ``gradtracer report validate|render|agent|xml|plot FILE.json`` over saved report JSON."""
 
 from __future__ import annotations
 
@@ -61,6 +61,21 @@ def xml(path: Path = _FILE) -> None:
     from gradtracer.export.json_report import read_json
 
     typer.echo(to_agent_xml(read_json(path)))
+
+
+@report_app.command("plot")
+def plot(
+    path: Path = _FILE,
+    out: Path = typer.Option(
+        Path("figures"), "--out", "-o", help="Directory for the PNG and SVG files."
+    ),
+) -> None:
+    """Draw PATH's figures (embedding and manager reports) into --out as PNG and SVG."""
+    from gradtracer.export.figures import plot_report
+    from gradtracer.export.json_report import read_json
+
+    for written in plot_report(read_json(path), out):
+        typer.echo(f"wrote {written}")
 
 
 def register(app: typer.Typer) -> None:

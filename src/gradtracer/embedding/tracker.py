@@ -25,6 +25,7 @@ import logging
 import warnings
 import weakref
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -819,15 +820,33 @@ class EmbeddingTracker:
         return found
 
     def to_report(self) -> Report:
-        """``Report(kind="embedding", subject=name, stats=summary(), findings=findings())``."""
+        """``Report(kind="embedding", subject=name, stats=summary(), findings=findings())``.
+
+        ``metadata`` holds ``step``, ``track_interval`` and ``history`` (the history
+        snapshots thinned to at most 200, for :meth:`plot`).
+        """
+        from gradtracer.export.figures import thin_history
+
         stats, _ = self._summary_and_samples()
         return Report(
             kind="embedding",
             subject=self.name,
             stats=dict(stats),
             findings=self.findings(),
-            metadata={"step": self._n_updates, "track_interval": self.track_interval},
+            metadata={
+                "step": self._n_updates,
+                "track_interval": self.track_interval,
+                "history": thin_history(self.history),
+            },
         )
+
+    def plot(self, out_dir: str | Path) -> list[Path]:
+        """Draw the table's figure (dynamics over steps, exposure Lorenz curve, norm by
+        popularity, row kinds) as ``<out_dir>/<name>_dynamics.png`` and ``.svg``; returns
+        the paths. See :mod:`gradtracer.export.figures`."""
+        from gradtracer.export.figures import plot_embedding_report
+
+        return plot_embedding_report(self.to_report(), out_dir)
 
     def report(self) -> str:
         """Readable multi-line text: the main statistics and one line per finding."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Protocol, TextIO, runtime_checkable
 
@@ -508,6 +509,14 @@ class FlowManager:
         if not quiet:
             print_report(text, file=file)
         return text
+
+    def plot(self, out_dir: str | Path) -> list[Path]:
+        """Draw the tower figure (``<name>_towers``) and one figure per embedding tracker
+        into ``out_dir`` as PNG and SVG; returns the paths. See
+        :mod:`gradtracer.export.figures`."""
+        from gradtracer.export.figures import plot_report
+
+        return plot_report(self.to_report(), out_dir)
 
     def __repr__(self) -> str:
         return (

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from gradtracer._plotting import save_png_svg, subplots
+
 __all__ = [
     "plot_alpha_sweep",
     "plot_metric_comparison",
@@ -21,25 +23,12 @@ __all__ = [
 
 
 def _figure(width: float = 6.0, height: float = 4.0) -> tuple[Any, Any]:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt.subplots(figsize=(width, height))
+    fig, axes = subplots(width=width, height=height)
+    return fig, axes[0][0]
 
 
 def _save(fig: Any, out_dir: str | Path, name: str) -> list[Path]:
-    import matplotlib.pyplot as plt
-
-    d = Path(out_dir)
-    d.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    paths = [d / f"{name}.png", d / f"{name}.svg"]
-    fig.savefig(paths[0], dpi=120)
-    fig.savefig(paths[1])
-    plt.close(fig)
-    return paths
+    return save_png_svg(fig, out_dir, name)
 
 
 def plot_popularity(counts: np.ndarray, out_dir: str | Path) -> list[Path]:
