@@ -18,6 +18,7 @@ from gradtracer.export.json_report import write_json
 from gradtracer.export.schema import validate_report
 from gradtracer.findings import Report
 from gradtracer.flow.manager import FlowManager
+from gradtracer.flow.tracker import FlowTracker
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -99,6 +100,33 @@ def test_manager_report_from_json_and_cli(tmp_path, capsys):
     assert (tmp_path / "cli" / "mf_towers.png").read_bytes()[:8] == PNG_MAGIC
 
 
+def test_flow_tracker_plot_ranks_layers_by_health(tmp_path):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)  # oversized updates somewhere
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=10, gamma=0.5)
+    tracker = FlowTracker(model, name="mlp", optimizer=opt, scheduler=sched)
+    x, y = torch.randn(64, 6), torch.randn(64, 1)
+    for _ in range(30):
+        opt.zero_grad()
+        loss = (model(x) - y).pow(2).mean()
+        loss.backward()
+        opt.step()
+        sched.step()
+        tracker.step(loss=loss.item())
+    layers = tracker.summary()["layers"]
+    paths = tracker.plot(tmp_path)
+    assert [p.name for p in paths] == ["mlp_flow.png", "mlp_flow.svg"]
+    text = _svg_text(paths[1])
+    assert "learning rate" in text  # the schedule is drawn beside the loss
+    order = sorted(layers, key=lambda n: (layers[n]["health"], n))  # least healthy first
+    names = [n for n in re.findall(r"[\w.]+", text) if n in layers]
+    assert names == order
+    worst = order[0]
+    assert f"{layers[worst]['update_ratio']:.1e}" in text
+    assert len(tracker.to_report().metadata["history"]) == 30
+
+
 def test_figures_without_history_say_so(tmp_path):
     torch.manual_seed(0)
     layer = nn.Embedding(20, 4)
@@ -114,8 +142,8 @@ def test_figures_without_history_say_so(tmp_path):
 
 
 def test_unsupported_reports_are_refused(tmp_path):
-    with pytest.raises(ValueError, match="'flow'"):
-        plot_report(Report(kind="flow", subject="mlp"), tmp_path)
+    with pytest.raises(ValueError, match="'trees'"):
+        plot_report(Report(kind="trees", subject="xgb"), tmp_path)
     with pytest.raises(TypeError, match="list"):
         plot_report([1, 2], tmp_path)  # type: ignore[arg-type]
     assert not list(tmp_path.iterdir())  # nothing half-written

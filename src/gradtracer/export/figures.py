@@ -8,7 +8,10 @@
   top-1% share); the mean row norm per popularity bucket; how the rows divide into never
   exposed, frozen, zombie and the rest;
 * per manager (``<subject>_towers``): each tracked table's mean velocity relative to its
-  first snapshot, the loss when it was recorded, and the health score.
+  first snapshot, the loss when it was recorded, and the health score;
+* per FlowTracker (``<subject>_flow``): loss (and learning rate), mean velocity and
+  gradient norm over the tracked steps, and every layer's health score with its update
+  ratio, least healthy first.
 
 The curves over steps come from the report's ``metadata["history"]`` (the tracker's
 history snapshots, thinned to at most :data:`MAX_HISTORY_POINTS`).
@@ -23,8 +26,14 @@ from typing import Any
 from gradtracer._plotting import save_png_svg, subplots
 from gradtracer.findings import Report
 
-__all__ = ["MAX_HISTORY_POINTS", "plot_embedding_report", "plot_manager_report", "plot_report",
-           "thin_history"]
+__all__ = [
+    "MAX_HISTORY_POINTS",
+    "plot_embedding_report",
+    "plot_flow_report",
+    "plot_manager_report",
+    "plot_report",
+    "thin_history",
+]
 
 #: history snapshots kept in a report (evenly thinned, the last one always kept)
 MAX_HISTORY_POINTS = 200
@@ -32,6 +41,7 @@ MAX_HISTORY_POINTS = 200
 _HISTORY_KEYS = (
     "step",
     "loss",
+    "lr",
     "mean_velocity",
     "mean_grad_norm",
     "zombie_count",
@@ -66,25 +76,26 @@ def _as_report(report: Report | Mapping[str, Any]) -> Report:
 def plot_report(report: Report | Mapping[str, Any], out_dir: str | Path) -> list[Path]:
     """Draw every figure ``report`` supports into ``out_dir``; return the files written.
 
-    An ``embedding`` report gives one figure; a ``manager`` report gives its tower figure
-    plus one figure per embedding child.
+    An ``embedding`` or ``flow`` report gives one figure; a ``manager`` report gives its
+    tower figure plus one figure per embedding or flow child.
 
     Raises:
         ValueError: the report (and its children) hold nothing these figures draw.
     """
     rep = _as_report(report)
     paths: list[Path] = []
-    if rep.kind == "embedding":
-        paths += plot_embedding_report(rep, out_dir)
+    single = {"embedding": plot_embedding_report, "flow": plot_flow_report}
+    if rep.kind in single:
+        paths += single[rep.kind](rep, out_dir)
     elif rep.kind == "manager":
         paths += plot_manager_report(rep, out_dir)
         for child in rep.children:
-            if child.kind == "embedding":
-                paths += plot_embedding_report(child, out_dir)
+            if child.kind in single:
+                paths += single[child.kind](child, out_dir)
     if not paths:
         raise ValueError(
-            f"no figure for a {rep.kind!r} report (figures exist for 'embedding' and "
-            "'manager' reports)"
+            f"no figure for a {rep.kind!r} report (figures exist for 'embedding', 'flow' "
+            "and 'manager' reports)"
         )
     return paths
 
@@ -275,3 +286,77 @@ def plot_manager_report(report: Report | Mapping[str, Any], out_dir: str | Path)
     else:
         _no_data(ax, "no loss recorded\n(pass loss= to step())")
     return save_png_svg(fig, out_dir, _file_stem(rep.subject, "towers"), dpi=110)
+
+
+#: layers shown in the flow figure's health panel (least healthy first)
+MAX_FLOW_LAYERS = 30
+
+
+def plot_flow_report(report: Report | Mapping[str, Any], out_dir: str | Path) -> list[Path]:
+    """Loss, dynamics over steps and per-layer health of a FlowTracker (``<subject>_flow``)."""
+    rep = _as_report(report)
+    if rep.kind != "flow":
+        raise ValueError(f"expected a 'flow' report, got {rep.kind!r}")
+    s = rep.stats
+    hist = _history(rep)
+    fig, axes = subplots(1, 3, width=15.0, height=4.6)
+    health = s.get("health")
+    fig.suptitle(
+        f"{rep.subject}: {s.get('n_layers', '?')} tracked tensors, "
+        f"{s.get('n_parameters', 0):,} parameters, step {s.get('step', '?')}"
+        + ("" if health is None else f", health {health:.0f}/100")
+    )
+    ax = axes[0][0]
+    ax.set_title("Loss", fontsize=10)
+    xs, loss = _series(hist, "loss")
+    if len(xs) >= 2:
+        ax.plot(xs, loss, color="black", label="loss")
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel("training loss")
+        ax.grid(True, alpha=0.3)
+        xs_lr, lr = _series(hist, "lr")
+        if len(set(lr)) > 1:  # a schedule: show it beside the loss
+            twin = ax.twinx()
+            twin.plot(xs_lr, lr, color="tab:green", linestyle="--")
+            twin.set_ylabel("learning rate", color="tab:green")
+    else:
+        _no_data(ax, "no loss recorded\n(pass loss= to step())")
+    ax = axes[0][1]
+    ax.set_title("Mean update velocity and gradient norm", fontsize=10)
+    xs_v, vel = _series(hist, "mean_velocity")
+    xs_g, gn = _series(hist, "mean_grad_norm")
+    if xs_v or xs_g:
+        ax.plot(xs_v, vel, color="tab:blue", label="mean velocity")
+        ax.plot(xs_g, gn, color="tab:orange", label="mean grad norm")
+        if all(v > 0 for v in vel + gn):
+            ax.set_yscale("log")
+        ax.set_xlabel("optimizer step")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    else:
+        _no_data(ax, "no history snapshots yet")
+    _panel_layer_health(axes[0][2], s.get("layers") or {})
+    return save_png_svg(fig, out_dir, _file_stem(rep.subject, "flow"), dpi=110)
+
+
+def _panel_layer_health(ax: Any, layers: Mapping[str, Any]) -> None:
+    rows = [(name, d) for name, d in layers.items() if isinstance(d, Mapping)]
+    rows.sort(key=lambda item: (float(item[1].get("health") or 0.0), item[0]))
+    shown = rows[:MAX_FLOW_LAYERS]
+    more = "" if len(rows) <= len(shown) else f", {len(shown)} least healthy of {len(rows)}"
+    ax.set_title(f"Layer health (update ratio){more}", fontsize=10)
+    if not shown:
+        _no_data(ax, "no layers in the report")
+        return
+    scores = [float(d.get("health") or 0.0) for _, d in shown]
+    colors = ["tab:green" if h >= 80 else "tab:orange" if h >= 50 else "tab:red" for h in scores]
+    bars = ax.barh([name for name, _ in shown], scores, color=colors)
+    for bar, (_, d) in zip(bars, shown):
+        ratio = d.get("update_ratio")
+        label = "n/a" if ratio is None else f"{ratio:.1e}"
+        ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f" {label}",
+                va="center", fontsize=7)
+    ax.set_xlim(0, 125)
+    ax.invert_yaxis()
+    ax.tick_params(axis="y", labelsize=7)
+    ax.set_xlabel("health score (0-100)")

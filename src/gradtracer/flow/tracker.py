@@ -339,14 +339,28 @@ class FlowTracker:
         }
 
     def to_report(self) -> Report:
-        """A :class:`~gradtracer.findings.Report` of kind ``"flow"``."""
+        """A :class:`~gradtracer.findings.Report` of kind ``"flow"``; ``metadata`` holds
+        ``step``, ``run_id`` and ``history`` (thinned to at most 200 snapshots)."""
+        from gradtracer.export.figures import thin_history
+
         return Report(
             kind="flow",
             subject=self.name,
             stats=self.summary(),
             findings=self.findings(),
-            metadata={"step": self._step, "run_id": self.run_id},
+            metadata={
+                "step": self._step,
+                "run_id": self.run_id,
+                "history": thin_history(self.history),
+            },
         )
+
+    def plot(self, out_dir: str | Path) -> list[Path]:
+        """Draw ``<out_dir>/<name>_flow.png`` and ``.svg`` (loss, velocity and gradient
+        norm over steps, per-layer health); returns the paths."""
+        from gradtracer.export.figures import plot_flow_report
+
+        return plot_flow_report(self.to_report(), out_dir)
 
     def report(self) -> str:
         """Readable text of :meth:`to_report`."""
