@@ -146,19 +146,10 @@ def plot_embedding_report(report: Report | Mapping[str, Any], out_dir: str | Pat
 
 def _panel_dynamics(ax: Any, hist: Sequence[Mapping[str, Any]]) -> None:
     ax.set_title("Training dynamics", fontsize=10)
-    xs_v, vel = _series(hist, "mean_velocity")
-    xs_g, gn = _series(hist, "mean_grad_norm")
-    if not xs_v:
+    if not _velocity_curves(ax, hist):
         _no_data(ax, "no history snapshots yet\n(fewer steps than track_interval)")
         return
-    ax.plot(xs_v, vel, color="tab:blue", label="mean velocity")
-    if xs_g:
-        ax.plot(xs_g, gn, color="tab:orange", label="mean grad norm")
-    if all(v > 0 for v in vel + gn):
-        ax.set_yscale("log")
-    ax.set_xlabel("optimizer step")
     ax.set_ylabel("per touched step")
-    ax.grid(True, alpha=0.3)
     xs_z, zombies = _series(hist, "zombie_count")
     lines, labels = ax.get_legend_handles_labels()
     if xs_z:
@@ -172,6 +163,22 @@ def _panel_dynamics(ax: Any, hist: Sequence[Mapping[str, Any]]) -> None:
         more = twin.get_legend_handles_labels()
         lines, labels = lines + more[0], labels + more[1]
     ax.legend(lines, labels, fontsize=8, loc="best")
+
+
+def _velocity_curves(ax: Any, hist: Sequence[Mapping[str, Any]]) -> bool:
+    """Mean velocity and mean gradient norm over steps (log scale when positive); False
+    when the history holds neither."""
+    xs_v, vel = _series(hist, "mean_velocity")
+    xs_g, gn = _series(hist, "mean_grad_norm")
+    if not xs_v and not xs_g:
+        return False
+    ax.plot(xs_v, vel, color="tab:blue", label="mean velocity")
+    ax.plot(xs_g, gn, color="tab:orange", label="mean grad norm")
+    if all(v > 0 for v in vel + gn):
+        ax.set_yscale("log")
+    ax.set_xlabel("optimizer step")
+    ax.grid(True, alpha=0.3)
+    return True
 
 
 def _panel_lorenz(ax: Any, s: Mapping[str, Any]) -> None:
@@ -323,15 +330,7 @@ def plot_flow_report(report: Report | Mapping[str, Any], out_dir: str | Path) ->
         _no_data(ax, "no loss recorded\n(pass loss= to step())")
     ax = axes[0][1]
     ax.set_title("Mean update velocity and gradient norm", fontsize=10)
-    xs_v, vel = _series(hist, "mean_velocity")
-    xs_g, gn = _series(hist, "mean_grad_norm")
-    if xs_v or xs_g:
-        ax.plot(xs_v, vel, color="tab:blue", label="mean velocity")
-        ax.plot(xs_g, gn, color="tab:orange", label="mean grad norm")
-        if all(v > 0 for v in vel + gn):
-            ax.set_yscale("log")
-        ax.set_xlabel("optimizer step")
-        ax.grid(True, alpha=0.3)
+    if _velocity_curves(ax, hist):
         ax.legend(fontsize=8)
     else:
         _no_data(ax, "no history snapshots yet")
