@@ -100,6 +100,7 @@ def bench_config(args, *, sparse: bool, interval: int) -> dict[str, float]:
         "cpu_ratio": sum(cpu[1]) / sum(cpu[0]),
         "state_ratio": summary["state_memory_ratio"],
         "summary_s": t_summary,
+        "own_ms": summary["tracker_ms_per_step"],
         "steps": summary["step"],
     }
 
@@ -142,6 +143,10 @@ def main() -> None:
             f"{res['mean_ratio']:6.3f} {res['cpu_untracked_ms']:8.2f} {res['cpu_tracked_ms']:7.2f} "
             f"{res['cpu_ratio']:9.3f} {target:6.2f}"
         )
+    print(
+        f"tracker's own time per step (summary()['tracker_ms_per_step'], last config): "
+        f"{last['own_ms']:.3f} ms"
+    )
     print(f"tracker state / item table bytes: {last['state_ratio']:.3f} (target <= 0.25)")
     print(
         f"summary() on the {args.n_items}-row item table: {last['summary_s']:.3f} s (target < 1 s)"

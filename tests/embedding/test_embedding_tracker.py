@@ -418,3 +418,25 @@ def test_history_is_thinned_beyond_max_history():
     steps = [h["step"] for h in tracker.history]
     assert len(steps) <= 10 and steps == sorted(steps) and steps[0] == 1
     tracker.detach()
+
+
+def test_tracker_reports_its_own_time_per_step():
+    layer = nn.Embedding(200, 16, sparse=True)
+    tracker = EmbeddingTracker(layer, name="emb")
+    opt = torch.optim.SparseAdam(layer.parameters(), lr=0.01)
+    assert tracker.summary()["tracker_seconds"] == 0.0  # nothing recorded yet
+    for _ in range(20):
+        opt.zero_grad()
+        layer(torch.randint(0, 200, (64,))).sum().backward()
+        opt.step()
+    first = tracker.summary()
+    assert 0.0 < first["tracker_seconds"] < 20.0
+    assert first["tracker_ms_per_step"] == pytest.approx(1e3 * first["tracker_seconds"] / 20)
+    for _ in range(5):  # summaries and reports are not counted, further steps are
+        tracker.summary()
+        tracker.report()
+    opt.zero_grad()
+    layer(torch.randint(0, 200, (64,))).sum().backward()
+    opt.step()
+    assert tracker.summary()["tracker_seconds"] > first["tracker_seconds"]
+    tracker.detach()

@@ -22,6 +22,7 @@ never the per-row sampling. Summaries and findings are computed lazily on reques
 from __future__ import annotations
 
 import logging
+import time
 import warnings
 import weakref
 from dataclasses import dataclass
@@ -185,6 +186,7 @@ class EmbeddingTracker:
         )
         self._acc = torch.zeros(N_ACC, dtype=torch.float64, device=device)
         self._n_updates = 0
+        self._own_seconds = 0.0  # wall time inside the per-step hooks (tracker_seconds)
         self._touched = 0  # rows updated by the last optimizer step
         self._pending: _Pending | None = None
         self._buffer: list[StepRecord] = []
@@ -249,15 +251,24 @@ class EmbeddingTracker:
         grad = param.grad
         if grad is None:
             return
+        if grad.is_sparse and not grad.is_coalesced():
+            # the sparse optimizers coalesce anyway; handing them the result costs nothing
+            # extra, so this is left out of the tracker's own time
+            grad = grad.coalesce()
+            param.grad = grad
+        start = time.perf_counter()
+        try:
+            self._record_grad(param, grad)
+        finally:
+            self._own_seconds += time.perf_counter() - start
+
+    def _record_grad(self, param: torch.Tensor, grad: torch.Tensor) -> None:
         pend = self._pending
         if pend is not None and param._version != pend.version:
             self._close()  # a hand-written update happened without an optimizer hook
             pend = None
         w = param.detach()
         if grad.is_sparse:
-            if not grad.is_coalesced():
-                grad = grad.coalesce()
-                param.grad = grad  # the optimizer would coalesce it anyway
             rows = grad.indices()[0]
             values = grad.values()
             if self._padding_idx is not None:
@@ -294,7 +305,11 @@ class EmbeddingTracker:
     def _on_optimizer_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         if not self._attached or not self._owns(optimizer):
             return
-        self._close(count_empty=True)
+        start = time.perf_counter()
+        try:
+            self._close(count_empty=True)
+        finally:
+            self._own_seconds += time.perf_counter() - start
 
     def _close(self, count_empty: bool = False) -> None:
         """Finish the pending step: measure the applied displacement and record the step.
@@ -783,6 +798,8 @@ class EmbeddingTracker:
             "autofix": self._intervention is not None,
             "autofix_damped_updates": n_damped,
             "autofix_damped_rows": 0 if ever is None else int(ever.sum()),
+            "tracker_seconds": self._own_seconds,
+            "tracker_ms_per_step": 1e3 * self._own_seconds / max(self._n_updates, 1),
         }
         samples = {
             "zombie": z_ids[z_order][:32].tolist(),
