@@ -70,7 +70,7 @@ def plot(
         Path("figures"), "--out", "-o", help="Directory for the PNG and SVG files."
     ),
 ) -> None:
-    """Draw PATH's figures (embedding and manager reports) into --out as PNG and SVG."""
+    """Draw PATH's figures (embedding, flow and manager reports) into --out as PNG and SVG."""
     from gradtracer.export.figures import plot_report
     from gradtracer.export.json_report import read_json
 

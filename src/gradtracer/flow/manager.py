@@ -511,8 +511,8 @@ class FlowManager:
         return text
 
     def plot(self, out_dir: str | Path) -> list[Path]:
-        """Draw the tower figure (``<name>_towers``) and one figure per embedding tracker
-        into ``out_dir`` as PNG and SVG; returns the paths. See
+        """Draw the tower figure (``<name>_towers``) and one figure per embedding or flow
+        tracker into ``out_dir`` as PNG and SVG; returns the paths. See
         :mod:`gradtracer.export.figures`."""
         from gradtracer.export.figures import plot_report
 

@@ -27,10 +27,6 @@ def _figure(width: float = 6.0, height: float = 4.0) -> tuple[Any, Any]:
     return fig, axes[0][0]
 
 
-def _save(fig: Any, out_dir: str | Path, name: str) -> list[Path]:
-    return save_png_svg(fig, out_dir, name)
-
-
 def plot_popularity(counts: np.ndarray, out_dir: str | Path) -> list[Path]:
     """Item click counts against popularity rank, log-log (``popularity_loglog``)."""
     c = np.sort(np.asarray(counts, dtype=np.float64))[::-1]
@@ -41,7 +37,7 @@ def plot_popularity(counts: np.ndarray, out_dir: str | Path) -> list[Path]:
     ax.set_ylabel("clicks in training sessions")
     ax.set_title(f"Item popularity ({len(c):,} items)")
     ax.grid(True, which="both", alpha=0.3)
-    return _save(fig, out_dir, "popularity_loglog")
+    return save_png_svg(fig, out_dir, "popularity_loglog")
 
 
 def plot_session_lengths(lengths: Mapping[str, np.ndarray], out_dir: str | Path) -> list[Path]:
@@ -57,17 +53,16 @@ def plot_session_lengths(lengths: Mapping[str, np.ndarray], out_dir: str | Path)
     ax.set_yscale("log")
     ax.legend()
     ax.set_title("Session lengths")
-    return _save(fig, out_dir, "session_lengths")
+    return save_png_svg(fig, out_dir, "session_lengths")
 
 
 def plot_metric_comparison(
     means: Mapping[str, Mapping[str, float]], ks: Sequence[int], out_dir: str | Path
 ) -> list[Path]:
     """Grouped bars of Recall@K and MRR@K per model (``metric_comparison``)."""
-    import matplotlib.pyplot as plt
-
     models = list(means)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig, grid = subplots(1, 2, width=10, height=4)
+    axes = grid[0]
     width = 0.8 / max(len(models), 1)
     x = np.arange(len(ks))
     for ax, metric in zip(axes, ("recall", "mrr"), strict=True):
@@ -80,7 +75,7 @@ def plot_metric_comparison(
         ax.grid(True, axis="y", alpha=0.3)
     axes[0].legend(loc="lower right")
     fig.suptitle("Next-item prediction, full ranking")
-    return _save(fig, out_dir, "metric_comparison")
+    return save_png_svg(fig, out_dir, "metric_comparison")
 
 
 def plot_alpha_sweep(
@@ -98,4 +93,4 @@ def plot_alpha_sweep(
     ax.legend()
     ax.grid(True, alpha=0.3)
     ax.set_title("Markov chain blended with popularity")
-    return _save(fig, out_dir, "markov_alpha_sweep")
+    return save_png_svg(fig, out_dir, "markov_alpha_sweep")
