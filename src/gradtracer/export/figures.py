@@ -25,6 +25,7 @@ from typing import Any
 
 from gradtracer._plotting import save_png_svg, subplots
 from gradtracer.findings import Report
+from gradtracer.flow.manager import history_series
 
 __all__ = [
     "MAX_HISTORY_POINTS",
@@ -106,13 +107,9 @@ def _history(rep: Report) -> list[Mapping[str, Any]]:
 
 
 def _series(hist: Sequence[Mapping[str, Any]], key: str) -> tuple[list[float], list[float]]:
-    xs, ys = [], []
-    for h in hist:
-        value = h.get(key)
-        if value is not None:
-            xs.append(float(h["step"]))
-            ys.append(float(value))
-    return xs, ys
+    """Steps and finite values of ``key`` (:func:`gradtracer.flow.manager.history_series`)."""
+    by_step = history_series(hist, key)
+    return [float(x) for x in by_step], list(by_step.values())
 
 
 def _no_data(ax: Any, text: str) -> None:

@@ -38,6 +38,7 @@ __all__ = [
     "compute_velocity_loss_correlation",
     "detect_exposure_misalignment",
     "detect_tower_imbalance",
+    "history_series",
     "pearson",
 ]
 
@@ -121,7 +122,9 @@ def pearson(x: Sequence[float], y: Sequence[float], *, min_points: int = 3) -> f
     return max(-1.0, min(1.0, sxy / math.sqrt(sxx * syy)))
 
 
-def _series(history: Sequence[Mapping[str, Any]], key: str) -> dict[int, float]:
+def history_series(history: Sequence[Mapping[str, Any]], key: str) -> dict[int, float]:
+    """``{step: value}`` of ``key`` over history snapshots; missing, non-numeric and
+    non-finite values are skipped (a snapshot without ``step`` is keyed by its index)."""
     out: dict[int, float] = {}
     for i, snap in enumerate(history):
         if not isinstance(snap, Mapping):
@@ -140,7 +143,7 @@ def compute_velocity_correlation(
     min_points: int = 3,
 ) -> tuple[float | None, int]:
     """Return (Pearson r of ``mean_velocity`` on the steps both histories share, n shared)."""
-    a, b = _series(history_a, "mean_velocity"), _series(history_b, "mean_velocity")
+    a, b = history_series(history_a, "mean_velocity"), history_series(history_b, "mean_velocity")
     steps = sorted(a.keys() & b.keys())
     r = pearson([a[s] for s in steps], [b[s] for s in steps], min_points=min_points)
     return r, len(steps)
@@ -150,7 +153,7 @@ def compute_velocity_loss_correlation(
     history: Sequence[Mapping[str, Any]], *, min_points: int = 3
 ) -> tuple[float | None, int]:
     """Return (Pearson r of ``mean_velocity`` with ``loss`` over snapshots with both, n)."""
-    v, loss = _series(history, "mean_velocity"), _series(history, "loss")
+    v, loss = history_series(history, "mean_velocity"), history_series(history, "loss")
     steps = sorted(v.keys() & loss.keys())
     r = pearson([v[s] for s in steps], [loss[s] for s in steps], min_points=min_points)
     return r, len(steps)
@@ -160,7 +163,7 @@ def recent_velocity(
     history: Sequence[Mapping[str, Any]], stats: Mapping[str, Any], *, window: int = 5
 ) -> float | None:
     """Mean ``mean_velocity`` of the last ``window`` snapshots, else ``stats["mean_velocity"]``."""
-    values = list(_series(history, "mean_velocity").items())
+    values = list(history_series(history, "mean_velocity").items())
     values.sort()
     tail = [v for _, v in values[-window:]] if window > 0 else []
     if tail:
