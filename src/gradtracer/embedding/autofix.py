@@ -20,7 +20,6 @@ Every decision that changes a scale is appended to the audit log
 from __future__ import annotations
 
 import logging
-import math
 import uuid
 import warnings
 from collections import deque
@@ -279,12 +278,7 @@ class AutoFixController:
         self.n_decisions = int(state["n_decisions"])
         self.n_interventions = int(state["n_interventions"])
         self.n_scaled = int(state["n_scaled"])
-        trend = dict(state["last_trend"])
-        self.last_trend = LossTrend(
-            p_improving=float(trend["p_improving"]),
-            slope_mean=math.nan if trend["slope_mean"] is None else float(trend["slope_mean"]),
-            slope_sd=math.nan if trend["slope_sd"] is None else float(trend["slope_sd"]),
-            dof=int(trend["dof"]), n=int(trend["n"]))
+        self.last_trend = LossTrend.from_dict(state["last_trend"])
         rows = state["pending_rows"]
         self._pending_rows = [rows.to(torch.int64)] if rows.numel() else []
         ev = state["pending_evidence"]

@@ -23,7 +23,7 @@ EMA ``<= dead_grad_norm``), which are reported instead of scaled.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -127,6 +127,16 @@ class LossTrend:
         """JSON-safe dict (non-finite numbers become ``None``)."""
         return {k: (v if not (isinstance(v, float) and not math.isfinite(v)) else None)
                 for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LossTrend:
+        """Inverse of :meth:`to_dict` (``None`` reads back as ``nan``)."""
+
+        def num(key: str) -> float:
+            return math.nan if data[key] is None else float(data[key])
+
+        return cls(p_improving=num("p_improving"), slope_mean=num("slope_mean"),
+                   slope_sd=num("slope_sd"), dof=int(data["dof"]), n=int(data["n"]))
 
 
 #: The documented neutral trend used when the loss is unknown or too short: ``g = 1/2``.
