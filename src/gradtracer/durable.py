@@ -1,0 +1,185 @@
+"""Durable writes: a file is either its previous content or its complete new content.
+
+Every writer in GradTracer goes through these helpers. A write lands in a temporary file in
+the destination's own directory, is flushed and ``fsync``-ed, then renamed over the target
+(``os.replace`` is atomic on POSIX within one file system), and the directory is
+``fsync``-ed so the rename itself survives a power loss. A crash, ``kill -9`` or a full disk
+therefore leaves either the old file or the new one, never a truncated mix; the temporary
+file is removed when the write fails.
+
+Multi-file outputs (a model directory, a split, a run directory) add a completeness marker:
+:func:`mark_incomplete` before the first file is written, :func:`mark_complete` after the
+last, and readers call :func:`require_complete`, which names the directory when a previous
+write never finished.
+
+Examples:
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> p = atomic_write_text(d / "a.json", '{"x": 1}\\n')
+    >>> p.read_text()
+    '{"x": 1}\\n'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+__all__ = [
+    "COMPLETE_MARKER",
+    "IncompleteOutputError",
+    "atomic_open",
+    "atomic_savez",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
+    "fsync_directory",
+    "is_complete",
+    "mark_complete",
+    "mark_incomplete",
+    "require_complete",
+]
+
+#: Name of the marker file whose presence means "this directory was written completely".
+COMPLETE_MARKER = ".complete"
+_INCOMPLETE_MARKER = ".incomplete"
+
+
+class IncompleteOutputError(RuntimeError):
+    """A multi-file output directory whose last write did not finish (names the directory)."""
+
+
+def fsync_directory(directory: str | Path) -> None:
+    """``fsync`` a directory so that renames and new entries in it are durable (no-op on Windows)."""
+    if os.name == "nt":  # pragma: no cover - directories cannot be opened on Windows
+        return
+    fd = os.open(str(directory), os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _check_target(path: Path) -> None:
+    if path.is_dir():
+        raise IsADirectoryError(f"{path}: is a directory, expected a file path to write")
+    parent = path.parent
+    if parent.exists() and not parent.is_dir():
+        raise NotADirectoryError(f"{parent}: exists and is not a directory")
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | Path, mode: str = "wb", **kwargs: Any) -> Iterator[IO[Any]]:
+    """Open a temporary file that replaces ``path`` atomically when the block exits cleanly.
+
+    Args:
+        path: destination; its parent directory is created when missing.
+        mode: ``"wb"`` (default) or ``"w"`` (text; ``kwargs`` such as ``encoding`` pass on).
+
+    On any exception the temporary file is removed and ``path`` keeps its previous content.
+    """
+    if mode not in ("w", "wb"):
+        raise ValueError(f"atomic_open mode must be 'w' or 'wb', got {mode!r}")
+    target = Path(path)
+    _check_target(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, mode, **kwargs) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    fsync_directory(target.parent)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically and durably; return the path."""
+    with atomic_open(path, "wb") as handle:
+        handle.write(data)
+    return Path(path)
+
+
+def atomic_write_text(path: str | Path, text: str, *, encoding: str = "utf-8") -> Path:
+    """Write ``text`` to ``path`` atomically and durably (UTF-8 by default); return the path."""
+    return atomic_write_bytes(path, text.encode(encoding))
+
+
+def atomic_write_json(
+    path: str | Path,
+    document: Any,
+    *,
+    indent: int | None = 2,
+    default: Callable[[Any], Any] | None = None,
+) -> Path:
+    """Write ``document`` as JSON (sorted keys, no NaN/Infinity: invalid JSON is refused).
+
+    Raises:
+        ValueError: when the document holds a non-finite float (named by ``json``).
+    """
+    text = json.dumps(document, indent=indent, sort_keys=True, allow_nan=False, default=default)
+    return atomic_write_text(path, text + "\n")
+
+
+def atomic_savez(path: str | Path, **arrays: np.ndarray) -> Path:
+    """``np.savez`` into ``path`` atomically (object arrays are refused: never pickle)."""
+    for key, value in arrays.items():
+        if np.asarray(value).dtype == object:
+            raise TypeError(f"array {key!r} has dtype object; only numeric arrays are saved")
+    with atomic_open(path, "wb") as handle:
+        np.savez(handle, **arrays)
+    return Path(path)
+
+
+def mark_incomplete(directory: str | Path) -> Path:
+    """Start a multi-file write: create ``directory`` and drop its completeness marker."""
+    d = Path(directory)
+    if d.exists() and not d.is_dir():
+        raise NotADirectoryError(f"{d}: exists and is not a directory")
+    d.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        (d / COMPLETE_MARKER).unlink()
+    atomic_write_text(d / _INCOMPLETE_MARKER, "writing\n")
+    return d
+
+
+def mark_complete(directory: str | Path, info: dict[str, Any] | None = None) -> Path:
+    """Finish a multi-file write: write the completeness marker (with optional ``info``)."""
+    d = Path(directory)
+    atomic_write_json(d / COMPLETE_MARKER, info or {})
+    with contextlib.suppress(FileNotFoundError):
+        (d / _INCOMPLETE_MARKER).unlink()
+    fsync_directory(d)
+    return d
+
+
+def is_complete(directory: str | Path) -> bool:
+    """True unless ``directory`` carries the marker of a write that never finished.
+
+    Directories written before markers existed (neither marker present) count as complete.
+    """
+    d = Path(directory)
+    return not (d / _INCOMPLETE_MARKER).exists()
+
+
+def require_complete(directory: str | Path) -> Path:
+    """Return ``directory``; raise :class:`IncompleteOutputError` if its last write did not finish."""
+    d = Path(directory)
+    if not is_complete(d):
+        raise IncompleteOutputError(
+            f"{d}: the last write to this directory did not finish (found {_INCOMPLETE_MARKER}); "
+            "write it again"
+        )
+    return d
