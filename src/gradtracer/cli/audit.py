@@ -39,7 +39,7 @@ def show(
     import json
     import warnings
 
-    from gradtracer.export.audit import read_audit, summarize_audit
+    from gradtracer.audit import read_audit, summarize_audit
     from gradtracer.recsys.metrics._table import format_table
 
     with warnings.catch_warnings():
@@ -65,8 +65,8 @@ def show(
 @audit_app.command("replay")
 def replay(path: Path = typer.Argument(..., help=_PATH_HELP)) -> None:
     """Re-derive every logged scale with the pure policy; exit 1 on any mismatch."""
+    from gradtracer.audit import read_audit
     from gradtracer.embedding.autofix_replay import replay_audit
-    from gradtracer.export.audit import read_audit
 
     log = read_audit(path, warn=False)
     result = replay_audit(log.events)
