@@ -38,6 +38,7 @@ from gradtracer.recsys.models.base import (
     recommend_from_scores,
     write_artifacts,
 )
+from gradtracer.recsys.models.registry import register_model
 
 __all__ = ["LOSSES", "OPTIMIZERS", "ImplicitMF", "MFTrainConfig", "train_mf"]
 
@@ -50,6 +51,7 @@ SPARSE_OPTIMIZERS: tuple[str, ...] = ("sgd", "adagrad", "sparse_adam")
 _KIND = "implicit_mf"
 
 
+@register_model("implicit_mf")
 class ImplicitMF(nn.Module):
     """Dot-product matrix factorisation over user and item embedding tables.
 

@@ -15,12 +15,14 @@ from gradtracer.recsys.models.base import (
     recommend_from_scores,
     write_artifacts,
 )
+from gradtracer.recsys.models.registry import register_model
 
 __all__ = ["PopularityRecommender"]
 
 _KIND = "popularity"
 
 
+@register_model("popularity")
 class PopularityRecommender:
     """Score of item ``i`` = number of training rows with item ``i`` (same for every user).
 
