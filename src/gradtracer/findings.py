@@ -20,6 +20,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "Finding",
     "FindingType",
+    "Remedy",
     "Report",
     "Severity",
     "metric_key",
@@ -45,7 +46,17 @@ class Severity(str, Enum):
 
 
 class FindingType(str, Enum):
-    """Every finding type GradTracer emits. The value is the string written in reports."""
+    """Every finding type GradTracer emits. The value is the string written in reports.
+
+    New members are appended at the end (with their entry at the end of
+    :data:`gradtracer.report.catalog.CATALOG`).
+    """
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
 
     # embeddings
     ZOMBIE_EMBEDDINGS = "ZOMBIE_EMBEDDINGS"
@@ -123,11 +134,51 @@ def _clean(value: Any) -> Any:
 
 
 @dataclass(frozen=True)
+class Remedy:
+    """A machine-readable fix, next to a finding's text ``action``.
+
+    Attributes:
+        kind: what to change, e.g. ``"scale_learning_rate"``, ``"clip_gradients"``.
+        params: its parameters (JSON scalars), e.g. ``{"subject": "item_emb", "factor": 0.1}``.
+    """
+
+    kind: str
+    params: Mapping[str, Scalar] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.kind, str) or not self.kind:
+            raise ValueError(f"Remedy.kind must be a non-empty str, got {self.kind!r}")
+        object.__setattr__(self, "params", dict(self.params))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe ``{"kind": ..., "params": {...}}``."""
+        return {"kind": self.kind, "params": _clean(dict(self.params))}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Remedy:
+        """Inverse of :meth:`to_dict`."""
+        return cls(kind=data["kind"], params=dict(data.get("params") or {}))
+
+
+def _finding_type(value: Any, what: str) -> FindingType:
+    try:
+        return FindingType(value)
+    except ValueError:
+        raise ValueError(
+            f"{what} must be a FindingType value, got {value!r} "
+            f"(known: {', '.join(t.value for t in FindingType)})"
+        ) from None
+
+
+@dataclass(frozen=True)
 class Finding:
     """One diagnosis: what was seen, what it implies, and what to do about it.
 
+    Findings are normally built by :func:`gradtracer.report.catalog.make_finding`, which
+    fills ``implies``/``action``/``expected_effect`` from the catalog.
+
     Attributes:
-        type: a :class:`FindingType` value (e.g. ``"ZOMBIE_EMBEDDINGS"``).
+        type: the :class:`FindingType` (its string value is accepted and converted).
         severity: :class:`Severity`.
         subject: the layer / tracker / model the finding is about (e.g. ``"item_emb"``).
         premise: what was measured, with numbers, in one sentence.
@@ -138,9 +189,11 @@ class Finding:
         confidence: in [0, 1].
         evidence: the metrics behind the verdict (name -> number/string).
         sample_ids: up to a few dozen row / feature / layer ids that show the problem.
+        remedy: an optional machine-readable fix (:class:`Remedy`).
+        consequence_of: the finding type this one is a side effect of, if any.
     """
 
-    type: str
+    type: FindingType
     severity: Severity
     subject: str
     premise: str
@@ -150,10 +203,19 @@ class Finding:
     confidence: float
     evidence: Mapping[str, Scalar] = field(default_factory=dict)
     sample_ids: tuple[int | str, ...] = ()
+    remedy: Remedy | None = None
+    consequence_of: str | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.type, FindingType):
-            object.__setattr__(self, "type", self.type.value)
+        object.__setattr__(self, "type", _finding_type(self.type, "Finding.type"))
+        if self.consequence_of is not None:
+            object.__setattr__(
+                self, "consequence_of", _finding_type(self.consequence_of, "Finding.consequence_of")
+            )
+        if self.remedy is not None and not isinstance(self.remedy, Remedy):
+            raise TypeError(
+                f"Finding.remedy must be a Remedy or None, got {type(self.remedy).__name__}"
+            )
         if not isinstance(self.severity, Severity):
             object.__setattr__(self, "severity", Severity(self.severity))
         conf = float(self.confidence)
@@ -164,9 +226,10 @@ class Finding:
         object.__setattr__(self, "sample_ids", tuple(self.sample_ids))
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe dict with the keys of the shipped schema."""
-        return {
-            "type": self.type,
+        """JSON-safe dict with the keys of the shipped schema (``remedy`` and
+        ``consequence_of`` only when set)."""
+        out = {
+            "type": self.type.value,
             "severity": self.severity.value,
             "subject": self.subject,
             "premise": self.premise,
@@ -177,6 +240,11 @@ class Finding:
             "evidence": _clean(dict(self.evidence)),
             "sample_ids": _clean(list(self.sample_ids)),
         }
+        if self.remedy is not None:
+            out["remedy"] = self.remedy.to_dict()
+        if self.consequence_of is not None:
+            out["consequence_of"] = str(self.consequence_of)
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Finding:
@@ -192,6 +260,8 @@ class Finding:
             confidence=data["confidence"],
             evidence=dict(data.get("evidence", {})),
             sample_ids=tuple(data.get("sample_ids", ())),
+            remedy=Remedy.from_dict(data["remedy"]) if data.get("remedy") else None,
+            consequence_of=data.get("consequence_of"),
         )
 
 
@@ -229,7 +299,7 @@ class Report:
 
     def to_dict(self) -> dict[str, Any]:
         """Canonical JSON-safe form (validated against the shipped schema in the tests)."""
-        meta = {"gradtracer_version": __version__, "schema_version": SCHEMA_VERSION}
+        meta: dict[str, Any] = {"gradtracer_version": __version__, "schema_version": SCHEMA_VERSION}
         meta.setdefault("created_unix", round(time.time(), 3))
         meta.update(_clean(self.metadata))
         return {

@@ -27,7 +27,10 @@ def test_reports_doc_examples_run(capsys: pytest.CaptureFixture[str]) -> None:
         "gradtracer.agent",
         "gradtracer.export.json_report",
         "gradtracer.export.metrics",
-        "gradtracer.export.text",
+        "gradtracer.report.catalog",
+        "gradtracer.report.history",
+        "gradtracer.report.text",
+        "gradtracer._numeric",
     ],
 )
 def test_docstring_examples_run(module: str) -> None:

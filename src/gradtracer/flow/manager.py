@@ -26,6 +26,7 @@ from types import MappingProxyType
 from typing import Any, Protocol, TextIO, runtime_checkable
 
 from gradtracer.findings import Finding, FindingType, Report, Severity
+from gradtracer.report.history import history_series
 
 __all__ = [
     "FlowManager",
@@ -120,20 +121,6 @@ def pearson(x: Sequence[float], y: Sequence[float], *, min_points: int = 3) -> f
         return None
     sxy = sum((a - mx) * (b - my) for a, b in zip(x, y))
     return max(-1.0, min(1.0, sxy / math.sqrt(sxx * syy)))
-
-
-def history_series(history: Sequence[Mapping[str, Any]], key: str) -> dict[int, float]:
-    """``{step: value}`` of ``key`` over history snapshots; missing, non-numeric and
-    non-finite values are skipped (a snapshot without ``step`` is keyed by its index)."""
-    out: dict[int, float] = {}
-    for i, snap in enumerate(history):
-        if not isinstance(snap, Mapping):
-            continue
-        value = _finite(snap.get(key))
-        if value is not None:
-            step = snap.get("step")
-            out[i if step is None else int(step)] = value
-    return out
 
 
 def compute_velocity_correlation(
@@ -506,7 +493,7 @@ class FlowManager:
 
         ``quiet=True`` only returns the text.
         """
-        from gradtracer.export.text import print_report, render_text
+        from gradtracer.report.text import print_report, render_text
 
         text = render_text(self.to_report())
         if not quiet:
@@ -517,7 +504,7 @@ class FlowManager:
         """Draw the tower figure (``<name>_towers``) and one figure per embedding or flow
         tracker into ``out_dir`` as PNG and SVG; returns the paths. See
         :mod:`gradtracer.export.figures`."""
-        from gradtracer.export.figures import plot_report
+        from gradtracer.report.figures import plot_report
 
         return plot_report(self.to_report(), out_dir)
 

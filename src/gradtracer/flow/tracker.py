@@ -341,7 +341,7 @@ class FlowTracker:
     def to_report(self) -> Report:
         """A :class:`~gradtracer.findings.Report` of kind ``"flow"``; ``metadata`` holds
         ``step``, ``run_id`` and ``history`` (thinned to at most 200 snapshots)."""
-        from gradtracer.export.figures import thin_history
+        from gradtracer.report.history import thin_history
 
         return Report(
             kind="flow",
@@ -358,13 +358,13 @@ class FlowTracker:
     def plot(self, out_dir: str | Path) -> list[Path]:
         """Draw ``<out_dir>/<name>_flow.png`` and ``.svg`` (loss, velocity and gradient
         norm over steps, per-layer health); returns the paths."""
-        from gradtracer.export.figures import plot_flow_report
+        from gradtracer.report.figures import plot_flow_report
 
         return plot_flow_report(self.to_report(), out_dir)
 
     def report(self) -> str:
         """Readable text of :meth:`to_report`."""
-        from gradtracer.export.text import render_text
+        from gradtracer.report.text import render_text
 
         return render_text(self.to_report())
 
