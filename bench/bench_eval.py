@@ -56,7 +56,7 @@ def bench_movielens(threads: int) -> None:
         data = make_implicit(n_users=943, n_items=1682, n_interactions=100_000)
         label = "synthetic, MovieLens-100K shape (u.data not found)"
     split = leave_one_out(data)
-    model = ImplicitMF(data.n_users, data.n_items, dim=32, random_state=0)
+    model = ImplicitMF(data.n_users, data.n_items, n_factors=32, random_state=0)
     test_df = split.test.frame.to_pandas()
     train_df = split.train.frame.to_pandas()
     test, train = split.test.user_items(), split.train.user_items()

@@ -65,8 +65,8 @@ def run_demo(
     )
     split = leave_one_out(data)
     train, test = split.train.user_items(), split.test.user_items()
-    config = MFTrainConfig(epochs=epochs, lr=lr, random_state=seed)
-    model = ImplicitMF(data.n_users, data.n_items, dim=dim, random_state=seed)
+    config = MFTrainConfig(n_epochs=epochs, learning_rate=lr, random_state=seed)
+    model = ImplicitMF(data.n_users, data.n_items, n_factors=dim, random_state=seed)
     manager = None
     hook = on_backward
     if track:

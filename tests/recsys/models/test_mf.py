@@ -47,7 +47,7 @@ def groups() -> Interactions:
 def test_published_protocol_defaults():
     model = ImplicitMF(10, 20)
     config = MFTrainConfig()
-    assert model.dim == 32 and model.init_std == 0.01
+    assert model.n_factors == 32 and model.init_std == 0.01
     assert (config.loss, config.n_negatives, config.batch_size) == ("bce", 4, 256)
     std = model.item_emb.weight.std().item()
     assert 0.007 < std < 0.013
@@ -66,10 +66,15 @@ def test_published_protocol_defaults():
     ],
 )
 def test_learns_planted_groups(groups, loss, optimizer, sparse):
-    model = ImplicitMF(groups.n_users, groups.n_items, dim=8, sparse=sparse, init_std=0.1)
+    model = ImplicitMF(groups.n_users, groups.n_items, n_factors=8, sparse=sparse, init_std=0.1)
     lr = {"sgd": 50.0, "adagrad": 0.5}.get(optimizer, 0.05)
     config = MFTrainConfig(
-        loss=loss, optimizer=optimizer, lr=lr, epochs=30, batch_size=64, weight_decay=1e-4
+        loss=loss,
+        optimizer=optimizer,
+        learning_rate=lr,
+        n_epochs=30,
+        batch_size=64,
+        weight_decay=1e-4,
     )
     losses = train_mf(model, groups, config)
     assert losses[-1] < losses[0]
@@ -83,8 +88,8 @@ def test_learns_planted_groups(groups, loss, optimizer, sparse):
 
 def test_deterministic_for_a_seed(groups):
     def run(seed):
-        model = ImplicitMF(groups.n_users, groups.n_items, dim=4, random_state=seed)
-        losses = train_mf(model, groups, MFTrainConfig(epochs=2, random_state=seed))
+        model = ImplicitMF(groups.n_users, groups.n_items, n_factors=4, random_state=seed)
+        losses = train_mf(model, groups, MFTrainConfig(n_epochs=2, random_state=seed))
         return losses, model.item_emb.weight.detach().clone()
 
     la, wa = run(3)
@@ -95,7 +100,7 @@ def test_deterministic_for_a_seed(groups):
 
 
 def test_on_backward_sees_gradients_before_step(groups):
-    model = ImplicitMF(groups.n_users, groups.n_items, dim=4)
+    model = ImplicitMF(groups.n_users, groups.n_items, n_factors=4)
     seen = []
 
     def hook(loss: float) -> None:
@@ -104,7 +109,7 @@ def test_on_backward_sees_gradients_before_step(groups):
         # weights not yet updated by this step: the grad is of the current weights
         assert model.item_emb.weight.grad is not None
 
-    config = MFTrainConfig(epochs=2, batch_size=100)
+    config = MFTrainConfig(n_epochs=2, batch_size=100)
     train_mf(model, groups, config, on_backward=hook)
     n_batches = 2 * int(np.ceil(len(groups) / 100))
     assert len(seen) == n_batches
@@ -116,10 +121,10 @@ def test_invalid_configurations():
         MFTrainConfig(loss="hinge")
     with pytest.raises(ValueError, match="n_negatives must be a positive int, got 0"):
         MFTrainConfig(n_negatives=0)
-    with pytest.raises(ValueError, match="lr"):
-        MFTrainConfig(lr=-1.0)
-    with pytest.raises(ValueError, match="dim"):
-        ImplicitMF(3, 3, dim=0)
+    with pytest.raises(ValueError, match="learning_rate"):
+        MFTrainConfig(learning_rate=-1.0)
+    with pytest.raises(ValueError, match="n_factors"):
+        ImplicitMF(3, 3, n_factors=0)
     data = _two_groups(4, 4)
     with pytest.raises(ValueError, match="cannot update sparse"):
         train_mf(ImplicitMF(4, 4, sparse=True), data, MFTrainConfig(optimizer="adam"))
@@ -130,8 +135,8 @@ def test_invalid_configurations():
 
 
 def test_save_load_roundtrip_and_interface(tmp_path, groups):
-    model = ImplicitMF(groups.n_users, groups.n_items, dim=4, random_state=1)
-    train_mf(model, groups, MFTrainConfig(epochs=1))
+    model = ImplicitMF(groups.n_users, groups.n_items, n_factors=4, random_state=1)
+    train_mf(model, groups, MFTrainConfig(n_epochs=1))
     assert isinstance(model, Recommender)
     model.save(tmp_path / "mf")
     assert sorted(p.name for p in (tmp_path / "mf").iterdir()) == ["arrays.npz", "model.json"]

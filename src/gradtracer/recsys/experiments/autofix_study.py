@@ -219,10 +219,11 @@ def _train_arm(split: Any, config: AutoFixStudyConfig, *, seed: int, lr: float,
     from gradtracer.recsys.models.mf import ImplicitMF, MFTrainConfig, train_mf
 
     train = split.train
-    model = ImplicitMF(train.n_users, train.n_items, dim=config.dim, init_std=config.init_std,
+    model = ImplicitMF(train.n_users, train.n_items, n_factors=config.dim, init_std=config.init_std,
                        random_state=seed)
     cfg = MFTrainConfig(loss="bce", n_negatives=config.n_negatives,
-                        batch_size=config.batch_size, lr=lr, epochs=epochs, optimizer="adam",
+                        batch_size=config.batch_size, learning_rate=lr, n_epochs=epochs,
+                        optimizer="adam",
                         weight_decay=weight_decay, random_state=seed)
     tracker = None
     controller = None

@@ -228,7 +228,9 @@ def artifact_kind(directory: str | Path) -> str:
 def _resolve(d: Path) -> tuple[dict[str, Any], Path, str]:
     """Return ``(meta, arrays path, layout)``; layout is "current", "session" or "cf"."""
     if not d.is_dir():
-        raise FileNotFoundError(f"{d}: no such model directory")
+        raise FileNotFoundError(
+            f"{d}: no such model directory (expected {META_FILE} and {ARRAYS_FILE} in it)"
+        )
     require_complete(d)
     meta_path = d / META_FILE
     if not meta_path.is_file():

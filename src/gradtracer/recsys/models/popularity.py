@@ -2,32 +2,26 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 
-from gradtracer.recsys.models.base import (
-    as_user_index,
-    read_artifacts,
-    recommend_from_scores,
-    write_artifacts,
-)
+from gradtracer.recsys.models.base import UserItemRecommender, as_user_index
 from gradtracer.recsys.models.registry import register_model
 
 __all__ = ["PopularityRecommender"]
 
-_KIND = "popularity"
-
 
 @register_model("popularity")
-class PopularityRecommender:
+class PopularityRecommender(UserItemRecommender):
     """Score of item ``i`` = number of training rows with item ``i`` (same for every user).
 
     Items with equal counts tie; :func:`~gradtracer.recsys.metrics.evaluate_topk` resolves
     those ties by its ``ties`` policy (conservative by default).
+
+    Args:
+        n_users / n_items: index spaces (default 0: taken from the data by :meth:`fit`).
     """
 
     def __init__(self, n_users: int = 0, n_items: int = 0) -> None:
@@ -47,6 +41,10 @@ class PopularityRecommender:
         idx = as_user_index(users, self.n_users)
         return np.broadcast_to(self.counts, (idx.size, self.n_items)).copy()
 
+    def score_tensor(self, users: np.ndarray) -> torch.Tensor:
+        """The counts broadcast to ``(B, n_items)`` without a copy."""
+        return torch.from_numpy(self.counts).expand(int(np.asarray(users).size), -1)
+
     def scorer(self) -> Any:
         """Return a callable ``scores(user_idx) -> (B, n_items)`` tensor (a broadcast view)."""
         counts = torch.from_numpy(self.counts)
@@ -56,23 +54,16 @@ class PopularityRecommender:
 
         return scores
 
-    def recommend(
-        self, users: Any, k: int = 10, *, exclude: sp.csr_matrix | None = None
-    ) -> np.ndarray:
-        """Return ``(B, k)`` most popular items per user, skipping each user's ``exclude`` items."""
-        idx = as_user_index(users, self.n_users)
-        scores = torch.from_numpy(self.counts).expand(idx.size, -1)
-        return recommend_from_scores(scores, idx, k, exclude)
-
-    def save(self, directory: str | Path) -> Path:
-        """Write ``model.json`` + ``arrays.npz`` (the counts)."""
-        meta = {"kind": _KIND, "n_users": self.n_users, "n_items": self.n_items}
-        return write_artifacts(directory, meta, {"counts": self.counts})
+    def _to_artifact(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        return {"n_users": self.n_users, "n_items": self.n_items}, {"counts": self.counts}
 
     @classmethod
-    def load(cls, directory: str | Path) -> PopularityRecommender:
-        """Read a model written by :meth:`save`."""
-        meta, arrays = read_artifacts(directory, _KIND)
+    def _from_artifact(
+        cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]
+    ) -> PopularityRecommender:
         model = cls(int(meta["n_users"]), int(meta["n_items"]))
-        model.counts = arrays["counts"].astype(np.float32)
+        counts = arrays["counts"].astype(np.float32)
+        if counts.shape != (model.n_items,):
+            raise ValueError(f"counts has shape {counts.shape}, expected ({model.n_items},)")
+        model.counts = counts
         return model
