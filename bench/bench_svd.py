@@ -58,7 +58,7 @@ def main() -> None:
     scale = 10 if args.quick else 1
     t0 = time.perf_counter()
     ix = make_ratings(6040 // scale, 3706, 1_000_000 // scale)
-    split = ratio_split(ix, test=0.1, valid=0.1, random_state=0)
+    split = ratio_split(ix, test_fraction=0.1, valid_fraction=0.1, random_state=0)
     print(
         f"data: {ix.n_users:,} users x {ix.n_items:,} items, {len(ix):,} ratings "
         f"(train {len(split.train):,}, valid {len(split.valid):,}, test {len(split.test):,}); "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import typer
@@ -39,7 +40,8 @@ def info(
 
     stats = describe(load_interactions(path, fmt))
     if as_json:
-        typer.echo(json.dumps(stats, indent=2, sort_keys=True))
+        finite = {k: _finite_or_none(v) for k, v in stats.items()}
+        typer.echo(json.dumps(finite, indent=2, sort_keys=True, allow_nan=False))
         return
     lines = [
         f"source:    {stats['source']}",
@@ -83,7 +85,11 @@ def prepare(
     by: str = typer.Option("session", "--by", help="temporal: session | time."),
     seed: int = typer.Option(0, "--seed", help="ratio: random seed."),
 ) -> None:
-    """Load, filter and split a dataset; write train/valid/test as parquet + json."""
+    """Load, filter and split a dataset; write train/valid/test as parquet + json.
+
+    The output directory is rewritten completely: parts of an earlier split that this one
+    lacks are removed, and a completeness marker is written last.
+    """
     from gradtracer.recsys.data import (
         deduplicate,
         formats,
@@ -94,7 +100,9 @@ def prepare(
     )
 
     if split not in _SPLITS:
-        raise ValueError(f"--split must be one of {_SPLITS}, got {split!r}")
+        raise typer.BadParameter(f"--split must be one of {_SPLITS}, got {split!r}")
+    if out.exists() and not out.is_dir():
+        raise typer.BadParameter(f"{out} exists and is not a directory", param_hint="--out")
     ix = formats.load_interactions(path, fmt)
     steps: list[dict[str, object]] = [{"step": "load", "rows": len(ix)}]
     if implicit_threshold is not None:
@@ -112,16 +120,20 @@ def prepare(
             {"step": "compact", "n_users": ix.n_users, "n_items": ix.n_items, "rows": len(ix)}
         )
     if split == "loo":
-        result = leave_one_out(ix, valid=valid_fraction > 0)
+        result = leave_one_out(ix, with_valid=valid_fraction > 0)
     elif split == "temporal":
         result = temporal_split(
-            ix, test_fraction=0.1 if test_fraction is None else test_fraction,
-            valid_fraction=valid_fraction, by=by,
+            ix,
+            test_fraction=0.1 if test_fraction is None else test_fraction,
+            valid_fraction=valid_fraction,
+            by=by,
         )
     else:
         result = ratio_split(
-            ix, test=0.2 if test_fraction is None else test_fraction,
-            valid=valid_fraction, random_state=seed,
+            ix,
+            test_fraction=0.2 if test_fraction is None else test_fraction,
+            valid_fraction=valid_fraction,
+            random_state=seed,
         )
     result.info["preprocessing"] = steps
     result.info["input"] = str(path)
@@ -131,6 +143,13 @@ def prepare(
     for name, part in result.parts().items():
         typer.echo(f"{name:<12} rows={len(part):,}")
     typer.echo(f"wrote {out}")
+
+
+def _finite_or_none(value: object) -> object:
+    """JSON has no NaN/Infinity: a non-finite float becomes ``null``."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def register(app: typer.Typer) -> None:

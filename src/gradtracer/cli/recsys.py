@@ -57,7 +57,9 @@ def _load_split(
     if ix.frame.height == 0:
         raise ValueError(f"{ix.source}: no rows (column 'user' is empty)")
     if split == "ratio":
-        parts = ratio_split(ix, test=test_fraction, valid=valid_fraction, random_state=seed)
+        parts = ratio_split(
+            ix, test_fraction=test_fraction, valid_fraction=valid_fraction, random_state=seed
+        )
     elif split == "temporal":
         parts = temporal_split(
             ix, test_fraction=test_fraction, valid_fraction=valid_fraction, by="time"

@@ -18,7 +18,7 @@ def amazon_split(shared_data):
     path = shared_data / AMAZON
     if not path.is_file():
         pytest.skip(f"{path} not found")
-    return ratio_split(load_amazon(path), test=0.1, valid=0.1, random_state=0)
+    return ratio_split(load_amazon(path), test_fraction=0.1, valid_fraction=0.1, random_state=0)
 
 
 def test_amazon_svd_learns_and_round_trips(amazon_split, tmp_path) -> None:

@@ -20,4 +20,3 @@ def write(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return _write
-

@@ -17,8 +17,10 @@ def ratings_file(tmp_path: Path) -> Path:
     ix = make_implicit(n_users=60, n_items=90, n_interactions=900, random_state=1)
     f = ix.frame
     rating = (f["user"] + f["item"]) % 5 + 1
-    lines = [f"{u + 1}\t{i + 1}\t{r}\t{t}" for u, i, r, t in
-             zip(f["user"], f["item"], rating, f["timestamp"], strict=True)]
+    lines = [
+        f"{u + 1}\t{i + 1}\t{r}\t{t}"
+        for u, i, r, t in zip(f["user"], f["item"], rating, f["timestamp"], strict=True)
+    ]
     path = tmp_path / "u.data"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -33,14 +35,19 @@ def test_info_prints_sizes(ratings_file: Path, capsys: pytest.CaptureFixture[str
     assert stats["rows"] == 900 and stats["users"] == 60
 
 
-def test_info_on_sessions_reports_sessions(tmp_path: Path,
-                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_info_on_sessions_reports_sessions(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     ix = make_sessions(n_sessions=40, n_items=30, random_state=0)
     f = ix.frame
     path = tmp_path / "train.tsv"
-    path.write_text("SessionId\tItemId\tTime\n" + "".join(
-        f"{s}\t{i}\t{t}\n" for s, i, t in zip(f["session"], f["item"], f["timestamp"], strict=True)
-    ))
+    path.write_text(
+        "SessionId\tItemId\tTime\n"
+        + "".join(
+            f"{s}\t{i}\t{t}\n"
+            for s, i, t in zip(f["session"], f["item"], f["timestamp"], strict=True)
+        )
+    )
     assert main(["data", "info", str(path), "--format", "tsv"]) == 0
     assert "sessions:  40 " in capsys.readouterr().out
 
@@ -55,11 +62,24 @@ def test_info_on_sessions_reports_sessions(tmp_path: Path,
     ],
     ids=["loo", "loo-valid", "ratio", "temporal-time"],
 )
-def test_prepare_writes_a_loadable_split(ratings_file: Path, tmp_path: Path,
-                                         args: list[str], has_valid: bool) -> None:
+def test_prepare_writes_a_loadable_split(
+    ratings_file: Path, tmp_path: Path, args: list[str], has_valid: bool
+) -> None:
     out = tmp_path / "prepared"
-    code = main(["data", "prepare", str(ratings_file), "--out", str(out),
-                 "--implicit-threshold", "3", "--k-core", "2", *args])
+    code = main(
+        [
+            "data",
+            "prepare",
+            str(ratings_file),
+            "--out",
+            str(out),
+            "--implicit-threshold",
+            "3",
+            "--k-core",
+            "2",
+            *args,
+        ]
+    )
     assert code == 0
     split = Split.load(out)
     assert (split.valid is not None) == has_valid
@@ -74,15 +94,17 @@ def test_prepare_writes_a_loadable_split(ratings_file: Path, tmp_path: Path,
     assert {i for f in whole for i in f["item"].to_list()} == set(range(split.train.n_items))
 
 
-def test_prepare_and_info_report_bad_input(tmp_path: Path,
-                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_prepare_and_info_report_bad_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     bad = tmp_path / "u.data"
     bad.write_text("1\t2\t3\t4\n1\t2\n")
     assert main(["data", "info", str(bad)]) == 2
     err = capsys.readouterr().err
     assert f"{bad}:2" in err and "expected 4 tab-separated fields" in err
-    assert main(["data", "prepare", str(bad), "--out", str(tmp_path / "o"),
-                 "--split", "kfold"]) == 2
+    assert (
+        main(["data", "prepare", str(bad), "--out", str(tmp_path / "o"), "--split", "kfold"]) == 2
+    )
     assert "--split must be one of" in capsys.readouterr().err
     assert main(["data", "info", str(tmp_path / "missing.data")]) == 2
 

@@ -29,7 +29,7 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
         pass
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         type(self).requests.append(self.path)
         super().do_GET()
 
@@ -116,7 +116,8 @@ def test_archive_with_unsafe_member_is_refused(tmp_path: Path) -> None:
         zf.writestr("../outside.txt", "x")
     digest = hashlib.sha256(archive.read_bytes()).hexdigest()
     with pytest.raises(ValueError, match="unsafe member path"):
-        download_dataset("ml-1m", tmp_path / "cache", url=archive.as_uri(),
-                         checksums={"ml-1m": digest})
+        download_dataset(
+            "ml-1m", tmp_path / "cache", url=archive.as_uri(), checksums={"ml-1m": digest}
+        )
     assert not (tmp_path / "outside.txt").exists()
     assert not (tmp_path / "cache" / "ml-1m").exists()

@@ -48,24 +48,30 @@ def test_mixed_and_zero_padded_ids_are_ordered_as_strings() -> None:
 
 def test_from_raw_accepts_pandas_and_polars_alike() -> None:
     data = {"u": ["x", "y", "x"], "i": [3, 1, 2], "r": [1.0, 2.0, 3.0], "t": [5, 6, 7]}
-    a = Interactions.from_raw(pd.DataFrame(data), user_col="u", item_col="i", rating_col="r",
-                              timestamp_col="t")
-    b = Interactions.from_raw(pl.DataFrame(data), user_col="u", item_col="i", rating_col="r",
-                              timestamp_col="t")
+    a = Interactions.from_raw(
+        pd.DataFrame(data), user_col="u", item_col="i", rating_col="r", timestamp_col="t"
+    )
+    b = Interactions.from_raw(
+        pl.DataFrame(data), user_col="u", item_col="i", rating_col="r", timestamp_col="t"
+    )
     assert a.frame.equals(b.frame)
     assert a.item_ids.ids == ["1", "2", "3"]
 
 
 def test_save_load_roundtrip(tmp_path: Path) -> None:
-    ix = Interactions.from_raw(pl.DataFrame({"user": ["a", "b"], "item": ["p", "q"],
-                                             "rating": [1, 2], "timestamp": [1, 2]}))
+    ix = Interactions.from_raw(
+        pl.DataFrame(
+            {"user": ["a", "b"], "item": ["p", "q"], "rating": [1, 2], "timestamp": [1, 2]}
+        )
+    )
     back = Interactions.load(ix.save(tmp_path / "ix"))
     assert back.frame.equals(ix.frame) and back.user_ids.ids == ix.user_ids.ids
 
 
 def test_interactions_rejects_indices_outside_the_id_maps() -> None:
-    ix = Interactions.from_raw(pl.DataFrame({"user": ["a"], "item": ["p"], "rating": [1.0],
-                                             "timestamp": [0]}))
+    ix = Interactions.from_raw(
+        pl.DataFrame({"user": ["a"], "item": ["p"], "rating": [1.0], "timestamp": [0]})
+    )
     with pytest.raises(ValueError, match=r"column 'item' holds indices outside \[0, 1\)"):
         ix.with_frame(ix.frame.with_columns(pl.lit(3).alias("item")))
 
@@ -129,13 +135,25 @@ def test_missing_file_is_named(tmp_path: Path) -> None:
 
 # --- Amazon ---------------------------------------------------------------------------
 REVIEWS_2014 = [
-    {"reviewerID": "A2", "asin": "B1", "overall": 5.0, "unixReviewTime": 1393545600,
-     "reviewText": "great", "helpful": [0, 0]},
+    {
+        "reviewerID": "A2",
+        "asin": "B1",
+        "overall": 5.0,
+        "unixReviewTime": 1393545600,
+        "reviewText": "great",
+        "helpful": [0, 0],
+    },
     {"reviewerID": "A1", "asin": "0042", "overall": 3.0, "unixReviewTime": 1363392000},
 ]
 REVIEWS_2023 = [
-    {"user_id": "U1", "parent_asin": "P9", "asin": "X", "rating": 4.0,
-     "timestamp": 1588687728923, "text": "ok"},
+    {
+        "user_id": "U1",
+        "parent_asin": "P9",
+        "asin": "X",
+        "rating": 4.0,
+        "timestamp": 1588687728923,
+        "text": "ok",
+    },
     {"user_id": "U2", "parent_asin": "P9", "rating": 2.0, "timestamp": 1588687729000},
 ]
 
@@ -146,8 +164,15 @@ def _jsonl(records: list[dict]) -> str:
 
 @pytest.mark.parametrize(
     ("container", "gz"),
-    [("jsonl", False), ("jsonl", True), ("array", False), ("array", True), ("csv", False),
-     ("csv", True), ("parquet", False)],
+    [
+        ("jsonl", False),
+        ("jsonl", True),
+        ("array", False),
+        ("array", True),
+        ("csv", False),
+        ("csv", True),
+        ("parquet", False),
+    ],
     ids=["jsonl", "jsonl-gz", "array", "array-gz", "csv", "csv-gz", "parquet"],
 )
 def test_amazon_2014_containers(write, tmp_path: Path, container: str, gz: bool) -> None:
@@ -238,9 +263,7 @@ def test_sessions_retailrocket_cut_by_inactivity_gap(write) -> None:
     )
     path = write("events.csv", text)
     ix = load_sessions(path, "retailrocket")
-    per_session = ix.frame.group_by("session").agg(pl.len(), pl.col("user").first()).sort(
-        "session"
-    )
+    per_session = ix.frame.group_by("session").agg(pl.len(), pl.col("user").first()).sort("session")
     # sessions numbered by start time: visitor 7 (t0), visitor 8 (t0+5m), visitor 7 (t0+50m)
     assert per_session["len"].to_list() == [2, 1, 1]
     assert ix.user_ids.raws(per_session["user"]) == ["7", "8", "7"]

@@ -22,9 +22,7 @@ from gradtracer.recsys.data import (
 
 def _ix(rows: list[tuple[int, int, float, int]]) -> Interactions:
     u, i, r, t = zip(*rows, strict=True)
-    return Interactions.from_raw(
-        pl.DataFrame({"user": u, "item": i, "rating": r, "timestamp": t})
-    )
+    return Interactions.from_raw(pl.DataFrame({"user": u, "item": i, "rating": r, "timestamp": t}))
 
 
 def _naive_k_core(pairs: list[tuple[int, int]], uk: int, ik: int) -> list[tuple[int, int]]:
@@ -52,8 +50,9 @@ def test_k_core_needs_more_than_one_round() -> None:
     # item 3 has 1 row; dropping it leaves user 3 with 1 row, which must go in a 2nd round
     rows = [(1, 1, 1, 0), (1, 2, 1, 0), (2, 1, 1, 0), (2, 2, 1, 0), (3, 3, 1, 0), (3, 1, 1, 0)]
     out = k_core(_ix(rows), k=2)
-    got = sorted(zip(out.user_ids.raws(out.frame["user"]), out.item_ids.raws(out.frame["item"]),
-                     strict=True))
+    got = sorted(
+        zip(out.user_ids.raws(out.frame["user"]), out.item_ids.raws(out.frame["item"]), strict=True)
+    )
     assert got == [("1", "1"), ("1", "2"), ("2", "1"), ("2", "2")]
     assert out.n_users == 3  # id maps kept; compact() drops absent ids
 
@@ -75,16 +74,19 @@ def test_k_core_matches_naive_reference(pairs: list[tuple[int, int]], uk: int, i
     counts_u = out.frame.group_by("user").len()["len"]
     counts_i = out.frame.group_by("item").len()["len"]
     assert counts_u.min() >= uk and counts_i.min() >= ik
-    got = sorted(zip(out.user_ids.raws(out.frame["user"]), out.item_ids.raws(out.frame["item"]),
-                     strict=True))
+    got = sorted(
+        zip(out.user_ids.raws(out.frame["user"]), out.item_ids.raws(out.frame["item"]), strict=True)
+    )
     assert got == sorted((str(u), str(i)) for u, i in expected)
 
 
 @pytest.mark.parametrize(
     ("keep", "expected"),
-    [("last", [(1, 1, 2.0, 30), (2, 1, 5.0, 5)]),
-     ("first", [(1, 1, 4.0, 10), (2, 1, 5.0, 5)]),
-     ("max", [(1, 1, 4.0, 10), (2, 1, 5.0, 5)])],
+    [
+        ("last", [(1, 1, 2.0, 30), (2, 1, 5.0, 5)]),
+        ("first", [(1, 1, 4.0, 10), (2, 1, 5.0, 5)]),
+        ("max", [(1, 1, 4.0, 10), (2, 1, 5.0, 5)]),
+    ],
 )
 def test_deduplicate_keep_modes(keep: str, expected: list[tuple]) -> None:
     ix = _ix([(1, 1, 4.0, 10), (2, 1, 5.0, 5), (1, 1, 2.0, 30), (1, 1, 3.0, 20)])

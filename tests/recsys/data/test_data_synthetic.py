@@ -15,8 +15,9 @@ from gradtracer.recsys.data import (
 )
 
 
-def _hit_rate_at_10(scores: np.ndarray, seen: np.ndarray, users: np.ndarray,
-                    targets: np.ndarray) -> float:
+def _hit_rate_at_10(
+    scores: np.ndarray, seen: np.ndarray, users: np.ndarray, targets: np.ndarray
+) -> float:
     """Leave-one-out HR@10 with already-seen items excluded (full ranking)."""
     s = scores[users].astype(float)  # (n_test, n_items)
     s[seen[users] > 0] = -np.inf
@@ -86,8 +87,7 @@ def test_make_sessions_shape_and_times() -> None:
     )
 
 
-def _next_item_recall(train: pl.DataFrame, test: pl.DataFrame, n_items: int,
-                      markov: bool) -> float:
+def _next_item_recall(train: pl.DataFrame, test: pl.DataFrame, n_items: int, markov: bool) -> float:
     """Recall@10 of next-click prediction: popularity vs first-order transition counts."""
     pop = np.bincount(train["item"].to_numpy(), minlength=n_items).astype(float)
     trans = np.zeros((n_items, n_items))

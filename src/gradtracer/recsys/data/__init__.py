@@ -9,6 +9,7 @@ from gradtracer.recsys.data.download import (
     DATASETS,
     ChecksumError,
     DatasetSpec,
+    DownloadError,
     default_cache_dir,
     download_dataset,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "SESSION_FORMATS",
     "ChecksumError",
     "DatasetSpec",
+    "DownloadError",
     "IdMap",
     "Interactions",
     "Split",

@@ -14,6 +14,7 @@ from pathlib import Path
 import polars as pl
 
 from gradtracer.errors import DataFormatError
+from gradtracer.recsys.data.validation import parse_numeric, require_rows
 
 #: Byte that never occurs in the supported formats; used as the "separator" when reading
 #: whole lines as a single polars column.
@@ -23,11 +24,34 @@ _SEP_NAMES = {"\t": "tab", ",": "comma", ";": "semicolon", "::": "'::'", " ": "s
 
 
 def check_file(path: str | Path) -> Path:
-    """Return ``path`` as a ``Path``; ``FileNotFoundError`` naming it when it is not a file."""
+    """Return ``path`` as a ``Path``; ``FileNotFoundError`` / ``IsADirectoryError`` naming it
+    when it is missing or a directory."""
     p = Path(path)
+    if p.is_dir():
+        raise IsADirectoryError(f"{p}: is a directory, expected a data file")
     if not p.is_file():
         raise FileNotFoundError(f"{p}: no such file")
     return p
+
+
+def is_gzip(path: Path) -> bool:
+    """True when ``path`` starts with the gzip magic bytes."""
+    with open(path, "rb") as fh:
+        return fh.read(2) == b"\x1f\x8b"
+
+
+def unreadable(path: Path, exc: OSError) -> OSError | DataFormatError:
+    """The error to raise for an ``OSError`` while decoding ``path``.
+
+    A gzip file that ends early or has a bad checksum is malformed data
+    (:class:`DataFormatError` naming the file); any other ``OSError`` is returned with
+    the file name attached.
+    """
+    if exc.errno is None and is_gzip(path):
+        return DataFormatError(path, None, f"truncated or corrupt gzip data ({exc})")
+    if exc.filename is None:
+        exc.filename = str(path)
+    return exc
 
 
 def read_lines(path: str | Path) -> pl.DataFrame:
@@ -49,6 +73,8 @@ def read_lines(path: str | Path) -> pl.DataFrame:
         raise DataFormatError(p, None, "file is empty") from None
     except pl.exceptions.ComputeError as exc:
         raise DataFormatError(p, None, f"cannot read as text lines ({exc})") from None
+    except OSError as exc:
+        raise unreadable(p, exc) from None
     df = df.with_row_index("lineno", offset=1).with_columns(
         pl.col("lineno").cast(pl.Int64), pl.col("line").str.strip_chars_end("\r")
     )
@@ -77,8 +103,7 @@ def split_fields(
         raise DataFormatError(
             path,
             row["lineno"],
-            f"expected {len(names)} {sep_name}-separated fields {' '.join(names)}, "
-            f"got {row['_n']}",
+            f"expected {len(names)} {sep_name}-separated fields {' '.join(names)}, got {row['_n']}",
         )
     return parts.select(
         "lineno", *[pl.col("_f").list.get(k).alias(name) for k, name in enumerate(names)]
@@ -103,6 +128,7 @@ def split_with_header(
             header_row["lineno"],
             f"missing column(s) {missing} in header {header}",
         )
+    require_rows(lines.height - 1, path, header=True)
     return split_fields(lines.slice(1), path, sep, header)
 
 
@@ -113,34 +139,28 @@ def parse_number(
     path: str | Path,
     what: str,
     line_of: Callable[[int], int | None] | None = None,
+    *,
+    low: float | None = None,
+    high: float | None = None,
 ) -> pl.Series:
-    """Cast string column ``column`` to ``dtype``; error at the first value that is not a number.
+    """Cast string column ``column`` to ``dtype``, validated by :func:`parse_numeric`.
 
     ``what`` names the expected content in the message, e.g. ``"integer timestamp (s)"``.
-    The line reported is ``df["lineno"]`` of the offending row, or ``line_of(row)`` when given.
+    Values must be numbers, finite, within ``[low, high]`` and fit ``dtype``. The line
+    reported is ``df["lineno"]`` of the offending row, or ``line_of(row)`` when given.
     """
-    raw = df[column].str.strip_chars()
-    cast = raw.cast(dtype, strict=False)
-    bad = cast.is_null()  # unparsable or missing
-    if bad.any():
-        k = int(bad.arg_true()[0])
-        if line_of is not None:
-            line = line_of(k)
-        else:
-            line = int(df["lineno"][k]) if "lineno" in df.columns else None
-        raise DataFormatError(
-            path, line, f"column {column!r}: expected {what}, got {df[column][k]!r}"
-        )
-    return cast.alias(column)
-
-
-def require_columns(
-    columns: Sequence[str], required: Sequence[str], path: str | Path
-) -> None:
-    """``DataFormatError`` naming the file and each required column that is absent."""
-    missing = [c for c in required if c not in columns]
-    if missing:
-        raise DataFormatError(path, None, f"missing column(s) {missing}; found {list(columns)}")
+    lines = df["lineno"] if line_of is None and "lineno" in df.columns else None
+    return parse_numeric(
+        df[column],
+        path=path,
+        column=column,
+        dtype=dtype,
+        what=what,
+        low=low,
+        high=high,
+        lines=lines,
+        line_of=line_of,
+    )
 
 
 def _read_fast(
@@ -160,6 +180,8 @@ def _read_fast(
         )
     except (pl.exceptions.PolarsError, ValueError):
         return None
+    except OSError as exc:
+        raise unreadable(path, exc) from None
     if names is None:
         df = df.rename({c: c.strip().strip('"') for c in df.columns})
         if any(c not in df.columns for c in required):

@@ -16,10 +16,14 @@ may be gzipped (detected from the file's magic bytes, not its name).
 
 from __future__ import annotations
 
+import csv
 import gzip
 import io
 import json
 import logging
+import zlib
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import polars as pl
@@ -27,6 +31,7 @@ import polars as pl
 from gradtracer.errors import DataFormatError
 from gradtracer.recsys.data._text import check_file, parse_number
 from gradtracer.recsys.data.interactions import Interactions
+from gradtracer.recsys.data.validation import MAX_EXACT_TIME, require_rows
 
 __all__ = ["AMAZON_SHAPES", "load_amazon"]
 
@@ -91,8 +96,15 @@ def _read_json(data: bytes, path: Path) -> tuple[pl.DataFrame, str, bool]:
             records = json.loads(data)
         except json.JSONDecodeError as exc:
             raise DataFormatError(path, exc.lineno, f"invalid JSON array ({exc.msg})") from None
-        if not records or not isinstance(records[0], dict):
+        if not isinstance(records, list) or not records:
             raise DataFormatError(path, None, "expected a non-empty JSON array of objects")
+        for k, record in enumerate(records):
+            if not isinstance(record, dict):
+                raise DataFormatError(
+                    path,
+                    None,
+                    f"element {k} of the JSON array is {type(record).__name__}, expected an object",
+                )
         release = _detect_shape(list(records[0]), path, None)
         cols = AMAZON_SHAPES[release][:4]
         frame = pl.DataFrame(
@@ -132,14 +144,20 @@ def load_amazon(path: str | Path) -> Interactions:
     p = check_file(path)
     data = p.read_bytes()
     if data[:2] == b"\x1f\x8b":
-        data = gzip.decompress(data)
+        try:
+            data = gzip.decompress(data)
+        except (EOFError, OSError, zlib.error) as exc:
+            raise DataFormatError(p, None, f"truncated or corrupt gzip data ({exc})") from None
     if not data.strip():
         raise DataFormatError(p, None, "file is empty")
     suffixes = [s.lower() for s in p.suffixes if s.lower() != ".gz"]
     kind = suffixes[-1] if suffixes else ".json"
-    line_of = None
+    line_of: Callable[[int], int | None] | None = None
     if kind == ".parquet":
-        frame = pl.read_parquet(io.BytesIO(data))
+        try:
+            frame = pl.read_parquet(io.BytesIO(data))
+        except (pl.exceptions.PolarsError, OSError) as exc:
+            raise DataFormatError(p, None, f"cannot read as parquet ({exc})") from None
         release = _detect_shape(frame.columns, p, None)
     elif kind in (".csv", ".tsv"):
         try:
@@ -149,11 +167,13 @@ def load_amazon(path: str | Path) -> Interactions:
         except pl.exceptions.PolarsError as exc:
             raise DataFormatError(p, None, f"cannot read as CSV with a header ({exc})") from None
         release = _detect_shape(frame.columns, p, 1)
-        line_of = _csv_line_of
+        require_rows(frame.height, p, header=True)
+        line_of = _csv_line_finder(data, "," if kind == ".csv" else "\t")
     else:
         frame, release, line_based = _read_json(data, p)
         if line_based:
-            line_of = lambda row: _nonblank_line_of(data, row)  # noqa: E731
+            line_of = partial(_nonblank_line_of, data)
+    require_rows(frame.height, p)
     u, i, r, t, per_second = AMAZON_SHAPES[release]
     for col in (u, i):
         nulls = frame[col].null_count()
@@ -165,8 +185,14 @@ def load_amazon(path: str | Path) -> Interactions:
     strings = frame.select(pl.col(r).cast(pl.Utf8), pl.col(t).cast(pl.Utf8))
     rating = parse_number(strings, r, pl.Float32(), p, "a numeric rating", line_of)
     stamp = parse_number(
-        strings, t, pl.Float64(), p, f"a numeric timestamp ({'ms' if per_second > 1 else 's'})",
+        strings,
+        t,
+        pl.Float64(),
+        p,
+        f"a numeric timestamp ({'ms' if per_second > 1 else 's'})",
         line_of,
+        low=-MAX_EXACT_TIME,
+        high=MAX_EXACT_TIME,
     )
     raw = pl.DataFrame(
         {
@@ -181,5 +207,22 @@ def load_amazon(path: str | Path) -> Interactions:
     return ix
 
 
-def _csv_line_of(row: int) -> int:
-    return row + 2  # header is line 1; CSV without embedded newlines
+def _csv_line_finder(data: bytes, sep: str) -> Callable[[int], int | None]:
+    """``row -> 1-based line`` of a CSV with a header, counting quoted multi-line fields.
+
+    The record positions are computed on first use only (error paths).
+    """
+    starts: list[int] = []
+
+    def line_of(row: int) -> int | None:
+        if not starts:
+            reader = csv.reader(io.StringIO(data.decode("utf-8", errors="replace")), delimiter=sep)
+            prev = 0
+            for record in reader:
+                if record:  # csv yields [] for a blank line; polars skips those too
+                    starts.append(prev + 1)
+                prev = reader.line_num
+        k = row + 1  # record 0 is the header
+        return starts[k] if k < len(starts) else None
+
+    return line_of

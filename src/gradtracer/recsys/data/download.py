@@ -17,21 +17,26 @@ Cache directory: ``cache_dir`` argument, else ``$GRADTRACER_CACHE``, else
 from __future__ import annotations
 
 import hashlib
+import http.client
 import logging
 import os
 import shutil
 import sys
 import tempfile
+import urllib.error
 import urllib.request
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from gradtracer.durable import atomic_write_text
+
 __all__ = [
     "DATASETS",
     "ChecksumError",
     "DatasetSpec",
+    "DownloadError",
     "default_cache_dir",
     "download_dataset",
     "sha256_file",
@@ -41,6 +46,10 @@ logger = logging.getLogger(__name__)
 
 _CHUNK = 1 << 20  # 1 MiB
 _DONE_MARKER = ".gradtracer-complete"
+
+
+class DownloadError(ConnectionError):
+    """The download failed (network, HTTP or a short read); the cache was left unchanged."""
 
 
 class ChecksumError(ValueError):
@@ -152,6 +161,7 @@ def download_dataset(
         ChecksumError: the digest differs (message names expected and actual; the
             download is deleted).
         ValueError: unknown ``name`` or an archive with unsafe member paths.
+        DownloadError: the network or server failed (the cache is unchanged).
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(DATASETS)}")
@@ -172,7 +182,18 @@ def download_dataset(
         tmp = Path(tmp_name)
         try:
             logger.info("downloading %s from %s", name, source)
-            actual = _fetch(source, tmp, spec.size, progress)
+            try:
+                actual = _fetch(source, tmp, spec.size, progress)
+            except (
+                urllib.error.URLError,
+                http.client.HTTPException,
+                TimeoutError,
+                ConnectionError,
+            ) as exc:
+                reason = getattr(exc, "reason", None) or exc
+                raise DownloadError(
+                    f"{source}: download of {name} failed ({reason}); nothing was changed in {root}"
+                ) from exc
             if actual != expected:
                 raise ChecksumError(
                     f"{source}: sha256 mismatch for {name}: expected {expected}, got {actual}; "
@@ -187,7 +208,7 @@ def download_dataset(
         _safe_extract(archive, staging)
         entries = [p for p in staging.iterdir() if not p.name.startswith("__MACOSX")]
         content = entries[0] if len(entries) == 1 and entries[0].is_dir() else staging
-        (content / _DONE_MARKER).write_text(expected + "\n")
+        atomic_write_text(content / _DONE_MARKER, expected + "\n")
         if target.exists():
             shutil.rmtree(target)
         os.replace(content, target)

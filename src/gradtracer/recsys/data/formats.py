@@ -8,10 +8,13 @@ Formats (``fmt`` values): ``"movielens"``, ``"amazon"``, ``"tsv"``, ``"yoochoose
 from __future__ import annotations
 
 import gzip
+import math
+import zlib
 from pathlib import Path
 from typing import Any
 
 from gradtracer.errors import DataFormatError
+from gradtracer.recsys.data._text import is_gzip
 from gradtracer.recsys.data.amazon import load_amazon
 from gradtracer.recsys.data.interactions import Interactions
 from gradtracer.recsys.data.movielens import load_movielens
@@ -23,12 +26,14 @@ FORMATS = ("auto", "saved", "movielens", "amazon", *SESSION_FORMATS)
 
 
 def _first_line(path: Path) -> str:
-    opener = gzip.open if path.read_bytes()[:2] == b"\x1f\x8b" else open
-    with opener(path, "rt", encoding="utf-8", errors="replace") as fh:  # type: ignore[operator]
-        for line in fh:
-            if line.strip():
-                return line.strip()
-    return ""
+    try:
+        if is_gzip(path):
+            with gzip.open(path, "rt", encoding="utf-8", errors="replace") as fh:
+                return next((line.strip() for line in fh if line.strip()), "")
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return next((line.strip() for line in fh if line.strip()), "")
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise DataFormatError(path, None, f"truncated or corrupt gzip data ({exc})") from None
 
 
 def detect_format(path: str | Path) -> str:
@@ -42,8 +47,10 @@ def detect_format(path: str | Path) -> str:
         if (p / "interactions.parquet").exists():
             return "saved"
         return "movielens"  # load_movielens searches the directory for its ratings file
-    if not p.is_file():
+    if not p.exists():
         raise FileNotFoundError(f"{p}: no such file or directory")
+    if not p.is_file():
+        raise DataFormatError(p, None, "not a regular file")
     name = p.name.lower().removesuffix(".gz")
     if name in ("u.data", "ratings.dat", "ratings.csv"):
         return "movielens"
@@ -107,10 +114,10 @@ def describe(ix: Interactions) -> dict[str, Any]:
         "n_users": ix.n_users,
         "n_items": ix.n_items,
         "density": f.height / (users * items) if users and items else 0.0,
-        "rating_min": float(f["rating"].min()) if f.height else None,
-        "rating_max": float(f["rating"].max()) if f.height else None,
-        "timestamp_min": int(f["timestamp"].min()) if f.height else None,
-        "timestamp_max": int(f["timestamp"].max()) if f.height else None,
+        "rating_min": _number(f["rating"].min(), float),
+        "rating_max": _number(f["rating"].max(), float),
+        "timestamp_min": _number(f["timestamp"].min(), int),
+        "timestamp_max": _number(f["timestamp"].max(), int),
         "duplicate_pairs": f.height - f.select("user", "item").n_unique(),
     }
     if ix.has_sessions:
@@ -118,3 +125,11 @@ def describe(ix: Interactions) -> dict[str, Any]:
         out["sessions"] = n_sessions
         out["mean_session_length"] = f.height / n_sessions if n_sessions else 0.0
     return out
+
+
+def _number(value: Any, kind: type[float] | type[int]) -> float | int | None:
+    """``value`` as a Python number, ``None`` for an empty column or a non-finite float."""
+    if value is None:
+        return None
+    out = kind(value)
+    return out if math.isfinite(out) else None

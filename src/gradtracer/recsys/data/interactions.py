@@ -29,6 +29,17 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
+from gradtracer.durable import (
+    atomic_open,
+    atomic_write_json,
+    atomic_write_text,
+    mark_complete,
+    mark_incomplete,
+    require_complete,
+)
+from gradtracer.errors import DataFormatError
+from gradtracer.recsys.data.validation import MAX_EXACT_TIME, check_numeric, parse_numeric
+
 __all__ = ["COLUMNS", "IdMap", "Interactions", "concat", "encode_ids"]
 
 #: Required columns and their dtypes (``session`` is optional).
@@ -101,8 +112,8 @@ class IdMap:
         return cls(ids=list(data["ids"]), name=str(data.get("name", "id")))
 
     def save(self, path: str | Path) -> None:
-        """Write as JSON."""
-        Path(path).write_text(json.dumps(self.to_json()))
+        """Write as JSON (atomically: the file is the old or the new map, never a mix)."""
+        atomic_write_text(path, json.dumps(self.to_json()))
 
     @classmethod
     def load(cls, path: str | Path) -> IdMap:
@@ -138,12 +149,11 @@ class Interactions:
             casts.append(pl.col("session").cast(pl.Int64))
         self.frame = self.frame.with_columns(casts)
         for col, idmap in (("user", self.user_ids), ("item", self.item_ids)):
-            if self.frame.height and (
-                self.frame[col].min() < 0 or self.frame[col].max() >= len(idmap)
-            ):
+            low, high = self.frame[col].min(), self.frame[col].max()
+            if self.frame.height and (int(low) < 0 or int(high) >= len(idmap)):  # type: ignore[arg-type]
                 raise ValueError(
                     f"{self.source}: column {col!r} holds indices outside [0, {len(idmap)}) "
-                    f"(min {self.frame[col].min()}, max {self.frame[col].max()})"
+                    f"(min {low!r}, max {high!r})"
                 )
             if self.frame[col].null_count():
                 raise ValueError(f"{self.source}: column {col!r} has missing values")
@@ -226,23 +236,20 @@ class Interactions:
             nulls = df[col].null_count()
             if nulls:
                 raise ValueError(f"{source}: column {col!r} has {nulls} missing value(s)")
+        rating = (
+            _checked(df[rating_col], source, rating_col, pl.Float32(), "a finite rating")
+            if rating_col
+            else pl.Series(np.ones(df.height, np.float32))
+        )
+        timestamp = (
+            _checked(df[timestamp_col], source, timestamp_col, pl.Int64(), "a timestamp (s)")
+            if timestamp_col
+            else pl.Series(np.zeros(df.height, np.int64))
+        )
         user_codes, umap = encode_ids(df[user_col], "user")
         item_codes, imap = encode_ids(df[item_col], "item")
         out = pl.DataFrame(
-            {
-                "user": user_codes,
-                "item": item_codes,
-                "rating": (
-                    df[rating_col].cast(pl.Float32)
-                    if rating_col
-                    else pl.Series(np.ones(df.height, np.float32))
-                ),
-                "timestamp": (
-                    df[timestamp_col].cast(pl.Int64)
-                    if timestamp_col
-                    else pl.Series(np.zeros(df.height, np.int64))
-                ),
-            }
+            {"user": user_codes, "item": item_codes, "rating": rating, "timestamp": timestamp}
         )
         if session_col:
             out = out.with_columns(dense_codes(df[session_col])[0].alias("session"))
@@ -250,30 +257,50 @@ class Interactions:
 
     # --- persistence (parquet + json, never pickle) --------------------------------------
     def save(self, directory: str | Path) -> Path:
-        """Write ``interactions.parquet``, ``user_ids.json``, ``item_ids.json`` into ``directory``."""
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        self.frame.write_parquet(d / "interactions.parquet")
+        """Write ``interactions.parquet``, ``user_ids.json``, ``item_ids.json`` into ``directory``.
+
+        Each file is written atomically and the directory carries a completeness marker
+        (:func:`gradtracer.durable.mark_incomplete`), so an interrupted save is refused by
+        :meth:`load` instead of being read half-written.
+        """
+        d = mark_incomplete(directory)
+        with atomic_open(d / "interactions.parquet", "wb") as handle:
+            self.frame.write_parquet(handle)
         self.user_ids.save(d / "user_ids.json")
         self.item_ids.save(d / "item_ids.json")
-        (d / "source.json").write_text(json.dumps({"source": self.source}))
+        atomic_write_json(d / "source.json", {"source": self.source}, indent=None)
+        mark_complete(d, {"rows": self.frame.height})
         return d
 
     @classmethod
     def load(cls, directory: str | Path) -> Interactions:
-        """Read a directory written by :meth:`save`."""
+        """Read a directory written by :meth:`save`.
+
+        Raises:
+            FileNotFoundError: no ``interactions.parquet`` in ``directory``.
+            IncompleteOutputError: the directory's last save did not finish.
+            DataFormatError: a file of the directory is corrupt (names it).
+        """
         d = Path(directory)
         if not (d / "interactions.parquet").exists():
             raise FileNotFoundError(f"{d}: no interactions.parquet (not a saved Interactions)")
-        source = json.loads((d / "source.json").read_text())["source"] if (
-            d / "source.json"
-        ).exists() else str(d)
-        return cls(
-            pl.read_parquet(d / "interactions.parquet"),
-            IdMap.load(d / "user_ids.json"),
-            IdMap.load(d / "item_ids.json"),
-            source,
-        )
+        require_complete(d)
+        try:
+            frame = pl.read_parquet(d / "interactions.parquet")
+        except (pl.exceptions.PolarsError, OSError) as exc:
+            raise DataFormatError(
+                d / "interactions.parquet", None, f"corrupt parquet ({exc})"
+            ) from None
+        maps = []
+        for name in ("user_ids.json", "item_ids.json"):
+            try:
+                maps.append(IdMap.load(d / name))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise DataFormatError(d / name, None, f"not a saved id map ({exc})") from None
+        source = str(d)
+        if (d / "source.json").exists():
+            source = str(json.loads((d / "source.json").read_text()).get("source", d))
+        return cls(frame, maps[0], maps[1], source)
 
 
 def dense_codes(col: pl.Series) -> tuple[pl.Series, pl.Series]:
@@ -290,9 +317,9 @@ def dense_codes(col: pl.Series) -> tuple[pl.Series, pl.Series]:
         keys = as_int if canonical else text
     uniq = keys.unique().sort()
     lookup = pl.DataFrame({"raw": uniq, "code": pl.int_range(len(uniq), eager=True)})
-    codes = pl.DataFrame({"raw": keys}).join(
-        lookup, on="raw", how="left", maintain_order="left"
-    )["code"]
+    codes = pl.DataFrame({"raw": keys}).join(lookup, on="raw", how="left", maintain_order="left")[
+        "code"
+    ]
     return codes.cast(pl.Int64), uniq
 
 
@@ -307,14 +334,35 @@ def encode_ids(col: pl.Series, name: str = "id") -> tuple[pl.Series, IdMap]:
     return codes.alias(name), IdMap._from_unique(uniq.cast(pl.Utf8).to_list(), name)
 
 
+def _checked(
+    values: pl.Series, source: str, column: str, dtype: pl.DataType, what: str
+) -> pl.Series:
+    """``values`` as ``dtype``: numbers only, finite, fitting ``dtype`` (names source and row)."""
+    if values.dtype == pl.Utf8 or values.dtype == pl.Categorical:
+        return parse_numeric(values, path=source, column=column, dtype=dtype, what=what)
+    if not values.dtype.is_numeric():
+        raise TypeError(f"{source}: column {column!r} must be numeric, got dtype {values.dtype}")
+    if values.dtype.is_float() or dtype == pl.Float32:
+        high = MAX_EXACT_TIME if dtype.is_integer() else None
+        low = -MAX_EXACT_TIME if dtype.is_integer() else None
+        values = check_numeric(
+            values.cast(pl.Float64) if dtype.is_integer() else values,
+            path=source,
+            column=column,
+            dtype=pl.Float64() if dtype.is_integer() else dtype,
+            what=what,
+            low=low,
+            high=high,
+        )
+    return values.cast(dtype)
+
+
 def _to_polars(frame: Any, source: str) -> pl.DataFrame:
     if isinstance(frame, pl.DataFrame):
         return frame
     if type(frame).__module__.startswith("pandas"):
         return pl.from_pandas(frame)
-    raise TypeError(
-        f"{source}: expected a polars or pandas DataFrame, got {type(frame).__name__}"
-    )
+    raise TypeError(f"{source}: expected a polars or pandas DataFrame, got {type(frame).__name__}")
 
 
 def concat(parts: Sequence[Interactions]) -> Interactions:

@@ -27,6 +27,7 @@ from gradtracer.recsys.data._text import (
     read_lines,
     split_fields,
     split_with_header,
+    unreadable,
 )
 from gradtracer.recsys.data.interactions import Interactions
 
@@ -91,8 +92,8 @@ def load_movielens(path: str | Path, variant: str | None = None) -> Interactions
     Raw user and movie ids are integers, so dense indices follow numeric id order.
 
     Raises:
-        DataFormatError: a malformed line (file, 1-based line number and the expected layout)
-            or a non-numeric rating/timestamp.
+        DataFormatError: a malformed line (file, 1-based line number and the expected layout),
+            a non-numeric, non-finite or overflowing rating/timestamp, or a header without data.
     """
     p = _find_ratings_file(Path(path))
     if variant is not None and variant not in MOVIELENS_VARIANTS:
@@ -113,26 +114,43 @@ def load_movielens(path: str | Path, variant: str | None = None) -> Interactions
     return ix
 
 
-_SCHEMA = {"user": pl.Int64, "item": pl.Int64, "rating": pl.Float32, "timestamp": pl.Int64}
+_SCHEMA: dict[str, pl.DataType] = {
+    "user": pl.Int64(),
+    "item": pl.Int64(),
+    "rating": pl.Float32(),
+    "timestamp": pl.Int64(),
+}
 
 
 def _read_fast(path: Path, layout: str) -> pl.DataFrame | None:
     """Read a well-formed tab/csv file in one polars call; ``None`` if anything is off."""
     try:
         if layout == "tab":
-            df = pl.read_csv(path, separator="\t", has_header=False, new_columns=list(_SCHEMA),
-                             schema_overrides=_SCHEMA, quote_char=None)
+            df = pl.read_csv(
+                path,
+                separator="\t",
+                has_header=False,
+                new_columns=list(_SCHEMA),
+                schema_overrides=_SCHEMA,
+                quote_char=None,
+            )
         else:
             df = pl.read_csv(path, separator=",", quote_char=None)
             if df.columns[:4] != ["userId", "movieId", "rating", "timestamp"]:
                 return None
-            df = df.select(df.columns[:4]).rename(
-                dict(zip(df.columns[:4], _SCHEMA, strict=True))
-            ).cast(_SCHEMA)
+            df = (
+                df.select(df.columns[:4])
+                .rename(dict(zip(df.columns[:4], _SCHEMA, strict=True)))
+                .cast(pl.Schema(_SCHEMA))
+            )
     except (pl.exceptions.PolarsError, ValueError):
         return None
+    except OSError as exc:
+        raise unreadable(path, exc) from None
     if df.width != 4 or df.null_count().sum_horizontal().item() or df.height == 0:
         return None
+    if not df["rating"].is_finite().all():
+        return None  # NaN, inf or a float32 overflow: the checked path names the line
     return df
 
 

@@ -24,7 +24,9 @@ _KEEP = ("last", "first", "max")
 
 def _non_empty(ix: Interactions, frame: pl.DataFrame, what: str) -> Interactions:
     if frame.height == 0:
-        raise ValueError(f"{ix.source}: {what} removed every interaction ({ix.frame.height:,} rows)")
+        raise ValueError(
+            f"{ix.source}: {what} removed every interaction ({ix.frame.height:,} rows)"
+        )
     return ix.with_frame(frame)
 
 
@@ -71,7 +73,11 @@ def k_core(
             break
     logger.info(
         "k_core(user_k=%d, item_k=%d): kept %d of %d rows after %d round(s)",
-        uk, ik, frame.height, ix.frame.height, rounds,
+        uk,
+        ik,
+        frame.height,
+        ix.frame.height,
+        rounds,
     )
     return _non_empty(ix, frame, f"k_core(user_k={uk}, item_k={ik})")
 

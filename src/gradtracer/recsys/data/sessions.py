@@ -31,6 +31,7 @@ import polars as pl
 from gradtracer.errors import DataFormatError
 from gradtracer.recsys.data._text import parse_fields, parse_number
 from gradtracer.recsys.data.interactions import IdMap, Interactions, dense_codes, encode_ids
+from gradtracer.recsys.data.validation import MAX_EXACT_TIME
 
 __all__ = ["SESSION_FORMATS", "load_sessions", "sessionize"]
 
@@ -104,6 +105,9 @@ def _to_interactions(raw: pl.DataFrame, source: str) -> Interactions:
     return Interactions(frame.drop(["_time", "_line"]), user_ids, item_ids, source)
 
 
+#: Bound of every time column: finite and at most 2**53 in magnitude (exact in float64).
+_T = MAX_EXACT_TIME
+
 _TSV = ("SessionId", "ItemId", "Time")
 _YOOCHOOSE = ("session", "timestamp", "item", "category")
 _DIGINETICA = ("session_id", "item_id", "timeframe", "eventdate")
@@ -117,14 +121,18 @@ def _tsv(f: pl.DataFrame, path: Path) -> pl.DataFrame:
             "session": f["SessionId"],
             "user": f["SessionId"],
             "item": f["ItemId"],
-            "time": parse_number(f, "Time", pl.Float64(), path, "a numeric time (s)"),
+            "time": parse_number(
+                f, "Time", pl.Float64(), path, "a numeric time (s)", low=-_T, high=_T
+            ),
         }
     )
 
 
 def _yoochoose(f: pl.DataFrame, path: Path) -> pl.DataFrame:
-    stamp = f["timestamp"].str.strip_chars().str.to_datetime(
-        "%Y-%m-%dT%H:%M:%S%.fZ", time_unit="ms", time_zone="UTC", strict=False
+    stamp = (
+        f["timestamp"]
+        .str.strip_chars()
+        .str.to_datetime("%Y-%m-%dT%H:%M:%S%.fZ", time_unit="ms", time_zone="UTC", strict=False)
     )
     if stamp.null_count():
         k = int(stamp.is_null().arg_true()[0])
@@ -155,7 +163,9 @@ def _diginetica(f: pl.DataFrame, path: Path) -> pl.DataFrame:
             int(f["lineno"][k]),
             f"column 'eventdate': expected a date YYYY-MM-DD, got {f['eventdate'][k]!r}",
         )
-    frame_ms = parse_number(f, "timeframe", pl.Float64(), path, "a numeric timeframe (ms)")
+    frame_ms = parse_number(
+        f, "timeframe", pl.Float64(), path, "a numeric timeframe (ms)", low=-_T, high=_T
+    )
     day_s = day.cast(pl.Datetime("ms")).dt.epoch("s").cast(pl.Float64)
     return pl.DataFrame(
         {
@@ -169,7 +179,9 @@ def _diginetica(f: pl.DataFrame, path: Path) -> pl.DataFrame:
 
 
 def _retailrocket(f: pl.DataFrame, path: Path) -> pl.DataFrame:
-    ms = parse_number(f, "timestamp", pl.Float64(), path, "a numeric timestamp (ms)")
+    ms = parse_number(
+        f, "timestamp", pl.Float64(), path, "a numeric timestamp (ms)", low=-_T, high=_T
+    )
     return pl.DataFrame(
         {
             "lineno": f["lineno"],
@@ -198,8 +210,11 @@ def sessionize(events: pl.DataFrame, *, session_gap: int = DEFAULT_SESSION_GAP) 
     ev = ev.with_columns(new.fill_null(True).cum_sum().alias("_run"))
     starts = (
         ev.group_by("_run")
-        .agg(pl.col("time").first().alias("_t0"), pl.col("user").first().alias("_u"),
-             pl.col("lineno").first().alias("_l0"))
+        .agg(
+            pl.col("time").first().alias("_t0"),
+            pl.col("user").first().alias("_u"),
+            pl.col("lineno").first().alias("_l0"),
+        )
         .sort(["_t0", "_u", "_l0"])
         .with_row_index("session")
         .select(pl.col("session").cast(pl.Int64), "_run")

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,8 @@ import numpy as np
 import polars as pl
 
 from gradtracer._random import RandomState, check_random_state
+from gradtracer.durable import atomic_write_json, mark_complete, mark_incomplete, require_complete
+from gradtracer.errors import GradTracerWarning
 from gradtracer.recsys.data.interactions import Interactions
 
 __all__ = ["Split", "leave_one_out", "ratio_split", "temporal_split"]
@@ -57,38 +61,95 @@ class Split:
         return out
 
     def save(self, directory: str | Path) -> Path:
-        """Write each part with :meth:`Interactions.save` into ``directory/<part>/`` plus
-        ``directory/split.json`` (the ``info`` dict)."""
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        for name, part in self.parts().items():
+        """Write each part into ``directory/<part>/`` plus ``directory/split.json`` (``info``).
+
+        The directory is marked incomplete while it is written and complete at the end
+        (:mod:`gradtracer.durable`); part directories of an earlier split that this one
+        lacks (an old ``valid/``) are removed first, so the directory always holds exactly
+        this split. Each file is written atomically.
+        """
+        d = mark_incomplete(directory)
+        parts = self.parts()
+        for stale in _PART_NAMES:
+            if stale not in parts and (d / stale).exists():
+                shutil.rmtree(d / stale)
+        for name, part in parts.items():
             part.save(d / name)
-        (d / "split.json").write_text(json.dumps(self.info, indent=2, sort_keys=True))
+        atomic_write_json(d / "split.json", {**self.info, "parts": list(parts)})
+        mark_complete(d, {"parts": list(parts)})
         return d
 
     @classmethod
     def load(cls, directory: str | Path) -> Split:
-        """Read a directory written by :meth:`save`; the parts share the train id maps."""
+        """Read a directory written by :meth:`save`; the parts share the train id maps.
+
+        Only the parts that ``split.json`` lists are read (a ``valid/`` the split does not
+        record is ignored with a :class:`~gradtracer.errors.GradTracerWarning`).
+
+        Raises:
+            FileNotFoundError: no ``split.json`` or a listed part is missing.
+            IncompleteOutputError: the last save into ``directory`` did not finish.
+        """
         d = Path(directory)
         if not (d / "split.json").exists():
             raise FileNotFoundError(f"{d}: no split.json (not a saved Split)")
+        require_complete(d)
+        info = json.loads((d / "split.json").read_text())
+        listed = info.pop("parts", None)
+        if listed is None:  # written before split.json listed its parts
+            has_valid = (d / "valid").exists() and info.get("valid_rows", 1) != 0
+            listed = ["train", *(["valid"] if has_valid else []), "test"]
+        if "valid" not in listed and (d / "valid").exists():
+            warnings.warn(
+                f"{d / 'valid'}: not part of the split recorded in {d / 'split.json'}; ignored",
+                GradTracerWarning,
+                stacklevel=2,
+            )
         train = Interactions.load(d / "train")
 
         def part(name: str) -> Interactions:
+            if not (d / name).exists():
+                raise FileNotFoundError(f"{d / name}: listed in split.json but missing")
             loaded = Interactions.load(d / name)
-            if loaded.user_ids.ids != train.user_ids.ids or loaded.item_ids.ids != train.item_ids.ids:
+            if (
+                loaded.user_ids.ids != train.user_ids.ids
+                or loaded.item_ids.ids != train.item_ids.ids
+            ):
                 raise ValueError(f"{d / name}: id maps differ from {d / 'train'}")
             return train.with_frame(loaded.frame, loaded.source)
 
-        valid = part("valid") if (d / "valid").exists() else None
-        info = json.loads((d / "split.json").read_text())
+        valid = part("valid") if "valid" in listed else None
         return cls(train=train, test=part("test"), valid=valid, info=info)
+
+
+_PART_NAMES = ("train", "valid", "test")
 
 
 def _parts(ix: Interactions, frame: pl.DataFrame, label: str) -> Interactions:
     """Rows of ``frame`` whose ``_part`` is ``label``, in input row order, without helpers."""
     rows = frame.filter(pl.col("_part") == label).sort(_ROW)
     return ix.with_frame(rows.drop([c for c in rows.columns if c.startswith("_")]))
+
+
+def _renamed(function: str, old: str, new: str) -> None:
+    warnings.warn(
+        f"{function}({old}=...) is deprecated; use {new}=", DeprecationWarning, stacklevel=3
+    )
+
+
+def _pairs_in_train(train: Interactions, test: Interactions, method: str) -> int:
+    """Count test rows whose (user, item) pair also occurs in train; warn when any do."""
+    pairs = train.frame.select("user", "item").unique()
+    n = test.frame.join(pairs, on=["user", "item"], how="semi").height
+    if n:
+        warnings.warn(
+            f"{test.source}: {method} put {n} test row(s) whose (user, item) pair also occurs "
+            "in train (duplicate interactions); deduplicate() the table first to evaluate on "
+            "unseen pairs",
+            GradTracerWarning,
+            stacklevel=3,
+        )
+    return n
 
 
 def _check_fraction(name: str, value: float, low_open: bool) -> None:
@@ -98,19 +159,34 @@ def _check_fraction(name: str, value: float, low_open: bool) -> None:
         raise ValueError(f"{name} must be in {bounds}, got {value}")
 
 
-def leave_one_out(ix: Interactions, valid: bool = False) -> Split:
+def leave_one_out(
+    ix: Interactions, with_valid: bool = False, *, valid: bool | None = None
+) -> Split:
     """Return a split holding out each user's last interaction as test.
 
     "Last" is the latest ``timestamp``; ties are broken by the highest dense item index,
     then by the later row, so the result does not depend on anything random.
 
     Args:
-        valid: also hold out each user's second-to-last interaction as validation.
+        with_valid: also hold out each user's second-to-last interaction as validation
+            (default False).
+        valid: deprecated spelling of ``with_valid``.
 
     Users with fewer than 2 interactions stay wholly in train (``info["users_train_only"]``);
-    with ``valid=True`` users with exactly 2 get a test row but no validation row
-    (``info["users_without_valid"]``).
+    with ``with_valid=True`` users with exactly 2 get a test row but no validation row
+    (``info["users_without_valid"]``). A test row whose (user, item) pair also occurs in
+    train (duplicate rows; :func:`~gradtracer.recsys.data.deduplicate` first) is counted in
+    ``info["test_pairs_in_train"]`` with a :class:`~gradtracer.errors.GradTracerWarning`.
     """
+    if valid is not None:
+        _renamed("leave_one_out", "valid", "with_valid")
+        with_valid = valid
+    if not isinstance(with_valid, (bool, np.bool_)):
+        raise TypeError(
+            f"with_valid must be a bool (a fraction belongs to ratio_split/temporal_split), "
+            f"got {with_valid!r}"
+        )
+    valid_flag = bool(with_valid)
     f = ix.frame.with_row_index(_ROW).sort(["user", "timestamp", "item", _ROW])
     f = f.with_columns(
         pl.len().over("user").alias("_n"),
@@ -119,17 +195,17 @@ def leave_one_out(ix: Interactions, valid: bool = False) -> Split:
     part = (
         pl.when((pl.col("_from_end") == 0) & (pl.col("_n") >= 2))
         .then(pl.lit("test"))
-        .when(pl.lit(valid) & (pl.col("_from_end") == 1) & (pl.col("_n") >= 3))
+        .when(pl.lit(valid_flag) & (pl.col("_from_end") == 1) & (pl.col("_n") >= 3))
         .then(pl.lit("valid"))
         .otherwise(pl.lit("train"))
     )
     f = f.with_columns(part.alias("_part"))
     per_user = f.group_by("user").agg(pl.col("_n").first())
     train, test = _parts(ix, f, "train"), _parts(ix, f, "test")
-    val = _parts(ix, f, "valid") if valid else None
+    val = _parts(ix, f, "valid") if valid_flag else None
     info: dict[str, Any] = {
         "method": "leave_one_out",
-        "valid": valid,
+        "with_valid": valid_flag,
         "tie_break": "latest timestamp, then highest item index, then later row",
         "rows": ix.frame.height,
         "train_rows": train.frame.height,
@@ -137,40 +213,55 @@ def leave_one_out(ix: Interactions, valid: bool = False) -> Split:
         "test_rows": test.frame.height,
         "users": per_user.height,
         "users_train_only": int((per_user["_n"] < 2).sum()),
-        "users_without_valid": int((per_user["_n"] == 2).sum()) if valid else 0,
+        "users_without_valid": int((per_user["_n"] == 2).sum()) if valid_flag else 0,
+        "test_pairs_in_train": _pairs_in_train(train, test, "leave_one_out"),
     }
     logger.info("leave_one_out: %s", info)
     return Split(train=train, test=test, valid=val, info=info)
 
 
 def ratio_split(
-    ix: Interactions, test: float = 0.2, valid: float = 0.0, random_state: RandomState = 0
+    ix: Interactions,
+    test_fraction: float = 0.2,
+    valid_fraction: float = 0.0,
+    random_state: RandomState = 0,
+    *,
+    test: float | None = None,
+    valid: float | None = None,
 ) -> Split:
-    """Return a per-user random split: about ``test`` of each user's rows to test.
+    """Return a per-user random split: about ``test_fraction`` of each user's rows to test.
 
-    Each user with ``n`` rows gets ``round(test * n)`` test rows and ``round(valid * n)``
-    validation rows (halves rounded up), capped so that at least one row stays in train;
-    users with one row stay wholly in train.
+    Each user with ``n`` rows gets ``round(test_fraction * n)`` test rows and
+    ``round(valid_fraction * n)`` validation rows (halves rounded up), capped so that at
+    least one row stays in train; users with one row stay wholly in train.
 
     Args:
-        test: fraction of each user's rows held out for test (default 0.2).
-        valid: fraction held out for validation (default 0.0: no validation part).
+        test_fraction: fraction of each user's rows held out for test (default 0.2).
+        valid_fraction: fraction held out for validation (default 0.0: no validation part).
         random_state: seed or numpy Generator (default 0).
+        test: deprecated spelling of ``test_fraction``.
+        valid: deprecated spelling of ``valid_fraction``.
     """
-    _check_fraction("test", test, low_open=True)
-    _check_fraction("valid", valid, low_open=False)
-    if test + valid >= 1.0:
-        raise ValueError(f"test + valid must be < 1, got {test} + {valid}")
+    if test is not None:
+        _renamed("ratio_split", "test", "test_fraction")
+        test_fraction = test
+    if valid is not None:
+        _renamed("ratio_split", "valid", "valid_fraction")
+        valid_fraction = valid
+    _check_fraction("test_fraction", test_fraction, low_open=True)
+    _check_fraction("valid_fraction", valid_fraction, low_open=False)
+    if test_fraction + valid_fraction >= 1.0:
+        raise ValueError(
+            f"test_fraction + valid_fraction must be < 1, got {test_fraction} + {valid_fraction}"
+        )
     rng = check_random_state(random_state)
-    f = ix.frame.with_row_index(_ROW).with_columns(
-        pl.Series("_key", rng.random(ix.frame.height))
-    )
+    f = ix.frame.with_row_index(_ROW).with_columns(pl.Series("_key", rng.random(ix.frame.height)))
     f = f.sort(["user", "_key"]).with_columns(
         pl.len().over("user").alias("_n"), pl.int_range(pl.len()).over("user").alias("_pos")
     )
     n = pl.col("_n").cast(pl.Float64)
-    n_test = pl.min_horizontal((test * n + 0.5).floor(), n - 1)
-    n_valid = pl.min_horizontal((valid * n + 0.5).floor(), n - 1 - n_test)
+    n_test = pl.min_horizontal((test_fraction * n + 0.5).floor(), n - 1)
+    n_valid = pl.min_horizontal((valid_fraction * n + 0.5).floor(), n - 1 - n_test)
     f = f.with_columns(n_test.alias("_nt"), n_valid.alias("_nv"))
     part = (
         pl.when(pl.col("_pos") < pl.col("_nt"))
@@ -182,11 +273,11 @@ def ratio_split(
     f = f.with_columns(part.alias("_part"))
     per_user = f.group_by("user").agg(pl.col("_nt").first())
     tr, te = _parts(ix, f, "train"), _parts(ix, f, "test")
-    va = _parts(ix, f, "valid") if valid > 0 else None
+    va = _parts(ix, f, "valid") if valid_fraction > 0 else None
     info: dict[str, Any] = {
         "method": "ratio_split",
-        "test": test,
-        "valid": valid,
+        "test_fraction": test_fraction,
+        "valid_fraction": valid_fraction,
         "random_state": random_state if isinstance(random_state, int) else None,
         "rows": ix.frame.height,
         "train_rows": tr.frame.height,
@@ -194,6 +285,7 @@ def ratio_split(
         "test_rows": te.frame.height,
         "users": per_user.height,
         "users_without_test": int((per_user["_nt"] == 0).sum()),
+        "test_pairs_in_train": _pairs_in_train(tr, te, "ratio_split"),
     }
     logger.info("ratio_split: %s", info)
     return Split(train=tr, test=te, valid=va, info=info)
@@ -235,9 +327,9 @@ def temporal_split(
                 "use by='time' or load with load_sessions()"
             )
         starts = (
-            f.group_by("session").agg(pl.col("timestamp").min().alias("_start")).sort(
-                ["_start", "session"]
-            )
+            f.group_by("session")
+            .agg(pl.col("timestamp").min().alias("_start"))
+            .sort(["_start", "session"])
         )
         units, key = starts["session"], "session"
     else:
@@ -300,6 +392,7 @@ def temporal_split(
         train_rows=tr.frame.height,
         valid_rows=0 if va is None else va.frame.height,
         test_rows=te.frame.height,
+        test_pairs_in_train=_pairs_in_train(tr, te, "temporal_split"),
     )
     if by == "session":
         info["test_sessions_kept"] = te.frame["session"].n_unique()
