@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from gradtracer.agent import AgentExporter
 from gradtracer.export.schema import validate_agent_report, validate_report
 from gradtracer.findings import Finding, Severity
-from gradtracer.flow.manager import (
+from gradtracer.manager import (
     FlowManager,
     ManagerThresholds,
     compute_exposure_alignment,
@@ -25,6 +25,7 @@ from gradtracer.flow.manager import (
     detect_tower_imbalance,
     pearson,
 )
+from gradtracer.report.text import print_report, render_text
 
 # --- pure statistics -------------------------------------------------------------------
 
@@ -138,7 +139,9 @@ def test_step_reaches_every_tracker_with_the_loss(scripted) -> None:
     for loss in (0.9, 0.8, None):
         manager.step(loss)
     assert a.losses == b.losses == [0.9, 0.8, None]
-    assert manager.global_step == 3
+    assert manager.n_steps == 3 == manager.summary()["step"]
+    with pytest.warns(DeprecationWarning, match="global_step is deprecated"):
+        assert manager.global_step == 3
     manager.detach()
     assert a.detached and b.detached
 
@@ -244,12 +247,29 @@ def test_empty_manager_reports_without_health() -> None:
     validate_agent_report(doc)
 
 
-def test_report_prints_and_returns_text(scripted, capsys) -> None:
+def test_report_returns_the_text_and_print_report_prints_it(scripted, capsys) -> None:
     manager = _two_towers(scripted, [1e-6], [1.0])
+    text = manager.report()
+    assert capsys.readouterr().out == ""  # report() never prints
+    assert text == render_text(manager) and repr(text) == text  # a notebook cell shows the text
+    assert text.startswith("GradTracer manager report: two_tower (step 20)")
+    assert "TOWER_IMBALANCE" in text and "GradTracer embedding report: user_emb [user]" in text
+    buffer = io.StringIO()
+    assert print_report(manager, file=buffer) == text and buffer.getvalue() == text + "\n"
+
+
+def test_published_manager_report_prints_and_returns_text(scripted, capsys) -> None:
+    """``gradtracer.analyzers.manager.FlowManager`` keeps the published printing report()."""
+    from gradtracer.analyzers.manager import FlowManager as PublishedManager
+
+    manager = PublishedManager("two_tower")
+    manager.add_tracker("user", scripted("user_emb", [1e-6], track_interval=2))
+    manager.add_tracker("item", scripted("item_emb", [1.0], track_interval=2))
+    for i in range(20):
+        manager.step(loss=1.0 / (i + 1))
     text = manager.report()
     assert capsys.readouterr().out == text + "\n"
     assert text.startswith("GradTracer manager report: two_tower (step 20)")
-    assert "TOWER_IMBALANCE" in text and "GradTracer embedding report: user_emb [user]" in text
     buffer = io.StringIO()
     assert manager.report(file=buffer) == text and buffer.getvalue() == text + "\n"
     assert manager.report(quiet=True) == text and capsys.readouterr().out == ""

@@ -1,8 +1,9 @@
 """Import paths of the published GradTracer examples, kept working.
 
-``from gradtracer.analyzers.embedding import EmbeddingTracker`` and
-``from gradtracer.analyzers.manager import FlowManager`` re-export the current classes
-(:mod:`gradtracer.embedding.tracker`, :mod:`gradtracer.flow.manager`).
+``from gradtracer.analyzers.embedding import EmbeddingTracker`` re-exports the current
+class (:mod:`gradtracer.embedding.tracker`); ``from gradtracer.analyzers.manager import
+FlowManager`` gives :class:`gradtracer.manager.FlowManager` with the published
+``report()`` that also prints.
 """
 
 __all__: list[str] = []

@@ -1,9 +1,10 @@
-"""Layer-level tracking and the multi-tracker hub.
+"""Layer-level tracking of any ``nn.Module``.
 
-``FlowManager`` (``gradtracer.flow.manager``) steps several trackers together and adds
-cross-tracker statistics; ``FlowTracker`` (``gradtracer.flow.tracker``) tracks layers,
+``FlowTracker`` (``gradtracer.flow.tracker``) tracks layers,
 judged by ``FlowThresholds`` (``gradtracer.flow.layer_stats``); ``RunHistory``
 (``gradtracer.flow.history``) compares runs.
+``FlowManager``, ``ManagerThresholds`` and ``TrackerLike`` are kept here as compatibility
+names of :mod:`gradtracer.manager` (through the ``gradtracer.flow.manager`` shim).
 Names are imported lazily so that ``import gradtracer.flow`` stays cheap.
 """
 

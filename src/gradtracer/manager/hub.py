@@ -1,0 +1,264 @@
+"""FlowManager: one hub for several trackers (two-tower, GNN, sequence models).
+
+It steps every tracker, bundles their reports as children of one ``"manager"`` report and
+adds the cross-tracker statistics of :mod:`gradtracer.manager.stats` and the findings of
+:mod:`gradtracer.manager.detect`. The class only collects and calls them.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Protocol, runtime_checkable
+
+from gradtracer.findings import Finding, Report
+from gradtracer.manager.detect import (
+    ManagerThresholds,
+    detect_exposure_misalignment,
+    detect_tower_imbalance,
+)
+from gradtracer.manager.stats import (
+    compute_exposure_alignment,
+    compute_health_score,
+    compute_tracker_health,
+    compute_velocity_correlation,
+    compute_velocity_loss_correlation,
+    recent_velocity,
+)
+from gradtracer.report.text import ReportText, report_text
+
+__all__ = ["FlowManager", "TrackerLike"]
+
+
+@runtime_checkable
+class TrackerLike(Protocol):
+    """What FlowManager needs from a tracker (EmbeddingTracker, FlowTracker, ...)."""
+
+    name: str
+
+    @property
+    def history(self) -> Sequence[Mapping[str, Any]]:
+        """Snapshots every ``track_interval`` steps: ``step``, ``loss``, ``mean_velocity``..."""
+        ...
+
+    def step(self, loss: Any = None) -> Any: ...
+
+    def summary(self) -> dict[str, Any]: ...
+
+    def findings(self) -> list[Finding]: ...
+
+    def to_report(self) -> Report: ...
+
+
+_REQUIRED = ("step", "summary", "findings", "to_report")
+
+
+class FlowManager:
+    """Steps several trackers together and reports on them as one model.
+
+    Args:
+        name: subject of the manager's report.
+        thresholds: :class:`ManagerThresholds` of the cross-tracker findings.
+
+    Example (the published notebook)::
+
+        manager = FlowManager()
+        manager.add_tracker("item", EmbeddingTracker(model.item_emb, name="item_emb"))
+        ...  # loss.backward(); manager.step(); optimizer.step()
+        print(manager.report())
+    """
+
+    def __init__(
+        self, name: str = "flow_manager", *, thresholds: ManagerThresholds | None = None
+    ) -> None:
+        self.name = name
+        self.thresholds = thresholds or ManagerThresholds()
+        self._trackers: dict[str, TrackerLike] = {}
+        self._step = 0
+
+    # -- registry --------------------------------------------------------------------
+    def add_tracker(self, key: str, tracker: TrackerLike) -> TrackerLike:
+        """Register ``tracker`` under ``key``; return it.
+
+        Raises:
+            ValueError: ``key`` is empty or already used, or ``tracker`` is already added.
+            TypeError: ``key`` is not a str or ``tracker`` lacks step/summary/findings/to_report.
+        """
+        if not isinstance(key, str):
+            raise TypeError(f"tracker key must be a str, got {type(key).__name__}")
+        if not key:
+            raise ValueError("tracker key must be a non-empty string")
+        if key in self._trackers:
+            raise ValueError(f"a tracker is already registered under key {key!r}")
+        missing = [m for m in _REQUIRED if not callable(getattr(tracker, m, None))]
+        if missing:
+            raise TypeError(
+                f"tracker {key!r} of type {type(tracker).__name__} lacks {', '.join(missing)}"
+            )
+        for other_key, other in self._trackers.items():
+            if other is tracker:
+                raise ValueError(f"this tracker is already registered under key {other_key!r}")
+        self._trackers[key] = tracker
+        return tracker
+
+    @property
+    def trackers(self) -> Mapping[str, TrackerLike]:
+        """Read-only view: key -> tracker, in registration order."""
+        return MappingProxyType(self._trackers)
+
+    def __getitem__(self, key: str) -> TrackerLike:
+        return self._trackers[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._trackers
+
+    def __len__(self) -> int:
+        return len(self._trackers)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._trackers)
+
+    @property
+    def n_steps(self) -> int:
+        """Number of :meth:`step` calls so far (``summary()["step"]``)."""
+        return self._step
+
+    @property
+    def global_step(self) -> int:
+        """Deprecated alias of :attr:`n_steps`."""
+        warnings.warn(
+            "FlowManager.global_step is deprecated; use n_steps (or summary()['step'])",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self._step
+
+    # -- training loop ---------------------------------------------------------------
+    def step(self, loss: Any = None) -> None:
+        """Step every tracker (pass the same ``loss``: float, 0-d tensor or None)."""
+        self._step += 1
+        for tracker in self._trackers.values():
+            tracker.step(loss)
+
+    def detach(self) -> None:
+        """Detach every tracker that has ``detach()`` (removes their hooks)."""
+        for tracker in self._trackers.values():
+            detach = getattr(tracker, "detach", None)
+            if callable(detach):
+                detach()
+
+    # -- analysis --------------------------------------------------------------------
+    def _children(self) -> list[Report]:
+        children = []
+        for key, tracker in self._trackers.items():
+            report = tracker.to_report()
+            children.append(replace(report, metadata={**report.metadata, "tracker_key": key}))
+        return children
+
+    def _history(self, key: str) -> Sequence[Mapping[str, Any]]:
+        history = getattr(self._trackers[key], "history", None)
+        return list(history) if history is not None else []
+
+    def to_report(self) -> Report:
+        """Return the ``"manager"`` report: cross-tracker stats and findings, trackers as children."""
+        th = self.thresholds
+        children = self._children()
+        keys = list(self._trackers)
+        stats_of = {k: c.stats for k, c in zip(keys, children)}
+        histories = {k: self._history(k) for k in keys}
+
+        pairs: list[dict[str, Any]] = []
+        findings: list[Finding] = []
+        for i, a in enumerate(keys):
+            for b in keys[i + 1 :]:
+                r, n = compute_velocity_correlation(
+                    histories[a], histories[b], min_points=th.min_points
+                )
+                alignment = compute_exposure_alignment(stats_of[a], stats_of[b])
+                pairs.append(
+                    {
+                        "a": a,
+                        "b": b,
+                        "velocity_correlation": r,
+                        "n_points": n,
+                        "exposure_alignment": alignment,
+                    }
+                )
+                finding = detect_exposure_misalignment(
+                    a, stats_of[a], b, stats_of[b], min_alignment=th.min_exposure_alignment
+                )
+                if finding is not None:
+                    findings.append(finding)
+
+        velocities = {
+            k: recent_velocity(histories[k], stats_of[k], window=th.recent_window) for k in keys
+        }
+        # velocities are only comparable between trackers of one kind (embedding rows vs
+        # embedding rows, layers vs layers)
+        kinds = {k: c.kind for k, c in zip(keys, children)}
+        for kind in dict.fromkeys(kinds.values()):
+            group = {k: v for k, v in velocities.items() if kinds[k] == kind}
+            imbalance = detect_tower_imbalance(group, imbalance_ratio=th.imbalance_ratio)
+            if imbalance is not None:
+                findings.append(imbalance)
+
+        loss_corr = {
+            k: compute_velocity_loss_correlation(histories[k], min_points=th.min_points)[0]
+            for k in keys
+        }
+        tracker_health = {
+            k: compute_tracker_health(c.stats, c.findings) for k, c in zip(keys, children)
+        }
+        stats: dict[str, Any] = {
+            "n_trackers": len(keys),
+            "step": self._step,
+            "health_score": compute_health_score(list(tracker_health.values()), findings),
+            "tracker_health": tracker_health,
+            "recent_velocity": velocities,
+            "velocity_loss_correlation": loss_corr,
+            "pairs": pairs,
+        }
+        return Report(
+            kind="manager",
+            subject=self.name,
+            stats=stats,
+            findings=findings,
+            metadata={"step": self._step, "trackers": keys},
+            children=children,
+        )
+
+    def summary(self) -> dict[str, Any]:
+        """Return the manager statistics plus ``trackers``: key -> that tracker's statistics."""
+        report = self.to_report()
+        out = dict(report.stats)
+        out["trackers"] = {c.metadata["tracker_key"]: dict(c.stats) for c in report.children}
+        return out
+
+    def findings(self) -> list[Finding]:
+        """Return every finding (each tracker's and the cross-tracker ones), most severe first."""
+        return self.to_report().all_findings()
+
+    def health_score(self) -> float | None:
+        """Return the global health score in [0, 100] (None without trackers)."""
+        return self.to_report().stats["health_score"]
+
+    def report(self) -> ReportText:
+        """Return the readable report (the manager's findings, then each tracker's); it
+        does not print: a notebook cell shows it, ``print_report(manager)`` prints it."""
+        return report_text(self)
+
+    def plot(self, out_dir: str | Path) -> list[Path]:
+        """Draw the tower figure (``<name>_towers``) and one figure per embedding or flow
+        tracker into ``out_dir`` as PNG and SVG; returns the paths. See
+        :mod:`gradtracer.report.figures`."""
+        from gradtracer.report.figures import plot_report
+
+        return plot_report(self.to_report(), out_dir)
+
+    def __repr__(self) -> str:
+        return (
+            f"FlowManager(name={self.name!r}, trackers={list(self._trackers)}, step={self._step})"
+        )
