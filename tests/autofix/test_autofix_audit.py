@@ -40,10 +40,10 @@ def test_encode_decode_roundtrip(ids: list[int]) -> None:
 
 def test_writer_flushes_each_event_and_reader_reads_them(tmp_path: Path) -> None:
     log = AuditLogger(tmp_path / "a", fsync_every=2)
-    log.write({"kind": "damp", "step": 1})
+    log.write({"kind": "note", "step": 1})
     # flushed per event: another reader sees it before close
-    assert read_audit(tmp_path / "a").events == [{"kind": "damp", "step": 1}]
-    log.write({"kind": "damp", "step": 2})
+    assert read_audit(tmp_path / "a").events == [{"kind": "note", "step": 1}]
+    log.write({"kind": "note", "step": 2})
     log.close()
     log.close()  # idempotent
     assert [e["step"] for e in read_audit(tmp_path / "a" / "audit.jsonl").events] == [1, 2]
@@ -53,7 +53,7 @@ def test_writer_flushes_each_event_and_reader_reads_them(tmp_path: Path) -> None
 
 def test_torn_last_line_warns_and_keeps_everything_before(tmp_path: Path) -> None:
     path = tmp_path / "audit.jsonl"
-    good = [json.dumps({"kind": "damp", "step": i}) for i in range(3)]
+    good = [json.dumps({"kind": "note", "step": i}) for i in range(3)]
     path.write_text("\n".join(good) + '\n{"kind": "damp", "st')
     with pytest.warns(GradTracerWarning, match=r"audit.jsonl:4: torn last line"):
         log = read_audit(path)
@@ -61,19 +61,19 @@ def test_torn_last_line_warns_and_keeps_everything_before(tmp_path: Path) -> Non
     assert log.torn_tail and log.complete
 
 
-def test_corrupt_middle_line_stops_there_and_names_it(tmp_path: Path) -> None:
+def test_corrupt_middle_line_is_named_and_skipped(tmp_path: Path) -> None:
     path = tmp_path / "audit.jsonl"
-    path.write_text('{"kind": "damp", "step": 1}\nGARBAGE\n{"kind": "damp", "step": 3}\n')
+    path.write_text('{"kind": "note", "step": 1}\nGARBAGE\n{"kind": "note", "step": 3}\n')
     with pytest.warns(GradTracerWarning, match=r"audit.jsonl:2: unreadable"):
         log = read_audit(path)
-    assert [e["step"] for e in log.events] == [1]
+    assert [e["step"] for e in log.events] == [1, 3]
     assert not log.complete and "audit.jsonl:2" in (log.damage or "")
 
 
 def test_rotation_keeps_every_event_in_order(tmp_path: Path) -> None:
     log = AuditLogger(tmp_path, max_bytes=1024, backup_count=50)
     for i in range(200):
-        log.write({"kind": "damp", "step": i, "pad": "x" * 40})
+        log.write({"kind": "note", "step": i, "pad": "x" * 40})
     log.close()
     files = audit_files(tmp_path)
     assert len(files) > 3
@@ -87,7 +87,7 @@ def test_rotation_keeps_every_event_in_order(tmp_path: Path) -> None:
 def test_rotation_drops_oldest_beyond_backup_count(tmp_path: Path) -> None:
     log = AuditLogger(tmp_path, max_bytes=1024, backup_count=1)
     for i in range(100):
-        log.write({"kind": "damp", "step": i, "pad": "x" * 40})
+        log.write({"kind": "note", "step": i, "pad": "x" * 40})
     log.close()
     assert len(audit_files(tmp_path)) == 2
     steps = [e["step"] for e in read_audit(tmp_path).events]

@@ -9,27 +9,33 @@ from __future__ import annotations
 from gradtracer.audit.log import (
     AUDIT_FILENAME,
     AUDIT_FORMAT_VERSION,
+    AuditDamage,
     AuditLog,
     AuditLogger,
     audit_files,
+    check_event,
     decode_ids,
     default_audit_dir,
     encode_ids,
     iter_runs,
     read_audit,
+    split_event,
     summarize_audit,
 )
 
 __all__ = [
     "AUDIT_FILENAME",
     "AUDIT_FORMAT_VERSION",
+    "AuditDamage",
     "AuditLog",
     "AuditLogger",
     "audit_files",
+    "check_event",
     "decode_ids",
     "default_audit_dir",
     "encode_ids",
     "iter_runs",
     "read_audit",
+    "split_event",
     "summarize_audit",
 ]
