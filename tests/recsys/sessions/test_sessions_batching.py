@@ -62,8 +62,9 @@ def test_every_pair_once_targets_follow_inputs_resets_at_boundaries(lengths, bat
     sessions = [rng.integers(0, 20, size=n).tolist() for n in lengths]
     data = session_arrays(_interactions(sessions))
     pairs = _replay(data, batch_size)
-    expected = [e for s in range(data.n_sessions)
-                for e in range(data.offsets[s] + 1, data.offsets[s + 1])]
+    expected = [
+        e for s in range(data.n_sessions) for e in range(data.offsets[s] + 1, data.offsets[s + 1])
+    ]
     assert sorted(pairs) == expected  # each (event, next event) pair exactly once
     assert len(pairs) == data.n_predictions
 
@@ -94,8 +95,9 @@ def test_min_active_stops_when_too_few_sessions_remain():
 
 
 def test_session_arrays_needs_a_session_column():
-    ix = Interactions.from_raw(pl.DataFrame({"user": [1], "item": [2]}), rating_col=None,
-                               timestamp_col=None)
+    ix = Interactions.from_raw(
+        pl.DataFrame({"user": [1], "item": [2]}), rating_col=None, timestamp_col=None
+    )
     with pytest.raises(ValueError, match="no 'session' column"):
         session_arrays(ix)
 

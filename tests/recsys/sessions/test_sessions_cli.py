@@ -13,18 +13,27 @@ from gradtracer.recsys.models.session_popularity import SessionPopularity
 from gradtracer.recsys.sessions import evaluate_next_item, session_arrays
 from gradtracer.recsys.sessions.study import load_model, load_split
 
-TINY_GRU = ["--set", "layers=24", "--set", "n_sample=32", "--set", "batch_size=16",
-            "--epochs", "1"]
+TINY_GRU = ["--set", "layers=24", "--set", "n_sample=32", "--set", "batch_size=16", "--epochs", "1"]
 SYNTH = ["--n-sessions", "600", "--n-items", "120"]
 
 
 def test_run_writes_figures_results_and_aligned_ranks(tmp_path, capsys):
     out = tmp_path / "study"
-    code = main(["sessions", "run", "synthetic", "--out", str(out), *SYNTH, *TINY_GRU,
-                 "--alphas", "0,0.5,1"])
+    code = main(
+        [
+            "sessions",
+            "run",
+            "synthetic",
+            "--out",
+            str(out),
+            *SYNTH,
+            *TINY_GRU,
+            "--alphas",
+            "0,0.5,1",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
-    for name in ("popularity_loglog", "session_lengths", "metric_comparison",
-                 "markov_alpha_sweep"):
+    for name in ("popularity_loglog", "session_lengths", "metric_comparison", "markov_alpha_sweep"):
         for ext in ("png", "svg"):
             path = out / "figures" / f"{name}.{ext}"
             assert path.stat().st_size > 1000, path
@@ -49,16 +58,45 @@ def test_run_writes_figures_results_and_aligned_ranks(tmp_path, capsys):
 def test_prepare_train_evaluate_compare(tmp_path, capsys):
     split_dir, pop_dir, markov_dir = tmp_path / "split", tmp_path / "pop", tmp_path / "markov"
     assert main(["sessions", "prepare", "synthetic", "--out", str(split_dir), *SYNTH]) == 0
-    assert main(["sessions", "train", str(split_dir), "--model", "popularity",
-                 "--out", str(pop_dir)]) == 0
-    assert main(["sessions", "train", str(split_dir), "--model", "markov", "--alpha", "0.1",
-                 "--out", str(markov_dir)]) == 0
+    assert (
+        main(["sessions", "train", str(split_dir), "--model", "popularity", "--out", str(pop_dir)])
+        == 0
+    )
+    assert (
+        main(
+            [
+                "sessions",
+                "train",
+                str(split_dir),
+                "--model",
+                "markov",
+                "--alpha",
+                "0.1",
+                "--out",
+                str(markov_dir),
+            ]
+        )
+        == 0
+    )
     for model_dir in (pop_dir, markov_dir):
-        assert main(["sessions", "evaluate", str(split_dir), str(model_dir),
-                     "--out", str(model_dir / "ranks.npz")]) == 0
+        assert (
+            main(
+                [
+                    "sessions",
+                    "evaluate",
+                    str(split_dir),
+                    str(model_dir),
+                    "--out",
+                    str(model_dir / "ranks.npz"),
+                ]
+            )
+            == 0
+        )
     capsys.readouterr()
-    assert main(["sessions", "compare", str(markov_dir / "ranks.npz"),
-                 str(pop_dir / "ranks.npz")]) == 0
+    assert (
+        main(["sessions", "compare", str(markov_dir / "ranks.npz"), str(pop_dir / "ranks.npz")])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "markov (A) vs popularity (B)" in out and "wilcoxon p=" in out
     # the CLI result equals the library result on the same split
@@ -71,8 +109,21 @@ def test_prepare_train_evaluate_compare(tmp_path, capsys):
 def test_train_gru4rec_with_tracking_writes_tracker_summaries(tmp_path, capsys):
     split_dir, model_dir = tmp_path / "split", tmp_path / "gru"
     assert main(["sessions", "prepare", "synthetic", "--out", str(split_dir), *SYNTH]) == 0
-    code = main(["sessions", "train", str(split_dir), "--out", str(model_dir), *TINY_GRU,
-                 "--set", "constrained_embedding=false", "--set", "embedding=16", "--track"])
+    code = main(
+        [
+            "sessions",
+            "train",
+            str(split_dir),
+            "--out",
+            str(model_dir),
+            *TINY_GRU,
+            "--set",
+            "constrained_embedding=false",
+            "--set",
+            "embedding=16",
+            "--track",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     summaries = json.loads((model_dir / "tracking.json").read_text())
     assert set(summaries) == {"item_emb", "output_emb"}
@@ -106,16 +157,36 @@ def test_only_single_event_sessions_is_an_error_naming_the_file(tmp_path, capsys
 def test_bad_options_exit_2(tmp_path, capsys):
     split_dir = tmp_path / "split"
     assert main(["sessions", "prepare", "synthetic", "--out", str(split_dir), *SYNTH]) == 0
-    assert main(["sessions", "train", str(split_dir), "--out", str(tmp_path / "m"),
-                 "--set", "hidden=3"]) == 2
-    assert main(["sessions", "train", str(split_dir), "--out", str(tmp_path / "m"),
-                 "--model", "sknn"]) == 2
+    assert (
+        main(
+            ["sessions", "train", str(split_dir), "--out", str(tmp_path / "m"), "--set", "hidden=3"]
+        )
+        == 2
+    )
+    assert (
+        main(["sessions", "train", str(split_dir), "--out", str(tmp_path / "m"), "--model", "sknn"])
+        == 2
+    )
     assert main(["sessions", "evaluate", str(tmp_path / "nowhere"), str(tmp_path / "m")]) == 2
     assert "unknown session model 'sknn'" in capsys.readouterr().err
     # a model from another split (other item map) is refused, naming both directories
     other, pop = tmp_path / "other", tmp_path / "pop"
-    assert main(["sessions", "prepare", "synthetic", "--out", str(other), "--n-sessions", "300",
-                 "--n-items", "50"]) == 0
+    assert (
+        main(
+            [
+                "sessions",
+                "prepare",
+                "synthetic",
+                "--out",
+                str(other),
+                "--n-sessions",
+                "300",
+                "--n-items",
+                "50",
+            ]
+        )
+        == 0
+    )
     assert main(["sessions", "train", str(other), "--model", "popularity", "--out", str(pop)]) == 0
     capsys.readouterr()
     assert main(["sessions", "evaluate", str(split_dir), str(pop)]) == 2
@@ -129,8 +200,10 @@ def test_diginetica_sample_smoke(shared_data, tmp_path, capsys):
     if not path.exists():
         pytest.skip(f"{path} not found")
     split_dir, model_dir = tmp_path / "split", tmp_path / "gru"
-    assert main(["sessions", "prepare", str(path), "--fmt", "diginetica",
-                 "--out", str(split_dir)]) == 0, capsys.readouterr().err
+    assert (
+        main(["sessions", "prepare", str(path), "--fmt", "diginetica", "--out", str(split_dir)])
+        == 0
+    ), capsys.readouterr().err
     info = json.loads((split_dir / "info.json").read_text())
     # the sample has 933 single-event sessions; they are dropped and counted
     assert info["short_sessions_dropped"] == 933

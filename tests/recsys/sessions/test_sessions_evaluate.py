@@ -36,13 +36,15 @@ def test_markov_ranks_equal_the_naive_loop_over_every_position(train_arrays, tes
     assert np.array_equal(result.ranks, naive)
     # positions count from 1 inside each session
     lengths = test_arrays.lengths
-    assert np.array_equal(np.bincount(result.positions)[1:],
-                          [(lengths > p).sum() for p in range(1, lengths.max())])
+    assert np.array_equal(
+        np.bincount(result.positions)[1:], [(lengths > p).sum() for p in range(1, lengths.max())]
+    )
 
 
 def test_gru4rec_session_parallel_ranks_equal_sequential_replay(train_arrays, test_arrays):
-    cfg = GRU4RecConfig(layers=(16, 8), batch_size=16, n_sample=32, n_epochs=1,
-                        dropout_p_hidden=0.2, random_state=5)
+    cfg = GRU4RecConfig(
+        layers=(16, 8), batch_size=16, n_sample=32, n_epochs=1, dropout_p_hidden=0.2, random_state=5
+    )
     model = GRU4Rec(train_arrays.n_items, cfg)
     train_gru4rec(model, train_arrays)
     batched = evaluate_next_item(model, test_arrays, batch_size=9)
@@ -63,8 +65,9 @@ def _head(data, n):
     from gradtracer.recsys.sessions.batching import SessionArrays
 
     end = data.offsets[n]
-    return SessionArrays(data.items[:end], data.offsets[: n + 1], np.arange(n), data.session_ids[:n],
-                         data.n_items)
+    return SessionArrays(
+        data.items[:end], data.offsets[: n + 1], np.arange(n), data.session_ids[:n], data.n_items
+    )
 
 
 def test_ties_are_conservative(train_arrays, test_arrays):
@@ -75,8 +78,9 @@ def test_ties_are_conservative(train_arrays, test_arrays):
 
 
 def test_metric_values_follow_from_the_ranks(train_arrays, test_arrays):
-    result = evaluate_next_item(SessionPopularity(train_arrays.n_items).fit(train_arrays),
-                                test_arrays, ks=(5, 20))
+    result = evaluate_next_item(
+        SessionPopularity(train_arrays.n_items).fit(train_arrays), test_arrays, ks=(5, 20)
+    )
     r = result.ranks.astype(float)
     assert np.isclose(result.mean["recall@5"], np.mean(r <= 5))
     assert np.isclose(result.mean["mrr@20"], np.mean(np.where(r <= 20, 1 / r, 0)))

@@ -24,7 +24,9 @@ SMALL = dict(layers=(32,), batch_size=32, n_sample=64, n_epochs=2, random_state=
 
 @pytest.fixture(scope="module")
 def popularity_result(train_arrays, test_arrays):
-    return evaluate_next_item(SessionPopularity(train_arrays.n_items).fit(train_arrays), test_arrays)
+    return evaluate_next_item(
+        SessionPopularity(train_arrays.n_items).fit(train_arrays), test_arrays
+    )
 
 
 def test_markov_beats_popularity(train_arrays, test_arrays, popularity_result):
@@ -48,8 +50,12 @@ def test_gru4rec_beats_popularity_after_short_training(
 
 @pytest.mark.parametrize(
     "changes",
-    [dict(constrained_embedding=False, embedding=16), dict(constrained_embedding=False),
-     dict(sparse=False, momentum=0.3), dict(n_sample=0, layers=(24, 16))],
+    [
+        dict(constrained_embedding=False, embedding_dim=16),
+        dict(constrained_embedding=False),
+        dict(sparse=False, momentum=0.3),
+        dict(n_sample=0, layers=(24, 16)),
+    ],
     ids=["separate-embedding", "one-hot-input", "dense-grads-momentum", "in-batch-only-2-layers"],
 )
 def test_gru4rec_variants_train_and_score(changes, train_arrays, test_arrays):
@@ -120,7 +126,9 @@ def test_adagrad_momentum_sparse_and_dense_updates_agree_on_touched_rows():
     sparse = torch.nn.Embedding(6, 3, sparse=True)
     sparse.weight.data.copy_(dense.weight.data)
     idx = torch.tensor([1, 4, 4])
-    opts = [AdagradMomentum(m.parameters(), lr=0.1, momentum=0.5) for m in (dense, sparse)]
+    opts = [
+        AdagradMomentum(m.parameters(), learning_rate=0.1, momentum=0.5) for m in (dense, sparse)
+    ]
     for _ in range(3):
         for m, opt in zip((dense, sparse), opts, strict=True):
             opt.zero_grad()
@@ -171,8 +179,15 @@ def test_config_rejects_bad_values():
 
 def test_training_is_reproducible_from_random_state(train_arrays):
     def weights(seed: int) -> torch.Tensor:
-        cfg = GRU4RecConfig(**{**SMALL, "n_epochs": 1, "random_state": seed,
-                               "dropout_p_hidden": 0.3, "dropout_p_embed": 0.2})
+        cfg = GRU4RecConfig(
+            **{
+                **SMALL,
+                "n_epochs": 1,
+                "random_state": seed,
+                "dropout_p_hidden": 0.3,
+                "dropout_p_embed": 0.2,
+            }
+        )
         model = GRU4Rec(train_arrays.n_items, cfg)
         train_gru4rec(model, train_arrays)
         return model.output_emb.weight.detach().clone()

@@ -33,6 +33,9 @@ BUILTIN_MODULES: list[str] = [
     "gradtracer.recsys.models.mf",
     "gradtracer.recsys.models.svd",
     "gradtracer.recsys.models.als",
+    "gradtracer.recsys.models.session_popularity",
+    "gradtracer.recsys.models.markov",
+    "gradtracer.recsys.models.gru4rec",
 ]
 
 _REGISTRY: dict[str, type] = {}

@@ -1,46 +1,53 @@
-"""Session baselines that need no training loop: item popularity.
+"""Session baseline that needs no training loop: item popularity.
 
-Every next-item model in :mod:`gradtracer.recsys.sessions` follows one small interface
-(:class:`NextItemModel`): ``init_state(batch_size)`` and ``advance(state, batch)``, which
-applies the batch's slot changes, consumes ``batch.inputs`` and returns ``(B, n_items)``
-scores for the next item together with the new state. Stateless models ignore the state.
+>>> from gradtracer.recsys.models.session_popularity import SessionPopularity
+>>> from gradtracer.recsys.models.next_item import prefix_arrays
+>>> train = prefix_arrays([[0, 1, 1], [1, 2]], n_items=3)  # sessions 0,1,1,0 and 1,2,0
+>>> model = SessionPopularity(3).fit(train)
+>>> model.recommend([[2]], k=2).tolist()
+[[0, 1]]
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
 
+from gradtracer.recsys.models.next_item import (
+    NextItemModel,
+    NextItemRecommender,
+    NextItemScorer,
+    TrainingHooks,
+    check_item_space,
+    item_counts,
+)
+from gradtracer.recsys.models.registry import register_model
 from gradtracer.recsys.sessions.batching import SessionArrays, SessionBatch
 
-__all__ = ["NextItemModel", "SessionPopularity", "item_counts"]
+__all__ = ["NextItemModel", "PopularityScorer", "SessionPopularity", "item_counts"]
 
 
-@runtime_checkable
-class NextItemModel(Protocol):
-    """What next-item evaluation needs from a session model."""
+class PopularityScorer:
+    """Scores every item by a fixed vector, whatever the session did so far (stateless)."""
 
-    n_items: int
+    def __init__(self, scores: np.ndarray) -> None:
+        self.n_items = int(scores.shape[0])
+        self._scores = torch.from_numpy(np.ascontiguousarray(scores, dtype=np.float32))
 
-    def init_state(self, batch_size: int) -> Any:
-        """Return the recurrent state for ``batch_size`` slots (``None`` when stateless)."""
-        ...
+    def init_state(self, batch_size: int) -> None:
+        """Stateless: ``None``."""
+        return None
 
-    def advance(self, state: Any, batch: SessionBatch) -> tuple[torch.Tensor, Any]:
-        """Return ``(scores (B, n_items) float, new_state)`` after feeding ``batch.inputs``."""
-        ...
-
-
-def item_counts(data: SessionArrays) -> np.ndarray:
-    """Return ``(n_items,)`` float64 event counts per item in ``data``."""
-    return np.bincount(data.items, minlength=data.n_items).astype(np.float64)
+    def advance(self, state: None, batch: SessionBatch) -> tuple[torch.Tensor, None]:
+        """Return the fixed scores for every row of ``batch``."""
+        return self._scores.expand(batch.size, self.n_items), None
 
 
-class SessionPopularity:
+@register_model("session_popularity")
+class SessionPopularity(NextItemRecommender):
     """Scores every item by its training event count, whatever the session did so far.
 
     Args:
@@ -48,16 +55,17 @@ class SessionPopularity:
     """
 
     name = "popularity"
+    legacy_arrays_file = "counts.npz"
 
     def __init__(self, n_items: int) -> None:
-        if n_items < 1:
-            raise ValueError(f"n_items must be >= 1, got {n_items}")
+        if isinstance(n_items, bool) or not isinstance(n_items, int) or n_items < 1:
+            raise ValueError(f"n_items must be a positive int, got {n_items!r}")
         self.n_items = int(n_items)
         self.counts = np.zeros(self.n_items, dtype=np.float64)
 
-    def fit(self, train: SessionArrays) -> SessionPopularity:
-        """Count events per item in ``train``; returns ``self``."""
-        _check_space(train, self.n_items)
+    def fit(self, train: SessionArrays, *, hooks: TrainingHooks | None = None) -> SessionPopularity:
+        """Count events per item in ``train``; returns ``self`` (``hooks`` are not called)."""
+        check_item_space(train, self.n_items)
         self.counts = item_counts(train)
         return self
 
@@ -65,47 +73,24 @@ class SessionPopularity:
         """Return the ``k`` most frequent item indices, most frequent first (ties by index)."""
         return np.lexsort((np.arange(self.n_items), -self.counts))[:k]
 
-    def init_state(self, batch_size: int) -> None:
-        return None
-
-    def advance(self, state: None, batch: SessionBatch) -> tuple[torch.Tensor, None]:
-        scores = torch.from_numpy(self.counts.astype(np.float32))
-        return scores.expand(batch.size, self.n_items), None
+    def scorer(self) -> NextItemScorer:
+        """A :class:`PopularityScorer` of the training counts."""
+        return PopularityScorer(self.counts)
 
     # --- persistence ---------------------------------------------------------------
-    def save(self, directory: str | Path) -> Path:
-        """Write ``model.json`` and ``counts.npz`` into ``directory``."""
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        (d / "model.json").write_text(json.dumps({"model": self.name, "n_items": self.n_items}))
-        np.savez(d / "counts.npz", counts=self.counts)
-        return d
+    def _meta(self) -> dict[str, Any]:
+        return {"n_items": self.n_items}
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        return {"counts": self.counts}
 
     @classmethod
-    def load(cls, directory: str | Path) -> SessionPopularity:
-        """Read a model written by :meth:`save`."""
-        d = Path(directory)
-        meta = _read_meta(d, cls.name)
-        model = cls(meta["n_items"])
-        with np.load(d / "counts.npz", allow_pickle=False) as z:
-            model.counts = z["counts"].astype(np.float64)
+    def _from_artifact(
+        cls, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray], **kwargs: Any
+    ) -> SessionPopularity:
+        model = cls(int(meta["n_items"]))
+        counts = np.asarray(arrays["counts"], dtype=np.float64)
+        if counts.shape != (model.n_items,):
+            raise ValueError(f"counts has shape {counts.shape}, expected ({model.n_items},)")
+        model.counts = counts
         return model
-
-
-def _check_space(data: SessionArrays, n_items: int) -> None:
-    if data.n_items != n_items:
-        raise ValueError(
-            f"session data has an item space of {data.n_items} items, model has {n_items}"
-        )
-    if data.n_events == 0:
-        raise ValueError("cannot fit on empty session data (0 events)")
-
-
-def _read_meta(d: Path, expected: str) -> dict[str, Any]:
-    path = d / "model.json"
-    if not path.exists():
-        raise FileNotFoundError(f"{d}: no model.json (not a saved session model)")
-    meta = json.loads(path.read_text())
-    if meta.get("model") != expected:
-        raise ValueError(f"{path}: holds a {meta.get('model')!r} model, expected {expected!r}")
-    return meta

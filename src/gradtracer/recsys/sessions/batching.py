@@ -179,4 +179,3 @@ def iterate_session_parallel(
             keep = None
         if len(pos) == 0:
             return
-

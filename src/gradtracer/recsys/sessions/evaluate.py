@@ -22,7 +22,7 @@ import torch
 from gradtracer.recsys.sessions.batching import SessionArrays, iterate_session_parallel
 
 if TYPE_CHECKING:
-    from gradtracer.recsys.models.session_popularity import NextItemModel
+    from gradtracer.recsys.models.next_item import NextItemRecommender, NextItemScorer
 
 __all__ = ["DEFAULT_KS", "NextItemResult", "compare_next_item", "evaluate_next_item"]
 
@@ -56,8 +56,9 @@ class NextItemResult:
     mean: dict[str, float] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.mean = {k: float(v.mean()) if len(v) else float("nan")
-                     for k, v in self.per_position.items()}
+        self.mean = {
+            k: float(v.mean()) if len(v) else float("nan") for k, v in self.per_position.items()
+        }
 
     @property
     def n_predictions(self) -> int:
@@ -66,7 +67,9 @@ class NextItemResult:
     def to_dict(self, *, per_position: bool = False) -> dict[str, Any]:
         """JSON-ready dict (means; per-prediction arrays as lists when asked)."""
         out: dict[str, Any] = {
-            "model": self.model, "n_predictions": self.n_predictions, "ks": list(self.ks),
+            "model": self.model,
+            "n_predictions": self.n_predictions,
+            "ks": list(self.ks),
             "mean": dict(sorted(self.mean.items())),
         }
         if per_position:
@@ -74,21 +77,51 @@ class NextItemResult:
             out["target_events"] = self.target_events.tolist()
         return out
 
-    def save(self, path: str | Path) -> None:
-        """Write ``ranks``, ``target_events`` and ``positions`` as an ``.npz`` file."""
-        np.savez(path, ranks=self.ranks, target_events=self.target_events,
-                 positions=self.positions, ks=np.asarray(self.ks), model=np.asarray(self.model))
+    def save(self, path: str | Path) -> Path:
+        """Write ``ranks``, ``target_events`` and ``positions`` as an ``.npz`` file (atomically).
+
+        ``.npz`` is appended when ``path`` has another suffix, as ``np.savez`` does.
+        Returns the path written.
+        """
+        from gradtracer.durable import atomic_savez
+
+        p = Path(path)
+        if p.suffix != ".npz":
+            p = p.with_name(p.name + ".npz")
+        return atomic_savez(
+            p,
+            ranks=self.ranks,
+            target_events=self.target_events,
+            positions=self.positions,
+            ks=np.asarray(self.ks),
+            model=np.asarray(self.model),
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> NextItemResult:
-        """Read a result written by :meth:`save` (metrics are recomputed from the ranks)."""
-        from gradtracer.recsys.metrics.ranks import metrics_from_ranks
+        """Read a result written by :meth:`save` (metrics are recomputed from the ranks).
 
-        with np.load(path, allow_pickle=False) as z:
-            ks = tuple(int(k) for k in z["ks"])
-            ranks = z["ranks"]
-            return cls(str(z["model"]), ranks, z["target_events"], z["positions"],
-                       _keep(metrics_from_ranks(ranks, ks)), ks)
+        Raises:
+            FileNotFoundError: no such file.
+            ValueError: not a result file (names the file and the missing arrays).
+        """
+        from gradtracer.recsys.metrics.ranks import metrics_from_ranks
+        from gradtracer.recsys.models.artifact import load_arrays
+
+        p = Path(path)
+        if not p.is_file():
+            raise FileNotFoundError(f"{p}: no such result file (write it with evaluate --out)")
+        z = load_arrays(p, required=("ranks", "target_events", "positions", "ks", "model"))
+        ks = tuple(int(k) for k in z["ks"])
+        ranks = z["ranks"]
+        return cls(
+            str(z["model"]),
+            ranks,
+            z["target_events"],
+            z["positions"],
+            _keep(metrics_from_ranks(ranks, ks)),
+            ks,
+        )
 
 
 def _keep(metrics: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -96,7 +129,7 @@ def _keep(metrics: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def evaluate_next_item(
-    model: NextItemModel,
+    model: NextItemScorer | NextItemRecommender,
     test: SessionArrays,
     *,
     ks: Sequence[int] = DEFAULT_KS,
@@ -106,25 +139,30 @@ def evaluate_next_item(
     """Return :class:`NextItemResult` of ``model`` on every next-item prediction in ``test``.
 
     Args:
-        model: anything with ``init_state(B)`` / ``advance(state, batch)`` (popularity,
-            Markov chain, GRU4Rec).
+        model: a next-item model (its :meth:`scorer` is evaluated) or a scorer, anything
+            with ``n_items``, ``init_state(B)`` and ``advance(state, batch)``.
         test: test sessions in the model's item space (unseen items already filtered).
-        ks: cut-offs (default 5, 10, 20).
+        ks: cut-offs, ints in ``[1, n_items]`` (default 5, 10, 20).
         batch_size: sessions scored in parallel (memory ``batch_size * n_items`` floats).
         name: model name in the result (default: the model's ``name`` attribute).
 
     Scores stay on the device the model returns them on (GRU4Rec: its parameters' device).
+
+    Raises:
+        ValueError: another item space, no predictions, a cut-off outside the catalog, or
+            NaN scores (they would drop out of the ranking and inflate every metric).
     """
     from gradtracer.recsys.metrics.ranks import metrics_from_ranks, target_ranks
 
-    if test.n_items != model.n_items:
+    scorer: NextItemScorer = model.scorer() if hasattr(model, "scorer") else model
+    label = str(name or getattr(model, "name", type(model).__name__))
+    if test.n_items != scorer.n_items:
         raise ValueError(
-            f"test sessions use an item space of {test.n_items} items, model has {model.n_items}"
+            f"test sessions use an item space of {test.n_items} items, model has {scorer.n_items}"
         )
     if test.n_predictions == 0:
         raise ValueError("test split has no session with two or more events (0 predictions)")
-    if hasattr(model, "eval"):
-        model.eval()
+    ks = _check_ks(ks, scorer.n_items)
     ranks, events = [], []
     state = model.init_state(min(batch_size, test.n_sessions))
     with torch.no_grad():
@@ -139,15 +177,28 @@ def evaluate_next_item(
     rank_arr, event_arr = rank_arr[order], event_arr[order]
     session_of = np.searchsorted(test.offsets, event_arr, side="right") - 1
     positions = event_arr - test.offsets[session_of]
-    ks = tuple(int(k) for k in ks)
     return NextItemResult(
-        model=name or getattr(model, "name", type(model).__name__),
+        model=label,
         ranks=rank_arr,
         target_events=event_arr,
         positions=positions,
         per_position=_keep(metrics_from_ranks(rank_arr, ks)),
         ks=ks,
     )
+
+
+def _check_ks(ks: Sequence[int], n_items: int) -> tuple[int, ...]:
+    """Return the cut-offs as ints; ``ValueError`` naming one outside ``[1, n_items]``."""
+    out = []
+    for k in ks:
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= n_items:
+            raise ValueError(
+                f"cut-off K={k!r} must be an int in [1, {n_items}] (the catalog has {n_items} items)"
+            )
+        out.append(int(k))
+    if not out:
+        raise ValueError("ks is empty; give at least one cut-off")
+    return tuple(out)
 
 
 def compare_next_item(
@@ -172,9 +223,12 @@ def compare_next_item(
         t = stats.paired_ttest(x, y)
         w = stats.wilcoxon(x, y)
         out[key] = {
-            "mean_a": float(x.mean()), "mean_b": float(y.mean()),
+            "mean_a": float(x.mean()),
+            "mean_b": float(y.mean()),
             "diff": float(x.mean() - y.mean()),
-            "ttest_p": float(t.p_value), "wilcoxon_p": float(w.p_value),
-            "ttest_verdict": t.verdict, "effect_size": float(t.effect_size),
+            "ttest_p": float(t.p_value),
+            "wilcoxon_p": float(w.p_value),
+            "ttest_verdict": t.verdict,
+            "effect_size": float(t.effect_size),
         }
     return out

@@ -46,8 +46,12 @@ def plot_session_lengths(lengths: Mapping[str, np.ndarray], out_dir: str | Path)
     top = max((int(v.max()) for v in lengths.values() if len(v)), default=2)
     bins = np.arange(1.5, min(top, 60) + 1.5)
     for name, values in lengths.items():
-        ax.hist(np.minimum(values, bins[-1] - 0.5), bins=bins, alpha=0.6,
-                label=f"{name} (mean {np.mean(values):.2f})")
+        ax.hist(
+            np.minimum(values, bins[-1] - 0.5),
+            bins=bins,
+            alpha=0.6,
+            label=f"{name} (mean {np.mean(values):.2f})",
+        )
     ax.set_xlabel("events per session")
     ax.set_ylabel("sessions")
     ax.set_yscale("log")
@@ -79,7 +83,10 @@ def plot_metric_comparison(
 
 
 def plot_alpha_sweep(
-    alphas: Sequence[float], recall: Sequence[float], mrr: Sequence[float], k: int,
+    alphas: Sequence[float],
+    recall: Sequence[float],
+    mrr: Sequence[float],
+    k: int,
     out_dir: str | Path,
 ) -> list[Path]:
     """Recall@k and MRR@k of the Markov chain against the popularity weight alpha."""

@@ -2,9 +2,10 @@
 
 Outputs of :func:`run_study` in ``out_dir``::
 
+    .complete / .incomplete        completeness marker (incomplete while the run works)
     split/train/, split/test/      Interactions (parquet + json id maps)
     split/info.json                what the split removed and kept
-    models/<name>/                 each model (json + npz, no pickle)
+    models/<name>/                 each model (model.json + arrays.npz, no pickle)
     results/<name>.npz             per-prediction ranks (aligned across models)
     results.json                   means, paired tests, alpha sweep, throughput
     figures/*.png, figures/*.svg   popularity log-log, session lengths, metric
@@ -15,32 +16,48 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from gradtracer.durable import (
+    atomic_write_json,
+    mark_complete,
+    mark_incomplete,
+    require_complete,
+)
 from gradtracer.recsys.data.interactions import Interactions
-from gradtracer.recsys.sessions.batching import session_arrays
+from gradtracer.recsys.models.next_item import (
+    NextItemRecommender,
+    TrainingHooks,
+    next_item_models,
+)
+from gradtracer.recsys.sessions.batching import SessionArrays, session_arrays
 from gradtracer.recsys.sessions.evaluate import (
     DEFAULT_KS,
     NextItemResult,
     compare_next_item,
     evaluate_next_item,
 )
-from gradtracer.recsys.sessions.split import SessionSplit, split_sessions
+from gradtracer.recsys.sessions.split import SessionSplit, split_pair, split_sessions
 
 __all__ = [
     "MODEL_NAMES",
-    "attach_embedding_trackers",
+    "STUDY_OUTPUTS",
     "SessionStudyConfig",
     "StudyResult",
+    "attach_embedding_trackers",
     "load_model",
     "load_session_data",
     "load_split",
+    "load_study_results",
+    "make_model",
+    "model_options",
     "run_study",
     "save_split",
     "train_model",
@@ -54,7 +71,11 @@ SYNTHETIC = "synthetic"
 
 
 def load_session_data(
-    source: str, *, fmt: str = "tsv", n_sessions: int = 5000, n_items: int = 1000,
+    source: str,
+    *,
+    fmt: str = "tsv",
+    n_sessions: int = 5000,
+    n_items: int = 1000,
     random_state: int = 0,
 ) -> Interactions:
     """Return session data from a file (``load_sessions(source, fmt)``) or ``"synthetic"``.
@@ -75,22 +96,38 @@ def load_session_data(
 
 
 def save_split(split: SessionSplit, directory: str | Path) -> Path:
-    """Write ``train/``, ``test/`` and ``info.json`` into ``directory``."""
-    d = Path(directory)
+    """Write ``train/``, ``test/`` and ``info.json`` into ``directory``.
+
+    The directory is marked incomplete until the last file is written, so a split left
+    by an interrupted write is refused by :func:`load_split`.
+    """
+    d = mark_incomplete(directory)
     split.train.save(d / "train")
     split.test.save(d / "test")
-    (d / "info.json").write_text(json.dumps(split.info, indent=2, sort_keys=True, default=str))
-    return d
+    atomic_write_json(d / "info.json", split.info, default=_json_default)
+    return mark_complete(d)
 
 
 def load_split(directory: str | Path) -> SessionSplit:
-    """Read a split written by :func:`save_split` (train and test share one id map)."""
+    """Read a split written by :func:`save_split` (train and test share one id map).
+
+    Raises:
+        NotADirectoryError: ``directory`` is a file (a session file instead of a split).
+        FileNotFoundError: ``train/`` or ``test/`` is missing.
+        IncompleteOutputError: the split's last write did not finish.
+    """
     d = Path(directory)
+    if d.is_file():
+        raise NotADirectoryError(
+            f"{d}: is a file; expected a split directory written by `gradtracer sessions "
+            f"prepare` (run `gradtracer sessions prepare {d} --out SPLIT_DIR` first)"
+        )
     for part in ("train", "test"):
         if not (d / part / "interactions.parquet").exists():
             raise FileNotFoundError(
                 f"{d / part}: missing; create the split with `gradtracer sessions prepare`"
             )
+    require_complete(d)
     train = Interactions.load(d / "train")
     test = Interactions.load(d / "test")
     test = Interactions(test.frame, train.user_ids, train.item_ids, test.source)
@@ -98,57 +135,79 @@ def load_split(directory: str | Path) -> SessionSplit:
     return SessionSplit(train, test, info)
 
 
+def model_options(name: str, *, alpha: float = 0.0, gru4rec: Any = None) -> dict[str, Any]:
+    """Constructor options of the built-in model ``name`` from the study's settings.
+
+    ``markov`` takes ``alpha``, ``gru4rec`` takes ``config`` (``None`` = defaults); other
+    models take none.
+    """
+    table: dict[str, dict[str, Any]] = {"markov": {"alpha": alpha}, "gru4rec": {"config": gru4rec}}
+    return dict(table.get(name, {}))
+
+
+def make_model(name: str, n_items: int, **options: Any) -> NextItemRecommender:
+    """Return an unfitted next-item model ``name`` (a registered short name) over ``n_items``.
+
+    Raises:
+        ValueError: an unknown name (listing the registered ones).
+    """
+    models = next_item_models()
+    if name not in models:
+        raise ValueError(f"unknown session model {name!r}; choose from {sorted(models)}")
+    return models[name].create(n_items, **options)
+
+
 def train_model(
     name: str,
-    train: Interactions,
+    train: Interactions | SessionArrays,
     *,
     alpha: float = 0.0,
     gru4rec: Any = None,
+    options: dict[str, Any] | None = None,
+    hooks: TrainingHooks | None = None,
     on_backward: Callable[[float], None] | None = None,
     progress: bool | None = False,
-) -> tuple[Any, dict[str, Any]]:
-    """Fit model ``name`` (``popularity``, ``markov``, ``gru4rec``) on ``train``.
+) -> tuple[NextItemRecommender, dict[str, Any]]:
+    """Fit model ``name`` (``popularity``, ``markov``, ``gru4rec`` or any registered one).
 
-    Returns ``(model, log)`` where ``log`` has the training seconds and, for GRU4Rec,
-    the per-epoch loss and events per second.
+    Args:
+        train: training sessions (``Interactions`` with a session column, or arrays).
+        alpha, gru4rec: the built-in models' settings (see :func:`model_options`).
+        options: constructor options; replaces ``alpha`` / ``gru4rec`` when given.
+        hooks: training callbacks; ``on_backward`` / ``progress`` fill them when absent.
+
+    Returns ``(model, log)`` where ``log`` has the training seconds and what the model's
+    ``training_log()`` reports (GRU4Rec: per-epoch loss, events per second).
     """
-    from gradtracer.recsys.models.gru4rec import GRU4Rec, GRU4RecConfig, train_gru4rec
-    from gradtracer.recsys.models.markov import MarkovChain
-    from gradtracer.recsys.models.session_popularity import SessionPopularity
-
-    data = session_arrays(train)
+    data = train if isinstance(train, SessionArrays) else session_arrays(train)
+    opts = model_options(name, alpha=alpha, gru4rec=gru4rec) if options is None else options
+    model = make_model(name, data.n_items, **opts)
+    if hooks is None:
+        hooks = TrainingHooks(on_backward=on_backward, progress=progress)
     t0 = time.perf_counter()
-    log: dict[str, Any] = {}
-    if name == "popularity":
-        model: Any = SessionPopularity(data.n_items).fit(data)
-    elif name == "markov":
-        model = MarkovChain(data.n_items, alpha).fit(data)
-    elif name == "gru4rec":
-        model = GRU4Rec(data.n_items, gru4rec or GRU4RecConfig())
-        tl = train_gru4rec(model, data, on_backward=on_backward, progress=progress)
-        log.update(epoch_loss=tl.epoch_loss, events_per_second=tl.events_per_second,
-                   steps_per_epoch=tl.steps)
-    else:
-        raise ValueError(f"unknown session model {name!r}; choose from {MODEL_NAMES}")
-    log["train_seconds"] = time.perf_counter() - t0
+    model.fit(data, hooks=hooks)
+    log = {**model.training_log(), "train_seconds": time.perf_counter() - t0}
     return model, log
 
 
-def load_model(directory: str | Path) -> Any:
-    """Read any session model saved by its ``save`` method (``model.json`` names the kind)."""
-    from gradtracer.recsys.models.gru4rec import GRU4Rec
-    from gradtracer.recsys.models.markov import MarkovChain
-    from gradtracer.recsys.models.session_popularity import SessionPopularity
+def load_model(directory: str | Path) -> NextItemRecommender:
+    """Read any next-item model saved by its ``save`` method (``model.json`` names the kind).
 
-    d = Path(directory)
-    path = d / "model.json"
-    if not path.exists():
-        raise FileNotFoundError(f"{d}: no model.json (not a saved session model)")
-    kind = json.loads(path.read_text()).get("model")
-    classes = {"popularity": SessionPopularity, "markov": MarkovChain, "gru4rec": GRU4Rec}
-    if kind not in classes:
-        raise ValueError(f"{path}: unknown model kind {kind!r}; expected one of {sorted(classes)}")
-    return classes[kind].load(d)
+    Raises:
+        FileNotFoundError: no saved model in ``directory``.
+        ValueError: the directory holds a model that is not a next-item model, or
+            unreadable files (named).
+    """
+    from gradtracer.recsys.models import registry
+
+    next_item_models()  # registers the built-in session models
+    model = registry.load_model(directory)
+    if not isinstance(model, NextItemRecommender):
+        raise ValueError(
+            f"{Path(directory)}: holds a {getattr(model, 'kind', type(model).__name__)!r} "
+            f"model, not a session model (one of {sorted(next_item_models())})"
+        )
+    return model
 
 
 @dataclass
@@ -156,18 +215,23 @@ class SessionStudyConfig:
     """What :func:`run_study` does; the CLI fills the same fields."""
 
     source: str = SYNTHETIC  # session file, or "synthetic"
+    test_source: str | None = None  # held-out test file of a pre-split data set (no re-split)
     fmt: str = "tsv"  # tsv | yoochoose | diginetica | retailrocket
     n_sessions: int = 5000  # synthetic only
     n_items: int = 1000  # synthetic only
     test_fraction: float = 0.2  # latest sessions by start time held out
     min_item_support: int = 1  # drop items with fewer events before splitting
     ks: tuple[int, ...] = DEFAULT_KS  # cut-offs of Recall/MRR/NDCG
-    markov_alpha: float = 0.0  # popularity weight of the reported Markov model
+    markov_alpha: float = (
+        0.0  # popularity weight of the reported Markov model (options of "markov")
+    )
     alphas: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)  # Markov sweep
     models: tuple[str, ...] = MODEL_NAMES  # which models to train
-    gru4rec: Any = None  # GRU4RecConfig; None = defaults
-    track: bool = False  # attach EmbeddingTrackers to GRU4Rec's embedding tables
+    gru4rec: Any = None  # GRU4RecConfig; None = defaults (options of "gru4rec")
+    track: bool = False  # attach EmbeddingTrackers to models with embedding tables
     random_state: int = 0  # synthetic data seed
+    model_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> options
+    on_epoch: Callable[[Any], None] | None = None  # called after every training epoch
 
 
 @dataclass
@@ -204,16 +268,24 @@ class StudyResult:
 
 
 def attach_embedding_trackers(model: Any) -> tuple[dict[str, Any], Callable[[float], None]]:
-    """Attach an ``EmbeddingTracker`` to each of GRU4Rec's embedding tables.
+    """Attach an ``EmbeddingTracker`` to each of a model's embedding tables.
 
-    Returns ``(trackers by table name, on_backward)``; pass ``on_backward`` to
-    :func:`~gradtracer.recsys.models.gru4rec.train_gru4rec` and ``detach()`` the trackers after.
+    Returns ``(trackers by table name, on_backward)``; pass ``on_backward`` in the model's
+    training hooks and ``detach()`` the trackers after.
+
+    Raises:
+        ValueError: the model has no embedding tables (popularity, Markov chain).
     """
     from gradtracer.embedding.tracker import EmbeddingTracker
 
+    layers = model.embedding_layers()
+    name = getattr(model, "name", type(model).__name__)
+    if not layers:
+        raise ValueError(
+            f"tracking needs embedding tables; the {name} model has none (use gru4rec)"
+        )
     trackers = {
-        name: EmbeddingTracker(layer, name=f"gru4rec.{name}")
-        for name, layer in model.embedding_layers().items()
+        table: EmbeddingTracker(layer, name=f"{name}.{table}") for table, layer in layers.items()
     }
 
     def on_backward(loss: float) -> None:
@@ -223,41 +295,76 @@ def attach_embedding_trackers(model: Any) -> tuple[dict[str, Any], Callable[[flo
     return trackers, on_backward
 
 
+#: What :func:`run_study` writes into its output directory (removed first when rerun).
+STUDY_OUTPUTS: tuple[str, ...] = ("split", "models", "results", "figures", "results.json")
+
+
+def _clear_previous_run(out: Path) -> None:
+    """Remove the outputs of an earlier run in ``out`` (only the names run_study writes)."""
+    for name in STUDY_OUTPUTS:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
 def run_study(config: SessionStudyConfig, out_dir: str | Path) -> StudyResult:
-    """Run the whole session study described by ``config``; write everything to ``out_dir``."""
-    from gradtracer.recsys.models.gru4rec import GRU4Rec, GRU4RecConfig, train_gru4rec
+    """Run the whole session study described by ``config``; write everything to ``out_dir``.
+
+    ``out_dir`` is marked incomplete while the study runs, and the outputs of an earlier
+    run there (``split/``, ``models/``, ``results/``, ``figures/``, ``results.json``) are
+    removed first, so an interrupted run never leaves old and new models side by side
+    unmarked; :func:`load_study_results` refuses an incomplete directory.
+    """
     from gradtracer.recsys.models.markov import MarkovChain
     from gradtracer.recsys.sessions import figures
 
     out = Path(out_dir)
-    unknown = sorted(set(config.models) - set(MODEL_NAMES))
+    available = next_item_models()
+    unknown = sorted(set(config.models) - set(available))
     if unknown:
-        raise ValueError(f"unknown model(s) {unknown}; choose from {MODEL_NAMES}")
-    ix = load_session_data(config.source, fmt=config.fmt, n_sessions=config.n_sessions,
-                           n_items=config.n_items, random_state=config.random_state)
-    split = split_sessions(ix, config.test_fraction, min_item_support=config.min_item_support)
-    save_split(split, out / "split")
+        raise ValueError(f"unknown model(s) {unknown}; choose from {sorted(available)}")
+    _check_cutoffs(config.ks)
+    ix = load_session_data(
+        config.source,
+        fmt=config.fmt,
+        n_sessions=config.n_sessions,
+        n_items=config.n_items,
+        random_state=config.random_state,
+    )
+    if config.test_source is not None:
+        held = load_session_data(config.test_source, fmt=config.fmt)
+        split = split_pair(ix, held, min_item_support=config.min_item_support)
+    else:
+        split = split_sessions(ix, config.test_fraction, min_item_support=config.min_item_support)
     train, test = session_arrays(split.train), session_arrays(split.test)
+    if max(config.ks) > train.n_items:
+        raise ValueError(
+            f"cut-off K={max(config.ks)} exceeds the catalog of {train.n_items} training items"
+        )
+    mark_incomplete(out)
+    _clear_previous_run(out)
+    save_split(split, out / "split")
 
     results: dict[str, NextItemResult] = {}
     logs: dict[str, dict[str, Any]] = {}
     trackers: dict[str, Any] = {}
     for name in config.models:
-        if name == "gru4rec":
-            model: Any = GRU4Rec(train.n_items, config.gru4rec or GRU4RecConfig())
-            hook = None
-            if config.track:
-                trackers, hook = attach_embedding_trackers(model)
-            t0 = time.perf_counter()
-            tl = train_gru4rec(model, train, on_backward=hook)
-            logs[name] = {"epoch_loss": tl.epoch_loss, "events_per_second": tl.events_per_second,
-                          "train_seconds": time.perf_counter() - t0}
-        else:
-            model, logs[name] = train_model(name, split.train, alpha=config.markov_alpha)
+        options = config.model_options.get(name) or model_options(
+            name, alpha=config.markov_alpha, gru4rec=config.gru4rec
+        )
+        model = make_model(name, train.n_items, **options)
+        hooks = TrainingHooks(on_epoch=config.on_epoch)
+        if config.track and model.embedding_layers():
+            trackers, on_backward = attach_embedding_trackers(model)
+            hooks = TrainingHooks(on_backward=on_backward, on_epoch=config.on_epoch)
+        t0 = time.perf_counter()
+        model.fit(train, hooks=hooks)
+        logs[name] = {**model.training_log(), "train_seconds": time.perf_counter() - t0}
         model.save(out / "models" / name)
         results[name] = evaluate_next_item(model, test, ks=config.ks, name=name)
-        (out / "results").mkdir(parents=True, exist_ok=True)
-        results[name].save(str(out / "results" / f"{name}.npz"))
+        results[name].save(out / "results" / f"{name}.npz")
 
     comparisons: dict[str, Any] = {}
     names = list(results)
@@ -279,20 +386,58 @@ def run_study(config: SessionStudyConfig, out_dir: str | Path) -> StudyResult:
     fig_dir = out / "figures"
     paths = figures.plot_popularity(np.bincount(train.items, minlength=train.n_items), fig_dir)
     paths += figures.plot_session_lengths({"train": train.lengths, "test": test.lengths}, fig_dir)
-    paths += figures.plot_metric_comparison({n: r.mean for n, r in results.items()},
-                                            config.ks, fig_dir)
+    paths += figures.plot_metric_comparison(
+        {n: r.mean for n, r in results.items()}, config.ks, fig_dir
+    )
     if len(config.alphas):
-        paths += figures.plot_alpha_sweep(sweep["alpha"], sweep[f"recall@{k_top}"],
-                                          sweep[f"mrr@{k_top}"], k_top, fig_dir)
+        paths += figures.plot_alpha_sweep(
+            sweep["alpha"], sweep[f"recall@{k_top}"], sweep[f"mrr@{k_top}"], k_top, fig_dir
+        )
     summaries = {}
     for name, tracker in trackers.items():
         summaries[name] = tracker.summary()
         tracker.detach()
     study = StudyResult(results, split.info, logs, comparisons, sweep, paths, summaries)
-    (out / "results.json").write_text(
-        json.dumps(study.to_dict(), indent=2, sort_keys=True, default=_json_default)
-    )
+    atomic_write_json(out / "results.json", _finite(study.to_dict()), default=_json_default)
+    mark_complete(out, {"models": list(results)})
     return study
+
+
+def load_study_results(out_dir: str | Path) -> dict[str, Any]:
+    """Return ``results.json`` of a study directory written by :func:`run_study`.
+
+    Raises:
+        IncompleteOutputError: the run that wrote ``out_dir`` did not finish.
+        FileNotFoundError: no ``results.json`` there.
+    """
+    d = require_complete(out_dir)
+    path = Path(d) / "results.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: missing (not a session study directory)")
+    return dict(json.loads(path.read_text()))
+
+
+def _check_cutoffs(ks: Sequence[int]) -> None:
+    if not ks:
+        raise ValueError("ks is empty; give at least one cut-off")
+    bad = [k for k in ks if isinstance(k, bool) or not isinstance(k, int) or k < 1]
+    if bad:
+        raise ValueError(f"cut-offs must be positive ints, got {bad}")
+
+
+def _finite(value: Any) -> Any:
+    """Replace non-finite floats by ``None`` so that results.json stays valid JSON."""
+    if isinstance(value, np.ndarray):
+        return _finite(value.tolist())
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _json_default(value: Any) -> Any:
