@@ -1,29 +1,65 @@
-"""CLI: ``gradtracer recsys svd train | tune | evaluate | recommend`` (model-based CF).
+"""CLI: ``gradtracer recsys train | tune | evaluate | recommend`` (model-based CF).
 
-``--solver sklearn|scipy`` picks the truncated-SVD backend, ``--solver als`` implicit ALS
-(optional ``implicit`` extra). ``train`` and ``tune`` write a model directory: the
-artifacts of :meth:`gradtracer.recsys.cf.CFModel.save` plus ``splits/valid`` and
-``splits/test`` (saved :class:`Interactions`), so ``evaluate`` scores exactly the rows
-held out at training time. Heavy imports happen inside the commands.
+``--model svd`` (default; ``--solver sklearn|scipy`` picks the truncated-SVD backend) or
+``--model als`` (implicit ALS, optional ``implicit`` extra). ``train`` and ``tune`` write a
+model directory: the model (``model.json`` + ``arrays.npz``, see
+:mod:`gradtracer.recsys.models.artifact`) plus ``splits/valid`` and ``splits/test`` (saved
+:class:`Interactions`), so ``evaluate`` scores exactly the rows held out at training time.
+
+A model directory is rewritten as a whole: the fit happens first, then the directory is
+marked incomplete, every output of an earlier run that this run does not rewrite (an old
+``splits/valid``, metrics, figures, tuning tables, the older five-file layout) is removed,
+the new files are written atomically, and the completeness marker comes last. ``evaluate``
+and ``recommend`` refuse a directory whose last write did not finish.
+
+``gradtracer recsys svd train|tune|evaluate|recommend [--solver als]`` is the older
+spelling of the same commands; it still works and prints a deprecation note.
+Heavy imports happen inside the commands.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import shutil
 from pathlib import Path
 from typing import Any
 
 import typer
 
-svd_app = typer.Typer(
-    help="Model-based CF (truncated SVD, or ALS with --solver als): train, tune, evaluate, recommend.",
+recsys_app = typer.Typer(
+    help="Model-based CF (truncated SVD or implicit ALS): train, tune, evaluate, recommend.",
     no_args_is_help=True,
 )
-recsys_app = typer.Typer(help="Recommender models on the recsys substrate.", no_args_is_help=True)
+svd_app = typer.Typer(
+    help="Deprecated spelling of 'gradtracer recsys train|tune|evaluate|recommend' "
+    "(--solver als = --model als).",
+    no_args_is_help=True,
+)
 recsys_app.add_typer(svd_app, name="svd")
 
 _SPLITS_DIR = "splits"
+#: Every file or folder a run of these commands writes into a model directory.
+_OUTPUTS = (
+    "model.json",
+    "arrays.npz",
+    _SPLITS_DIR,
+    "metrics.json",
+    "valid_vs_test.png",
+    "valid_vs_test.svg",
+    "tuning.csv",
+    "tuning.json",
+    "tuning.png",
+    "tuning.svg",
+    # the older five-file CF layout
+    "config.json",
+    "factors.npz",
+    "train_matrix.npz",
+    "user_ids.json",
+    "item_ids.json",
+)
+_MODELS = ("svd", "als")
 _DATA_HELP = (
     "Ratings file or directory (Amazon reviews JSON/CSV/parquet, MovieLens u.data / "
     "ratings.dat / ratings.csv). Default: synthetic make_implicit data."
@@ -49,16 +85,24 @@ def _parse_ints(text: str, option: str) -> tuple[int, ...]:
 
 
 def _load_split(
-    data: Path | None, fmt: str, split: str, test_fraction: float, valid_fraction: float, seed: int
+    data: Path | None,
+    fmt: str,
+    split: str,
+    test_fraction: float,
+    valid_fraction: float,
+    random_state: int,
 ) -> Any:
     from gradtracer.recsys.data import load_interactions, make_implicit, ratio_split, temporal_split
 
-    ix = make_implicit(random_state=seed) if data is None else load_interactions(data, fmt)
+    ix = make_implicit(random_state=random_state) if data is None else load_interactions(data, fmt)
     if ix.frame.height == 0:
         raise ValueError(f"{ix.source}: no rows (column 'user' is empty)")
     if split == "ratio":
         parts = ratio_split(
-            ix, test_fraction=test_fraction, valid_fraction=valid_fraction, random_state=seed
+            ix,
+            test_fraction=test_fraction,
+            valid_fraction=valid_fraction,
+            random_state=random_state,
         )
     elif split == "temporal":
         parts = temporal_split(
@@ -78,8 +122,24 @@ def _load_split(
     return parts
 
 
+def _solver(model: str, solver: str) -> str:
+    """The ``CFConfig.solver`` of ``--model`` and ``--solver``."""
+    if model not in _MODELS:
+        raise ValueError(f"--model must be one of {_MODELS}, got {model!r}")
+    if model == "als":
+        return "als"
+    if solver == "als":  # the older spelling, through `recsys svd --solver als`
+        return "als"
+    return solver
+
+
 def _config(
-    n_factors: int, solver: str, center: bool, iterations: int, regularization: float, seed: int
+    n_factors: int,
+    solver: str,
+    center: bool,
+    iterations: int,
+    regularization: float,
+    random_state: int,
 ) -> Any:
     from gradtracer.recsys.cf import CFConfig
 
@@ -89,15 +149,33 @@ def _config(
         center=center,
         iterations=iterations,
         regularization=regularization,
-        random_state=seed,
+        random_state=random_state,
     )
 
 
-def _save_splits(parts: Any, model_dir: Path) -> None:
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def _write_model_dir(model_dir: Path, model: Any, parts: Any, extra: Any = None) -> None:
+    """Rewrite ``model_dir``: marker, stale outputs removed, model, splits, ``extra``, marker."""
+    from gradtracer.durable import mark_complete, mark_incomplete
+
+    d = mark_incomplete(model_dir)
+    for name in _OUTPUTS:
+        _remove(d / name)
+    model.save(d)
     for name in ("valid", "test"):
         part = getattr(parts, name)
         if part is not None and part.frame.height:
-            part.save(model_dir / _SPLITS_DIR / name)
+            part.save(d / _SPLITS_DIR / name)
+    if extra is not None:
+        extra(d)
+    mark_complete(d, {"kind": model.kind, "n_factors": model.n_factors})
 
 
 def _fmt(value: Any) -> str:
@@ -127,7 +205,14 @@ def _eval_row(ev: Any) -> dict[str, Any]:
     }
 
 
-# --- options shared by train and tune --------------------------------------------------
+def _deprecated(command: str, solver: str) -> None:
+    new = f"gradtracer recsys {command}"
+    if solver == "als":
+        new += " --model als"
+    typer.echo(f"note: 'gradtracer recsys svd {command}' is deprecated; use '{new}'", err=True)
+
+
+# --- options shared by the commands ----------------------------------------------------
 
 _data_opt = typer.Option(None, "--data", help=_DATA_HELP)
 _format_opt = typer.Option("auto", "--format", "-f", help="Loader format (default: detect).")
@@ -138,9 +223,15 @@ _test_opt = typer.Option(0.1, "--test-fraction", help="Share held out for test (
 _valid_opt = typer.Option(
     0.1, "--valid-fraction", help="Share held out for validation (default 0.1)."
 )
-_seed_opt = typer.Option(0, "--seed", help="Seed of the split, synthetic data and solvers.")
+_seed_opt = typer.Option(
+    0, "--random-state", "--seed", help="Seed of the split, synthetic data and solvers."
+)
+_model_opt = typer.Option("svd", "--model", "-m", help="svd (truncated SVD) | als (implicit ALS).")
 _solver_opt = typer.Option(
-    "sklearn", "--solver", help="sklearn (TruncatedSVD) | scipy (svds) | als."
+    "sklearn", "--solver", help="SVD backend: sklearn (TruncatedSVD) | scipy (svds)."
+)
+_old_solver_opt = typer.Option(
+    "sklearn", "--solver", help="sklearn (TruncatedSVD) | scipy (svds) | als (deprecated)."
 )
 _center_opt = typer.Option(
     True, "--center/--no-center", help="SVD: subtract each user's mean rating (default on)."
@@ -148,76 +239,86 @@ _center_opt = typer.Option(
 _iter_opt = typer.Option(15, "--iterations", help="ALS sweeps (default 15).")
 _reg_opt = typer.Option(0.01, "--regularization", help="ALS L2 penalty (default 0.01).")
 _model_dir_opt = typer.Option(Path("cf_model"), "--model-dir", help="Artifact directory.")
+_n_factors_opt = typer.Option(50, "--n-factors", help="Latent dimensions (default 50).")
+_grid_opt = typer.Option("10,20,30,50,75,100", "--grid", help="n_factors values to try.")
+_tol_opt = typer.Option(
+    0.02,
+    "--tolerance",
+    help="Choose the smallest n_factors within this share of the best NDCG@10.",
+)
+_ks_opt = typer.Option("10,20,50", "--ks", help="Cutoffs K of recall/ndcg/map.")
+_json_opt = typer.Option(False, "--json", help="Print the results as JSON.")
+_user_opt = typer.Option(..., "--user", "-u", help="Raw user id (as in the data file).")
+_k_opt = typer.Option(10, "--k", "-k", "--n", "-n", help="Number of items (default 10).")
 
 
-@svd_app.command("train")
-def train_cmd(
-    data: Path | None = _data_opt,
-    fmt: str = _format_opt,
-    split: str = _split_opt,
-    test_fraction: float = _test_opt,
-    valid_fraction: float = _valid_opt,
-    n_factors: int = typer.Option(50, "--n-factors", help="Latent dimensions (default 50)."),
-    solver: str = _solver_opt,
-    center: bool = _center_opt,
-    iterations: int = _iter_opt,
-    regularization: float = _reg_opt,
-    seed: int = _seed_opt,
-    model_dir: Path = _model_dir_opt,
+# --- commands ----------------------------------------------------------------------------
+
+
+def _train(
+    data: Path | None,
+    fmt: str,
+    split: str,
+    test_fraction: float,
+    valid_fraction: float,
+    n_factors: int,
+    solver: str,
+    center: bool,
+    iterations: int,
+    regularization: float,
+    random_state: int,
+    model_dir: Path,
 ) -> None:
-    """Fit one model on the train split and save it with the held-out splits."""
     from gradtracer.recsys.cf import train
 
-    config = _config(n_factors, solver, center, iterations, regularization, seed)
-    parts = _load_split(data, fmt, split, test_fraction, valid_fraction, seed)
+    config = _config(n_factors, solver, center, iterations, regularization, random_state)
+    parts = _load_split(data, fmt, split, test_fraction, valid_fraction, random_state)
     model = train(parts.train, config)
-    model.save(model_dir)
-    _save_splits(parts, model_dir)
+    _write_model_dir(model_dir, model, parts)
+    name = "als" if solver == "als" else f"svd ({solver})"
     typer.echo(
-        f"trained {solver} with n_factors={model.n_factors} on {model.train_matrix.shape[0]:,} users x "
-        f"{model.train_matrix.shape[1]:,} items ({model.train_matrix.nnz:,} ratings) in "
+        f"trained {name} with n_factors={model.n_factors} on {model.n_users:,} users x "
+        f"{model.n_items:,} items ({model.train_matrix.nnz:,} ratings) in "
         f"{model.fit_seconds:.2f}s -> {model_dir}"
     )
 
 
-@svd_app.command("tune")
-def tune_cmd(
-    data: Path | None = _data_opt,
-    fmt: str = _format_opt,
-    split: str = _split_opt,
-    test_fraction: float = _test_opt,
-    valid_fraction: float = _valid_opt,
-    grid: str = typer.Option("10,20,30,50,75,100", "--grid", help="n_factors values to try."),
-    tolerance: float = typer.Option(
-        0.02,
-        "--tolerance",
-        help="Choose the smallest n_factors within this share of the best NDCG@10.",
-    ),
-    solver: str = _solver_opt,
-    center: bool = _center_opt,
-    iterations: int = _iter_opt,
-    regularization: float = _reg_opt,
-    seed: int = _seed_opt,
-    model_dir: Path = _model_dir_opt,
+def _tune(
+    data: Path | None,
+    fmt: str,
+    split: str,
+    test_fraction: float,
+    valid_fraction: float,
+    grid: str,
+    tolerance: float,
+    solver: str,
+    center: bool,
+    iterations: int,
+    regularization: float,
+    random_state: int,
+    model_dir: Path,
 ) -> None:
-    """Tune n_factors on validation, refit the chosen value and save it (with tuning.csv/png)."""
+    from gradtracer.durable import atomic_open, atomic_write_json
     from gradtracer.recsys.cf import plot_tuning_curve, train, tune_n_factors
 
     if valid_fraction <= 0:
         raise ValueError("tune needs a validation split: --valid-fraction must be > 0")
     values = _parse_ints(grid, "--grid")
-    config = _config(max(values), solver, center, iterations, regularization, seed)
-    parts = _load_split(data, fmt, split, test_fraction, valid_fraction, seed)
+    config = _config(max(values), solver, center, iterations, regularization, random_state)
+    parts = _load_split(data, fmt, split, test_fraction, valid_fraction, random_state)
     result = tune_n_factors(
         parts.train, parts.valid, grid=values, config=config, tolerance=tolerance
     )
     config.n_factors = result.chosen
     model = train(parts.train, config)
-    model.save(model_dir)
-    _save_splits(parts, model_dir)
-    result.to_polars().write_csv(model_dir / "tuning.csv")
-    (model_dir / "tuning.json").write_text(json.dumps(result.to_dict(), indent=2, sort_keys=True))
-    plot_tuning_curve(result, model_dir / "tuning.png")
+
+    def write_tuning(d: Path) -> None:
+        with atomic_open(d / "tuning.csv", "wb") as handle:
+            result.to_polars().write_csv(handle)
+        atomic_write_json(d / "tuning.json", result.to_dict())
+        plot_tuning_curve(result, d / "tuning.png")
+
+    _write_model_dir(model_dir, model, parts, write_tuning)
     rows = [
         {
             "n_factors": n,
@@ -234,17 +335,21 @@ def tune_cmd(
     )
 
 
-@svd_app.command("evaluate")
-def evaluate_cmd(
-    model_dir: Path = _model_dir_opt,
-    ks: str = typer.Option("10,20,50", "--ks", help="Cutoffs K of recall/ndcg/map."),
-    as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
-) -> None:
-    """Score a saved model on its validation and test splits (writes metrics.json and a plot)."""
-    from gradtracer.recsys.cf import CFModel, evaluate, plot_valid_vs_test
+def _load_cf(model_dir: Path) -> Any:
+    from gradtracer.durable import require_complete
+    from gradtracer.recsys.cf import CFModel
+
+    if model_dir.is_dir():
+        require_complete(model_dir)
+    return CFModel.load(model_dir)
+
+
+def _evaluate(model_dir: Path, ks: str, as_json: bool) -> None:
+    from gradtracer.durable import atomic_write_json
+    from gradtracer.recsys.cf import evaluate, plot_valid_vs_test
     from gradtracer.recsys.data import Interactions
 
-    model = CFModel.load(model_dir)
+    model = _load_cf(model_dir)
     test_dir = model_dir / _SPLITS_DIR / "test"
     if not (test_dir / "interactions.parquet").is_file():
         raise FileNotFoundError(f"{test_dir}: no saved test split (train or tune the model first)")
@@ -261,39 +366,24 @@ def evaluate_cmd(
     if valid is not None:
         results.append(evaluate(model, valid, ks=cutoffs, split="valid"))
     results.append(evaluate(model, test, ks=cutoffs, exclude=valid, split="test"))
-    (model_dir / "metrics.json").write_text(
-        json.dumps([r.to_dict() for r in results], indent=2, sort_keys=True)
-    )
+    # metrics.json is written last: when it exists, the figure beside it is of the same run
+    for name in ("metrics.json", "valid_vs_test.png", "valid_vs_test.svg"):
+        _remove(model_dir / name)
     if valid is not None:
         plot_valid_vs_test(results[0], results[1], model_dir / "valid_vs_test.png")
+    document = [r.to_dict() for r in results]
+    atomic_write_json(model_dir / "metrics.json", document)
     if as_json:
-        typer.echo(json.dumps([r.to_dict() for r in results], indent=2, sort_keys=True))
+        typer.echo(json.dumps(document, indent=2, sort_keys=True))
         return
     typer.echo(f"{model.config.solver}, n_factors={model.n_factors}, model {model_dir}")
     typer.echo(_table([_eval_row(r) for r in results]))
 
 
-@svd_app.command("recommend")
-def recommend_cmd(
-    user: str = typer.Option(..., "--user", "-u", help="Raw user id (as in the data file)."),
-    n: int = typer.Option(10, "--n", "-n", help="Number of items (default 10)."),
-    model_dir: Path = _model_dir_opt,
-    as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
-) -> None:
-    """Print the top-N unseen items of a user (an unknown user is an error, exit code 2)."""
-    from gradtracer.recsys.cf import CFModel
-
-    recs = CFModel.load(model_dir).recommend(user, n=n)
+def _recommend(user: str, k: int, model_dir: Path, as_json: bool) -> None:
+    recs = _load_cf(model_dir).raw().recommend(user, k)
     if as_json:
-        typer.echo(
-            json.dumps(
-                {
-                    "user_id": recs.user_id,
-                    "items": list(recs.item_ids),
-                    "scores": [float(s) for s in recs.scores],
-                }
-            )
-        )
+        typer.echo(json.dumps(recs.to_dict()))
         return
     typer.echo(
         _table(
@@ -303,3 +393,144 @@ def recommend_cmd(
             ]
         )
     )
+
+
+@recsys_app.command("train")
+def train_cmd(
+    data: Path | None = _data_opt,
+    fmt: str = _format_opt,
+    split: str = _split_opt,
+    test_fraction: float = _test_opt,
+    valid_fraction: float = _valid_opt,
+    model: str = _model_opt,
+    n_factors: int = _n_factors_opt,
+    solver: str = _solver_opt,
+    center: bool = _center_opt,
+    iterations: int = _iter_opt,
+    regularization: float = _reg_opt,
+    random_state: int = _seed_opt,
+    model_dir: Path = _model_dir_opt,
+) -> None:
+    """Fit one model on the train split and save it with the held-out splits."""
+    if solver == "als":
+        raise ValueError("--solver picks the SVD backend (sklearn | scipy); use --model als")
+    _train(
+        data, fmt, split, test_fraction, valid_fraction, n_factors, _solver(model, solver),
+        center, iterations, regularization, random_state, model_dir,
+    )  # fmt: skip
+
+
+@recsys_app.command("tune")
+def tune_cmd(
+    data: Path | None = _data_opt,
+    fmt: str = _format_opt,
+    split: str = _split_opt,
+    test_fraction: float = _test_opt,
+    valid_fraction: float = _valid_opt,
+    grid: str = _grid_opt,
+    tolerance: float = _tol_opt,
+    model: str = _model_opt,
+    solver: str = _solver_opt,
+    center: bool = _center_opt,
+    iterations: int = _iter_opt,
+    regularization: float = _reg_opt,
+    random_state: int = _seed_opt,
+    model_dir: Path = _model_dir_opt,
+) -> None:
+    """Tune n_factors on validation, refit the chosen value and save it (with tuning.csv/png)."""
+    if solver == "als":
+        raise ValueError("--solver picks the SVD backend (sklearn | scipy); use --model als")
+    _tune(
+        data, fmt, split, test_fraction, valid_fraction, grid, tolerance,
+        _solver(model, solver), center, iterations, regularization, random_state, model_dir,
+    )  # fmt: skip
+
+
+@recsys_app.command("evaluate")
+def evaluate_cmd(
+    model_dir: Path = _model_dir_opt, ks: str = _ks_opt, as_json: bool = _json_opt
+) -> None:
+    """Score a saved model on its validation and test splits (writes metrics.json and a plot)."""
+    _evaluate(model_dir, ks, as_json)
+
+
+@recsys_app.command("recommend")
+def recommend_cmd(
+    user: str = _user_opt,
+    k: int = _k_opt,
+    model_dir: Path = _model_dir_opt,
+    as_json: bool = _json_opt,
+) -> None:
+    """Print the top-k unseen items of a user (an unknown user is an error, exit code 2)."""
+    _recommend(user, k, model_dir, as_json)
+
+
+# --- the older spelling: gradtracer recsys svd ... [--solver als] ----------------------------
+
+
+@svd_app.command("train")
+def svd_train_cmd(
+    data: Path | None = _data_opt,
+    fmt: str = _format_opt,
+    split: str = _split_opt,
+    test_fraction: float = _test_opt,
+    valid_fraction: float = _valid_opt,
+    n_factors: int = _n_factors_opt,
+    solver: str = _old_solver_opt,
+    center: bool = _center_opt,
+    iterations: int = _iter_opt,
+    regularization: float = _reg_opt,
+    random_state: int = _seed_opt,
+    model_dir: Path = _model_dir_opt,
+) -> None:
+    """Deprecated: 'gradtracer recsys train' (--solver als: --model als)."""
+    _deprecated("train", solver)
+    _train(
+        data, fmt, split, test_fraction, valid_fraction, n_factors, _solver("svd", solver),
+        center, iterations, regularization, random_state, model_dir,
+    )  # fmt: skip
+
+
+@svd_app.command("tune")
+def svd_tune_cmd(
+    data: Path | None = _data_opt,
+    fmt: str = _format_opt,
+    split: str = _split_opt,
+    test_fraction: float = _test_opt,
+    valid_fraction: float = _valid_opt,
+    grid: str = _grid_opt,
+    tolerance: float = _tol_opt,
+    solver: str = _old_solver_opt,
+    center: bool = _center_opt,
+    iterations: int = _iter_opt,
+    regularization: float = _reg_opt,
+    random_state: int = _seed_opt,
+    model_dir: Path = _model_dir_opt,
+) -> None:
+    """Deprecated: 'gradtracer recsys tune' (--solver als: --model als)."""
+    _deprecated("tune", solver)
+    _tune(
+        data, fmt, split, test_fraction, valid_fraction, grid, tolerance,
+        _solver("svd", solver), center, iterations, regularization, random_state, model_dir,
+    )  # fmt: skip
+
+
+@svd_app.command("evaluate")
+def svd_evaluate_cmd(
+    model_dir: Path = _model_dir_opt, ks: str = _ks_opt, as_json: bool = _json_opt
+) -> None:
+    """Deprecated: 'gradtracer recsys evaluate'."""
+    _deprecated("evaluate", "")
+    _evaluate(model_dir, ks, as_json)
+
+
+@svd_app.command("recommend")
+def svd_recommend_cmd(
+    user: str = _user_opt,
+    k: int = _k_opt,
+    model_dir: Path = _model_dir_opt,
+    as_json: bool = _json_opt,
+) -> None:
+    """Deprecated: 'gradtracer recsys recommend'."""
+    _deprecated("recommend", "")
+    _recommend(user, k, model_dir, as_json)

@@ -1,4 +1,4 @@
-"""``gradtracer recsys svd train|tune|evaluate|recommend`` end to end on a small ratings file."""
+"""``gradtracer recsys train|tune|evaluate|recommend`` end to end on a small ratings file."""
 
 from __future__ import annotations
 
@@ -31,7 +31,6 @@ def test_train_evaluate_recommend(udata: Path, tmp_path: Path, capsys) -> None:
     rc = main(
         [
             "recsys",
-            "svd",
             "train",
             "--data",
             str(udata),
@@ -47,15 +46,14 @@ def test_train_evaluate_recommend(udata: Path, tmp_path: Path, capsys) -> None:
     assert "n_factors=4" in capsys.readouterr().out
     assert (md / "splits" / "test" / "interactions.parquet").is_file()
 
-    assert main(["recsys", "svd", "evaluate", "--model-dir", str(md), "--json"]) == 0
+    assert main(["recsys", "evaluate", "--model-dir", str(md), "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [r["split"] for r in rows] == ["valid", "test"]
     assert all(0 <= r["ndcg@10"] <= 1 and r["rmse"] > 0 for r in rows)
     assert (md / "metrics.json").is_file() and (md / "valid_vs_test.png").is_file()
 
     assert (
-        main(["recsys", "svd", "recommend", "--model-dir", str(md), "-u", "7", "-n", "5", "--json"])
-        == 0
+        main(["recsys", "recommend", "--model-dir", str(md), "-u", "7", "-n", "5", "--json"]) == 0
     )
     out = json.loads(capsys.readouterr().out)
     model = CFModel.load(md)
@@ -69,7 +67,6 @@ def test_unknown_user_exits_2(udata: Path, tmp_path: Path, capsys) -> None:
         main(
             [
                 "recsys",
-                "svd",
                 "train",
                 "--data",
                 str(udata),
@@ -82,15 +79,13 @@ def test_unknown_user_exits_2(udata: Path, tmp_path: Path, capsys) -> None:
         == 0
     )
     capsys.readouterr()
-    assert main(["recsys", "svd", "recommend", "--model-dir", str(md), "-u", "no-such-user"]) == 2
+    assert main(["recsys", "recommend", "--model-dir", str(md), "-u", "no-such-user"]) == 2
     assert "unknown user id 'no-such-user'" in capsys.readouterr().err
 
 
 def test_tune_writes_curve_and_chosen_model(udata: Path, tmp_path: Path, capsys) -> None:
     md = tmp_path / "tuned"
-    rc = main(
-        ["recsys", "svd", "tune", "--data", str(udata), "--grid", "2,4,8", "--model-dir", str(md)]
-    )
+    rc = main(["recsys", "tune", "--data", str(udata), "--grid", "2,4,8", "--model-dir", str(md)])
     assert rc == 0, capsys.readouterr().err
     tuning = json.loads((md / "tuning.json").read_text())
     assert tuning["grid"] == [2, 4, 8] and CFModel.load(md).n_factors == tuning["chosen"]
@@ -98,17 +93,16 @@ def test_tune_writes_curve_and_chosen_model(udata: Path, tmp_path: Path, capsys)
     assert "chosen n_factors=" in capsys.readouterr().out
 
 
-def test_als_solver(udata: Path, tmp_path: Path, capsys) -> None:
+def test_als_model(udata: Path, tmp_path: Path, capsys) -> None:
     md = tmp_path / "als"
     assert (
         main(
             [
                 "recsys",
-                "svd",
                 "train",
                 "--data",
                 str(udata),
-                "--solver",
+                "--model",
                 "als",
                 "--n-factors",
                 "4",
@@ -121,7 +115,7 @@ def test_als_solver(udata: Path, tmp_path: Path, capsys) -> None:
         == 0
     )
     capsys.readouterr()
-    assert main(["recsys", "svd", "evaluate", "--model-dir", str(md), "--json"]) == 0
+    assert main(["recsys", "evaluate", "--model-dir", str(md), "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert rows[-1]["rmse"] is None and rows[-1]["recall@10"] >= 0
 
@@ -129,23 +123,19 @@ def test_als_solver(udata: Path, tmp_path: Path, capsys) -> None:
 def test_bad_inputs_exit_2_with_file_and_column(tmp_path: Path, capsys) -> None:
     bad = tmp_path / "reviews.json"
     bad.write_text('{"reviewerID": "a", "asin": "x", "stars": 5, "unixReviewTime": 1}\n')
-    assert (
-        main(["recsys", "svd", "train", "--data", str(bad), "--model-dir", str(tmp_path / "m")])
-        == 2
-    )
+    assert main(["recsys", "train", "--data", str(bad), "--model-dir", str(tmp_path / "m")]) == 2
     err = capsys.readouterr().err
     assert "reviews.json" in err and "overall" in err
-    assert main(["recsys", "svd", "evaluate", "--model-dir", str(tmp_path / "none")]) == 2
-    assert "config.json: missing" in capsys.readouterr().err
+    assert main(["recsys", "evaluate", "--model-dir", str(tmp_path / "none")]) == 2
+    assert "none: no such model directory" in capsys.readouterr().err
     assert (
         main(
             [
                 "recsys",
-                "svd",
                 "train",
                 "--data",
                 str(bad),
-                "--solver",
+                "--model",
                 "nmf",
                 "--model-dir",
                 str(tmp_path / "m"),
@@ -153,7 +143,7 @@ def test_bad_inputs_exit_2_with_file_and_column(tmp_path: Path, capsys) -> None:
         )
         == 2
     )
-    assert "solver must be one of" in capsys.readouterr().err  # checked before the data is read
+    assert "--model must be one of" in capsys.readouterr().err  # checked before the data is read
 
 
 def test_temporal_split_without_validation(udata: Path, tmp_path: Path, capsys) -> None:
@@ -162,7 +152,6 @@ def test_temporal_split_without_validation(udata: Path, tmp_path: Path, capsys) 
         main(
             [
                 "recsys",
-                "svd",
                 "train",
                 "--data",
                 str(udata),
@@ -180,7 +169,7 @@ def test_temporal_split_without_validation(udata: Path, tmp_path: Path, capsys) 
     )
     assert not (md / "splits" / "valid").exists()
     capsys.readouterr()
-    assert main(["recsys", "svd", "evaluate", "--model-dir", str(md), "--json"]) == 0
+    assert main(["recsys", "evaluate", "--model-dir", str(md), "--json"]) == 0
     (row,) = json.loads(capsys.readouterr().out)
     assert row["split"] == "test" and row["info"]["heldout_rows"] > 0
     assert not (md / "valid_vs_test.png").exists()
@@ -188,7 +177,6 @@ def test_temporal_split_without_validation(udata: Path, tmp_path: Path, capsys) 
         main(
             [
                 "recsys",
-                "svd",
                 "tune",
                 "--data",
                 str(udata),
@@ -201,3 +189,77 @@ def test_temporal_split_without_validation(udata: Path, tmp_path: Path, capsys) 
         == 2
     )
     assert "--valid-fraction must be > 0" in capsys.readouterr().err
+
+
+def _train_args(udata: Path, md: Path, *extra: str) -> list[str]:
+    return [
+        "recsys",
+        "train",
+        "--data",
+        str(udata),
+        "--n-factors",
+        "3",
+        "--model-dir",
+        str(md),
+        *extra,
+    ]
+
+
+def test_old_svd_spelling_still_works_with_a_note(udata: Path, tmp_path: Path, capsys) -> None:
+    md = tmp_path / "old"
+    args = ["recsys", "svd", "train", "--data", str(udata), "--solver", "als", "--n-factors", "3"]
+    assert main([*args, "--iterations", "2", "--model-dir", str(md)]) == 0
+    err = capsys.readouterr().err
+    assert (
+        "'gradtracer recsys svd train' is deprecated; use 'gradtracer recsys train --model als'"
+        in err
+    )
+    assert CFModel.load(md).config.solver == "als"
+    assert main(["recsys", "svd", "recommend", "--model-dir", str(md), "-u", "3", "-n", "2"]) == 0
+    assert "rank" in capsys.readouterr().out
+    assert main(_train_args(udata, tmp_path / "x", "--solver", "als")) == 2
+    assert "use --model als" in capsys.readouterr().err
+
+
+def test_retraining_removes_outputs_it_does_not_rewrite(
+    udata: Path, tmp_path: Path, capsys
+) -> None:
+    md = tmp_path / "model"
+    assert main(_train_args(udata, md)) == 0
+    assert main(["recsys", "evaluate", "--model-dir", str(md), "--json"]) == 0
+    assert (md / "splits" / "valid").is_dir() and (md / "valid_vs_test.png").is_file()
+    (md / "notes.txt").write_text("mine")  # not an output of these commands: kept
+    capsys.readouterr()
+    assert main(_train_args(udata, md, "--valid-fraction", "0", "--split", "temporal")) == 0
+    assert not (md / "splits" / "valid").exists()
+    assert not (md / "metrics.json").exists() and not (md / "valid_vs_test.png").exists()
+    assert (md / "notes.txt").read_text() == "mine"
+    assert (md / ".complete").is_file() and not (md / ".incomplete").exists()
+    capsys.readouterr()
+    assert main(["recsys", "evaluate", "--model-dir", str(md), "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["split"] == "test"  # the test split is not masked by a stale validation split
+
+
+def test_interrupted_write_is_refused(udata: Path, tmp_path: Path, capsys) -> None:
+    from gradtracer.durable import mark_incomplete
+
+    md = tmp_path / "model"
+    assert main(_train_args(udata, md)) == 0
+    mark_incomplete(md)  # what a kill during the next train leaves behind
+    capsys.readouterr()
+    assert main(["recsys", "recommend", "--model-dir", str(md), "-u", "3"]) == 1
+    assert "did not finish" in capsys.readouterr().err
+    assert main(["recsys", "evaluate", "--model-dir", str(md)]) == 1
+
+
+def test_recommend_refuses_non_finite_scores(udata: Path, tmp_path: Path, capsys) -> None:
+    md = tmp_path / "model"
+    assert main(_train_args(udata, md)) == 0
+    model = CFModel.load(md)
+    model.factors.item_factors[4, 0] = np.nan  # a diverged / corrupted model
+    model.save(md)
+    capsys.readouterr()
+    assert main(["recsys", "recommend", "--model-dir", str(md), "-u", "3"]) == 2
+    err = capsys.readouterr().err
+    assert str(md / "arrays.npz") in err and "'item_factors' has 1 NaN/inf values" in err

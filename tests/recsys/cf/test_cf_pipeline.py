@@ -63,7 +63,7 @@ def test_recommend_excludes_seen_items_and_sorts(planted, solver: str) -> None:
     train_m = build_matrix(planted.train)
     for raw in planted.train.user_ids.ids[:20]:
         u = planted.train.user_ids.index(raw)
-        recs = model.recommend(raw, n=10)
+        recs = model.raw().recommend(raw, k=10)
         assert isinstance(recs, Recommendations) and len(recs) == 10
         seen = set(planted.train.item_ids.raws(train_m[u].indices))
         assert not seen & set(recs.item_ids)
@@ -71,9 +71,9 @@ def test_recommend_excludes_seen_items_and_sorts(planted, solver: str) -> None:
     # asking for more than the unseen candidates returns just those
     raw = planted.train.user_ids.ids[0]
     n_seen = train_m[0].nnz
-    recs = model.recommend(raw, n=10_000)
+    recs = model.raw().recommend(raw, k=10_000)
     assert len(recs) == planted.train.n_items - n_seen
-    assert len(model.recommend(raw, n=5, exclude_seen=False)) == 5
+    assert len(model.raw().recommend(raw, k=5, exclude_seen=False)) == 5
     frame = recs.to_polars()
     assert frame.columns == ["item_id", "score"] and frame.height == len(recs)
 
@@ -81,16 +81,29 @@ def test_recommend_excludes_seen_items_and_sorts(planted, solver: str) -> None:
 def test_recommend_follows_planted_taste(planted) -> None:
     model = train(planted.train, CFConfig(n_factors=2, solver="scipy"))
     for raw, group in list(planted.user_group.items())[:20]:
-        recs = model.recommend(raw, n=5)
+        recs = model.raw().recommend(raw, k=5)
         assert all(planted.item_group[i] == group for i in recs.item_ids), raw
 
 
 def test_unknown_user_is_a_clear_error(planted) -> None:
     model = train(planted.train, CFConfig(n_factors=4))
     with pytest.raises(ValueError, match=r"unknown user id 'nobody'.*training users of planted"):
-        model.recommend("nobody")
-    with pytest.raises(ValueError, match="n must be >= 1"):
-        model.recommend(planted.train.user_ids.ids[0], n=0)
+        model.raw().recommend("nobody")
+    with pytest.raises(ValueError, match="k must be a positive int, got 0"):
+        model.raw().recommend(planted.train.user_ids.ids[0], k=0)
+
+
+def test_old_raw_id_recommend_call_still_works_with_a_warning(planted) -> None:
+    model = train(planted.train, CFConfig(n_factors=4))
+    raw = planted.train.user_ids.ids[2]
+    with pytest.warns(DeprecationWarning, match=r"use CFModel.raw\(\).recommend"):
+        old = model.recommend(raw, n=6, exclude_seen=True)
+    new = model.raw().recommend(raw, k=6)
+    assert old.item_ids == new.item_ids
+    # the dense form is the shared interface: indices of the same items, best first
+    u = planted.train.user_ids.index(raw)
+    dense = model.recommend([u], k=6, exclude=model.train_matrix)
+    assert model.item_ids.raws(dense[0]) == list(new.item_ids)
 
 
 @pytest.mark.parametrize("solver", ["sklearn", "als"])
@@ -98,13 +111,9 @@ def test_artifacts_round_trip(planted, tmp_path, solver: str) -> None:
     model = train(planted.train, CFConfig(n_factors=3, solver=solver, random_state=5))
     model.save(tmp_path / "m")
     files = sorted(p.name for p in (tmp_path / "m").iterdir())
-    assert files == [
-        "config.json",
-        "factors.npz",
-        "item_ids.json",
-        "train_matrix.npz",
-        "user_ids.json",
-    ]
+    assert files == ["arrays.npz", "model.json"]
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert (meta["kind"], meta["format_version"]) == ("cf", 2)
     loaded = CFModel.load(tmp_path / "m")
     np.testing.assert_array_equal(loaded.factors.user_factors, model.factors.user_factors)
     np.testing.assert_array_equal(loaded.factors.item_factors, model.factors.item_factors)
@@ -113,22 +122,80 @@ def test_artifacts_round_trip(planted, tmp_path, solver: str) -> None:
     assert loaded.user_ids.ids == model.user_ids.ids and loaded.item_ids.ids == model.item_ids.ids
     assert loaded.config == model.config and loaded.rating_scale == model.rating_scale
     raw = planted.train.user_ids.ids[3]
-    a, b = model.recommend(raw, 7), loaded.recommend(raw, 7)
+    a, b = model.raw().recommend(raw, 7), loaded.raw().recommend(raw, 7)
     assert a.item_ids == b.item_ids
     np.testing.assert_array_equal(a.scores, b.scores)
 
 
+def _save_five_file_layout(model: CFModel, d) -> None:
+    """The layout CFModel.save wrote before model.json + arrays.npz (format version 1)."""
+    import scipy.sparse as sp
+
+    d.mkdir(parents=True)
+    f = model.factors
+    np.savez(
+        d / "factors.npz",
+        user_factors=f.user_factors,
+        item_factors=f.item_factors,
+        user_bias=f.user_bias,
+    )
+    sp.save_npz(d / "train_matrix.npz", model.train_matrix, compressed=True)
+    (d / "user_ids.json").write_text(json.dumps({"name": "user", "ids": model.user_ids.ids}))
+    (d / "item_ids.json").write_text(json.dumps({"name": "item", "ids": model.item_ids.ids}))
+    meta = {
+        "format": "gradtracer.cf",
+        "version": 1,
+        "config": model.config.to_json(),
+        "n_factors": model.n_factors,
+        "rating_scale": list(model.rating_scale),
+        "source": model.source,
+        "n_users": model.n_users,
+        "n_items": model.n_items,
+        "nnz": int(model.train_matrix.nnz),
+        "fit_seconds": model.fit_seconds,
+    }
+    (d / "config.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
+
+
+def test_older_five_file_layout_still_loads(planted, tmp_path) -> None:
+    from gradtracer.recsys.models import load_model
+
+    model = train(planted.train, CFConfig(n_factors=3, solver="scipy"))
+    _save_five_file_layout(model, tmp_path / "old")
+    for loaded in (CFModel.load(tmp_path / "old"), load_model(tmp_path / "old")):
+        assert isinstance(loaded, CFModel)
+        np.testing.assert_array_equal(loaded.score([0, 7]), model.score([0, 7]))
+        assert (loaded.train_matrix != model.train_matrix).nnz == 0
+        assert loaded.user_ids.ids == model.user_ids.ids and loaded.config == model.config
+
+
 def test_load_rejects_missing_or_foreign_artifacts(planted, tmp_path) -> None:
+    from gradtracer.recsys.models import ArtifactError, PopularityRecommender
+
     model = train(planted.train, CFConfig(n_factors=3))
-    d = model.save(tmp_path / "m")
+    _save_five_file_layout(model, tmp_path / "m")
+    d = tmp_path / "m"
     (d / "factors.npz").unlink()
     with pytest.raises(FileNotFoundError, match="factors.npz: missing"):
         CFModel.load(d)
-    d = model.save(tmp_path / "m2")
+    _save_five_file_layout(model, tmp_path / "m2")
+    d = tmp_path / "m2"
     meta = json.loads((d / "config.json").read_text())
     meta["format"] = "something.else"
     (d / "config.json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match="config.json: format 'something.else'"):
+        CFModel.load(d)
+    meta.update(format="gradtracer.cf", version=2)
+    (d / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(ArtifactError, match="config.json: artifact version 2 is not supported"):
+        CFModel.load(d)
+    d = model.save(tmp_path / "m3")
+    with pytest.raises(ArtifactError, match=r"model.json: holds a 'cf' model, not 'popularity'"):
+        PopularityRecommender.load(d)
+    meta = json.loads((d / "model.json").read_text())
+    meta["format_version"] = 3
+    (d / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ArtifactError, match="cf format_version 3 is newer than this release"):
         CFModel.load(d)
 
 
@@ -235,7 +302,7 @@ def test_score_matrix_agrees_with_pairwise_predict_and_recommend(planted) -> Non
     np.testing.assert_allclose(
         scores[1], model.predict(np.full(items.size, 5), items, clip=False), rtol=1e-5
     )
-    recs = model.recommend(model.user_ids.raw(5), n=3)
+    recs = model.raw().recommend(model.user_ids.raw(5), k=3)
     np.testing.assert_allclose(
         recs.scores, scores[1][model.item_ids.indices(recs.item_ids)], rtol=1e-6
     )
@@ -253,6 +320,6 @@ def test_user_who_has_seen_everything_gets_an_empty_list() -> None:
         }
     )
     model = train(Interactions.from_raw(df), CFConfig(n_factors=1))
-    recs = model.recommend("a", n=5)
+    recs = model.raw().recommend("a", k=5)
     assert len(recs) == 0 and recs.scores.shape == (0,) and recs.to_polars().height == 0
-    assert len(model.recommend("b", n=5)) == 2
+    assert len(model.raw().recommend("b", k=5)) == 2

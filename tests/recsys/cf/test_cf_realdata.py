@@ -40,8 +40,8 @@ def test_amazon_svd_learns_and_round_trips(amazon_split, tmp_path) -> None:
     assert centred_eval.accuracy > pure_eval.accuracy
 
     user = s.train.user_ids.raw(int(s.train.frame["user"][0]))
-    recs = CFModel.load(pure.save(tmp_path / "amazon")).recommend(user, n=20)
+    recs = CFModel.load(pure.save(tmp_path / "amazon")).raw().recommend(user, k=20)
     u = s.train.user_ids.index(user)
     seen = set(s.train.item_ids.raws(pure.train_matrix[u].indices))
     assert len(recs) == 20 and not seen & set(recs.item_ids)
-    assert recs.item_ids == pure.recommend(user, n=20).item_ids
+    assert recs.item_ids == pure.raw().recommend(user, k=20).item_ids

@@ -9,14 +9,22 @@ ratings themselves, scaled by ``alpha`` inside ``implicit``. Its scores are pref
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import scipy.sparse as sp
 
 from gradtracer._optional import require
 from gradtracer._random import check_random_state
-from gradtracer.recsys.models.svd import LatentFactors, clamp_n_factors
+from gradtracer.recsys.models.registry import register_model
+from gradtracer.recsys.models.svd import (
+    FactorRecommender,
+    LatentFactors,
+    as_matrix,
+    clamp_n_factors,
+)
 
-__all__ = ["fit_als"]
+__all__ = ["ALSRecommender", "fit_als"]
 
 
 def fit_als(
@@ -85,3 +93,76 @@ def fit_als(
         np.zeros(ui.shape[0], dtype=np.float32),
         None,
     )
+
+
+@register_model("als")
+class ALSRecommender(FactorRecommender):
+    """Implicit-feedback ALS as a user-item recommender (needs the ``implicit`` extra).
+
+    Args:
+        n_factors: latent dimensions (default 64); clamped like SVD.
+        regularization / alpha / iterations / use_ratings / num_threads: see :func:`fit_als`.
+        random_state: seed of the initial factors (default 0).
+    """
+
+    format_version = 1
+
+    def __init__(
+        self,
+        n_factors: int = 64,
+        *,
+        regularization: float = 0.01,
+        alpha: float = 1.0,
+        iterations: int = 15,
+        use_ratings: bool = False,
+        num_threads: int = 1,
+        random_state: int | np.random.Generator | None = 0,
+    ) -> None:
+        if isinstance(n_factors, bool) or not isinstance(n_factors, int) or n_factors < 1:
+            raise ValueError(f"n_factors must be a positive int, got {n_factors!r}")
+        self.n_factors = n_factors
+        self.regularization, self.alpha = float(regularization), float(alpha)
+        self.iterations, self.use_ratings = int(iterations), bool(use_ratings)
+        self.num_threads, self.random_state = int(num_threads), random_state
+        self.factors = None
+
+    def fit(self, train: Any) -> ALSRecommender:
+        """Fit on ``train`` (an ``Interactions`` or a sparse user-item matrix); return ``self``."""
+        self.factors = fit_als(
+            as_matrix(train),
+            self.n_factors,
+            regularization=self.regularization,
+            alpha=self.alpha,
+            iterations=self.iterations,
+            use_ratings=self.use_ratings,
+            num_threads=self.num_threads,
+            random_state=self.random_state,
+        )
+        return self
+
+    def _to_artifact(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        seed = self.random_state if isinstance(self.random_state, int) else None
+        meta = {
+            "n_factors": self.n_factors,
+            "regularization": self.regularization,
+            "alpha": self.alpha,
+            "iterations": self.iterations,
+            "use_ratings": self.use_ratings,
+            "num_threads": self.num_threads,
+            "random_state": seed,
+        }
+        return meta, self._factor_arrays()
+
+    @classmethod
+    def _from_artifact(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> ALSRecommender:
+        model = cls(
+            int(meta["n_factors"]),
+            regularization=float(meta["regularization"]),
+            alpha=float(meta["alpha"]),
+            iterations=int(meta["iterations"]),
+            use_ratings=bool(meta["use_ratings"]),
+            num_threads=int(meta["num_threads"]),
+            random_state=meta["random_state"],
+        )
+        model.factors = cls._factors_from(arrays)
+        return model

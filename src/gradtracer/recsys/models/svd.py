@@ -17,18 +17,24 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
+import torch
 
 from gradtracer._random import check_random_state
 from gradtracer.errors import GradTracerWarning
+from gradtracer.recsys.models.base import UserItemRecommender, as_user_index
+from gradtracer.recsys.models.registry import register_model
 
 __all__ = [
     "SOLVERS",
+    "FactorRecommender",
     "LatentFactors",
+    "SVDRecommender",
     "SVDSolver",
+    "build_matrix",
     "center_by_user",
     "clamp_n_factors",
     "fit_svd",
@@ -203,3 +209,191 @@ def fit_svd(
         bias.astype(np.float32),
         np.asarray(sigma, dtype=np.float32),
     )
+
+
+# --- recommenders over LatentFactors ------------------------------------------------------
+
+
+def build_matrix(ix: Any) -> sp.csr_matrix:
+    """Return the ``(n_users, n_items)`` CSR of ratings (float32) of an ``Interactions``.
+
+    Shape follows the id maps, so users/items without rows are empty rows/columns.
+    Repeated (user, item) pairs keep the latest rating (largest ``timestamp``, then last row).
+
+    Raises:
+        TypeError: ``ix`` is not an ``Interactions``.
+        ValueError: no rows, or a non-finite value in column ``rating`` (naming the source).
+    """
+    from gradtracer.recsys.data.interactions import Interactions
+
+    if not isinstance(ix, Interactions):
+        raise TypeError(f"interactions must be an Interactions, got {type(ix).__name__}")
+    if ix.frame.height == 0:
+        raise ValueError(f"{ix.source}: interactions is empty (no rows in column 'user')")
+    frame = (
+        ix.frame.select("user", "item", "rating", "timestamp")
+        .with_row_index("_row")
+        .sort(["timestamp", "_row"])
+        .unique(subset=["user", "item"], keep="last", maintain_order=True)
+    )
+    rating = frame["rating"].to_numpy().astype(np.float32)
+    if not np.isfinite(rating).all():
+        bad = int(np.flatnonzero(~np.isfinite(rating))[0])
+        raise ValueError(
+            f"{ix.source}: column 'rating' has a non-finite value ({rating[bad]}) for user "
+            f"{ix.user_ids.raw(frame['user'][bad])!r}"
+        )
+    mat = sp.csr_matrix(
+        (rating, (frame["user"].to_numpy(), frame["item"].to_numpy())),
+        shape=(ix.n_users, ix.n_items),
+        dtype=np.float32,
+    )
+    mat.sort_indices()
+    return mat
+
+
+def as_matrix(train: Any) -> sp.csr_matrix:
+    """``train`` as a float32 CSR: an ``Interactions`` (via :func:`build_matrix`) or sparse."""
+    if sp.issparse(train):
+        return sp.csr_matrix(train, dtype=np.float32)
+    return build_matrix(train)
+
+
+class FactorRecommender(UserItemRecommender):
+    """A recommender scored by :class:`LatentFactors`: ``user_bias[u] + U[u] @ V[i]``.
+
+    Subclasses set ``self.factors`` in :meth:`fit`; scoring reads it on every call.
+    """
+
+    factors: LatentFactors | None = None
+
+    def _fitted(self) -> LatentFactors:
+        if self.factors is None:
+            raise RuntimeError(f"{type(self).__name__} is not fitted; call fit(train) first")
+        return self.factors
+
+    @property
+    def n_users(self) -> int:  # type: ignore[override]
+        """Users of the fitted factors."""
+        return int(self._fitted().user_factors.shape[0])
+
+    @property
+    def n_items(self) -> int:  # type: ignore[override]
+        """Items of the fitted factors."""
+        return int(self._fitted().item_factors.shape[0])
+
+    def score(self, users: Any) -> np.ndarray:
+        """Return ``(B, n_items)`` float32 scores (SVD: predicted ratings, unclipped)."""
+        f = self._fitted()
+        idx = as_user_index(users, self.n_users)
+        out = f.user_factors[idx] @ f.item_factors.T
+        out += f.user_bias[idx, None]
+        return out.astype(np.float32, copy=False)
+
+    def score_tensor(self, users: np.ndarray) -> torch.Tensor:
+        """:meth:`score` as a tensor (no copy)."""
+        return torch.from_numpy(self.score(users))
+
+    def scorer(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(user_factors, item_factors)`` for ``evaluate_topk`` (the bias never changes a ranking)."""
+        f = self._fitted()
+        return f.user_factors, f.item_factors
+
+    def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Return ``(n,)`` float32 scores of dense ``(user, item)`` index pairs (unclipped)."""
+        f = self._fitted()
+        users = np.asarray(users, dtype=np.int64)
+        items = np.asarray(items, dtype=np.int64)
+        if users.shape != items.shape:
+            raise ValueError(f"users and items differ in shape: {users.shape} vs {items.shape}")
+        pred = np.einsum("nk,nk->n", f.user_factors[users], f.item_factors[items])
+        return (pred + f.user_bias[users]).astype(np.float32)
+
+    def _factor_arrays(self) -> dict[str, np.ndarray]:
+        f = self._fitted()
+        arrays = {
+            "user_factors": f.user_factors,
+            "item_factors": f.item_factors,
+            "user_bias": f.user_bias,
+        }
+        if f.singular_values is not None:
+            arrays["singular_values"] = f.singular_values
+        return arrays
+
+    @staticmethod
+    def _factors_from(arrays: dict[str, np.ndarray]) -> LatentFactors:
+        return LatentFactors(
+            np.ascontiguousarray(arrays["user_factors"], dtype=np.float32),
+            np.ascontiguousarray(arrays["item_factors"], dtype=np.float32),
+            np.ascontiguousarray(arrays["user_bias"], dtype=np.float32),
+            arrays.get("singular_values"),
+        )
+
+
+@register_model("svd")
+class SVDRecommender(FactorRecommender):
+    """Truncated SVD of the training rating matrix as a user-item recommender.
+
+    Args:
+        n_factors: number of components (default 50); clamped with a warning to
+            ``min(n_users, n_items) - 1``.
+        solver: ``"sklearn"`` (randomized TruncatedSVD, default) or ``"scipy"`` (svds).
+        center: subtract each user's observed mean rating (default True; see the module
+            docstring).
+        n_iter: randomized power iterations (sklearn only; default 5).
+        random_state: seed of the solver (default 0).
+    """
+
+    format_version = 1
+
+    def __init__(
+        self,
+        n_factors: int = 50,
+        *,
+        solver: SVDSolver = "sklearn",
+        center: bool = True,
+        n_iter: int = 5,
+        random_state: int | np.random.Generator | None = 0,
+    ) -> None:
+        if solver not in SOLVERS:
+            raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
+        if isinstance(n_factors, bool) or not isinstance(n_factors, int) or n_factors < 1:
+            raise ValueError(f"n_factors must be a positive int, got {n_factors!r}")
+        self.n_factors, self.solver, self.center = n_factors, solver, bool(center)
+        self.n_iter, self.random_state = int(n_iter), random_state
+        self.factors = None
+
+    def fit(self, train: Any) -> SVDRecommender:
+        """Factorize ``train`` (an ``Interactions`` or a sparse rating matrix); return ``self``."""
+        self.factors = fit_svd(
+            as_matrix(train),
+            self.n_factors,
+            solver=self.solver,
+            center=self.center,
+            n_iter=self.n_iter,
+            random_state=self.random_state,
+        )
+        return self
+
+    def _to_artifact(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        seed = self.random_state if isinstance(self.random_state, int) else None
+        meta = {
+            "n_factors": self.n_factors,
+            "solver": self.solver,
+            "center": self.center,
+            "n_iter": self.n_iter,
+            "random_state": seed,
+        }
+        return meta, self._factor_arrays()
+
+    @classmethod
+    def _from_artifact(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> SVDRecommender:
+        model = cls(
+            int(meta["n_factors"]),
+            solver=meta["solver"],
+            center=bool(meta["center"]),
+            n_iter=int(meta["n_iter"]),
+            random_state=meta["random_state"],
+        )
+        model.factors = cls._factors_from(arrays)
+        return model
