@@ -34,6 +34,7 @@ import numpy as np
 
 __all__ = [
     "COMPLETE_MARKER",
+    "CorruptFileError",
     "IncompleteOutputError",
     "atomic_open",
     "atomic_savez",
@@ -42,6 +43,8 @@ __all__ = [
     "atomic_write_text",
     "fsync_directory",
     "is_complete",
+    "load_json",
+    "load_npz",
     "mark_complete",
     "mark_incomplete",
     "require_complete",
@@ -54,6 +57,10 @@ _INCOMPLETE_MARKER = ".incomplete"
 
 class IncompleteOutputError(RuntimeError):
     """A multi-file output directory whose last write did not finish (names the directory)."""
+
+
+class CorruptFileError(ValueError):
+    """A saved file that cannot be read back as what it should be (names the file and why)."""
 
 
 def fsync_directory(directory: str | Path) -> None:
@@ -139,7 +146,7 @@ def atomic_savez(path: str | Path, **arrays: np.ndarray) -> Path:
         if np.asarray(value).dtype == object:
             raise TypeError(f"array {key!r} has dtype object; only numeric arrays are saved")
     with atomic_open(path, "wb") as handle:
-        np.savez(handle, **arrays)
+        np.savez(handle, allow_pickle=False, **arrays)
     return Path(path)
 
 
@@ -183,3 +190,104 @@ def require_complete(directory: str | Path) -> Path:
             "write it again"
         )
     return d
+
+
+def _check_readable(path: Path, what: str) -> None:
+    if path.is_dir():
+        raise IsADirectoryError(f"{path}: is a directory, expected {what}")
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file (expected {what})")
+
+
+def load_npz(
+    path: str | Path, *, required: tuple[str, ...] | list[str] = ()
+) -> dict[str, np.ndarray]:
+    """Read every array of an ``.npz`` archive (never unpickling); check ``required`` keys.
+
+    Args:
+        path: the archive.
+        required: array names that must be present.
+
+    Returns:
+        ``{name: array}``, fully read (the file is closed on return).
+
+    Raises:
+        FileNotFoundError / IsADirectoryError: ``path`` is missing or a directory.
+        CorruptFileError: not a readable archive (truncated, not a zip, a bad member, an
+            object array that would need unpickling) or a ``required`` array is absent;
+            the message names the file and the array.
+
+    Examples:
+        >>> import tempfile, pathlib
+        >>> p = atomic_savez(pathlib.Path(tempfile.mkdtemp()) / "w.npz", w=np.ones(2))
+        >>> load_npz(p, required=["w"])["w"].tolist()
+        [1.0, 1.0]
+    """
+    import zipfile
+
+    p = Path(path)
+    _check_readable(p, "an .npz archive")
+    with open(p, "rb") as fh:
+        magic = fh.read(6)
+    if magic.startswith(b"\x93NUMPY"):
+        raise CorruptFileError(f"{p}: a single .npy array, expected an .npz archive")
+    if not magic.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        what = "empty" if not magic else "does not start with the zip signature"
+        raise CorruptFileError(f"{p}: not an .npz archive ({what}); write it again")
+    out: dict[str, np.ndarray] = {}
+    key = None
+    try:
+        with np.load(p, allow_pickle=False) as archive:
+            for key in archive.files:
+                out[key] = archive[key]
+    except ValueError as exc:
+        where = f"array {key!r} of " if key is not None else ""
+        if "pickle" in str(exc):
+            reason = "holds an object array, which is never unpickled"
+        else:
+            reason = f"unreadable ({exc})"
+        raise CorruptFileError(f"{where}{p}: {reason}; write it again") from None
+    except (zipfile.BadZipFile, EOFError, OSError, KeyError) as exc:
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise
+        where = f" (array {key!r})" if key is not None else ""
+        raise CorruptFileError(
+            f"{p}: not a readable .npz archive{where}: {exc or type(exc).__name__} "
+            "(truncated or corrupt?); write it again"
+        ) from None
+    missing = [k for k in required if k not in out]
+    if missing:
+        raise CorruptFileError(f"{p}: missing array(s) {missing}; found {sorted(out)}")
+    return out
+
+
+def load_json(path: str | Path, *, required: tuple[str, ...] | list[str] = ()) -> dict[str, Any]:
+    """Read a JSON object file; errors name the file (and line) instead of a bare traceback.
+
+    Args:
+        path: the file.
+        required: keys the object must hold.
+
+    Raises:
+        FileNotFoundError / IsADirectoryError: ``path`` is missing or a directory.
+        CorruptFileError: not UTF-8, not JSON, not an object, NaN/Infinity, or a
+            ``required`` key missing.
+    """
+    p = Path(path)
+    _check_readable(p, "a JSON file")
+
+    def reject(name: str) -> Any:
+        raise CorruptFileError(f"{p}: non-finite number {name} (not JSON)")
+
+    try:
+        document = json.loads(p.read_text(encoding="utf-8"), parse_constant=reject)
+    except UnicodeDecodeError as exc:
+        raise CorruptFileError(f"{p}: not UTF-8 text (byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise CorruptFileError(f"{p}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+    if not isinstance(document, dict):
+        raise CorruptFileError(f"{p}: expected a JSON object, got {type(document).__name__}")
+    missing = [k for k in required if k not in document]
+    if missing:
+        raise CorruptFileError(f"{p}: missing key(s) {missing}; found {sorted(document)}")
+    return document

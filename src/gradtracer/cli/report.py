@@ -14,18 +14,48 @@ report_app = typer.Typer(
 _FILE = typer.Argument(..., exists=True, dir_okay=False, readable=True, help="Report JSON file.")
 
 
+def _render_problems(document: dict[str, object]) -> list[str]:
+    """Why ``document`` (schema-valid) cannot be loaded or rendered; empty when it can."""
+    from gradtracer.export.agent_json import to_agent_json
+    from gradtracer.export.agent_xml import to_agent_xml
+    from gradtracer.export.text import render_text
+    from gradtracer.findings import Report
+
+    try:
+        report = Report.from_dict(document)
+    except (ValueError, TypeError, KeyError) as exc:
+        return [f"not a valid report: {exc}"]
+    problems = []
+    for what, render in (
+        ("text", render_text),
+        ("agent JSON", to_agent_json),
+        ("agent XML", to_agent_xml),
+    ):
+        try:
+            render(report)
+        except Exception as exc:  # a renderer's refusal is what validate must catch
+            problems.append(f"cannot be rendered as {what}: {type(exc).__name__}: {exc}")
+    return problems
+
+
 @report_app.command("validate")
 def validate(path: Path = _FILE) -> None:
-    """Check PATH against the shipped report schema; exit 1 listing every violation."""
-    import json
+    """Check PATH against the shipped schema and the renderers; exit 1 listing every problem.
 
+    A file that passes can be rendered by ``render``, ``agent`` and ``xml``: JSON only
+    (no NaN/Infinity), schema-valid, loadable as a Report, and accepted by each renderer.
+    """
+    from gradtracer.export.json_report import loads_strict
     from gradtracer.export.schema import schema_errors
 
     try:
-        document = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    document = loads_strict(text, source=str(path))
     errors = schema_errors(document, "report")
+    if not errors:
+        errors = _render_problems(document)
     if errors:
         for err in errors:
             typer.echo(f"{path}: {err}", err=True)
@@ -74,7 +104,18 @@ def plot(
     from gradtracer.export.figures import plot_report
     from gradtracer.export.json_report import read_json
 
-    for written in plot_report(read_json(path), out):
+    if out.exists() and not out.is_dir():
+        raise typer.BadParameter(f"{out} exists and is not a directory", param_hint="--out")
+    report = read_json(path)
+    try:
+        written_files = plot_report(report, out)
+    except (OSError, MemoryError):
+        raise
+    except Exception as exc:  # a figure that cannot be drawn: one line, not a traceback
+        raise RuntimeError(
+            f"{path}: cannot draw the figures ({type(exc).__name__}: {exc})"
+        ) from exc
+    for written in written_files:
         typer.echo(f"wrote {written}")
 
 
