@@ -33,6 +33,7 @@ BUILTIN_MODULES: list[str] = [
     "gradtracer.recsys.models.mf",
     "gradtracer.recsys.models.svd",
     "gradtracer.recsys.models.als",
+    "gradtracer.recsys.cf.model",
     "gradtracer.recsys.models.session_popularity",
     "gradtracer.recsys.models.markov",
     "gradtracer.recsys.models.gru4rec",
