@@ -18,10 +18,17 @@ from typing import Any
 
 import numpy as np
 
+from gradtracer.features.diagnose import (
+    detect_collinear_feature,
+    detect_constant_features,
+    detect_feature_interaction,
+    detect_missing_values,
+)
 from gradtracer.features.interactions import InteractionTest, rank_interactions
 from gradtracer.features.screening import ColumnScreen, as_matrix, screen_columns
 from gradtracer.features.vif import VifFilterResult, filter_by_vif
-from gradtracer.findings import Finding, FindingType, Report, Severity
+from gradtracer.findings import Finding, Report
+from gradtracer.report.text import ReportText, report_text
 
 __all__ = ["FeatureAnalyzer", "FeatureAnalyzerConfig"]
 
@@ -118,7 +125,7 @@ class FeatureAnalyzer:
                 f"{len(kept_cols)} features: OLS-based VIF and F-tests need at least "
                 f"n_features + 3 = {len(kept_cols) + 3} rows; select features first or add rows"
             )
-        sub = arr[np.ix_(rows, kept_cols)]
+        sub = arr[np.ix_(rows, np.asarray(kept_cols, dtype=np.intp))]
         vif = filter_by_vif(sub, [names[i] for i in kept_cols], threshold=self.config.vif_threshold)
         self.vif_ = vif
         self.kept_ = [names[kept_cols[i]] for i in vif.kept]
@@ -173,109 +180,20 @@ class FeatureAnalyzer:
     def findings(self) -> list[Finding]:
         """Return MISSING_VALUES, CONSTANT_FEATURE, COLLINEAR_FEATURES and FEATURE_INTERACTION."""
         screen, vif = self._check_fitted()
-        names = self.feature_names_
-        out: list[Finding] = []
-        missing = np.flatnonzero(screen.missing_fraction)
-        if missing.size or screen.target_missing:
-            dropped = [names[i] for i in screen.dropped_missing]
-            lost = self.n_rows_ - self.n_rows_used_
-            parts = [f"{names[i]} {screen.missing_fraction[i]:.1%}" for i in missing]
-            if screen.target_missing:
-                parts.append(f"target {screen.target_missing} rows")
-            out.append(
-                Finding(
-                    type=FindingType.MISSING_VALUES,
-                    severity=Severity.WARNING if dropped or lost else Severity.INFO,
-                    subject=self.name,
-                    premise=(
-                        f"NaN/inf values in {', '.join(parts)}; dropped columns {dropped} "
-                        f"and {lost} of {self.n_rows_} incomplete rows."
-                    ),
-                    implies="The analysis ran on complete cases only, which can bias it "
-                    "if values are not missing at random.",
-                    action="IMPUTE_OR_ADD_MISSING_INDICATOR",
-                    expected_effect="All rows and columns take part in the analysis.",
-                    confidence=1.0,
-                    evidence={
-                        **{
-                            f"missing_fraction/{names[i]}": float(screen.missing_fraction[i])
-                            for i in missing
-                        },
-                        "target_missing": screen.target_missing,
-                        "rows_dropped": lost,
-                    },
-                    sample_ids=tuple(names[i] for i in missing),
-                )
-            )
-        if screen.constant:
-            constant = [names[i] for i in screen.constant]
-            out.append(
-                Finding(
-                    type=FindingType.CONSTANT_FEATURE,
-                    severity=Severity.WARNING,
-                    subject=self.name,
-                    premise=f"{len(constant)} constant column(s): {', '.join(constant)}.",
-                    implies="They carry no information and make linear models singular.",
-                    action="DROP_CONSTANT_FEATURES",
-                    expected_effect="Same model quality with fewer columns.",
-                    confidence=1.0,
-                    evidence={"n_constant": len(constant)},
-                    sample_ids=tuple(constant),
-                )
-            )
-        for drop in vif.dropped:
-            out.append(
-                Finding(
-                    type=FindingType.COLLINEAR_FEATURES,
-                    severity=Severity.WARNING,
-                    subject=self.name,
-                    premise=(
-                        f"{drop.feature!r} has VIF {drop.vif:.3g} > {self.config.vif_threshold:g}"
-                        f" (correlation {drop.correlation:+.3f} with {drop.partner!r})."
-                    ),
-                    implies="Its coefficient and importance are unstable and split with "
-                    "its collinear partners.",
-                    action="DROP_OR_COMBINE_COLLINEAR_FEATURE",
-                    expected_effect="Stable coefficients and importances; fewer redundant columns.",
-                    confidence=float(min(0.99, 1.0 - self.config.vif_threshold / drop.vif / 2)),
-                    evidence={
-                        "vif": drop.vif,
-                        "partner": drop.partner,
-                        "correlation": drop.correlation,
-                        "threshold": self.config.vif_threshold,
-                    },
-                    sample_ids=(drop.feature, drop.partner),
-                )
-            )
+        names, subject = self.feature_names_, self.name
+        found = [
+            detect_missing_values(screen, names, self.n_rows_, self.n_rows_used_, subject=subject),
+            detect_constant_features(screen, names, subject=subject),
+        ]
+        found += [
+            detect_collinear_feature(d, self.config.vif_threshold, subject=subject)
+            for d in vif.dropped
+        ]
         n_pairs = len(self.interactions_)
-        for t in self.suggestions():
-            out.append(
-                Finding(
-                    type=FindingType.FEATURE_INTERACTION,
-                    severity=Severity.INFO,
-                    subject=self.name,
-                    premise=(
-                        f"Adding {t.name} raises adjusted R^2 by {t.delta_adj_r2:.4f} "
-                        f"(F = {t.f_stat:.3g}, BH q = {t.q_value:.2g} over {n_pairs} pairs)."
-                    ),
-                    implies="The effect of one feature depends on the other; a model "
-                    "without the product misses it.",
-                    action="ADD_INTERACTION_FEATURE",
-                    expected_effect=f"About {t.delta_adj_r2:.4f} more adjusted R^2 in a "
-                    "linear model; easier splits for trees.",
-                    confidence=float(min(0.99, max(0.0, 1.0 - t.q_value))),
-                    evidence={
-                        "f_stat": t.f_stat,
-                        "p_value": t.p_value,
-                        "q_value": t.q_value,
-                        "delta_adj_r2": t.delta_adj_r2,
-                        "adj_r2_base": t.adj_r2_base,
-                        "n_pairs_tested": n_pairs,
-                    },
-                    sample_ids=(t.feature_a, t.feature_b),
-                )
-            )
-        return out
+        found += [
+            detect_feature_interaction(t, n_pairs, subject=subject) for t in self.suggestions()
+        ]
+        return [f for f in found if f is not None]
 
     def to_report(self) -> Report:
         """Return the :class:`~gradtracer.findings.Report` (kind ``"features"``)."""
@@ -287,17 +205,7 @@ class FeatureAnalyzer:
             metadata={"config": dict(self.config.__dict__)},
         )
 
-    def report(self) -> str:
-        """Return a short human-readable text report."""
-        s = self.summary()
-        lines = [
-            f"FeatureAnalyzer {self.name!r}: {s['n_features']} features, "
-            f"{s['n_rows_used']}/{s['n_rows']} rows used; kept {len(s['kept_features'])}, "
-            f"{s['n_pairs_tested']} pairs tested, {s['n_significant']} significant "
-            f"(BH alpha {self.config.alpha:g})",
-        ]
-        for f in Report(
-            kind="features", subject=self.name, findings=self.findings()
-        ).sorted_findings():
-            lines.append(f"  [{f.severity.value.upper()}] {f.type}: {f.premise}")
-        return "\n".join(lines)
+    def report(self) -> ReportText:
+        """Return the readable report (:func:`gradtracer.report.text.render_text` of
+        :meth:`to_report`); it does not print."""
+        return report_text(self)

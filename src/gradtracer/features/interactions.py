@@ -128,7 +128,7 @@ def rank_interactions(
     f = np.where(rss1 >= rss0, 0.0, f)
     pv = stats.f.sf(f, 1, df2)
     qv = benjamini_hochberg(pv)
-    delta = adjusted_r2(rss1, tss, n, k_base + 1) - adj_base
+    delta = np.asarray(adjusted_r2(rss1, tss, n, k_base + 1) - adj_base)
     results = [
         InteractionTest(
             names[i], names[j], float(f[t]), float(pv[t]), float(qv[t]), adj_base, float(delta[t])

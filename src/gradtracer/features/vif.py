@@ -14,7 +14,8 @@ __all__ = ["CollinearDrop", "VifFilterResult", "compute_vif", "filter_by_vif"]
 def _gram_factor(x: np.ndarray) -> np.ndarray:
     """Return R (p, p) with R^T R = Z^T Z for the standardised columns Z of ``x`` (n, p)."""
     z = (x - x.mean(axis=0)) / x.std(axis=0)
-    return np.linalg.qr(z, mode="r")
+    r: np.ndarray = np.linalg.qr(z, mode="r")  # type: ignore[assignment]  # mode="r" returns R only
+    return r
 
 
 def compute_vif(x: np.ndarray) -> np.ndarray:

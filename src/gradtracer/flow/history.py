@@ -18,9 +18,18 @@ from typing import Any
 
 import numpy as np
 
+from gradtracer._numeric import finite_or_none
+from gradtracer.durable import atomic_write_text
 from gradtracer.findings import Finding, FindingType, Severity
+from gradtracer.report.catalog import make_finding
 
-__all__ = ["LayerDifference", "RunHistory", "compare_with_history", "layer_differences"]
+__all__ = [
+    "LayerDifference",
+    "RunHistory",
+    "compare_with_history",
+    "detect_run_regression",
+    "layer_differences",
+]
 
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -39,10 +48,7 @@ class RunHistory:
         self.directory.mkdir(parents=True, exist_ok=True)
         name = f"{_SAFE.sub('_', str(summary['model']))}__{_SAFE.sub('_', str(summary['run_id']))}.json"
         path = self.directory / name
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(summary, sort_keys=True, default=_json_default))
-        tmp.replace(path)
-        return path
+        return atomic_write_text(path, json.dumps(summary, sort_keys=True, default=_json_default))
 
     def load(self, model: str | None = None) -> list[dict[str, Any]]:
         """All readable run summaries (of ``model`` if given), oldest file first.
@@ -60,7 +66,9 @@ class RunHistory:
             try:
                 data = json.loads(path.read_text())
             except (OSError, json.JSONDecodeError) as exc:
-                warnings.warn(f"skipping unreadable run file {path}: {exc}", GradTracerWarning, stacklevel=2)
+                warnings.warn(
+                    f"skipping unreadable run file {path}: {exc}", GradTracerWarning, stacklevel=2
+                )
                 continue
             if model is None or data.get("model") == model:
                 out.append(data)
@@ -92,16 +100,19 @@ def layer_differences(
             past = [
                 float(r["layers"][layer][metric])
                 for r in earlier
-                if layer in r.get("layers", {}) and _finite(r["layers"][layer].get(metric))
+                if layer in r.get("layers", {})
+                and finite_or_none(r["layers"][layer].get(metric)) is not None
             ]
             cur = stats.get(metric)
-            if not past or not _finite(cur):
+            if not past or finite_or_none(cur) is None:
                 continue
             med = float(np.median(past))
             cur = float(cur)
             if metric == "health":
                 if med - cur > health_drop:
-                    diffs.append(LayerDifference(layer, metric, cur, med, cur / med if med else math.inf))
+                    diffs.append(
+                        LayerDifference(layer, metric, cur, med, cur / med if med else math.inf)
+                    )
                 continue
             if med <= 0 or cur <= 0:
                 continue
@@ -111,6 +122,30 @@ def layer_differences(
     return diffs
 
 
+def detect_run_regression(
+    layer: str, differences: Sequence[LayerDifference], n_earlier: int, *, subject: str
+) -> Finding | None:
+    """RUN_REGRESSION for ``layer`` from its :func:`layer_differences` (None without any);
+    a warning when its health dropped, else info."""
+    if not differences:
+        return None
+    what = "; ".join(
+        f"{d.metric} {d.current:.3g} vs earlier median {d.earlier_median:.3g} ({d.ratio:.2g}x)"
+        for d in differences
+    )
+    return make_finding(
+        FindingType.RUN_REGRESSION,
+        severity=(
+            Severity.WARNING if any(d.metric == "health" for d in differences) else Severity.INFO
+        ),
+        subject=subject,
+        premise=f"Layer {layer} differs from {n_earlier} earlier run(s): {what}.",
+        confidence=min(0.95, 0.5 + 0.1 * n_earlier),
+        evidence={f"{d.metric}_ratio": d.ratio for d in differences},
+        sample_ids=(layer,),
+    )
+
+
 def compare_with_history(
     current: dict[str, Any], earlier: Sequence[dict[str, Any]], *, subject: str, factor: float = 3.0
 ) -> list[Finding]:
@@ -118,30 +153,11 @@ def compare_with_history(
     by_layer: dict[str, list[LayerDifference]] = {}
     for d in layer_differences(current, earlier, factor=factor):
         by_layer.setdefault(d.layer, []).append(d)
-    out = []
-    for layer, ds in sorted(by_layer.items()):
-        what = "; ".join(
-            f"{d.metric} {d.current:.3g} vs earlier median {d.earlier_median:.3g} ({d.ratio:.2g}x)" for d in ds
-        )
-        out.append(
-            Finding(
-                FindingType.RUN_REGRESSION,
-                Severity.WARNING if any(d.metric == "health" for d in ds) else Severity.INFO,
-                subject,
-                premise=f"Layer {layer} differs from {len(earlier)} earlier run(s): {what}.",
-                implies="A change in code, data or hyperparameters altered how this layer trains.",
-                action="DIFF_CONFIG_AGAINST_EARLIER_RUNS",
-                expected_effect="The cause of the changed dynamics is identified before it costs accuracy.",
-                confidence=min(0.95, 0.5 + 0.1 * len(earlier)),
-                evidence={f"{d.metric}_ratio": d.ratio for d in ds},
-                sample_ids=(layer,),
-            )
-        )
-    return out
-
-
-def _finite(x: Any) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(x)
+    found = (
+        detect_run_regression(layer, ds, len(earlier), subject=subject)
+        for layer, ds in sorted(by_layer.items())
+    )
+    return [f for f in found if f is not None]
 
 
 def _json_default(o: Any) -> Any:

@@ -13,13 +13,23 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gradtracer.findings import Finding, FindingType, Severity
+from gradtracer.findings import Finding, FindingType
+from gradtracer.report.catalog import make_finding
 
 __all__ = [
+    "LAYER_DETECTORS",
     "FlowThresholds",
     "LayerSnapshot",
+    "detect_dead_activations",
+    "detect_exploding_gradient",
+    "detect_high_update_ratio",
     "detect_layer_findings",
+    "detect_loss_divergence",
     "detect_loss_findings",
+    "detect_loss_plateau",
+    "detect_low_gradient_snr",
+    "detect_stagnating_layer",
+    "detect_vanishing_gradient",
     "layer_health",
     "linear_trend",
 ]
@@ -157,166 +167,217 @@ def _exploding(snap: LayerSnapshot, th: FlowThresholds) -> bool:
     return snap.spikes > 0
 
 
+def detect_exploding_gradient(
+    snap: LayerSnapshot, subject: str, th: FlowThresholds = FlowThresholds()
+) -> Finding | None:
+    """EXPLODING_GRADIENT: NaN/Inf gradients, a norm above ``exploding_abs``, or spikes
+    above ``exploding_factor`` x the running median."""
+    if not (snap.non_finite_steps > 0 or _exploding(snap, th)):
+        return None
+    return make_finding(
+        FindingType.EXPLODING_GRADIENT,
+        subject=subject,
+        premise=(
+            f"Layer {snap.name}: gradient norm spiked {snap.spikes} time(s) above "
+            f"{th.exploding_factor:g}x its running median (peak {snap.grad_norm_max:.3g}, "
+            f"median {snap.grad_norm_median:.3g}); {snap.non_finite_steps} step(s) had NaN/Inf "
+            "gradients."
+        ),
+        confidence=0.95 if snap.non_finite_steps > 0 else 0.8,
+        evidence=snap.to_dict(),
+        sample_ids=(snap.name,),
+    )
+
+
+def detect_vanishing_gradient(
+    snap: LayerSnapshot, subject: str, th: FlowThresholds = FlowThresholds()
+) -> Finding | None:
+    """VANISHING_GRADIENT: median gradient norm below ``vanishing_grad_norm``."""
+    if snap.n_obs < th.min_observations or not snap.grad_norm_median < th.vanishing_grad_norm:
+        return None
+    return make_finding(
+        FindingType.VANISHING_GRADIENT,
+        subject=subject,
+        premise=(
+            f"Layer {snap.name}: median gradient norm {snap.grad_norm_median:.2e} < "
+            f"{th.vanishing_grad_norm:.0e}."
+        ),
+        confidence=0.85,
+        evidence=snap.to_dict(),
+        sample_ids=(snap.name,),
+    )
+
+
+def detect_stagnating_layer(
+    snap: LayerSnapshot, subject: str, th: FlowThresholds = FlowThresholds()
+) -> Finding | None:
+    """STAGNATING_LAYER: update-to-weight ratio below ``stagnation_ratio`` while the
+    gradient has not vanished (a vanished gradient is the finding then)."""
+    if snap.n_obs < th.min_observations or snap.grad_norm_median < th.vanishing_grad_norm:
+        return None
+    if not snap.update_ratio < th.stagnation_ratio:
+        return None
+    return make_finding(
+        FindingType.STAGNATING_LAYER,
+        subject=subject,
+        premise=(
+            f"Layer {snap.name}: update-to-weight ratio {snap.update_ratio:.2e} < "
+            f"{th.stagnation_ratio:.0e} over the last {snap.n_obs} tracked steps."
+        ),
+        confidence=0.8,
+        evidence=snap.to_dict(),
+        sample_ids=(snap.name,),
+    )
+
+
+def detect_high_update_ratio(
+    snap: LayerSnapshot, subject: str, th: FlowThresholds = FlowThresholds()
+) -> Finding | None:
+    """HIGH_UPDATE_RATIO: update-to-weight ratio above ``high_update_ratio``."""
+    if snap.n_obs < th.min_observations or not snap.update_ratio > th.high_update_ratio:
+        return None
+    return make_finding(
+        FindingType.HIGH_UPDATE_RATIO,
+        subject=subject,
+        premise=(
+            f"Layer {snap.name}: update-to-weight ratio {snap.update_ratio:.2e} > "
+            f"{th.high_update_ratio:.0e}."
+        ),
+        confidence=0.75,
+        evidence=snap.to_dict(),
+        sample_ids=(snap.name,),
+    )
+
+
+def detect_low_gradient_snr(
+    snap: LayerSnapshot, subject: str, th: FlowThresholds = FlowThresholds()
+) -> Finding | None:
+    """LOW_GRADIENT_SNR: temporal gradient signal-to-noise ratio below ``low_snr``."""
+    if snap.n_obs < th.min_observations or not (math.isfinite(snap.snr) and snap.snr < th.low_snr):
+        return None
+    return make_finding(
+        FindingType.LOW_GRADIENT_SNR,
+        subject=subject,
+        premise=f"Layer {snap.name}: gradient signal-to-noise ratio {snap.snr:.3g} < {th.low_snr}.",
+        confidence=0.6,
+        evidence=snap.to_dict(),
+        sample_ids=(snap.name,),
+    )
+
+
+def detect_dead_activations(
+    snap: LayerSnapshot, subject: str, th: FlowThresholds = FlowThresholds()
+) -> Finding | None:
+    """DEAD_ACTIVATIONS: more than ``dead_fraction`` of units output zero for whole batches."""
+    if not (math.isfinite(snap.dead_fraction) and snap.dead_fraction > th.dead_fraction):
+        return None
+    return make_finding(
+        FindingType.DEAD_ACTIVATIONS,
+        subject=subject,
+        premise=(
+            f"Layer {snap.name}: {snap.dead_fraction:.0%} of units output zero for whole batches."
+        ),
+        confidence=0.8,
+        evidence=snap.to_dict(),
+        sample_ids=(snap.name,),
+    )
+
+
+#: the per-layer detectors, in the order their findings are listed
+LAYER_DETECTORS = (
+    detect_exploding_gradient,
+    detect_vanishing_gradient,
+    detect_stagnating_layer,
+    detect_high_update_ratio,
+    detect_low_gradient_snr,
+    detect_dead_activations,
+)
+
+
 def detect_layer_findings(
     snap: LayerSnapshot, subject: str, th: FlowThresholds = FlowThresholds()
 ) -> list[Finding]:
-    """Findings for one layer: exploding / vanishing gradients, stagnation, oversized
-    updates, noisy gradients, dead activations."""
-    out: list[Finding] = []
-    layer = snap.name
-    ev = snap.to_dict()
-    if snap.non_finite_steps > 0 or _exploding(snap, th):
-        out.append(
-            Finding(
-                FindingType.EXPLODING_GRADIENT,
-                Severity.CRITICAL,
-                subject,
-                premise=(
-                    f"Layer {layer}: gradient norm spiked {snap.spikes} time(s) above "
-                    f"{th.exploding_factor:g}x its running median (peak {snap.grad_norm_max:.3g}, median "
-                    f"{snap.grad_norm_median:.3g}); {snap.non_finite_steps} step(s) had NaN/Inf gradients."
-                ),
-                implies="Updates of this layer are unstable and can wreck the weights in one step.",
-                action="CLIP_GRADIENTS_OR_LOWER_LR_OR_ADD_WARMUP",
-                expected_effect="Bounded gradient norms and a smoother loss curve.",
-                confidence=0.95 if snap.non_finite_steps > 0 else 0.8,
-                evidence=ev,
-                sample_ids=(layer,),
-            )
+    """Every per-layer finding of ``snap`` (the :data:`LAYER_DETECTORS` that fire)."""
+    found = (detect(snap, subject, th) for detect in LAYER_DETECTORS)
+    return [f for f in found if f is not None]
+
+
+def detect_loss_divergence(
+    losses: Sequence[float], subject: str, th: FlowThresholds = FlowThresholds()
+) -> Finding | None:
+    """LOSS_DIVERGENCE: a NaN/Inf loss, or a significant upward trend (slope > 0, p < 0.01)."""
+    finite = _finite_losses(losses)
+    if len(losses) > len(finite):
+        bad = len(losses) - len(finite)
+        return make_finding(
+            FindingType.LOSS_DIVERGENCE,
+            subject=subject,
+            premise=f"{bad} of {len(losses)} reported losses are NaN/Inf.",
+            confidence=0.99,
+            evidence={"non_finite_losses": bad},
         )
-    if snap.n_obs >= th.min_observations:
-        if snap.grad_norm_median < th.vanishing_grad_norm:
-            out.append(
-                Finding(
-                    FindingType.VANISHING_GRADIENT,
-                    Severity.WARNING,
-                    subject,
-                    premise=f"Layer {layer}: median gradient norm {snap.grad_norm_median:.2e} < {th.vanishing_grad_norm:.0e}.",
-                    implies="The layer receives almost no learning signal.",
-                    action="CHECK_ACTIVATIONS_OR_ADD_RESIDUAL_OR_NORMALIZATION",
-                    expected_effect="Gradient reaches the layer and its weights start to move.",
-                    confidence=0.85,
-                    evidence=ev,
-                    sample_ids=(layer,),
-                )
-            )
-        elif snap.update_ratio < th.stagnation_ratio:
-            out.append(
-                Finding(
-                    FindingType.STAGNATING_LAYER,
-                    Severity.WARNING,
-                    subject,
-                    premise=(
-                        f"Layer {layer}: update-to-weight ratio {snap.update_ratio:.2e} < "
-                        f"{th.stagnation_ratio:.0e} over the last {snap.n_obs} tracked steps."
-                    ),
-                    implies="The layer has effectively stopped learning.",
-                    action="INCREASE_LAYER_LR_OR_UNFREEZE",
-                    expected_effect="Update ratio near 1e-3 and renewed progress of the layer.",
-                    confidence=0.8,
-                    evidence=ev,
-                    sample_ids=(layer,),
-                )
-            )
-        if snap.update_ratio > th.high_update_ratio:
-            out.append(
-                Finding(
-                    FindingType.HIGH_UPDATE_RATIO,
-                    Severity.WARNING,
-                    subject,
-                    premise=f"Layer {layer}: update-to-weight ratio {snap.update_ratio:.2e} > {th.high_update_ratio:.0e}.",
-                    implies="Each step rewrites a large part of the layer's weights; training may oscillate.",
-                    action="LOWER_LAYER_LR_OR_ADD_WARMUP",
-                    expected_effect="Update ratio near 1e-3 and steadier loss.",
-                    confidence=0.75,
-                    evidence=ev,
-                    sample_ids=(layer,),
-                )
-            )
-        if math.isfinite(snap.snr) and snap.snr < th.low_snr:
-            out.append(
-                Finding(
-                    FindingType.LOW_GRADIENT_SNR,
-                    Severity.INFO,
-                    subject,
-                    premise=f"Layer {layer}: gradient signal-to-noise ratio {snap.snr:.3g} < {th.low_snr}.",
-                    implies="Step-to-step gradients mostly cancel; progress is driven by noise.",
-                    action="INCREASE_BATCH_SIZE_OR_LOWER_LR",
-                    expected_effect="A higher signal-to-noise ratio and more consistent descent.",
-                    confidence=0.6,
-                    evidence=ev,
-                    sample_ids=(layer,),
-                )
-            )
-    if math.isfinite(snap.dead_fraction) and snap.dead_fraction > th.dead_fraction:
-        out.append(
-            Finding(
-                FindingType.DEAD_ACTIVATIONS,
-                Severity.WARNING,
-                subject,
-                premise=f"Layer {layer}: {snap.dead_fraction:.0%} of units output zero for whole batches.",
-                implies="Dead units waste capacity and pass no gradient.",
-                action="USE_LEAKY_ACTIVATION_OR_LOWER_LR_OR_REINITIALIZE",
-                expected_effect="Fewer dead units and more usable capacity.",
-                confidence=0.8,
-                evidence=ev,
-                sample_ids=(layer,),
-            )
-        )
-    return out
+    trend = _loss_trend(finite, th)
+    if trend is None:
+        return None
+    slope, p, ev = trend
+    if not (slope > 0 and p < 0.01):
+        return None
+    return make_finding(
+        FindingType.LOSS_DIVERGENCE,
+        subject=subject,
+        premise=f"Loss rises by {slope:.3g} per tracked step (p={p:.2g}).",
+        confidence=min(0.99, 1.0 - p),
+        evidence=ev,
+    )
+
+
+def detect_loss_plateau(
+    losses: Sequence[float], subject: str, th: FlowThresholds = FlowThresholds()
+) -> Finding | None:
+    """LOSS_PLATEAU: |slope| per step below ``plateau_rel_slope`` x the mean |loss|, with
+    every loss finite and no significant rise (those are LOSS_DIVERGENCE)."""
+    finite = _finite_losses(losses)
+    if len(losses) > len(finite):
+        return None
+    trend = _loss_trend(finite, th)
+    if trend is None:
+        return None
+    slope, p, ev = trend
+    if (slope > 0 and p < 0.01) or not abs(slope) / ev["loss_mean"] < th.plateau_rel_slope:
+        return None
+    return make_finding(
+        FindingType.LOSS_PLATEAU,
+        subject=subject,
+        premise=(
+            f"Loss slope {slope:.2e} per tracked step is below {th.plateau_rel_slope:.0e} of "
+            "its level."
+        ),
+        confidence=0.6,
+        evidence=ev,
+    )
 
 
 def detect_loss_findings(
     losses: Sequence[float], subject: str, th: FlowThresholds = FlowThresholds()
 ) -> list[Finding]:
-    """Findings on the loss curve: divergence (significant upward trend or non-finite
-    loss) and plateau (flat trend relative to the loss level)."""
-    finite = [v for v in losses if v is not None and math.isfinite(v)]
-    if len(losses) > len(finite):
-        return [
-            Finding(
-                FindingType.LOSS_DIVERGENCE,
-                Severity.CRITICAL,
-                subject,
-                premise=f"{len(losses) - len(finite)} of {len(losses)} reported losses are NaN/Inf.",
-                implies="Training has numerically diverged.",
-                action="LOWER_LR_AND_CLIP_GRADIENTS",
-                expected_effect="Finite loss values.",
-                confidence=0.99,
-                evidence={"non_finite_losses": len(losses) - len(finite)},
-            )
-        ]
+    """Findings on the loss curve: :func:`detect_loss_divergence` and
+    :func:`detect_loss_plateau` (at most one of them fires)."""
+    found = (
+        detect(losses, subject, th) for detect in (detect_loss_divergence, detect_loss_plateau)
+    )
+    return [f for f in found if f is not None]
+
+
+def _finite_losses(losses: Sequence[float]) -> list[float]:
+    return [v for v in losses if v is not None and math.isfinite(v)]
+
+
+def _loss_trend(
+    finite: Sequence[float], th: FlowThresholds
+) -> tuple[float, float, dict[str, float]] | None:
+    """(slope, p, evidence) of the finite losses; None with fewer than the points a verdict needs."""
     if len(finite) < max(th.min_observations, 3):
-        return []
+        return None
     slope, p = linear_trend(finite)
     level = float(np.mean(np.abs(finite))) or 1.0
-    ev = {"loss_slope": slope, "loss_slope_p": p, "loss_mean": level, "n": len(finite)}
-    if slope > 0 and p < 0.01:
-        return [
-            Finding(
-                FindingType.LOSS_DIVERGENCE,
-                Severity.CRITICAL,
-                subject,
-                premise=f"Loss rises by {slope:.3g} per tracked step (p={p:.2g}).",
-                implies="The optimiser is moving away from a minimum.",
-                action="LOWER_LR_OR_ADD_WARMUP",
-                expected_effect="A falling loss curve.",
-                confidence=min(0.99, 1.0 - p),
-                evidence=ev,
-            )
-        ]
-    if abs(slope) / level < th.plateau_rel_slope:
-        return [
-            Finding(
-                FindingType.LOSS_PLATEAU,
-                Severity.INFO,
-                subject,
-                premise=f"Loss slope {slope:.2e} per tracked step is below {th.plateau_rel_slope:.0e} of its level.",
-                implies="Training has stopped improving the objective.",
-                action="DECAY_LR_OR_STOP_EARLY",
-                expected_effect="Either renewed progress or saved compute.",
-                confidence=0.6,
-                evidence=ev,
-            )
-        ]
-    return []
+    return slope, p, {"loss_slope": slope, "loss_slope_p": p, "loss_mean": level, "n": len(finite)}

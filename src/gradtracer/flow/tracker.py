@@ -35,6 +35,7 @@ import statistics
 import uuid
 import zlib
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,8 @@ from gradtracer.flow.layer_stats import (
     layer_health,
     linear_trend,
 )
+from gradtracer.report.history import HistoryEntry, thin_history
+from gradtracer.report.text import ReportText, report_text
 
 __all__ = ["FlowTracker"]
 
@@ -144,7 +147,9 @@ class FlowTracker:
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.thresholds = thresholds or FlowThresholds()
-        self.history_dir = Path(history_dir) if history_dir is not None else Path(".gradtracer/runs")
+        self.history_dir = (
+            Path(history_dir) if history_dir is not None else Path(".gradtracer/runs")
+        )
         self.run_id = run_id or uuid.uuid4().hex[:12]
         self._layers = [
             _LayerState(n, p, int(sample_size), int(window))
@@ -157,7 +162,7 @@ class FlowTracker:
         self._tracked = 0
         self._losses: list[float] = []
         self._lrs: list[float] = []
-        self.history: list[dict[str, Any]] = []
+        self.history: list[HistoryEntry] = []
         self._dead: dict[str, deque[float]] = {}
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         if track_activations:
@@ -170,7 +175,7 @@ class FlowTracker:
     def _tracking_next(self) -> bool:
         return (self._step + 1) % self.track_interval == 0
 
-    def _activation_hook(self, mod_name: str):  # noqa: ANN202 - torch hook signature
+    def _activation_hook(self, mod_name: str) -> Callable[[nn.Module, Any, Any], None]:
         def hook(_mod: nn.Module, _inp: Any, out: Any) -> None:
             if not (torch.is_grad_enabled() and self._tracking_next()):
                 return
@@ -206,9 +211,10 @@ class FlowTracker:
         lr = self._current_lr()
         if lr is not None:
             self._lrs.append(lr)
-        with_grad = [st for st in self._layers if st.param.grad is not None]
+        grads = [(st, st.param.grad) for st in self._layers]
+        with_grad = [st for st, g in grads if g is not None]
         if with_grad:
-            norms = torch._foreach_norm([_dense(st.param.grad) for st in with_grad])
+            norms = torch._foreach_norm([_dense(g) for _, g in grads if g is not None])
             norms_list = torch.stack(norms).float().cpu().tolist()
         else:
             norms_list = []
@@ -238,8 +244,10 @@ class FlowTracker:
                     st.spikes += 1
             st.grad_norms.append(gn)
             st.grad_norm_max = max(st.grad_norm_max, gn)
-            g = st.sample(_dense(st.param.grad))
-            if st.g_mean is None:
+            grad = st.param.grad
+            assert grad is not None  # with_grad holds only layers with a gradient
+            g = st.sample(_dense(grad))
+            if st.g_mean is None or st.g_sq is None:
                 st.g_mean, st.g_sq = g.clone(), g * g
             else:
                 st.g_mean.mul_(0.9).add_(g, alpha=0.1)
@@ -270,7 +278,11 @@ class FlowTracker:
         out = []
         for st in self._layers:
             snr = math.nan
-            if st.g_mean is not None and st.n_obs >= self.thresholds.min_observations:
+            if (
+                st.g_mean is not None
+                and st.g_sq is not None
+                and st.n_obs >= self.thresholds.min_observations
+            ):
                 var = (st.g_sq - st.g_mean * st.g_mean).clamp_min(0).sum().item()
                 signal = float((st.g_mean * st.g_mean).sum().item())
                 snr = signal / var if var > 0 else math.inf
@@ -341,8 +353,6 @@ class FlowTracker:
     def to_report(self) -> Report:
         """A :class:`~gradtracer.findings.Report` of kind ``"flow"``; ``metadata`` holds
         ``step``, ``run_id`` and ``history`` (thinned to at most 200 snapshots)."""
-        from gradtracer.report.history import thin_history
-
         return Report(
             kind="flow",
             subject=self.name,
@@ -362,11 +372,10 @@ class FlowTracker:
 
         return plot_flow_report(self.to_report(), out_dir)
 
-    def report(self) -> str:
-        """Readable text of :meth:`to_report`."""
-        from gradtracer.report.text import render_text
-
-        return render_text(self.to_report())
+    def report(self) -> ReportText:
+        """Return the readable report (:func:`gradtracer.report.text.render_text` of
+        :meth:`to_report`); it does not print."""
+        return report_text(self)
 
     # --- run history -----------------------------------------------------------------
     def save_run(self, directory: str | Path | None = None) -> Path:
@@ -446,10 +455,6 @@ class FlowTracker:
 
     def __exit__(self, *exc: object) -> None:
         self.detach()
-
-    @property
-    def layer_names(self) -> list[str]:
-        return [st.name for st in self._layers]
 
     def __repr__(self) -> str:
         return f"FlowTracker({self.name!r}, layers={len(self._layers)}, step={self._step})"

@@ -63,9 +63,9 @@ def is_xgboost_model(model: Any) -> bool:
 
 def make_xgboost_callback(on_round: Any) -> Any:
     """Return an ``xgboost.callback.TrainingCallback`` calling ``on_round(booster, evals)``."""
-    xgb = require("xgboost")
+    base: Any = require("xgboost").callback.TrainingCallback
 
-    class GradTracerXGBoostCallback(xgb.callback.TrainingCallback):  # type: ignore[misc]
+    class GradTracerXGBoostCallback(base):
         """Feeds every finished round to a :class:`TreeDynamicsTracker`."""
 
         def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gradtracer.findings import Finding, FindingType, Severity
+from gradtracer.report.catalog import make_finding
 from gradtracer.trees.stats import gini, herfindahl
 
 __all__ = [
@@ -122,17 +123,13 @@ def detect_tree_stagnation(
     below = np.flatnonzero(rolling < thresholds.stagnation_ratio * early)
     start = int(rounds[below[0] + w - 1]) if below.size else int(rounds[-1])
     wasted = int(rounds[-1]) - start
-    return Finding(
-        type=FindingType.TREE_STAGNATION,
-        severity=Severity.WARNING,
+    return make_finding(
+        FindingType.TREE_STAGNATION,
         subject=subject,
         premise=(
             f"Leaf-value spread of new trees fell to {ratio:.2%} of the first {w} rounds' "
             f"(median {late:.3g} vs {early:.3g}) from round {start} on."
         ),
-        implies=f"The last {wasted} rounds barely change predictions: training time is wasted.",
-        action="USE_EARLY_STOPPING_OR_FEWER_ROUNDS",
-        expected_effect="Same accuracy with fewer trees, faster training and inference.",
         confidence=float(min(0.99, 0.6 + 0.4 * (1.0 - ratio / thresholds.stagnation_ratio))),
         evidence={
             "leaf_std_early": early,
@@ -141,6 +138,7 @@ def detect_tree_stagnation(
             "stagnation_round": start,
             "rounds_after_stagnation": wasted,
         },
+        wasted=wasted,
     )
 
 
@@ -162,14 +160,11 @@ def detect_tree_explosion(
     bad = np.flatnonzero(np.asarray(n_nonfinite) > 0)
     if bad.size:
         first = int(rounds[bad[0]])
-        return Finding(
-            type=FindingType.TREE_EXPLOSION,
+        return make_finding(
+            FindingType.TREE_EXPLOSION,
             severity=Severity.CRITICAL,
             subject=subject,
             premise=f"{int(np.sum(n_nonfinite))} non-finite leaf values, first in round {first}.",
-            implies="Predictions are NaN/inf: the gradients or hessians overflowed.",
-            action="CHECK_LABELS_AND_DECREASE_LEARNING_RATE",
-            expected_effect="Finite leaves and a usable model.",
             confidence=0.99,
             evidence={"nonfinite_leaves": int(np.sum(n_nonfinite)), "first_round": first},
         )
@@ -192,17 +187,14 @@ def detect_tree_explosion(
     if ratio <= thresholds.explosion_ratio:
         return None
     peak = int(rounds[peak_at + int(np.nanargmax(finite[peak_at : peak_at + w]))])
-    return Finding(
-        type=FindingType.TREE_EXPLOSION,
+    return make_finding(
+        FindingType.TREE_EXPLOSION,
         severity=Severity.CRITICAL if ratio > 10 * thresholds.explosion_ratio else Severity.WARNING,
         subject=subject,
         premise=(
             f"Leaf-value spread grew to {ratio:.3g}x the first {w} rounds' "
             f"(rolling median {late:.3g} vs {early:.3g}), peaking in round {peak}."
         ),
-        implies="Each new tree overcorrects the previous ones: boosting is diverging.",
-        action="DECREASE_LEARNING_RATE_OR_INCREASE_REGULARIZATION",
-        expected_effect="Leaf spread decays round over round and the eval metric stabilises.",
         confidence=float(min(0.99, 0.6 + 0.1 * math.log10(ratio))),
         evidence={
             "leaf_std_early": early,
@@ -239,18 +231,14 @@ def detect_feature_dominance(
         return None
     count_share = float(counts[top] / counts.sum())
     name = feature_names[top]
-    return Finding(
-        type=FindingType.FEATURE_DOMINANCE,
+    return make_finding(
+        FindingType.FEATURE_DOMINANCE,
         severity=Severity.CRITICAL if share > 0.9 else Severity.WARNING,
         subject=subject,
         premise=(
             f"Feature {name!r} holds {share:.1%} of all split {by} "
             f"({count_share:.1%} of splits) across {counts.size} features."
         ),
-        implies="The ensemble leans on one feature: check it for target leakage, and "
-        "expect the model to break if that feature drifts.",
-        action="CHECK_FEATURE_FOR_LEAKAGE_OR_INCREASE_COLSAMPLE",
-        expected_effect="Split gain spreads over more features; more robust predictions.",
         confidence=float(min(0.99, 0.5 + share / 2)),
         evidence={
             "feature": name,
@@ -318,8 +306,8 @@ def detect_overfitting_onset(
         evidence.update({"gap_at_best": gap_best, "gap_last": gap_last})
         if t[-1] < t[best]:  # train still improving while valid got worse
             confidence += 0.09
-    return Finding(
-        type=FindingType.OVERFITTING_ONSET,
+    return make_finding(
+        FindingType.OVERFITTING_ONSET,
         severity=Severity.CRITICAL if lost > 0.25 else Severity.WARNING,
         subject=subject,
         premise=(
@@ -327,9 +315,7 @@ def detect_overfitting_onset(
             f"worse for {since} rounds since (now {v[-1]:.4g}; degradation {lost:.1%} of "
             f"{'the gain made' if improvement > 0 else 'the best value'})."
         ),
-        implies=f"The ensemble started overfitting at round {onset}.",
-        action="USE_EARLY_STOPPING_OR_INCREASE_REGULARIZATION",
-        expected_effect=f"Stopping near round {onset} keeps the best validation score.",
         confidence=float(min(0.99, confidence)),
         evidence=evidence,
+        onset=onset,
     )

@@ -25,6 +25,7 @@ import numpy as np
 from gradtracer._optional import require
 from gradtracer.errors import GradTracerWarning
 from gradtracer.findings import Finding, Report
+from gradtracer.report.text import ReportText, report_text
 from gradtracer.trees import _catboost, _lightgbm, _xgboost
 from gradtracer.trees.diagnose import (
     TreeThresholds,
@@ -451,45 +452,10 @@ class TreeDynamicsTracker:
             metadata={"library": self.library, "track_interval": self.track_interval},
         )
 
-    def report(self) -> str:
-        """Return a short human-readable text report."""
-        s = self.summary()
-        lines = [
-            f"TreeDynamicsTracker {self.name!r} ({s['library'] or 'no model'}): "
-            f"{s['n_rounds']} rounds, {s['n_trees_parsed']} trees parsed "
-            f"in {s['tracking_seconds']:.3f} s ({s['tracking_cpu_seconds']:.3f} s CPU)",
-        ]
-        if "leaf_std_first" in s:
-            lines.append(
-                f"  leaf spread: first {s['leaf_std_first']:.4g}, last {s['leaf_std_last']:.4g}; "
-                f"mean depth {s['mean_depth']:.1f}, leaves/round {s['mean_leaves_per_round']:.1f}"
-            )
-        if s.get("top_features"):
-            by_gain = s["top_features"][0]["gain_share"] is not None
-            key = "gain_share" if by_gain else "split_share"
-            top = ", ".join(f"{t['feature']} {t[key]:.1%}" for t in s["top_features"][:3])
-            lines.append(
-                f"  split concentration: HHI(count) {s['split_herfindahl_count']:.3f}; "
-                f"top by {'gain' if by_gain else 'split count'}: {top}"
-            )
-        if s.get("eval_valid"):
-            lines.append(
-                f"  {s['eval_valid']}: best {s['valid_best']:.4g} at round "
-                f"{s['valid_best_round']}, last {s['valid_last']:.4g}"
-                + (
-                    f", train/valid gap {s['train_valid_gap_last']:.4g}"
-                    if "train_valid_gap_last" in s
-                    else ""
-                )
-            )
-        else:
-            lines.append("  no validation metric recorded")
-        findings = Report(kind="trees", subject=self.name, findings=self.findings())
-        for f in findings.sorted_findings():
-            lines.append(f"  [{f.severity.value.upper()}] {f.type}: {f.premise} -> {f.action}")
-        if not findings.findings:
-            lines.append("  no findings")
-        return "\n".join(lines)
+    def report(self) -> ReportText:
+        """Return the readable report (:func:`gradtracer.report.text.render_text` of
+        :meth:`to_report`); it does not print."""
+        return report_text(self)
 
 
 #: Name used by the FlowGrad / GradTracer v0.6 README.
