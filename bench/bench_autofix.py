@@ -45,8 +45,9 @@ class MF(nn.Module):
         return (self.user_emb(u) * self.item_emb(i)).sum(-1)
 
 
-def make_batches(n_users: int, n_items: int, batch: int, n: int, seed: int = 0
-                 ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+def make_batches(
+    n_users: int, n_items: int, batch: int, n: int, seed: int = 0
+) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     gen = torch.Generator().manual_seed(seed)
     ranks = torch.arange(1, n_items + 1, dtype=torch.float64)
     pop = (1.0 / ranks) / (1.0 / ranks).sum()  # Zipf(1) item popularity
@@ -60,24 +61,33 @@ def make_batches(n_users: int, n_items: int, batch: int, n: int, seed: int = 0
 
 
 class Arm:
-    def __init__(self, name: str, sparse: bool, sizes: tuple[int, int, int], audit_dir: str
-                 ) -> None:
+    def __init__(
+        self, name: str, sparse: bool, sizes: tuple[int, int, int], audit_dir: str
+    ) -> None:
         n_users, n_items, dim = sizes
         torch.manual_seed(0)
         self.name = name
         self.model = MF(n_users, n_items, dim, sparse)
         params = list(self.model.parameters())
-        self.opt = (torch.optim.SparseAdam(params, lr=0.01) if sparse
-                    else torch.optim.Adam(params, lr=0.01))
+        self.opt = (
+            torch.optim.SparseAdam(params, lr=0.01) if sparse else torch.optim.Adam(params, lr=0.01)
+        )
         self.tracker = None
         self.ctrl = None
         if name != "plain":
             if name == "autofix":
-                self.ctrl = AutoFixController("item_emb", policy=AutoFixPolicy(warmup_steps=10),
-                                              audit=audit_dir, run_id=f"bench-{sparse}")
-            self.tracker = EmbeddingTracker(self.model.item_emb, name="item_emb",
-                                            auto_fix=self.ctrl if self.ctrl else False,
-                                            track_interval=20)
+                self.ctrl = AutoFixController(
+                    "item_emb",
+                    policy=AutoFixPolicy(warmup_steps=10),
+                    audit=audit_dir,
+                    run_id=f"bench-{sparse}",
+                )
+            self.tracker = EmbeddingTracker(
+                self.model.item_emb,
+                name="item_emb",
+                auto_fix=self.ctrl if self.ctrl else False,
+                track_interval=20,
+            )
         self.times: list[float] = []
 
     def step(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor], timed: bool) -> None:
@@ -97,8 +107,9 @@ class Arm:
             self.tracker.detach()
 
 
-def run(sparse: bool, sizes: tuple[int, int, int], batch: int, warm: int, timed: int
-        ) -> dict[str, float]:
+def run(
+    sparse: bool, sizes: tuple[int, int, int], batch: int, warm: int, timed: int
+) -> dict[str, float]:
     batches = make_batches(sizes[0], sizes[1], batch, warm + timed)
     with tempfile.TemporaryDirectory() as audit_dir:
         arms = [Arm(n, sparse, sizes, audit_dir) for n in ("plain", "track", "autofix")]
@@ -128,18 +139,24 @@ def main() -> None:
     else:
         sizes, batch, warm, timed = (100_000, 1_000_000, 64), 1024, 30, 100
     timed = args.steps or timed
-    print(f"users {sizes[0]:,} x {sizes[2]}, items {sizes[1]:,} x {sizes[2]}, batch {batch}, "
-          f"{warm} warm-up + {timed} timed steps per arm, torch threads {torch.get_num_threads()}")
-    print(f"{'config':<20}{'plain ms':>10}{'track ms':>10}{'autofix ms':>12}"
-          f"{'track/plain':>13}{'autofix/track':>15}{'(means)':>9}{'rows damped':>13}")
+    print(
+        f"users {sizes[0]:,} x {sizes[2]}, items {sizes[1]:,} x {sizes[2]}, batch {batch}, "
+        f"{warm} warm-up + {timed} timed steps per arm, torch threads {torch.get_num_threads()}"
+    )
+    print(
+        f"{'config':<20}{'plain ms':>10}{'track ms':>10}{'autofix ms':>12}"
+        f"{'track/plain':>13}{'autofix/track':>15}{'(means)':>9}{'rows damped':>13}"
+    )
     for sparse, label in ((True, "sparse+SparseAdam"), (False, "dense+Adam")):
         if args.only and args.only != ("sparse" if sparse else "dense"):
             continue
         m = run(sparse, sizes, batch, warm, timed)
-        print(f"{label:<20}{1e3 * m['plain']:>10.2f}{1e3 * m['track']:>10.2f}"
-              f"{1e3 * m['autofix']:>12.2f}{m['track'] / m['plain']:>13.3f}"
-              f"{m['autofix'] / m['track']:>15.3f}{m['autofix_mean'] / m['track_mean']:>9.3f}"
-              f"{int(m['rows_damped']):>13,}")
+        print(
+            f"{label:<20}{1e3 * m['plain']:>10.2f}{1e3 * m['track']:>10.2f}"
+            f"{1e3 * m['autofix']:>12.2f}{m['track'] / m['plain']:>13.3f}"
+            f"{m['autofix'] / m['track']:>15.3f}{m['autofix_mean'] / m['track_mean']:>9.3f}"
+            f"{int(m['rows_damped']):>13,}"
+        )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from evidence_rows import EvidenceRows
 
 from gradtracer.cli import main
 from gradtracer.embedding.autofix import AutoFixController, AutoFixPolicy
@@ -17,14 +18,24 @@ FAST = AutoFixPolicy(warmup_steps=5, min_pairs=4, update_every=5, min_loss_point
 
 def _write_log(directory: Path, steps: int = 40) -> Path:
     ctrl = AutoFixController("item_emb", policy=FAST, audit=directory, run_id="abc")
+    table = EvidenceRows()
     for s in range(1, steps + 1):
         rows = torch.tensor([0, 1, 2, 7])
-        ctrl.on_update(RowEvidence(
-            step=s, layer="item_emb", rows=rows,
-            n_agree=torch.tensor([0.0, s, s // 3, 0.0]),
-            n_disagree=torch.tensor([s, 0.0, s - s // 3, s]),
-            cos_ema=torch.zeros(4), grad_norm_ema=torch.ones(4), velocity_ema=torch.ones(4),
-            exposure=torch.full((4,), float(s)), loss=1.0 / s))
+        table.drive(
+            ctrl,
+            RowEvidence(
+                step=s,
+                layer="item_emb",
+                rows=rows,
+                n_agree=torch.tensor([0.0, s, s // 3, 0.0]),
+                n_disagree=torch.tensor([s, 0.0, s - s // 3, s]),
+                cos_ema=torch.zeros(4),
+                grad_norm_ema=torch.ones(4),
+                velocity_ema=torch.ones(4),
+                exposure=torch.full((4,), float(s)),
+                loss=1.0 / s,
+            )
+        )
     ctrl.close()
     return directory / "audit.jsonl"
 
@@ -55,8 +66,9 @@ def test_replay_mismatch_exits_nonzero(tmp_path: Path, capsys: pytest.CaptureFix
     assert "MISMATCH" in capsys.readouterr().err
 
 
-def test_damaged_log_named_and_torn_tail_tolerated(tmp_path: Path,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_damaged_log_named_and_torn_tail_tolerated(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = _write_log(tmp_path)
     text = path.read_text()
     path.write_text(text + '{"kind": "damp", "ro')  # torn last line: nothing else lost
@@ -67,7 +79,7 @@ def test_damaged_log_named_and_torn_tail_tolerated(tmp_path: Path,
     path.write_text("\n".join(lines) + "\n")
     assert main(["audit", "replay", str(path)]) == 3
     assert "audit.jsonl:3" in capsys.readouterr().err
-    assert main(["audit", "show", str(path)]) == 0
+    assert main(["audit", "show", str(path)]) == 3  # damage: named, the rest still listed
     assert "audit.jsonl:3" in capsys.readouterr().err
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from evidence_rows import EvidenceRows
 
 from gradtracer.embedding.autofix import AutoFixController, AutoFixPolicy
 from gradtracer.embedding.autofix_replay import replay_audit
@@ -18,25 +19,40 @@ from gradtracer.export.audit import AuditLogger, decode_ids, read_audit
 FAST = AutoFixPolicy(warmup_steps=5, min_pairs=4, update_every=5, min_loss_points=5)
 
 
-def _evidence(step: int, rows: list[int], agree: list[int], disagree: list[int],
-              loss: float | None = 1.0, grad: float = 1.0) -> RowEvidence:
+def _evidence(
+    step: int,
+    rows: list[int],
+    agree: list[int],
+    disagree: list[int],
+    loss: float | None = 1.0,
+    grad: float = 1.0,
+) -> RowEvidence:
     n = len(rows)
     return RowEvidence(
-        step=step, layer="item_emb", rows=torch.tensor(rows, dtype=torch.int64),
+        step=step,
+        layer="item_emb",
+        rows=torch.tensor(rows, dtype=torch.int64),
         n_agree=torch.tensor(agree, dtype=torch.float32),
         n_disagree=torch.tensor(disagree, dtype=torch.float32),
-        cos_ema=torch.zeros(n), grad_norm_ema=torch.full((n,), grad),
-        velocity_ema=torch.ones(n), exposure=torch.full((n,), float(step)), loss=loss)
+        cos_ema=torch.zeros(n),
+        grad_norm_ema=torch.full((n,), grad),
+        velocity_ema=torch.ones(n),
+        exposure=torch.full((n,), float(step)),
+        loss=loss,
+    )
 
 
-def _drive(ctrl: AutoFixController, steps: int = 40, loss: bool = True) -> list[torch.Tensor | None]:
+def _drive(
+    ctrl: AutoFixController, steps: int = 40, loss: bool = True
+) -> list[torch.Tensor | None]:
     """Row 0 oscillates, row 3 moves steadily, row 5 is dead (zero gradient)."""
     out = []
+    rows = EvidenceRows()
     for s in range(1, steps + 1):
         ev = _evidence(s, [0, 3], [0, s], [s, 0], loss=1.0 if loss else None)
-        out.append(ctrl.on_update(ev))
+        out.append(rows.drive(ctrl, ev))
         ev_dead = _evidence(s, [5], [0], [s], loss=None, grad=0.0)
-        ctrl.on_update(ev_dead)
+        rows.drive(ctrl, ev_dead)
     return out
 
 
@@ -128,8 +144,9 @@ def test_bad_arguments() -> None:
         AutoFixController("x", policy={"floor": 0.3})  # type: ignore[arg-type]
     ctrl = AutoFixController("x", policy=FAST, audit=None)
     assert ctrl.scales().numel() == 0
+    table = EvidenceRows()
     for s in range(1, FAST.update_every + 1):
-        ctrl.on_update(_evidence(s, [9], [0], [0]))
+        table.drive(ctrl, _evidence(s, [9], [0], [0]))
     assert ctrl.scales().numel() == 10
     with pytest.raises(ValueError, match="n_rows"):
         ctrl.scales(n_rows=3)
@@ -152,6 +169,7 @@ def test_scales_match_a_naive_per_row_reference() -> None:
     disagree = np.zeros(n_rows, dtype=np.int64)
     bias = rng.uniform(0.1, 0.9, n_rows)  # per-row disagreement rate
     ctrl = AutoFixController("item_emb", policy=policy, audit=None)
+    table = EvidenceRows()
     ref_scale = np.ones(n_rows, dtype=np.float32)
     latest: dict[int, tuple[int, int, float]] = {}
     losses: list[tuple[int, float]] = []
@@ -163,27 +181,38 @@ def test_scales_match_a_naive_per_row_reference() -> None:
         agree[rows] += ~flips
         grad = np.where(rows == 5, 0.0, 1.0)  # row 5 is dead
         loss = float(1.0 + rng.normal(0, 0.1))
-        ctrl.on_update(RowEvidence(
-            step=step, layer="item_emb", rows=torch.from_numpy(rows),
-            n_agree=torch.from_numpy(agree[rows].astype(np.int32)),
-            n_disagree=torch.from_numpy(disagree[rows].astype(np.int32)),
-            cos_ema=torch.zeros(rows.size), grad_norm_ema=torch.from_numpy(grad).float(),
-            velocity_ema=torch.ones(rows.size), exposure=torch.ones(rows.size), loss=loss))
+        table.drive(
+            ctrl,
+            RowEvidence(
+                step=step,
+                layer="item_emb",
+                rows=torch.from_numpy(rows),
+                n_agree=torch.from_numpy(agree[rows].astype(np.int32)),
+                n_disagree=torch.from_numpy(disagree[rows].astype(np.int32)),
+                cos_ema=torch.zeros(rows.size),
+                grad_norm_ema=torch.from_numpy(grad).float(),
+                velocity_ema=torch.ones(rows.size),
+                exposure=torch.ones(rows.size),
+                loss=loss,
+            )
+        )
         # reference
         losses.append((step, loss))
         for r, g in zip(rows.tolist(), grad.tolist(), strict=True):
             latest[r] = (int(agree[r]), int(disagree[r]), g)
         if step - last_decision >= policy.update_every:
             last_decision = step
-            window = losses[-policy.loss_window:]
-            trend = loss_trend_posterior([s for s, _ in window], [v for _, v in window],
-                                         min_points=policy.min_loss_points)
+            window = losses[-policy.loss_window :]
+            trend = loss_trend_posterior(
+                [s for s, _ in window], [v for _, v in window], min_points=policy.min_loss_points
+            )
             ids = sorted(latest)
             a = np.array([latest[r][0] for r in ids])
             d = np.array([latest[r][1] for r in ids])
             dead = dead_rows(np.array([latest[r][2] for r in ids]), policy)
-            ref_scale[ids] = damping_factors(a, d, p_improving=trend.p_improving, step=step,
-                                             policy=policy, dead=dead)
+            ref_scale[ids] = damping_factors(
+                a, d, p_improving=trend.p_improving, step=step, policy=policy, dead=dead
+            )
             latest.clear()
     got = ctrl.scales(n_rows=n_rows).numpy()
     np.testing.assert_array_equal(got, ref_scale)

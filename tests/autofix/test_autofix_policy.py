@@ -40,19 +40,22 @@ def test_improving_loss_reduces_intervention() -> None:
     assert flat[0] < unknown[0] < improving[0] < 1.0
     # with certainty of oscillation, flat loss reaches the floor exactly
     assert flat[0] == pytest.approx(POLICY.floor, abs=1e-3)
-    assert improving[0] == pytest.approx(1 - (1 - POLICY.floor) * (1 - POLICY.loss_relief),
-                                         abs=1e-3)
+    assert improving[0] == pytest.approx(
+        1 - (1 - POLICY.floor) * (1 - POLICY.loss_relief), abs=1e-3
+    )
 
 
 def test_warmup_min_pairs_and_dead_rows_leave_rows_alone() -> None:
     agree, disagree = np.array([0, 0, 0]), np.array([40, 5, 40])
-    early = damping_factors(agree, disagree, p_improving=0.0, step=POLICY.warmup_steps - 1,
-                            policy=POLICY)
+    early = damping_factors(
+        agree, disagree, p_improving=0.0, step=POLICY.warmup_steps - 1, policy=POLICY
+    )
     assert (early == 1.0).all()
     dead = dead_rows(np.array([1.0, 1.0, 0.0]), POLICY)
     assert dead.tolist() == [False, False, True]
-    f = damping_factors(agree, disagree, p_improving=0.0, step=POLICY.warmup_steps,
-                        policy=POLICY, dead=dead)
+    f = damping_factors(
+        agree, disagree, p_improving=0.0, step=POLICY.warmup_steps, policy=POLICY, dead=dead
+    )
     assert f[0] < 1.0
     assert f[1] == 1.0  # 5 pairs < min_pairs
     assert f[2] == 1.0  # dead: reported, not scaled
@@ -106,8 +109,9 @@ def test_policy_validation_and_roundtrip() -> None:
     extra=st.integers(0, 50),
     g=st.floats(0, 1),
 )
-def test_factors_bounded_and_monotone_in_disagreement(agree: list[int], extra: int,
-                                                      g: float) -> None:
+def test_factors_bounded_and_monotone_in_disagreement(
+    agree: list[int], extra: int, g: float
+) -> None:
     a = np.array(agree)
     d = np.array(agree[::-1])
     f = damping_factors(a, d, p_improving=g, step=10_000, policy=POLICY)
@@ -123,12 +127,13 @@ def test_factors_bounded_and_monotone_in_disagreement(agree: list[int], extra: i
     prior=st.tuples(st.floats(0.5, 5), st.floats(0.5, 5)),
     min_conf=st.sampled_from([0.0, 0.3, 0.5, 0.9, 0.99]),
 )
-def test_factors_equal_the_documented_formula(pairs: list[tuple[int, int]], g: float,
-                                              prior: tuple[float, float],
-                                              min_conf: float) -> None:
+def test_factors_equal_the_documented_formula(
+    pairs: list[tuple[int, int]], g: float, prior: tuple[float, float], min_conf: float
+) -> None:
     """The skipped rows (posterior median below 1/2) get exactly what the formula gives."""
-    policy = AutoFixPolicy(prior_alpha=prior[0], prior_beta=prior[1], min_confidence=min_conf,
-                           min_pairs=4)
+    policy = AutoFixPolicy(
+        prior_alpha=prior[0], prior_beta=prior[1], min_confidence=min_conf, min_pairs=4
+    )
     a = np.array([p[0] for p in pairs])
     d = np.array([p[1] for p in pairs])
     q = stats.beta.sf(0.5, policy.prior_alpha + d, policy.prior_beta + a)

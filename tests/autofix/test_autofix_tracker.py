@@ -20,8 +20,9 @@ STEPS = 30
 OPTIMIZERS = [
     pytest.param(False, lambda p: torch.optim.SGD(p, lr=0.1), id="dense-sgd"),
     pytest.param(False, lambda p: torch.optim.Adam(p, lr=0.05), id="dense-adam"),
-    pytest.param(False, lambda p: torch.optim.AdamW(p, lr=0.05, weight_decay=0.01),
-                 id="dense-adamw"),
+    pytest.param(
+        False, lambda p: torch.optim.AdamW(p, lr=0.05, weight_decay=0.01), id="dense-adamw"
+    ),
     pytest.param(False, lambda p: torch.optim.Adagrad(p, lr=0.1), id="dense-adagrad"),
     pytest.param(True, lambda p: torch.optim.SGD(p, lr=0.1), id="sparse-sgd"),
     pytest.param(True, lambda p: torch.optim.SparseAdam(p, lr=0.05), id="sparse-sparseadam"),
@@ -29,8 +30,9 @@ OPTIMIZERS = [
 ]
 
 
-def _train(sparse: bool, make_opt, auto_fix: bool | AutoFixController
-           ) -> tuple[torch.Tensor, EmbeddingTracker]:
+def _train(
+    sparse: bool, make_opt, auto_fix: bool | AutoFixController
+) -> tuple[torch.Tensor, EmbeddingTracker]:
     """Row 0 gets a gradient that flips sign every step; row 1 a steady one; rows 2..7 idle.
 
     Returns the per-step path length of rows 0 and 1, shape ``(STEPS, 2)``.
@@ -82,7 +84,8 @@ def test_deterministic_for_a_seed(tmp_path: Path) -> None:
 
 
 def test_auto_fix_true_writes_default_audit_in_gradtracer_dir(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("GRADTRACER_DIR", str(tmp_path / "gt"))
     torch.manual_seed(0)
     emb = nn.Embedding(50, 8)
@@ -110,8 +113,16 @@ def test_unwritable_audit_dir_one_warning_and_report_flag(tmp_path: Path) -> Non
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         moves, tracker = _train(False, lambda p: torch.optim.Adam(p, lr=0.05), auto_fix=ctrl)
-    assert len([w for w in caught if issubclass(w.category, GradTracerWarning)
-                and "audit" in str(w.message)]) == 1
+    assert (
+        len(
+            [
+                w
+                for w in caught
+                if issubclass(w.category, GradTracerWarning) and "audit" in str(w.message)
+            ]
+        )
+        == 1
+    )
     assert tracker.autofix_scales()[0] < 1.0  # training and damping went on
     assert not ctrl.audit_complete
     assert "AUDIT_INCOMPLETE" in {f.type for f in tracker.findings()}
@@ -126,40 +137,25 @@ def test_tracker_reports_one_autofix_finding(tmp_path: Path) -> None:
     assert applied[0].subject == "item_emb"
 
 
-class _EvidenceOnly:
-    """An intervention with the per-step evidence protocol only (no ``on_step``)."""
-
-    def __init__(self, ctrl: AutoFixController) -> None:
-        self.ctrl = ctrl
-
-    def on_update(self, evidence):
-        return self.ctrl.on_update(evidence)
-
-    def close(self) -> None:
-        self.ctrl.close()
-
-
 @pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
-def test_table_protocol_and_compiled_damping_equal_the_evidence_protocol(sparse, tmp_path):
-    """The three ways of applying Auto-Fix give the same decisions, weights and state:
-    the compiled damping kernel (CPU default), the torch fallback, and an intervention
-    that receives the full evidence every step."""
+def test_every_backend_gives_the_same_damping(sparse, tmp_path):
+    """The three backends give the same decisions, weights and state: the compiled
+    damping kernel (CPU default), the NumPy update with torch damping, and the batched
+    fold (the accelerator path) with torch damping."""
     policy = AutoFixPolicy(warmup_steps=5, min_pairs=4, update_every=3, min_loss_points=3)
     results = []
-    for variant in ("compiled", "torch", "evidence"):
+    for backend in ("numba", "numpy", "batched"):
         ctrl = AutoFixController("emb", policy=policy, audit=None)
         torch.manual_seed(0)
         emb = nn.Embedding(30, 6, sparse=sparse)
-        interv = _EvidenceOnly(ctrl) if variant == "evidence" else ctrl
-        tracker = EmbeddingTracker(emb, name="emb", auto_fix=interv)
-        if variant == "torch":
-            tracker._kernel = False
+        tracker = EmbeddingTracker(emb, name="emb", auto_fix=ctrl, backend=backend)
         opt = (torch.optim.SparseAdam if sparse else torch.optim.Adam)(emb.parameters(), lr=0.05)
         gen = torch.Generator().manual_seed(1)
         direction = torch.randn(30, 6, generator=gen)
         for t in range(40):
-            idx = torch.unique(torch.cat([torch.randint(0, 30, (10,), generator=gen),
-                                          torch.tensor([0, 1, 2])]))
+            idx = torch.unique(
+                torch.cat([torch.randint(0, 30, (10,), generator=gen), torch.tensor([0, 1, 2])])
+            )
             opt.zero_grad()
             w = emb(idx)
             flip = torch.where(idx < 3, -1.0 if t % 2 else 1.0, 1.0)  # rows 0-2 oscillate
@@ -167,9 +163,16 @@ def test_table_protocol_and_compiled_damping_equal_the_evidence_protocol(sparse,
             loss.backward()
             tracker.step(loss=1.0 / (t + 1))
             opt.step()
-        results.append((emb.weight.detach().clone(), tracker.autofix_scales(),
-                        tracker.row_state.ints.clone(), tracker.row_state.floats.clone(),
-                        ctrl.n_interventions, ctrl.scales(30)))
+        results.append(
+            (
+                emb.weight.detach().clone(),
+                tracker.autofix_scales(),
+                tracker.row_state.ints.clone(),
+                tracker.row_state.floats.clone(),
+                ctrl.n_interventions,
+                ctrl.scales(30),
+            )
+        )
         tracker.detach()
     ref = results[0]
     assert ref[4] > 0 and bool((ref[5][:3] < 1).all())  # the oscillating rows were damped
@@ -237,15 +240,13 @@ def test_checkpoint_resume_continues_the_same_damping(tmp_path: Path, sparse: bo
     assert main(["audit", "replay", str(tmp_path / "resumed")]) == 0
 
 
-def test_load_state_dict_names_policy_mismatch_and_warns_on_missing_state(tmp_path: Path
-                                                                          ) -> None:
+def test_load_state_dict_names_policy_mismatch_and_warns_on_missing_state(tmp_path: Path) -> None:
     layer = nn.Embedding(5, 2)
     ctrl = AutoFixController("emb", policy=AutoFixPolicy(floor=0.5), audit=None)
     tracker = EmbeddingTracker(layer, name="emb", auto_fix=ctrl)
     state = tracker.state_dict()
     tracker.detach()
-    other = EmbeddingTracker(layer, name="emb",
-                             auto_fix=AutoFixController("emb", audit=None))
+    other = EmbeddingTracker(layer, name="emb", auto_fix=AutoFixController("emb", audit=None))
     with pytest.raises(ValueError, match="floor"):
         other.load_state_dict(state)
     other.detach()

@@ -17,15 +17,14 @@ class HalveRows:
 
     def __init__(self, rows: list[int]) -> None:
         self.rows = torch.tensor(rows)
+        self.table = torch.ones(int(self.rows.max()) + 1)  # rows beyond the table get 1
+        self.table[self.rows] = 0.5
         self.evidence: list[RowEvidence] = []
         self.closed = False
 
-    def on_update(self, evidence: RowEvidence) -> torch.Tensor | None:
-        self.evidence.append(evidence)
-        hit = torch.isin(evidence.rows, self.rows)
-        if not bool(hit.any()):
-            return None
-        return torch.where(hit, 0.5, 1.0)
+    def on_step(self, step, rows, loss, read) -> torch.Tensor | None:
+        self.evidence.append(read(rows))
+        return self.table
 
     def close(self) -> None:
         self.closed = True
@@ -110,8 +109,8 @@ def test_factors_scale_the_applied_update(kind, sparse):
 
 def test_intervention_returning_wrong_shape_is_rejected():
     class Bad:
-        def on_update(self, evidence: RowEvidence) -> torch.Tensor:
-            return torch.ones(evidence.rows.numel() + 1)
+        def on_step(self, step, rows, loss, read) -> torch.Tensor:
+            return torch.ones(rows.numel(), 2)
 
         def close(self) -> None:
             pass
@@ -120,14 +119,14 @@ def test_intervention_returning_wrong_shape_is_rejected():
     tracker = EmbeddingTracker(layer, name="emb", auto_fix=Bad())
     opt = torch.optim.SGD(layer.parameters(), lr=0.1)
     layer(torch.tensor([1])).sum().backward()
-    with pytest.raises(ValueError, match="factors for 1 rows"):
+    with pytest.raises(ValueError, match=r"returned a \(1, 2\) .* expected a 1-D"):
         opt.step()
     tracker.detach()
 
 
 def test_protocol_is_satisfied_by_the_test_class():
     halve: Intervention = HalveRows([0])
-    assert callable(halve.on_update)
+    assert callable(halve.on_step)
 
 
 def test_auto_fix_true_uses_the_default_controller(tmp_path, monkeypatch):

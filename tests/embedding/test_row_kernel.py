@@ -27,15 +27,12 @@ def _run(
     """
     torch.manual_seed(0)
     layer = nn.Embedding(50, 12, sparse=sparse)
-    tracker = EmbeddingTracker(layer, name="emb", sketch_bits=sketch_bits)
+    tracker = EmbeddingTracker(layer, name="emb", sketch_bits=sketch_bits, backend=path)
     if preset:
-        tracker.row_state.write_ints(torch.tensor(list(preset)), torch.tensor(list(preset.values())))
-    assert tracker._kernel  # a CPU float32 table takes the compiled path by default
-    if path == "numpy":
-        tracker._kernel = False
-    elif path == "batched":
-        tracker._kernel = False
-        tracker._fold_every = 16
+        tracker.row_state.write_ints(
+            torch.tensor(list(preset)), torch.tensor(list(preset.values()))
+        )
+    assert tracker.backend == path
     opt = (torch.optim.SparseAdam if sparse else torch.optim.Adam)(layer.parameters(), lr=0.05)
     gen = torch.Generator().manual_seed(3)
     target = torch.randn(50, 12, generator=gen)
@@ -67,7 +64,7 @@ def _run(
 @pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
 @pytest.mark.parametrize("sketch_bits", [8, 32, 40, 64])
 def test_compiled_update_equals_numpy_and_batched_paths(sparse, sketch_bits):
-    ref = _run("kernel", sparse=sparse, sketch_bits=sketch_bits)
+    ref = _run("numba", sparse=sparse, sketch_bits=sketch_bits)
     for path in ("numpy", "batched"):
         got = _run(path, sparse=sparse, sketch_bits=sketch_bits)
         assert torch.equal(ref[0], got[0]), path  # exposure, last seen, counts, zombie flags
@@ -91,7 +88,7 @@ def _repeats() -> int:
 
 @pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
 def test_compiled_update_leaves_non_finite_rows_out(sparse):
-    ref = _run("kernel", sparse=sparse, sketch_bits=32, nan_step=30)
+    ref = _run("numba", sparse=sparse, sketch_bits=32, nan_step=30)
     got = _run("numpy", sparse=sparse, sketch_bits=32, nan_step=30)
     # (Adam carries the NaN in its moments: the row stays non-finite when touched again)
     assert float(ref[3][6]) == float(got[3][6]) >= 1.0  # non-finite rows ...
@@ -105,7 +102,7 @@ def test_compiled_update_leaves_non_finite_rows_out(sparse):
 def test_pair_counts_at_the_16_bit_cap_halve_alike_on_every_path(sparse):
     # row 7 oscillates (disagrees every step), row 3 is pulled steadily (mostly agrees)
     preset = {7: [100, 0, 20_001, COUNT_MAX - 5, 0], 3: [100, 0, COUNT_MAX - 3, 11, 0]}
-    ref = _run("kernel", sparse=sparse, sketch_bits=32, preset=preset)
+    ref = _run("numba", sparse=sparse, sketch_bits=32, preset=preset)
     for path in ("numpy", "batched"):
         got = _run(path, sparse=sparse, sketch_bits=32, preset=preset)
         assert torch.equal(ref[0], got[0]), path
@@ -119,9 +116,14 @@ def test_pair_counts_at_the_16_bit_cap_halve_alike_on_every_path(sparse):
 
 
 def test_float64_tables_take_the_numpy_path():
+    assert EmbeddingTracker(nn.Embedding(10, 4), name="f32").backend == "numba"  # auto
     layer = nn.Embedding(10, 4).double()
     tracker = EmbeddingTracker(layer, name="emb")
-    assert not tracker._kernel
+    assert tracker.backend == "numpy"
+    with pytest.raises(ValueError, match="numba"):
+        EmbeddingTracker(nn.Embedding(10, 4).double(), backend="numba")
+    with pytest.raises(ValueError, match="backend must be one of"):
+        EmbeddingTracker(nn.Embedding(10, 4), backend="fast")  # type: ignore[arg-type]
     opt = torch.optim.SGD(layer.parameters(), lr=0.1)
     for _ in range(3):
         opt.zero_grad()

@@ -1,14 +1,16 @@
-"""What an :class:`~gradtracer.embedding.tracker.EmbeddingTracker` hands to an intervention.
+"""The intervention protocol of :class:`~gradtracer.embedding.tracker.EmbeddingTracker`.
 
-The tracker measures each optimizer step's actual per-row displacement for the rows the
-step touched and passes a :class:`RowEvidence` to its intervention (Auto-Fix), which
-returns per-row factors in ``(0, 1]`` that the tracker applies to that displacement
-(``w[rows] = w_before + factor * (w_after - w_before)``). Damping the *applied* update
-works under every optimizer, adaptive ones included; scaling the gradient does not.
+After each optimizer step the tracker calls its intervention (Auto-Fix) with the step's
+touched row ids and a function that reads those rows' evidence (:class:`RowEvidence`) from
+the live row state. The intervention returns a per-row factor table (or ``None``); the
+tracker applies each touched row's factor to the displacement the optimizer just applied
+(``w[r] = w_before + table[r] * (w_after - w_before)``). Damping the *applied* update works
+under every optimizer, adaptive ones included; scaling the gradient does not.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -49,10 +51,25 @@ class RowEvidence:
 class Intervention(Protocol):
     """Something the tracker consults after each optimizer step (Auto-Fix implements it)."""
 
-    def on_update(self, evidence: RowEvidence) -> torch.Tensor | None:
-        """Return per-row factors in ``(0, 1]`` aligned with ``evidence.rows``, or ``None``.
+    def on_step(
+        self,
+        step: int,
+        rows: torch.Tensor,
+        loss: float | None,
+        read: Callable[[torch.Tensor], RowEvidence],
+    ) -> torch.Tensor | None:
+        """Return the current per-row factor table, or ``None`` (every factor is 1).
 
-        ``None`` means "leave every row alone" and costs the tracker nothing further.
+        Args:
+            step: the tracker's step counter (1-based, optimizer steps seen).
+            rows: the unique row ids this step touched (int64, on the layer's device).
+            loss: the loss given to ``tracker.step`` for this step, or None.
+            read: ``read(ids)`` returns the current :class:`RowEvidence` of the unique
+                row ids ``ids`` (one gather of the row state; call it only when needed).
+
+        The table is a 1-D float tensor indexed by row id: row ``r`` gets ``table[r]``
+        (NaN counts as 1, values are clipped to ``[0, 1]``) and rows at or beyond its end
+        get 1. The tracker keeps the latest table as ``autofix_scales()``.
         """
         ...
 

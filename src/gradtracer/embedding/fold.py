@@ -30,15 +30,23 @@ from statistics import NormalDist
 import numpy as np
 import torch
 
-from gradtracer.embedding.diagnose import ZombieThresholds, pressure_threshold, zombie_mask
 from gradtracer.embedding.state import COUNT_MAX, IntCol, RowState, SignSketch
+from gradtracer.embedding.sums import (
+    COS,
+    EXPOSED,
+    GRAD_NORM,
+    N_TRAJECTORY,
+    NONFINITE_ROWS,
+    NONFINITE_STEPS,
+    PAIRED,
+    VELOCITY,
+    ZOMBIE,
+)
+from gradtracer.embedding.thresholds import ZombieThresholds, pressure_threshold, zombie_mask
 
-__all__ = ["N_ACC", "StepRecord", "apply_step", "fold_steps", "sketch_words", "zombie_mask_np"]
+__all__ = ["StepRecord", "apply_step", "fold_steps", "sketch_words", "zombie_mask_np"]
 
-# running sums over the table, kept on the device so the snapshot is O(1)
-ACC_VEL, ACC_GN, ACC_COS, ACC_EXPOSED, ACC_PAIRED, ACC_ZOMBIE = range(6)
-ACC_NONFINITE_ROWS, ACC_NONFINITE_STEPS, ACC_DAMPED = range(6, 9)
-N_ACC = 9
+_SUMS = slice(VELOCITY, ZOMBIE + 1)  # the six sums a fold changes row by row
 
 
 @dataclass
@@ -98,12 +106,12 @@ def fold_steps(
     slot = torch.cat([torch.full_like(s.rows, i) for i, s in enumerate(buf)])  # step slot
     n_slots = len(buf)
     # per-slot changes of the running table sums (7 columns: the 6 sums + non-finite rows)
-    per_slot = torch.zeros(n_slots, 7, dtype=torch.float64, device=rows.device)
+    per_slot = torch.zeros(n_slots, N_TRAJECTORY, dtype=torch.float64, device=rows.device)
     finite = torch.isfinite(gn + v)
     if not bool(finite.all()):  # leave rows with NaN/Inf out of every statistic
         bad = ~finite
         per_slot[:, 6].index_add_(0, slot, bad.to(torch.float64))
-        acc[ACC_NONFINITE_STEPS] += float(torch.unique(slot[bad]).numel())
+        acc[NONFINITE_STEPS] += float(torch.unique(slot[bad]).numel())
         rows, gn, v, code, slot = (
             rows[finite],
             gn[finite],
@@ -186,32 +194,32 @@ def fold_steps(
     # per-entry counts and zombie verdicts (as the row stood after that entry)
     counts_ad = (old_e[:, 4:6] + run1[:, 2:4]).to(torch.int32)
     zt = zombie
-    zombie = zombie_mask(
+    verdict = zombie_mask(
         counts_ad[:, 0],
         counts_ad[:, 1],
         cur[:, 2].to(torch.float32),
         cur[:, 1].to(torch.float32),
         run_peak.to(torch.float32),
-        pressure_threshold(acc[ACC_GN] / acc[ACC_EXPOSED].clamp_min(1.0), zt),
+        pressure_threshold(acc[GRAD_NORM] / acc[EXPOSED].clamp_min(1.0), zt),
         zt,
     ).to(torch.int32)
     # per-step changes of the table sums, from each entry's change of its row's values
     prev_vals = before_entry(cur, old_e[:, :3])
-    prev_z = before_entry(zombie, old_e[:, 6].to(torch.int32))
+    prev_z = before_entry(verdict, old_e[:, 6].to(torch.int32))
     entry_delta = torch.cat(
         [
             cur - prev_vals,
             is_new[:, None].to(torch.float64),
             is_first_pair[:, None].to(torch.float64),
-            (zombie - prev_z)[:, None].to(torch.float64),
+            (verdict - prev_z)[:, None].to(torch.float64),
         ],
         dim=1,
     )
-    per_slot[:, :6].index_add_(0, slot, entry_delta)
-    start = torch.cat([acc[:6], acc[ACC_NONFINITE_ROWS : ACC_NONFINITE_ROWS + 1]])
+    per_slot[:, _SUMS].index_add_(0, slot, entry_delta)
+    start = torch.cat([acc[_SUMS], acc[NONFINITE_ROWS : NONFINITE_ROWS + 1]])
     trajectory = start + torch.cumsum(per_slot, 0)  # (n_slots, 7) sums after each step
-    acc[:6] = trajectory[-1, :6]
-    acc[ACC_NONFINITE_ROWS] = trajectory[-1, 6]
+    acc[_SUMS] = trajectory[-1, _SUMS]
+    acc[NONFINITE_ROWS] = trajectory[-1, N_TRAJECTORY - 1]
     # write the rows' final state
     new_ints = torch.stack(
         [
@@ -219,7 +227,7 @@ def fold_steps(
             at_end(torch.tensor([s.step for s in buf], device=slot.device)[slot]).to(torch.int32),
             at_end(counts_ad[:, 0]),
             at_end(counts_ad[:, 1]),
-            at_end(zombie),
+            at_end(verdict),
         ],
         dim=1,
     )
@@ -308,8 +316,8 @@ def apply_step(
     if not np.isfinite(g.sum() + vv.sum()):  # one check per step; rows filtered if needed
         finite = np.isfinite(g) & np.isfinite(vv)
         if not finite.all():
-            accn[ACC_NONFINITE_ROWS] += float((~finite).sum())
-            accn[ACC_NONFINITE_STEPS] += 1.0
+            accn[NONFINITE_ROWS] += float((~finite).sum())
+            accn[NONFINITE_STEPS] += 1.0
             r, g, vv, code = r[finite], g[finite], vv[finite], code[finite]
     f32 = np.float32
     b = f32(ema_decay)
@@ -361,7 +369,7 @@ def apply_step(
     new[:, RowState.W_COUNTS] = (n_agree.astype(np.uint32) | (n_dis.astype(np.uint32) << 16)).view(
         np.int32
     )
-    mean_gn = float(accn[ACC_GN]) / max(float(accn[ACC_EXPOSED]), 1.0)
+    mean_gn = float(accn[GRAD_NORM]) / max(float(accn[EXPOSED]), 1.0)
     pressure = max(f32(f32(mean_gn) * f32(zombie.pressure_ratio)), f32(zombie.min_grad_norm))
     is_zombie = zombie_mask_np(
         n_agree, n_dis, new_fl[:, 2], new_fl[:, 1], new_fl[:, 3], pressure, zombie
@@ -371,7 +379,8 @@ def apply_step(
     packed[r] = new
     # running table sums: float columns' change, new rows, first pairs, zombie change
     # (a float32 sum of the R changes: no buffered casting; the running sums stay float64)
-    accn[:3] += np.ones(len(r), dtype=f32) @ (new_fl[:, :3] - fl[:, :3])
-    accn[ACC_EXPOSED] += float(np.count_nonzero(is_new))
-    accn[ACC_PAIRED] += float(np.count_nonzero(first_pair))
-    accn[ACC_ZOMBIE] += float(np.count_nonzero(is_zombie)) - float(np.count_nonzero(was_zombie))
+    # (the float columns velocity, grad norm, cos are the sums VELOCITY, GRAD_NORM, COS)
+    accn[VELOCITY : COS + 1] += np.ones(len(r), dtype=f32) @ (new_fl[:, :3] - fl[:, :3])
+    accn[EXPOSED] += float(np.count_nonzero(is_new))
+    accn[PAIRED] += float(np.count_nonzero(first_pair))
+    accn[ZOMBIE] += float(np.count_nonzero(is_zombie)) - float(np.count_nonzero(was_zombie))

@@ -24,14 +24,22 @@ from typing import Any
 import numpy as np
 import torch
 
-from gradtracer.embedding.diagnose import ZombieThresholds
 from gradtracer.embedding.fold import _cos_table, _z_min  # the NumPy path's exact values
 from gradtracer.embedding.state import COUNT_MAX, RowState, SignSketch
+from gradtracer.embedding.sums import (
+    COS,
+    DAMPED,
+    EXPOSED,
+    GRAD_NORM,
+    NONFINITE_ROWS,
+    NONFINITE_STEPS,
+    PAIRED,
+    VELOCITY,
+    ZOMBIE,
+)
+from gradtracer.embedding.thresholds import ZombieThresholds
 
 __all__ = ["available", "damp_rows", "track_rows", "unique_rows"]
-
-_ACC_VEL, _ACC_GN, _ACC_COS, _ACC_EXPOSED, _ACC_PAIRED, _ACC_ZOMBIE = range(6)
-_ACC_NONFINITE_ROWS, _ACC_NONFINITE_STEPS, _ACC_DAMPED = 6, 7, 8
 
 
 @functools.lru_cache(maxsize=1)
@@ -87,7 +95,7 @@ def _compiled() -> Any | None:
             v_out[i] = np.float32(math.sqrt(vs))
 
     @numba.njit(cache=True, nogil=True, boundscheck=False)
-    def kernel(  # noqa: PLR0913 - one fused kernel, all its inputs
+    def kernel(  # one fused kernel, all its inputs
         packed,  # (N, C) int32 row state
         packed_f,  # the same memory viewed as float32
         acc,  # (>= 8,) float64 running table sums
@@ -112,7 +120,7 @@ def _compiled() -> Any | None:
         one_minus_b = one - b
         n_bits = proj.shape[1]
         n_words = (n_bits + 31) // 32
-        mean_gn = acc[_ACC_GN] / max(acc[_ACC_EXPOSED], 1.0)
+        mean_gn = acc[GRAD_NORM] / max(acc[EXPOSED], 1.0)
         pressure = max(np.float32(np.float32(mean_gn) * pressure_ratio), min_grad_norm)
         d_vel = 0.0  # float64 sums of the rows' changes
         d_gn = 0.0
@@ -194,7 +202,9 @@ def _compiled() -> Any | None:
             zi = 1 if zombie else 0
             d_zombie += zi - was_zombie
             packed[r, i_exp] = exposure + 1
-            packed[r, i_seen] = (np.int32(step) | np.int32(-(1 << 31))) if zombie else np.int32(step)
+            packed[r, i_seen] = (
+                (np.int32(step) | np.int32(-(1 << 31))) if zombie else np.int32(step)
+            )
             packed[r, i_counts] = np.int32(np.uint32(n_agree | (n_dis << 16)))
             packed_f[r, f0] = new_vel
             packed_f[r, f0 + 1] = new_gn
@@ -205,21 +215,22 @@ def _compiled() -> Any | None:
             d_cos += np.float64(new_cos) - np.float64(old_cos)
             n_new += 1 if is_new else 0
             n_first_pair += 1 if first_pair else 0
-        acc[_ACC_VEL] += d_vel
-        acc[_ACC_GN] += d_gn
-        acc[_ACC_COS] += d_cos
-        acc[_ACC_EXPOSED] += n_new
-        acc[_ACC_PAIRED] += n_first_pair
-        acc[_ACC_ZOMBIE] += d_zombie
+        acc[VELOCITY] += d_vel
+        acc[GRAD_NORM] += d_gn
+        acc[COS] += d_cos
+        acc[EXPOSED] += n_new
+        acc[PAIRED] += n_first_pair
+        acc[ZOMBIE] += d_zombie
         if n_bad:
-            acc[_ACC_NONFINITE_ROWS] += n_bad
-            acc[_ACC_NONFINITE_STEPS] += 1.0
+            acc[NONFINITE_ROWS] += n_bad
+            acc[NONFINITE_STEPS] += 1.0
         return seen  # returned so that the touch pass is not optimised away
 
     @numba.njit(cache=True, nogil=True, boundscheck=False)
-    def damp(packed, packed_f, acc, weight, rows, before, v, table, step, b):
-        """Scale the applied update of each touched row by its factor in ``table``."""
-        n_table = table.shape[0] - 1  # the last slot is a sentinel
+    def damp(packed, packed_f, acc, weight, rows, before, v, table, ever, step, b):
+        """Scale the applied update of each touched row by its factor in ``table`` (rows at
+        or beyond its end get 1); flag the damped rows in ``ever``."""
+        n_table = table.shape[0]
         one = np.float32(1.0)
         d_vel = 0.0
         n_damped = 0
@@ -231,6 +242,7 @@ def _compiled() -> Any | None:
             f = max(f, np.float32(0.0))
             if f < one:
                 n_damped += 1
+                ever[r] = True
                 for k in range(weight.shape[1]):
                     weight[r, k] = before[i, k] + f * (weight[r, k] - before[i, k])
                 # the velocity EMA records the displacement actually applied: f * v
@@ -239,8 +251,8 @@ def _compiled() -> Any | None:
                     c = first_w * (one - f) * v[i]
                     packed_f[r, f0] -= c
                     d_vel += c
-        acc[_ACC_VEL] -= d_vel
-        acc[_ACC_DAMPED] += n_damped
+        acc[VELOCITY] -= d_vel
+        acc[DAMPED] += n_damped
 
     @numba.njit(cache=True, nogil=True, boundscheck=False)
     def dedupe(rows, mark):
@@ -330,14 +342,23 @@ def _constants(ema_decay: float, zombie: ZombieThresholds) -> tuple[Any, ...]:
 
 
 def _row_arrays(
-    state: RowState, acc: torch.Tensor, weight: torch.Tensor, rows: torch.Tensor,
+    state: RowState,
+    acc: torch.Tensor,
+    weight: torch.Tensor,
+    rows: torch.Tensor,
     before: torch.Tensor,
 ) -> tuple[np.ndarray, ...]:
     """The leading arguments both kernels take: the packed state (as int32 and float32
     views), the running sums, the table, the touched rows and their values before the step."""
     packed = state.packed_numpy()
-    return (packed, state.packed_numpy_f32(), acc.numpy(), weight.numpy(), rows.numpy(),
-            before.numpy())
+    return (
+        packed,
+        state.packed_numpy_f32(),
+        acc.numpy(),
+        weight.numpy(),
+        rows.numpy(),
+        before.numpy(),
+    )
 
 
 def damp_rows(
@@ -348,6 +369,7 @@ def damp_rows(
     before: torch.Tensor,
     v: np.ndarray,
     table: torch.Tensor,
+    ever: torch.Tensor,
     step: int,
     *,
     ema_decay: float,
@@ -355,9 +377,9 @@ def damp_rows(
     """Scale the step's applied update of each touched row by its factor (CPU, in place).
 
     ``w[r] = before + f * (w[r] - before)`` with ``f = table[r]`` (rows at or beyond the
-    table's last, sentinel slot get 1; NaN counts as 1; factors are clipped to [0, 1]); the
-    velocity EMA of the row is corrected to record ``f * v`` and the damped row-updates are
-    counted in ``acc``. ``v`` is :func:`track_rows`' result.
+    table's end get 1; NaN counts as 1; factors are clipped to [0, 1]); the velocity EMA
+    of the row is corrected to record ``f * v``, the damped row-updates are counted in
+    ``acc`` and flagged in ``ever`` (``(N,)`` bool). ``v`` is :func:`track_rows`' result.
     """
     kernels = _compiled()
     if kernels is None:
@@ -366,6 +388,7 @@ def damp_rows(
         *_row_arrays(state, acc, weight, rows, before),
         v,
         table.numpy(),
+        ever.numpy(),
         int(step),
         np.float32(ema_decay),
     )

@@ -23,7 +23,15 @@ import math
 import numpy as np
 import torch
 
-__all__ = ["COUNT_MAX", "FloatCol", "IntCol", "RowState", "SignSketch", "decode_ints", "encode_ints"]
+__all__ = [
+    "COUNT_MAX",
+    "FloatCol",
+    "IntCol",
+    "RowState",
+    "SignSketch",
+    "decode_ints",
+    "encode_ints",
+]
 
 
 class IntCol:

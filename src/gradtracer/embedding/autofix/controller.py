@@ -2,10 +2,10 @@
 
 :class:`AutoFixController` implements the tracker's
 :class:`~gradtracer.embedding.evidence.Intervention` protocol. After each optimizer step
-the tracker hands it the touched rows (``on_step``, the table protocol) or their evidence
-(``on_update``); every ``policy.update_every`` steps the controller reads the latest
-posterior inputs of the rows touched since its last decision and re-decides their scales
-with the pure policy in :mod:`gradtracer.embedding.autofix_policy`. It keeps the per-row
+the tracker hands it the touched row ids (``on_step``); every ``policy.update_every`` steps
+the controller reads the latest posterior inputs of the rows touched since its last
+decision and re-decides their scales with the pure policy in
+:mod:`gradtracer.embedding.autofix.policy`. It keeps the per-row
 factors in host memory (a zero-copy view is the table the tracker reads on CPU; a device
 copy is updated at each decision otherwise). Between decisions the current factor of each
 touched row applies; the tracker applies it to the row's *applied* update
@@ -13,7 +13,7 @@ touched row applies; the tracker applies it to the row's *applied* update
 SGD, Adam, AdamW, Adagrad and SparseAdam alike.
 
 Every decision that changes a scale is appended to the audit log
-(:mod:`gradtracer.export.audit`) with the inputs needed to re-derive it
+(:mod:`gradtracer.audit`) with the inputs needed to re-derive it
 (``gradtracer audit replay``).
 """
 
@@ -23,14 +23,15 @@ import logging
 import uuid
 import warnings
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from gradtracer.embedding.autofix_policy import (
+from gradtracer.audit import AUDIT_FORMAT_VERSION, AuditLogger, encode_ids
+from gradtracer.embedding.autofix.policy import (
     NEUTRAL_LOSS_TREND,
     AutoFixPolicy,
     LossTrend,
@@ -42,8 +43,8 @@ from gradtracer.embedding.autofix_policy import (
 from gradtracer.embedding.evidence import RowEvidence
 from gradtracer.embedding.row_kernel import unique_rows
 from gradtracer.errors import GradTracerWarning
-from gradtracer.export.audit import AUDIT_FORMAT_VERSION, AuditLogger, encode_ids
-from gradtracer.findings import Finding, FindingType, Severity
+from gradtracer.findings import Finding, FindingType
+from gradtracer.report.catalog import make_finding
 
 __all__ = ["AutoFixController", "AutoFixPolicy"]
 
@@ -64,11 +65,9 @@ class AutoFixController:
             (shared; not closed by this controller), or ``None`` for no audit log.
         run_id: identifier written into every event (default: a random 12-hex id).
 
-    Cost: through ``on_step`` (what ``EmbeddingTracker`` uses) the hot path only keeps a
-    reference to the step's row ids and returns the scale table while some row is scaled;
-    the evidence of the rows touched since the last decision is read once per decision.
-    Through ``on_update`` it keeps references to the step's evidence tensors (so they must
-    not be modified in place afterwards) and gathers the touched rows' factors.
+    Cost: per step ``on_step`` only keeps a reference to the step's row ids and returns the
+    scale table while some row is scaled; the evidence of the rows touched since the last
+    decision is read once per decision.
 
     The controller is deterministic: the same evidence sequence gives the same scales.
     If the audit log cannot be written, training continues, ONE
@@ -103,9 +102,8 @@ class AutoFixController:
         self._scale: torch.Tensor | None = None
         self._dead: np.ndarray | None = None  # bool, dead at last decision
         self._ever: np.ndarray | None = None  # bool, ever scaled below 1
-        # evidence since the last decision, kept by reference (no work on the hot path)
-        self._pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = []
-        self._pending_rows: list[torch.Tensor] = []  # row ids only (table protocol)
+        # row ids touched since the last decision, kept by reference (no work per step)
+        self._pending_rows: list[torch.Tensor] = []
         self._scratch: dict[str, Any] = {}  # reusable buffers of unique_rows
         self._n_seen = 0  # one past the largest row id seen
         self._losses: deque[tuple[int, float]] = deque(maxlen=self.policy.loss_window)
@@ -118,23 +116,6 @@ class AutoFixController:
         self._closed = False
 
     # ------------------------------------------------------------------ protocol
-    def on_update(self, evidence: RowEvidence) -> torch.Tensor | None:
-        """Record the touched rows' evidence; return their current factors (or ``None``).
-
-        Returns ``None`` while no row is scaled (the tracker then skips the rescaling).
-        """
-        rows = evidence.rows
-        self._record_step(int(evidence.step), evidence.loss)
-        if rows.numel():
-            self._pending.append((rows, evidence.n_agree, evidence.n_disagree,
-                                  evidence.grad_norm_ema))
-        if self._decision_due():
-            self._decide(evidence.loss)
-        if self.n_scaled == 0 or not rows.numel():
-            return None
-        table = self._table_on(rows.device)
-        return table[rows.clamp(max=table.numel() - 1)]
-
     def on_step(
         self,
         step: int,
@@ -142,13 +123,13 @@ class AutoFixController:
         loss: float | None,
         read: Callable[[torch.Tensor], RowEvidence],
     ) -> torch.Tensor | None:
-        """The table protocol: the tracker's cheaper alternative to :meth:`on_update`.
+        """The tracker's intervention protocol (see :class:`~gradtracer.embedding.Intervention`).
 
         Records only the touched row ids; at a decision step the evidence of every row
         touched since the last decision is read once (``read(rows)``, the tracker's current
-        row state, which is each row's latest evidence), so the decisions equal those of
-        :meth:`on_update`. Returns the whole scale table (``(n + 1,)`` float32 indexed by
-        row id, last slot a sentinel 1.0) while some row is scaled, else ``None``.
+        row state, which is each row's latest evidence). Returns the whole scale table
+        (``(n + 1,)`` float32 indexed by row id, the last slot 1.0) while some row is
+        scaled, else ``None``.
         """
         self._record_step(int(step), loss)
         if rows.numel():
@@ -158,11 +139,6 @@ class AutoFixController:
             if self._pending_rows:
                 latest = read(unique_rows(self._pending_rows, self._scratch))
                 self._pending_rows = []
-            if self._pending:  # evidence given through on_update as well: merge it
-                if latest is not None:
-                    self._pending.append((latest.rows, latest.n_agree, latest.n_disagree,
-                                          latest.grad_norm_ema))
-                latest = None
             self._decide(loss, latest)
         return None if self.n_scaled == 0 else self._table_on(rows.device)
 
@@ -190,10 +166,18 @@ class AutoFixController:
             return
         self._closed = True
         if self._audit_started:
-            self._emit({"kind": "run_end", "run_id": self.run_id, "layer": self.layer_name,
-                        "step": self.step, "n_decisions": self.n_decisions,
-                        "n_interventions": self.n_interventions, "rows_scaled": self.n_scaled,
-                        "events_lost": self.events_lost})
+            self._emit(
+                {
+                    "kind": "run_end",
+                    "run_id": self.run_id,
+                    "layer": self.layer_name,
+                    "step": self.step,
+                    "n_decisions": self.n_decisions,
+                    "n_interventions": self.n_interventions,
+                    "rows_scaled": self.n_scaled,
+                    "events_lost": self.events_lost,
+                }
+            )
         if self._audit is not None and self._owns_audit:
             try:
                 self._audit.close()
@@ -215,9 +199,11 @@ class AutoFixController:
         resumed run keeps writing the same run into the audit log) and the policy.
         """
         n = self._n_seen
-        pending_rows = (torch.unique(torch.cat([r.cpu() for r in self._pending_rows]))
-                        if self._pending_rows else torch.zeros(0, dtype=torch.int64))
-        pend = self._pending
+        pending_rows = (
+            torch.unique(torch.cat([r.cpu() for r in self._pending_rows]))
+            if self._pending_rows
+            else torch.zeros(0, dtype=torch.int64)
+        )
         return {
             "version": _STATE_VERSION,
             "layer_name": self.layer_name,
@@ -225,10 +211,12 @@ class AutoFixController:
             "policy": self.policy.to_dict(),
             "n_seen": n,
             "scale": torch.from_numpy(self._table()[:n].copy()),
-            "dead": torch.from_numpy(np.zeros(0, bool) if self._dead is None
-                                     else self._dead[:n].copy()),
-            "ever": torch.from_numpy(np.zeros(0, bool) if self._ever is None
-                                     else self._ever[:n].copy()),
+            "dead": torch.from_numpy(
+                np.zeros(0, bool) if self._dead is None else self._dead[:n].copy()
+            ),
+            "ever": torch.from_numpy(
+                np.zeros(0, bool) if self._ever is None else self._ever[:n].copy()
+            ),
             "losses": [[int(t), float(v)] for t, v in self._losses],
             "step": self.step,
             "last_decision": self._last_decision,
@@ -237,52 +225,38 @@ class AutoFixController:
             "n_scaled": self.n_scaled,
             "last_trend": self.last_trend.to_dict(),
             "pending_rows": pending_rows,
-            "pending_evidence": [
-                torch.cat([p[k].detach().cpu() for p in pend]) for k in range(4)
-            ] if pend else [],
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` output into this controller (same layer and policy).
 
+        Everything is checked before anything changes: a rejected state leaves the
+        controller as it was.
+
         Raises:
             ValueError: another state version, layer name or policy (the differing
-                fields are named).
+                fields are named), a missing key, or a bad value (named with its key).
         """
-        if state.get("version") != _STATE_VERSION:
-            raise ValueError(
-                f"Auto-Fix state version {state.get('version')!r} != {_STATE_VERSION}")
-        if state.get("layer_name") != self.layer_name:
-            raise ValueError(f"Auto-Fix state is for layer {state.get('layer_name')!r}, "
-                             f"this controller is for {self.layer_name!r}")
-        saved = AutoFixPolicy.from_dict(dict(state["policy"]))
-        if saved != self.policy:
-            mine = self.policy.to_dict()
-            diff = {k: (v, mine[k]) for k, v in saved.to_dict().items() if mine[k] != v}
-            raise ValueError(f"Auto-Fix state was written under another policy "
-                             f"(field: (saved, this)) {diff}")
-        n = int(state["n_seen"])
+        ck = _validate_state(state, self.layer_name, self.policy)
+        n = ck["n_seen"]
         self._host = self._dead = self._ever = self._scale = None
         self._n_seen = 0
         if n:
             self._ensure_size(n, torch.device("cpu"))
             assert self._host is not None and self._dead is not None and self._ever is not None
-            self._host[:n] = state["scale"].numpy()
-            self._dead[:n] = state["dead"].numpy()
-            self._ever[:n] = state["ever"].numpy()
-        self.run_id = str(state["run_id"])
+            self._host[:n] = ck["scale"]
+            self._dead[:n] = ck["dead"]
+            self._ever[:n] = ck["ever"]
+        self.run_id = ck["run_id"]
         self._losses.clear()
-        self._losses.extend((int(t), float(v)) for t, v in state["losses"])
-        self.step = int(state["step"])
-        self._last_decision = int(state["last_decision"])
-        self.n_decisions = int(state["n_decisions"])
-        self.n_interventions = int(state["n_interventions"])
-        self.n_scaled = int(state["n_scaled"])
-        self.last_trend = LossTrend.from_dict(state["last_trend"])
-        rows = state["pending_rows"]
-        self._pending_rows = [rows.to(torch.int64)] if rows.numel() else []
-        ev = state["pending_evidence"]
-        self._pending = [tuple(ev)] if ev else []  # type: ignore[list-item]
+        self._losses.extend(ck["losses"])
+        self.step = ck["step"]
+        self._last_decision = ck["last_decision"]
+        self.n_decisions = ck["n_decisions"]
+        self.n_interventions = ck["n_interventions"]
+        self.n_scaled = ck["n_scaled"]
+        self.last_trend = ck["last_trend"]
+        self._pending_rows = [ck["pending_rows"]] if ck["pending_rows"].numel() else []
 
     # ------------------------------------------------------------------ inspection
     @property
@@ -351,47 +325,12 @@ class AutoFixController:
     def findings(self) -> list[Finding]:
         """AUTOFIX_APPLIED, DEAD_EMBEDDINGS (rows left unscaled) and AUDIT_INCOMPLETE findings."""
         s = self.summary()
-        out: list[Finding] = []
-        if s["rows_ever_scaled"]:
-            assert self._ever is not None
-            out.append(Finding(
-                type=FindingType.AUTOFIX_APPLIED, severity=Severity.INFO, subject=self.layer_name,
-                premise=(f"Auto-Fix damped {s['rows_ever_scaled']} oscillating rows "
-                         f"({s['rows_scaled']} still damped, smallest factor "
-                         f"{s['min_scale']:.3f}) over {s['n_interventions']} decisions."),
-                implies="Those rows' applied updates were shrunk to stop direction flipping.",
-                action="REVIEW_AUDIT_LOG",
-                expected_effect="Steadier item vectors; replay the audit log to verify the scales.",
-                confidence=1.0, evidence={k: s[k] for k in (
-                    "rows_scaled", "rows_ever_scaled", "min_scale", "n_interventions",
-                    "p_loss_improving")},
-                sample_ids=tuple(np.flatnonzero(self._ever)[:20].tolist()),
-            ))
-        if s["rows_dead"]:
-            assert self._dead is not None
-            out.append(Finding(
-                type=FindingType.DEAD_EMBEDDINGS, severity=Severity.WARNING,
-                subject=self.layer_name,
-                premise=(f"{s['rows_dead']} touched rows have a zero gradient-norm EMA; "
-                         "Auto-Fix leaves them unscaled."),
-                implies="Those rows receive no learning signal; damping cannot help them.",
-                action="CHECK_NEGATIVE_SAMPLING_OR_REINITIALIZE_ROWS",
-                expected_effect="Rows start receiving gradient and move again.",
-                confidence=0.9, evidence={"rows_dead": s["rows_dead"]},
-                sample_ids=tuple(np.flatnonzero(self._dead)[:20].tolist()),
-            ))
-        if not s["audit_complete"]:
-            out.append(Finding(
-                type=FindingType.AUDIT_INCOMPLETE, severity=Severity.WARNING,
-                subject=self.layer_name,
-                premise=(f"{s['audit_events_lost']} Auto-Fix audit events could not be written"
-                         f" (log: {s['audit_path'] or 'not opened'})."),
-                implies="Some interventions cannot be replayed or verified from the log.",
-                action="FIX_AUDIT_DIRECTORY_PERMISSIONS_OR_SET_GRADTRACER_DIR",
-                expected_effect="A complete, replayable audit log on the next run.",
-                confidence=1.0, evidence={"audit_events_lost": s["audit_events_lost"]},
-            ))
-        return out
+        found = [
+            _detect_autofix_applied(self.layer_name, s, self._ever),
+            _detect_unscaled_dead_rows(self.layer_name, s, self._dead),
+            _detect_audit_incomplete(self.layer_name, s),
+        ]
+        return [f for f in found if f is not None]
 
     # ------------------------------------------------------------------ internals
     def _ensure_size(self, n: int, device: torch.device) -> None:
@@ -410,38 +349,34 @@ class AutoFixController:
         self._host, self._dead, self._ever = host, dead, ever
         self._scale = torch.from_numpy(host).to(device)  # a view on CPU
 
-    def _decide(self, loss: float | None, latest: RowEvidence | None = None) -> None:
+    def _decide(self, loss: float | None, latest: RowEvidence | None) -> None:
         """Fit the loss trend and re-decide the scales of the rows touched since the last
-        decision: from the pending evidence, or from ``latest`` (unique rows, each with its
-        latest evidence) when given."""
+        decision from ``latest`` (those rows, unique, each with its latest evidence)."""
         self.n_decisions += 1
         if self._losses:
             steps, losses = zip(*self._losses, strict=True)
             self.last_trend = loss_trend_posterior(
-                steps, losses, min_points=self.policy.min_loss_points)
+                steps, losses, min_points=self.policy.min_loss_points
+            )
         else:
             self.last_trend = NEUTRAL_LOSS_TREND
         if latest is not None:
-            self._decide_rows(latest.rows, _as_count(latest.n_agree),
-                              _as_count(latest.n_disagree),
-                              latest.grad_norm_ema.detach().float(), loss)
-            return
-        if not self._pending:
-            return
-        pending, self._pending = self._pending, []
-        rows_all = torch.cat([p[0] for p in pending])
-        # latest (cumulative) evidence of each row touched since the last decision
-        idx, inverse = torch.unique(rows_all, sorted=True, return_inverse=True)  # sorted ids
-        order = torch.arange(rows_all.numel(), device=rows_all.device)
-        last = torch.full((idx.numel(),), -1, dtype=torch.int64, device=rows_all.device)
-        last.scatter_reduce_(0, inverse, order, reduce="amax")
-        agree_t = _as_count(torch.cat([p[1] for p in pending])[last])
-        disagree_t = _as_count(torch.cat([p[2] for p in pending])[last])
-        grad_t = torch.cat([p[3] for p in pending])[last].detach().float()
-        self._decide_rows(idx, agree_t, disagree_t, grad_t, loss)
+            self._decide_rows(
+                latest.rows,
+                _as_count(latest.n_agree),
+                _as_count(latest.n_disagree),
+                latest.grad_norm_ema.detach().float(),
+                loss,
+            )
 
-    def _decide_rows(self, idx: torch.Tensor, agree_t: torch.Tensor, disagree_t: torch.Tensor,
-                     grad_t: torch.Tensor, loss: float | None) -> None:
+    def _decide_rows(
+        self,
+        idx: torch.Tensor,
+        agree_t: torch.Tensor,
+        disagree_t: torch.Tensor,
+        grad_t: torch.Tensor,
+        loss: float | None,
+    ) -> None:
         """Re-decide the scales of rows ``idx`` (unique) from their latest evidence.
 
         Runs on host arrays (one transfer per decision on an accelerator): a decision
@@ -461,15 +396,20 @@ class AutoFixController:
             return
         # only rows that can change are decided: enough pairs (counts only grow), or
         # currently scaled (they may be released); the rest keep factor 1
-        sel = np.flatnonzero((agree_all + disagree_all >= pol.min_pairs)
-                             | (self._host[ids] < 1))
+        sel = np.flatnonzero((agree_all + disagree_all >= pol.min_pairs) | (self._host[ids] < 1))
         if sel.size == 0:
             return
         ids = ids[sel]
         agree, disagree = agree_all[sel], disagree_all[sel]
         dead = self._dead[ids]
-        factors = damping_factors(agree, disagree, p_improving=self.last_trend.p_improving,
-                                  step=self.step, policy=pol, dead=dead)
+        factors = damping_factors(
+            agree,
+            disagree,
+            p_improving=self.last_trend.p_improving,
+            step=self.step,
+            policy=pol,
+            dead=dead,
+        )
         old = self._host[ids]
         changed = np.flatnonzero(factors != old)
         if changed.size == 0:
@@ -485,18 +425,23 @@ class AutoFixController:
         self.n_scaled += int((new_vals < 1).sum()) - int((old[changed] < 1).sum())
         self.n_interventions += 1
         q = oscillation_confidence(agree[changed], disagree[changed], self.policy)
-        self._emit({
-            "kind": "damp", "run_id": self.run_id, "layer": self.layer_name, "step": self.step,
-            "rows": encode_ids(row_ids),
-            "scales": factors[changed].tolist(),
-            "n_agree": agree[changed].tolist(),
-            "n_disagree": disagree[changed].tolist(),
-            "q": np.round(q, 6).tolist(),
-            "dead": encode_ids(row_ids[dead[changed]]),
-            "loss": None if loss is None else _finite_or_none(float(loss)),
-            "loss_trend": self.last_trend.to_dict(),
-            "rows_scaled_total": self.n_scaled,
-        })
+        self._emit(
+            {
+                "kind": "damp",
+                "run_id": self.run_id,
+                "layer": self.layer_name,
+                "step": self.step,
+                "rows": encode_ids(row_ids),
+                "scales": factors[changed].tolist(),
+                "n_agree": agree[changed].tolist(),
+                "n_disagree": disagree[changed].tolist(),
+                "q": np.round(q, 6).tolist(),
+                "dead": encode_ids(row_ids[dead[changed]]),
+                "loss": None if loss is None else _finite_or_none(float(loss)),
+                "loss_trend": self.last_trend.to_dict(),
+                "rows_scaled_total": self.n_scaled,
+            }
+        )
 
     def _emit(self, event: dict[str, Any]) -> None:
         if self._audit_spec is None or self._audit_failed:
@@ -505,14 +450,22 @@ class AutoFixController:
             return
         try:
             if self._audit is None:
-                directory = None if self._audit_spec == _DEFAULT else Path(self._audit_spec)
+                spec = self._audit_spec  # a logger given is already self._audit
+                assert spec is not None and not isinstance(spec, AuditLogger)
+                directory = None if spec == _DEFAULT else Path(spec)
                 self._audit = AuditLogger(directory)
             if not self._audit_started:
                 self._audit_started = True
-                self._audit.write({
-                    "kind": "run_start", "run_id": self.run_id, "layer": self.layer_name,
-                    "step": self.step, "format_version": AUDIT_FORMAT_VERSION,
-                    "policy": self.policy.to_dict()})
+                self._audit.write(
+                    {
+                        "kind": "run_start",
+                        "run_id": self.run_id,
+                        "layer": self.layer_name,
+                        "step": self.step,
+                        "format_version": AUDIT_FORMAT_VERSION,
+                        "policy": self.policy.to_dict(),
+                    }
+                )
             self._audit.write(event)
         except (OSError, ValueError) as exc:
             self.events_lost += 1
@@ -524,7 +477,10 @@ class AutoFixController:
         self._audit_failed = True
         warnings.warn(
             f"Auto-Fix audit log for layer {self.layer_name!r} cannot be written ({exc}); "
-            "training continues, the audit is incomplete.", GradTracerWarning, stacklevel=3)
+            "training continues, the audit is incomplete.",
+            GradTracerWarning,
+            stacklevel=3,
+        )
         logger.debug("audit failure", exc_info=exc)
 
 
@@ -533,6 +489,160 @@ def _as_count(t: torch.Tensor) -> torch.Tensor:
     return t.round().to(torch.int64) if t.is_floating_point() else t.to(torch.int64)
 
 
-
 def _finite_or_none(x: float) -> float | None:
     return x if np.isfinite(x) else None
+
+
+def _detect_autofix_applied(
+    layer: str, s: dict[str, Any], ever: np.ndarray | None
+) -> Finding | None:
+    """AUTOFIX_APPLIED: the controller gave some rows a factor below 1."""
+    if not s["rows_ever_scaled"] or ever is None:
+        return None
+    return make_finding(
+        FindingType.AUTOFIX_APPLIED,
+        subject=layer,
+        premise=(
+            f"Auto-Fix damped {s['rows_ever_scaled']} oscillating rows ({s['rows_scaled']} "
+            f"still damped, smallest factor {s['min_scale']:.3f}) over "
+            f"{s['n_interventions']} decisions."
+        ),
+        confidence=1.0,
+        evidence={
+            k: s[k]
+            for k in (
+                "rows_scaled",
+                "rows_ever_scaled",
+                "min_scale",
+                "n_interventions",
+                "p_loss_improving",
+            )
+        },
+        sample_ids=tuple(np.flatnonzero(ever)[:20].tolist()),
+    )
+
+
+def _detect_unscaled_dead_rows(
+    layer: str, s: dict[str, Any], dead: np.ndarray | None
+) -> Finding | None:
+    """DEAD_EMBEDDINGS: touched rows with a zero gradient-norm EMA (left unscaled)."""
+    if not s["rows_dead"] or dead is None:
+        return None
+    return make_finding(
+        FindingType.DEAD_EMBEDDINGS,
+        subject=layer,
+        premise=(
+            f"{s['rows_dead']} touched rows have a zero gradient-norm EMA; Auto-Fix leaves "
+            "them unscaled."
+        ),
+        confidence=0.9,
+        evidence={"rows_dead": s["rows_dead"]},
+        sample_ids=tuple(np.flatnonzero(dead)[:20].tolist()),
+    )
+
+
+def _detect_audit_incomplete(layer: str, s: dict[str, Any]) -> Finding | None:
+    """AUDIT_INCOMPLETE: some audit events could not be written."""
+    if s["audit_complete"]:
+        return None
+    return make_finding(
+        FindingType.AUDIT_INCOMPLETE,
+        subject=layer,
+        premise=(
+            f"{s['audit_events_lost']} Auto-Fix audit events could not be written "
+            f"(log: {s['audit_path'] or 'not opened'})."
+        ),
+        confidence=1.0,
+        evidence={"audit_events_lost": s["audit_events_lost"]},
+    )
+
+
+def _field(state: Mapping[str, Any], key: str) -> Any:
+    if key not in state:
+        raise ValueError(f"Auto-Fix state is missing {key!r}")
+    return state[key]
+
+
+def _count(state: Mapping[str, Any], key: str) -> int:
+    value = _field(state, key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"Auto-Fix state {key!r}: expected an int >= 0, got {value!r}")
+    return value
+
+
+def _array(state: Mapping[str, Any], key: str, n: int, dtype: torch.dtype) -> np.ndarray:
+    value = _field(state, key)
+    if not isinstance(value, torch.Tensor) or tuple(value.shape) != (n,) or value.dtype != dtype:
+        got = (
+            f"{tuple(value.shape)} {value.dtype}"
+            if isinstance(value, torch.Tensor)
+            else type(value).__name__
+        )
+        raise ValueError(f"Auto-Fix state {key!r}: expected ({n},) {dtype}, got {got}")
+    return value.detach().cpu().numpy().copy()
+
+
+def _validate_state(
+    state: Mapping[str, Any], layer_name: str, policy: AutoFixPolicy
+) -> dict[str, Any]:
+    """Every value of a controller ``state_dict``, checked (see ``load_state_dict``)."""
+    if not isinstance(state, Mapping):
+        raise ValueError(f"Auto-Fix state must be a dict, got {type(state).__name__}")
+    if state.get("version") != _STATE_VERSION:
+        raise ValueError(f"Auto-Fix state version {state.get('version')!r} != {_STATE_VERSION}")
+    if state.get("layer_name") != layer_name:
+        raise ValueError(
+            f"Auto-Fix state is for layer {state.get('layer_name')!r}, "
+            f"this controller is for {layer_name!r}"
+        )
+    saved = AutoFixPolicy.from_dict(dict(_field(state, "policy")))
+    if saved != policy:
+        mine = policy.to_dict()
+        diff = {k: (v, mine[k]) for k, v in saved.to_dict().items() if mine[k] != v}
+        raise ValueError(
+            f"Auto-Fix state was written under another policy (field: (saved, this)) {diff}"
+        )
+    n = _count(state, "n_seen")
+    scale = _array(state, "scale", n, torch.float32)
+    if not (np.isfinite(scale).all() and (scale > 0).all() and (scale <= 1).all()):
+        bad = np.flatnonzero(~(np.isfinite(scale) & (scale > 0) & (scale <= 1)))[0]
+        raise ValueError(
+            f"Auto-Fix state 'scale': factor {scale[bad]!r} of row {bad} is outside (0, 1]"
+        )
+    out: dict[str, Any] = {
+        "n_seen": n,
+        "scale": scale,
+        "dead": _array(state, "dead", n, torch.bool),
+        "ever": _array(state, "ever", n, torch.bool),
+    }
+    for key in ("step", "last_decision", "n_decisions", "n_interventions", "n_scaled"):
+        out[key] = _count(state, key)
+    if out["n_scaled"] != int((scale < 1).sum()):
+        raise ValueError(
+            f"Auto-Fix state 'n_scaled': {out['n_scaled']} but "
+            f"{int((scale < 1).sum())} factors are below 1"
+        )
+    losses = []
+    for item in _field(state, "losses"):
+        t, v = item
+        if isinstance(t, bool) or not isinstance(t, int) or not isinstance(v, (int, float)):
+            raise ValueError(f"Auto-Fix state 'losses': bad entry {item!r}")
+        losses.append((int(t), float(v)))
+    out["losses"] = losses
+    try:
+        out["last_trend"] = LossTrend.from_dict(_field(state, "last_trend"))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"Auto-Fix state 'last_trend': {exc!r}") from exc
+    rows = _field(state, "pending_rows")
+    if not isinstance(rows, torch.Tensor) or rows.ndim != 1 or rows.is_floating_point():
+        raise ValueError(
+            f"Auto-Fix state 'pending_rows': expected a 1-D integer tensor, got {rows!r}"
+        )
+    legacy = state.get("pending_evidence") or []  # written before 1.1: (rows, ...) tensors
+    if legacy:
+        rows = torch.cat([rows.cpu(), legacy[0].detach().cpu()])
+    if rows.numel() and int(rows.min()) < 0:
+        raise ValueError(f"Auto-Fix state 'pending_rows': negative row id {int(rows.min())}")
+    out["pending_rows"] = torch.unique(rows.cpu().to(torch.int64))
+    out["run_id"] = str(_field(state, "run_id"))
+    return out
