@@ -1,0 +1,250 @@
+"""QuantizationAdvisor: choose and explain a compression plan for a byte budget.
+
+For a budget the advisor builds every candidate plan that fits (uniform precision,
+mixed precision allocated under each row signal and metric, low-rank score
+factorisations at each precision, per-table SVD), scores each one, and keeps the best.
+The score is the validation metric when a ``validate`` callable is given (the honest
+choice: plans are compared on held-out data, never on test), else the estimated
+ranking loss: the squared error of the dot-product scores on a sample of users.
+
+The recipe records every candidate with its score, the winning method, and which
+signal drove each table's decision, so a reader can see when the dynamics-aware
+signal lost to a plain one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from gradtracer.compress import methods
+from gradtracer.compress.allocate import BudgetError
+from gradtracer.compress.model import CompressedMF
+from gradtracer.compress.recipe import Recipe, describe_model
+from gradtracer.compress.rowwise import packed_width
+from gradtracer.compress.saliency import ROW_SIGNALS, layer_saliency, row_saliency
+
+__all__ = ["QuantizationAdvisor", "dense_layer_advice", "score_error"]
+
+Validate = Callable[[CompressedMF], float]
+
+
+def score_error(
+    model: CompressedMF, user: Any, item: Any, *, n_users: int = 512, random_state: int = 0
+) -> float:
+    """Relative squared error of the scores on up to ``n_users`` sampled users."""
+    u = torch.as_tensor(user).detach().float()
+    i = torch.as_tensor(item).detach().float()
+    rng = np.random.default_rng(random_state)
+    rows = torch.from_numpy(
+        np.sort(rng.choice(u.shape[0], size=min(n_users, u.shape[0]), replace=False))
+    )
+    exact = u[rows] @ i.T
+    approx = model.scorer()(rows)
+    return float(((approx - exact) ** 2).sum() / (exact**2).sum().clamp_min(1e-30))
+
+
+def dense_layer_advice(
+    tracker_or_snapshots: Any, *, keep_share: float = 0.25
+) -> list[dict[str, Any]]:
+    """Per-layer precision advice for dense layers from FlowTracker saliency.
+
+    The most salient ``keep_share`` of layers stay ``fp16``, the rest ``int8``; layers
+    with a latest gradient SNR below 0.1 (updates mostly noise) may go to ``int8`` even
+    when salient. Each entry names the layer, the precision and the signal values that
+    drove it. This is a rule, not a measured plan.
+    """
+    scores = layer_saliency(tracker_or_snapshots)
+    snaps = (
+        tracker_or_snapshots.snapshots()
+        if hasattr(tracker_or_snapshots, "snapshots")
+        else tracker_or_snapshots
+    )
+    snr = {s.name: float(s.snr) for s in snaps}
+    n_keep = max(1, int(round(keep_share * len(scores)))) if scores else 0
+    out = []
+    for rank, (name, score) in enumerate(scores.items()):
+        salient = rank < n_keep and not (np.isfinite(snr.get(name, np.nan)) and snr[name] < 0.1)
+        out.append(
+            {
+                "name": name,
+                "precision": "fp16" if salient else "int8",
+                "driver": "layer saliency (update ratio x gradient SNR)",
+                "saliency": float(score),
+                "snr": snr.get(name),
+            }
+        )
+    return out
+
+
+class QuantizationAdvisor:
+    """Plans the compression of a two-table dot-product model.
+
+    Args:
+        user: float user table ``(n_users, d)``.
+        item: float item table ``(n_items, d)``.
+        user_stats, item_stats: per-row tracker columns
+            (:func:`~gradtracer.compress.saliency.row_stats_of`); without them only the
+            ``uniform`` and ``magnitude`` signals are used.
+        signals: row signals tried in the mixed allocation (default all available).
+        validate: ``model -> quality`` on validation data (higher is better); without
+            it plans are ranked by :func:`score_error`.
+        dense_layers: optional FlowTracker (or snapshots) for per-layer advice.
+    """
+
+    def __init__(
+        self,
+        user: Any,
+        item: Any,
+        *,
+        user_stats: Mapping[str, np.ndarray] | None = None,
+        item_stats: Mapping[str, np.ndarray] | None = None,
+        signals: Sequence[str] | None = None,
+        validate: Validate | None = None,
+        dense_layers: Any = None,
+    ) -> None:
+        self.user = torch.as_tensor(user).detach().to("cpu", torch.float32)
+        self.item = torch.as_tensor(item).detach().to("cpu", torch.float32)
+        if self.user.ndim != 2 or self.item.ndim != 2 or self.user.shape[1] != self.item.shape[1]:
+            raise ValueError(
+                f"user and item tables must be (n, d) with one d, got {tuple(self.user.shape)} and {tuple(self.item.shape)}"
+            )
+        have_stats = user_stats is not None and item_stats is not None
+        default = ROW_SIGNALS if have_stats else ("uniform", "magnitude")
+        self.signals = tuple(signals) if signals is not None else default
+        for s in self.signals:
+            if s not in ROW_SIGNALS:
+                raise ValueError(f"unknown signal {s!r}; choose from {ROW_SIGNALS}")
+            if s not in ("uniform", "magnitude") and not have_stats:
+                raise ValueError(f"signal {s!r} needs user_stats and item_stats")
+        self.user_stats, self.item_stats = user_stats, item_stats
+        self.validate = validate
+        self.dense_layers = dense_layers
+        self.fp32_bytes = methods.fp32_bytes(self.user, self.item)
+        self._baseline: float | None = None
+
+    def weights(self, signal: str) -> tuple[np.ndarray, np.ndarray]:
+        """Row weights of both tables under ``signal``."""
+        return (
+            row_saliency(signal, weight=self.user, stats=self.user_stats),
+            row_saliency(signal, weight=self.item, stats=self.item_stats),
+        )
+
+    def candidates(self, budget_bytes: int) -> list[tuple[str, dict[str, Any], CompressedMF]]:
+        """Every plan that fits ``budget_bytes``: ``(label, params, model)``."""
+        u, i = self.user, self.item
+        out: list[tuple[str, dict[str, Any], CompressedMF]] = []
+        d = u.shape[1]
+        n = u.shape[0] + i.shape[0]
+        fitting = [
+            p for p in ("fp16", "int8", "int4", "int2") if n * packed_width(p, d) <= budget_bytes
+        ]
+        if fitting:
+            out.append(("uniform", {"precision": fitting[0]}, methods.uniform(u, i, fitting[0])))
+        for metric in ("identity", "score"):
+            for signal in self.signals:
+                if metric == "identity" and signal != "uniform":
+                    continue
+                wu, wi = self.weights(signal)
+                try:
+                    model = methods.mixed(
+                        u, i, budget_bytes, user_weights=wu, item_weights=wi, metric=metric
+                    )
+                except BudgetError:
+                    continue
+                out.append(("mixed", {"signal": signal, "metric": metric}, model))
+        for p in ("fp16", "int8", "int4", "int2"):
+            try:
+                model = methods.score_svd(u, i, budget_bytes, precision=p)
+            except BudgetError:
+                continue
+            out.append(("score_svd", {"precision": p, "rank": model.info["rank"]}, model))
+        try:
+            model = methods.table_svd(u, i, budget_bytes)
+            out.append(("table_svd", {"precision": "fp32", "ranks": model.info["ranks"]}, model))
+        except BudgetError:
+            pass
+        if not out:
+            raise BudgetError(
+                f"no plan fits {budget_bytes} bytes ({self.fp32_bytes / budget_bytes:.0f}x smaller than "
+                f"the {self.fp32_bytes}-byte float32 tables)"
+            )
+        return out
+
+    def _quality(self, model: CompressedMF) -> float:
+        if self.validate is not None:
+            return float(self.validate(model))
+        return -score_error(model, self.user, self.item)
+
+    def advise(self, budget_bytes: int) -> Recipe:
+        """The best plan within ``budget_bytes``, as a :class:`Recipe`."""
+        if (
+            isinstance(budget_bytes, bool)
+            or not isinstance(budget_bytes, (int, np.integer))
+            or budget_bytes <= 0
+        ):
+            raise ValueError(f"budget_bytes must be a positive int, got {budget_bytes!r}")
+        budget_bytes = int(budget_bytes)
+        plans = self.candidates(budget_bytes)
+        scored = []
+        for label, params, model in plans:
+            scored.append((self._quality(model), label, params, model))
+        scored.sort(key=lambda t: -t[0])
+        best_q, label, params, model = scored[0]
+        key = "valid_ndcg@10" if self.validate is not None else "neg_score_error"
+        if self.validate is not None and self._baseline is None:
+            self._baseline = float(self.validate(_identity_model(self.user, self.item)))
+        base = self._baseline
+        decisions = describe_model(model)
+        signal = params.get("signal")
+        for name in decisions:
+            decisions[name]["driver"] = (
+                f"mixed allocation weighted by the {signal} signal, {params.get('metric')} error metric"
+                if label == "mixed"
+                else f"{label} ({', '.join(f'{k}={v}' for k, v in params.items())})"
+            )
+        runner_up = next((s for s in scored[1:] if s[1] != label or s[2] != params), None)
+        driver = f"{label} {params} had the best {key} ({best_q:.5g}) of {len(scored)} plans"
+        if runner_up is not None:
+            driver += f"; next: {runner_up[1]} {runner_up[2]} ({runner_up[0]:.5g})"
+        mixed_by_signal = {
+            s[2]["signal"]: s[0] for s in scored if s[1] == "mixed" and s[2]["metric"] == "score"
+        }
+        if "dynamics" in mixed_by_signal:
+            best_plain = max(
+                (v for k, v in mixed_by_signal.items() if k != "dynamics"), default=None
+            )
+            if best_plain is not None and mixed_by_signal["dynamics"] < best_plain:
+                driver += "; the dynamics-aware signal did not beat the plain signals here"
+        predicted: dict[str, Any] = {key: best_q}
+        if base is not None and base > 0:
+            predicted["fp32_valid_ndcg@10"] = base
+            predicted["relative_loss"] = 1.0 - best_q / base
+        recipe = Recipe(
+            tables={
+                "user": {"n_rows": int(self.user.shape[0]), "dim": int(self.user.shape[1])},
+                "item": {"n_rows": int(self.item.shape[0]), "dim": int(self.item.shape[1])},
+            },
+            budget_bytes=budget_bytes,
+            fp32_bytes=self.fp32_bytes,
+            method=label,
+            params=dict(params),
+            decisions=decisions,
+            dense_layers=dense_layer_advice(self.dense_layers)
+            if self.dense_layers is not None
+            else [],
+            candidates=[
+                {"method": lbl, "params": prm, "bytes": int(m.nbytes()), key: q}
+                for q, lbl, prm, m in scored
+            ],
+            predicted=predicted,
+            driver=driver,
+        )
+        return recipe
+
+
+def _identity_model(user: torch.Tensor, item: torch.Tensor) -> CompressedMF:
+    return methods.uniform(user, item, "fp32")

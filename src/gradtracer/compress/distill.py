@@ -1,0 +1,261 @@
+"""DistillationTracker: which layers a student fails to mimic from its teacher.
+
+Forward hooks capture the outputs of mapped ``(student layer, teacher layer)`` pairs.
+Each :meth:`DistillationTracker.step` (after both models ran on the same minibatch)
+adds, per pair, the unbiased HSIC estimates of linear CKA (Nguyen, Raghu & Kornblith
+2021, minibatch CKA: ``sum HSIC_1(K, L) / sqrt(sum HSIC_1(K, K) sum HSIC_1(L, L))``
+over minibatches, which converges to the full-data CKA) and, when the two outputs have
+the same width, the hint MSE. :meth:`final_overlap` measures top-K agreement of the
+final scores; :meth:`findings` names the pairs whose CKA stays low.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from gradtracer.findings import Finding, FindingType, Report
+from gradtracer.report.catalog import make_finding
+
+__all__ = ["DistillationTracker", "PairHistory", "hsic1", "linear_cka", "topk_overlap"]
+
+
+def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Full-batch linear CKA of ``x (n, p)`` and ``y (n, q)`` (feature-centred), in [0, 1].
+
+    >>> import torch
+    >>> x = torch.randn(50, 4, generator=torch.Generator().manual_seed(0))
+    >>> round(linear_cka(x, 2 * x), 6)
+    1.0
+    """
+    x = _flat(x).double()
+    y = _flat(y).double()
+    x = x - x.mean(0, keepdim=True)
+    y = y - y.mean(0, keepdim=True)
+    num = (y.T @ x).pow(2).sum()
+    den = (x.T @ x).pow(2).sum().sqrt() * (y.T @ y).pow(2).sum().sqrt()
+    return float(num / den) if float(den) > 0 else 0.0
+
+
+def hsic1(k: torch.Tensor, l: torch.Tensor) -> float:  # noqa: E741 - the paper's name
+    """Unbiased HSIC estimator (Song et al. 2012) of two ``(n, n)`` Gram matrices, ``n >= 4``."""
+    n = k.shape[0]
+    if n < 4:
+        raise ValueError(f"the unbiased HSIC needs a minibatch of at least 4 rows, got {n}")
+    k = k.clone()
+    l = l.clone()  # noqa: E741
+    k.fill_diagonal_(0)
+    l.fill_diagonal_(0)
+    ones = torch.ones(n, 1, dtype=k.dtype)
+    term1 = (k * l).sum()
+    term2 = (ones.T @ k @ ones) * (ones.T @ l @ ones) / ((n - 1) * (n - 2))
+    term3 = 2.0 * (ones.T @ k @ l @ ones) / (n - 2)
+    return float((term1 + term2 - term3) / (n * (n - 3)))
+
+
+def topk_overlap(a: torch.Tensor, b: torch.Tensor, k: int = 10) -> float:
+    """Mean share of ``a``'s top-``k`` items per row that are in ``b``'s top-``k`` (``(B, n)`` scores)."""
+    if a.shape != b.shape or a.ndim != 2:
+        raise ValueError(
+            f"scores must be two equal (B, n_items) tensors, got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
+    kk = min(int(k), a.shape[1])
+    ta = a.topk(kk, dim=1).indices
+    tb = b.topk(kk, dim=1).indices
+    hits = (ta[:, :, None] == tb[:, None, :]).any(-1).float().sum(1)
+    return float((hits / kk).mean())
+
+
+def _flat(t: torch.Tensor) -> torch.Tensor:
+    if isinstance(t, (tuple, list)):
+        t = t[0]
+    return t.detach().reshape(t.shape[0], -1).to("cpu", torch.float64)
+
+
+@dataclass
+class PairHistory:
+    """Accumulated statistics of one (student, teacher) layer pair."""
+
+    student: str
+    teacher: str
+    hsic_xy: float = 0.0
+    hsic_xx: float = 0.0
+    hsic_yy: float = 0.0
+    n_batches: int = 0
+    cka_steps: list[float] = field(default_factory=list)
+    mse_steps: list[float] = field(default_factory=list)
+
+    @property
+    def cka(self) -> float:
+        """Minibatch CKA over every step so far (NaN before the first)."""
+        den = math.sqrt(max(self.hsic_xx, 0.0) * max(self.hsic_yy, 0.0))
+        return self.hsic_xy / den if den > 0 else math.nan
+
+    @property
+    def mse(self) -> float | None:
+        """Mean hint MSE over the steps (None when the widths differ)."""
+        return float(np.mean(self.mse_steps)) if self.mse_steps else None
+
+
+class DistillationTracker:
+    """Track how well ``student`` mimics ``teacher`` per mapped layer pair.
+
+    Args:
+        teacher: the teacher module.
+        student: the student module.
+        pairs: ``{student_module_name: teacher_module_name}`` (names as in
+            ``named_modules()``).
+        cka_threshold: a pair whose final CKA is below this is flagged (default 0.6).
+        window: recent steps whose per-batch CKA is kept for the trend (default 200).
+
+    Call :meth:`step` after the teacher and the student ran forward on the same batch.
+    """
+
+    def __init__(
+        self,
+        teacher: nn.Module,
+        student: nn.Module,
+        pairs: Mapping[str, str],
+        *,
+        cka_threshold: float = 0.6,
+        window: int = 200,
+    ) -> None:
+        if not pairs:
+            raise ValueError("pairs must map at least one student layer to a teacher layer")
+        s_mods, t_mods = dict(student.named_modules()), dict(teacher.named_modules())
+        for s, t in pairs.items():
+            if s not in s_mods:
+                raise KeyError(
+                    f"student has no module {s!r}; modules: {sorted(k for k in s_mods if k)}"
+                )
+            if t not in t_mods:
+                raise KeyError(
+                    f"teacher has no module {t!r}; modules: {sorted(k for k in t_mods if k)}"
+                )
+        self.pairs = dict(pairs)
+        self.cka_threshold = float(cka_threshold)
+        self.window = int(window)
+        self.history = {s: PairHistory(s, t) for s, t in self.pairs.items()}
+        self._out: dict[tuple[str, str], torch.Tensor] = {}
+        self._handles = []
+        for s, t in self.pairs.items():
+            self._handles.append(s_mods[s].register_forward_hook(self._hook(("student", s))))
+            self._handles.append(t_mods[t].register_forward_hook(self._hook(("teacher", t))))
+        self.overlap: float | None = None
+
+    def _hook(self, key: tuple[str, str]) -> Any:
+        def hook(_m: nn.Module, _inp: Any, out: Any) -> None:
+            self._out[key] = out[0] if isinstance(out, (tuple, list)) else out
+
+        return hook
+
+    def step(self) -> dict[str, float]:
+        """Add the latest captured batch of every pair; return ``{student layer: batch CKA}``."""
+        out = {}
+        for s, t in self.pairs.items():
+            xs, xt = self._out.get(("student", s)), self._out.get(("teacher", t))
+            if xs is None or xt is None:
+                raise RuntimeError(
+                    f"no captured output for pair {s!r} -> {t!r}; run both models forward first"
+                )
+            x, y = _flat(xs), _flat(xt)
+            if x.shape[0] != y.shape[0]:
+                raise ValueError(
+                    f"pair {s!r} -> {t!r}: batch sizes differ ({x.shape[0]} vs {y.shape[0]})"
+                )
+            h = self.history[s]
+            if x.shape[0] >= 4:
+                k, l = x @ x.T, y @ y.T  # noqa: E741
+                xy, xx, yy = hsic1(k, l), hsic1(k, k), hsic1(l, l)
+                h.hsic_xy += xy
+                h.hsic_xx += xx
+                h.hsic_yy += yy
+                h.n_batches += 1
+                batch = xy / math.sqrt(xx * yy) if xx > 0 and yy > 0 else math.nan
+                h.cka_steps = (h.cka_steps + [batch])[-self.window :]
+                out[s] = batch
+            if x.shape[1] == y.shape[1]:
+                h.mse_steps = (h.mse_steps + [float((x - y).pow(2).mean())])[-self.window :]
+        self._out.clear()
+        return out
+
+    def reset(self) -> None:
+        """Forget accumulated statistics (keep the hooks)."""
+        self.history = {s: PairHistory(s, t) for s, t in self.pairs.items()}
+
+    def final_overlap(
+        self, teacher_scores: torch.Tensor, student_scores: torch.Tensor, k: int = 10
+    ) -> float:
+        """Record and return the top-``k`` overlap of final scores (see :func:`topk_overlap`)."""
+        self.overlap = topk_overlap(teacher_scores, student_scores, k)
+        return self.overlap
+
+    def summary(self) -> dict[str, Any]:
+        """Per pair: CKA, hint MSE, batches; and the final top-K overlap."""
+        return {
+            "pairs": {
+                s: {"teacher": h.teacher, "cka": h.cka, "hint_mse": h.mse, "n_batches": h.n_batches}
+                for s, h in self.history.items()
+            },
+            "topk_overlap": self.overlap,
+        }
+
+    def findings(self) -> list[Finding]:
+        """One ``DISTILLATION_GAP`` finding naming the pairs below ``cka_threshold``."""
+        weak = sorted(
+            (
+                (h.cka, s)
+                for s, h in self.history.items()
+                if math.isfinite(h.cka) and h.cka < self.cka_threshold
+            )
+        )
+        if not weak:
+            return []
+        worst_cka, worst = weak[0]
+        names = ", ".join(
+            f"{s} (CKA {c:.2f} vs teacher {self.history[s].teacher})" for c, s in weak
+        )
+        evidence: dict[str, float | int | str | bool | None] = {
+            "worst_layer": worst,
+            "worst_cka": round(worst_cka, 4),
+            "cka_threshold": self.cka_threshold,
+            "n_flagged": len(weak),
+            "topk_overlap": self.overlap,
+        }
+        for s, h in self.history.items():
+            evidence[f"{s}/cka"] = None if not math.isfinite(h.cka) else round(h.cka, 4)
+        finding = make_finding(
+            FindingType.DISTILLATION_GAP,
+            subject=worst,
+            premise=f"The student fails to mimic its teacher at {names}.",
+            confidence=float(
+                min(1.0, max(0.0, (self.cka_threshold - worst_cka) / self.cka_threshold + 0.5))
+            ),
+            evidence=evidence,
+            sample_ids=tuple(s for _, s in weak),
+        )
+        return [finding]
+
+    def to_report(self) -> Report:
+        """A ``distillation`` report with :meth:`summary` and :meth:`findings`."""
+        return Report(
+            kind="distillation", subject="student", stats=self.summary(), findings=self.findings()
+        )
+
+    def detach(self) -> None:
+        """Remove the forward hooks."""
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+
+    def __enter__(self) -> DistillationTracker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.detach()

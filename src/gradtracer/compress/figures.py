@@ -1,0 +1,42 @@
+"""Figures of the compression study: bytes against quality (a Pareto plot per workload)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["plot_pareto"]
+
+
+def plot_pareto(results: Sequence[Any], out_dir: str | Path) -> list[Path]:
+    """``compression_pareto.png/.svg``: mean NDCG@10 change vs compression ratio, per method.
+
+    ``results`` are :class:`~gradtracer.compress.study.StudyResult` objects.
+    """
+    from gradtracer._plotting import save_png_svg, subplots
+    from gradtracer.compress.study import summarize
+
+    fig, axes = subplots(1, max(1, len(results)), width=6.0 * max(1, len(results)), height=4.5)
+    for ax, result in zip(axes[0], results):
+        entries = summarize(result)
+        methods = sorted({e["method"] for e in entries})
+        for m in methods:
+            pts = sorted(
+                (e["achieved_ratio"], 100 * e["rel_ndcg@10"]) for e in entries if e["method"] == m
+            )
+            xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+            style = (
+                {"lw": 2.5, "marker": "*", "ms": 12, "color": "black"}
+                if m == "recipe"
+                else {"marker": "o", "lw": 1}
+            )
+            ax.plot(xs, ys, label=m, **style)
+        ax.set_xscale("log", base=2)
+        ax.axhline(0.0, color="grey", lw=0.8, ls="--")
+        ax.set_xlabel("compression ratio vs float32 tables (log2)")
+        ax.set_ylabel("NDCG@10 change vs float32 (%)")
+        ax.set_title(f"{result.workload}: bytes vs quality")
+        ax.set_ylim(bottom=max(-100.0, ax.get_ylim()[0]))
+        ax.legend(fontsize=7, ncol=2)
+    return save_png_svg(fig, out_dir, "compression_pareto")

@@ -1,0 +1,97 @@
+"""Row-wise quantized tables: real packed bytes, kernel lookups, dropped rows, low rank."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from gradtracer.compress import LowRankTable, QuantizedTable, row_bytes
+from gradtracer.compress.rowwise import dequantize_rows, lookup_rows, pack_rows
+
+
+@pytest.fixture()
+def weight() -> torch.Tensor:
+    return torch.randn(300, 30, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8", "int4", "int2"])
+def test_uniform_table_bytes_and_error(weight: torch.Tensor, precision: str) -> None:
+    t = QuantizedTable.from_weight(weight, precision, name="t")
+    # a single precision needs no index map: bytes are exactly rows x packed width
+    assert t.nbytes() == 300 * row_bytes(precision, 30)
+    assert t.byte_breakdown()["index_map"] == 0
+    err = float(((t.dequantize() - weight) ** 2).mean())
+    bound = {"fp32": 0.0, "fp16": 1e-6, "int8": 1e-4, "int4": 0.02, "int2": 0.3}[precision]
+    assert err <= bound
+    if precision == "int2":
+        assert err > 0.01  # two bits per value cannot be near-exact
+
+
+def test_padding_for_odd_dims_is_counted() -> None:
+    # 30 columns: int4 pads to 30 (even), int2 to 32 (multiple of 4): 8 code bytes + 4 qparams
+    assert row_bytes("int4", 30) == 15 + 4
+    assert row_bytes("int2", 30) == 8 + 4
+    packed = pack_rows(torch.ones(2, 30), "int2")
+    assert tuple(packed.shape) == (2, 12)
+
+
+def test_kernel_lookup_equals_unpack(weight: torch.Tensor) -> None:
+    for p in ("int8", "int4", "int2"):
+        packed = pack_rows(weight, p)
+        slots = torch.tensor([5, 0, 299, 5])
+        assert torch.equal(lookup_rows(packed, p, 30, slots), dequantize_rows(packed, p, 30)[slots])
+
+
+def test_mixed_table_lookup_and_index_map(weight: torch.Tensor) -> None:
+    rng = np.random.default_rng(1)
+    prec = rng.choice(["fp16", "int8", "int4", "int2", "drop"], size=300)
+    t = QuantizedTable.from_weight(weight, prec, name="mixed")
+    dense = t.dequantize()
+    rows = torch.from_numpy(rng.integers(0, 300, 1000))
+    assert torch.equal(t.lookup(rows), dense[rows])
+    dropped = np.flatnonzero(prec == "drop")
+    # every dropped row reads the fallback: the mean of the dropped rows
+    fallback = weight[torch.from_numpy(dropped)].mean(0)
+    assert torch.allclose(dense[torch.from_numpy(dropped)], fallback.expand(len(dropped), -1))
+    counts = t.level_counts()
+    assert counts == {p: int((prec == p).sum()) for p in ("fp16", "int8", "int4", "int2", "drop")}
+    parts = t.byte_breakdown()
+    # 5 levels -> 4-bit codes; directory: 5 blocks x 5 levels x int32; fallback: 30 float32
+    assert (
+        parts["index_map"] == 150
+        and parts["rank_directory"] == 5 * 5 * 4
+        and parts["fallback"] == 120
+    )
+    assert t.nbytes() == sum(parts.values())
+    assert parts["rows/int8"] == counts["int8"] * row_bytes("int8", 30)
+
+
+def test_out_of_range_lookup_and_bad_precision(weight: torch.Tensor) -> None:
+    t = QuantizedTable.from_weight(weight, "int8", name="t")
+    with pytest.raises(IndexError, match="300 rows"):
+        t.lookup(torch.tensor([300]))
+    with pytest.raises(ValueError, match="unknown precisions"):
+        QuantizedTable.from_weight(weight, np.array(["int3"] * 300), name="t")
+    with pytest.raises(ValueError, match="one precision per row"):
+        QuantizedTable.from_weight(weight, np.array(["int8"] * 3), name="t")
+
+
+def test_arrays_round_trip_and_shape_check(weight: torch.Tensor) -> None:
+    prec = np.where(np.arange(300) % 3 == 0, "int4", "drop")
+    t = QuantizedTable.from_weight(weight, prec, name="t")
+    meta, arrays = t.to_arrays("x/")
+    back = QuantizedTable.from_arrays(meta, arrays, "x/")
+    assert torch.equal(back.dequantize(), t.dequantize())
+    arrays["x/rows_int4"] = arrays["x/rows_int4"][:-1]
+    with pytest.raises(ValueError, match="int4 block has shape"):
+        QuantizedTable.from_arrays(meta, arrays, "x/")
+
+
+def test_low_rank_table(weight: torch.Tensor) -> None:
+    lr = LowRankTable.from_weight(weight, 30, name="t")
+    assert torch.allclose(lr.dequantize(), weight, atol=1e-4)
+    small = LowRankTable.from_weight(weight, 4, name="t", precision="int8")
+    assert small.nbytes() == 300 * row_bytes("int8", 4) + 4 * 4 * 30
+    rows = torch.tensor([1, 2, 3])
+    assert torch.allclose(small.lookup(rows), small.dequantize()[rows], atol=1e-5)
