@@ -94,6 +94,8 @@ class FindingType(str, Enum):
     FEATURE_INTERACTION = "FEATURE_INTERACTION"
     CONSTANT_FEATURE = "CONSTANT_FEATURE"
     MISSING_VALUES = "MISSING_VALUES"
+    # compression / distillation
+    DISTILLATION_GAP = "DISTILLATION_GAP"
 
 
 def metric_key(*parts: str | int) -> str:

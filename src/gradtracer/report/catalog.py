@@ -317,6 +317,14 @@ CATALOG: Mapping[FindingType, FindingSpec] = MappingProxyType(
                 "IMPUTE_OR_ADD_MISSING_INDICATOR",
                 "All rows and columns take part in the analysis.",
             ),
+            _spec(
+                _T.DISTILLATION_GAP,
+                _S.WARNING,
+                "The student's representation at that layer diverges from the teacher's; "
+                "the layer may be too narrow or poorly supervised.",
+                "WIDEN_OR_ADD_HINT_LOSS",
+                "A higher CKA at the flagged layer and better student ranking quality.",
+            ),
             # new entries go here, in the order their FindingType members were appended
         ]
     )
