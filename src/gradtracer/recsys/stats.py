@@ -76,7 +76,7 @@ class PairedTestResult:
         return asdict(self)
 
     def __str__(self) -> str:
-        rows = [
+        rows: list[list[object]] = [
             ["statistic", self.statistic],
             ["p_value", self.p_value],
             ["n", self.n],

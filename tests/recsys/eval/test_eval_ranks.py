@@ -84,3 +84,18 @@ def test_rmse_mae():
     assert mae(torch.tensor([1.0, 2.0]), np.array([2.0, 2.0])) == 0.5
     with pytest.raises(ValueError, match=r"\(2,\)"):
         rmse([1, 2], [1, 2, 3])
+
+
+def test_metrics_from_ranks_are_the_functional_definitions():
+    from gradtracer.recsys.metrics.functional import METRICS, hits_from_positions
+
+    ranks = np.array([1, 3, 7, 10, 11, 5000])
+    out = metrics_from_ranks(ranks, ks=(5, 10))
+    hits = hits_from_positions(torch.from_numpy(ranks[:, None]), 10)
+    ones = torch.ones(ranks.size, dtype=torch.int64)
+    for name in ("hr", "recall", "mrr", "ndcg"):
+        for k in (5, 10):
+            expected = METRICS[name](hits, ones, k).numpy()
+            np.testing.assert_array_equal(out[f"{name}@{k}"], expected)
+    with pytest.raises(ValueError, match="whole numbers"):
+        metrics_from_ranks([1.5])

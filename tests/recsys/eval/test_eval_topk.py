@@ -76,8 +76,9 @@ def test_factor_scorer_reuses_its_buffer_across_uneven_batches(rng, coverage):
     items = rng.normal(size=(50, 4))
     test = random_csr(rng, (30, 50), 0.06)
     train = random_csr(rng, (30, 50), 0.3)
-    res = evaluate_topk((users, items), test, exclude=train, ks=(5,), batch_size=7,
-                        coverage=coverage)
+    res = evaluate_topk(
+        (users, items), test, exclude=train, ks=(5,), batch_size=7, coverage=coverage
+    )
     ref = _reference(users.astype(np.float64) @ items.T, test, train, 5, "conservative")
     for key in ref:
         np.testing.assert_allclose(res.per_user[key], ref[key], atol=1e-12, err_msg=key)

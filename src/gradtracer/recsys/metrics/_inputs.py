@@ -24,8 +24,9 @@ def as_score_fn(scorer: Scorer, n_users: int, n_items: int) -> tuple[ScoreFn, bo
     factor pairs it is a buffer reused by the next call, so each result must be used (or
     copied) before the next call.
     """
-    if hasattr(scorer, "scorer") and callable(scorer.scorer):
-        scorer = scorer.scorer()
+    method = getattr(scorer, "scorer", None)
+    if callable(method):
+        scorer = method()
     if isinstance(scorer, (tuple, list)):
         if len(scorer) != 2:
             raise ValueError(

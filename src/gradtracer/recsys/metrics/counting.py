@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import torch
 
+from gradtracer.recsys.metrics.functional import hits_from_positions
+
 __all__ = [
     "BLOCK_ELEMENTS",
     "MAX_COUNTED_RELEVANT",
@@ -111,13 +113,6 @@ def relevant_positions(
         above_non_rel = counts - rel_above  # counts = #{j: s_j > s_r}
     position = 1 + above_non_rel + rel_above + tie_rank  # (B, R)
     return position.masked_fill(~valid, n_items + 1).sort(dim=1).values
-
-
-def hits_from_positions(positions: torch.Tensor, k: int) -> torch.Tensor:
-    """Return the ``(B, k)`` bool hit matrix of 1-based relevant ``positions`` ``(B, R)``."""
-    column = torch.where(positions <= k, positions - 1, k)
-    hits = torch.zeros(positions.shape[0], k + 1, dtype=torch.bool, device=positions.device)
-    return hits.scatter_(1, column, True)[:, :k]
 
 
 def _count_by_column(

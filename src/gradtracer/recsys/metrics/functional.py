@@ -32,6 +32,7 @@ __all__ = [
     "check_ks",
     "check_metrics",
     "hit_rate_at_k",
+    "hits_from_positions",
     "metrics_from_hits",
     "metrics_from_positions",
     "ndcg_at_k",
@@ -141,6 +142,20 @@ def metrics_from_hits(
     return {metric_key(name, k): METRICS[name](hits, n_relevant, k) for name in metrics for k in ks}
 
 
+def hits_from_positions(positions: torch.Tensor, k: int) -> torch.Tensor:
+    """Return the ``(B, k)`` bool hit matrix of 1-based relevant ``positions`` ``(B, R)``.
+
+    Positions above ``k`` (including padding) set no hit.
+    """
+    column = torch.where(positions <= k, positions - 1, k)
+    hits = torch.zeros(positions.shape[0], k + 1, dtype=torch.bool, device=positions.device)
+    return hits.scatter_(1, column, True)[:, :k]
+
+
+#: Rows turned into one hit matrix at a time by :func:`metrics_from_positions`.
+_POSITION_CHUNK = 1 << 16
+
+
 def metrics_from_positions(
     positions: np.ndarray,
     n_relevant: np.ndarray,
@@ -149,39 +164,25 @@ def metrics_from_positions(
 ) -> dict[str, np.ndarray]:
     """Return ``{"ndcg@10": (B,) float64 array, ...}`` from the positions of relevant items.
 
-    The same definitions as :func:`metrics_from_hits`, for a ranking given as
-    ``positions``: ``(B, R)`` int 1-based positions of each row's relevant items,
-    ascending, padded at the end with any value larger than ``max(ks)``; ``n_relevant``
-    is ``(B,)`` ``|R|``. Cheaper than building a hit matrix when ``R`` is small.
+    ``positions`` is ``(B, R)`` int 1-based positions of each row's relevant items, padded
+    with any value larger than ``max(ks)``; ``n_relevant`` is ``(B,)`` ``|R|``. The values
+    come from :data:`METRICS` (through :func:`metrics_from_hits` on the hit matrix of width
+    ``max(ks)``, built ``65,536`` rows at a time), so every path computes a metric one way.
     """
-    pos = np.asarray(positions, dtype=np.int64)
-    n_rel = np.asarray(n_relevant, dtype=np.float64)
-    order = np.arange(1, pos.shape[1] + 1, dtype=np.float64)  # relevant items up to p
-    out: dict[str, np.ndarray] = {}
-    for k in ks:
-        inside = pos <= k  # (B, R)
-        n_hit = inside.sum(1).astype(np.float64)
-        at = np.where(inside, pos, 1)  # in-list positions, 1 elsewhere (masked below)
-        disc = 1.0 / np.log2(np.arange(2, k + 2, dtype=np.float64))
-        cut = np.minimum(n_rel, k)
-        for name in metrics:
-            if name == "hr":
-                value = (n_hit > 0).astype(np.float64)
-            elif name == "recall":
-                value = n_hit / n_rel
-            elif name == "precision":
-                value = n_hit / k
-            elif name == "ndcg":
-                value = (
-                    np.where(inside, disc[at - 1], 0.0).sum(1)
-                    / np.cumsum(disc)[cut.astype(np.int64) - 1]
-                )
-            elif name == "map":
-                value = np.where(inside, order / at, 0.0).sum(1) / cut
-            elif name == "mrr":
-                value = np.where(inside[:, 0], 1.0 / at[:, 0], 0.0)
-            else:
-                raise ValueError(f"unknown metric {name!r}; choose from {sorted(METRICS)}")
-            out[metric_key(name, k)] = value
-    # same key order as metrics_from_hits: metric-major, then cutoff
-    return {metric_key(name, k): out[metric_key(name, k)] for name in metrics for k in ks}
+    ks = check_ks(ks)
+    names = check_metrics(metrics)
+    pos = torch.as_tensor(np.asarray(positions, dtype=np.int64))
+    if pos.ndim != 2:
+        raise ValueError(f"positions must be a (B, R) array, got shape {tuple(pos.shape)}")
+    n_rel = torch.as_tensor(np.asarray(n_relevant, dtype=np.int64))
+    if n_rel.shape != (pos.shape[0],):
+        raise ValueError(f"n_relevant has shape {tuple(n_rel.shape)}, expected ({pos.shape[0]},)")
+    if pos.numel() and int(pos.min()) < 1:
+        raise ValueError(f"positions are 1-based; got a position of {int(pos.min())}")
+    parts: dict[str, list[np.ndarray]] = {metric_key(n, k): [] for n in names for k in ks}
+    for lo in range(0, max(pos.shape[0], 1), _POSITION_CHUNK):
+        hits = hits_from_positions(pos[lo : lo + _POSITION_CHUNK], ks[-1])
+        values = metrics_from_hits(hits, n_rel[lo : lo + _POSITION_CHUNK], ks, names)
+        for key, value in values.items():
+            parts[key].append(value.numpy())
+    return {key: np.concatenate(chunks) for key, chunks in parts.items()}

@@ -14,7 +14,7 @@ import torch
 
 from gradtracer._random import RandomState, torch_generator
 from gradtracer.findings import metric_key
-from gradtracer.recsys.metrics.functional import check_ks
+from gradtracer.recsys.metrics.functional import check_ks, metrics_from_positions
 from gradtracer.recsys.metrics.ties import check_ties
 
 __all__ = ["metrics_from_ranks", "target_ranks"]
@@ -88,19 +88,28 @@ def metrics_from_ranks(
 ) -> dict[str, np.ndarray]:
     """Return per-row ``hr@k``, ``recall@k``, ``mrr@k`` and ``ndcg@k`` from 1-based target ranks.
 
-    With one target per row HR@k equals Recall@k; ``ndcg@k = 1 / log2(rank + 1)`` when
-    ``rank <= k`` else 0; ``mrr@k = 1 / rank`` when ``rank <= k`` else 0. Arrays are float64.
+    One target per row: the values are those of
+    :func:`~gradtracer.recsys.metrics.functional.metrics_from_positions` with one relevant
+    item at position ``rank`` (so HR@k equals Recall@k, ``ndcg@k = 1 / log2(rank + 1)`` and
+    ``mrr@k = 1 / rank`` when ``rank <= k``, else 0). Arrays are float64.
+
+    Raises:
+        ValueError: a rank below 1 or not a whole number, or a bad cutoff.
     """
     ks = check_ks(ks)
     r = np.asarray(ranks.cpu() if isinstance(ranks, torch.Tensor) else ranks, dtype=np.float64)
+    r = r.ravel()
     if r.size and r.min() < 1:
         raise ValueError(f"ranks are 1-based; got a rank of {r.min():g}")
-    out: dict[str, np.ndarray] = {}
-    for k in ks:
-        inside = r <= k
-        hit = inside.astype(np.float64)
-        out[metric_key("hr", k)] = hit
-        out[metric_key("recall", k)] = hit.copy()
-        out[metric_key("mrr", k)] = np.where(inside, 1.0 / r, 0.0)
-        out[metric_key("ndcg", k)] = np.where(inside, 1.0 / np.log2(r + 1.0), 0.0)
-    return out
+    if not np.array_equal(r, np.floor(r)):
+        raise ValueError("ranks must be whole numbers (1-based positions)")
+    # positions above max(ks) never hit: clip them so that any catalogue size fits in int64
+    positions = np.minimum(r, ks[-1] + 1).astype(np.int64)[:, None]
+    values = metrics_from_positions(
+        positions, np.ones(r.size, dtype=np.int64), ks, ("hr", "recall", "mrr", "ndcg")
+    )
+    return {
+        metric_key(m, k): values[metric_key(m, k)]
+        for k in ks
+        for m in ("hr", "recall", "mrr", "ndcg")
+    }

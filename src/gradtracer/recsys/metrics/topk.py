@@ -26,7 +26,7 @@ ranking and so the same metrics.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -207,9 +207,12 @@ def evaluate_topk(
     kmax = ks[-1]
     parts: dict[str, list[np.ndarray]] = {}
     covered = {k: np.zeros(n_items, dtype=bool) for k in ks} if coverage else {}
-    starts = range(0, eval_users.size, batch_size)
-    if len(starts) > 1:
-        starts = progress_bar(starts, total=len(starts), desc="evaluate", enabled=progress)
+    batch_starts = range(0, eval_users.size, batch_size)
+    starts: Iterable[int] = batch_starts
+    if len(batch_starts) > 1:
+        starts = progress_bar(
+            batch_starts, total=len(batch_starts), desc="evaluate", enabled=progress
+        )
     for start in starts:
         batch = eval_users[start : start + batch_size]
         with torch.no_grad():
