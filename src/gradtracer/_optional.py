@@ -32,8 +32,3 @@ def require(module: str) -> ModuleType:
         raise MissingExtraError(
             f"{module!r} is not installed; install it with: pip install 'gradtracer[{extra}]'"
         ) from exc
-
-
-def is_available(module: str) -> bool:
-    """True when ``module`` can be imported (does not import it twice)."""
-    return importlib.util.find_spec(module) is not None

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from gradtracer.export._coerce import as_report
 from gradtracer.export.agent_json import to_agent_dict, to_agent_json
 from gradtracer.export.agent_xml import to_agent_xml
+from gradtracer.report.coerce import as_report
 
 __all__ = ["AgentExporter", "to_agent_xml"]
 

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from gradtracer.export._coerce import as_report
 from gradtracer.export.json_report import dumps_stable
 from gradtracer.export.schema import validate_agent_report
 from gradtracer.findings import SCHEMA_VERSION, Report
+from gradtracer.report.coerce import as_report
 
 __all__ = [
     "EMBEDDING_ROOT",

@@ -18,8 +18,8 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
-from gradtracer.export._coerce import as_report
 from gradtracer.findings import Report, metric_key
+from gradtracer.report.coerce import as_report
 
 __all__ = ["report_metrics"]
 

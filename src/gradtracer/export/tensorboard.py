@@ -11,9 +11,9 @@ from types import TracebackType
 from typing import Any
 
 from gradtracer._optional import require
-from gradtracer.export._coerce import as_report
 from gradtracer.export.metrics import report_metrics
-from gradtracer.export.text import render_text
+from gradtracer.report.coerce import as_report
+from gradtracer.report.text import render_text
 
 __all__ = ["FINDINGS_TEXT_TAG", "TensorBoardExporter", "write_tensorboard"]
 

@@ -8,20 +8,14 @@ from __future__ import annotations
 from typing import Any
 
 from gradtracer._optional import require
-from gradtracer.export._coerce import as_report
 from gradtracer.export.metrics import report_metrics
-from gradtracer.findings import Report
+from gradtracer.report.coerce import as_report
 
 __all__ = ["FINDINGS_TABLE_KEY", "log_to_wandb"]
 
 #: key of the findings table logged next to the scalars
 FINDINGS_TABLE_KEY = "gradtracer/findings"
 _TABLE_COLUMNS = ["subject", "type", "severity", "confidence", "premise", "action"]
-
-
-def _step_of(report: Report) -> int | None:
-    step = report.metadata.get("step", report.stats.get("step"))
-    return step if isinstance(step, int) and not isinstance(step, bool) else None
 
 
 def log_to_wandb(
