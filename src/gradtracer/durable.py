@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -46,6 +47,9 @@ __all__ = [
     "load_json",
     "load_npz",
     "mark_complete",
+    "recover_directory",
+    "replace_directory",
+    "staging_directory",
     "mark_incomplete",
     "require_complete",
 ]
@@ -105,9 +109,11 @@ def atomic_open(path: str | Path, mode: str = "wb", **kwargs: Any) -> Iterator[I
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if isinstance(exc, OSError) and exc.filename is None:
+            exc.filename = str(target)  # "disk full" names the file it was writing
         raise
     fsync_directory(target.parent)
 
@@ -291,3 +297,67 @@ def load_json(path: str | Path, *, required: tuple[str, ...] | list[str] = ()) -
     if missing:
         raise CorruptFileError(f"{p}: missing key(s) {missing}; found {sorted(document)}")
     return document
+
+
+def _old_copies(directory: Path) -> list[Path]:
+    parent = directory.parent
+    if not parent.is_dir():
+        return []
+    return sorted(parent.glob(f".{directory.name}.old-*"))
+
+
+def staging_directory(directory: str | Path) -> Path:
+    """Create an empty sibling of ``directory`` to write a new version of it into.
+
+    Fill it, then call :func:`replace_directory`; remove it (``shutil.rmtree``) on failure.
+    """
+    d = Path(directory)
+    if d.exists() and not d.is_dir():
+        raise NotADirectoryError(f"{d}: exists and is not a directory")
+    d.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{d.name}.", suffix=".tmp", dir=d.parent))
+
+
+def replace_directory(staging: str | Path, directory: str | Path) -> Path:
+    """Put the fully written ``staging`` directory in place of ``directory``.
+
+    The previous ``directory`` is renamed aside, ``staging`` renamed in, the parent
+    fsync-ed and the previous copy deleted. A crash leaves the previous version complete:
+    either still in place, or (between the two renames) at ``.<name>.old-<pid>``, from
+    where :func:`recover_directory` puts it back.
+    """
+    src, dst = Path(staging), Path(directory)
+    for path in src.rglob("*"):
+        if path.is_file():
+            fd = os.open(str(path), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    fsync_directory(src)
+    old: Path | None = None
+    if dst.exists():
+        old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(dst, old)
+    os.replace(src, dst)
+    fsync_directory(dst.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return dst
+
+
+def recover_directory(directory: str | Path) -> Path:
+    """Return ``directory``, first restoring the previous version if a swap was interrupted.
+
+    When ``directory`` is missing but a ``.<name>.old-*`` copy left by an interrupted
+    :func:`replace_directory` exists, that copy is renamed back.
+    """
+    d = Path(directory)
+    if not d.exists():
+        copies = _old_copies(d)
+        if copies:
+            os.replace(copies[-1], d)
+            fsync_directory(d.parent)
+    return d

@@ -185,8 +185,10 @@ def _parse_line(raw: bytes) -> tuple[dict[str, Any] | None, str | None, str]:
     try:
         event = json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
-        stripped = text.rstrip()
-        if stripped.startswith("{") and exc.pos >= len(stripped):
+        # a cut-short object fails only at its end, or inside its last (unterminated) string
+        stripped = text.strip()
+        cut = exc.pos >= len(stripped) or exc.msg.startswith("Unterminated string")
+        if stripped.startswith("{") and cut:
             return None, "torn line (interrupted write)", "torn"
         return None, f"unreadable: {exc.msg} (column {exc.colno})", "garbage"
     except (ValueError, RecursionError) as exc:

@@ -25,6 +25,7 @@ import errno
 import os
 import sys
 import traceback
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -74,9 +75,9 @@ def _root(
 
 
 def _register_all() -> None:
-    from gradtracer.cli import audit, data, demo, recsys, report, sessions, validate
+    from gradtracer.cli import audit, compress, data, demo, recsys, report, sessions, validate
 
-    for module in (demo, data, recsys, sessions, report, audit, validate):
+    for module in (demo, data, recsys, sessions, report, audit, validate, compress):
         module.register(app)
 
 
@@ -189,6 +190,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = typer.main.get_command(app)
     args = list(sys.argv[1:] if argv is None else argv)
     debug = _debug_requested(args)
+    with warnings.catch_warnings():
+        if not debug:
+            warnings.showwarning = _show_warning
+        return _run(command, args, debug)
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    """Warnings as one ``warning: ...`` line on stderr (no source location)."""
+    typer.secho(f"warning: {message}", fg="yellow", err=True)
+
+
+def _run(command: Any, args: list[str], debug: bool) -> int:
     try:
         # with standalone_mode=False click returns the code of a typer.Exit instead of raising
         rv: Any = command.main(args=args, prog_name="gradtracer", standalone_mode=False)

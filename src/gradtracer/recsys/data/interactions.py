@@ -19,6 +19,7 @@ session    Int64     dense session index (session data only, else absent)
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -264,8 +265,10 @@ class Interactions:
         :meth:`load` instead of being read half-written.
         """
         d = mark_incomplete(directory)
+        buffer = io.BytesIO()  # encoded in memory: a failed disk write is then an OSError
+        self.frame.write_parquet(buffer)
         with atomic_open(d / "interactions.parquet", "wb") as handle:
-            self.frame.write_parquet(handle)
+            handle.write(buffer.getbuffer())
         self.user_ids.save(d / "user_ids.json")
         self.item_ids.save(d / "item_ids.json")
         atomic_write_json(d / "source.json", {"source": self.source}, indent=None)

@@ -9,6 +9,7 @@ nothing is left.
 from __future__ import annotations
 
 import logging
+import math
 
 import numpy as np
 import polars as pl
@@ -35,10 +36,14 @@ def to_implicit(ix: Interactions, threshold: float = 4.0) -> Interactions:
 
     Args:
         threshold: minimum rating kept (default 4.0, "liked" on a 1-5 scale).
+
+    Rows whose rating is not finite are never kept (loaders refuse them already).
     """
-    frame = ix.frame.filter(pl.col("rating") >= threshold).with_columns(
-        pl.lit(1.0, dtype=pl.Float32).alias("rating")
-    )
+    if not math.isfinite(threshold):
+        raise ValueError(f"threshold must be a finite number, got {threshold!r}")
+    # polars orders NaN above every number: without is_finite a NaN rating would be "liked"
+    liked = pl.col("rating").is_finite() & (pl.col("rating") >= threshold)
+    frame = ix.frame.filter(liked).with_columns(pl.lit(1.0, dtype=pl.Float32).alias("rating"))
     logger.info(
         "to_implicit(threshold=%s): kept %d of %d rows", threshold, frame.height, ix.frame.height
     )

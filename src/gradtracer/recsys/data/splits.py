@@ -18,15 +18,25 @@ import shutil
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
 
-from gradtracer._random import RandomState, check_random_state
-from gradtracer.durable import atomic_write_json, mark_complete, mark_incomplete, require_complete
+from gradtracer.durable import (
+    atomic_write_json,
+    is_complete,
+    mark_complete,
+    recover_directory,
+    replace_directory,
+    require_complete,
+    staging_directory,
+)
 from gradtracer.errors import GradTracerWarning
 from gradtracer.recsys.data.interactions import Interactions
+
+if TYPE_CHECKING:  # _random imports torch: loaded only where a seed is drawn
+    from gradtracer._random import RandomState
 
 __all__ = ["Split", "leave_one_out", "ratio_split", "temporal_split"]
 
@@ -63,20 +73,34 @@ class Split:
     def save(self, directory: str | Path) -> Path:
         """Write each part into ``directory/<part>/`` plus ``directory/split.json`` (``info``).
 
-        The directory is marked incomplete while it is written and complete at the end
-        (:mod:`gradtracer.durable`); part directories of an earlier split that this one
-        lacks (an old ``valid/``) are removed first, so the directory always holds exactly
-        this split. Each file is written atomically.
+        The split is written into a staging directory beside ``directory`` and then put in
+        its place (:func:`gradtracer.durable.replace_directory`): ``directory`` holds exactly
+        this split (no part of an earlier one, such as an old ``valid/``), and a crash or a
+        full disk leaves the previous split complete. A non-empty directory that is not a
+        saved split is refused rather than replaced.
+
+        Raises:
+            FileExistsError: ``directory`` holds other files.
+            NotADirectoryError: ``directory`` is a file.
         """
-        d = mark_incomplete(directory)
-        parts = self.parts()
-        for stale in _PART_NAMES:
-            if stale not in parts and (d / stale).exists():
-                shutil.rmtree(d / stale)
-        for name, part in parts.items():
-            part.save(d / name)
-        atomic_write_json(d / "split.json", {**self.info, "parts": list(parts)})
-        mark_complete(d, {"parts": list(parts)})
+        d = Path(directory)
+        if d.is_dir() and any(d.iterdir()) and not (d / "split.json").exists():
+            if is_complete(d):
+                raise FileExistsError(
+                    f"{d}: not empty and not a saved split; refusing to replace it "
+                    "(choose a new or empty directory)"
+                )
+        staging = staging_directory(d)
+        try:
+            parts = self.parts()
+            for name, part in parts.items():
+                part.save(staging / name)
+            atomic_write_json(staging / "split.json", {**self.info, "parts": list(parts)})
+            mark_complete(staging, {"parts": list(parts)})
+            replace_directory(staging, d)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         return d
 
     @classmethod
@@ -90,7 +114,7 @@ class Split:
             FileNotFoundError: no ``split.json`` or a listed part is missing.
             IncompleteOutputError: the last save into ``directory`` did not finish.
         """
-        d = Path(directory)
+        d = recover_directory(directory)
         if not (d / "split.json").exists():
             raise FileNotFoundError(f"{d}: no split.json (not a saved Split)")
         require_complete(d)
@@ -120,9 +144,6 @@ class Split:
 
         valid = part("valid") if "valid" in listed else None
         return cls(train=train, test=part("test"), valid=valid, info=info)
-
-
-_PART_NAMES = ("train", "valid", "test")
 
 
 def _parts(ix: Interactions, frame: pl.DataFrame, label: str) -> Interactions:
@@ -254,6 +275,8 @@ def ratio_split(
         raise ValueError(
             f"test_fraction + valid_fraction must be < 1, got {test_fraction} + {valid_fraction}"
         )
+    from gradtracer._random import check_random_state
+
     rng = check_random_state(random_state)
     f = ix.frame.with_row_index(_ROW).with_columns(pl.Series("_key", rng.random(ix.frame.height)))
     f = f.sort(["user", "_key"]).with_columns(

@@ -13,11 +13,15 @@ given ``random_state``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import polars as pl
 
-from gradtracer._random import RandomState, check_random_state
 from gradtracer.recsys.data.interactions import IdMap, Interactions
+
+if TYPE_CHECKING:  # _random imports torch: loaded only where a seed is drawn
+    from gradtracer._random import RandomState
 
 __all__ = ["make_implicit", "make_sessions"]
 
@@ -93,6 +97,8 @@ def make_implicit(
             f"n_interactions={n_interactions} exceeds n_users * max(min_per_user, n_items // 2)"
             f" = {n_users * max(min_per_user, n_items // 2)}"
         )
+    from gradtracer._random import check_random_state
+
     rng = check_random_state(random_state)
     user_f = rng.standard_normal((n_users, rank))  # (n_users, rank)
     item_f = rng.standard_normal((n_items, rank))  # (n_items, rank)
@@ -190,6 +196,8 @@ def make_sessions(
         raise ValueError(f"follow_prob must be in [0, 1], got {follow_prob}")
     if n_successors < 1:
         raise ValueError(f"n_successors must be >= 1, got {n_successors}")
+    from gradtracer._random import check_random_state
+
     rng = check_random_state(random_state)
     log_pop = _zipf_log_weights(n_items, popularity_exponent, rng)
     pop = np.exp(log_pop - log_pop.max())
