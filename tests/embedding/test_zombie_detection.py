@@ -15,7 +15,8 @@ def test_planted_zombies_precision_recall(planted, optimizer, sparse, track_inte
     run = planted(optimizer=optimizer, sparse=sparse, track_interval=track_interval, steps=120)
     found = run.tracker.zombie_rows()
     precision, recall = precision_recall(found, OSC)
-    assert precision >= 0.9 and recall >= 0.9, (precision, recall, found.tolist())
+    # measured 1.0 and 1.0 on every parametrization (docs/embedding_tracker.md)
+    assert precision == 1.0 and recall == 1.0, (precision, recall, found.tolist())
     stats = run.tracker.summary()
     assert stats["zombie_count"] == found.numel()
     assert stats["unexposed_count"] == UNUSED.numel()
@@ -32,14 +33,14 @@ def test_planted_zombies_precision_recall(planted, optimizer, sparse, track_inte
 def test_planted_zombies_other_optimizers(planted, optimizer):
     run = planted(optimizer=optimizer, steps=120)
     precision, recall = precision_recall(run.tracker.zombie_rows(), OSC)
-    assert precision >= 0.9 and recall >= 0.9
+    assert (precision, recall) == (1.0, 1.0)
     run.tracker.detach()
 
 
 def test_planted_zombies_embedding_bag_sparse_adam(planted):
     run = planted(optimizer="adam", sparse=True, bag=True, steps=120)
     precision, recall = precision_recall(run.tracker.zombie_rows(), OSC)
-    assert precision >= 0.9 and recall >= 0.9
+    assert (precision, recall) == (1.0, 1.0)
     run.tracker.detach()
 
 

@@ -9,9 +9,10 @@ therefore leaves the live tracker exactly as it was. Errors name the key and the
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -26,8 +27,12 @@ from gradtracer.embedding.sums import (
     PAIRED,
     ZOMBIE,
 )
+from gradtracer.errors import GradTracerWarning
 
-__all__ = ["STATE_VERSION", "Checkpoint", "validate_state"]
+if TYPE_CHECKING:
+    from gradtracer.embedding.tracker import EmbeddingTracker
+
+__all__ = ["STATE_VERSION", "Checkpoint", "load_state", "save_state", "validate_state"]
 
 STATE_VERSION = 1
 MAX_STEP = (1 << 31) - 1  # the last-seen step is stored in 31 bits
@@ -229,3 +234,79 @@ def validate_state(
         in_optimizer=in_opt,
         backward_passes=_int("backward_passes", state.get("backward_passes", 0), 0, 1 << 62),
     )
+
+
+def save_state(tracker: EmbeddingTracker) -> dict[str, Any]:
+    """``tracker.state_dict()`` (the tracker has folded every buffered step)."""
+    t = tracker
+    init = t._initial_norms
+    out: dict[str, Any] = {
+        "version": STATE_VERSION,
+        "name": t.name,
+        "shape": list(t._weight.shape),
+        "sketch_bits": t._sketch.n_bits,
+        "seed": t.seed,
+        "step": t._step,
+        "last_loss": t._last_loss,
+        "accumulators": t._acc.cpu().clone(),
+        "history": [dict(h) for h in t._history.entries],
+        "in_optimizer": t._watch.stepped,
+        "backward_passes": t._capture.backward_passes,
+        "initial_row_norms": None if init is None else [init.mean, init.std, init.max],
+        **{f"row_{k}": v for k, v in t._state.to_dict().items()},
+    }
+    if t._damped_ever is not None:
+        out["autofix_scales"] = t.autofix_scales().cpu()
+        out["autofix_damped_ever"] = t._damped_ever.cpu().clone()
+    save = getattr(t._intervention, "state_dict", None)
+    if callable(save):
+        out["intervention"] = save()
+    return out
+
+
+def load_state(tracker: EmbeddingTracker, state: Mapping[str, Any]) -> None:
+    """``tracker.load_state_dict(state)``: validate everything, then apply it all at once."""
+    t = tracker
+    w = t._weight
+    ck = validate_state(
+        state,
+        shape=(int(w.shape[0]), int(w.shape[1])),
+        sketch_bits=t._sketch.n_bits,
+        seed=t.seed,
+    )
+    load = getattr(t._intervention, "load_state_dict", None)
+    if ck.intervention is not None and callable(load):
+        load(ck.intervention)  # validates before it changes anything, like this one
+    elif ck.intervention is not None:
+        warnings.warn(
+            f"tracker {t.name!r}: the state holds Auto-Fix state but this tracker has no "
+            "intervention that can load it; it is ignored",
+            GradTracerWarning,
+            stacklevel=3,
+        )
+    elif callable(load):
+        warnings.warn(
+            f"tracker {t.name!r}: the state holds no Auto-Fix state; the intervention starts "
+            "afresh (every factor 1)",
+            GradTracerWarning,
+            stacklevel=3,
+        )
+    t._state.load_dict(ck.rows)
+    t._acc.copy_(ck.accumulators.to(t._acc.device))
+    t._step = ck.step
+    t._last_loss = ck.last_loss
+    t._history.load(ck.history)
+    t._backend.clear()
+    t._initial_norms = ck.initial_norms
+    t._watch.stepped = ck.in_optimizer
+    t._capture.backward_passes = ck.backward_passes
+    if t._damped_ever is not None:
+        device = t._damped_ever.device
+        if ck.autofix_damped_ever is not None and ck.autofix_scales is not None:
+            t._damped_ever.copy_(ck.autofix_damped_ever.to(device))
+            t._table = ck.autofix_scales.to(device)
+        else:
+            t._damped_ever.zero_()
+            t._table = None
+    t._pending = None
+    t._capture.clear()

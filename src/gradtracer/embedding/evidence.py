@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 
-__all__ = ["Intervention", "RowEvidence"]
+__all__ = ["Intervention", "RowEvidence", "checked_table", "make_intervention"]
 
 
 @dataclass(frozen=True)
@@ -76,3 +76,39 @@ class Intervention(Protocol):
     def close(self) -> None:
         """Flush and release resources (audit files); called by ``tracker.detach()``."""
         ...
+
+
+def make_intervention(auto_fix: Any, layer_name: str) -> Intervention | None:
+    """The tracker's intervention for its ``auto_fix`` argument (see ``EmbeddingTracker``).
+
+    Raises:
+        TypeError: ``auto_fix`` is neither a bool nor an :class:`Intervention`.
+    """
+    if auto_fix is False or auto_fix is None:
+        return None
+    if auto_fix is True:
+        from gradtracer.embedding.autofix import AutoFixController, AutoFixPolicy
+
+        return AutoFixController(layer_name=layer_name, policy=AutoFixPolicy())
+    if not callable(getattr(auto_fix, "on_step", None)):
+        raise TypeError(
+            "auto_fix must be a bool or an Intervention (with on_step(step, rows, loss, read) "
+            f"and close()), got {type(auto_fix).__name__}"
+        )
+    return auto_fix
+
+
+def checked_table(table: Any, intervention: object) -> torch.Tensor:
+    """An intervention's factor table as a 1-D float tensor.
+
+    Raises:
+        ValueError: the table is not 1-D float (the intervention and the shape are named).
+    """
+    if not isinstance(table, torch.Tensor):
+        table = torch.as_tensor(table, dtype=torch.float32)
+    if table.ndim != 1 or not (table.is_floating_point() or table.numel() == 0):
+        raise ValueError(
+            f"intervention {type(intervention).__name__} returned a {tuple(table.shape)} "
+            f"{table.dtype} factor table; expected a 1-D float tensor indexed by row id"
+        )
+    return table

@@ -202,11 +202,16 @@ def install(
     *,
     sparse: bool,
 ) -> list[Any]:
-    """Register the three hooks; returns their handles (``handle.remove()`` undoes each)."""
+    """Register the three hooks; returns their handles (``handle.remove()`` undoes each).
+
+    A weight that does not require gradient (a frozen table) gets no gradient hook: it
+    can never receive gradient, and its tracker reports ``requires_grad`` False.
+    """
     handles: list[Any] = []
     if not sparse:
         handles.append(layer.register_forward_hook(capture.on_forward, with_kwargs=True))
-    handles.append(weight.register_post_accumulate_grad_hook(on_grad))
+    if weight.requires_grad:
+        handles.append(weight.register_post_accumulate_grad_hook(on_grad))
     if watch.only is not None:
         handles.append(watch.only.register_step_post_hook(on_optimizer_step))
     else:

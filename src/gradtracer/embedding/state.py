@@ -23,6 +23,8 @@ import math
 import numpy as np
 import torch
 
+from gradtracer.embedding.evidence import RowEvidence
+
 __all__ = [
     "COUNT_MAX",
     "FloatCol",
@@ -245,6 +247,32 @@ class RowState:
         if name == "exposure":
             return p[:, self.W_EXPOSURE]
         return decode_ints(p[:, : self.FLOAT_COL])[:, ints[name]]
+
+    def evidence(
+        self, rows: torch.Tensor, *, step: int, layer: str, loss: float | None
+    ) -> RowEvidence:
+        """The current state of the unique ``rows`` as :class:`RowEvidence` (fresh tensors)."""
+        packed = self.packed
+        if packed is not None and packed.device.type == "cpu" and rows.device.type == "cpu":
+            # one gather of the whole packed records (half the cost of two strided ones)
+            whole = torch.from_numpy(np.take(self.packed_numpy(), rows.numpy(), axis=0))
+            ints = decode_ints(whole[:, : self.FLOAT_COL])
+            fl = whole[:, self.FLOAT_COL : self.SKETCH_COL].view(torch.float32)
+        else:
+            ints = self.ints_of(rows)
+            fl = self.floats.index_select(0, rows)
+        return RowEvidence(
+            step=step,
+            layer=layer,
+            rows=rows,
+            n_agree=ints[:, IntCol.N_AGREE],
+            n_disagree=ints[:, IntCol.N_DISAGREE],
+            cos_ema=fl[:, FloatCol.COS],
+            grad_norm_ema=fl[:, FloatCol.GRAD_NORM],
+            velocity_ema=fl[:, FloatCol.VELOCITY],
+            exposure=ints[:, IntCol.EXPOSURE],
+            loss=loss,
+        )
 
     def to_dict(self) -> dict[str, torch.Tensor]:
         """CPU copies of the tensors (for ``state_dict``; integer columns decoded)."""

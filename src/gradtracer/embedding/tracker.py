@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +25,19 @@ import numpy as np
 import torch
 from torch import nn
 
+from gradtracer.embedding import checkpoint as _checkpoint
 from gradtracer.embedding import distributed as _dist
 from gradtracer.embedding import hooks as _hooks
 from gradtracer.embedding.backends import BackendName, make_backend
-from gradtracer.embedding.checkpoint import STATE_VERSION, validate_state
 from gradtracer.embedding.diagnose import diagnose
-from gradtracer.embedding.evidence import Intervention, RowEvidence
+from gradtracer.embedding.evidence import (
+    Intervention,
+    RowEvidence,
+    checked_table,
+    make_intervention,
+)
 from gradtracer.embedding.history import History
-from gradtracer.embedding.state import FloatCol, IntCol, RowState, SignSketch, decode_ints
+from gradtracer.embedding.state import RowState, SignSketch
 from gradtracer.embedding.summary import (
     NormStats,
     RowVerdicts,
@@ -51,7 +55,7 @@ from gradtracer.embedding.sums import (
     RunningSums,
 )
 from gradtracer.embedding.thresholds import EmbeddingThresholds
-from gradtracer.errors import GradTracerWarning, TrackerError
+from gradtracer.errors import TrackerError
 from gradtracer.findings import Finding, FindingType, Report
 from gradtracer.report.history import thin_history
 
@@ -157,7 +161,7 @@ class EmbeddingTracker:
         self._initial_norms: NormStats | None = None  # row norms at the first backward
         # (step, closed) -> merged state and verdicts, then the summary and its samples
         self._cache: dict[str, Any] = {}
-        self._intervention = _make_intervention(auto_fix, self.name)
+        self._intervention = make_intervention(auto_fix, self.name)
         self._table: torch.Tensor | None = None  # the intervention's latest factor table
         self._damped_ever: torch.Tensor | None = None
         if self._intervention is not None:
@@ -226,7 +230,7 @@ class EmbeddingTracker:
                 table = self._intervention.on_step(
                     self._step, pend.rows, self._last_loss, self._evidence_for
                 )
-                self._table = None if table is None else _checked_table(table, self._intervention)
+                self._table = None if table is None else checked_table(table, self._intervention)
                 if self._table is not None:
                     assert self._damped_ever is not None
                     self._backend.damp(applied, self._table, self._damped_ever, self._step)
@@ -245,27 +249,7 @@ class EmbeddingTracker:
 
     def _evidence_for(self, rows: torch.Tensor) -> RowEvidence:
         """The current row state of ``rows`` as :class:`RowEvidence` (fresh tensors)."""
-        packed = self._state.packed
-        if packed is not None and packed.device.type == "cpu" and rows.device.type == "cpu":
-            # one gather of the whole packed records (half the cost of two strided ones)
-            whole = torch.from_numpy(np.take(self._state.packed_numpy(), rows.numpy(), axis=0))
-            ints = decode_ints(whole[:, : RowState.FLOAT_COL])
-            fl = whole[:, RowState.FLOAT_COL : RowState.SKETCH_COL].view(torch.float32)
-        else:
-            ints = self._state.ints_of(rows)
-            fl = self._state.floats.index_select(0, rows)
-        return RowEvidence(
-            step=self._step,
-            layer=self.name,
-            rows=rows,
-            n_agree=ints[:, IntCol.N_AGREE],
-            n_disagree=ints[:, IntCol.N_DISAGREE],
-            cos_ema=fl[:, FloatCol.COS],
-            grad_norm_ema=fl[:, FloatCol.GRAD_NORM],
-            velocity_ema=fl[:, FloatCol.VELOCITY],
-            exposure=ints[:, IntCol.EXPOSURE],
-            loss=self._last_loss,
-        )
+        return self._state.evidence(rows, step=self._step, layer=self.name, loss=self._last_loss)
 
     # ------------------------------------------------------------------ schedule
     def _after_update(self) -> None:
@@ -513,29 +497,7 @@ class EmbeddingTracker:
         intervention with its own ``state_dict`` (``AutoFixController``) is saved with it.
         """
         self._sync()
-        init = self._initial_norms
-        out: dict[str, Any] = {
-            "version": STATE_VERSION,
-            "name": self.name,
-            "shape": list(self._weight.shape),
-            "sketch_bits": self._sketch.n_bits,
-            "seed": self.seed,
-            "step": self._step,
-            "last_loss": self._last_loss,
-            "accumulators": self._acc.cpu().clone(),
-            "history": [dict(h) for h in self._history.entries],
-            "in_optimizer": self._watch.stepped,
-            "backward_passes": self._capture.backward_passes,
-            "initial_row_norms": None if init is None else [init.mean, init.std, init.max],
-            **{f"row_{k}": v for k, v in self._state.to_dict().items()},
-        }
-        if self._damped_ever is not None:
-            out["autofix_scales"] = self.autofix_scales().cpu()
-            out["autofix_damped_ever"] = self._damped_ever.cpu().clone()
-        save = getattr(self._intervention, "state_dict", None)
-        if callable(save):
-            out["intervention"] = save()
-        return out
+        return _checkpoint.save_state(self)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` output (same table shape, sketch bits and seed).
@@ -547,48 +509,7 @@ class EmbeddingTracker:
         tracker have one; a mismatch (Auto-Fix state without an intervention, or the
         reverse) warns.
         """
-        ck = validate_state(
-            state,
-            shape=(int(self._weight.shape[0]), int(self._weight.shape[1])),
-            sketch_bits=self._sketch.n_bits,
-            seed=self.seed,
-        )
-        load = getattr(self._intervention, "load_state_dict", None)
-        if ck.intervention is not None and callable(load):
-            load(ck.intervention)  # validates before it changes anything, like this one
-        elif ck.intervention is not None:
-            warnings.warn(
-                f"tracker {self.name!r}: the state holds Auto-Fix state but this tracker has "
-                "no intervention that can load it; it is ignored",
-                GradTracerWarning,
-                stacklevel=2,
-            )
-        elif callable(load):
-            warnings.warn(
-                f"tracker {self.name!r}: the state holds no Auto-Fix state; the intervention "
-                "starts afresh (every factor 1)",
-                GradTracerWarning,
-                stacklevel=2,
-            )
-        self._state.load_dict(ck.rows)
-        self._acc.copy_(ck.accumulators.to(self._acc.device))
-        self._step = ck.step
-        self._last_loss = ck.last_loss
-        self._history.load(ck.history)
-        self._backend.clear()
-        self._initial_norms = ck.initial_norms
-        self._watch.stepped = ck.in_optimizer
-        self._capture.backward_passes = ck.backward_passes
-        if self._damped_ever is not None:
-            device = self._damped_ever.device
-            if ck.autofix_damped_ever is not None and ck.autofix_scales is not None:
-                self._damped_ever.copy_(ck.autofix_damped_ever.to(device))
-                self._table = ck.autofix_scales.to(device)
-            else:
-                self._damped_ever.zero_()
-                self._table = None
-        self._pending = None
-        self._capture.clear()
+        _checkpoint.load_state(self, state)
         self._cache = {}
 
     def detach(self) -> None:
@@ -620,30 +541,3 @@ class EmbeddingTracker:
             f"backend={self.backend!r}, track_interval={self.track_interval}, "
             f"attached={self._attached})"
         )
-
-
-def _make_intervention(auto_fix: bool | Intervention, name: str) -> Intervention | None:
-    if auto_fix is False or auto_fix is None:
-        return None
-    if auto_fix is True:
-        from gradtracer.embedding.autofix import AutoFixController, AutoFixPolicy
-
-        return AutoFixController(layer_name=name, policy=AutoFixPolicy())
-    if not callable(getattr(auto_fix, "on_step", None)):
-        raise TypeError(
-            "auto_fix must be a bool or an Intervention (with on_step(step, rows, loss, read) "
-            f"and close()), got {type(auto_fix).__name__}"
-        )
-    return auto_fix
-
-
-def _checked_table(table: Any, intervention: Intervention) -> torch.Tensor:
-    """The intervention's factor table as a 1-D float tensor (checked)."""
-    if not isinstance(table, torch.Tensor):
-        table = torch.as_tensor(table, dtype=torch.float32)
-    if table.ndim != 1 or not (table.is_floating_point() or table.numel() == 0):
-        raise ValueError(
-            f"intervention {type(intervention).__name__} returned a {tuple(table.shape)} "
-            f"{table.dtype} factor table; expected a 1-D float tensor indexed by row id"
-        )
-    return table
