@@ -143,3 +143,23 @@ def test_finding_type_is_the_enum_and_prints_as_its_value() -> None:
             confidence=0.3,
             consequence_of="NOT_A_TYPE",  # type: ignore[arg-type]
         )
+
+
+def test_only_the_catalog_builds_findings() -> None:
+    """Every detector goes through make_finding, so a finding's texts live in one place."""
+    import ast
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[2] / "src" / "gradtracer"
+    allowed = {src / "findings.py", src / "report" / "catalog.py"}
+    direct = []
+    for path in sorted(src.rglob("*.py")):
+        if path in allowed:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call):
+                f = node.func
+                name = f.id if isinstance(f, ast.Name) else getattr(f, "attr", None)
+                if name == "Finding":
+                    direct.append(f"{path.relative_to(src)}:{node.lineno}")
+    assert direct == [], "Finding(...) built outside the catalog: " + ", ".join(direct)

@@ -33,7 +33,6 @@ from __future__ import annotations
 import math
 import statistics
 import uuid
-import zlib
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -44,6 +43,7 @@ import torch
 from torch import nn
 
 from gradtracer.findings import Finding, Report
+from gradtracer.flow.layer_state import LayerState, dense
 from gradtracer.flow.layer_stats import (
     FlowThresholds,
     LayerSnapshot,
@@ -57,47 +57,7 @@ from gradtracer.report.text import ReportText, report_text
 
 __all__ = ["FlowTracker"]
 
-_CHUNK = 128  # elements per contiguous sampled chunk
-
 _ACTIVATIONS: tuple[type[nn.Module], ...] = (nn.ReLU, nn.ReLU6, nn.Hardtanh)
-
-
-class _LayerState:
-    """Running statistics of one parameter tensor (all small: O(sample_size))."""
-
-    def __init__(self, name: str, param: torch.Tensor, sample_size: int, window: int) -> None:
-        self.name = name
-        self.param = param
-        self.numel = param.numel()
-        if self.numel > sample_size:
-            # contiguous chunks at random offsets: cache-friendly gathers (scattered single
-            # coordinates cost a cache miss each), still an unbiased squared-norm estimate
-            chunk = min(_CHUNK, sample_size)
-            n_chunks = max(1, sample_size // chunk)
-            gen = torch.Generator().manual_seed(zlib.crc32(name.encode()))
-            starts = torch.randperm(self.numel // chunk, generator=gen)[:n_chunks].sort().values
-            idx = (starts[:, None] * chunk + torch.arange(chunk)).reshape(-1)
-            self.index: torch.Tensor | None = idx.to(param.device)
-            self.scale = math.sqrt(self.numel / idx.numel())
-        else:
-            self.index = None
-            self.scale = 1.0
-        self.prev: torch.Tensor | None = None  # sampled weights one step earlier
-        self.g_mean: torch.Tensor | None = None  # EMA of sampled gradient
-        self.g_sq: torch.Tensor | None = None  # EMA of sampled squared gradient
-        self.n_obs = 0
-        self.non_finite = 0
-        self.grad_norms: deque[float] = deque(maxlen=window)
-        self.velocities: deque[float] = deque(maxlen=window)
-        self.ratios: deque[float] = deque(maxlen=window)
-        self.grad_norm_max = 0.0
-        self.spikes = 0  # steps whose gradient norm jumped above the running median
-        self.weight_norm = math.nan
-
-    def sample(self, t: torch.Tensor) -> torch.Tensor:
-        flat = t.detach().reshape(-1)
-        picked = flat if self.index is None else flat[self.index]
-        return picked.to(torch.float32, copy=True)
 
 
 class FlowTracker:
@@ -152,7 +112,7 @@ class FlowTracker:
         )
         self.run_id = run_id or uuid.uuid4().hex[:12]
         self._layers = [
-            _LayerState(n, p, int(sample_size), int(window))
+            LayerState(n, p, int(sample_size), int(window))
             for n, p in model.named_parameters()
             if p.requires_grad
         ]
@@ -214,7 +174,7 @@ class FlowTracker:
         grads = [(st, st.param.grad) for st in self._layers]
         with_grad = [st for st, g in grads if g is not None]
         if with_grad:
-            norms = torch._foreach_norm([_dense(g) for _, g in grads if g is not None])
+            norms = torch._foreach_norm([dense(g) for _, g in grads if g is not None])
             norms_list = torch.stack(norms).float().cpu().tolist()
         else:
             norms_list = []
@@ -246,7 +206,7 @@ class FlowTracker:
             st.grad_norm_max = max(st.grad_norm_max, gn)
             grad = st.param.grad
             assert grad is not None  # with_grad holds only layers with a gradient
-            g = st.sample(_dense(grad))
+            g = st.sample(dense(grad))
             if st.g_mean is None or st.g_sq is None:
                 st.g_mean, st.g_sq = g.clone(), g * g
             else:
@@ -458,7 +418,3 @@ class FlowTracker:
 
     def __repr__(self) -> str:
         return f"FlowTracker({self.name!r}, layers={len(self._layers)}, step={self._step})"
-
-
-def _dense(t: torch.Tensor) -> torch.Tensor:
-    return t.to_dense() if t.is_sparse else t

@@ -10,10 +10,14 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 __all__ = [
+    "TRAIN_SET_NAMES",
+    "pick_eval_keys",
+    "split_concentration",
     "RoundStats",
     "TreeSummary",
     "gini",
@@ -143,3 +147,64 @@ def gini(totals: np.ndarray) -> float:
         return math.nan
     ranks = np.arange(1, n + 1)
     return float((2.0 * (ranks * x).sum()) / (n * x.sum()) - (n + 1.0) / n)
+
+
+#: eval-set names taken for the training set when none is named
+TRAIN_SET_NAMES = ("train", "training", "learn", "dtrain")
+
+
+def pick_eval_keys(
+    keys: Sequence[str],
+    *,
+    train_set: str | None = None,
+    valid_set: str | None = None,
+    metric: str | None = None,
+) -> tuple[str | None, str | None]:
+    """The (train, valid) keys ``"<set>/<metric>"`` among ``keys`` judged for overfitting.
+
+    Without names given, the training set is the first set called like
+    :data:`TRAIN_SET_NAMES`, the validation set the last other one, the metric the last
+    one recorded for it.
+
+    >>> pick_eval_keys(["train/rmse", "valid/rmse"])
+    ('train/rmse', 'valid/rmse')
+    """
+    if not keys:
+        return None, None
+    sets = list(dict.fromkeys(k.split("/", 1)[0] for k in keys))
+    train = train_set or next((s for s in sets if s.lower() in TRAIN_SET_NAMES), None)
+    valid = valid_set or next((s for s in reversed(sets) if s != train), None)
+    metrics = [k.split("/", 1)[1] for k in keys if k.startswith(f"{valid or train}/")]
+    metric = metric or (metrics[-1] if metrics else None)
+    if metric is None:
+        return None, None
+    tkey = f"{train}/{metric}" if train and f"{train}/{metric}" in keys else None
+    vkey = f"{valid}/{metric}" if valid and f"{valid}/{metric}" in keys else None
+    return tkey, vkey
+
+
+def split_concentration(
+    counts: np.ndarray, gains: np.ndarray | None, names: Sequence[str], *, k: int = 5
+) -> dict[str, Any]:
+    """Herfindahl and Gini of the split counts (and gains), and the ``k`` top features by
+    gain share (by split share without gains)."""
+    counts = np.asarray(counts, dtype=np.float64)
+    by_gain = gains is not None and gains.sum() > 0
+    order = np.argsort(-(gains if by_gain and gains is not None else counts))
+    return {
+        "split_herfindahl_count": herfindahl(counts),
+        "split_gini_count": gini(counts),
+        "split_herfindahl_gain": herfindahl(gains) if gains is not None else None,
+        "split_gini_gain": gini(gains) if gains is not None else None,
+        "top_features": [
+            {
+                "feature": names[i],
+                "split_share": float(counts[i] / counts.sum()),
+                "gain_share": (
+                    float(gains[i] / gains.sum()) if by_gain and gains is not None else None
+                ),
+            }
+            for i in order[:k]
+            if counts[i] > 0
+        ],
+    }

@@ -35,11 +35,16 @@ from gradtracer.trees.diagnose import (
     detect_tree_stagnation,
     is_higher_better,
 )
-from gradtracer.trees.stats import RoundStats, TreeSummary, gini, herfindahl, summarize_round
+from gradtracer.trees.stats import (
+    TRAIN_SET_NAMES,
+    RoundStats,
+    TreeSummary,
+    pick_eval_keys,
+    split_concentration,
+    summarize_round,
+)
 
 __all__ = ["BoostingTracker", "TreeDynamicsTracker"]
-
-_TRAIN_NAMES = ("train", "training", "learn", "dtrain")
 
 
 class TreeDynamicsTracker:
@@ -238,7 +243,7 @@ class TreeDynamicsTracker:
         if not self._warned_no_eval:
             self._warned_no_eval = True  # judged on the first round only
             sets = {k.split("/", 1)[0] for k in evals}
-            train = {self._train_set} if self._train_set else set(_TRAIN_NAMES)
+            train = {self._train_set} if self._train_set else set(TRAIN_SET_NAMES)
             if not sets - train:
                 seen = f"only {sorted(sets)}" if sets else "no evaluation set"
                 warnings.warn(
@@ -293,18 +298,9 @@ class TreeDynamicsTracker:
         keys: list[str] = []
         for r in sorted(self._evals):
             keys.extend(k for k in self._evals[r] if k not in keys)
-        if not keys:
-            return None, None
-        sets = list(dict.fromkeys(k.split("/", 1)[0] for k in keys))
-        train = self._train_set or next((s for s in sets if s.lower() in _TRAIN_NAMES), None)
-        valid = self._valid_set or next((s for s in reversed(sets) if s != train), None)
-        metrics = [k.split("/", 1)[1] for k in keys if k.startswith(f"{valid or train}/")]
-        metric = self._metric or (metrics[-1] if metrics else None)
-        if metric is None:
-            return None, None
-        tkey = f"{train}/{metric}" if train and f"{train}/{metric}" in keys else None
-        vkey = f"{valid}/{metric}" if valid and f"{valid}/{metric}" in keys else None
-        return tkey, vkey
+        return pick_eval_keys(
+            keys, train_set=self._train_set, valid_set=self._valid_set, metric=self._metric
+        )
 
     def _eval_series(self, key: str | None) -> np.ndarray | None:
         if key is None:
@@ -356,29 +352,7 @@ class TreeDynamicsTracker:
                 }
             )
         if counts.sum() > 0:
-            gains = self._gains
-            order = np.argsort(-(gains if gains is not None and gains.sum() > 0 else counts))
-            out.update(
-                {
-                    "split_herfindahl_count": herfindahl(counts),
-                    "split_gini_count": gini(counts),
-                    "split_herfindahl_gain": herfindahl(gains) if gains is not None else None,
-                    "split_gini_gain": gini(gains) if gains is not None else None,
-                    "top_features": [
-                        {
-                            "feature": names[i],
-                            "split_share": float(counts[i] / counts.sum()),
-                            "gain_share": (
-                                float(gains[i] / gains.sum())
-                                if gains is not None and gains.sum() > 0
-                                else None
-                            ),
-                        }
-                        for i in order[:5]
-                        if counts[i] > 0
-                    ],
-                }
-            )
+            out.update(split_concentration(counts, self._gains, names))
         tkey, vkey = self._eval_keys()
         out["eval_train"] = tkey
         out["eval_valid"] = vkey
