@@ -325,6 +325,134 @@ CATALOG: Mapping[FindingType, FindingSpec] = MappingProxyType(
                 "WIDEN_OR_ADD_HINT_LOSS",
                 "A higher CKA at the flagged layer and better student ranking quality.",
             ),
+            # --- run-level causes (gradtracer.diagnosis) -----------------------------------
+            _spec(
+                _T.LEARNING_RATE_TOO_HIGH,
+                _S.WARNING,
+                "Each update moves '{who}' too far for its scale, so the loss stops "
+                "improving or rises.",
+                "LOWER_LEARNING_RATE_OF_{who_upper}",
+                "The loss decreases steadily again and ranking quality recovers.",
+                lambda subject, evidence, **_: Remedy(
+                    "scale_learning_rate", {"subject": subject, "factor": 0.1}
+                ),
+            ),
+            _spec(
+                _T.LEARNING_RATE_TOO_LOW,
+                _S.WARNING,
+                "Updates are too small to change '{who}' within the run.",
+                "RAISE_LEARNING_RATE_OF_{who_upper}",
+                "The loss starts decreasing within the same number of steps.",
+                lambda subject, evidence, **_: Remedy(
+                    "scale_learning_rate", {"subject": subject, "factor": 100.0}
+                ),
+            ),
+            _spec(
+                _T.PARAMETERS_NOT_UPDATED,
+                _S.CRITICAL,
+                "'{who}' never changes, so the model trains without it.",
+                "{action_text}",
+                "'{who}' is updated every step and the model uses it.",
+                lambda subject, evidence, **_: Remedy(
+                    str(evidence.get("remedy_kind", "add_to_optimizer")), {"subject": subject}
+                ),
+            ),
+            _spec(
+                _T.BAD_INITIALIZATION,
+                _S.CRITICAL,
+                "The initial values of '{who}' ({how}) saturate or cancel the scores, "
+                "so gradients cannot train it properly.",
+                "REINITIALIZE_{who_upper}_WITH_SMALL_RANDOM_VALUES",
+                "Scores start near zero with distinct rows; the loss falls from chance level.",
+                lambda subject, evidence, **_: Remedy("reinitialize", {"subject": subject, "std": 0.1}),
+            ),
+            _spec(
+                _T.UNREACHABLE_ROWS,
+                _S.WARNING,
+                "A contiguous block of '{who}' rows is never looked up: ids are mapped "
+                "onto the wrong rows.",
+                "FIX_ID_MAPPING_OF_{who_upper}",
+                "Every id reaches its own row; the affected users or items get their own "
+                "representation.",
+                lambda subject, evidence, **_: Remedy("fix_id_mapping", {"subject": subject}),
+            ),
+            _spec(
+                _T.HASH_COLLISIONS,
+                _S.WARNING,
+                "Several ids share rows of '{who}', so their gradients conflict.",
+                "ENLARGE_{who_upper}_OR_USE_MORE_HASH_BUCKETS",
+                "Each id gets its own row and its updates stop cancelling.",
+                lambda subject, evidence, **_: Remedy("enlarge_table", {"subject": subject}),
+            ),
+            _spec(
+                _T.NEGATIVE_SAMPLING_PROBLEM,
+                _S.WARNING,
+                "The negatives do not represent the catalogue ({how}), so the model learns "
+                "to separate the wrong things.",
+                "{action_text}",
+                "Negatives drawn from the right distribution; ranking quality recovers.",
+                lambda subject, evidence, **_: Remedy(
+                    str(evidence.get("remedy_kind", "sample_negatives_from_catalog")),
+                    {"subject": subject},
+                ),
+            ),
+            _spec(
+                _T.NON_FINITE_LOSS,
+                _S.CRITICAL,
+                "A NaN or infinite loss was back-propagated; the weights it touches become "
+                "non-finite.",
+                "SKIP_NON_FINITE_BATCHES_AND_CHECK_INPUTS",
+                "No NaN reaches the weights; training continues on finite batches.",
+                lambda subject, evidence, **_: Remedy("skip_non_finite_batches", {}),
+            ),
+            _spec(
+                _T.GRADIENT_ACCUMULATION,
+                _S.CRITICAL,
+                "Gradients keep accumulating across steps (zero_grad() is not called), so "
+                "every update repeats all earlier ones.",
+                "CALL_ZERO_GRAD_EVERY_STEP",
+                "Each update uses only the current batch; the loss decreases normally.",
+                lambda subject, evidence, **_: Remedy("call_zero_grad", {}),
+            ),
+            _spec(
+                _T.NORM_GROWTH,
+                _S.WARNING,
+                "Row norms of '{who}' keep growing, so scores become over-confident.",
+                "ADD_WEIGHT_DECAY_TO_{who_upper}",
+                "Norms stabilise and scores stay calibrated.",
+                lambda subject, evidence, **_: Remedy(
+                    "add_weight_decay", {"subject": subject, "weight_decay": 0.1}
+                ),
+            ),
+            _spec(
+                _T.WEIGHT_DECAY_COLLAPSE,
+                _S.WARNING,
+                "Weight decay on '{who}' outweighs the gradient and shrinks its rows "
+                "towards zero and onto a few directions.",
+                "REDUCE_WEIGHT_DECAY_OF_{who_upper}",
+                "Rows keep their scale and spread; ranking quality recovers.",
+                lambda subject, evidence, **_: Remedy(
+                    "scale_weight_decay", {"subject": subject, "factor": 0.01}
+                ),
+            ),
+            _spec(
+                _T.NO_LEARNING_SIGNAL,
+                _S.WARNING,
+                "The loss stays at its starting level although the weights move: the "
+                "targets carry no information the model can learn.",
+                "CHECK_LABELS_AND_POSITIVE_PAIRS",
+                "With correct targets the loss falls below its starting level.",
+                lambda subject, evidence, **_: Remedy("check_labels", {}),
+            ),
+            _spec(
+                _T.LOSS_OUTPUT_MISMATCH,
+                _S.WARNING,
+                "The loss receives outputs in the wrong form (probabilities where it expects "
+                "logits, or the reverse), which bounds the loss and shrinks its gradient.",
+                "FEED_LOGITS_TO_THE_LOGITS_LOSS",
+                "The loss can approach zero and its gradients regain their scale.",
+                lambda subject, evidence, **_: Remedy("fix_loss_input", {}),
+            ),
             # new entries go here, in the order their FindingType members were appended
         ]
     )

@@ -1,0 +1,107 @@
+"""Run-level diagnosis: which fault caused a run to go wrong, and what fixes it.
+
+:func:`diagnose` reads a :class:`~gradtracer.manager.FlowManager`'s trackers (see
+:mod:`gradtracer.diagnosis.signals`), runs the cause detectors
+(:mod:`gradtracer.diagnosis.detectors`), merges their findings with the trackers' own and
+ranks them cause first (:mod:`gradtracer.diagnosis.ranking`).
+
+>>> from gradtracer.diagnosis import DiagnosisThresholds
+>>> DiagnosisThresholds().huge_coord_rms
+3.0
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from gradtracer.diagnosis.detectors import DETECTORS, DiagnosisThresholds, run_detectors
+from gradtracer.diagnosis.ranking import (
+    CAUSE_ORDER,
+    CONSEQUENCES,
+    health_score,
+    rank_findings,
+    regrade_tracker_findings,
+)
+from gradtracer.diagnosis.signals import RunSignals, collect_signals
+from gradtracer.findings import Finding, Severity
+
+__all__ = [
+    "CAUSE_ORDER",
+    "CONSEQUENCES",
+    "DETECTORS",
+    "Diagnosis",
+    "DiagnosisThresholds",
+    "RunSignals",
+    "collect_signals",
+    "diagnose",
+    "diagnose_signals",
+    "health_score",
+    "rank_findings",
+    "run_detectors",
+]
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """Ranked findings (causes first) and the run's health score (0-100)."""
+
+    findings: tuple[Finding, ...] = ()
+    health: float = 100.0
+    run_findings: tuple[Finding, ...] = field(default=(), repr=False)
+
+    @property
+    def top(self) -> Finding | None:
+        """The first WARNING or CRITICAL finding (the named cause), or None."""
+        return next((f for f in self.findings if f.severity != Severity.INFO), None)
+
+
+def _loss_progress(signals: RunSignals) -> float | None:
+    from gradtracer.diagnosis.detectors import _windows
+
+    first, last, _ = _windows(signals.losses, 0.1)
+    if first != first or first == 0:  # NaN
+        return None
+    return (first - last) / abs(first)
+
+
+def diagnose_signals(
+    signals: RunSignals,
+    tracker_findings: Sequence[Finding] = (),
+    thresholds: DiagnosisThresholds | None = None,
+) -> Diagnosis:
+    """Pure form of :func:`diagnose`: detectors on ``signals`` plus ``tracker_findings``."""
+    own = run_detectors(signals, thresholds)
+    ranked = rank_findings([*own, *regrade_tracker_findings(tracker_findings, own)])
+    warn = [f for f in ranked if f.severity != Severity.INFO]
+    return Diagnosis(tuple(ranked), health_score(warn, _loss_progress(signals)), tuple(own))
+
+
+def diagnose(manager: Any, *, thresholds: DiagnosisThresholds | None = None) -> Diagnosis:
+    """Diagnose the run a manager tracks: cause detectors + the trackers' findings, ranked.
+
+    Args:
+        manager: a :class:`~gradtracer.manager.FlowManager` (any object with ``trackers``,
+            ``global_step`` and ``to_report()``).
+        thresholds: :class:`DiagnosisThresholds` (default values when None).
+    """
+    report = manager.to_report()
+    existing = [f for f in report.all_findings() if getattr(f, "type", None) not in _RUN_TYPES]
+    return diagnose_signals(collect_signals(manager), existing, thresholds)
+
+
+def _run_types() -> frozenset[Any]:
+    from gradtracer.findings import FindingType as T
+
+    return frozenset({
+        T.LEARNING_RATE_TOO_HIGH, T.LEARNING_RATE_TOO_LOW, T.PARAMETERS_NOT_UPDATED,
+        T.BAD_INITIALIZATION, T.UNREACHABLE_ROWS, T.HASH_COLLISIONS,
+        T.NEGATIVE_SAMPLING_PROBLEM, T.NON_FINITE_LOSS, T.GRADIENT_ACCUMULATION, T.NORM_GROWTH,
+        T.WEIGHT_DECAY_COLLAPSE, T.NO_LEARNING_SIGNAL, T.LOSS_OUTPUT_MISMATCH,
+    })  # fmt: skip
+
+
+#: finding types only the run-level detectors emit (skipped when re-reading a report that
+#: already carries them)
+_RUN_TYPES = _run_types()

@@ -1,0 +1,293 @@
+"""Read the numbers the run-level detectors need from a manager's trackers.
+
+Only public tracker API is used: ``EmbeddingTracker.summary()``, ``.history``,
+``.row_state``, ``.layer`` and ``.num_steps``; ``FlowTracker.snapshots()``, ``.history``,
+``.model`` and ``.optimizer``; ``FlowManager.trackers`` and ``.global_step``. The result
+is plain data (:class:`RunSignals`), so every detector is a pure function of it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["LayerSignals", "RunSignals", "TableSignals", "collect_signals"]
+
+
+@dataclass(frozen=True)
+class TableSignals:
+    """One embedding table.
+
+    Attributes:
+        name: the tracker's name.
+        n_rows, dim: table shape.
+        steps: optimizer steps the tracker saw update this table.
+        requires_grad: the weight's flag.
+        in_optimizer: whether the run's known optimizer holds the weight (None: unknown).
+        weight_decay: that optimizer's weight decay for the weight (None: unknown).
+        learning_rate: that optimizer's learning rate for the weight (None: unknown).
+        finite: every weight is finite.
+        coord_rms: root mean square of the weights.
+        mean_row_norm: mean L2 norm of the rows.
+        rel_velocity: mean displacement per update of the exposed rows / mean row norm.
+        mean_grad_norm: mean gradient-norm EMA of the exposed rows.
+        oscillation: mean cosine of successive update directions (negative: reversing).
+        exposure: per-row exposure counts.
+        grad_pressure: per-row gradient-norm EMA.
+        duplicate_share: share of sampled rows that have a near-identical other row.
+        spectrum: singular values of a row sample, descending.
+        summary: the tracker's summary (for detectors that need more).
+    """
+
+    name: str
+    n_rows: int
+    dim: int
+    steps: int
+    requires_grad: bool
+    in_optimizer: bool | None
+    weight_decay: float | None
+    learning_rate: float | None
+    finite: bool
+    coord_rms: float
+    mean_row_norm: float
+    rel_velocity: float
+    mean_grad_norm: float
+    oscillation: float
+    exposure: np.ndarray
+    grad_pressure: np.ndarray
+    duplicate_share: float
+    spectrum: np.ndarray
+    summary: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LayerSignals:
+    """One dense (non-embedding) parameter tensor seen by a FlowTracker.
+
+    Attributes:
+        name: parameter name; ``module`` is the name without the last component.
+        n_obs: tracked steps with a gradient.
+        fan_in: input width of a 2-D weight (None for 1-D tensors).
+        gain: ``rms(W) * sqrt(fan_in)`` of a 2-D weight (None otherwise).
+        all_zero: every weight is exactly zero.
+        update_ratio: mean update-to-weight ratio per tracked step.
+        grad_norm, grad_norm_median, grad_norm_max: gradient L2 norms.
+        snr: temporal gradient signal-to-noise ratio.
+        spikes: gradient-norm spikes counted by the tracker.
+        requires_grad, in_optimizer: as for tables.
+        weight_decay, learning_rate: the optimizer's values for the tensor (None: unknown).
+    """
+
+    name: str
+    module: str
+    numel: int
+    n_obs: int
+    fan_in: int | None
+    gain: float | None
+    all_zero: bool
+    update_ratio: float
+    velocity: float
+    grad_norm: float
+    grad_norm_median: float
+    grad_norm_max: float
+    snr: float
+    spikes: int
+    requires_grad: bool
+    in_optimizer: bool | None
+    weight_decay: float | None
+    learning_rate: float | None
+
+
+@dataclass(frozen=True)
+class RunSignals:
+    """Everything the run-level detectors read.
+
+    Attributes:
+        step: the manager's step count.
+        tables: embedding tables.
+        layers: dense tensors (from the first FlowTracker).
+        dead_fractions: activation module -> share of dead units (FlowTracker with
+            ``track_activations=True``).
+        losses: (step, loss) pairs in step order, non-finite values kept.
+        grad_norms: (step, mean gradient norm over tracked tensors) from the FlowTracker.
+        velocity_ratio: ratio between the fastest and slowest table's relative velocity.
+    """
+
+    step: int
+    tables: tuple[TableSignals, ...]
+    layers: tuple[LayerSignals, ...]
+    dead_fractions: Mapping[str, float]
+    losses: tuple[tuple[int, float], ...]
+    grad_norms: tuple[tuple[int, float], ...]
+
+
+def _optimizer_info(optimizer: Any) -> dict[int, tuple[float | None, float | None]]:
+    """id(param) -> (learning rate, weight decay) for every parameter the optimizer holds."""
+    out: dict[int, tuple[float | None, float | None]] = {}
+    if optimizer is None:
+        return out
+    for group in optimizer.param_groups:
+        lr = group.get("lr")
+        wd = group.get("weight_decay")
+        for p in group["params"]:
+            out[id(p)] = (None if lr is None else float(lr), None if wd is None else float(wd))
+    return out
+
+
+def _duplicate_share(rows: torch.Tensor, cos_min: float = 0.999) -> float:
+    """Share of ``rows`` with another row at cosine >= ``cos_min`` and norm within 1%."""
+    if rows.shape[0] < 2:
+        return 0.0
+    norms = rows.norm(dim=1)
+    ok = norms > 0
+    if int(ok.sum()) < 2:
+        return 1.0 if rows.shape[0] >= 2 and bool((norms == 0).all()) else 0.0
+    r = rows[ok] / norms[ok, None]
+    cos = r @ r.T
+    cos.fill_diagonal_(-2.0)
+    n = norms[ok]
+    close = (cos >= cos_min) & ((n[:, None] - n[None, :]).abs() <= 0.01 * n[:, None])
+    return float(close.any(dim=1).float().mean()) * float(ok.float().mean())
+
+
+def _table(tracker: Any, opt_info: Mapping[int, tuple[float | None, float | None]],
+           optimizer_known: bool, sample: int) -> TableSignals:  # fmt: skip
+    weight = tracker.layer.weight
+    w = weight.detach().float()
+    n_rows, dim = w.shape
+    summary = tracker.summary()
+    state = tracker.row_state
+    exposure = state.col("exposure").detach().cpu().double().numpy()
+    pressure = state.col("grad_norm_ema").detach().cpu().double().numpy()
+    finite = bool(torch.isfinite(w).all())
+    wf = torch.where(torch.isfinite(w), w, torch.zeros_like(w))
+    norms = wf.norm(dim=1)
+    mean_norm = float(norms.mean()) if n_rows else 0.0
+    mean_vel = float(summary.get("mean_velocity") or 0.0)
+    gen = torch.Generator().manual_seed(0)
+    pick = torch.randperm(n_rows, generator=gen)[: min(n_rows, sample)]
+    rows = wf[pick]
+    spectrum = (
+        torch.linalg.svdvals(rows).cpu().double().numpy() if rows.shape[0] >= 2 else np.zeros(0)
+    )
+    lr, wd = opt_info.get(id(weight), (None, None))
+    return TableSignals(
+        name=str(tracker.name),
+        n_rows=int(n_rows),
+        dim=int(dim),
+        steps=int(tracker.num_steps),
+        requires_grad=bool(weight.requires_grad),
+        in_optimizer=(id(weight) in opt_info) if optimizer_known else None,
+        weight_decay=wd,
+        learning_rate=lr,
+        finite=finite,
+        coord_rms=float(wf.pow(2).mean().sqrt()) if wf.numel() else 0.0,
+        mean_row_norm=mean_norm,
+        rel_velocity=mean_vel / mean_norm if mean_norm > 0 else (math.inf if mean_vel else 0.0),
+        mean_grad_norm=float(summary.get("mean_grad_norm") or 0.0),
+        oscillation=float(summary.get("oscillation_mean") or 0.0),
+        exposure=exposure,
+        grad_pressure=pressure,
+        duplicate_share=_duplicate_share(rows),
+        spectrum=spectrum,
+        summary=summary,
+    )
+
+
+def _layers(flow: Any, opt_info: Mapping[int, tuple[float | None, float | None]],
+            optimizer_known: bool, table_params: set[int]) -> list[LayerSignals]:  # fmt: skip
+    params = dict(flow.model.named_parameters())
+    out = []
+    for snap in flow.snapshots():
+        p = params.get(snap.name)
+        if p is None or snap.numel == 0 or id(p) in table_params:
+            continue
+        w = p.detach().float()
+        fan_in = int(w.shape[1]) if w.dim() == 2 else None
+        rms = float(w.pow(2).mean().sqrt()) if w.numel() else 0.0
+        lr, wd = opt_info.get(id(p), (None, None))
+        out.append(
+            LayerSignals(
+                name=snap.name,
+                module=snap.name.rsplit(".", 1)[0] if "." in snap.name else snap.name,
+                numel=int(snap.numel),
+                n_obs=int(snap.n_obs),
+                fan_in=fan_in,
+                gain=rms * math.sqrt(fan_in) if fan_in else None,
+                all_zero=bool((w == 0).all()),
+                update_ratio=float(snap.update_ratio),
+                velocity=float(snap.velocity),
+                grad_norm=float(snap.grad_norm),
+                grad_norm_median=float(snap.grad_norm_median),
+                grad_norm_max=float(snap.grad_norm_max),
+                snr=float(snap.snr),
+                spikes=int(snap.spikes),
+                requires_grad=bool(p.requires_grad),
+                in_optimizer=(id(p) in opt_info) if optimizer_known else None,
+                weight_decay=wd,
+                learning_rate=lr,
+            )
+        )
+    return out
+
+
+def _series(history: Sequence[Mapping[str, Any]], key: str) -> tuple[tuple[int, float], ...]:
+    out = []
+    for entry in history:
+        v = entry.get(key)
+        if v is None:
+            continue
+        try:
+            out.append((int(entry["step"]), float(v)))
+        except (TypeError, ValueError, KeyError):
+            continue
+    return tuple(out)
+
+
+def collect_signals(manager: Any, *, sample_rows: int = 512) -> RunSignals:
+    """Collect :class:`RunSignals` from a :class:`~gradtracer.flow.manager.FlowManager`.
+
+    Trackers are recognised by duck typing: an embedding tracker has ``layer`` and
+    ``row_state``; a flow tracker has ``snapshots()`` and ``model``. The optimizer of the
+    first flow tracker that has one tells which parameters are optimized (left unknown
+    otherwise).
+    """
+    trackers = list(manager.trackers.values())
+    emb = [t for t in trackers if hasattr(t, "row_state") and hasattr(t, "layer")]
+    flows = [t for t in trackers if callable(getattr(t, "snapshots", None)) and hasattr(t, "model")]
+    optimizer = next((f.optimizer for f in flows if getattr(f, "optimizer", None)), None)
+    opt_info = _optimizer_info(optimizer)
+    known = optimizer is not None
+    tables = tuple(_table(t, opt_info, known, sample_rows) for t in emb)
+    table_params = {id(t.layer.weight) for t in emb}
+    layers: list[LayerSignals] = []
+    dead: dict[str, float] = {}
+    losses: tuple[tuple[int, float], ...] = ()
+    grads: tuple[tuple[int, float], ...] = ()
+    if flows:
+        flow = flows[0]
+        layers = _layers(flow, opt_info, known, table_params)
+        for snap in flow.snapshots():
+            if snap.dead_fraction is not None and snap.numel == 0:
+                dead[snap.name] = float(snap.dead_fraction)
+        history = list(flow.history)
+        losses = _series(history, "loss")
+        grads = _series(history, "mean_grad_norm")
+    if not losses:
+        for t in emb:
+            losses = _series(list(t.history), "loss")
+            if losses:
+                break
+    return RunSignals(
+        step=int(manager.global_step),
+        tables=tables,
+        layers=tuple(layers),
+        dead_fractions=dead,
+        losses=losses,
+        grad_norms=grads,
+    )

@@ -1,0 +1,188 @@
+"""Datasets of the fault-injection suite, as plain arrays (cached per size and seed).
+
+Three kinds: user-item implicit feedback (``make_implicit`` + leave-one-out, or
+MovieLens-100K when a ratings file is given), click sessions (``make_sessions``, cut into
+fixed-length prefixes with their next item) and a tabular binary task for the plain MLP
+(Gaussian features, labels from a fixed random teacher network).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "ImplicitData",
+    "SessionData",
+    "TabularData",
+    "implicit_data",
+    "movielens_data",
+    "session_data",
+    "tabular_data",
+]
+
+
+@dataclass(frozen=True)
+class ImplicitData:
+    """Leave-one-out implicit feedback: training pairs and one held-out item per user.
+
+    Attributes:
+        users, items: training pairs (int64 arrays of equal length).
+        test_items: held-out item per user (``-1``: the user has none).
+        n_users, n_items: sizes of the id spaces.
+        item_counts: training interactions per item (float64, for popularity sampling).
+        source: where the data came from.
+    """
+
+    users: np.ndarray
+    items: np.ndarray
+    test_items: np.ndarray
+    n_users: int
+    n_items: int
+    item_counts: np.ndarray
+    source: str
+
+
+@dataclass(frozen=True)
+class SessionData:
+    """Next-item examples cut from sessions: left-padded prefixes (0 = padding) and targets.
+
+    Item ids are shifted by one so that row 0 of the item table is the padding row.
+    """
+
+    train_x: np.ndarray  # (n_train, length)
+    train_y: np.ndarray  # (n_train,)
+    test_x: np.ndarray
+    test_y: np.ndarray
+    n_items: int  # including the padding row
+    item_counts: np.ndarray
+    source: str
+
+
+@dataclass(frozen=True)
+class TabularData:
+    """Binary classification: features and labels from a fixed random teacher MLP."""
+
+    train_x: np.ndarray
+    train_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+    source: str
+
+
+def _from_split(
+    users: np.ndarray,
+    items: np.ndarray,
+    stamps: np.ndarray,
+    n_users: int,
+    n_items: int,
+    source: str,
+) -> ImplicitData:
+    order = np.lexsort((stamps, users))
+    users, items = users[order], items[order]
+    last = np.r_[users[1:] != users[:-1], True]  # last interaction of each user
+    counts = np.bincount(users, minlength=n_users)
+    test_items = np.full(n_users, -1, dtype=np.int64)
+    held = last & (counts[users] >= 2)
+    test_items[users[held]] = items[held]
+    keep = ~held
+    tr_u, tr_i = users[keep], items[keep]
+    return ImplicitData(
+        users=tr_u.astype(np.int64),
+        items=tr_i.astype(np.int64),
+        test_items=test_items,
+        n_users=n_users,
+        n_items=n_items,
+        item_counts=np.bincount(tr_i, minlength=n_items).astype(np.float64),
+        source=source,
+    )
+
+
+@lru_cache(maxsize=32)
+def implicit_data(
+    random_state: int,
+    n_users: int = 240,
+    n_items: int = 320,
+    n_interactions: int = 6000,
+    popularity_exponent: float = 1.0,
+) -> ImplicitData:
+    """Synthetic implicit feedback (``make_implicit``) split leave-one-out; cached."""
+    from gradtracer.recsys.data import make_implicit
+
+    ix = make_implicit(
+        n_users=n_users, n_items=n_items, n_interactions=n_interactions,
+        popularity_exponent=popularity_exponent, random_state=random_state,
+    )  # fmt: skip
+    f = ix.frame
+    return _from_split(
+        f["user"].to_numpy(), f["item"].to_numpy(), f["timestamp"].to_numpy(),
+        ix.n_users, ix.n_items, ix.source,
+    )  # fmt: skip
+
+
+@lru_cache(maxsize=4)
+def movielens_data(path: str) -> ImplicitData:
+    """MovieLens ratings (any rating counts as an interaction) split leave-one-out; cached."""
+    from gradtracer.recsys.data import load_movielens
+
+    ix = load_movielens(Path(path))
+    f = ix.frame
+    return _from_split(
+        f["user"].to_numpy(), f["item"].to_numpy(), f["timestamp"].to_numpy(),
+        ix.n_users, ix.n_items, ix.source,
+    )  # fmt: skip
+
+
+@lru_cache(maxsize=16)
+def session_data(
+    random_state: int, n_sessions: int = 700, n_items: int = 200, length: int = 8
+) -> SessionData:
+    """Synthetic sessions (``make_sessions``) as (prefix, next item) examples; the last
+    click of every fifth session is held out for testing. Cached."""
+    from gradtracer.recsys.data import make_sessions
+
+    ix = make_sessions(
+        n_sessions=n_sessions, n_items=n_items, mean_length=6.0, random_state=random_state
+    )
+    f = ix.frame.sort(["session", "timestamp"])
+    sess = f["session"].to_numpy()
+    items = f["item"].to_numpy() + 1  # 0 = padding
+    starts = np.r_[0, np.nonzero(sess[1:] != sess[:-1])[0] + 1, len(sess)]
+    xs: list[list[np.ndarray]] = [[], []]
+    ys: list[list[int]] = [[], []]
+    for s in range(len(starts) - 1):
+        clicks = items[starts[s] : starts[s + 1]]
+        test = s % 5 == 0
+        positions = [len(clicks) - 1] if test else range(1, len(clicks))
+        for t in positions:
+            prefix = clicks[max(0, t - length) : t]
+            row = np.zeros(length, dtype=np.int64)
+            row[length - len(prefix) :] = prefix
+            xs[test].append(row)
+            ys[test].append(int(clicks[t]))
+    train_y = np.asarray(ys[0], dtype=np.int64)
+    return SessionData(
+        train_x=np.stack(xs[0]), train_y=train_y, test_x=np.stack(xs[1]),
+        test_y=np.asarray(ys[1], dtype=np.int64), n_items=n_items + 1,
+        item_counts=np.bincount(train_y, minlength=n_items + 1).astype(np.float64),
+        source=ix.source,
+    )  # fmt: skip
+
+
+@lru_cache(maxsize=16)
+def tabular_data(
+    random_state: int, n_train: int = 3000, n_test: int = 1000, n_features: int = 20
+) -> TabularData:
+    """Gaussian features, labels ``1[teacher(x) > median]`` from a random 2-layer tanh
+    teacher; cached."""
+    rng = np.random.default_rng(10_000 + random_state)
+    w1 = rng.standard_normal((n_features, 16)) / np.sqrt(n_features)
+    w2 = rng.standard_normal(16)
+    x = rng.standard_normal((n_train + n_test, n_features)).astype(np.float32)
+    logit = np.tanh(x @ w1) @ w2
+    y = (logit > np.median(logit)).astype(np.float32)
+    return TabularData(x[:n_train], y[:n_train], x[n_train:], y[n_train:],
+                       f"teacher_mlp(random_state={random_state})")  # fmt: skip

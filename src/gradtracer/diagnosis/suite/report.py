@@ -1,0 +1,140 @@
+"""Write a suite result: ``diagnosis_suite.json``, ``diagnosis_suite.md`` and a confusion figure."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+__all__ = ["plot_confusion", "to_markdown", "write_suite"]
+
+
+def _pct(r: Mapping[str, Any]) -> str:
+    if r.get("n", 0) == 0 or not math.isfinite(r.get("rate", math.nan)):
+        return "n/a (0 runs)"
+    return (
+        f"{100 * r['rate']:.1f}% [{100 * r['low']:.1f}, {100 * r['high']:.1f}] ({r['k']}/{r['n']})"
+    )
+
+
+def _num(r: Mapping[str, Any], key: str) -> str:
+    v = r.get(key, math.nan)
+    if v is None or not math.isfinite(v):
+        return f"n/a (n={r.get('n', 0)})"
+    return f"{v:.3g} [{r['low']:.3g}, {r['high']:.3g}] (n={r['n']})"
+
+
+def to_markdown(result: Mapping[str, Any]) -> str:
+    """The suite's metrics as a Markdown report."""
+    m = result["metrics"]
+    cfg = result["config"]
+    lines = [
+        "# Fault-injection diagnosis suite",
+        "",
+        f"Healthy runs: {m['n_healthy']} (seeds {cfg['healthy_seeds']}); faulty runs: "
+        f"{m['n_faulty']} (seeds {cfg['fault_seeds']}), of which {m['n_harmful']} harmful and "
+        f"{m['n_benign']} benign (not scored). Thresholds were set on seeds "
+        f"{cfg['tuning_seeds']}, which this report does not use.",
+        "",
+        "| metric | GradTracer | trivial monitor | AUTOTRAINER-style |",
+        "|---|---|---|---|",
+        f"| detection recall (harmful) | {_pct(m['detection_recall'])} | "
+        f"{_pct(m['baselines']['trivial']['detection_recall'])} | "
+        f"{_pct(m['baselines']['autotrainer']['detection_recall'])} |",
+        f"| right cause, top-1 | {_pct(m['top1_right_cause'])} | "
+        f"{_pct(m['baselines']['trivial']['top1_right_cause'])} | "
+        f"{_pct(m['baselines']['autotrainer']['top1_right_cause'])} |",
+        f"| right cause, top-3 | {_pct(m['top3_right_cause'])} | | |",
+        f"| right action (top finding's remedy) | {_pct(m['right_action'])} | | |",
+        f"| false alarm on healthy (WARNING or CRITICAL) | {_pct(m['false_alarm_healthy'])} | "
+        f"{_pct(m['baselines']['trivial']['false_alarm_healthy'])} | "
+        f"{_pct(m['baselines']['autotrainer']['false_alarm_healthy'])} |",
+        f"| CRITICAL on healthy | {_pct(m['critical_alarm_healthy'])} | | |",
+        f"| remedy recovers >= 90% of twin quality | {_pct(m['remedy_recovery_90'])} | | |",
+        f"| median recovered share | {_num(m['remedy_recovered_median'], 'median')} | | |",
+        f"| steps onset -> right finding, dynamics (share of run, median) | "
+        f"{_num(m['steps_to_right_share_dynamics'], 'median')} | | |",
+        f"| steps onset -> right finding, non-finite (median) | "
+        f"{_num(m['steps_to_right_non_finite'], 'median')} | | |",
+        "",
+        "Rates: 95% Wilson intervals; medians and Spearman: 95% bootstrap intervals over runs.",
+        "Findings are read at the end of the run; onset latency from checkpoints every 10% of "
+        "the run.",
+        "",
+        "## Per family (harmful faulty runs)",
+        "",
+        "| family | detected | right cause top-1 |",
+        "|---|---|---|",
+    ]
+    for fam, r in m["per_family"].items():
+        lines.append(f"| {fam} | {_pct(r['detected'])} | {_pct(r['top1'])} |")
+    lines += ["", "## Health at 20% of training vs final quality (Spearman)", "",
+              "| population | rho |", "|---|---|"]  # fmt: skip
+    for fam, r in m["health20_vs_quality_spearman"].items():
+        lines.append(f"| {fam} | {_num(r, 'rho')} |")
+    lines += ["", "## Per fault", "",
+              "| fault | runs | harmful | detected | top-1 | top-3 | action | top-1 types |",
+              "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for name, r in m["per_fault"].items():
+        types = ", ".join(f"{k} {v}" for k, v in r["top1_types"].items())
+        lines.append(
+            f"| {name} | {r['runs']} | {r['harmful']} | {r['detected']} | {r['top1']} | "
+            f"{r['top3']} | {r['action']} | {types} |"
+        )
+    lines += ["", "## False alarms on healthy runs by finding type", ""]
+    if m["false_alarm_types"]:
+        lines += ["| finding type | healthy runs |", "|---|---|"]
+        lines += [f"| {t} | {n} |" for t, n in m["false_alarm_types"].items()]
+    else:
+        lines.append("none")
+    return "\n".join(lines) + "\n"
+
+
+def plot_confusion(result: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
+    """Fault x top-1 finding type (share of harmful runs) as ``diagnosis_confusion.png/svg``."""
+    import numpy as np
+
+    from gradtracer._plotting import save_png_svg, subplots
+
+    per_fault = {k: v for k, v in result["metrics"]["per_fault"].items() if v["harmful"]}
+    types = sorted({t for v in per_fault.values() for t in v["top1_types"]})
+    faults = list(per_fault)
+    mat = np.zeros((max(len(faults), 1), max(len(types), 1)))
+    for i, name in enumerate(faults):
+        for t, n in per_fault[name]["top1_types"].items():
+            mat[i, types.index(t)] = n / per_fault[name]["harmful"]
+    fig, axes = subplots(
+        width=max(6.0, 0.45 * len(types) + 4), height=max(4.0, 0.3 * len(faults) + 2)
+    )
+    ax = axes[0, 0]
+    im = ax.imshow(mat, cmap="Blues", vmin=0, vmax=1, aspect="auto")
+    ax.set_xticks(range(len(types)), types, rotation=60, ha="right", fontsize=7)
+    ax.set_yticks(range(len(faults)), faults, fontsize=7)
+    ax.set_xlabel("top-ranked cause finding")
+    ax.set_title("fault x top-1 finding (share of harmful runs)")
+    fig.colorbar(im, ax=ax)
+    return save_png_svg(fig, out_dir, "diagnosis_confusion")
+
+
+def write_suite(result: Mapping[str, Any], out_dir: str | Path) -> dict[str, Path]:
+    """Write JSON, Markdown and the figure into ``out_dir``; returns their paths."""
+    from gradtracer.durable import atomic_write_json, atomic_write_text
+
+    d = Path(out_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    paths = {"json": d / "diagnosis_suite.json", "markdown": d / "diagnosis_suite.md"}
+    atomic_write_json(paths["json"], _json_safe(result))
+    atomic_write_text(paths["markdown"], to_markdown(result))
+    paths["figure"] = plot_confusion(result, d)[0]
+    return paths
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value

@@ -1,0 +1,392 @@
+"""The fault-injection benchmark: build the cases, run them, score the diagnoses.
+
+:func:`run_suite` trains every healthy run and every faulty run of a
+:class:`SuiteConfig`, applies the top finding's remedy to each detected harmful fault and
+retrains it, and returns a JSON-safe result that :mod:`gradtracer.diagnosis.suite.report`
+turns into Markdown and a figure.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from gradtracer.diagnosis.baselines import autotrainer_rules, trivial_monitor
+from gradtracer.diagnosis.suite.faults import FAMILIES, FAULTS, fault_spec
+from gradtracer.diagnosis.suite.loop import VARIANTS, RunResult, RunSpec, train_run
+from gradtracer.findings import Remedy
+
+__all__ = ["SuiteConfig", "run_suite", "wilson"]
+
+#: faults whose mechanism is structurally present whenever injected (scored even if the
+#: quality drop stays within the healthy spread)
+SIGNATURE_FAULTS = frozenset({
+    "table_not_in_optimizer", "layer_not_in_optimizer", "frozen_table", "detached_tower",
+    "unreachable_rows", "non_finite_loss",
+})  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SuiteConfig:
+    """Which runs the suite trains.
+
+    Attributes:
+        families: model families (default: all).
+        faults: fault names (default: all).
+        healthy_seeds: seeds of the healthy runs (every variant of every family).
+        fault_seeds: seeds of the faulty runs.
+        tuning_seeds: seeds whose runs were used to set thresholds; reported separately.
+        intensities: intensity indices (0, 1).
+        onsets: fault onsets as a share of training.
+        remedies: retrain detected harmful faults with the top finding's remedy.
+        data_path: also run MF/two-tower on this MovieLens ratings file (seed of
+            ``fault_seeds[0]``, intensity 1, onset 0), or None.
+    """
+
+    families: tuple[str, ...] = FAMILIES
+    faults: tuple[str, ...] = tuple(FAULTS)
+    healthy_seeds: tuple[int, ...] = (2, 3, 4, 5, 6)
+    fault_seeds: tuple[int, ...] = (2, 3)
+    tuning_seeds: tuple[int, ...] = (0, 1)
+    intensities: tuple[int, ...] = (0, 1)
+    onsets: tuple[float, ...] = (0.0, 0.3)
+    remedies: bool = True
+    data_path: str | None = None
+
+    def __post_init__(self) -> None:
+        for fam in self.families:
+            if fam not in FAMILIES:
+                raise ValueError(f"unknown family {fam!r}; known: {', '.join(FAMILIES)}")
+        for name in self.faults:
+            fault_spec(name)
+
+    @classmethod
+    def quick(cls) -> SuiteConfig:
+        """A subset CI can run in about a minute: one seed, one intensity and onset."""
+        return cls(
+            families=("mf_bce", "two_tower", "mlp"),
+            faults=("lr_too_low", "table_not_in_optimizer", "init_huge_std",
+                    "non_finite_loss", "missing_zero_grad", "dead_relu"),
+            healthy_seeds=(2, 3), fault_seeds=(2,), intensities=(1,), onsets=(0.0,),
+        )  # fmt: skip
+
+    def cases(self) -> tuple[list[RunSpec], list[RunSpec]]:
+        """(healthy specs, faulty specs); a fault that does not apply to a family is skipped."""
+        healthy = [RunSpec(fam, random_state=s, variant=v) for fam in self.families
+                   for v in VARIANTS[fam] for s in self.healthy_seeds]  # fmt: skip
+        faulty = []
+        for name in self.faults:
+            spec = fault_spec(name)
+            for fam in spec.families:
+                if fam not in self.families:
+                    continue
+                for s in self.fault_seeds:
+                    for i in self.intensities:
+                        for o in self.onsets:
+                            faulty.append(RunSpec(fam, random_state=s, variant=spec.variant,
+                                                  fault=name, intensity=i, onset=o))  # fmt: skip
+        if self.data_path:
+            for name in self.faults:
+                spec = fault_spec(name)
+                for fam in ("mf_bce", "mf_bpr"):
+                    if fam in spec.families and fam in self.families and spec.variant == "default":
+                        faulty.append(RunSpec(fam, random_state=self.fault_seeds[0], fault=name,
+                                              intensity=1, data_path=self.data_path))  # fmt: skip
+            for fam in ("mf_bce", "mf_bpr"):
+                if fam in self.families:
+                    healthy.append(RunSpec(fam, random_state=self.fault_seeds[0],
+                                           data_path=self.data_path))  # fmt: skip
+        return healthy, faulty
+
+
+def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float, float]:
+    """(rate, low, high) Wilson score interval of ``k`` successes in ``n`` trials.
+
+    >>> [round(x, 3) for x in wilson(0, 20)]
+    [0.0, 0.0, 0.161]
+    """
+    if n == 0:
+        return math.nan, math.nan, math.nan
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return p, max(0.0, centre - half), min(1.0, centre + half)
+
+
+def _rate(hits: Sequence[bool]) -> dict[str, float | int]:
+    k, n = int(sum(hits)), len(hits)
+    p, lo, hi = wilson(k, n)
+    return {"rate": p, "low": lo, "high": hi, "k": k, "n": n}
+
+
+def _median_ci(values: Sequence[float]) -> dict[str, float | int]:
+    from gradtracer.recsys.stats import bootstrap_ci
+
+    vals = [float(v) for v in values if math.isfinite(v)]
+    if len(vals) < 2:
+        return {"median": vals[0] if vals else math.nan, "low": math.nan, "high": math.nan,
+                "n": len(vals)}  # fmt: skip
+    if len(set(vals)) == 1:
+        return {"median": vals[0], "low": vals[0], "high": vals[0], "n": len(vals)}
+    ci = bootstrap_ci(vals, statistic=np.median, method="percentile", n_resamples=2000)
+    return {"median": ci.estimate, "low": ci.low, "high": ci.high, "n": len(vals)}
+
+
+def _spearman_ci(x: Sequence[float], y: Sequence[float]) -> dict[str, float | int]:
+    from scipy.stats import spearmanr
+
+    xa, ya = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    n = xa.size
+    if n < 4 or np.ptp(xa) == 0 or np.ptp(ya) == 0:
+        return {"rho": math.nan, "low": math.nan, "high": math.nan, "n": int(n)}
+    rho = float(spearmanr(xa, ya).statistic)
+    rng = np.random.default_rng(0)
+    boots = []
+    for _ in range(1000):
+        idx = rng.integers(0, n, n)
+        if np.ptp(xa[idx]) > 0 and np.ptp(ya[idx]) > 0:
+            boots.append(float(spearmanr(xa[idx], ya[idx]).statistic))
+    lo, hi = np.quantile(boots, [0.025, 0.975]) if boots else (math.nan, math.nan)
+    return {"rho": rho, "low": float(lo), "high": float(hi), "n": int(n)}
+
+
+def _warn(findings: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [f for f in findings if f["severity"] in ("warning", "critical")]
+
+
+def _causes(findings: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [f for f in _warn(findings) if not f.get("consequence_of")]
+
+
+def _record(r: RunResult) -> dict[str, Any]:
+    out = r.to_dict()
+    out["trivial"] = trivial_monitor(r.losses)
+    out["autotrainer"] = autotrainer_rules(r.losses, r.layer_stats)
+    at20 = next((c for c in r.checkpoints if c.step >= 0.2 * r.n_steps), None)
+    out["health_at_20"] = at20.health if at20 else math.nan
+    baseline_alarm(out)
+    return out
+
+
+def _remedy_of(rec: dict[str, Any]) -> Remedy | None:
+    final = rec["checkpoints"][-1]["findings"] if rec["checkpoints"] else []
+    causes = _causes(final)
+    if not causes or causes[0].get("remedy") is None:
+        return None
+    return Remedy.from_dict(causes[0]["remedy"])
+
+
+def run_suite(
+    config: SuiteConfig,
+    *,
+    progress: bool | None = None,
+    on_run: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Run the suite and score it; returns a JSON-safe dict (config, runs, metrics)."""
+    from gradtracer._progress import progress as bar
+
+    healthy, faulty = config.cases()
+    records: list[dict[str, Any]] = []
+    for spec in bar([*healthy, *faulty], total=len(healthy) + len(faulty),
+                    desc="suite runs", enabled=progress):  # fmt: skip
+        rec = _record(train_run(spec))
+        rec["role"] = "healthy" if spec.fault is None else "faulty"
+        records.append(rec)
+        if on_run is not None:
+            on_run(rec)
+    _label(records)
+    if config.remedies:
+        todo = [r for r in records if r["role"] == "faulty" and r["harmful"] and r["detected"]]
+        for rec in bar(todo, total=len(todo), desc="remedies", enabled=progress):
+            remedy = _remedy_of(rec)
+            if remedy is None:
+                rec["remedy"] = None
+                continue
+            spec = RunSpec(**{**rec["spec"], "remedy": remedy, "track": False})
+            fixed = train_run(spec)
+            rec["remedy"] = {"remedy": remedy.to_dict(), "quality": fixed.quality,
+                             "recovered": fixed.quality / rec["twin_quality"]
+                             if rec["twin_quality"] > 0 else math.nan}  # fmt: skip
+    return {
+        "config": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()},
+        "faults": {
+            n: {
+                "description": f.description,
+                "families": list(f.families),
+                "intensities": list(f.intensities),
+                "right_causes": sorted(f.right_causes),
+                "right_remedies": sorted(f.right_remedies),
+                "variant": f.variant,
+            }
+            for n, f in FAULTS.items()
+            if n in config.faults
+        },  # fmt: skip
+        "runs": records,
+        "metrics": score(records, config),
+    }
+
+
+def _twin_key(spec: dict[str, Any]) -> tuple[Any, ...]:
+    return (spec["family"], spec["variant"], spec["random_state"], spec["data_path"])
+
+
+def _label(records: list[dict[str, Any]]) -> None:
+    """Attach twin quality, harmfulness and the diagnosis outcome to every faulty run."""
+    twins = {_twin_key(r["spec"]): r for r in records if r["role"] == "healthy"}
+    spread: dict[tuple[str, str], float] = {}
+    by_group: dict[tuple[str, str], list[float]] = {}
+    for r in records:
+        if r["role"] == "healthy" and r["spec"]["data_path"] is None:
+            by_group.setdefault((r["spec"]["family"], r["spec"]["variant"]), []).append(
+                r["quality"]
+            )
+    for key, qs in by_group.items():
+        spread[key] = float(np.ptp(qs)) if len(qs) > 1 else 0.0
+    for r in records:
+        if r["role"] != "faulty":
+            continue
+        spec = r["spec"]
+        fault = FAULTS[spec["fault"]]
+        twin = twins.get(_twin_key(spec))
+        if twin is None:
+            twin = train_run(
+                RunSpec(
+                    spec["family"],
+                    random_state=spec["random_state"],
+                    variant=spec["variant"],
+                    data_path=spec["data_path"],
+                )
+            )
+            twin = _record(twin)
+            twins[_twin_key(spec)] = twin
+        r["twin_quality"] = twin["quality"]
+        margin = spread.get((spec["family"], spec["variant"]), 0.0)
+        drop = twin["quality"] - r["quality"]
+        signature = spec["fault"] in SIGNATURE_FAULTS
+        if spec["fault"] == "non_finite_loss":
+            signature = any(x is None for x in r["losses"])
+        r["harmful"] = bool(drop > margin or signature)
+        r["drop"] = drop
+        final = r["checkpoints"][-1]["findings"] if r["checkpoints"] else []
+        causes = _causes(final)
+        r["detected"] = bool(_warn(final))
+        r["top1"] = causes[0]["type"] if causes else None
+        r["top1_right"] = bool(causes) and causes[0]["type"] in fault.right_causes
+        r["top3_right"] = any(f["type"] in fault.right_causes for f in causes[:3])
+        kind = (causes[0].get("remedy") or {}).get("kind") if causes else None
+        r["action_right"] = kind in fault.right_remedies
+        first = None
+        for c in r["checkpoints"]:
+            if c["step"] > r["onset_step"] and any(
+                f["type"] in fault.right_causes for f in _causes(c["findings"])[:3]
+            ):
+                first = c["step"] - r["onset_step"]
+                break
+        r["steps_to_right"] = first
+        for name in ("trivial", "autotrainer"):
+            out = r[name]
+            r[f"{name}_detected"] = bool(out)
+            r[f"{name}_top1_right"] = bool(out) and out[0][0] in fault.right_causes
+
+
+def score(records: Sequence[dict[str, Any]], config: SuiteConfig) -> dict[str, Any]:
+    """The suite's metrics (95% Wilson intervals for rates, bootstrap for medians and rho)."""
+    healthy = [r for r in records if r["role"] == "healthy"]
+    faulty = [r for r in records if r["role"] == "faulty"]
+    harmful = [r for r in faulty if r["harmful"]]
+
+    def fa(runs: Sequence[dict[str, Any]], key: str) -> dict[str, Any]:
+        hits = []
+        for r in runs:
+            final = r["checkpoints"][-1]["findings"] if r["checkpoints"] else []
+            if key == "ours":
+                hits.append(bool(_warn(final)))
+            elif key == "ours_critical":
+                hits.append(any(f["severity"] == "critical" for f in final))
+            else:
+                hits.append(bool(r[key]))
+        return _rate(hits)
+
+    per_type: dict[str, int] = {}
+    for r in healthy:
+        final = r["checkpoints"][-1]["findings"] if r["checkpoints"] else []
+        for t in {f["type"] for f in _warn(final)}:
+            per_type[t] = per_type.get(t, 0) + 1
+    families = {}
+    for fam in config.families:
+        rs = [r for r in harmful if r["spec"]["family"] == fam]
+        families[fam] = {"top1": _rate([r["top1_right"] for r in rs]),
+                         "detected": _rate([r["detected"] for r in rs])}  # fmt: skip
+    per_fault = {}
+    for name in config.faults:
+        rs = [r for r in faulty if r["spec"]["fault"] == name]
+        hs = [r for r in rs if r["harmful"]]
+        per_fault[name] = {
+            "runs": len(rs), "harmful": len(hs),
+            "detected": sum(r["detected"] for r in hs), "top1": sum(r["top1_right"] for r in hs),
+            "top3": sum(r["top3_right"] for r in hs),
+            "action": sum(r["action_right"] for r in hs),
+            "top1_types": _counts([r["top1"] or "none" for r in hs]),
+        }  # fmt: skip
+    dyn = [r["steps_to_right"] / r["n_steps"] for r in harmful
+           if r["steps_to_right"] is not None and r["spec"]["fault"] != "non_finite_loss"]  # fmt: skip
+    nonfin = [
+        r["steps_to_right"]
+        for r in harmful
+        if r["steps_to_right"] is not None and r["spec"]["fault"] == "non_finite_loss"
+    ]
+    fixed = [r for r in harmful if r.get("remedy")]
+    rec90 = [bool(r["remedy"]["recovered"] >= 0.9) for r in fixed
+             if math.isfinite(r["remedy"]["recovered"])]  # fmt: skip
+    rank = {}
+    pop = [r for r in [*healthy, *faulty] if math.isfinite(r["health_at_20"])]
+    for fam in config.families:
+        rs = [r for r in pop if r["spec"]["family"] == fam]
+        rank[fam] = _spearman_ci([r["health_at_20"] for r in rs], [r["quality"] for r in rs])
+    rs = [r for r in pop if r["quality_name"] == "ndcg@10"]
+    rank["pooled_ndcg_families"] = _spearman_ci([r["health_at_20"] for r in rs],
+                                                [r["quality"] for r in rs])  # fmt: skip
+    return {
+        "n_healthy": len(healthy), "n_faulty": len(faulty), "n_harmful": len(harmful),
+        "n_benign": len(faulty) - len(harmful),
+        "detection_recall": _rate([r["detected"] for r in harmful]),
+        "top1_right_cause": _rate([r["top1_right"] for r in harmful]),
+        "top3_right_cause": _rate([r["top3_right"] for r in harmful]),
+        "right_action": _rate([r["action_right"] for r in harmful]),
+        "false_alarm_healthy": fa(healthy, "ours"),
+        "critical_alarm_healthy": fa(healthy, "ours_critical"),
+        "false_alarm_types": dict(sorted(per_type.items(), key=lambda kv: -kv[1])),
+        "per_family": families,
+        "per_fault": per_fault,
+        "steps_to_right_share_dynamics": _median_ci(dyn),
+        "steps_to_right_non_finite": _median_ci(nonfin),
+        "health20_vs_quality_spearman": rank,
+        "remedy_recovery_90": _rate(rec90),
+        "remedy_recovered_median": _median_ci([r["remedy"]["recovered"] for r in fixed]),
+        "baselines": {
+            name: {
+                "detection_recall": _rate([r[f"{name}_detected"] for r in harmful]),
+                "top1_right_cause": _rate([r[f"{name}_top1_right"] for r in harmful]),
+                "false_alarm_healthy": fa(healthy, f"{name}_alarm"),
+            }
+            for name in ("trivial", "autotrainer")
+        },
+    }  # fmt: skip
+
+
+def _counts(values: Sequence[str]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for v in values:
+        out[v] = out.get(v, 0) + 1
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
+def baseline_alarm(rec: dict[str, Any]) -> None:
+    """Attach ``trivial_alarm`` / ``autotrainer_alarm`` (any WARNING or CRITICAL)."""
+    for name in ("trivial", "autotrainer"):
+        rec[f"{name}_alarm"] = any(sev in ("warning", "critical") for _, sev in rec[name])
