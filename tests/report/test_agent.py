@@ -10,8 +10,8 @@ import pytest
 
 from gradtracer.agent import AgentExporter, to_agent_xml
 from gradtracer.export.schema import validate_agent_report
-from gradtracer.export.text import print_report, render_text
 from gradtracer.findings import Finding, Report, Severity
+from gradtracer.report.text import print_report, render_text
 
 
 def test_export_embedding_has_the_published_shape(fixed_report: Report) -> None:

@@ -240,6 +240,7 @@ def test_manager_mixes_embedding_and_flow_trackers() -> None:
         emb_steps = {h["step"] for h in manager["emb"].history if h["mean_velocity"] is not None}
         flow_steps = {h["step"] for h in manager["head"].history if h["mean_velocity"] is not None}
         shared = len(emb_steps & flow_steps)
+        # the pair correlation uses exactly the snapshots both trackers recorded
         assert shared >= 10 and report.stats["pairs"][0]["n_points"] == shared
         assert report.stats["tracker_health"]["head"] == report.children[1].stats["health"]
         doc = json.loads(AgentExporter.export_manager(manager))
@@ -255,3 +256,30 @@ def test_manager_mixes_embedding_and_flow_trackers() -> None:
         ]
     finally:
         manager.detach()
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "names"),
+    [
+        ("gradtracer.export.text", "gradtracer.report.text", ["render_text", "print_report"]),
+        ("gradtracer.export.figures", "gradtracer.report.figures", ["plot_report", "thin_history"]),
+        (
+            "gradtracer.export.audit",
+            "gradtracer.audit",
+            ["read_audit", "AuditLogger", "encode_ids"],
+        ),
+        ("gradtracer.export._coerce", "gradtracer.report.coerce", ["as_report"]),
+        (
+            "gradtracer.flow.manager",
+            "gradtracer.manager",
+            ["FlowManager", "detect_tower_imbalance"],
+        ),
+        ("gradtracer.flow.manager", "gradtracer.report.history", ["history_series"]),
+    ],
+)
+def test_moved_names_keep_their_old_import_paths(old: str, new: str, names: list[str]) -> None:
+    import importlib
+
+    old_module, new_module = importlib.import_module(old), importlib.import_module(new)
+    for name in names:
+        assert getattr(old_module, name) is getattr(new_module, name), (old, name)

@@ -13,12 +13,13 @@ from torch import nn
 
 from gradtracer.cli import main
 from gradtracer.embedding import EmbeddingTracker
-from gradtracer.export.figures import MAX_HISTORY_POINTS, plot_report, thin_history
 from gradtracer.export.json_report import write_json
 from gradtracer.export.schema import validate_report
 from gradtracer.findings import Report
-from gradtracer.flow.manager import FlowManager
 from gradtracer.flow.tracker import FlowTracker
+from gradtracer.manager import FlowManager
+from gradtracer.report.figures import plot_report
+from gradtracer.report.history import MAX_HISTORY_POINTS, thin_history
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -59,6 +60,7 @@ def test_tracker_plot_draws_its_statistics(tmp_path):
     assert stats["zombie_count"] >= 1 and stats["unexposed_count"] == 10
     paths = tracker.plot(tmp_path)
     assert [p.name for p in paths] == ["item_emb_dynamics.png", "item_emb_dynamics.svg"]
+    # a real 4-panel PNG at 110 dpi is tens of KB; an empty or failed figure is a few KB
     assert paths[0].read_bytes()[:8] == PNG_MAGIC and paths[0].stat().st_size > 20_000
     text = _svg_text(paths[1])
     assert f"Gini {stats['popularity_gini']:.3f}" in text
@@ -151,7 +153,9 @@ def test_unsupported_reports_are_refused(tmp_path):
 
 @given(n=st.integers(0, 700), max_points=st.integers(2, 300))
 def test_thin_history_keeps_ends_and_order(n, max_points):
-    history = [{"step": 5 * (i + 1), "mean_velocity": float(i), "touched_rows": 3} for i in range(n)]
+    history = [
+        {"step": 5 * (i + 1), "mean_velocity": float(i), "touched_rows": 3} for i in range(n)
+    ]
     thinned = thin_history(history, max_points)
     assert len(thinned) == min(n, max_points)
     steps = [h["step"] for h in thinned]

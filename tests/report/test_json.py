@@ -10,8 +10,8 @@ import pytest
 
 from gradtracer.agent import AgentExporter, to_agent_xml
 from gradtracer.export.json_report import read_json, report_from_json, to_json, write_json
-from gradtracer.export.text import render_text
 from gradtracer.findings import Report
+from gradtracer.report.text import render_text
 
 GOLDEN = Path(__file__).parent / "golden" / "fixed_report.json"
 VOLATILE = ("created_unix", "gradtracer_version")

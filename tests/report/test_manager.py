@@ -175,7 +175,7 @@ def test_report_with_a_stagnating_tower(scripted) -> None:
     assert (pair["a"], pair["b"]) == ("user", "item")
     assert pair["n_points"] == 10 and pair["velocity_correlation"] == pytest.approx(1.0)
     assert pair["exposure_alignment"] == 1.0
-    # velocity falls with the loss in both towers
+    # velocity falls with the loss in both towers (both series fall monotonically: r near 1)
     assert report.stats["velocity_loss_correlation"]["item"] > 0.9
     types = [f.type for f in report.findings]
     assert types == ["TOWER_IMBALANCE"]

@@ -13,11 +13,11 @@ their own subject.
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
+from gradtracer._numeric import finite_or_none
 from gradtracer.findings import Report, metric_key
 from gradtracer.report.coerce import as_report
 
@@ -25,11 +25,11 @@ __all__ = ["report_metrics"]
 
 
 def _numeric(value: Any) -> float | None:
+    """A logged scalar: bools as 0/1, finite ints and floats; strings and the rest are skipped."""
     if isinstance(value, bool):
         return float(value)
     if isinstance(value, (int, float)):
-        out = float(value)
-        return out if math.isfinite(out) else None
+        return finite_or_none(value)
     return None
 
 
