@@ -11,6 +11,10 @@ Each round only the newest round's trees are parsed (see the adapters for how), 
 cost per round is constant. Statistics are kept as per-round rows plus per-feature
 running totals; findings are computed on demand by the pure detectors in
 :mod:`gradtracer.trees.diagnose`.
+
+Length (~430 lines): one class whose three library callbacks, post-hoc parsing and
+summary share its private per-round state; the pure parts are in
+:mod:`gradtracer.trees.stats` and :mod:`gradtracer.trees.diagnose`.
 """
 
 from __future__ import annotations
