@@ -9,6 +9,10 @@ confidence, evidence, sample ids and the template fields). Adding a finding type
 appending a member to ``FindingType``, an entry at the end of :data:`CATALOG`, and one
 detector.
 
+Length: this module is long because it is the vocabulary itself (one entry per finding
+type); keeping every entry in one table is what lets a reader find any finding's meaning
+in one place.
+
 >>> f = make_finding(
 ...     FindingType.TOWER_IMBALANCE, subject="item vs user", premise="item is slow.",
 ...     confidence=0.9, slow="item", fast="user")
