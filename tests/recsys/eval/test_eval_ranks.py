@@ -87,15 +87,20 @@ def test_rmse_mae():
 
 
 def test_metrics_from_ranks_are_the_functional_definitions():
-    from gradtracer.recsys.metrics.functional import METRICS, hits_from_positions
+    from gradtracer.recsys.metrics import functional as F
 
     ranks = np.array([1, 3, 7, 10, 11, 5000])
     out = metrics_from_ranks(ranks, ks=(5, 10))
-    hits = hits_from_positions(torch.from_numpy(ranks[:, None]), 10)
-    ones = torch.ones(ranks.size, dtype=torch.int64)
+    hits = F.hits_from_positions(torch.from_numpy(ranks[:, None]), 10)
+    ones = np.ones(ranks.size, dtype=np.int64)
+    hit_form = {"hr": F.hit_rate_at_k, "recall": F.recall_at_k, "mrr": F.reciprocal_rank_at_k}
+    hit_form["ndcg"] = F.ndcg_at_k
     for name in ("hr", "recall", "mrr", "ndcg"):
         for k in (5, 10):
-            expected = METRICS[name](hits, ones, k).numpy()
+            expected = F.METRICS[name](ranks[:, None], ones, k)
             np.testing.assert_array_equal(out[f"{name}@{k}"], expected)
+            on_hits = hit_form[name](hits, torch.from_numpy(ones), k).numpy()
+            np.testing.assert_array_equal(on_hits, expected)
+    assert out["ndcg@10"][2] == 1.0 / np.log2(8.0) and out["mrr@5"][2] == 0.0
     with pytest.raises(ValueError, match="whole numbers"):
         metrics_from_ranks([1.5])
