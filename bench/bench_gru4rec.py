@@ -39,12 +39,14 @@ KS = (5, 10, 20)
 def to_frame(ix) -> pd.DataFrame:
     """GRU4Rec's input layout: SessionId, ItemId (raw id string), Time, in click order."""
     f = ix.frame.with_row_index("_row").sort(["session", "timestamp", "_row"])
-    return pd.DataFrame({
-        "SessionId": f["session"].to_numpy(),
-        "ItemId": ix.item_ids.raws(f["item"].to_numpy()),
-        # strictly increasing inside a session so the official sort keeps click order
-        "Time": f["timestamp"].to_numpy().astype(np.float64) + f["_row"].to_numpy() * 1e-6,
-    })
+    return pd.DataFrame(
+        {
+            "SessionId": f["session"].to_numpy(),
+            "ItemId": ix.item_ids.raws(f["item"].to_numpy()),
+            # strictly increasing inside a session so the official sort keeps click order
+            "Time": f["timestamp"].to_numpy().astype(np.float64) + f["_row"].to_numpy() * 1e-6,
+        }
+    )
 
 
 class _TorchWithSeriesTensor:
@@ -86,8 +88,9 @@ def run_official(path: Path, params: dict, train, test, seed: int) -> dict:
         sys.path.remove(str(path))
     _patch_current_versions(official)
     gru = official.GRU4Rec(device=torch.device("cpu"))
+    names = {"embedding_dim": "embedding"}  # the official code's parameter names
     for k, v in params.items():
-        setattr(gru, k, list(v) if isinstance(v, tuple) else v)
+        setattr(gru, names.get(k, k), list(v) if isinstance(v, tuple) else v)
     gru.set_loss_function(gru.loss)
     torch.manual_seed(seed)
     np.random.seed(seed)
@@ -98,8 +101,9 @@ def run_official(path: Path, params: dict, train, test, seed: int) -> dict:
         gru.fit(tr, sample_cache_max_size=1_000_000)
         seconds = time.perf_counter() - t0
         n_test = int(te["SessionId"].nunique())
-        recall, mrr = evaluation.batch_eval(gru, te, cutoff=list(KS), batch_size=min(512, n_test),
-                                            mode="conservative")
+        recall, mrr = evaluation.batch_eval(
+            gru, te, cutoff=list(KS), batch_size=min(512, n_test), mode="conservative"
+        )
     n_pred = int((tr.groupby("SessionId").size() - 1).sum())
     res = {f"recall@{k}": float(recall[k]) for k in KS}
     res.update({f"mrr@{k}": float(mrr[k]) for k in KS})
@@ -121,8 +125,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--official", type=Path, default=Path("/work/ext/gru4rec_official"))
     ap.add_argument("--data", choices=("synthetic", "diginetica"), default="synthetic")
-    ap.add_argument("--params", choices=sorted(OFFICIAL_PARAMS), default="diginetica",
-                    help="official tuned setting to use (default: diginetica)")
+    ap.add_argument(
+        "--params",
+        choices=sorted(OFFICIAL_PARAMS),
+        default="diginetica",
+        help="official tuned setting to use (default: diginetica)",
+    )
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--epochs", type=int, default=None, help="override n_epochs")
     ap.add_argument("--n-sessions", type=int, default=4000, help="synthetic data size")
@@ -141,8 +149,15 @@ def main() -> None:
         n = 2000 if args.quick else args.n_sessions
         ix = load_session_data("synthetic", n_sessions=n, n_items=1000, random_state=0)
     split = split_sessions(ix, test_fraction=0.2)
-    keys = ("short_sessions_dropped", "train_sessions", "test_sessions", "train_events",
-            "test_events", "unseen_test_events_dropped", "test_sessions_too_short_after_filter")
+    keys = (
+        "short_sessions_dropped",
+        "train_sessions",
+        "test_sessions",
+        "train_events",
+        "test_events",
+        "unseen_test_events_dropped",
+        "test_sessions_too_short_after_filter",
+    )
     print(f"data: {args.data} ({ix})")
     print("split: " + ", ".join(f"{k}={split.info[k]}" for k in keys))
     print(f"params ({args.params} official setting): {params}")
@@ -153,8 +168,9 @@ def main() -> None:
         print(f"seed {seed}: official {rows['official'][-1]}")
         print(f"seed {seed}: ours     {rows['gradtracer'][-1]}")
     keys = [f"{m}@{k}" for m in ("recall", "mrr") for k in KS] + ["events/s"]
-    mean = {name: {k: float(np.mean([r[k] for r in rs])) for k in keys}
-            for name, rs in rows.items()}
+    mean = {
+        name: {k: float(np.mean([r[k] for r in rs])) for k in keys} for name, rs in rows.items()
+    }
     print(f"\nmean over seeds {args.seeds}")
     print(f"{'metric':<12}{'official':>12}{'gradtracer':>12}{'ours/official':>15}")
     for k in keys:

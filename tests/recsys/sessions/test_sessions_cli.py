@@ -235,3 +235,151 @@ def test_prepare_reads_a_gru4rec_tsv(tmp_path):
     n_single = sum(1 for s in range(40) if sum(ln.startswith(f"{s}\t") for ln in lines) == 1)
     assert info["short_sessions_dropped"] == n_single
     assert all(raw.startswith("item") for raw in split.train.item_ids.ids)
+
+
+def _write_tsv(path, sessions, start=0):
+    lines = ["SessionId\tItemId\tTime"]
+    for s, items in enumerate(sessions):
+        lines += [f"{start + s}\ti{item}\t{1000 * (start + s) + j}" for j, item in enumerate(items)]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_prepare_takes_an_existing_train_test_pair(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    train_sessions = [list(rng.integers(0, 20, size=int(rng.integers(1, 6)))) for _ in range(80)]
+    test_sessions = [list(rng.integers(0, 25, size=int(rng.integers(1, 6)))) for _ in range(30)]
+    _write_tsv(tmp_path / "train.txt", train_sessions)
+    _write_tsv(tmp_path / "test.txt", test_sessions, start=1000)
+    split_dir = tmp_path / "split"
+    assert (
+        main(
+            [
+                "sessions",
+                "prepare",
+                str(tmp_path / "train.txt"),
+                "--test",
+                str(tmp_path / "test.txt"),
+                "--out",
+                str(split_dir),
+            ]
+        )
+        == 0
+    )
+    captured = capsys.readouterr()
+    assert "no --test" not in captured.err
+    split = load_split(split_dir)
+    info = json.loads((split_dir / "info.json").read_text())
+    catalog = {f"i{i}" for s in train_sessions if len(s) >= 2 for i in s}
+    assert set(split.train.item_ids.ids) == catalog and info["pre_split"] is True
+    # every kept test event is an event of the test file whose item is in the catalog
+    kept = [[f"i{i}" for i in s if f"i{i}" in catalog] for s in test_sessions if len(s) >= 2]
+    expected_events = sum(len(s) for s in kept if len(s) >= 2)
+    assert info["test_events"] == split.test.frame.height == expected_events
+    assert info["test_sessions"] == sum(1 for s in kept if len(s) >= 2)
+    assert info["unseen_test_events_dropped"] == sum(
+        1 for s in test_sessions if len(s) >= 2 for i in s if f"i{i}" not in catalog
+    )
+    assert info["train_events"] == sum(len(s) for s in train_sessions if len(s) >= 2)
+    # one file alone is split by time, and the CLI says so
+    assert (
+        main(
+            ["sessions", "prepare", str(tmp_path / "train.txt"), "--out", str(tmp_path / "resplit")]
+        )
+        == 0
+    )
+    assert "no --test file given; held out the latest 20%" in capsys.readouterr().err
+
+
+def test_presets_cover_the_official_parameter_files(tmp_path, capsys):
+    split_dir, model_dir = tmp_path / "split", tmp_path / "gru"
+    assert main(["sessions", "prepare", "synthetic", "--out", str(split_dir), *SYNTH]) == 0
+    code = main(
+        [
+            "sessions",
+            "train",
+            str(split_dir),
+            "--out",
+            str(model_dir),
+            "--preset",
+            "rsc15",
+            "--set",
+            "layers=8",
+            "--set",
+            "n_sample=16",
+            "--epochs",
+            "2",
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    config = json.loads((model_dir / "model.json").read_text())["config"]
+    assert config["logq"] == 1.0 and config["loss"] == "cross-entropy"
+    assert config["n_epochs"] == 2 and config["layers"] == [8]
+    err = capsys.readouterr().err
+    # one line per epoch with loss, time and throughput, even off a terminal
+    assert "epoch 1/2" in err and "epoch 2/2" in err and err.count("events/s") >= 2
+    assert (
+        main(["sessions", "train", str(split_dir), "--out", str(model_dir), "--preset", "nope"])
+        == 2
+    )
+    assert "coveo" in capsys.readouterr().err
+
+
+def test_usage_errors_of_train_and_evaluate_exit_2(tmp_path, capsys):
+    split_dir, pop = tmp_path / "split", tmp_path / "pop"
+    assert main(["sessions", "prepare", "synthetic", "--out", str(split_dir), *SYNTH]) == 0
+    assert (
+        main(["sessions", "train", str(split_dir), "--model", "popularity", "--out", str(pop)]) == 0
+    )
+    capsys.readouterr()
+    # --epochs 0 would save an untrained model
+    assert (
+        main(["sessions", "train", str(split_dir), "--out", str(tmp_path / "g"), "--epochs", "0"])
+        == 2
+    )
+    assert "--epochs" in capsys.readouterr().err and not (tmp_path / "g").exists()
+    # a cut-off beyond the catalog
+    n_items = load_split(split_dir).train.n_items
+    assert main(["sessions", "evaluate", str(split_dir), str(pop), "--ks", f"5,{n_items + 1}"]) == 2
+    assert f"catalog of {n_items} items" in capsys.readouterr().err
+    # a session file where a split directory is expected
+    clicks = tmp_path / "clicks.tsv"
+    _write_tsv(clicks, [[1, 2, 3]])
+    assert main(["sessions", "train", str(clicks), "--out", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err
+    assert "is a file; expected a split directory" in err and "sessions prepare" in err
+    # tracking a model without embedding tables
+    assert (
+        main(
+            [
+                "sessions",
+                "train",
+                str(split_dir),
+                "--model",
+                "markov",
+                "--track",
+                "--out",
+                str(tmp_path / "mk"),
+            ]
+        )
+        == 2
+    )
+    assert "has none" in capsys.readouterr().err
+
+
+def test_evaluate_refuses_an_incomplete_split_and_a_user_item_model(tmp_path, capsys):
+    from gradtracer.recsys.models.popularity import PopularityRecommender
+
+    split_dir, pop = tmp_path / "split", tmp_path / "pop"
+    assert main(["sessions", "prepare", "synthetic", "--out", str(split_dir), *SYNTH]) == 0
+    assert (
+        main(["sessions", "train", str(split_dir), "--model", "popularity", "--out", str(pop)]) == 0
+    )
+    split = load_split(split_dir)
+    user_item = tmp_path / "user_item"
+    PopularityRecommender().fit(split.train).save(user_item)
+    capsys.readouterr()
+    assert main(["sessions", "evaluate", str(split_dir), str(user_item)]) == 2
+    assert "not a session model" in capsys.readouterr().err
+    (split_dir / ".incomplete").write_text("writing\n")
+    assert main(["sessions", "evaluate", str(split_dir), str(pop)]) == 1
+    assert "did not finish" in capsys.readouterr().err

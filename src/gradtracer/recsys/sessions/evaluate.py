@@ -164,10 +164,18 @@ def evaluate_next_item(
         raise ValueError("test split has no session with two or more events (0 predictions)")
     ks = _check_ks(ks, scorer.n_items)
     ranks, events = [], []
-    state = model.init_state(min(batch_size, test.n_sessions))
+    state = scorer.init_state(min(batch_size, test.n_sessions))
     with torch.no_grad():
         for batch in iterate_session_parallel(test, batch_size):
-            scores, state = model.advance(state, batch)
+            scores, state = scorer.advance(state, batch)
+            nan_rows = torch.isnan(scores).any(dim=1)
+            if bool(nan_rows.any()):
+                rows = nan_rows.nonzero().flatten().cpu()
+                event = int(batch.target_events[rows[0]])
+                raise ValueError(
+                    f"{label} scored NaN for {len(rows)} of {batch.size} predictions "
+                    f"(first at test event {event}); NaN scores cannot be ranked"
+                )
             targets = batch.targets.to(scores.device)
             ranks.append(target_ranks(scores, targets, ties="conservative").cpu())
             events.append(batch.target_events)
