@@ -55,3 +55,51 @@ def test_validate_names_every_violation(tmp_path, capsys):
     broken.write_text('{"kind": "flow",\n "subject": ')
     assert main(["report", "validate", str(broken)]) == 2
     assert "broken.json:2" in capsys.readouterr().err
+
+
+def _bad_variants(doc: dict) -> dict[str, str]:
+    """Report JSON texts that are invalid in ways the schema alone does not catch."""
+    nan_conf = json.loads(json.dumps(doc))
+    nan_conf["findings"][0]["confidence"] = "__NAN__"
+    inf_stat = json.loads(json.dumps(doc))
+    inf_stat["stats"]["huge"] = "__INF__"
+    unknown = json.loads(json.dumps(doc))
+    unknown["findings"][0]["type"] = "NOT_A_FINDING_TYPE"  # matches the schema's pattern
+    return {
+        "nan_confidence": json.dumps(nan_conf, indent=1).replace('"__NAN__"', "NaN"),
+        "infinite_stat": json.dumps(inf_stat, indent=1).replace('"__INF__"', "-Infinity"),
+        "overflow_stat": json.dumps(inf_stat, indent=1).replace('"__INF__"', "1e400"),
+        "unknown_type": json.dumps(unknown, indent=1),
+    }
+
+
+def test_validate_refuses_what_the_renderers_refuse(tmp_path, capsys):
+    path, _ = _report_file(tmp_path)
+    for name, text in _bad_variants(json.loads(path.read_text())).items():
+        bad = tmp_path / f"{name}.json"
+        bad.write_text(text)
+        code = main(["report", "validate", str(bad)])
+        err = capsys.readouterr().err
+        assert code in (1, 2) and f"{name}.json" in err, (name, code, err)
+        assert "Traceback" not in err
+        if name != "unknown_type":  # a literal that is not JSON: the line is named
+            line = text[
+                : text.index("NaN" if "nan" in name else ("Infinity" if "inf" in name else "1e400"))
+            ].count("\n")
+            assert f"{name}.json:{line + 1}: non-finite number" in err
+        else:
+            assert code == 1 and "NOT_A_FINDING_TYPE" in err
+        for command in ("render", "agent", "xml"):  # each refuses it with one line too
+            assert main(["report", command, str(bad)]) == 2
+            err = capsys.readouterr().err
+            assert err.startswith("error: ") and f"{name}.json" in err
+
+
+def test_plot_out_that_is_a_file_is_a_usage_error(tmp_path, capsys):
+    path, _ = _report_file(tmp_path)
+    target = tmp_path / "figures.png"
+    target.write_text("not a directory")
+    assert main(["report", "plot", str(path), "--out", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert "exists and is not a directory" in err and "Traceback" not in err
+    assert target.read_text() == "not a directory"
