@@ -51,9 +51,9 @@ def check_k(k: object, n_items: int, name: str = "k") -> int:
 def as_user_index(users: Any, n_users: int) -> np.ndarray:
     """Return users as a 1-D int64 array; ``ValueError`` naming an out-of-range index."""
     idx = np.atleast_1d(np.asarray(users.cpu() if isinstance(users, torch.Tensor) else users))
-    if idx.size and not np.issubdtype(idx.dtype, np.integer):
+    if idx.size and not np.issubdtype(idx.dtype, np.number):
         raise TypeError(
-            f"users must be integer indices, got dtype {idx.dtype} (raw ids go through "
+            f"users must be dense integer indices, got dtype {idx.dtype} (raw ids go through "
             "RawIdRecommender)"
         )
     idx = idx.astype(np.int64).ravel()
