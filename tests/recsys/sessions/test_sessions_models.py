@@ -194,3 +194,14 @@ def test_training_is_reproducible_from_random_state(train_arrays):
 
     assert torch.equal(weights(11), weights(11))
     assert not torch.equal(weights(11), weights(12))
+
+
+def test_adagrad_momentum_reads_the_deprecated_lr_spelling():
+    a, b = torch.nn.Parameter(torch.ones(3)), torch.nn.Parameter(torch.ones(3))
+    with pytest.warns(DeprecationWarning, match="learning_rate"):
+        old = AdagradMomentum([a], lr=0.3)
+    new = AdagradMomentum([b], learning_rate=0.3)
+    for p, opt in ((a, old), (b, new)):
+        p.grad = torch.tensor([1.0, -2.0, 0.5])
+        opt.step()
+    assert torch.equal(a, b) and not torch.equal(a, torch.ones(3))

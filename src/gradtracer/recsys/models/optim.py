@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -23,6 +24,7 @@ class AdagradMomentum(torch.optim.Optimizer):
         learning_rate: step size (default 0.05).
         momentum: momentum factor, ``>= 0`` (default 0: plain Adagrad).
         eps: added to the accumulator before the square root (default 1e-6).
+        lr: deprecated spelling of ``learning_rate``.
 
     >>> p = torch.nn.Parameter(torch.ones(2))
     >>> opt = AdagradMomentum([p], learning_rate=0.1)
@@ -38,7 +40,16 @@ class AdagradMomentum(torch.optim.Optimizer):
         learning_rate: float = 0.05,
         momentum: float = 0.0,
         eps: float = 1e-6,
+        *,
+        lr: float | None = None,
     ) -> None:
+        if lr is not None:
+            warnings.warn(
+                "AdagradMomentum(lr=...) is deprecated; use learning_rate=...",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            learning_rate = lr
         if not learning_rate > 0 or not momentum >= 0 or not eps > 0:
             raise ValueError(
                 f"need learning_rate > 0, momentum >= 0, eps > 0; got {learning_rate}, "

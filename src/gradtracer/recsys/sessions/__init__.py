@@ -16,7 +16,12 @@ from gradtracer.recsys.sessions.evaluate import (
     evaluate_next_item,
 )
 from gradtracer.recsys.sessions.recommend import recommend_next
-from gradtracer.recsys.sessions.split import SessionSplit, drop_short_sessions, split_sessions
+from gradtracer.recsys.sessions.split import (
+    SessionSplit,
+    drop_short_sessions,
+    split_pair,
+    split_sessions,
+)
 
 __all__ = [
     "DEFAULT_KS",
@@ -30,5 +35,6 @@ __all__ = [
     "iterate_session_parallel",
     "recommend_next",
     "session_arrays",
+    "split_pair",
     "split_sessions",
 ]
