@@ -25,7 +25,9 @@ FORBIDDEN: Mapping[str, tuple[str, ...]] = {
     "report": (*TRACKERS, "manager", "diagnosis", "compress", "export", "cli", "audit", "recsys"),
     "audit": (*TRACKERS, "manager", "diagnosis", "compress", "export", "cli", "report", "recsys"),
     "findings": (*TRACKERS, "manager", "diagnosis", "compress", "export", "cli", "report", "audit"),
-    "manager": ("diagnosis", "compress", "export", "cli"),
+    # the manager may run the run-level diagnosis, which must not reach back up to it
+    "diagnosis": ("manager", "export", "cli", "flowgrad"),
+    "manager": ("compress", "export", "cli", "flowgrad"),
 }
 #: compatibility modules that re-export a moved name from a higher layer (edges ignored)
 SHIMS = frozenset({"gradtracer.flow.manager"})
