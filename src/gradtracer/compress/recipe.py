@@ -276,12 +276,13 @@ def recipe_finding(recipe: Recipe, *, subject: str = "model") -> Finding:
     d = recipe.to_dict()
     pred = recipe.predicted
     loss = pred.get("relative_loss")
-    loss_txt = "n/a" if loss is None else f"{100 * float(loss):.1f}%"
+    change = "n/a" if loss is None else f"{-100 * float(loss):+.1f}%"
     measured = recipe.measured.get("relative_loss")
     premise = (
         f"At {recipe.ratio:.1f}x smaller tables ({recipe.budget_bytes} of {recipe.fp32_bytes} bytes) "
-        f"the best plan is {recipe.method} {_params_text(recipe.params)}; validation NDCG@10 loss {loss_txt}"
-        + ("" if measured is None else f", measured test loss {100 * float(measured):.1f}%")
+        f"the best plan is {recipe.method} {_params_text(recipe.params)}; validation NDCG@10 "
+        f"change vs float32 {change}"
+        + ("" if measured is None else f", measured on test {-100 * float(measured):+.1f}%")
         + "."
     )
     evidence: dict[str, float | int | str | bool | None] = {

@@ -29,7 +29,7 @@ from gradtracer.compress.model import CompressedMF
 from gradtracer.compress.saliency import row_saliency, row_stats_of
 from gradtracer.compress.workloads import DotMF, TrainConfig, Workload, evaluate_model, train_dot_mf
 
-__all__ = ["StudyConfig", "StudyResult", "run_study", "summarize"]
+__all__ = ["StudyConfig", "StudyResult", "run_study", "summarize", "train_model"]
 
 METRICS = ("ndcg@10", "recall@20")
 
@@ -119,9 +119,10 @@ def _weighted(
     return methods.mixed(user, item, budget, user_weights=wu, item_weights=wi, metric="score")
 
 
-def _train(
+def train_model(
     workload: Workload, n_factors: int, cfg: TrainConfig, seed: int, track: bool
 ) -> tuple[DotMF, Any]:
+    """Train a :class:`DotMF`; with ``track`` also return both tables' row statistics."""
     from dataclasses import replace
 
     model = DotMF(workload.n_users, workload.n_items, n_factors, random_state=seed)
@@ -160,7 +161,7 @@ def run_study(
     rows: list[dict[str, Any]] = []
     recipes: list[dict[str, Any]] = []
     for s in range(cfg.first_seed, cfg.first_seed + cfg.n_seeds):
-        model, stats = _train(workload, cfg.n_factors, cfg.train, s, track=True)
+        model, stats = train_model(workload, cfg.n_factors, cfg.train, s, track=True)
         stats_u, stats_i = stats
         user, item = model.scorer()
         base = _means(evaluate_model(model, workload))
@@ -212,7 +213,7 @@ def run_study(
             if cfg.retrain:
                 dim = budget // (4 * (workload.n_users + workload.n_items))
                 if dim >= 1:
-                    small, _ = _train(workload, int(dim), cfg.train, s, track=False)
+                    small, _ = train_model(workload, int(dim), cfg.train, s, track=False)
                     n_bytes = 4 * dim * (workload.n_users + workload.n_items)
                     res_s = _means(evaluate_model(small, workload))
                     rows.append(

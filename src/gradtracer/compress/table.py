@@ -129,8 +129,15 @@ class QuantizedTable:
         self.directory = np.ascontiguousarray(directory, dtype=np.int32)
         self.fallback = None if fallback is None else np.asarray(fallback, np.float32).reshape(dim)
         self._check()
-        self._codes_t = torch.from_numpy(self.codes.copy())
-        self._dir_t = torch.from_numpy(self.directory.copy()).to(torch.int64)
+        self._dir_flat = torch.from_numpy(self.directory.copy()).to(torch.int64).reshape(-1)
+        self._positions = torch.arange(BLOCK_ROWS)
+        self._block_codes = torch.zeros(0, 0, dtype=torch.uint8)
+        if self.bits:  # the index map as one row of bytes per 64-row block (zero-padded)
+            per_block = BLOCK_ROWS * self.bits // 8
+            n_blocks = -(-self.n_rows // BLOCK_ROWS)
+            padded = np.zeros(n_blocks * per_block, dtype=np.uint8)
+            padded[: self.codes.size] = self.codes
+            self._block_codes = torch.from_numpy(padded.reshape(n_blocks, per_block))
         self._fallback_t = None if self.fallback is None else torch.from_numpy(self.fallback.copy())
 
     # --- construction ----------------------------------------------------------------
@@ -231,22 +238,21 @@ class QuantizedTable:
         return {p: int((idx == PRECISIONS.index(p)).sum()) for p in self.levels}
 
     def _locate(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(level (B,), slot (B,))`` of each row."""
+        """``(level (B,), slot (B,))`` of each row (int64)."""
         if not self.bits:
             return torch.zeros_like(rows), rows
-        per = 8 // self.bits
-        mask = (1 << self.bits) - 1
-        byte = self._codes_t[rows // per].to(torch.int64)
-        level = (byte >> ((rows % per) * self.bits)) & mask
+        bits, per = self.bits, 8 // self.bits
+        mask = (1 << bits) - 1
         block = rows // BLOCK_ROWS
-        bytes_per_block = BLOCK_ROWS // per
-        start = block * bytes_per_block
-        span = start[:, None] + torch.arange(bytes_per_block)[None, :]
-        span = span.clamp(max=self._codes_t.numel() - 1)
-        in_block = _unpack_codes(self._codes_t[span], self.bits)  # (B, 64)
-        before = torch.arange(BLOCK_ROWS)[None, :] < (rows % BLOCK_ROWS)[:, None]
+        grid = self._block_codes.index_select(0, block)  # (B, bytes per block) uint8
+        parts = [(grid >> (k * bits)) & mask for k in range(per)]
+        in_block = torch.stack(parts, dim=2).reshape(rows.numel(), BLOCK_ROWS)  # (B, 64) uint8
+        offset = rows % BLOCK_ROWS
+        level = in_block.gather(1, offset[:, None]).squeeze(1)
+        before = self._positions[None, :] < offset[:, None]
         earlier = ((in_block == level[:, None]) & before).sum(1)
-        slot = self._dir_t[block, level] + earlier
+        level = level.to(torch.int64)
+        slot = self._dir_flat.index_select(0, block * len(self.levels) + level) + earlier
         return level, slot
 
     def lookup(self, rows: torch.Tensor) -> torch.Tensor:
