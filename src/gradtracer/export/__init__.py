@@ -3,11 +3,14 @@
 - :mod:`~gradtracer.export.json_report`: stable report JSON (``to_json``, ``read_json``);
 - :mod:`~gradtracer.export.agent_json`: ``gradtracer_embedding_report`` agent JSON;
 - :mod:`~gradtracer.export.agent_xml`: legacy agent XML;
-- :mod:`~gradtracer.export.text`: readable text (``render_text``, ``print_report``);
 - :mod:`~gradtracer.export.schema`: the shipped JSON Schemas and validators;
 - :mod:`~gradtracer.export.metrics`: scalar metrics keyed by ``metric_key``;
 - :mod:`~gradtracer.export.wandb`, :mod:`~gradtracer.export.tensorboard`: logging
   bridges (their backends are imported only when called).
+
+``render_text`` and ``print_report`` are re-exported here from :mod:`gradtracer.report.text`
+(the one text renderer); ``export.text``, ``export.figures`` and ``export.audit`` remain as
+compatibility modules of :mod:`gradtracer.report` and :mod:`gradtracer.audit`.
 """
 
 from __future__ import annotations
@@ -28,8 +31,8 @@ _LAZY: dict[str, str] = {
     "to_agent_dict": "gradtracer.export.agent_json",
     "to_agent_json": "gradtracer.export.agent_json",
     "to_agent_xml": "gradtracer.export.agent_xml",
-    "print_report": "gradtracer.export.text",
-    "render_text": "gradtracer.export.text",
+    "print_report": "gradtracer.report.text",
+    "render_text": "gradtracer.report.text",
     "log_to_wandb": "gradtracer.export.wandb",
     "report_metrics": "gradtracer.export.metrics",
     "TensorBoardExporter": "gradtracer.export.tensorboard",
@@ -71,5 +74,5 @@ if TYPE_CHECKING:  # pragma: no cover
         validate_report,
     )
     from gradtracer.export.tensorboard import TensorBoardExporter, write_tensorboard
-    from gradtracer.export.text import print_report, render_text
     from gradtracer.export.wandb import log_to_wandb
+    from gradtracer.report.text import print_report, render_text
