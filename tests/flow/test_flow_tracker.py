@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -291,3 +292,20 @@ def test_step_without_backward_is_harmless():
     s = tr.summary()
     assert s["step"] == 2 and s["health"] == 100.0
     assert tr.findings() == []
+
+
+def test_report_is_the_rendered_report_and_prints_nothing(capsys):
+    from gradtracer.report.text import ReportText, render_text
+
+    model = _mlp()
+    opt = torch.optim.SGD([{"params": model[0].parameters(), "lr": 0.0}], lr=0.0)
+    tr = FlowTracker(model, name="mlp")
+    _train(model, tr, opt, steps=10)
+    text = tr.report()
+    assert capsys.readouterr().out == ""
+    assert isinstance(text, ReportText) and text == render_text(tr.to_report())
+    assert repr(text) == text  # a notebook cell shows the text, not a quoted string
+    assert text.startswith("GradTracer flow report: mlp (step 10)")
+    # findings in Report order: the rendered types follow sorted_findings()
+    shown = re.findall(r"^\s+\[(?:INFO|WARNING|CRITICAL)\] (\S+) on ", text, re.M)
+    assert shown == [f.type.value for f in tr.to_report().sorted_findings()] and shown
