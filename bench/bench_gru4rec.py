@@ -9,7 +9,8 @@ the relative gap, and training throughput in events per second (CPU).
 The official code is read from ``--official`` (a checkout of
 ``hidasib/GRU4Rec_PyTorch_Official`` outside this project); it is imported, never copied.
 
-    .venv/bin/python bench/bench_gru4rec.py --quick
+    .venv/bin/python bench/bench_gru4rec.py --quick --official /path/to/GRU4Rec_PyTorch_Official
+    .venv/bin/python bench/bench_gru4rec.py --quick --ours-only
     .venv/bin/python bench/bench_gru4rec.py --data diginetica --seeds 1 2 3
 """
 
@@ -135,7 +136,17 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=None, help="override n_epochs")
     ap.add_argument("--n-sessions", type=int, default=4000, help="synthetic data size")
     ap.add_argument("--quick", action="store_true", help="small data, 1 seed, 3 epochs")
+    ap.add_argument(
+        "--ours-only",
+        action="store_true",
+        help="train and evaluate GradTracer's GRU4Rec only (no official checkout)",
+    )
     args = ap.parse_args()
+    if not args.ours_only and not (args.official / "gru4rec_pytorch.py").is_file():
+        ap.error(
+            f"{args.official}: no gru4rec_pytorch.py (a checkout of "
+            "hidasib/GRU4Rec_PyTorch_Official); pass --official PATH or --ours-only"
+        )
     torch.set_num_threads(1)  # small models: one thread is fastest and fair to both
     params = dict(OFFICIAL_PARAMS[args.params])
     if args.quick:
@@ -161,12 +172,20 @@ def main() -> None:
     print(f"data: {args.data} ({ix})")
     print("split: " + ", ".join(f"{k}={split.info[k]}" for k in keys))
     print(f"params ({args.params} official setting): {params}")
-    rows = {"official": [], "gradtracer": []}
+    rows: dict[str, list[dict]] = {"official": [], "gradtracer": []}
     for seed in args.seeds:
-        rows["official"].append(run_official(args.official, params, split.train, split.test, seed))
+        if not args.ours_only:
+            rows["official"].append(
+                run_official(args.official, params, split.train, split.test, seed)
+            )
+            print(f"seed {seed}: official {rows['official'][-1]}")
         rows["gradtracer"].append(run_ours(params, split.train, split.test, seed))
-        print(f"seed {seed}: official {rows['official'][-1]}")
         print(f"seed {seed}: ours     {rows['gradtracer'][-1]}")
+    if args.ours_only:
+        print(f"\nmean over seeds {args.seeds} (GradTracer only)")
+        for k in [f"{m}@{k}" for m in ("recall", "mrr") for k in KS] + ["events/s"]:
+            print(f"{k:<12}{np.mean([r[k] for r in rows['gradtracer']]):>12.4f}")
+        return
     keys = [f"{m}@{k}" for m in ("recall", "mrr") for k in KS] + ["events/s"]
     mean = {
         name: {k: float(np.mean([r[k] for r in rs])) for k in keys} for name, rs in rows.items()
