@@ -133,6 +133,9 @@ def test_finding_type_is_the_enum_and_prints_as_its_value() -> None:
     f = make_finding(FindingType.COLD_START, subject="item_emb", premise="p.", confidence=0.3)
     assert isinstance(f.type, FindingType)
     assert f.type == "COLD_START"
+    # Enum hashes by name: with name == value a member and its string are one dict key
+    assert all(t.name == t.value for t in FindingType)
+    assert {"COLD_START": 1}[f.type] == 1 and f.type in {"COLD_START"}
     assert f"{f.type}" == str(f.type) == "COLD_START"
     assert Finding.from_dict(f.to_dict()).type is FindingType.COLD_START
     with pytest.raises(ValueError, match="consequence_of"):
