@@ -160,8 +160,11 @@ def _renamed(function: str, old: str, new: str) -> None:
 
 def _pairs_in_train(train: Interactions, test: Interactions, method: str) -> int:
     """Count test rows whose (user, item) pair also occurs in train; warn when any do."""
-    pairs = train.frame.select("user", "item").unique()
-    n = test.frame.join(pairs, on=["user", "item"], how="semi").height
+    keys = ["user", "item"]
+    test_pairs = test.frame.select(keys)
+    # probe the (large) train part against the (small) test pairs, then count test rows
+    found = train.frame.select(keys).join(test_pairs.unique(), on=keys, how="semi").unique()
+    n = test_pairs.join(found, on=keys, how="semi").height if found.height else 0
     if n:
         warnings.warn(
             f"{test.source}: {method} put {n} test row(s) whose (user, item) pair also occurs "
