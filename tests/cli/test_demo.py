@@ -17,7 +17,7 @@ def test_demo_prints_table_and_writes_json(tmp_path, capsys):
     assert "popularity" in out and "implicit_mf" in out and "ndcg@10" in out
     assert "full ranking" in out
     summary = json.loads((tmp_path / "demo_results.json").read_text())
-    assert summary["config"]["epochs"] == 2 and summary["config"]["dim"] == 8
+    assert summary["config"]["n_epochs"] == 2 and summary["config"]["dim"] == 8
     assert len(summary["losses"]) == 2
     for name in ("popularity", "implicit_mf"):
         result = summary["results"][name]

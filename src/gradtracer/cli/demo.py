@@ -2,7 +2,7 @@
 
 The pipeline (:func:`run_demo`) only composes public library functions:
 ``make_implicit`` -> ``leave_one_out`` -> ``train_mf`` with a
-:class:`~gradtracer.flow.manager.FlowManager` of two
+:class:`~gradtracer.manager.FlowManager` of two
 :class:`~gradtracer.embedding.tracker.EmbeddingTracker` (user and item tables) stepped from
 the ``on_backward`` hook -> ``evaluate_topk`` for the model and for popularity -> the
 manager's :class:`~gradtracer.findings.Report`.
@@ -109,7 +109,7 @@ def run_demo(
 
 def _make_manager(model: Any, track_interval: int, auto_fix: bool, audit_dir: Path | None) -> Any:
     from gradtracer.embedding.tracker import EmbeddingTracker
-    from gradtracer.flow.manager import FlowManager
+    from gradtracer.manager import FlowManager
 
     manager = FlowManager("implicit_mf")
     manager.add_tracker(
@@ -145,7 +145,7 @@ def format_demo(summary: dict[str, Any]) -> str:
         f"{data['n_items']:,} items | leave-one-out | {any_result['protocol']}, "
         f"training items excluded, ties={any_result['ties']}\n"
         f"implicit MF: dim {cfg['dim']}, {cfg['loss']}, {cfg['n_negatives']} negatives, "
-        f"{cfg['epochs']} epochs in {summary['train_seconds']:.1f}s, final loss "
+        f"{cfg['n_epochs']} epochs in {summary['train_seconds']:.1f}s, final loss "
         f"{summary['losses'][-1]:.4f}\n"
     )
     text = format_table(["model", *DEMO_METRICS], rows, title=title)
@@ -187,6 +187,79 @@ def format_findings(report: dict[str, Any], limit: int = 8) -> str:
     return "\n".join(lines)
 
 
+#: default fault of the side-by-side part: a table initialised with 200x the usual std
+DEMO_FAULT = "init_huge_std"
+
+
+def run_fault_demo(fault: str = DEMO_FAULT, *, seed: int = 0, intensity: int = 1) -> dict[str, Any]:
+    """Healthy vs faulty implicit MF (BCE) side by side, the diagnosis, and the remedy.
+
+    Returns a JSON-safe dict: ``healthy``/``faulty``/``remedied`` each with ``quality``
+    (NDCG@10) and ``health``; ``finding`` (the top cause of the faulty run, a finding dict,
+    or None) and ``recovered`` (remedied quality / healthy quality).
+
+    Raises:
+        ValueError: unknown fault, or one that does not apply to implicit MF.
+    """
+    from gradtracer.diagnosis.suite import RunSpec, fault_spec, train_run
+    from gradtracer.findings import Remedy
+
+    spec = fault_spec(fault)
+    family = "mf_bce" if "mf_bce" in spec.families else "mf_bpr"
+    if family not in spec.families:
+        raise ValueError(
+            f"fault {fault!r} does not apply to implicit MF ({', '.join(spec.families)})"
+        )
+    base = RunSpec(family, random_state=seed, variant=spec.variant)
+    healthy = train_run(base)
+    broken = RunSpec(family, random_state=seed, variant=spec.variant, fault=fault,
+                     intensity=intensity)  # fmt: skip
+    faulty = train_run(broken)
+    final = faulty.final.findings if faulty.final else []
+    causes = [f for f in final if f["severity"] != "info" and not f.get("consequence_of")]
+    top = causes[0] if causes else None
+    out: dict[str, Any] = {
+        "fault": fault, "description": spec.description, "family": family,
+        "healthy": {"quality": healthy.quality,
+                    "health": healthy.final.health if healthy.final else None},
+        "faulty": {"quality": faulty.quality,
+                   "health": faulty.final.health if faulty.final else None},
+        "finding": top, "remedied": None, "recovered": None,
+    }  # fmt: skip
+    if top is not None and top.get("remedy"):
+        remedy = Remedy.from_dict(top["remedy"])
+        fixed = train_run(RunSpec(**{**broken.to_dict(), "remedy": remedy}))
+        out["remedied"] = {"quality": fixed.quality,
+                           "health": fixed.final.health if fixed.final else None}  # fmt: skip
+        out["recovered"] = fixed.quality / healthy.quality if healthy.quality > 0 else None
+    return out
+
+
+def format_fault_demo(result: dict[str, Any]) -> str:
+    """The side-by-side part of the demo as text."""
+    lines = [
+        f"Healthy vs faulty run ({result['family']}, same data, seed, batches and negatives)",
+        f"  injected fault: {result['fault']} ({result['description']})",
+        f"  healthy : NDCG@10 {result['healthy']['quality']:.4f}, health "
+        f"{result['healthy']['health']:.0f}/100",
+        f"  faulty  : NDCG@10 {result['faulty']['quality']:.4f}, health "
+        f"{result['faulty']['health']:.0f}/100",
+    ]
+    top = result["finding"]
+    if top is None:
+        lines.append("  diagnosis: no WARNING or CRITICAL finding named a cause")
+        return "\n".join(lines)
+    lines.append(f"  diagnosis: [{top['severity']}] {top['subject']}: {top['type']}")
+    lines.append(f"      {top['premise']}")
+    lines.append(f"      action: {top['action']}; remedy: {top.get('remedy')}")
+    if result["remedied"] is not None:
+        lines.append(
+            f"  remedied: NDCG@10 {result['remedied']['quality']:.4f} "
+            f"({100 * (result['recovered'] or 0.0):.0f}% of the healthy run)"
+        )
+    return "\n".join(lines)
+
+
 def demo(
     seed: int = typer.Option(0, "--seed", help="Seed of data, split, init and sampling."),
     epochs: int = typer.Option(5, "--epochs", help="Training epochs."),
@@ -205,6 +278,11 @@ def demo(
     ),
     track_interval: int = typer.Option(20, "--track-interval", help="Tracker analysis interval."),
     auto_fix: bool = typer.Option(False, "--auto-fix", help="Damp oscillating item rows."),
+    fault: str = typer.Option(
+        DEMO_FAULT,
+        "--fault",
+        help="Fault of the healthy-vs-faulty part (a suite fault for implicit MF; 'none' skips).",
+    ),
     out: Path | None = typer.Option(
         None,
         "--out",
@@ -232,9 +310,13 @@ def demo(
             auto_fix=auto_fix,
             audit_dir=None if out is None else out / ".gradtracer",
         )
+        side = None if fault == "none" else run_fault_demo(fault, seed=seed)
     finally:
         torch.set_num_threads(previous)
     typer.echo(format_demo(summary))
+    if side is not None:
+        summary["fault_demo"] = side
+        typer.echo("\n" + format_fault_demo(side))
     manager = summary.pop("manager", None)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)

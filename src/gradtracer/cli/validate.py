@@ -1,4 +1,5 @@
-"""CLI: `gradtracer validate autofix` runs the Auto-Fix validation study."""
+"""CLI: `gradtracer validate autofix` (the Auto-Fix study) and `gradtracer validate diagnosis`
+(the fault-injection benchmark of the run-level diagnosis)."""
 
 from __future__ import annotations
 
@@ -12,18 +13,23 @@ validate_app = typer.Typer(help="Reproducible validation studies.", no_args_is_h
 @validate_app.command("autofix")
 def autofix(
     data: Path | None = typer.Option(
-        None, "--data", help="MovieLens ratings file (u.data) or directory; default: synthetic."),
+        None, "--data", help="MovieLens ratings file (u.data) or directory; default: synthetic."
+    ),
     seeds: int = typer.Option(5, "--seeds", min=1, help="Number of seeds (0..N-1)."),
     lr: list[float] | None = typer.Option(
-        None, "--lr", help="Adam learning rate; repeat for a grid (default 0.05)."),
+        None, "--lr", help="Adam learning rate; repeat for a grid (default 0.05)."
+    ),
     epochs: int = typer.Option(3, "--epochs", min=1, help="Training epochs per arm."),
     tuned_lr: float = typer.Option(0.002, "--tuned-lr", help="Adam lr of the reference MF row."),
-    tuned_epochs: int = typer.Option(20, "--tuned-epochs", min=1,
-                                     help="Epochs of the reference MF row."),
-    quick: bool = typer.Option(False, "--quick",
-                               help="Small synthetic data (ignored with --data); for smoke runs."),
-    out: Path = typer.Option(Path("gradtracer-validation"), "--out",
-                             help="Directory for autofix_study.{json,md,png}."),
+    tuned_epochs: int = typer.Option(
+        20, "--tuned-epochs", min=1, help="Epochs of the reference MF row."
+    ),
+    quick: bool = typer.Option(
+        False, "--quick", help="Small synthetic data (ignored with --data); for smoke runs."
+    ),
+    out: Path = typer.Option(
+        Path("gradtracer-validation"), "--out", help="Directory for autofix_study.{json,md,png}."
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Baseline MF vs Auto-Fix MF (published protocol) over seeds, with paired tests."""
@@ -31,14 +37,89 @@ def autofix(
     from gradtracer.recsys.experiments.autofix_study import AutoFixStudyConfig, run_autofix_study
 
     small = {"synthetic_users": 300, "synthetic_items": 400, "synthetic_interactions": 9000}
-    config = AutoFixStudyConfig(data=data, seeds=tuple(range(seeds)),
-                                lrs=tuple(lr) if lr else (0.05,), epochs=epochs,
-                                tuned_lr=tuned_lr, tuned_epochs=tuned_epochs,
-                                **(small if quick else {}))
+    config = AutoFixStudyConfig(
+        data=data,
+        seeds=tuple(range(seeds)),
+        lrs=tuple(lr) if lr else (0.05,),
+        epochs=epochs,
+        tuned_lr=tuned_lr,
+        tuned_epochs=tuned_epochs,
+        **(small if quick else {}),
+    )
     result = run_autofix_study(config, progress=progress)
     paths = write_study(result, out)
     typer.echo(to_markdown(result))
     typer.echo(f"wrote {paths['json']}, {paths['markdown']}, {paths['plot']}")
+
+
+def _csv(value: str | None) -> tuple[str, ...] | None:
+    return tuple(v.strip() for v in value.split(",") if v.strip()) if value else None
+
+
+def _seeds(value: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise ValueError(f"seeds must be comma-separated integers, got {value!r}") from None
+
+
+@validate_app.command("diagnosis")
+def diagnosis(
+    quick: bool = typer.Option(
+        False, "--quick", help="A small subset (3 families, 6 faults, 1 seed) for CI."
+    ),
+    families: str | None = typer.Option(
+        None, "--families", help="Comma-separated families (default: all)."
+    ),
+    faults: str | None = typer.Option(
+        None, "--faults", help="Comma-separated fault names (default: all)."
+    ),
+    variants: str | None = typer.Option(
+        None, "--variants", help="Comma-separated healthy variants (default: all)."
+    ),
+    healthy_seeds: str = typer.Option("2,3,4,5,6", "--healthy-seeds", help="Healthy-run seeds."),
+    fault_seeds: str = typer.Option("2,3", "--fault-seeds", help="Faulty-run seeds."),
+    data: Path | None = typer.Option(
+        None, "--data", help="Also run MF faults on this MovieLens ratings file (u.data)."
+    ),
+    remedies: bool = typer.Option(
+        True, "--remedies/--no-remedies", help="Retrain detected faults with the top remedy."
+    ),
+    threads: int = typer.Option(1, "--threads", min=1, help="torch CPU threads."),
+    out: Path = typer.Option(
+        Path("gradtracer-validation"),
+        "--out",
+        help="Directory for diagnosis_suite.{json,md} and diagnosis_confusion.{png,svg}.",
+    ),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Fault-injection benchmark of the run-level diagnosis, with same-suite baselines."""
+    import torch
+
+    from gradtracer.diagnosis.suite import SuiteConfig, run_suite
+    from gradtracer.diagnosis.suite.report import to_markdown, write_suite
+
+    base = SuiteConfig.quick() if quick else SuiteConfig()
+    config = SuiteConfig(
+        families=_csv(families) or base.families,
+        faults=_csv(faults) or base.faults,
+        healthy_seeds=base.healthy_seeds if quick else _seeds(healthy_seeds),
+        fault_seeds=base.fault_seeds if quick else _seeds(fault_seeds),
+        intensities=base.intensities,
+        onsets=base.onsets,
+        remedies=remedies,
+        data_path=None if data is None else str(data),
+        variants=_csv(variants),
+    )
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        result = run_suite(config, progress=progress)
+    finally:
+        torch.set_num_threads(previous)
+    paths = write_suite(result, out)
+    typer.echo(to_markdown(result))
+    typer.echo(f"wrote {paths['json']}, {paths['markdown']}, {paths['figure']}")
 
 
 def register(app: typer.Typer) -> None:

@@ -40,6 +40,7 @@ __all__ = [
     "health_score",
     "rank_findings",
     "run_detectors",
+    "run_level_findings",
 ]
 
 
@@ -78,17 +79,54 @@ def diagnose_signals(
     return Diagnosis(tuple(ranked), health_score(warn, _loss_progress(signals)), tuple(own))
 
 
+def run_level_findings(
+    manager: Any,
+    tracker_findings: Sequence[Finding] = (),
+    thresholds: DiagnosisThresholds | None = None,
+) -> list[Finding]:
+    """The run-level cause findings for ``manager``'s trackers, ranked cause first.
+
+    This is what :meth:`FlowManager.to_report <gradtracer.manager.FlowManager.to_report>`
+    adds to the manager's own findings; ``tracker_findings`` (the trackers' findings) are
+    only used to mark causes whose symptoms are present. It does not call
+    ``manager.to_report()``.
+    """
+    return rank_findings(run_detectors(collect_signals(manager), thresholds))
+
+
 def diagnose(manager: Any, *, thresholds: DiagnosisThresholds | None = None) -> Diagnosis:
     """Diagnose the run a manager tracks: cause detectors + the trackers' findings, ranked.
 
     Args:
         manager: a :class:`~gradtracer.manager.FlowManager` (any object with ``trackers``,
-            ``global_step`` and ``to_report()``).
-        thresholds: :class:`DiagnosisThresholds` (default values when None).
+            ``n_steps`` and ``to_report()``).
+        thresholds: :class:`DiagnosisThresholds`; with the default (None) the run-level
+            findings the manager's report already carries are used as they are.
     """
     report = manager.to_report()
-    existing = [f for f in report.all_findings() if getattr(f, "type", None) not in _RUN_TYPES]
-    return diagnose_signals(collect_signals(manager), existing, thresholds)
+    everything = report.all_findings()
+    own = [f for f in report.findings if f.type in _RUN_TYPES]
+    rest = [f for f in everything if f.type not in _RUN_TYPES]
+    if thresholds is not None:
+        own = run_detectors(collect_signals(manager), thresholds)
+    ranked = rank_findings([*own, *regrade_tracker_findings(rest, own)])
+    warn = [f for f in ranked if f.severity != Severity.INFO]
+    return Diagnosis(tuple(ranked), health_score(warn, _progress_of(manager)), tuple(own))
+
+
+def _progress_of(manager: Any) -> float | None:
+    """Relative loss decrease of the run so far, from the first tracker with a loss history."""
+    from gradtracer.diagnosis.detectors import _windows
+    from gradtracer.diagnosis.signals import _series
+
+    for tracker in manager.trackers.values():
+        losses = _series(list(getattr(tracker, "history", []) or []), "loss")
+        if len(losses) >= 4:
+            first, last, _ = _windows(losses, 0.1)
+            if first == first and first != 0:  # not NaN
+                return (first - last) / abs(first)
+            return None
+    return None
 
 
 def _run_types() -> frozenset[Any]:

@@ -2,7 +2,7 @@
 
 Only public tracker API is used: ``EmbeddingTracker.summary()``, ``.history``,
 ``.row_state``, ``.layer`` and ``.num_steps``; ``FlowTracker.snapshots()``, ``.history``,
-``.model`` and ``.optimizer``; ``FlowManager.trackers`` and ``.global_step``. The result
+``.model`` and ``.optimizer``; ``FlowManager.trackers`` and ``.n_steps``. The result
 is plain data (:class:`RunSignals`), so every detector is a pure function of it.
 """
 
@@ -284,7 +284,7 @@ def collect_signals(manager: Any, *, sample_rows: int = 512) -> RunSignals:
             if losses:
                 break
     return RunSignals(
-        step=int(manager.global_step),
+        step=int(manager.n_steps if hasattr(manager, "n_steps") else manager.global_step),
         tables=tables,
         layers=tuple(layers),
         dead_fractions=dead,

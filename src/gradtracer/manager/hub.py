@@ -205,6 +205,9 @@ class FlowManager:
             if imbalance is not None:
                 findings.append(imbalance)
 
+        # run-level causes read across all trackers (gradtracer.diagnosis)
+        findings.extend(_run_level_findings(self, children))
+
         loss_corr = {
             k: compute_velocity_loss_correlation(histories[k], min_points=th.min_points)[0]
             for k in keys
@@ -262,3 +265,10 @@ class FlowManager:
         return (
             f"FlowManager(name={self.name!r}, trackers={list(self._trackers)}, step={self._step})"
         )
+
+
+def _run_level_findings(manager: FlowManager, children: Sequence[Report]) -> list[Finding]:
+    """The cause findings of :func:`gradtracer.diagnosis.run_level_findings` for ``manager``."""
+    from gradtracer.diagnosis import run_level_findings
+
+    return run_level_findings(manager, [f for c in children for f in c.findings])

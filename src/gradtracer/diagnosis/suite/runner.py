@@ -43,8 +43,9 @@ class SuiteConfig:
         intensities: intensity indices (0, 1).
         onsets: fault onsets as a share of training.
         remedies: retrain detected harmful faults with the top finding's remedy.
-        data_path: also run MF/two-tower on this MovieLens ratings file (seed of
-            ``fault_seeds[0]``, intensity 1, onset 0), or None.
+        data_path: also run implicit MF on this MovieLens ratings file (seed
+            ``fault_seeds[0]``, intensity 1, onset 0, and a healthy twin), or None.
+        variants: healthy variants to run (default: every variant of each family).
     """
 
     families: tuple[str, ...] = FAMILIES
@@ -56,11 +57,18 @@ class SuiteConfig:
     onsets: tuple[float, ...] = (0.0, 0.3)
     remedies: bool = True
     data_path: str | None = None
+    variants: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         for fam in self.families:
             if fam not in FAMILIES:
                 raise ValueError(f"unknown family {fam!r}; known: {', '.join(FAMILIES)}")
+        known = {v for vs in VARIANTS.values() for v in vs}
+        for v in self.variants or ():
+            if v not in known:
+                raise ValueError(
+                    f"unknown healthy variant {v!r}; known: {', '.join(sorted(known))}"
+                )
         for name in self.faults:
             fault_spec(name)
 
@@ -77,7 +85,8 @@ class SuiteConfig:
     def cases(self) -> tuple[list[RunSpec], list[RunSpec]]:
         """(healthy specs, faulty specs); a fault that does not apply to a family is skipped."""
         healthy = [RunSpec(fam, random_state=s, variant=v) for fam in self.families
-                   for v in VARIANTS[fam] for s in self.healthy_seeds]  # fmt: skip
+                   for v in VARIANTS[fam] if self.variants is None or v in self.variants
+                   for s in self.healthy_seeds]  # fmt: skip
         faulty = []
         for name in self.faults:
             spec = fault_spec(name)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -354,8 +354,3 @@ def run_autofix_study(config: AutoFixStudyConfig, *, progress: bool | None = Non
     for _ in bar:
         pass
     return StudyResult(config, dataset, references, results)
-
-
-def with_overrides(config: AutoFixStudyConfig, **changes: Any) -> AutoFixStudyConfig:
-    """Return ``config`` with ``changes`` applied (keys with value ``None`` are ignored)."""
-    return replace(config, **{k: v for k, v in changes.items() if v is not None})

@@ -1,0 +1,172 @@
+"""Run-level detectors, ranking and health score on hand-built signals (no training)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+
+from gradtracer.diagnosis import DiagnosisThresholds, diagnose_signals, rank_findings
+from gradtracer.diagnosis.detectors import (
+    detect_bad_initialization,
+    detect_gradient_accumulation,
+    detect_learning_rate,
+    detect_non_finite_loss,
+    detect_parameters_not_updated,
+    detect_unreachable_rows,
+)
+from gradtracer.diagnosis.ranking import health_score, regrade_tracker_findings
+from gradtracer.diagnosis.signals import LayerSignals, RunSignals, TableSignals
+from gradtracer.findings import FindingType, Severity
+from gradtracer.report.catalog import make_finding
+
+TH = DiagnosisThresholds()
+
+
+def table(**changes) -> TableSignals:
+    base = TableSignals(
+        name="item_emb", n_rows=200, dim=16, steps=100, requires_grad=True, in_optimizer=True,
+        weight_decay=0.0, learning_rate=0.01, finite=True, coord_rms=0.3, mean_row_norm=1.2,
+        rel_velocity=0.012, mean_grad_norm=1e-3, oscillation=0.1,
+        exposure=np.full(200, 50.0), grad_pressure=np.full(200, 1e-3), duplicate_share=0.0,
+        spectrum=np.array([3.0, 2.5, 2.0, 1.5]),
+    )  # fmt: skip
+    return dataclasses.replace(base, **changes)
+
+
+def layer(name: str = "net.0.weight", **changes) -> LayerSignals:
+    base = LayerSignals(
+        name=name, module=name.rsplit(".", 1)[0], numel=640, n_obs=50, fan_in=20, gain=0.7,
+        all_zero=False, update_ratio=0.005, velocity=0.01, grad_norm=0.1,
+        grad_norm_median=0.1, grad_norm_max=0.3, snr=0.05, spikes=0, requires_grad=True,
+        in_optimizer=True, weight_decay=0.0, learning_rate=0.003,
+    )  # fmt: skip
+    return dataclasses.replace(base, **changes)
+
+
+def losses(values) -> tuple[tuple[int, float], ...]:
+    return tuple((i + 1, float(v)) for i, v in enumerate(values))
+
+
+def signals(**changes) -> RunSignals:
+    base = RunSignals(
+        step=100, tables=(table(),), layers=(), dead_fractions={},
+        losses=losses(np.linspace(0.69, 0.5, 100)), grad_norms=losses(np.full(100, 0.01)),
+    )  # fmt: skip
+    return dataclasses.replace(base, **changes)
+
+
+def types(findings) -> list[str]:
+    return [f.type.value for f in findings]
+
+
+def test_healthy_signals_raise_nothing():
+    d = diagnose_signals(signals())
+    assert d.top is None and d.health >= 90
+
+
+def test_non_finite_loss_names_first_step():
+    s = signals(losses=losses([0.7, 0.6, math.nan, math.nan]))
+    (f,) = detect_non_finite_loss(s, TH)
+    assert f.type is FindingType.NON_FINITE_LOSS and f.evidence["first_step"] == 3
+    assert f.severity is Severity.CRITICAL and f.remedy.kind == "skip_non_finite_batches"
+
+
+@pytest.mark.parametrize(
+    ("changes", "kind"),
+    [
+        ({"requires_grad": False}, "set_requires_grad"),
+        ({"in_optimizer": False, "steps": 0}, "add_to_optimizer"),
+        ({"in_optimizer": None, "steps": 0, "mean_grad_norm": 0.0}, "reconnect_gradient"),
+        ({"in_optimizer": None, "rel_velocity": 0.0}, "add_to_optimizer"),
+    ],
+)
+def test_parameters_not_updated_picks_the_remedy(changes, kind):
+    s = signals(tables=(table(name="user_emb"), table(**changes)))
+    (f,) = detect_parameters_not_updated(s, TH)
+    assert f.subject == "item_emb" and f.remedy.kind == kind
+    assert f.remedy.params["subject"] == "item_emb"
+
+
+def test_dense_module_missing_from_optimizer():
+    s = signals(layers=(layer("net.0.weight", in_optimizer=False),
+                        layer("net.0.bias", fan_in=None, gain=None, in_optimizer=False),
+                        layer("net.2.weight")))  # fmt: skip
+    (f,) = detect_parameters_not_updated(s, TH)
+    assert f.subject == "net.0" and f.remedy.kind == "add_to_optimizer"
+
+
+def test_bad_initialization_zero_huge_and_scaled_layers():
+    zero = detect_bad_initialization(signals(tables=(table(coord_rms=0.0),)), TH)
+    assert types(zero) == ["BAD_INITIALIZATION"] and "all zero" in zero[0].premise
+    huge = detect_bad_initialization(
+        signals(tables=(table(coord_rms=20.0, rel_velocity=2e-4),)), TH
+    )
+    assert types(huge) == ["BAD_INITIALIZATION"] and huge[0].remedy.kind == "reinitialize"
+    # a large table that moves fast has grown by training: not an initialisation problem
+    assert (
+        detect_bad_initialization(signals(tables=(table(coord_rms=20.0, rel_velocity=0.05),)), TH)
+        == []
+    )
+    big_gain = detect_bad_initialization(signals(layers=(layer(gain=12.0),)), TH)
+    assert types(big_gain) == ["BAD_INITIALIZATION"]
+
+
+def test_unreachable_block_is_found_but_scattered_cold_rows_are_not():
+    rng = np.random.default_rng(0)
+    scattered = np.where(rng.random(400) < 0.2, 0.0, 30.0)
+    assert detect_unreachable_rows(signals(tables=(table(exposure=scattered),)), TH) == []
+    block = np.full(400, 30.0)
+    block[300:] = 0.0
+    (f,) = detect_unreachable_rows(signals(tables=(table(exposure=block),)), TH)
+    assert f.evidence["block_start"] == 300 and f.evidence["block_length"] == 100
+    assert f.remedy.kind == "fix_id_mapping"
+
+
+def test_learning_rate_too_low_and_too_high():
+    slow = signals(tables=(table(rel_velocity=1e-5),), losses=losses(np.full(100, 0.693)))
+    (low,) = detect_learning_rate(slow, TH)
+    assert low.type is FindingType.LEARNING_RATE_TOO_LOW and low.remedy.params["factor"] > 1
+    rising = np.r_[np.linspace(0.69, 0.6, 30), np.linspace(0.6, 1.2, 70)]
+    fast = signals(tables=(table(rel_velocity=0.09),), losses=losses(rising))
+    (high,) = detect_learning_rate(fast, TH)
+    assert high.type is FindingType.LEARNING_RATE_TOO_HIGH and high.remedy.params["factor"] < 1
+    # the same fast rows with a falling loss are fine
+    assert detect_learning_rate(signals(tables=(table(rel_velocity=0.09),)), TH) == []
+
+
+def test_gradient_accumulation_needs_growth_and_repeated_updates():
+    growing = losses(np.linspace(0.01, 1.0, 100))
+    (f,) = detect_gradient_accumulation(
+        signals(tables=(table(oscillation=0.95),), grad_norms=growing), TH)  # fmt: skip
+    assert f.type is FindingType.GRADIENT_ACCUMULATION and f.remedy.kind == "call_zero_grad"
+    assert detect_gradient_accumulation(signals(tables=(table(oscillation=0.1),),
+                                                grad_norms=growing), TH) == []  # fmt: skip
+
+
+def test_ranking_puts_the_cause_first_and_marks_consequences():
+    symptom = make_finding(FindingType.FROZEN_EMBEDDINGS, subject="item_emb", premise="p.",
+                           confidence=0.9)  # fmt: skip
+    s = signals(tables=(table(in_optimizer=False, steps=0),))
+    d = diagnose_signals(s, [symptom])
+    assert d.top is not None and d.top.type is FindingType.PARAMETERS_NOT_UPDATED
+    frozen = next(f for f in d.findings if f.type is FindingType.FROZEN_EMBEDDINGS)
+    assert frozen.consequence_of is FindingType.PARAMETERS_NOT_UPDATED
+    assert rank_findings([symptom, d.top])[0].type is FindingType.PARAMETERS_NOT_UPDATED
+
+
+def test_uncorroborated_tracker_symptoms_become_info():
+    symptom = make_finding(FindingType.HIGH_UPDATE_RATIO, subject="model", premise="p.",
+                           confidence=0.9)  # fmt: skip
+    (regraded,) = regrade_tracker_findings([symptom], [])
+    assert regraded.severity is Severity.INFO
+
+
+def test_health_orders_by_severity():
+    warn = make_finding(FindingType.LEARNING_RATE_TOO_LOW, subject="m", premise="p.",
+                        confidence=0.9, who="m", who_upper="M")  # fmt: skip
+    crit = make_finding(FindingType.NON_FINITE_LOSS, subject="loss", premise="p.", confidence=1.0)
+    assert health_score([]) > health_score([warn]) > health_score([crit])
+    assert health_score([], loss_progress=0.0) < health_score([], loss_progress=0.5)

@@ -1,0 +1,103 @@
+"""The fault-injection suite on a few tiny runs: twins, injection, remedy, scoring, output."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from gradtracer.diagnosis.baselines import autotrainer_rules, trivial_monitor
+from gradtracer.diagnosis.suite import FAULTS, RunSpec, SuiteConfig, run_suite, train_run, wilson
+from gradtracer.diagnosis.suite.report import to_markdown, write_suite
+
+
+def test_every_fault_declares_causes_and_remedies():
+    assert len(FAULTS) >= 20
+    for spec in FAULTS.values():
+        assert spec.right_causes and spec.right_remedies and len(spec.intensities) == 2
+        assert spec.families
+
+
+def test_bad_input_is_refused_with_clear_errors():
+    with pytest.raises(ValueError, match="unknown family 'nope'"):
+        RunSpec("nope")
+    with pytest.raises(ValueError, match="unknown fault 'nope'"):
+        RunSpec("mf_bce", fault="nope")
+    with pytest.raises(ValueError, match="cannot be applied to family 'mlp'"):
+        RunSpec("mlp", fault="hash_collisions")
+    with pytest.raises(ValueError, match="unknown healthy variant"):
+        SuiteConfig(variants=("nope",))
+
+
+def test_twins_share_everything_before_the_onset():
+    healthy = train_run(RunSpec("mf_bpr", random_state=1, track=False))
+    again = train_run(RunSpec("mf_bpr", random_state=1, track=False))
+    assert healthy.losses == again.losses
+    late = train_run(RunSpec("mf_bpr", random_state=1, fault="lr_too_low", onset=0.3, track=False))
+    assert late.onset_step > 0
+    assert late.losses[: late.onset_step] == healthy.losses[: late.onset_step]
+    assert late.losses[late.onset_step + 2 :] != healthy.losses[late.onset_step + 2 :]
+
+
+def test_missing_table_is_named_and_its_remedy_recovers_the_twin():
+    healthy = train_run(RunSpec("mf_bce", random_state=0))
+    faulty = train_run(RunSpec("mf_bce", random_state=0, fault="table_not_in_optimizer"))
+    assert faulty.quality < healthy.quality
+    causes = [f for f in faulty.final.findings if f["severity"] != "info"
+              and not f.get("consequence_of")]  # fmt: skip
+    assert causes[0]["type"] == "PARAMETERS_NOT_UPDATED" and causes[0]["subject"] == "item_emb"
+    assert causes[0]["remedy"]["kind"] == "add_to_optimizer"
+    from gradtracer.findings import Remedy
+
+    fixed = train_run(RunSpec("mf_bce", random_state=0, fault="table_not_in_optimizer",
+                              remedy=Remedy.from_dict(causes[0]["remedy"]), track=False))  # fmt: skip
+    assert fixed.quality == pytest.approx(healthy.quality)
+    assert faulty.final.health < healthy.final.health
+
+
+def test_wilson_interval():
+    p, lo, hi = wilson(8, 10)
+    assert p == 0.8 and 0.49 < lo < 0.5 and 0.94 < hi < 0.95
+    assert all(math.isnan(x) for x in wilson(0, 0))
+
+
+def test_baselines():
+    assert trivial_monitor([0.7, float("nan")]) == [("NON_FINITE_LOSS", "critical")]
+    assert trivial_monitor([0.7 - 0.001 * i for i in range(100)]) == []
+    rising = [0.5] * 30 + [0.5 + 0.01 * i + 0.3 * (-1) ** i for i in range(70)]
+    assert ("LEARNING_RATE_TOO_HIGH", "warning") in autotrainer_rules(rising, {})
+    assert ("LEARNING_RATE_TOO_LOW", "warning") in autotrainer_rules([0.5] * 100, {})
+
+
+def test_tiny_suite_scores_and_writes_outputs(tmp_path):
+    config = SuiteConfig(
+        families=("mf_bpr",), faults=("non_finite_loss",), healthy_seeds=(0,),
+        fault_seeds=(0,), intensities=(1,), onsets=(0.0,), variants=("default",),
+    )  # fmt: skip
+    result = run_suite(config, progress=False)
+    m = result["metrics"]
+    assert m["n_healthy"] == 1 and m["n_faulty"] == 1 and m["n_harmful"] == 1
+    assert (
+        m["top1_right_cause"]["k"] == 1 and m["baselines"]["trivial"]["top1_right_cause"]["k"] == 1
+    )
+    run = next(r for r in result["runs"] if r["role"] == "faulty")
+    assert run["remedy"]["remedy"]["kind"] == "skip_non_finite_batches"
+    assert run["remedy"]["recovered"] > 0.5
+    paths = write_suite(result, tmp_path)
+    assert json.loads(paths["json"].read_text())["metrics"]["n_faulty"] == 1
+    assert "| right cause, top-1 |" in paths["markdown"].read_text()
+    assert paths["figure"].exists() and "Fault-injection" in to_markdown(result)
+
+
+def test_cli_validate_diagnosis(tmp_path, capsys):
+    from gradtracer.cli import main
+
+    code = main(["validate", "diagnosis", "--families", "mlp", "--faults", "dead_relu",
+                 "--variants", "default", "--healthy-seeds", "0", "--fault-seeds", "0",
+                 "--no-remedies", "--no-progress", "--out", str(tmp_path)])  # fmt: skip
+    assert code == 0
+    assert (tmp_path / "diagnosis_suite.md").exists()
+    assert "detection recall" in capsys.readouterr().out
+    assert main(["validate", "diagnosis", "--faults", "nope", "--out", str(tmp_path)]) != 0
+    assert "unknown fault 'nope'" in capsys.readouterr().err
