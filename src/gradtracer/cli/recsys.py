@@ -1,10 +1,13 @@
 """CLI: ``gradtracer recsys train | tune | evaluate | recommend`` (model-based CF).
 
 ``--model svd`` (default; ``--solver sklearn|scipy`` picks the truncated-SVD backend) or
-``--model als`` (implicit ALS, optional ``implicit`` extra). ``train`` and ``tune`` write a
+``--model als`` (implicit ALS, optional ``implicit`` extra); ``train`` also takes
+``--model mf`` (implicit MF) and ``--model popularity``. ``train`` and ``tune`` write a
 model directory: the model (``model.json`` + ``arrays.npz``, see
 :mod:`gradtracer.recsys.models.artifact`) plus ``splits/valid`` and ``splits/test`` (saved
-:class:`Interactions`), so ``evaluate`` scores exactly the rows held out at training time.
+:class:`Interactions`; MF and popularity also ``splits/train``, for their id maps and seen
+items), so ``evaluate`` scores exactly the rows held out at training time. ``evaluate`` and
+``recommend`` load any registered model kind.
 
 A model directory is rewritten as a whole: the fit happens first, then the directory is
 marked incomplete, every output of an earlier run that this run does not rewrite (an old
@@ -59,7 +62,8 @@ _OUTPUTS = (
     "user_ids.json",
     "item_ids.json",
 )
-_MODELS = ("svd", "als")
+_CF_MODELS = ("svd", "als")
+_MODELS = (*_CF_MODELS, "mf", "popularity")
 _DATA_HELP = (
     "Ratings file or directory (Amazon reviews JSON/CSV/parquet, MovieLens u.data / "
     "ratings.dat / ratings.csv). Default: synthetic make_implicit data."
@@ -126,6 +130,8 @@ def _solver(model: str, solver: str) -> str:
     """The ``CFConfig.solver`` of ``--model`` and ``--solver``."""
     if model not in _MODELS:
         raise ValueError(f"--model must be one of {_MODELS}, got {model!r}")
+    if model not in _CF_MODELS:
+        raise ValueError(f"--model {model} has no solver; this command takes {_CF_MODELS}")
     if model == "als":
         return "als"
     if solver == "als":  # the older spelling, through `recsys svd --solver als`
@@ -161,21 +167,27 @@ def _remove(path: Path) -> None:
             path.unlink()
 
 
-def _write_model_dir(model_dir: Path, model: Any, parts: Any, extra: Any = None) -> None:
-    """Rewrite ``model_dir``: marker, stale outputs removed, model, splits, ``extra``, marker."""
+def _write_model_dir(
+    model_dir: Path, model: Any, parts: Any, extra: Any = None, *, with_train: bool = False
+) -> None:
+    """Rewrite ``model_dir``: marker, stale outputs removed, model, splits, ``extra``, marker.
+
+    ``with_train`` also saves the train split (models without their own id maps need it to
+    recommend raw ids and to mask seen items).
+    """
     from gradtracer.durable import mark_complete, mark_incomplete
 
     d = mark_incomplete(model_dir)
     for name in _OUTPUTS:
         _remove(d / name)
     model.save(d)
-    for name in ("valid", "test"):
+    for name in ("train", "valid", "test") if with_train else ("valid", "test"):
         part = getattr(parts, name)
         if part is not None and part.frame.height:
             part.save(d / _SPLITS_DIR / name)
     if extra is not None:
         extra(d)
-    mark_complete(d, {"kind": model.kind, "n_factors": model.n_factors})
+    mark_complete(d, {"kind": model.kind, "n_factors": getattr(model, "n_factors", None)})
 
 
 def _fmt(value: Any) -> str:
@@ -226,7 +238,13 @@ _valid_opt = typer.Option(
 _seed_opt = typer.Option(
     0, "--random-state", "--seed", help="Seed of the split, synthetic data and solvers."
 )
-_model_opt = typer.Option("svd", "--model", "-m", help="svd (truncated SVD) | als (implicit ALS).")
+_model_opt = typer.Option(
+    "svd",
+    "--model",
+    "-m",
+    help="svd (truncated SVD) | als (implicit ALS) | mf (implicit MF, train only) | "
+    "popularity (train only).",
+)
 _solver_opt = typer.Option(
     "sklearn", "--solver", help="SVD backend: sklearn (TruncatedSVD) | scipy (svds)."
 )
@@ -283,6 +301,42 @@ def _train(
     )
 
 
+def _train_baseline(
+    model_name: str,
+    parts: Any,
+    n_factors: int,
+    n_epochs: int,
+    learning_rate: float,
+    random_state: int,
+    model_dir: Path,
+) -> None:
+    """Fit ``--model mf`` or ``--model popularity`` and save it with all three splits."""
+    import time
+
+    from gradtracer.recsys.models import ImplicitMF, MFTrainConfig, PopularityRecommender
+
+    train = parts.train
+    model: Any
+    if model_name == "popularity":
+        model = PopularityRecommender()
+    else:
+        config = MFTrainConfig(
+            n_epochs=n_epochs, learning_rate=learning_rate, random_state=random_state
+        )
+        model = ImplicitMF(
+            train.n_users, train.n_items, n_factors, random_state=random_state, config=config
+        )
+    start = time.perf_counter()
+    model.fit(train)
+    seconds = time.perf_counter() - start
+    _write_model_dir(model_dir, model, parts, with_train=True)
+    size = f" with n_factors={n_factors}" if model_name == "mf" else ""
+    typer.echo(
+        f"trained {model_name}{size} on {train.n_users:,} users x {train.n_items:,} items "
+        f"({train.frame.height:,} rows) in {seconds:.2f}s -> {model_dir}"
+    )
+
+
 def _tune(
     data: Path | None,
     fmt: str,
@@ -335,37 +389,102 @@ def _tune(
     )
 
 
-def _load_cf(model_dir: Path) -> Any:
+def _load_model(model_dir: Path) -> Any:
+    """The model saved in ``model_dir`` (any registered kind; the directory must be complete)."""
     from gradtracer.durable import require_complete
-    from gradtracer.recsys.cf import CFModel
+    from gradtracer.recsys.models import load_model
+    from gradtracer.recsys.models.artifact import is_artifact
 
     if model_dir.is_dir():
         require_complete(model_dir)
-    return CFModel.load(model_dir)
+        if not is_artifact(model_dir):
+            raise FileNotFoundError(
+                f"{model_dir / 'model.json'}: missing (not a model directory; train one first)"
+            )
+    return load_model(model_dir)
+
+
+def _load_split_dir(model_dir: Path, name: str, model: Any) -> Any:
+    """Saved split ``name`` with the id maps of ``model`` (or of the saved train split)."""
+    from gradtracer.recsys.data import Interactions
+
+    path = model_dir / _SPLITS_DIR / name
+    if not (path / "interactions.parquet").is_file():
+        return None
+    ix = Interactions.load(path)
+    if hasattr(model, "user_ids"):
+        return Interactions(ix.frame, model.user_ids, model.item_ids, ix.source)
+    return ix
+
+
+def _ranking_evaluation(
+    model: Any, heldout: Any, mask: Any, cutoffs: tuple[int, ...], split: str
+) -> Any:
+    """CF-style result (ranking metrics only) of a model without rating predictions."""
+    import time
+
+    import numpy as np
+
+    from gradtracer.findings import metric_key
+    from gradtracer.recsys.cf import RANKING_METRICS, CFEvaluation
+    from gradtracer.recsys.cf.evaluate import usable_ks
+    from gradtracer.recsys.metrics import evaluate_topk
+
+    start = time.perf_counter()
+    target = heldout.user_items()
+    target.data[:] = 1.0
+    seen = target.multiply(mask).tocsr()
+    target = (target - seen).tocsr()
+    target.eliminate_zeros()
+    if target.nnz == 0:
+        raise ValueError(f"{heldout.source}: no held-out row of the {split} split is unseen")
+    ks = usable_ks(cutoffs, target.shape[1])
+    result = evaluate_topk(
+        model, target, exclude=mask, ks=ks, metrics=RANKING_METRICS, progress=False
+    )
+    keys = [metric_key(m, k) for m in RANKING_METRICS for k in ks]
+    info = {"heldout_rows": int(heldout.frame.height), "seen_target_pairs": int(seen.nnz)}
+    return CFEvaluation(
+        split=split,
+        n_factors=int(getattr(model, "n_factors", 0)),
+        rmse=float("nan"),
+        accuracy=float("nan"),
+        n_ratings=0,
+        mean={k: float(result.mean[k]) for k in keys},
+        per_user={k: np.asarray(result.per_user[k]) for k in keys},
+        users=np.asarray(result.users),
+        info=info,
+        seconds=time.perf_counter() - start,
+    )
 
 
 def _evaluate(model_dir: Path, ks: str, as_json: bool) -> None:
     from gradtracer.durable import atomic_write_json
-    from gradtracer.recsys.cf import evaluate, plot_valid_vs_test
-    from gradtracer.recsys.data import Interactions
+    from gradtracer.recsys.cf import CFModel, evaluate, plot_valid_vs_test
 
-    model = _load_cf(model_dir)
-    test_dir = model_dir / _SPLITS_DIR / "test"
-    if not (test_dir / "interactions.parquet").is_file():
-        raise FileNotFoundError(f"{test_dir}: no saved test split (train or tune the model first)")
+    model = _load_model(model_dir)
     cutoffs = _parse_ints(ks, "--ks")
-
-    def shared_maps(ix: Interactions) -> Interactions:
-        return Interactions(ix.frame, model.user_ids, model.item_ids, ix.source)
-
-    test = shared_maps(Interactions.load(test_dir))
-    valid = None
-    if (model_dir / _SPLITS_DIR / "valid" / "interactions.parquet").is_file():
-        valid = shared_maps(Interactions.load(model_dir / _SPLITS_DIR / "valid"))
+    test = _load_split_dir(model_dir, "test", model)
+    if test is None:
+        test_dir = model_dir / _SPLITS_DIR / "test"
+        raise FileNotFoundError(f"{test_dir}: no saved test split (train or tune the model first)")
+    valid = _load_split_dir(model_dir, "valid", model)
     results = []
-    if valid is not None:
-        results.append(evaluate(model, valid, ks=cutoffs, split="valid"))
-    results.append(evaluate(model, test, ks=cutoffs, exclude=valid, split="test"))
+    if isinstance(model, CFModel):
+        if valid is not None:
+            results.append(evaluate(model, valid, ks=cutoffs, split="valid"))
+        results.append(evaluate(model, test, ks=cutoffs, exclude=valid, split="test"))
+    else:
+        train = _load_split_dir(model_dir, "train", model)
+        if train is None:
+            raise FileNotFoundError(f"{model_dir / _SPLITS_DIR / 'train'}: no saved train split")
+        mask = train.user_items()
+        mask.data[:] = 1.0
+        if valid is not None:
+            results.append(_ranking_evaluation(model, valid, mask, cutoffs, "valid"))
+            extra = valid.user_items()
+            mask = ((mask + extra) > 0).astype("float32").tocsr()
+        results.append(_ranking_evaluation(model, test, mask, cutoffs, "test"))
     # metrics.json is written last: when it exists, the figure beside it is of the same run
     for name in ("metrics.json", "valid_vs_test.png", "valid_vs_test.svg"):
         _remove(model_dir / name)
@@ -376,12 +495,28 @@ def _evaluate(model_dir: Path, ks: str, as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(document, indent=2, sort_keys=True))
         return
-    typer.echo(f"{model.config.solver}, n_factors={model.n_factors}, model {model_dir}")
+    name = model.config.solver if isinstance(model, CFModel) else model.kind
+    size = f", n_factors={model.n_factors}" if hasattr(model, "n_factors") else ""
+    typer.echo(f"{name}{size}, model {model_dir}")
     typer.echo(_table([_eval_row(r) for r in results]))
 
 
 def _recommend(user: str, k: int, model_dir: Path, as_json: bool) -> None:
-    recs = _load_cf(model_dir).raw().recommend(user, k)
+    from gradtracer.recsys.cf import CFModel
+    from gradtracer.recsys.models import RawIdRecommender
+
+    model = _load_model(model_dir)
+    if isinstance(model, CFModel):
+        raw = model.raw()
+    else:
+        train = _load_split_dir(model_dir, "train", model)
+        if train is None:
+            raise FileNotFoundError(f"{model_dir / _SPLITS_DIR / 'train'}: no saved train split")
+        seen = train.user_items()
+        raw = RawIdRecommender(
+            model, train.user_ids, train.item_ids, seen=seen, source=train.source
+        )
+    recs = raw.recommend(user, k)
     if as_json:
         typer.echo(json.dumps(recs.to_dict()))
         return
@@ -408,12 +543,20 @@ def train_cmd(
     center: bool = _center_opt,
     iterations: int = _iter_opt,
     regularization: float = _reg_opt,
+    n_epochs: int = typer.Option(10, "--n-epochs", help="MF: passes over the data (default 10)."),
+    learning_rate: float = typer.Option(
+        0.01, "--learning-rate", help="MF: Adam learning rate (default 0.01)."
+    ),
     random_state: int = _seed_opt,
     model_dir: Path = _model_dir_opt,
 ) -> None:
     """Fit one model on the train split and save it with the held-out splits."""
     if solver == "als":
         raise ValueError("--solver picks the SVD backend (sklearn | scipy); use --model als")
+    if model in ("mf", "popularity"):
+        parts = _load_split(data, fmt, split, test_fraction, valid_fraction, random_state)
+        _train_baseline(model, parts, n_factors, n_epochs, learning_rate, random_state, model_dir)
+        return
     _train(
         data, fmt, split, test_fraction, valid_fraction, n_factors, _solver(model, solver),
         center, iterations, regularization, random_state, model_dir,

@@ -263,3 +263,36 @@ def test_recommend_refuses_non_finite_scores(udata: Path, tmp_path: Path, capsys
     assert main(["recsys", "recommend", "--model-dir", str(md), "-u", "3"]) == 2
     err = capsys.readouterr().err
     assert str(md / "arrays.npz") in err and "'item_factors' has 1 NaN/inf values" in err
+
+
+@pytest.mark.parametrize("model", ["popularity", "mf"])
+def test_baseline_models_train_evaluate_recommend(
+    udata: Path, tmp_path: Path, capsys, model: str
+) -> None:
+    from gradtracer.recsys.models import load_model
+
+    md = tmp_path / model
+    extra = ["--n-epochs", "2", "--n-factors", "4"] if model == "mf" else []
+    assert main(["recsys", "train", "--model", model, *_train_args(udata, md)[2:], *extra]) == 0
+    assert f"trained {model}" in capsys.readouterr().out
+    assert (md / "splits" / "train" / "interactions.parquet").is_file()
+    assert type(load_model(md)).__name__ in ("PopularityRecommender", "ImplicitMF")
+    assert main(["recsys", "evaluate", "--model-dir", str(md), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["split"] for r in rows] == ["valid", "test"]
+    assert all(r["rmse"] is None and 0 <= r["ndcg@10"] <= 1 for r in rows)
+    assert (
+        main(["recsys", "recommend", "--model-dir", str(md), "-u", "7", "-k", "5", "--json"]) == 0
+    )
+    out = json.loads(capsys.readouterr().out)
+    from gradtracer.recsys.data import Interactions
+
+    train = Interactions.load(md / "splits" / "train")
+    u = train.user_ids.index("7")
+    seen = set(train.item_ids.raws(train.user_items()[u].indices))
+    assert len(out["items"]) == 5 and not seen & set(out["items"])
+    assert (
+        main(["recsys", "tune", "--model", model, "--data", str(udata), "--model-dir", str(md)])
+        == 2
+    )
+    assert "has no solver" in capsys.readouterr().err
