@@ -215,6 +215,15 @@ def train(
         model_options,
     )
 
+    gru_only = {
+        "--preset": preset != "default",
+        "--set": bool(set_),
+        "--epochs": n_epochs is not None,
+        "--random-state": random_state is not None,
+    }
+    given = [flag for flag, used in gru_only.items() if used]
+    if model != "gru4rec" and given:
+        raise ValueError(f"{', '.join(given)} apply to --model gru4rec only, not {model!r}")
     split = load_split(split_dir)
     config = _gru4rec_config(preset, set_, n_epochs, random_state) if model == "gru4rec" else None
     data = session_arrays(split.train)

@@ -347,6 +347,24 @@ def test_usage_errors_of_train_and_evaluate_exit_2(tmp_path, capsys):
     assert main(["sessions", "train", str(clicks), "--out", str(tmp_path / "m")]) == 2
     err = capsys.readouterr().err
     assert "is a file; expected a split directory" in err and "sessions prepare" in err
+    # GRU4Rec settings given to another model
+    assert (
+        main(
+            [
+                "sessions",
+                "train",
+                str(split_dir),
+                "--model",
+                "markov",
+                "--epochs",
+                "3",
+                "--out",
+                str(tmp_path / "mk"),
+            ]
+        )
+        == 2
+    )
+    assert "--epochs apply to --model gru4rec only" in capsys.readouterr().err
     # tracking a model without embedding tables
     assert (
         main(

@@ -175,6 +175,17 @@ def test_config_rejects_bad_values():
         GRU4RecConfig(loss="top1")
     with pytest.raises(ValueError, match="unknown GRU4Rec parameter"):
         GRU4RecConfig.from_dict({"hidden": 3})
+    for bad in (
+        dict(n_epochs=0),
+        dict(batch_size=2.5),
+        dict(learning_rate=float("nan")),
+        dict(n_sample=-1),
+        dict(logq=-1.0),
+    ):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            GRU4RecConfig(**bad)
+    # the official parameter files' name of the input embedding size is read too
+    assert GRU4RecConfig.from_dict({"embedding": 8}).embedding_dim == 8
 
 
 def test_training_is_reproducible_from_random_state(train_arrays):
