@@ -121,3 +121,21 @@ def test_bad_recipes_are_refused(tmp_path: Path, trained: tuple) -> None:
         Recipe.from_dict({"kind": "x"})
     with pytest.raises(ValueError, match="budget_bytes must be a positive int"):
         QuantizationAdvisor(user, item).advise(0)
+
+
+def test_recipe_matches_shipped_schema(trained: tuple) -> None:
+    import importlib.resources
+
+    import jsonschema
+
+    _, model = trained
+    user, item = model.scorer()
+    recipe = QuantizationAdvisor(user, item).advise(methods.fp32_bytes(user, item) // 32)
+    schema = json.loads(
+        importlib.resources.files("gradtracer").joinpath("schema/recipe.schema.json").read_text()
+    )
+    jsonschema.validate(recipe.to_dict(), schema)
+    bad = recipe.to_dict()
+    bad["method"] = "magic"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, schema)

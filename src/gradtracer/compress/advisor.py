@@ -2,7 +2,7 @@
 
 For a budget the advisor builds every candidate plan that fits (uniform precision,
 mixed precision allocated under each row signal and metric, low-rank score
-factorisations at each precision, per-table SVD), scores each one, and keeps the best.
+factorisations at each precision, L2-norm and frequency row pruning, per-table SVD), scores each one, and keeps the best.
 The score is the validation metric when a ``validate`` callable is given (the honest
 choice: plans are compared on held-out data, never on test), else the estimated
 ranking loss: the squared error of the dot-product scores on a sample of users.
@@ -162,6 +162,21 @@ class QuantizationAdvisor:
             except BudgetError:
                 continue
             out.append(("score_svd", {"precision": p, "rank": model.info["rank"]}, model))
+        prune_signals = {"l2norm": ("magnitude", "magnitude")}
+        if self.user_stats is not None and self.item_stats is not None:
+            prune_signals["frequency"] = ("frequency", "frequency")
+        for label, (su, si) in prune_signals.items():
+            try:
+                model = methods.prune(
+                    u,
+                    i,
+                    budget_bytes,
+                    user_signal=row_saliency(su, weight=u, stats=self.user_stats),
+                    item_signal=row_saliency(si, weight=i, stats=self.item_stats),
+                )
+            except BudgetError:
+                continue
+            out.append(("prune", {"signal": label}, model))
         try:
             model = methods.table_svd(u, i, budget_bytes)
             out.append(("table_svd", {"precision": "fp32", "ranks": model.info["ranks"]}, model))

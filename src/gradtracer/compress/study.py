@@ -29,7 +29,7 @@ from gradtracer.compress.model import CompressedMF
 from gradtracer.compress.saliency import row_saliency, row_stats_of
 from gradtracer.compress.workloads import DotMF, TrainConfig, Workload, evaluate_model, train_dot_mf
 
-__all__ = ["StudyConfig", "StudyResult", "run_study", "summarize", "train_model"]
+__all__ = ["StudyConfig", "StudyResult", "merge_results", "run_study", "summarize", "train_model"]
 
 METRICS = ("ndcg@10", "recall@20")
 
@@ -338,3 +338,25 @@ def summary_markdown(results: Sequence[StudyResult]) -> str:
             )
         lines.append("")
     return "\n".join(lines) + "\n"
+
+
+def merge_results(parts: Sequence[StudyResult | dict[str, Any]]) -> StudyResult:
+    """One :class:`StudyResult` from per-seed runs of the same workload and configuration."""
+    items = [p if isinstance(p, StudyResult) else StudyResult(**p) for p in parts]
+    if not items:
+        raise ValueError("merge_results needs at least one result")
+    names = {p.workload for p in items}
+    if len(names) != 1:
+        raise ValueError(f"cannot merge results of different workloads: {sorted(names)}")
+    seeds = [f["seed"] for p in items for f in p.fp32]
+    if len(seeds) != len(set(seeds)):
+        raise ValueError(f"seeds repeat across the parts: {sorted(seeds)}")
+    config = dict(items[0].config)
+    config["n_seeds"] = len(seeds)
+    return StudyResult(
+        workload=items[0].workload,
+        config=config,
+        fp32=[f for p in items for f in p.fp32],
+        rows=[r for p in items for r in p.rows],
+        recipes=[r for p in items for r in p.recipes],
+    )
