@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from gradtracer.cli import main
 from gradtracer.cli.demo import DEMO_METRICS, format_demo, run_demo
 
 TINY = ["--n-users", "60", "--n-items", "80", "--n-interactions", "900", "--dim", "8"]
+NO_FAULT = ["--fault", "none"]
 
 
 def test_demo_prints_table_and_writes_json(tmp_path, capsys):
-    code = main(["demo", "--epochs", "2", "--seed", "3", "--out", str(tmp_path), *TINY])
+    code = main(["demo", "--epochs", "2", "--seed", "3", "--out", str(tmp_path), *TINY, *NO_FAULT])
     out = capsys.readouterr().out
     assert code == 0
     assert "popularity" in out and "implicit_mf" in out and "ndcg@10" in out
@@ -46,7 +49,9 @@ def test_demo_rejects_bad_options(capsys):
 def test_demo_tracks_both_tables_and_writes_valid_reports(tmp_path, capsys):
     from gradtracer.export.schema import validate_agent_report, validate_report
 
-    code = main(["demo", "--epochs", "1", "--track-interval", "5", "--out", str(tmp_path), *TINY])
+    code = main(
+        ["demo", "--epochs", "1", "--track-interval", "5", "--out", str(tmp_path), *TINY, *NO_FAULT]
+    )
     out = capsys.readouterr().out
     assert code == 0
     assert "GradTracer findings" in out and "user_emb" in out and "item_emb" in out
@@ -65,3 +70,20 @@ def test_demo_tracks_both_tables_and_writes_valid_reports(tmp_path, capsys):
 def test_demo_without_tracking_has_no_report():
     summary = run_demo(n_users=40, n_items=50, n_interactions=500, dim=4, epochs=1, track=False)
     assert "report" not in summary and "manager" not in summary
+
+
+def test_fault_demo_names_the_fault_and_its_remedy_recovers():
+    from gradtracer.cli.demo import format_fault_demo, run_fault_demo
+
+    result = run_fault_demo("table_not_in_optimizer", seed=0, intensity=0)
+    assert result["faulty"]["quality"] < result["healthy"]["quality"]
+    assert result["finding"]["type"] == "PARAMETERS_NOT_UPDATED"
+    assert result["finding"]["remedy"]["kind"] == "add_to_optimizer"
+    assert result["recovered"] == pytest.approx(1.0)
+    text = format_fault_demo(result)
+    assert "PARAMETERS_NOT_UPDATED" in text and "100% of the healthy run" in text
+
+
+def test_demo_rejects_an_unknown_fault(capsys):
+    assert main(["demo", "--epochs", "1", *TINY, "--fault", "nope"]) == 2
+    assert "unknown fault 'nope'" in capsys.readouterr().err

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -36,7 +38,11 @@ def autofix(
     from gradtracer.recsys.experiments.autofix_report import to_markdown, write_study
     from gradtracer.recsys.experiments.autofix_study import AutoFixStudyConfig, run_autofix_study
 
-    small = {"synthetic_users": 300, "synthetic_items": 400, "synthetic_interactions": 9000}
+    small: dict[str, Any] = {
+        "synthetic_users": 300,
+        "synthetic_items": 400,
+        "synthetic_interactions": 9000,
+    }
     config = AutoFixStudyConfig(
         data=data,
         seeds=tuple(range(seeds)),
@@ -44,8 +50,9 @@ def autofix(
         epochs=epochs,
         tuned_lr=tuned_lr,
         tuned_epochs=tuned_epochs,
-        **(small if quick else {}),
     )
+    if quick:
+        config = dataclasses.replace(config, **small)
     result = run_autofix_study(config, progress=progress)
     paths = write_study(result, out)
     typer.echo(to_markdown(result))

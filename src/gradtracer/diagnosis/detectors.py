@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -103,7 +104,7 @@ def _upper(name: str) -> str:
 def _make(type: FindingType, subject: str, premise: str, confidence: float,
           evidence: dict | None = None, *, severity: Severity | None = None,
           remedy: Remedy | None = None, sample_ids: Sequence[int | str] = (),
-          **fields: str) -> Finding:  # fmt: skip
+          **fields: Any) -> Finding:  # fmt: skip
     return make_finding(
         type, subject=subject, premise=premise, confidence=min(1.0, max(0.0, confidence)),
         evidence=evidence or {}, severity=severity, remedy=remedy, sample_ids=sample_ids,
@@ -482,13 +483,13 @@ def detect_layer_gradients(s: RunSignals, th: DiagnosisThresholds) -> list[Findi
     spiky = [ly for ly in s.layers if ly.grad_norm_median > 0 and math.isfinite(
         ly.grad_norm_max) and ly.grad_norm_max > th.exploding_ratio * ly.grad_norm_median]  # fmt: skip
     if spiky:
-        worst = max(spiky, key=lambda ly: ly.grad_norm_max / ly.grad_norm_median)
+        spike = max(spiky, key=lambda ly: ly.grad_norm_max / ly.grad_norm_median)
         out.append(_make(
-            T.EXPLODING_GRADIENT, worst.module,
-            f"The gradient norm of {worst.name} peaked at {worst.grad_norm_max:.3g}, "
-            f"{worst.grad_norm_max / worst.grad_norm_median:.3g}x its median.", 0.8,
-            {"grad_norm_max": worst.grad_norm_max, "grad_norm_median": worst.grad_norm_median},
-            remedy=Remedy("clip_gradients", {"max_norm": float(3.0 * worst.grad_norm_median)}),
+            T.EXPLODING_GRADIENT, spike.module,
+            f"The gradient norm of {spike.name} peaked at {spike.grad_norm_max:.3g}, "
+            f"{spike.grad_norm_max / spike.grad_norm_median:.3g}x its median.", 0.8,
+            {"grad_norm_max": spike.grad_norm_max, "grad_norm_median": spike.grad_norm_median},
+            remedy=Remedy("clip_gradients", {"max_norm": float(3.0 * spike.grad_norm_median)}),
         ))  # fmt: skip
     return out
 

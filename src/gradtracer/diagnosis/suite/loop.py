@@ -18,7 +18,7 @@ import math
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -250,8 +250,8 @@ def _init_fault(ctx: _Ctx, model: nn.Module) -> None:
                 mod.bias.fill_(-ctx.level)
         elif ctx.fault == "gru_exploding":
             assert isinstance(model, GRURec)
-            model.gru.weight_hh_l0.mul_(ctx.level)
-            model.gru.weight_ih_l0.mul_(ctx.level)
+            for name in ("weight_hh_l0", "weight_ih_l0"):
+                cast(torch.Tensor, getattr(model.gru, name)).mul_(ctx.level)
 
 
 _INIT_FAULTS = {"init_huge_std", "init_identical_rows", "init_zero", "dead_relu", "gru_exploding"}
@@ -383,9 +383,9 @@ def _apply_onset(ctx: _Ctx, model: nn.Module, opt: torch.optim.Optimizer) -> Non
 def _freeze(ctx: _Ctx, model: nn.Module) -> None:
     if ctx.on("frozen_table") and not ctx.fix("set_requires_grad"):
         table = getattr(model, "item_emb" if ctx.level == 0.0 else "user_emb", None)
-        if table is None:
-            table = model.item_emb  # type: ignore[assignment]
-        table.weight.requires_grad_(False)
+        if table is None:  # the GRU has only an item table
+            table = model.item_emb
+        cast(nn.Embedding, table).weight.requires_grad_(False)
     if ctx.on("detached_tower") and not ctx.fix("reconnect_gradient"):
         assert isinstance(model, TwoTower)
         if ctx.level == 0.0:
