@@ -336,6 +336,7 @@ def run(
     """Data -> split -> train -> evaluate -> figures (PNG + SVG) -> results.json."""
     from gradtracer.recsys.sessions.study import SessionStudyConfig, run_study
 
+    hooks = _training_hooks()
     config = SessionStudyConfig(
         source=source,
         fmt=fmt,
@@ -350,7 +351,9 @@ def run(
         gru4rec=_gru4rec_config(preset, set_, n_epochs, None),
         track=track,
         random_state=random_state,
-        on_epoch=_epoch_line,
+        on_epoch=hooks.on_epoch,
+        on_progress=hooks.on_progress,
+        progress=hooks.progress,
         test_source=None if test is None else str(test),
     )
     if test is None and source != "synthetic":

@@ -51,8 +51,9 @@ def test_run_writes_figures_results_and_aligned_ranks(tmp_path, capsys):
         with np.load(out / "results" / f"{name}.npz") as z:
             assert np.array_equal(z["target_events"], np.sort(z["target_events"]))
             assert (z["positions"] >= 1).all()
-    stdout = capsys.readouterr().out
-    assert "recall@20" in stdout and "events/s" in stdout
+    captured = capsys.readouterr()
+    assert "recall@20" in captured.out and "events/s" in captured.out
+    assert "epoch 1/1: loss" in captured.err  # one line per GRU4Rec epoch on stderr
 
 
 def test_prepare_train_evaluate_compare(tmp_path, capsys):

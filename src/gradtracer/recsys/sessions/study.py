@@ -222,9 +222,7 @@ class SessionStudyConfig:
     test_fraction: float = 0.2  # latest sessions by start time held out
     min_item_support: int = 1  # drop items with fewer events before splitting
     ks: tuple[int, ...] = DEFAULT_KS  # cut-offs of Recall/MRR/NDCG
-    markov_alpha: float = (
-        0.0  # popularity weight of the reported Markov model (options of "markov")
-    )
+    markov_alpha: float = 0.0  # popularity weight of the reported Markov model
     alphas: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)  # Markov sweep
     models: tuple[str, ...] = MODEL_NAMES  # which models to train
     gru4rec: Any = None  # GRU4RecConfig; None = defaults (options of "gru4rec")
@@ -232,6 +230,8 @@ class SessionStudyConfig:
     random_state: int = 0  # synthetic data seed
     model_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> options
     on_epoch: Callable[[Any], None] | None = None  # called after every training epoch
+    on_progress: Callable[[Any], None] | None = None  # called at every 10% of an epoch
+    progress: bool | None = False  # progress bar per epoch (None: on a terminal only)
 
 
 @dataclass
@@ -355,10 +355,15 @@ def run_study(config: SessionStudyConfig, out_dir: str | Path) -> StudyResult:
             name, alpha=config.markov_alpha, gru4rec=config.gru4rec
         )
         model = make_model(name, train.n_items, **options)
-        hooks = TrainingHooks(on_epoch=config.on_epoch)
+        on_backward = None
         if config.track and model.embedding_layers():
             trackers, on_backward = attach_embedding_trackers(model)
-            hooks = TrainingHooks(on_backward=on_backward, on_epoch=config.on_epoch)
+        hooks = TrainingHooks(
+            on_backward=on_backward,
+            on_epoch=config.on_epoch,
+            on_progress=config.on_progress,
+            progress=config.progress,
+        )
         t0 = time.perf_counter()
         model.fit(train, hooks=hooks)
         logs[name] = {**model.training_log(), "train_seconds": time.perf_counter() - t0}

@@ -30,7 +30,7 @@ from gradtracer.recsys.models.gru4rec.losses import (
 from gradtracer.recsys.models.gru4rec.model import GRU4Rec, fit_gru4rec, train_gru4rec
 from gradtracer.recsys.models.gru4rec.network import GRU4RecNetwork, OneHotGRULayer
 from gradtracer.recsys.models.gru4rec.sampler import NegativeSampler
-from gradtracer.recsys.models.gru4rec.train import EpochProgress, GRU4RecTrainLog
+from gradtracer.recsys.models.gru4rec.train import EpochProgress, GRU4RecTrainLog, train_network
 from gradtracer.recsys.models.optim import AdagradMomentum
 
 __all__ = [
@@ -50,4 +50,5 @@ __all__ = [
     "logq_correction",
     "preset_config",
     "train_gru4rec",
+    "train_network",
 ]
