@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 
 import torch
@@ -103,3 +104,23 @@ def test_plot_out_that_is_a_file_is_a_usage_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "exists and is not a directory" in err and "Traceback" not in err
     assert target.read_text() == "not a directory"
+
+
+def test_plot_of_an_extreme_report_never_shows_a_traceback(tmp_path, capsys):
+    path, _ = _report_file(tmp_path)
+    doc = json.loads(path.read_text())
+    doc["subject"] = "s" * 20_000  # a very long subject
+    long = tmp_path / "long.json"
+    long.write_text(json.dumps(doc))
+    code = main(["report", "plot", str(long), "--out", str(tmp_path / "fig")])
+    err = capsys.readouterr().err
+    assert code in (0, 1) and "Traceback" not in err
+    if code == 1:
+        assert err.startswith("error: ") and "long.json" in err
+    text, n = re.subn(r'"step": \d+', '"step": Infinity', path.read_text(), count=1)
+    assert n == 1  # the report carries a run history with steps
+    inf_step = tmp_path / "inf.json"
+    inf_step.write_text(text)
+    assert main(["report", "plot", str(inf_step), "--out", str(tmp_path / "fig2")]) == 2
+    err = capsys.readouterr().err
+    assert "inf.json" in err and "non-finite number Infinity" in err and "Traceback" not in err

@@ -283,3 +283,17 @@ def test_load_json_names_file_line_and_key(tmp_path: Path) -> None:
     with pytest.raises(CorruptFileError, match=r"missing key\(s\) \['format_version'\]"):
         load_json(path, required=["kind", "format_version"])
     assert load_json(path, required=["kind"]) == {"kind": "mf"}
+
+
+def test_a_corrupt_saved_table_is_named(tmp_path: Path) -> None:
+    ix = Interactions.from_raw(pl.DataFrame({"user": [1, 2], "item": [3, 4],
+                                             "rating": [1.0, 2.0], "timestamp": [5, 6]}))  # fmt: skip
+    d = ix.save(tmp_path / "ix")
+    parquet = d / "interactions.parquet"
+    parquet.write_bytes(parquet.read_bytes()[:40])
+    with pytest.raises(DataFormatError, match="interactions.parquet: corrupt parquet"):
+        Interactions.load(d)
+    ix.save(d)
+    (d / "item_ids.json").write_text('{"name": "item"}')
+    with pytest.raises(DataFormatError, match="item_ids.json: not a saved id map"):
+        Interactions.load(d)
