@@ -125,3 +125,23 @@ def test_a_torn_line_left_by_an_old_writer_is_ended_before_appending(tmp_path: P
     read = read_audit(tmp_path, warn=False)
     assert [e["run_id"] for e in read.events] == ["a", "b"]
     assert [str(p).split(":", 1)[1] for p in read.problems] == ["2: torn line (interrupted write)"]
+
+
+def test_kill_during_model_artifact_save_keeps_a_readable_model(tmp_path: Path) -> None:
+    from gradtracer.recsys.models.artifact import read_artifact
+
+    code = f"""
+    import numpy as np
+    from pathlib import Path
+    from gradtracer.recsys.models.artifact import write_artifact
+    k = 0
+    while True:
+        write_artifact(Path({str(tmp_path / "model")!r}), kind="demo", format_version=1,
+                       meta={{"version": k}}, arrays={{"w": np.full(50_000, float(k))}})
+        if k == 0:
+            Path({str(tmp_path / "ready")!r}).touch()
+        k += 1
+    """
+    kill_when(code, tmp_path / "ready", delay=0.2)
+    meta, arrays = read_artifact(tmp_path / "model", expected_kind="demo")
+    assert np.all(arrays["w"] == float(meta["version"]))  # model.json and weights agree
