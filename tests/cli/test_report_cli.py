@@ -115,8 +115,9 @@ def test_plot_of_an_extreme_report_never_shows_a_traceback(tmp_path, capsys):
     code = main(["report", "plot", str(long), "--out", str(tmp_path / "fig")])
     err = capsys.readouterr().err
     assert code in (0, 1) and "Traceback" not in err
-    if code == 1:
-        assert err.startswith("error: ") and "long.json" in err
+    if code == 1:  # e.g. a figure file name longer than the file system allows
+        assert err.startswith("error: ") and str(tmp_path / "fig") in err
+        assert len(err) < 1000  # the path is shortened, not printed 20,000 characters long
     text, n = re.subn(r'"step": \d+', '"step": Infinity', path.read_text(), count=1)
     assert n == 1  # the report carries a run history with steps
     inf_step = tmp_path / "inf.json"

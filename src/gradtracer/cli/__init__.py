@@ -133,7 +133,18 @@ _OS_HINTS = {
     errno.ENOENT: "no such file or directory",
     errno.EEXIST: "already exists",
     errno.EFBIG: "file too large",
+    errno.ENAMETOOLONG: "file name too long",
 }
+
+#: Paths longer than this are shortened in messages (head ... tail).
+_MAX_SHOWN_PATH = 240
+
+
+def _short(path: object) -> str:
+    text = str(path)
+    if len(text) <= _MAX_SHOWN_PATH:
+        return text
+    return f"{text[:160]}...{text[-60:]} ({len(text)} characters)"
 
 
 def _os_message(exc: OSError) -> str:
@@ -142,9 +153,9 @@ def _os_message(exc: OSError) -> str:
     if exc.filename is None:
         text = str(exc)
         return text if text and exc.strerror is None else reason
-    where = str(exc.filename)
+    where = _short(exc.filename)
     if exc.filename2 is not None:
-        where = f"{where} -> {exc.filename2}"
+        where = f"{where} -> {_short(exc.filename2)}"
     return f"{where}: {reason}"
 
 
