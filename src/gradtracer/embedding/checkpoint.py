@@ -246,18 +246,18 @@ def save_state(tracker: EmbeddingTracker) -> dict[str, Any]:
         "shape": list(t._weight.shape),
         "sketch_bits": t._sketch.n_bits,
         "seed": t.seed,
-        "step": t._step,
-        "last_loss": t._last_loss,
+        "step": t._rec.step,
+        "last_loss": t._rec.last_loss,
         "accumulators": t._acc.cpu().clone(),
-        "history": [dict(h) for h in t._history.entries],
+        "history": [dict(h) for h in t._rec.history.entries],
         "in_optimizer": t._watch.stepped,
         "backward_passes": t._capture.backward_passes,
         "initial_row_norms": None if init is None else [init.mean, init.std, init.max],
         **{f"row_{k}": v for k, v in t._state.to_dict().items()},
     }
-    if t._damped_ever is not None:
+    if t._rec.damped_ever is not None:
         out["autofix_scales"] = t.autofix_scales().cpu()
-        out["autofix_damped_ever"] = t._damped_ever.cpu().clone()
+        out["autofix_damped_ever"] = t._rec.damped_ever.cpu().clone()
     save = getattr(t._intervention, "state_dict", None)
     if callable(save):
         out["intervention"] = save()
@@ -293,20 +293,22 @@ def load_state(tracker: EmbeddingTracker, state: Mapping[str, Any]) -> None:
         )
     t._state.load_dict(ck.rows)
     t._acc.copy_(ck.accumulators.to(t._acc.device))
-    t._step = ck.step
-    t._last_loss = ck.last_loss
-    t._history.load(ck.history)
-    t._backend.clear()
+    rec = t._rec
+    rec.step = ck.step
+    rec.last_loss = ck.last_loss
+    rec.history.load(ck.history)
+    rec.backend.clear()
     t._initial_norms = ck.initial_norms
     t._watch.stepped = ck.in_optimizer
     t._capture.backward_passes = ck.backward_passes
-    if t._damped_ever is not None:
-        device = t._damped_ever.device
+    if rec.damped_ever is not None:
+        device = rec.damped_ever.device
         if ck.autofix_damped_ever is not None and ck.autofix_scales is not None:
-            t._damped_ever.copy_(ck.autofix_damped_ever.to(device))
-            t._table = ck.autofix_scales.to(device)
+            rec.damped_ever.copy_(ck.autofix_damped_ever.to(device))
+            rec.table = ck.autofix_scales.to(device)
         else:
-            t._damped_ever.zero_()
-            t._table = None
-    t._pending = None
+            rec.damped_ever.zero_()
+            rec.table = None
+    rec.pending = None
+    rec.version += 1
     t._capture.clear()

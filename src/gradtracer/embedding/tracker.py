@@ -32,11 +32,10 @@ from gradtracer.embedding.backends import BackendName, make_backend
 from gradtracer.embedding.diagnose import diagnose
 from gradtracer.embedding.evidence import (
     Intervention,
-    RowEvidence,
-    checked_table,
     make_intervention,
 )
 from gradtracer.embedding.history import History
+from gradtracer.embedding.recorder import StepRecorder
 from gradtracer.embedding.state import RowState, SignSketch
 from gradtracer.embedding.summary import (
     NormStats,
@@ -52,7 +51,6 @@ from gradtracer.embedding.sums import (
     N_ACC,
     NONFINITE_ROWS,
     NONFINITE_STEPS,
-    RunningSums,
 )
 from gradtracer.embedding.thresholds import EmbeddingThresholds
 from gradtracer.errors import TrackerError
@@ -150,22 +148,23 @@ class EmbeddingTracker:
             ema_decay=self.ema_decay,
             zombie=self.thresholds.zombie,
         )
-        self._history = History(int(max_history))
         self._capture = _hooks.RowCapture(weight, getattr(layer, "padding_idx", None))
         self._watch = _hooks.OptimizerWatch(weight, optimizer)
-        self._step = 0
-        self._touched = 0  # rows updated by the last optimizer step
         self._own_seconds = 0.0  # wall time inside the per-step hooks (tracker_seconds)
-        self._pending: _hooks.PendingStep | None = None
-        self._last_loss: float | None = None
         self._initial_norms: NormStats | None = None  # row norms at the first backward
-        # (step, closed) -> merged state and verdicts, then the summary and its samples
-        self._cache: dict[str, Any] = {}
+        self._cache: dict[str, Any] = {}  # merged state, verdicts, summary of one version
         self._intervention = make_intervention(auto_fix, self.name)
-        self._table: torch.Tensor | None = None  # the intervention's latest factor table
-        self._damped_ever: torch.Tensor | None = None
-        if self._intervention is not None:
-            self._damped_ever = torch.zeros(n_rows, dtype=torch.bool, device=device)
+        self._rec = StepRecorder(
+            name=self.name,
+            weight=weight,
+            state=self._state,
+            acc=self._acc,
+            backend=self._backend,
+            history=History(int(max_history)),
+            track_interval=track_interval,
+            intervention=self._intervention,
+            snapshot_of_merged_state=lambda: history_stats(self._verdicts()[1], n_rows),
+        )
         self._handles = _hooks.install(
             layer,
             weight,
@@ -190,15 +189,12 @@ class EmbeddingTracker:
             param.grad = grad
         start = time.perf_counter()
         try:
-            pend = self._pending
-            if pend is not None and param._version != pend.version:
-                self._close()  # a hand-written update happened without an optimizer hook
-                pend = None
+            previous = self._rec.begin(param)
             if self._initial_norms is None:  # once: the table training starts from
                 self._initial_norms = norm_stats(param)
-            rows, g_rows = self._capture.touched(grad, None if pend is None else pend.rows)
+            rows, g_rows = self._capture.touched(grad, previous)
             before = param.detach().index_select(0, rows)
-            self._pending = _hooks.PendingStep(rows, g_rows, before, param._version)
+            self._rec.pending = _hooks.PendingStep(rows, g_rows, before, param._version)
         finally:
             self._own_seconds += time.perf_counter() - start
 
@@ -207,99 +203,15 @@ class EmbeddingTracker:
             return
         start = time.perf_counter()
         try:
-            self._close(count_empty=True)
+            self._rec.close(count_empty=True)
         finally:
             self._own_seconds += time.perf_counter() - start
 
-    def _close(self, count_empty: bool = False) -> None:
-        """Finish the pending step: fold it into the row state, consult the intervention."""
-        pend = self._pending
-        if pend is None:
-            if count_empty:  # optimizer stepped but this table got no gradient
-                self._step += 1
-                self._touched = 0
-                self._after_update()
-            return
-        self._pending = None
-        self._step += 1
-        with torch.no_grad():
-            applied = self._backend.record(pend, self._step)
-            self._touched = int(pend.rows.numel())
-            if self._intervention is not None:
-                self._flush()
-                table = self._intervention.on_step(
-                    self._step, pend.rows, self._last_loss, self._evidence_for
-                )
-                self._table = None if table is None else checked_table(table, self._intervention)
-                if self._table is not None:
-                    assert self._damped_ever is not None
-                    self._backend.damp(applied, self._table, self._damped_ever, self._step)
-            elif self._backend.due():
-                self._flush()
-        self._after_update()
-
-    def _flush(self) -> None:
-        """Fold buffered steps (batched backend) and write their due history snapshots."""
-        n_rows = self._state.n_rows
-        for step, touched, sums in self._backend.flush(self._snapshot_from_sums):
-            self._history.add(sums, step=step, touched=touched, n_rows=n_rows)
-
-    def _snapshot_from_sums(self, step: int) -> bool:
-        return step % self.track_interval == 0 and not _dist.is_distributed()
-
-    def _evidence_for(self, rows: torch.Tensor) -> RowEvidence:
-        """The current row state of ``rows`` as :class:`RowEvidence` (fresh tensors)."""
-        return self._state.evidence(rows, step=self._step, layer=self.name, loss=self._last_loss)
-
-    # ------------------------------------------------------------------ schedule
-    def _after_update(self) -> None:
-        """Snapshot every ``track_interval`` optimizer steps.
-
-        Outside ``torch.distributed`` a buffered step's snapshot is written when the buffer
-        is folded (reading ``history`` folds it); a distributed run folds and aggregates
-        across ranks at the scheduled step itself, so every rank joins the collective then.
-        """
-        self._cache = {}
-        n = self._step
-        if n % self.track_interval:
-            return
-        if _dist.is_distributed():
-            self._flush()
-            self._history.append(self._distributed_snapshot())
-        elif self._history.last_step != n and self._backend.buffered_last_step != n:
-            # this step recorded no rows (or was folded already without a snapshot)
-            self._flush()
-            sums = RunningSums.from_acc(self._acc.tolist())
-            self._history.add(sums, step=n, touched=self._touched, n_rows=self._state.n_rows)
-
-    def _distributed_snapshot(self) -> Any:
-        """History entry from the row state merged across ranks (a collective call)."""
-        _, verdicts = self._verdicts()
-        extra = torch.tensor(
-            [float(self._acc[NONFINITE_ROWS]), float(self._touched)],
-            dtype=torch.float64,
-            device=self._acc.device,
-        )
-        bad_rows, touched = _dist.all_reduce_sum(extra).tolist()
-        return {
-            "step": self._step,
-            "loss": self._history.pop_loss(self._step),
-            **history_stats(verdicts, self._state.n_rows),
-            "touched_rows": int(touched),
-            "non_finite_rows": int(bad_rows),
-        }
-
-    def _sync(self) -> None:
-        """Close a pending step applied without an optimizer hook; fold buffered steps."""
-        pend = self._pending
-        if pend is not None and self._weight._version != pend.version:
-            self._close()
-        self._flush()
-
+    # ------------------------------------------------------------------ summaries
     def _verdicts(self) -> tuple[RowState, RowVerdicts]:
         """The merged row state and its verdicts, computed once per step."""
-        self._sync()
-        key = (self._step, self._pending is None)
+        self._rec.sync()
+        key = (self._rec.version, self._rec.pending is None)
         if self._cache.get("key") != key:
             state = _dist.merge_row_state(self._state)
             self._cache = {
@@ -319,7 +231,7 @@ class EmbeddingTracker:
                 thresholds=self.thresholds,
                 analysis_rows=self.analysis_rows,
                 seed=self.seed,
-                damped_ever=self._damped_ever,
+                damped_ever=self._rec.damped_ever,
                 counters=self._counters(),
             )
         return self._cache["summary"]
@@ -328,14 +240,15 @@ class EmbeddingTracker:
         acc = _dist.all_reduce_sum(self._acc[[NONFINITE_ROWS, NONFINITE_STEPS, DAMPED]].clone())
         n_bad_rows, n_bad_steps, n_damped = (int(x) for x in acc.tolist())
         w = self._weight
-        state_bytes = self._state.nbytes() + (0 if self._damped_ever is None else w.shape[0])
+        rec = self._rec
+        state_bytes = self._state.nbytes() + (0 if rec.damped_ever is None else w.shape[0])
         table_bytes = w.numel() * w.element_size()
         init = self._initial_norms
         return {
             "layer": self.name,
-            "step": self._step,
+            "step": rec.step,
             "track_interval": self.track_interval,
-            "loss": self._last_loss,
+            "loss": rec.last_loss,
             "world_size": _dist.world_size(),
             "backend": self._backend.name,
             "requires_grad": bool(w.requires_grad),
@@ -352,7 +265,7 @@ class EmbeddingTracker:
             "autofix": self._intervention is not None,
             "autofix_damped_updates": n_damped,
             "tracker_seconds": self._own_seconds,
-            "tracker_ms_per_step": 1e3 * self._own_seconds / max(self._step, 1),
+            "tracker_ms_per_step": 1e3 * self._own_seconds / max(rec.step, 1),
         }
 
     # ------------------------------------------------------------------ public API
@@ -370,19 +283,19 @@ class EmbeddingTracker:
         ``zombie_count`` (rows flagged as zombies when last touched), ``touched_rows``,
         ``non_finite_rows``.
         """
-        self._sync()
-        return self._history.entries
+        self._rec.sync()
+        return self._rec.history.entries
 
     @property
     def num_steps(self) -> int:
         """Optimizer steps observed so far (``summary()["step"]``)."""
-        self._sync()
-        return self._step
+        self._rec.sync()
+        return self._rec.step
 
     @property
     def row_state(self) -> RowState:
         """The live per-row state tensors (read them, do not modify them)."""
-        self._sync()
+        self._rec.sync()
         return self._state
 
     def row_stats(self) -> dict[str, np.ndarray]:
@@ -405,20 +318,18 @@ class EmbeddingTracker:
         optimizer step of this iteration either way. Before any backward it does nothing
         but remember the loss.
         """
-        pend = self._pending
-        if pend is not None and self._weight._version != pend.version:
-            self._close()  # a hand-written update happened without an optimizer hook
+        self._rec.begin(self._weight)  # closes a step applied by hand, if any
         if loss is not None:
-            value = float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
-            self._last_loss = value
-            self._history.set_loss(self._step + (1 if self._pending is not None else 0), value)
+            self._rec.set_loss(
+                float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
+            )
 
     def autofix_scales(self) -> torch.Tensor:
         """Per-row update factor, ``(num_embeddings,)`` float32 (1 = undamped): the factor
         table the intervention returned at the latest step (all ones without one)."""
         n = self._state.n_rows
         out = torch.ones(n, dtype=torch.float32, device=self._weight.device)
-        table = self._table
+        table = self._rec.table
         if table is not None:
             k = min(n, table.numel())
             out[:k] = torch.nan_to_num(table[:k].to(out), nan=1.0).clamp_(0.0, 1.0)
@@ -470,7 +381,7 @@ class EmbeddingTracker:
             stats=dict(stats),
             findings=self.findings(),
             metadata={
-                "step": self._step,
+                "step": self._rec.step,
                 "track_interval": self.track_interval,
                 "history": thin_history(self.history),
             },
@@ -496,7 +407,7 @@ class EmbeddingTracker:
         A step in flight (backward done, optimizer step not yet) is not included. An
         intervention with its own ``state_dict`` (``AutoFixController``) is saved with it.
         """
-        self._sync()
+        self._rec.sync()
         return _checkpoint.save_state(self)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -516,13 +427,13 @@ class EmbeddingTracker:
         """Remove every hook, release the layer for another tracker, close the intervention."""
         if not self._attached:
             return
-        self._sync()
+        self._rec.sync()
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
         _hooks.detach_tracker(self._weight, self)
         self._attached = False
-        self._pending = None
+        self._rec.pending = None
         self._capture.clear()
         close = getattr(self._intervention, "close", None)
         if callable(close):
@@ -537,7 +448,7 @@ class EmbeddingTracker:
     def __repr__(self) -> str:
         n, d = self._weight.shape
         return (
-            f"EmbeddingTracker(name={self.name!r}, rows={n}, dim={d}, step={self._step}, "
+            f"EmbeddingTracker(name={self.name!r}, rows={n}, dim={d}, step={self._rec.step}, "
             f"backend={self.backend!r}, track_interval={self.track_interval}, "
             f"attached={self._attached})"
         )
