@@ -8,7 +8,8 @@ through ``F.embedding``, quantized through the kernels (both return a fresh floa
 tensor). Throughput is rows per second, the median of
 ``--repeats`` rounds; each round times every storage back to back and the ratio is the
 median over rounds of float32 time / quantized time (>= 1 means at least as fast).
-Bytes are the table's own bytes. Run: ``.venv/bin/python bench/bench_compress.py
+Bytes are the table's own bytes; ``mixed+map`` also keeps the decoded
+per-row map of ``QuantizedTable.accelerate()`` (5 bytes a row more, counted). Run: ``.venv/bin/python bench/bench_compress.py
 [--rows N] [--dim D] [--batch B] [--threads T]``.
 """
 
@@ -94,6 +95,9 @@ def main() -> None:
     mixed = QuantizedTable.from_weight(weight, prec, name="mixed")
     fns["mixed"] = mixed.lookup
     nbytes["mixed"] = mixed.nbytes()
+    fast = QuantizedTable.from_weight(weight, prec, name="mixed").accelerate()
+    fns["mixed+map"] = fast.lookup
+    nbytes["mixed+map"] = fast.resident_bytes()
     results = _compare(fns, batches, args.repeats)
     print(f"table {args.rows} x {args.dim}, batch {args.batch}, threads {args.threads}")
     print(

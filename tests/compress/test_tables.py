@@ -95,3 +95,14 @@ def test_low_rank_table(weight: torch.Tensor) -> None:
     assert small.nbytes() == 300 * row_bytes("int8", 4) + 4 * 4 * 30
     rows = torch.tensor([1, 2, 3])
     assert torch.allclose(small.lookup(rows), small.dequantize()[rows], atol=1e-5)
+
+
+def test_accelerated_lookup_matches_compact(weight: torch.Tensor) -> None:
+    rng = np.random.default_rng(2)
+    prec = rng.choice(["fp16", "int4", "int2", "drop"], size=300)
+    t = QuantizedTable.from_weight(weight, prec, name="m")
+    rows = torch.from_numpy(rng.integers(0, 300, 500))
+    compact = t.lookup(rows)
+    t.accelerate()
+    assert torch.equal(t.lookup(rows), compact)
+    assert t.resident_bytes() == t.nbytes() + 300 * 5
