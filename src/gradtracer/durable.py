@@ -23,6 +23,7 @@ Examples:
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import shutil
@@ -51,6 +52,7 @@ __all__ = [
     "replace_directory",
     "staging_directory",
     "mark_incomplete",
+    "remove_orphaned_temporaries",
     "require_complete",
 ]
 
@@ -86,6 +88,37 @@ def _check_target(path: Path) -> None:
         raise NotADirectoryError(f"{parent}: exists and is not a directory")
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_orphaned_temporaries(target: str | Path) -> list[Path]:
+    """Delete temporaries of ``target`` left by writers that died mid-write; return them.
+
+    :func:`atomic_open` names its temporary ``.<name>.<pid>.<random>.tmp``; a ``kill -9``
+    leaves it behind. A temporary whose process no longer runs is removed; those of live
+    processes (a concurrent writer) are kept.
+    """
+    t = Path(target)
+    removed: list[Path] = []
+    if not t.parent.is_dir():
+        return removed
+    for tmp in t.parent.glob(f".{glob.escape(t.name)}.*.tmp"):
+        pid_part = tmp.name[len(t.name) + 2 :].split(".", 1)[0]
+        if not pid_part.isdigit() or _pid_alive(int(pid_part)):
+            continue
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+            removed.append(tmp)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | Path, mode: str = "wb", **kwargs: Any) -> Iterator[IO[Any]]:
     """Open a temporary file that replaces ``path`` atomically when the block exits cleanly.
@@ -101,7 +134,10 @@ def atomic_open(path: str | Path, mode: str = "wb", **kwargs: Any) -> Iterator[I
     target = Path(path)
     _check_target(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    remove_orphaned_temporaries(target)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent
+    )
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, mode, **kwargs) as handle:
