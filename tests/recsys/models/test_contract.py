@@ -85,3 +85,16 @@ def test_non_finite_scores_are_refused_naming_the_model_file(tmp_path):
         loaded.item_emb.weight[0, 0] = float("nan")
     with pytest.raises(ValueError, match=rf"implicit_mf model {d / 'model.json'}: scores of user"):
         loaded.recommend([0], k=2)
+
+
+def test_the_contract_catches_a_model_that_ignores_exclusion():
+    class IgnoresExclusion(PopularityRecommender):
+        def recommend(self, users, k=10, *, exclude=None):
+            return super().recommend(users, k)
+
+    board = make_checkerboard()
+    model = IgnoresExclusion().fit(board.train)
+    contract = TestPopularityContract()
+    with pytest.raises(AssertionError):
+        contract.test_exclusion_is_honoured(model, board)
+    contract.test_k_is_validated(model, 0)  # the rest of the contract still holds
