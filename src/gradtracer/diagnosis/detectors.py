@@ -48,6 +48,8 @@ class DiagnosisThresholds:
         high_update_ratio: the same for dense layers (update-to-weight ratio per step).
         loss_rise: the loss counts as having risen when its final window exceeds its
             minimum window by this factor.
+        overshoot_share: fast-moving weights whose loss never gets below this share of the
+            first tracked loss (the untrained model's) overshoot from the start.
         low_rel_velocity: rows or layers moving less than this share of their norm per
             update (1/40 of a healthy run's slowest late-training rate) learn too slowly.
         stalled_loss_drop: relative loss decrease (start window to end window) under which
@@ -82,6 +84,7 @@ class DiagnosisThresholds:
     high_rel_velocity: float = 0.04
     high_update_ratio: float = 0.08
     loss_rise: float = 1.15
+    overshoot_share: float = 0.97
     low_rel_velocity: float = 3e-4
     stalled_loss_drop: float = 0.02
     accumulation_cosine: float = 0.6
@@ -258,7 +261,9 @@ def detect_learning_rate(s: RunSignals, th: DiagnosisThresholds) -> list[Finding
     first, last, best = _windows(s.losses, th.window)
     if not math.isfinite(first):
         return []
-    risen = last > th.loss_rise * best and last >= 0.97 * first
+    start = next((v for _, v in s.losses if math.isfinite(v)), math.nan)
+    never_improved = math.isfinite(start) and best >= th.overshoot_share * start
+    risen = (last > th.loss_rise * best and last >= 0.97 * first) or never_improved
     stalled = (first - last) <= th.stalled_loss_drop * abs(first)
     out: list[Finding] = []
     fast_tables = [t for t in s.tables if t.finite and t.steps >= th.min_steps
