@@ -114,10 +114,8 @@ def test_plot_of_an_extreme_report_never_shows_a_traceback(tmp_path, capsys):
     long.write_text(json.dumps(doc))
     code = main(["report", "plot", str(long), "--out", str(tmp_path / "fig")])
     err = capsys.readouterr().err
-    assert code in (0, 1) and "Traceback" not in err
-    if code == 1:  # e.g. a figure file name longer than the file system allows
-        assert err.startswith("error: ") and str(tmp_path / "fig") in err
-        assert len(err) < 1000  # the path is shortened, not printed 20,000 characters long
+    assert code == 0 and "Traceback" not in err  # the file name is cut, not the figure
+    assert all(len(p.name) < 120 for p in (tmp_path / "fig").iterdir())
     text, n = re.subn(r'"step": \d+', '"step": Infinity', path.read_text(), count=1)
     assert n == 1  # the report carries a run history with steps
     inf_step = tmp_path / "inf.json"

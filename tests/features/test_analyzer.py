@@ -127,12 +127,3 @@ def test_diabetes_real_data() -> None:
     back = Report.from_dict(json.loads(json.dumps(report.to_dict())))
     assert len(back.findings) == len(report.findings)
     assert "diabetes" in fa.report()
-
-
-def test_docstring_example_runs() -> None:
-    import doctest
-
-    import gradtracer.features.analyzer as module
-
-    result = doctest.testmod(module)
-    assert result.attempted > 0 and result.failed == 0

@@ -19,23 +19,3 @@ def test_reports_doc_examples_run(capsys: pytest.CaptureFixture[str]) -> None:
     for i, block in enumerate(blocks):
         exec(compile(block, f"{DOC.name}[python block {i}]", "exec"), namespace)
     assert "GradTracer manager report" in capsys.readouterr().out
-
-
-@pytest.mark.parametrize(
-    "module",
-    [
-        "gradtracer.agent",
-        "gradtracer.export.json_report",
-        "gradtracer.export.metrics",
-        "gradtracer.report.catalog",
-        "gradtracer.report.history",
-        "gradtracer.report.text",
-        "gradtracer._numeric",
-    ],
-)
-def test_docstring_examples_run(module: str) -> None:
-    import doctest
-    import importlib
-
-    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0 and result.failed == 0

@@ -168,3 +168,31 @@ def test_thin_history_keeps_ends_and_order(n, max_points):
 def test_thin_history_rejects_too_few_points():
     with pytest.raises(ValueError, match="max_points"):
         thin_history([], 1)
+
+
+def test_children_with_one_name_get_one_figure_each(tmp_path):
+    torch.manual_seed(0)
+    a, b = nn.Embedding(20, 4), nn.Embedding(20, 4)
+    opt = torch.optim.SGD([*a.parameters(), *b.parameters()], lr=0.1)
+    manager = FlowManager("twins")
+    manager.add_tracker("a", EmbeddingTracker(a, name="emb"))  # both trackers named "emb"
+    manager.add_tracker("b", EmbeddingTracker(b, name="emb"))
+    for _ in range(5):
+        idx = torch.randint(0, 20, (8,))
+        opt.zero_grad()
+        (a(idx) * b(idx)).sum().backward()
+        manager.step()
+        opt.step()
+    names = sorted(p.name for p in plot_report(manager.to_report(), tmp_path))
+    assert "emb_dynamics.png" in names and "emb_2_dynamics.png" in names
+    assert len(names) == len(set(names)) == len(list(tmp_path.iterdir()))
+
+
+def test_a_very_long_subject_gives_a_short_file_name(tmp_path):
+    manager = _trained_manager(steps=20)
+    report = manager["item"].to_report()
+    long = Report.from_dict({**report.to_dict(), "subject": "x" * 20_000})
+    other = Report.from_dict({**report.to_dict(), "subject": "x" * 19_999 + "y"})
+    first, second = plot_report(long, tmp_path), plot_report(other, tmp_path)
+    assert all(len(p.name) < 120 for p in first + second)
+    assert {p.name for p in first}.isdisjoint(p.name for p in second)  # the hash tells them apart

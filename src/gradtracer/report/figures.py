@@ -19,6 +19,8 @@ history snapshots, thinned by :func:`gradtracer.report.history.thin_history`).
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -61,7 +63,7 @@ def plot_report(report: Report | Mapping[str, Any], out_dir: str | Path) -> list
         paths += single[rep.kind](rep, out_dir)
     elif rep.kind == "manager":
         paths += plot_manager_report(rep, out_dir)
-        for child in rep.children:
+        for child in _unique_subjects([c for c in rep.children if c.kind in single]):
             if child.kind in single:
                 paths += single[child.kind](child, out_dir)
     if not paths:
@@ -89,9 +91,29 @@ def _no_data(ax: Any, text: str) -> None:
     ax.set_yticks([])
 
 
+#: Longest subject part of a figure file name (characters); longer subjects are cut and
+#: tagged with a hash of the full subject, so file names stay within file-system limits.
+MAX_STEM_SUBJECT = 80
+
+
 def _file_stem(subject: str, suffix: str) -> str:
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in subject) or "report"
+    safe = safe.lstrip(".") or "report"  # never a hidden file
+    if len(safe) > MAX_STEM_SUBJECT:
+        digest = hashlib.sha1(subject.encode("utf-8")).hexdigest()[:10]
+        safe = f"{safe[:MAX_STEM_SUBJECT]}-{digest}"
     return f"{safe}_{suffix}"
+
+
+def _unique_subjects(reports: Sequence[Report]) -> list[Report]:
+    """The reports with repeated subjects numbered (``name``, ``name_2``, ...) for file names."""
+    seen: dict[str, int] = {}
+    out = []
+    for rep in reports:
+        n = seen.get(rep.subject, 0) + 1
+        seen[rep.subject] = n
+        out.append(rep if n == 1 else dataclasses.replace(rep, subject=f"{rep.subject}_{n}"))
+    return out
 
 
 def plot_embedding_report(report: Report | Mapping[str, Any], out_dir: str | Path) -> list[Path]:
