@@ -99,8 +99,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "u.data"
         pd.DataFrame(
-            {"u": users, "i": items, "r": rng.integers(1, 6, size=n_rows),
-             "t": 880_000_000 + rng.integers(0, 10**7, size=n_rows)}
+            {
+                "u": users,
+                "i": items,
+                "r": rng.integers(1, 6, size=n_rows),
+                "t": 880_000_000 + rng.integers(0, 10**7, size=n_rows),
+            }
         ).to_csv(path, sep="\t", header=False, index=False)
         print(f"rows={n_rows:,} users={n_users:,} items={n_items:,} repeats={repeats}")
         print(f"{'task':<16}{'gradtracer s':>14}{'pandas s':>12}{'pandas/gt':>11}")
@@ -119,13 +123,17 @@ def main() -> None:
         sx = make_sessions(n_sessions=n_rows // 5, n_items=n_items, random_state=0).frame
         tsv = Path(tmp) / "clicks.tsv"
         sx.select(
-            pl.col("session").alias("SessionId"), pl.col("item").alias("ItemId"),
+            pl.col("session").alias("SessionId"),
+            pl.col("item").alias("ItemId"),
             pl.col("timestamp").alias("Time"),
         ).write_csv(tsv, separator="\t")
-        t_gt, t_pd = _pair(lambda: load_sessions(tsv, "tsv"), lambda: _pandas_sessions(tsv),
-                           repeats)
-        print(f"{'load sessions':<16}{t_gt:>14.3f}{t_pd:>12.3f}{t_pd / t_gt:>11.2f}"
-              f"   ({len(sx):,} clicks)")
+        t_gt, t_pd = _pair(
+            lambda: load_sessions(tsv, "tsv"), lambda: _pandas_sessions(tsv), repeats
+        )
+        print(
+            f"{'load sessions':<16}{t_gt:>14.3f}{t_pd:>12.3f}{t_pd / t_gt:>11.2f}"
+            f"   ({len(sx):,} clicks)"
+        )
 
     t_impl = statistics.median(_time(lambda: make_implicit(random_state=1)) for _ in range(repeats))
     t_sess = statistics.median(_time(lambda: make_sessions(random_state=1)) for _ in range(repeats))

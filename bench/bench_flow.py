@@ -43,7 +43,9 @@ def main() -> None:
     n_params = sum(p.numel() for p in model.parameters())
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     x, y = torch.randn(batch, d_in), torch.randn(batch, 1)
-    tracker = FlowTracker(model, optimizer=opt, track_interval=args.interval, track_activations=False)
+    tracker = FlowTracker(
+        model, optimizer=opt, track_interval=args.interval, track_activations=False
+    )
 
     def run_block(track: bool) -> list[tuple[float, float]]:
         times = []

@@ -35,6 +35,9 @@ def test_unknown_name_is_an_attribute_error():
 
 def test_module_entry_point_prints_version():
     out = subprocess.run(
-        [sys.executable, "-m", "gradtracer", "--version"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "gradtracer", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert out.stdout.strip() == f"gradtracer {gradtracer.__version__}"

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported where a torch generator is made, not with this module
+    import torch
 
 RandomState = int | np.random.Generator | None
 
@@ -19,8 +23,12 @@ def check_random_state(random_state: RandomState) -> np.random.Generator:
     )
 
 
-def torch_generator(random_state: RandomState, device: str | torch.device = "cpu") -> torch.Generator:
+def torch_generator(
+    random_state: RandomState, device: str | torch.device = "cpu"
+) -> torch.Generator:
     """Return a seeded ``torch.Generator`` derived from ``random_state``."""
+    import torch
+
     seed = int(check_random_state(random_state).integers(0, 2**63 - 1))
     gen = torch.Generator(device=device)
     gen.manual_seed(seed)

@@ -368,7 +368,9 @@ CATALOG: Mapping[FindingType, FindingSpec] = MappingProxyType(
                 "so gradients cannot train it properly.",
                 "REINITIALIZE_{who_upper}_WITH_SMALL_RANDOM_VALUES",
                 "Scores start near zero with distinct rows; the loss falls from chance level.",
-                lambda subject, evidence, **_: Remedy("reinitialize", {"subject": subject, "std": 0.1}),
+                lambda subject, evidence, **_: Remedy(
+                    "reinitialize", {"subject": subject, "std": 0.1}
+                ),
             ),
             _spec(
                 _T.UNREACHABLE_ROWS,
