@@ -21,16 +21,17 @@ def plot_pareto(results: Sequence[Any], out_dir: str | Path) -> list[Path]:
     for ax, result in zip(axes[0], results):
         entries = summarize(result)
         methods = sorted({e["method"] for e in entries})
-        for m in methods:
+        import matplotlib
+
+        palette = matplotlib.colormaps["tab20"]
+        for n, m in enumerate(methods):
             pts = sorted(
                 (e["achieved_ratio"], 100 * e["rel_ndcg@10"]) for e in entries if e["method"] == m
             )
             xs, ys = [p[0] for p in pts], [p[1] for p in pts]
-            style = (
-                {"lw": 2.5, "marker": "*", "ms": 12, "color": "black"}
-                if m == "recipe"
-                else {"marker": "o", "lw": 1}
-            )
+            style: dict[str, Any] = {"marker": "o", "lw": 1, "color": palette(n % 20)}
+            if m == "recipe":
+                style = {"lw": 2.5, "marker": "*", "ms": 12, "color": "black"}
             ax.plot(xs, ys, label=m, **style)
         ax.set_xscale("log", base=2)
         ax.axhline(0.0, color="grey", lw=0.8, ls="--")
