@@ -34,7 +34,7 @@ def _write_log(directory: Path, steps: int = 40) -> Path:
                 velocity_ema=torch.ones(4),
                 exposure=torch.full((4,), float(s)),
                 loss=1.0 / s,
-            )
+            ),
         )
     ctrl.close()
     return directory / "audit.jsonl"

@@ -194,7 +194,7 @@ def test_scales_match_a_naive_per_row_reference() -> None:
                 velocity_ema=torch.ones(rows.size),
                 exposure=torch.ones(rows.size),
                 loss=loss,
-            )
+            ),
         )
         # reference
         losses.append((step, loss))
