@@ -6,7 +6,8 @@ adds, per pair, the unbiased HSIC estimates of linear CKA (Nguyen, Raghu & Kornb
 2021, minibatch CKA: ``sum HSIC_1(K, L) / sqrt(sum HSIC_1(K, K) sum HSIC_1(L, L))``
 over minibatches, which converges to the full-data CKA) and, when the two outputs have
 the same width, the hint MSE. :meth:`final_overlap` measures top-K agreement of the
-final scores; :meth:`findings` names the pairs whose CKA stays low.
+final scores; :meth:`findings` names the pairs whose CKA is low (below a threshold, or
+well below the best pair's).
 """
 
 from __future__ import annotations
@@ -111,7 +112,9 @@ class DistillationTracker:
         student: the student module.
         pairs: ``{student_module_name: teacher_module_name}`` (names as in
             ``named_modules()``).
-        cka_threshold: a pair whose final CKA is below this is flagged (default 0.6).
+        cka_threshold: a pair whose CKA is below this is flagged (default 0.6).
+        relative_gap: a pair whose CKA is this far below the best pair's is flagged too
+            (default 0.1): the student mimics that layer worse than the others.
         window: recent steps whose per-batch CKA is kept for the trend (default 200).
 
     Call :meth:`step` after the teacher and the student ran forward on the same batch.
@@ -124,6 +127,7 @@ class DistillationTracker:
         pairs: Mapping[str, str],
         *,
         cka_threshold: float = 0.6,
+        relative_gap: float = 0.1,
         window: int = 200,
     ) -> None:
         if not pairs:
@@ -140,6 +144,7 @@ class DistillationTracker:
                 )
         self.pairs = dict(pairs)
         self.cka_threshold = float(cka_threshold)
+        self.relative_gap = float(relative_gap)
         self.window = int(window)
         self.history = {s: PairHistory(s, t) for s, t in self.pairs.items()}
         self._out: dict[tuple[str, str], torch.Tensor] = {}
@@ -207,13 +212,14 @@ class DistillationTracker:
         }
 
     def findings(self) -> list[Finding]:
-        """One ``DISTILLATION_GAP`` finding naming the pairs below ``cka_threshold``."""
+        """One ``DISTILLATION_GAP`` finding naming the pairs below ``cka_threshold`` or more
+        than ``relative_gap`` below the best pair, worst first (none when all mimic well)."""
+        finite = {s: h.cka for s, h in self.history.items() if math.isfinite(h.cka)}
+        best = max(finite.values(), default=math.nan)
         weak = sorted(
-            (
-                (h.cka, s)
-                for s, h in self.history.items()
-                if math.isfinite(h.cka) and h.cka < self.cka_threshold
-            )
+            (c, s)
+            for s, c in finite.items()
+            if c < self.cka_threshold or (len(finite) > 1 and c < best - self.relative_gap)
         )
         if not weak:
             return []
@@ -225,6 +231,7 @@ class DistillationTracker:
             "worst_layer": worst,
             "worst_cka": round(worst_cka, 4),
             "cka_threshold": self.cka_threshold,
+            "relative_gap": self.relative_gap,
             "n_flagged": len(weak),
             "topk_overlap": self.overlap,
         }
