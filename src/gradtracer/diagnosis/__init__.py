@@ -100,16 +100,18 @@ def diagnose(manager: Any, *, thresholds: DiagnosisThresholds | None = None) -> 
     Args:
         manager: a :class:`~gradtracer.manager.FlowManager` (any object with ``trackers``,
             ``n_steps`` and ``to_report()``).
-        thresholds: :class:`DiagnosisThresholds`; with the default (None) the run-level
-            findings the manager's report already carries are used as they are.
+        thresholds: :class:`DiagnosisThresholds` (default values when None).
     """
+    from gradtracer.findings import FindingType as T
+
     report = manager.to_report()
-    everything = report.all_findings()
-    own = [f for f in report.findings if f.type in _RUN_TYPES]
-    rest = [f for f in everything if f.type not in _RUN_TYPES]
-    if thresholds is not None:
-        own = run_detectors(collect_signals(manager), thresholds)
-    ranked = rank_findings([*own, *regrade_tracker_findings(rest, own)])
+    # the manager-level list holds the cross-tracker findings and the run-level ones; the
+    # run-level ones are recomputed here (with ``thresholds``)
+    cross = {T.TOWER_IMBALANCE, T.EXPOSURE_MISALIGNMENT}
+    tracker_level = [f for c in report.children for f in c.all_findings()]
+    tracker_level += [f for f in report.findings if f.type in cross]
+    own = run_detectors(collect_signals(manager), thresholds)
+    ranked = rank_findings([*own, *regrade_tracker_findings(tracker_level, own)])
     warn = [f for f in ranked if f.severity != Severity.INFO]
     return Diagnosis(tuple(ranked), health_score(warn, _progress_of(manager)), tuple(own))
 
@@ -127,19 +129,3 @@ def _progress_of(manager: Any) -> float | None:
                 return (first - last) / abs(first)
             return None
     return None
-
-
-def _run_types() -> frozenset[Any]:
-    from gradtracer.findings import FindingType as T
-
-    return frozenset({
-        T.LEARNING_RATE_TOO_HIGH, T.LEARNING_RATE_TOO_LOW, T.PARAMETERS_NOT_UPDATED,
-        T.BAD_INITIALIZATION, T.UNREACHABLE_ROWS, T.HASH_COLLISIONS,
-        T.NEGATIVE_SAMPLING_PROBLEM, T.NON_FINITE_LOSS, T.GRADIENT_ACCUMULATION, T.NORM_GROWTH,
-        T.WEIGHT_DECAY_COLLAPSE, T.NO_LEARNING_SIGNAL, T.LOSS_OUTPUT_MISMATCH,
-    })  # fmt: skip
-
-
-#: finding types only the run-level detectors emit (skipped when re-reading a report that
-#: already carries them)
-_RUN_TYPES = _run_types()

@@ -110,11 +110,12 @@ _KNOWN = {t.value for t in FindingType}
 
 def rank_findings(findings: Sequence[Finding]) -> list[Finding]:
     """Causes first (by :data:`CAUSE_ORDER`, then severity, then confidence), symptoms after,
-    each symptom with ``consequence_of`` set to the first of its possible causes present.
+    each symptom with ``consequence_of`` set to the first of its possible causes present
+    at WARNING or CRITICAL.
 
     Findings that already carry ``consequence_of`` keep it.
     """
-    present = {_type(f) for f in findings}
+    present = {_type(f) for f in findings if f.severity != Severity.INFO}
     out = []
     for f in findings:
         if getattr(f, "consequence_of", None) is None:
