@@ -155,7 +155,7 @@ def test_manual_updates_without_optimizer_match_sgd():
         tracker = EmbeddingTracker(layer, name="emb")
         _train(layer, tracker, batches, opt_kind=kind, order="never", lr=0.1)
         states.append(tracker.row_state.floats.clone())
-        assert tracker.num_steps == 20
+        assert tracker.n_steps == 20
         tracker.detach()
     torch.testing.assert_close(states[0], states[1])
 
@@ -171,7 +171,7 @@ def test_gradient_accumulation_counts_one_step_per_optimizer_step(sparse):
         layer(torch.tensor([2, 3])).sum().backward()
         opt.step()
     st = tracker.row_state
-    assert tracker.num_steps == 4
+    assert tracker.n_steps == 4
     assert st.col("exposure")[[1, 2, 3, 4]].tolist() == [4, 4, 4, 0]
     # row 2 got both micro-batch gradients: norm sqrt(8 * 2^2) for dim 8
     assert float(st.col("grad_norm_ema")[2]) == pytest.approx(2 * 8**0.5, rel=1e-5)
@@ -224,7 +224,7 @@ def test_step_before_any_backward_is_a_noop():
     tracker = EmbeddingTracker(layer, name="emb")
     tracker.step()
     tracker.step(loss=1.5)
-    assert tracker.num_steps == 0
+    assert tracker.n_steps == 0
     assert tracker.history == []
     s = tracker.summary()
     assert s["step"] == 0 and s["active_rows"] == 0 and s["zombie_count"] == 0
@@ -242,7 +242,7 @@ def test_detach_removes_every_hook():
     frozen = tracker.row_state.ints.clone()
     _train(layer, None, _batches(64, 3, seed=5))
     assert torch.equal(tracker.row_state.ints, frozen)
-    assert tracker.num_steps == 3
+    assert tracker.n_steps == 3
 
 
 def test_context_manager_detaches():
@@ -368,7 +368,7 @@ def test_explicit_optimizer_argument_ignores_other_optimizers():
         layer(torch.tensor([1])).sum().backward()
         other_opt.step()  # must not count
         opt.step()
-    assert tracker.num_steps == 3
+    assert tracker.n_steps == 3
     tracker.detach()
 
 
@@ -440,3 +440,15 @@ def test_tracker_reports_its_own_time_per_step():
     opt.step()
     assert tracker.summary()["tracker_seconds"] > first["tracker_seconds"]
     tracker.detach()
+
+
+def test_num_steps_is_a_deprecated_alias_of_n_steps():
+    emb = nn.Embedding(10, 4)
+    tracker = EmbeddingTracker(emb)
+    opt = torch.optim.SGD(emb.parameters(), lr=0.1)
+    for _ in range(2):
+        opt.zero_grad()
+        emb(torch.tensor([1, 2])).sum().backward()
+        opt.step()
+    with pytest.warns(DeprecationWarning, match="n_steps"):
+        assert tracker.num_steps == tracker.n_steps == 2

@@ -1,7 +1,7 @@
 """Read the numbers the run-level detectors need from a manager's trackers.
 
 Only public tracker API is used: ``EmbeddingTracker.summary()``, ``.history``,
-``.row_state``, ``.layer`` and ``.num_steps``; ``FlowTracker.snapshots()``, ``.history``,
+``.row_state``, ``.layer`` and ``.n_steps``; ``FlowTracker.snapshots()``, ``.history``,
 ``.model`` and ``.optimizer``; ``FlowManager.trackers`` and ``.n_steps``. The result
 is plain data (:class:`RunSignals`), so every detector is a pure function of it.
 """
@@ -180,7 +180,7 @@ def _table(tracker: Any, opt_info: Mapping[int, tuple[float | None, float | None
         name=str(tracker.name),
         n_rows=int(n_rows),
         dim=int(dim),
-        steps=int(tracker.num_steps),
+        steps=int(tracker.n_steps),
         requires_grad=bool(weight.requires_grad),
         in_optimizer=(id(weight) in opt_info) if optimizer_known else None,
         weight_decay=wd,

@@ -12,12 +12,16 @@ optimizer hook (hand-written updates) the displacement is measured at the next b
 ``optimizer.step()`` alike. ``track_interval`` schedules the history snapshots and the
 cross-rank aggregation, never the per-row sampling. Summaries and findings are computed
 lazily on request, once per step (:mod:`~gradtracer.embedding.summary`).
+
+This module is only the public class; the work lives in the modules it names. It runs past
+400 lines because every public method keeps its docstring here, next to the hooks it wires.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -287,10 +291,20 @@ class EmbeddingTracker:
         return self._rec.history.entries
 
     @property
-    def num_steps(self) -> int:
-        """Optimizer steps observed so far (``summary()["step"]``)."""
+    def n_steps(self) -> int:
+        """Optimizer steps observed so far (``summary()["step"]``; as ``FlowManager.n_steps``)."""
         self._rec.sync()
         return self._rec.step
+
+    @property
+    def num_steps(self) -> int:
+        """Deprecated alias of :attr:`n_steps`."""
+        warnings.warn(
+            "EmbeddingTracker.num_steps is deprecated; use n_steps (or summary()['step'])",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.n_steps
 
     @property
     def row_state(self) -> RowState:
