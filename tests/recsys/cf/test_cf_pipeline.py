@@ -54,7 +54,7 @@ def test_config_rejects_unknown_solver_and_fields() -> None:
     with pytest.raises(ValueError, match="solver must be one of"):
         CFConfig(solver="nmf")
     with pytest.raises(ValueError, match=r"unknown CFConfig field\(s\) \['factors'\]"):
-        CFConfig.from_json({"factors": 3})
+        CFConfig.from_dict({"factors": 3})
 
 
 @pytest.mark.parametrize("solver", ["sklearn", "scipy", "als"])
@@ -145,7 +145,7 @@ def _save_five_file_layout(model: CFModel, d) -> None:
     meta = {
         "format": "gradtracer.cf",
         "version": 1,
-        "config": model.config.to_json(),
+        "config": model.config.to_dict(),
         "n_factors": model.n_factors,
         "rating_scale": list(model.rating_scale),
         "source": model.source,
@@ -323,3 +323,10 @@ def test_user_who_has_seen_everything_gets_an_empty_list() -> None:
     recs = model.raw().recommend("a", k=5)
     assert len(recs) == 0 and recs.scores.shape == (0,) and recs.to_polars().height == 0
     assert len(model.raw().recommend("b", k=5)) == 2
+
+
+def test_config_to_json_is_text_and_round_trips():
+    config = CFConfig(rating_scale=(1.0, 5.0))
+    text = config.to_json()
+    assert isinstance(text, str) and json.loads(text) == config.to_dict()
+    assert CFConfig.from_json(text) == CFConfig.from_dict(config.to_dict()) == config

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -55,15 +56,24 @@ class CFConfig:
         """True for SVD (predicts ratings); False for ALS (predicts preferences)."""
         return self.solver != "als"
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict of every field."""
         out = asdict(self)
         out["rating_scale"] = None if self.rating_scale is None else list(self.rating_scale)
         return out
 
+    def to_json(self) -> str:
+        """The config as JSON text (sorted keys); :meth:`to_dict` gives the dict."""
+        return json.dumps(self.to_dict(), sort_keys=True)
+
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> CFConfig:
-        """Inverse of :meth:`to_json`; ``ValueError`` naming unknown fields."""
+    def from_json(cls, data: str | dict[str, Any]) -> CFConfig:
+        """Read :meth:`to_json` text (a dict is accepted too, as :meth:`from_dict`)."""
+        return cls.from_dict(json.loads(data) if isinstance(data, str) else data)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CFConfig:
+        """Inverse of :meth:`to_dict`; ``ValueError`` naming unknown fields."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

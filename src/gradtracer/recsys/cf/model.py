@@ -198,7 +198,7 @@ class CFModel(FactorRecommender):
         self._fitted()
         m = self.train_matrix
         meta = {
-            "config": self.config.to_json(),
+            "config": self.config.to_dict(),
             "n_factors": self.n_factors,
             "rating_scale": list(self.rating_scale),
             "source": self.source,
@@ -230,7 +230,7 @@ class CFModel(FactorRecommender):
             train_matrix=matrix,
             user_ids=IdMap(arrays["user_ids"].tolist(), "user"),
             item_ids=IdMap(arrays["item_ids"].tolist(), "item"),
-            config=CFConfig.from_json(meta["config"]),
+            config=CFConfig.from_dict(meta["config"]),
             rating_scale=(float(meta["rating_scale"][0]), float(meta["rating_scale"][1])),
             source=str(meta.get("source", "<memory>")),
             fit_seconds=float("nan") if fit_seconds is None else float(fit_seconds),

@@ -105,21 +105,32 @@ class IdMap:
         """Raw ids of many dense indices."""
         return [self.ids[int(i)] for i in indices]
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
+        """``{"name": ..., "ids": [raw ids in index order]}``."""
         return {"name": self.name, "ids": self.ids}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> IdMap:
+    def from_dict(cls, data: dict[str, Any]) -> IdMap:
+        """Inverse of :meth:`to_dict`."""
         return cls(ids=list(data["ids"]), name=str(data.get("name", "id")))
+
+    def to_json(self) -> str:
+        """The map as JSON text; :meth:`to_dict` gives the dict."""
+        return json.dumps(self.to_dict())
+
+    @classmethod
+    def from_json(cls, data: str | dict[str, Any]) -> IdMap:
+        """Read :meth:`to_json` text (a dict is accepted too, as :meth:`from_dict`)."""
+        return cls.from_dict(json.loads(data) if isinstance(data, str) else data)
 
     def save(self, path: str | Path) -> None:
         """Write as JSON (atomically: the file is the old or the new map, never a mix)."""
-        atomic_write_text(path, json.dumps(self.to_json()))
+        atomic_write_text(path, self.to_json())
 
     @classmethod
     def load(cls, path: str | Path) -> IdMap:
         """Read a map written by :meth:`save`."""
-        return cls.from_json(json.loads(Path(path).read_text()))
+        return cls.from_json(Path(path).read_text())
 
 
 @dataclass
