@@ -1,7 +1,10 @@
 """Auto-Fix: damp the applied updates of embedding rows whose updates oscillate, audited.
 
 * :mod:`~gradtracer.embedding.autofix.controller`: :class:`AutoFixController`, the tracker's
-  intervention (decisions, audit events, checkpoints, findings);
+  intervention (decisions, audit events, checkpoints);
+* :mod:`~gradtracer.embedding.autofix.state`: checks a saved controller state before it is
+  restored;
+* :mod:`~gradtracer.embedding.autofix.findings`: the findings the controller reports;
 * :mod:`~gradtracer.embedding.autofix.policy`: the pure damping rule
   (:class:`AutoFixPolicy`, posteriors, factors);
 * :mod:`~gradtracer.embedding.autofix.replay`: re-derives logged scales from their logged

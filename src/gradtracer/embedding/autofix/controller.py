@@ -23,7 +23,7 @@ import logging
 import uuid
 import warnings
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,11 @@ import numpy as np
 import torch
 
 from gradtracer.audit import AUDIT_FORMAT_VERSION, AuditLogger, encode_ids
+from gradtracer.embedding.autofix.findings import (
+    detect_audit_incomplete,
+    detect_autofix_applied,
+    detect_unscaled_dead_rows,
+)
 from gradtracer.embedding.autofix.policy import (
     NEUTRAL_LOSS_TREND,
     AutoFixPolicy,
@@ -40,18 +45,17 @@ from gradtracer.embedding.autofix.policy import (
     loss_trend_posterior,
     oscillation_confidence,
 )
+from gradtracer.embedding.autofix.state import STATE_VERSION, validate_state
 from gradtracer.embedding.evidence import RowEvidence
 from gradtracer.embedding.row_kernel import unique_rows
 from gradtracer.errors import GradTracerWarning
-from gradtracer.findings import Finding, FindingType
-from gradtracer.report.catalog import make_finding
+from gradtracer.findings import Finding
 
 __all__ = ["AutoFixController", "AutoFixPolicy"]
 
 logger = logging.getLogger(__name__)
 
 _DEFAULT = "default"
-_STATE_VERSION = 1
 
 
 class AutoFixController:
@@ -205,7 +209,7 @@ class AutoFixController:
             else torch.zeros(0, dtype=torch.int64)
         )
         return {
-            "version": _STATE_VERSION,
+            "version": STATE_VERSION,
             "layer_name": self.layer_name,
             "run_id": self.run_id,
             "policy": self.policy.to_dict(),
@@ -237,7 +241,7 @@ class AutoFixController:
             ValueError: another state version, layer name or policy (the differing
                 fields are named), a missing key, or a bad value (named with its key).
         """
-        ck = _validate_state(state, self.layer_name, self.policy)
+        ck = validate_state(state, self.layer_name, self.policy)
         n = ck["n_seen"]
         self._host = self._dead = self._ever = self._scale = None
         self._n_seen = 0
@@ -326,9 +330,9 @@ class AutoFixController:
         """AUTOFIX_APPLIED, DEAD_EMBEDDINGS (rows left unscaled) and AUDIT_INCOMPLETE findings."""
         s = self.summary()
         found = [
-            _detect_autofix_applied(self.layer_name, s, self._ever),
-            _detect_unscaled_dead_rows(self.layer_name, s, self._dead),
-            _detect_audit_incomplete(self.layer_name, s),
+            detect_autofix_applied(self.layer_name, s, self._ever),
+            detect_unscaled_dead_rows(self.layer_name, s, self._dead),
+            detect_audit_incomplete(self.layer_name, s),
         ]
         return [f for f in found if f is not None]
 
@@ -491,158 +495,3 @@ def _as_count(t: torch.Tensor) -> torch.Tensor:
 
 def _finite_or_none(x: float) -> float | None:
     return x if np.isfinite(x) else None
-
-
-def _detect_autofix_applied(
-    layer: str, s: dict[str, Any], ever: np.ndarray | None
-) -> Finding | None:
-    """AUTOFIX_APPLIED: the controller gave some rows a factor below 1."""
-    if not s["rows_ever_scaled"] or ever is None:
-        return None
-    return make_finding(
-        FindingType.AUTOFIX_APPLIED,
-        subject=layer,
-        premise=(
-            f"Auto-Fix damped {s['rows_ever_scaled']} oscillating rows ({s['rows_scaled']} "
-            f"still damped, smallest factor {s['min_scale']:.3f}) over "
-            f"{s['n_interventions']} decisions."
-        ),
-        confidence=1.0,
-        evidence={
-            k: s[k]
-            for k in (
-                "rows_scaled",
-                "rows_ever_scaled",
-                "min_scale",
-                "n_interventions",
-                "p_loss_improving",
-            )
-        },
-        sample_ids=tuple(np.flatnonzero(ever)[:20].tolist()),
-    )
-
-
-def _detect_unscaled_dead_rows(
-    layer: str, s: dict[str, Any], dead: np.ndarray | None
-) -> Finding | None:
-    """DEAD_EMBEDDINGS: touched rows with a zero gradient-norm EMA (left unscaled)."""
-    if not s["rows_dead"] or dead is None:
-        return None
-    return make_finding(
-        FindingType.DEAD_EMBEDDINGS,
-        subject=layer,
-        premise=(
-            f"{s['rows_dead']} touched rows have a zero gradient-norm EMA; Auto-Fix leaves "
-            "them unscaled."
-        ),
-        confidence=0.9,
-        evidence={"rows_dead": s["rows_dead"]},
-        sample_ids=tuple(np.flatnonzero(dead)[:20].tolist()),
-    )
-
-
-def _detect_audit_incomplete(layer: str, s: dict[str, Any]) -> Finding | None:
-    """AUDIT_INCOMPLETE: some audit events could not be written."""
-    if s["audit_complete"]:
-        return None
-    return make_finding(
-        FindingType.AUDIT_INCOMPLETE,
-        subject=layer,
-        premise=(
-            f"{s['audit_events_lost']} Auto-Fix audit events could not be written "
-            f"(log: {s['audit_path'] or 'not opened'})."
-        ),
-        confidence=1.0,
-        evidence={"audit_events_lost": s["audit_events_lost"]},
-    )
-
-
-def _field(state: Mapping[str, Any], key: str) -> Any:
-    if key not in state:
-        raise ValueError(f"Auto-Fix state is missing {key!r}")
-    return state[key]
-
-
-def _count(state: Mapping[str, Any], key: str) -> int:
-    value = _field(state, key)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"Auto-Fix state {key!r}: expected an int >= 0, got {value!r}")
-    return value
-
-
-def _array(state: Mapping[str, Any], key: str, n: int, dtype: torch.dtype) -> np.ndarray:
-    value = _field(state, key)
-    if not isinstance(value, torch.Tensor) or tuple(value.shape) != (n,) or value.dtype != dtype:
-        got = (
-            f"{tuple(value.shape)} {value.dtype}"
-            if isinstance(value, torch.Tensor)
-            else type(value).__name__
-        )
-        raise ValueError(f"Auto-Fix state {key!r}: expected ({n},) {dtype}, got {got}")
-    return value.detach().cpu().numpy().copy()
-
-
-def _validate_state(
-    state: Mapping[str, Any], layer_name: str, policy: AutoFixPolicy
-) -> dict[str, Any]:
-    """Every value of a controller ``state_dict``, checked (see ``load_state_dict``)."""
-    if not isinstance(state, Mapping):
-        raise ValueError(f"Auto-Fix state must be a dict, got {type(state).__name__}")
-    if state.get("version") != _STATE_VERSION:
-        raise ValueError(f"Auto-Fix state version {state.get('version')!r} != {_STATE_VERSION}")
-    if state.get("layer_name") != layer_name:
-        raise ValueError(
-            f"Auto-Fix state is for layer {state.get('layer_name')!r}, "
-            f"this controller is for {layer_name!r}"
-        )
-    saved = AutoFixPolicy.from_dict(dict(_field(state, "policy")))
-    if saved != policy:
-        mine = policy.to_dict()
-        diff = {k: (v, mine[k]) for k, v in saved.to_dict().items() if mine[k] != v}
-        raise ValueError(
-            f"Auto-Fix state was written under another policy (field: (saved, this)) {diff}"
-        )
-    n = _count(state, "n_seen")
-    scale = _array(state, "scale", n, torch.float32)
-    if not (np.isfinite(scale).all() and (scale > 0).all() and (scale <= 1).all()):
-        bad = np.flatnonzero(~(np.isfinite(scale) & (scale > 0) & (scale <= 1)))[0]
-        raise ValueError(
-            f"Auto-Fix state 'scale': factor {scale[bad]!r} of row {bad} is outside (0, 1]"
-        )
-    out: dict[str, Any] = {
-        "n_seen": n,
-        "scale": scale,
-        "dead": _array(state, "dead", n, torch.bool),
-        "ever": _array(state, "ever", n, torch.bool),
-    }
-    for key in ("step", "last_decision", "n_decisions", "n_interventions", "n_scaled"):
-        out[key] = _count(state, key)
-    if out["n_scaled"] != int((scale < 1).sum()):
-        raise ValueError(
-            f"Auto-Fix state 'n_scaled': {out['n_scaled']} but "
-            f"{int((scale < 1).sum())} factors are below 1"
-        )
-    losses = []
-    for item in _field(state, "losses"):
-        t, v = item
-        if isinstance(t, bool) or not isinstance(t, int) or not isinstance(v, (int, float)):
-            raise ValueError(f"Auto-Fix state 'losses': bad entry {item!r}")
-        losses.append((int(t), float(v)))
-    out["losses"] = losses
-    try:
-        out["last_trend"] = LossTrend.from_dict(_field(state, "last_trend"))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"Auto-Fix state 'last_trend': {exc!r}") from exc
-    rows = _field(state, "pending_rows")
-    if not isinstance(rows, torch.Tensor) or rows.ndim != 1 or rows.is_floating_point():
-        raise ValueError(
-            f"Auto-Fix state 'pending_rows': expected a 1-D integer tensor, got {rows!r}"
-        )
-    legacy = state.get("pending_evidence") or []  # written before 1.1: (rows, ...) tensors
-    if legacy:
-        rows = torch.cat([rows.cpu(), legacy[0].detach().cpu()])
-    if rows.numel() and int(rows.min()) < 0:
-        raise ValueError(f"Auto-Fix state 'pending_rows': negative row id {int(rows.min())}")
-    out["pending_rows"] = torch.unique(rows.cpu().to(torch.int64))
-    out["run_id"] = str(_field(state, "run_id"))
-    return out
