@@ -2,6 +2,8 @@
 
 * :mod:`~gradtracer.embedding.autofix.controller`: :class:`AutoFixController`, the tracker's
   intervention (decisions, audit events, checkpoints);
+* :mod:`~gradtracer.embedding.autofix.audit_trail`: writes the controller's audit events;
+  a log that cannot be written costs one warning, never the training run;
 * :mod:`~gradtracer.embedding.autofix.state`: checks a saved controller state before it is
   restored;
 * :mod:`~gradtracer.embedding.autofix.findings`: the findings the controller reports;

@@ -14,14 +14,16 @@ SGD, Adam, AdamW, Adagrad and SparseAdam alike.
 
 Every decision that changes a scale is appended to the audit log
 (:mod:`gradtracer.audit`) with the inputs needed to re-derive it
-(``gradtracer audit replay``).
+(``gradtracer audit replay``), through :mod:`~gradtracer.embedding.autofix.audit_trail`.
+Checkpoint checks live in :mod:`~gradtracer.embedding.autofix.state`, findings in
+:mod:`~gradtracer.embedding.autofix.findings`. The class itself stays in one file (past 400
+lines): its decision, checkpoint and inspection methods all read and write the same per-row
+tables and counters, and splitting it would spread one state machine over several files.
 """
 
 from __future__ import annotations
 
-import logging
 import uuid
-import warnings
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +33,7 @@ import numpy as np
 import torch
 
 from gradtracer.audit import AUDIT_FORMAT_VERSION, AuditLogger, encode_ids
+from gradtracer.embedding.autofix.audit_trail import DEFAULT_AUDIT, AuditTrail
 from gradtracer.embedding.autofix.findings import (
     detect_audit_incomplete,
     detect_autofix_applied,
@@ -48,14 +51,9 @@ from gradtracer.embedding.autofix.policy import (
 from gradtracer.embedding.autofix.state import STATE_VERSION, validate_state
 from gradtracer.embedding.evidence import RowEvidence
 from gradtracer.embedding.row_kernel import unique_rows
-from gradtracer.errors import GradTracerWarning
 from gradtracer.findings import Finding
 
 __all__ = ["AutoFixController", "AutoFixPolicy"]
-
-logger = logging.getLogger(__name__)
-
-_DEFAULT = "default"
 
 
 class AutoFixController:
@@ -82,7 +80,7 @@ class AutoFixController:
         self,
         layer_name: str,
         policy: AutoFixPolicy | None = None,
-        audit: AuditLogger | None | str | Path = _DEFAULT,
+        audit: AuditLogger | None | str | Path = DEFAULT_AUDIT,
         run_id: str | None = None,
     ) -> None:
         if not isinstance(layer_name, str) or not layer_name:
@@ -92,12 +90,7 @@ class AutoFixController:
         self.layer_name = layer_name
         self.policy = policy if policy is not None else AutoFixPolicy()
         self.run_id = run_id if run_id is not None else uuid.uuid4().hex[:12]
-        self._audit_spec: AuditLogger | None | str | Path = audit
-        self._audit: AuditLogger | None = audit if isinstance(audit, AuditLogger) else None
-        self._owns_audit = not isinstance(audit, AuditLogger)
-        self._audit_started = False
-        self._audit_failed = False
-        self.events_lost = 0
+        self._trail = AuditTrail(audit, layer_name, self._run_start_event)
         # per-row state, grown on demand (index = row id); the scale table has one extra
         # sentinel slot at the end that always holds 1.0 (rows beyond the table read it)
         # The host arrays are the record; ``_scale`` is the table handed to the tracker: a
@@ -169,8 +162,8 @@ class AutoFixController:
         if self._closed:
             return
         self._closed = True
-        if self._audit_started:
-            self._emit(
+        if self._trail.started:
+            self._trail.emit(
                 {
                     "kind": "run_end",
                     "run_id": self.run_id,
@@ -182,16 +175,7 @@ class AutoFixController:
                     "events_lost": self.events_lost,
                 }
             )
-        if self._audit is not None and self._owns_audit:
-            try:
-                self._audit.close()
-            except OSError as exc:
-                self._audit_failure(exc)
-        elif self._audit is not None:
-            try:
-                self._audit.sync()
-            except (OSError, ValueError) as exc:
-                self._audit_failure(exc)
+        self._trail.close()
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
@@ -266,12 +250,17 @@ class AutoFixController:
     @property
     def audit_complete(self) -> bool:
         """False when an audit log was requested and some events could not be written."""
-        return not self._audit_failed
+        return not self._trail.failed
 
     @property
     def audit_path(self) -> Path | None:
         """The audit file being written (``None`` when disabled or not opened yet)."""
-        return None if self._audit is None else self._audit.path
+        return self._trail.path
+
+    @property
+    def events_lost(self) -> int:
+        """Audit events that could not be written (0 while the audit is complete)."""
+        return self._trail.events_lost
 
     def scales(self, n_rows: int | None = None) -> torch.Tensor:
         """Return the current factor per row, shape ``(n_rows,)`` float32 (1 = untouched).
@@ -429,7 +418,7 @@ class AutoFixController:
         self.n_scaled += int((new_vals < 1).sum()) - int((old[changed] < 1).sum())
         self.n_interventions += 1
         q = oscillation_confidence(agree[changed], disagree[changed], self.policy)
-        self._emit(
+        self._trail.emit(
             {
                 "kind": "damp",
                 "run_id": self.run_id,
@@ -447,45 +436,15 @@ class AutoFixController:
             }
         )
 
-    def _emit(self, event: dict[str, Any]) -> None:
-        if self._audit_spec is None or self._audit_failed:
-            if self._audit_failed:
-                self.events_lost += 1
-            return
-        try:
-            if self._audit is None:
-                spec = self._audit_spec  # a logger given is already self._audit
-                assert spec is not None and not isinstance(spec, AuditLogger)
-                directory = None if spec == _DEFAULT else Path(spec)
-                self._audit = AuditLogger(directory)
-            if not self._audit_started:
-                self._audit_started = True
-                self._audit.write(
-                    {
-                        "kind": "run_start",
-                        "run_id": self.run_id,
-                        "layer": self.layer_name,
-                        "step": self.step,
-                        "format_version": AUDIT_FORMAT_VERSION,
-                        "policy": self.policy.to_dict(),
-                    }
-                )
-            self._audit.write(event)
-        except (OSError, ValueError) as exc:
-            self.events_lost += 1
-            self._audit_failure(exc)
-
-    def _audit_failure(self, exc: BaseException) -> None:
-        if self._audit_failed:
-            return
-        self._audit_failed = True
-        warnings.warn(
-            f"Auto-Fix audit log for layer {self.layer_name!r} cannot be written ({exc}); "
-            "training continues, the audit is incomplete.",
-            GradTracerWarning,
-            stacklevel=3,
-        )
-        logger.debug("audit failure", exc_info=exc)
+    def _run_start_event(self) -> dict[str, Any]:
+        return {
+            "kind": "run_start",
+            "run_id": self.run_id,
+            "layer": self.layer_name,
+            "step": self.step,
+            "format_version": AUDIT_FORMAT_VERSION,
+            "policy": self.policy.to_dict(),
+        }
 
 
 def _as_count(t: torch.Tensor) -> torch.Tensor:
