@@ -10,6 +10,11 @@ Outputs of :func:`run_study` in ``out_dir``::
     results.json                   means, paired tests, alpha sweep, throughput
     figures/*.png, figures/*.svg   popularity log-log, session lengths, metric
                                    comparison, Markov alpha sweep
+
+Its steps are usable alone (the ``gradtracer sessions`` commands call them):
+:mod:`~gradtracer.recsys.sessions.split_io` (load data, save / load a split) and
+:mod:`~gradtracer.recsys.sessions.training` (build, train, load a model; attach trackers);
+this module re-exports them.
 """
 
 from __future__ import annotations
@@ -31,24 +36,37 @@ from gradtracer.durable import (
     mark_incomplete,
     require_complete,
 )
-from gradtracer.recsys.data.interactions import Interactions
 from gradtracer.recsys.models.next_item import (
-    NextItemRecommender,
     TrainingHooks,
     next_item_models,
 )
-from gradtracer.recsys.sessions.batching import SessionArrays, session_arrays
+from gradtracer.recsys.sessions.batching import session_arrays
 from gradtracer.recsys.sessions.evaluate import (
     DEFAULT_KS,
     NextItemResult,
     compare_next_item,
     evaluate_next_item,
 )
-from gradtracer.recsys.sessions.split import SessionSplit, split_pair, split_sessions
+from gradtracer.recsys.sessions.split import split_pair, split_sessions
+from gradtracer.recsys.sessions.split_io import (
+    SYNTHETIC,
+    _json_default,
+    load_session_data,
+    load_split,
+    save_split,
+)
+from gradtracer.recsys.sessions.training import (
+    attach_embedding_trackers,
+    load_model,
+    make_model,
+    model_options,
+    train_model,
+)
 
 __all__ = [
     "MODEL_NAMES",
     "STUDY_OUTPUTS",
+    "SYNTHETIC",
     "SessionStudyConfig",
     "StudyResult",
     "attach_embedding_trackers",
@@ -67,147 +85,6 @@ logger = logging.getLogger(__name__)
 
 #: Models the study trains, in reporting order.
 MODEL_NAMES: tuple[str, ...] = ("popularity", "markov", "gru4rec")
-SYNTHETIC = "synthetic"
-
-
-def load_session_data(
-    source: str,
-    *,
-    fmt: str = "tsv",
-    n_sessions: int = 5000,
-    n_items: int = 1000,
-    random_state: int = 0,
-) -> Interactions:
-    """Return session data from a file (``load_sessions(source, fmt)``) or ``"synthetic"``.
-
-    ``n_sessions``, ``n_items`` and ``random_state`` apply to the synthetic generator
-    (:func:`gradtracer.recsys.data.synthetic.make_sessions`) only.
-    """
-    if source == SYNTHETIC:
-        from gradtracer.recsys.data.synthetic import make_sessions
-
-        return make_sessions(n_sessions=n_sessions, n_items=n_items, random_state=random_state)
-    from gradtracer.recsys.data.sessions import load_sessions
-
-    path = Path(source)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such session file (or pass 'synthetic')")
-    return load_sessions(path, fmt=fmt)
-
-
-def save_split(split: SessionSplit, directory: str | Path) -> Path:
-    """Write ``train/``, ``test/`` and ``info.json`` into ``directory``.
-
-    The directory is marked incomplete until the last file is written, so a split left
-    by an interrupted write is refused by :func:`load_split`.
-    """
-    d = mark_incomplete(directory)
-    split.train.save(d / "train")
-    split.test.save(d / "test")
-    atomic_write_json(d / "info.json", split.info, default=_json_default)
-    return mark_complete(d)
-
-
-def load_split(directory: str | Path) -> SessionSplit:
-    """Read a split written by :func:`save_split` (train and test share one id map).
-
-    Raises:
-        NotADirectoryError: ``directory`` is a file (a session file instead of a split).
-        FileNotFoundError: ``train/`` or ``test/`` is missing.
-        IncompleteOutputError: the split's last write did not finish.
-    """
-    d = Path(directory)
-    if d.is_file():
-        raise NotADirectoryError(
-            f"{d}: is a file; expected a split directory written by `gradtracer sessions "
-            f"prepare` (run `gradtracer sessions prepare {d} --out SPLIT_DIR` first)"
-        )
-    for part in ("train", "test"):
-        if not (d / part / "interactions.parquet").exists():
-            raise FileNotFoundError(
-                f"{d / part}: missing; create the split with `gradtracer sessions prepare`"
-            )
-    require_complete(d)
-    train = Interactions.load(d / "train")
-    test = Interactions.load(d / "test")
-    test = Interactions(test.frame, train.user_ids, train.item_ids, test.source)
-    info = json.loads((d / "info.json").read_text()) if (d / "info.json").exists() else {}
-    return SessionSplit(train, test, info)
-
-
-def model_options(name: str, *, alpha: float = 0.0, gru4rec: Any = None) -> dict[str, Any]:
-    """Constructor options of the built-in model ``name`` from the study's settings.
-
-    ``markov`` takes ``alpha``, ``gru4rec`` takes ``config`` (``None`` = defaults); other
-    models take none.
-    """
-    table: dict[str, dict[str, Any]] = {"markov": {"alpha": alpha}, "gru4rec": {"config": gru4rec}}
-    return dict(table.get(name, {}))
-
-
-def make_model(name: str, n_items: int, **options: Any) -> NextItemRecommender:
-    """Return an unfitted next-item model ``name`` (a registered short name) over ``n_items``.
-
-    Raises:
-        ValueError: an unknown name (listing the registered ones).
-    """
-    models = next_item_models()
-    if name not in models:
-        raise ValueError(f"unknown session model {name!r}; choose from {sorted(models)}")
-    return models[name].create(n_items, **options)
-
-
-def train_model(
-    name: str,
-    train: Interactions | SessionArrays,
-    *,
-    alpha: float = 0.0,
-    gru4rec: Any = None,
-    options: dict[str, Any] | None = None,
-    hooks: TrainingHooks | None = None,
-    on_backward: Callable[[float], None] | None = None,
-    progress: bool | None = False,
-) -> tuple[NextItemRecommender, dict[str, Any]]:
-    """Fit model ``name`` (``popularity``, ``markov``, ``gru4rec`` or any registered one).
-
-    Args:
-        train: training sessions (``Interactions`` with a session column, or arrays).
-        alpha, gru4rec: the built-in models' settings (see :func:`model_options`).
-        options: constructor options; replaces ``alpha`` / ``gru4rec`` when given.
-        hooks: training callbacks; ``on_backward`` / ``progress`` fill them when absent.
-
-    Returns ``(model, log)`` where ``log`` has the training seconds and what the model's
-    ``training_log()`` reports (GRU4Rec: per-epoch loss, events per second).
-    """
-    data = train if isinstance(train, SessionArrays) else session_arrays(train)
-    opts = model_options(name, alpha=alpha, gru4rec=gru4rec) if options is None else options
-    model = make_model(name, data.n_items, **opts)
-    if hooks is None:
-        hooks = TrainingHooks(on_backward=on_backward, progress=progress)
-    t0 = time.perf_counter()
-    model.fit(data, hooks=hooks)
-    log = {**model.training_log(), "train_seconds": time.perf_counter() - t0}
-    return model, log
-
-
-def load_model(directory: str | Path) -> NextItemRecommender:
-    """Read any next-item model saved by its ``save`` method (``model.json`` names the kind).
-
-    Raises:
-        FileNotFoundError: no saved model in ``directory``.
-        ValueError: the directory holds a model that is not a next-item model, or
-            unreadable files (named).
-    """
-    from gradtracer.recsys.models import registry
-
-    next_item_models()  # registers the built-in session models
-    model = registry.load_model(directory)
-    if not isinstance(model, NextItemRecommender):
-        raise ValueError(
-            f"{Path(directory)}: holds a {getattr(model, 'kind', type(model).__name__)!r} "
-            f"model, not a session model (one of {sorted(next_item_models())})"
-        )
-    return model
 
 
 @dataclass
@@ -265,34 +142,6 @@ class StudyResult:
             "figures": [str(p) for p in self.figures],
             "trackers": self.tracker_summaries,
         }
-
-
-def attach_embedding_trackers(model: Any) -> tuple[dict[str, Any], Callable[[float], None]]:
-    """Attach an ``EmbeddingTracker`` to each of a model's embedding tables.
-
-    Returns ``(trackers by table name, on_backward)``; pass ``on_backward`` in the model's
-    training hooks and ``detach()`` the trackers after.
-
-    Raises:
-        ValueError: the model has no embedding tables (popularity, Markov chain).
-    """
-    from gradtracer.embedding.tracker import EmbeddingTracker
-
-    layers = model.embedding_layers()
-    name = getattr(model, "name", type(model).__name__)
-    if not layers:
-        raise ValueError(
-            f"tracking needs embedding tables; the {name} model has none (use gru4rec)"
-        )
-    trackers = {
-        table: EmbeddingTracker(layer, name=f"{name}.{table}") for table, layer in layers.items()
-    }
-
-    def on_backward(loss: float) -> None:
-        for tracker in trackers.values():
-            tracker.step(loss=loss)
-
-    return trackers, on_backward
 
 
 #: What :func:`run_study` writes into its output directory (removed first when rerun).
@@ -443,11 +292,3 @@ def _finite(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_finite(v) for v in value]
     return value
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (np.integer, np.floating)):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
