@@ -12,6 +12,10 @@ NumPy dispatches: for ~1,000 touched rows of a 1M-row table ~65 us in a tight lo
 numba is a core dependency; where it cannot be imported (or with the environment variable
 ``GRADTRACER_NO_NUMBA=1``) the tracker falls back to :func:`fold.apply_step`. The first
 call compiles the kernel (about a second) and caches it next to this module.
+
+Length: the module runs past 400 lines because the update, damping and de-duplication
+kernels are compiled together in one cached closure over the packed row layout's
+constants, next to the wrappers that marshal their arguments; they change together.
 """
 
 from __future__ import annotations

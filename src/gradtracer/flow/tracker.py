@@ -13,6 +13,10 @@ from that subset (unbiased for the squared norm; relative standard error about
 ``sqrt(2 / sample_size)`` for weights with evenly spread updates, exact for tensors of at
 most ``sample_size`` elements).
 
+Length: the module runs past 400 lines because it is the one :class:`FlowTracker` class,
+whose hooks, sampled-coordinate state and summaries share that state; the pure per-layer
+verdicts already live in :mod:`gradtracer.flow.layer_stats`.
+
 Example:
     >>> import torch
     >>> model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))

@@ -3,6 +3,10 @@
 Every test is *paired*: ``a[i]`` and ``b[i]`` are two systems' scores on the same unit
 (the same user, or the same seed). Results are frozen dataclasses that print as tables
 and carry a verdict string such as ``"significant at alpha=0.05"``.
+
+Length: the module runs past 400 lines because the paired tests, effect size, bootstrap
+intervals and seed aggregation share the pairing checks and the verdict wording; it is the
+one place to look for any comparison statistic.
 """
 
 from __future__ import annotations

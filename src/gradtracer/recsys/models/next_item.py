@@ -16,6 +16,10 @@ with ``kind`` and ``format_version`` + ``arrays.npz``, crash-safe) and register 
 every session model: 1 = the layout before ``kind`` existed (``"model": name`` with
 ``counts.npz`` / ``markov.npz`` / ``weights.npz``, still read), 2 = ``arrays.npz``.
 
+Length: the module runs past 400 lines because it is one contract (the base class, its
+scoring protocol, training hooks and the checks and prefix scoring every model inherits);
+split up, a model author would read several files to learn one interface.
+
 >>> from gradtracer.recsys.models.next_item import next_item_models
 >>> {"gru4rec", "markov", "popularity"} <= set(next_item_models())
 True
