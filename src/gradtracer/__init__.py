@@ -45,6 +45,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from gradtracer.embedding.tracker import EmbeddingTracker  # noqa: F401
     from gradtracer.features import FeatureAnalyzer  # noqa: F401
     from gradtracer.findings import Finding, FindingType, Report, Severity  # noqa: F401
-    from gradtracer.manager import FlowManager  # noqa: F401
     from gradtracer.flow.tracker import FlowTracker  # noqa: F401
+    from gradtracer.manager import FlowManager  # noqa: F401
     from gradtracer.trees import BoostingTracker, TreeDynamicsTracker  # noqa: F401
