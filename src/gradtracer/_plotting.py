@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from gradtracer.durable import atomic_open
+
 
 def subplots(rows: int = 1, cols: int = 1, *, width: float = 6.0, height: float = 4.0) -> Any:
     """``(fig, axes)`` on the Agg backend; ``axes`` is always a ``rows x cols`` array."""
@@ -18,7 +20,7 @@ def subplots(rows: int = 1, cols: int = 1, *, width: float = 6.0, height: float 
 
 def save_png_svg(fig: Any, out_dir: str | Path, stem: str, *, dpi: int = 120) -> list[Path]:
     """Write ``fig`` as ``<out_dir>/<stem>.png`` and ``.svg`` (creating ``out_dir``), close it
-    and return both paths."""
+    and return both paths. Each file is written atomically (:mod:`gradtracer.durable`)."""
     import matplotlib
     import matplotlib.pyplot as plt
 
@@ -27,9 +29,13 @@ def save_png_svg(fig: Any, out_dir: str | Path, stem: str, *, dpi: int = 120) ->
     paths = [d / f"{stem}.png", d / f"{stem}.svg"]
     try:
         fig.tight_layout()
-        fig.savefig(paths[0], dpi=dpi)
-        with matplotlib.rc_context({"svg.fonttype": "none"}):  # text stays text in the SVG
-            fig.savefig(paths[1])
+        with atomic_open(paths[0], "wb") as handle:  # a killed run keeps the previous figure
+            fig.savefig(handle, format="png", dpi=dpi)
+        with (
+            matplotlib.rc_context({"svg.fonttype": "none"}),  # text stays text in the SVG
+            atomic_open(paths[1], "wb") as handle,
+        ):
+            fig.savefig(handle, format="svg")
     finally:
         plt.close(fig)
     return paths
