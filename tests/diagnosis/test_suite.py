@@ -101,3 +101,11 @@ def test_cli_validate_diagnosis(tmp_path, capsys):
     assert "detection recall" in capsys.readouterr().out
     assert main(["validate", "diagnosis", "--faults", "nope", "--out", str(tmp_path)]) != 0
     assert "unknown fault 'nope'" in capsys.readouterr().err
+
+
+def test_a_table_can_leave_the_optimizer_mid_run():
+    healthy = train_run(RunSpec("mf_bce", random_state=0, track=False))
+    late = train_run(RunSpec("mf_bce", random_state=0, fault="table_not_in_optimizer",
+                             intensity=0, onset=0.3, track=False))  # fmt: skip
+    assert late.losses[: late.onset_step] == healthy.losses[: late.onset_step]
+    assert late.quality < healthy.quality

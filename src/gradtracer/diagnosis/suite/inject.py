@@ -227,7 +227,7 @@ def _apply_onset(ctx: _Ctx, model: nn.Module, opt: torch.optim.Optimizer) -> Non
         if _excluded(ctx, name, model, order):
             for p in pg["params"]:
                 opt.state.pop(p, None)
-            opt.param_groups.remove(pg)
+            opt.param_groups[:] = [g for g in opt.param_groups if g is not pg]  # by identity
             continue
         pg["lr"] = pg["base_lr"] * _lr_factor(ctx, name, model)
         if "weight_decay" in pg:
