@@ -15,8 +15,13 @@ from gradtracer.recsys.experiments.autofix_report import study_verdicts, to_mark
 from gradtracer.recsys.experiments.autofix_study import AutoFixStudyConfig, run_autofix_study
 
 TINY = AutoFixStudyConfig(
-    seeds=(0, 1), lrs=(0.05,), epochs=2, tuned_epochs=2,
-    synthetic_users=120, synthetic_items=150, synthetic_interactions=4000,
+    seeds=(0, 1),
+    lrs=(0.05,),
+    epochs=2,
+    tuned_epochs=2,
+    synthetic_users=120,
+    synthetic_items=150,
+    synthetic_interactions=4000,
     policy=AutoFixPolicy(warmup_steps=5, min_pairs=3, update_every=2),
 )
 
@@ -48,8 +53,10 @@ def test_study_is_deterministic_per_seed(tiny_result) -> None:
     # a seed's runs depend on that seed only: rerunning seed 1 alone reproduces them
     again = run_autofix_study(replace(TINY, seeds=(1,), tuned_epochs=1), progress=False)
     for arm in ("baseline", "autofix"):
-        assert getattr(again.results[0], arm)[0].per_user_ndcg.tolist() == getattr(
-            tiny_result.results[0], arm)[1].per_user_ndcg.tolist()
+        assert (
+            getattr(again.results[0], arm)[0].per_user_ndcg.tolist()
+            == getattr(tiny_result.results[0], arm)[1].per_user_ndcg.tolist()
+        )
 
 
 def test_outputs_say_significance_plainly(tiny_result, tmp_path: Path) -> None:
@@ -65,13 +72,30 @@ def test_outputs_say_significance_plainly(tiny_result, tmp_path: Path) -> None:
 
 
 def test_cli_validate_autofix_quick(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["validate", "autofix", "--quick", "--seeds", "2", "--epochs", "1",
-                 "--tuned-epochs", "1", "--no-progress", "--out", str(tmp_path)])
+    code = main(
+        [
+            "validate",
+            "autofix",
+            "--quick",
+            "--seeds",
+            "2",
+            "--epochs",
+            "1",
+            "--tuned-epochs",
+            "1",
+            "--no-progress",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "Auto-Fix validation study" in out and "Verdict" in out
     assert {p.name for p in tmp_path.iterdir()} >= {
-        "autofix_study.json", "autofix_study.md", "autofix_study.png"}
+        "autofix_study.json",
+        "autofix_study.md",
+        "autofix_study.png",
+    }
 
 
 def test_bad_config_is_rejected() -> None:
@@ -86,8 +110,23 @@ def test_real_movielens_smoke(shared_data: Path, tmp_path: Path) -> None:
     path = shared_data / "ml-100k" / "u.data"
     if not path.exists():
         pytest.skip(f"{path} not found")
-    code = main(["validate", "autofix", "--data", str(path), "--seeds", "1", "--epochs", "1",
-                 "--tuned-epochs", "1", "--no-progress", "--out", str(tmp_path)])
+    code = main(
+        [
+            "validate",
+            "autofix",
+            "--data",
+            str(path),
+            "--seeds",
+            "1",
+            "--epochs",
+            "1",
+            "--tuned-epochs",
+            "1",
+            "--no-progress",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert code == 0
     data = json.loads((tmp_path / "autofix_study.json").read_text())
     assert data["dataset"]["n_users"] > 900 and data["dataset"]["test_rows"] > 900
@@ -102,15 +141,23 @@ def test_notebook_split_breaks_timestamp_ties_by_file_order() -> None:
     from gradtracer.recsys.data import Interactions
     from gradtracer.recsys.experiments.autofix_study import notebook_leave_one_out
 
-    raw = pl.DataFrame({
-        "user": [1, 1, 1, 2, 2, 3],
-        "item": [30, 20, 10, 10, 20, 30],
-        "rating": [5.0] * 6,
-        "timestamp": [5, 9, 9, 1, 2, 7],  # user 1: items 20 and 10 tie at t=9, 10 is later
-    })
+    raw = pl.DataFrame(
+        {
+            "user": [1, 1, 1, 2, 2, 3],
+            "item": [30, 20, 10, 10, 20, 30],
+            "rating": [5.0] * 6,
+            "timestamp": [5, 9, 9, 1, 2, 7],  # user 1: items 20 and 10 tie at t=9, 10 is later
+        }
+    )
     ix = Interactions.from_raw(raw)
     split = notebook_leave_one_out(ix)
-    test = {(ix.user_ids.ids[u], ix.item_ids.ids[i])
-            for u, i in split.test.frame.select("user", "item").iter_rows()}
-    assert test == {("1", "10"), ("2", "20"), ("3", "30")}  # every user, incl. one with a single row
+    test = {
+        (ix.user_ids.ids[u], ix.item_ids.ids[i])
+        for u, i in split.test.frame.select("user", "item").iter_rows()
+    }
+    assert test == {
+        ("1", "10"),
+        ("2", "20"),
+        ("3", "30"),
+    }  # every user, incl. one with a single row
     assert split.train.frame.height + split.test.frame.height == ix.frame.height

@@ -39,25 +39,40 @@ def study_verdicts(result: StudyResult) -> list[str]:
             test = "only one seed, so no across-seed test"
         else:
             word = "SIGNIFICANT" if stats["significant"] else "NOT significant"
-            test = (f"across-seed paired t-test p = {_p(stats['p_value'])} -> {word} at "
-                    f"alpha={alpha:g}; mean difference {_fmt(stats['diff_mean'])} "
-                    f"(95% CI {_ci(stats['diff_ci_t'])})")
+            test = (
+                f"across-seed paired t-test p = {_p(stats['p_value'])} -> {word} at "
+                f"alpha={alpha:g}; mean difference {_fmt(stats['diff_mean'])} "
+                f"(95% CI {_ci(stats['diff_ci_t'])})"
+            )
         direction = "higher" if fix > base else "lower" if fix < base else "equal"
-        out.append(f"lr {lr_res.lr:g}: Auto-Fix NDCG@10 {_fmt(fix)} vs baseline {_fmt(base)} "
-                   f"({direction}); {test}.")
+        out.append(
+            f"lr {lr_res.lr:g}: Auto-Fix NDCG@10 {_fmt(fix)} vs baseline {_fmt(base)} "
+            f"({direction}); {test}."
+        )
         n_sig = sum(t["significant"] for t in lr_res.per_seed_tests)
-        out.append(f"lr {lr_res.lr:g}: per-user paired t-test significant in {n_sig} of "
-                   f"{len(lr_res.per_seed_tests)} seeds.")
+        out.append(
+            f"lr {lr_res.lr:g}: per-user paired t-test significant in {n_sig} of "
+            f"{len(lr_res.per_seed_tests)} seeds."
+        )
         ci = stats["baseline_ci"] if stats is not None else None
         low, high = (ci[0], ci[1]) if ci else (base, base)
-        relation = ("WORSE than" if high < pop else "BETTER than" if low > pop
-                    else "not distinguishable from")
+        relation = (
+            "WORSE than"
+            if high < pop
+            else "BETTER than"
+            if low > pop
+            else "not distinguishable from"
+        )
         span = f", 95% CI over seeds {_ci(ci)}" if ci else ""
-        out.append(f"lr {lr_res.lr:g}: the protocol's baseline MF (NDCG@10 {_fmt(base)}{span}) "
-                   f"is {relation} the popularity ranking (NDCG@10 {_fmt(pop)}) on the same "
-                   "split.")
-    out.append(f"Reference MF ({result.references['tuned_mf']['note']}): NDCG@10 {_fmt(tuned)}; "
-               f"popularity NDCG@10 {_fmt(pop)}.")
+        out.append(
+            f"lr {lr_res.lr:g}: the protocol's baseline MF (NDCG@10 {_fmt(base)}{span}) "
+            f"is {relation} the popularity ranking (NDCG@10 {_fmt(pop)}) on the same "
+            "split."
+        )
+    out.append(
+        f"Reference MF ({result.references['tuned_mf']['note']}): NDCG@10 {_fmt(tuned)}; "
+        f"popularity NDCG@10 {_fmt(pop)}."
+    )
     return out
 
 
@@ -69,14 +84,20 @@ def _lr_table(lr_res: LrResult) -> list[str]:
         "| rows damped | per-user t | per-user p |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for seed, b, f, t in zip(lr_res.seeds, lr_res.baseline, lr_res.autofix,
-                             lr_res.per_seed_tests, strict=True):
+    for seed, b, f, t in zip(
+        lr_res.seeds, lr_res.baseline, lr_res.autofix, lr_res.per_seed_tests, strict=True
+    ):
         damped = "-" if f.autofix is None else str(f.autofix.get("rows_ever_scaled", "-"))
-        lines.append(f"| {seed} | {_fmt(b.hr)} | {_fmt(b.ndcg)} | {_fmt(f.hr)} | {_fmt(f.ndcg)} "
-                     f"| {damped} | {_fmt(t['t'], 3)} | {_p(t['p_value'])} |")
-    lines += ["", "| metric | baseline mean (95% CI) | Auto-Fix mean (95% CI) | diff (95% t CI) "
-              "| diff (95% bootstrap CI) | t | p (across seeds) | Cohen's d_z |",
-              "|---|---|---|---|---|---:|---:|---:|"]
+        lines.append(
+            f"| {seed} | {_fmt(b.hr)} | {_fmt(b.ndcg)} | {_fmt(f.hr)} | {_fmt(f.ndcg)} "
+            f"| {damped} | {_fmt(t['t'], 3)} | {_p(t['p_value'])} |"
+        )
+    lines += [
+        "",
+        "| metric | baseline mean (95% CI) | Auto-Fix mean (95% CI) | diff (95% t CI) "
+        "| diff (95% bootstrap CI) | t | p (across seeds) | Cohen's d_z |",
+        "|---|---|---|---|---|---:|---:|---:|",
+    ]
     for key in (NDCG, HR):
         s = lr_res.across_seeds.get(key)
         if s is None:
@@ -85,7 +106,8 @@ def _lr_table(lr_res: LrResult) -> list[str]:
             f"| {key} | {_fmt(s['baseline_mean'])} {_ci(s['baseline_ci'])} "
             f"| {_fmt(s['autofix_mean'])} {_ci(s['autofix_ci'])} "
             f"| {_fmt(s['diff_mean'])} {_ci(s['diff_ci_t'])} | {_ci(s['diff_ci_bootstrap'])} "
-            f"| {_fmt(s['t'], 3)} | {_p(s['p_value'])} | {_fmt(s['cohens_d'], 3)} |")
+            f"| {_fmt(s['t'], 3)} | {_p(s['p_value'])} | {_fmt(s['cohens_d'], 3)} |"
+        )
     return lines + [""]
 
 
@@ -148,8 +170,11 @@ def write_study(result: StudyResult, out_dir: str | Path) -> dict[str, Path]:
     """Write ``autofix_study.json``, ``autofix_study.md`` and ``autofix_study.png``; return paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out / "autofix_study.json", "markdown": out / "autofix_study.md",
-             "plot": out / "autofix_study.png"}
+    paths = {
+        "json": out / "autofix_study.json",
+        "markdown": out / "autofix_study.md",
+        "plot": out / "autofix_study.png",
+    }
     payload: dict[str, Any] = result.to_dict()
     payload["verdicts"] = study_verdicts(result)
     paths["json"].write_text(json.dumps(payload, indent=2, sort_keys=True, default=_json_default))

@@ -107,8 +107,12 @@ class ArmResult:
     autofix: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"hr@10": self.hr, "ndcg@10": self.ndcg, "final_loss": self.final_loss,
-                "autofix": self.autofix}
+        return {
+            "hr@10": self.hr,
+            "ndcg@10": self.ndcg,
+            "final_loss": self.final_loss,
+            "autofix": self.autofix,
+        }
 
 
 @dataclass
@@ -173,9 +177,12 @@ def notebook_leave_one_out(ix: Any) -> Any:
     frame = ix.frame.with_row_index("_row")
     train = ix.with_frame(frame.filter(~is_test).drop("_row"))
     test = ix.with_frame(frame.filter(is_test).drop("_row"))
-    info = {"method": "notebook_leave_one_out",
-            "tie_break": "later row in the file among equal timestamps (stable sort)",
-            "train_rows": train.frame.height, "test_rows": test.frame.height}
+    info = {
+        "method": "notebook_leave_one_out",
+        "tie_break": "later row in the file among equal timestamps (stable sort)",
+        "train_rows": train.frame.height,
+        "test_rows": test.frame.height,
+    }
     return Split(train=train, test=test, valid=None, info=info)
 
 
@@ -192,14 +199,24 @@ def load_study_split(config: AutoFixStudyConfig) -> tuple[Any, dict[str, Any]]:
     else:
         from gradtracer.recsys.data import make_implicit
 
-        ix = compact(make_implicit(
-            n_users=config.synthetic_users, n_items=config.synthetic_items,
-            n_interactions=config.synthetic_interactions, random_state=0))
+        ix = compact(
+            make_implicit(
+                n_users=config.synthetic_users,
+                n_items=config.synthetic_items,
+                n_interactions=config.synthetic_interactions,
+                random_state=0,
+            )
+        )
         source = "synthetic (make_implicit, random_state=0)"
     split = notebook_leave_one_out(ix)
-    info = {"source": source, "n_users": ix.n_users, "n_items": ix.n_items,
-            "positives": ix.frame.height, "train_rows": split.train.frame.height,
-            "test_rows": split.test.frame.height}
+    info = {
+        "source": source,
+        "n_users": ix.n_users,
+        "n_items": ix.n_items,
+        "positives": ix.frame.height,
+        "train_rows": split.train.frame.height,
+        "test_rows": split.test.frame.height,
+    }
     return split, info
 
 
@@ -207,24 +224,52 @@ def load_study_split(config: AutoFixStudyConfig) -> tuple[Any, dict[str, Any]]:
 def _evaluate(scorer: Any, split: Any, k: int) -> tuple[float, float, np.ndarray]:
     from gradtracer.recsys.metrics import evaluate_topk
 
-    res = evaluate_topk(scorer, split.test.user_items(), exclude=split.train.user_items(),
-                        ks=(k,), metrics=("hr", "ndcg"), progress=False)
-    return (float(res.mean[f"hr@{k}"]), float(res.mean[f"ndcg@{k}"]),
-            np.asarray(res.per_user[f"ndcg@{k}"], dtype=np.float64))
+    res = evaluate_topk(
+        scorer,
+        split.test.user_items(),
+        exclude=split.train.user_items(),
+        ks=(k,),
+        metrics=("hr", "ndcg"),
+        progress=False,
+    )
+    return (
+        float(res.mean[f"hr@{k}"]),
+        float(res.mean[f"ndcg@{k}"]),
+        np.asarray(res.per_user[f"ndcg@{k}"], dtype=np.float64),
+    )
 
 
-def _train_arm(split: Any, config: AutoFixStudyConfig, *, seed: int, lr: float,
-               epochs: int, autofix: bool, weight_decay: float = 0.0,
-               track: bool = True) -> ArmResult:
+def _train_arm(
+    split: Any,
+    config: AutoFixStudyConfig,
+    *,
+    seed: int,
+    lr: float,
+    epochs: int,
+    autofix: bool,
+    weight_decay: float = 0.0,
+    track: bool = True,
+) -> ArmResult:
     from gradtracer.recsys.models.mf import ImplicitMF, MFTrainConfig, train_mf
 
     train = split.train
-    model = ImplicitMF(train.n_users, train.n_items, n_factors=config.dim, init_std=config.init_std,
-                       random_state=seed)
-    cfg = MFTrainConfig(loss="bce", n_negatives=config.n_negatives,
-                        batch_size=config.batch_size, learning_rate=lr, n_epochs=epochs,
-                        optimizer="adam",
-                        weight_decay=weight_decay, random_state=seed)
+    model = ImplicitMF(
+        train.n_users,
+        train.n_items,
+        n_factors=config.dim,
+        init_std=config.init_std,
+        random_state=seed,
+    )
+    cfg = MFTrainConfig(
+        loss="bce",
+        n_negatives=config.n_negatives,
+        batch_size=config.batch_size,
+        learning_rate=lr,
+        n_epochs=epochs,
+        optimizer="adam",
+        weight_decay=weight_decay,
+        random_state=seed,
+    )
     tracker = None
     controller = None
     on_backward: Callable[[float], None] | None = None
@@ -233,11 +278,15 @@ def _train_arm(split: Any, config: AutoFixStudyConfig, *, seed: int, lr: float,
         from gradtracer.embedding.tracker import EmbeddingTracker
 
         if autofix:
-            controller = AutoFixController("item_emb", policy=config.policy, audit=None,
-                                           run_id=f"study-seed{seed}-lr{lr:g}")
-        tracker = EmbeddingTracker(model.item_emb, name="item_emb",
-                                   auto_fix=controller if controller is not None else False,
-                                   track_interval=config.track_interval)
+            controller = AutoFixController(
+                "item_emb", policy=config.policy, audit=None, run_id=f"study-seed{seed}-lr{lr:g}"
+            )
+        tracker = EmbeddingTracker(
+            model.item_emb,
+            name="item_emb",
+            auto_fix=controller if controller is not None else False,
+            track_interval=config.track_interval,
+        )
 
         def on_backward(loss: float) -> None:
             tracker.step(loss=loss)
@@ -266,26 +315,33 @@ def _popularity(split: Any, k: int) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- statistics
-def _paired_stats(autofix: Sequence[float], baseline: Sequence[float], alpha: float
-                  ) -> dict[str, Any]:
+def _paired_stats(
+    autofix: Sequence[float], baseline: Sequence[float], alpha: float
+) -> dict[str, Any]:
     from gradtracer.recsys.stats import aggregate_seeds, bootstrap_ci, cohens_d_paired
 
     a, b = np.asarray(autofix, dtype=np.float64), np.asarray(baseline, dtype=np.float64)
     agg = aggregate_seeds(a, b, names=("autofix", "baseline"), alpha=alpha)
     out: dict[str, Any] = {
-        "autofix_mean": agg.treatment.mean, "autofix_ci": [agg.treatment.ci_low,
-                                                           agg.treatment.ci_high],
+        "autofix_mean": agg.treatment.mean,
+        "autofix_ci": [agg.treatment.ci_low, agg.treatment.ci_high],
         "baseline_mean": agg.baseline.mean if agg.baseline else None,
         "baseline_ci": [agg.baseline.ci_low, agg.baseline.ci_high] if agg.baseline else None,
         "diff_mean": agg.difference.mean if agg.difference else None,
-        "diff_ci_t": ([agg.difference.ci_low, agg.difference.ci_high]
-                      if agg.difference else None),
-        "t": None, "p_value": None, "significant": False, "cohens_d": None,
+        "diff_ci_t": ([agg.difference.ci_low, agg.difference.ci_high] if agg.difference else None),
+        "t": None,
+        "p_value": None,
+        "significant": False,
+        "cohens_d": None,
         "diff_ci_bootstrap": None,
     }
     if agg.test is not None:
-        out.update(t=agg.test.statistic, p_value=agg.test.p_value,
-                   significant=bool(agg.test.significant), verdict=agg.test.verdict)
+        out.update(
+            t=agg.test.statistic,
+            p_value=agg.test.p_value,
+            significant=bool(agg.test.significant),
+            verdict=agg.test.verdict,
+        )
         d = a - b
         if np.ptp(d) > 0:
             out["cohens_d"] = cohens_d_paired(a, b).d
@@ -298,13 +354,18 @@ def _per_seed_test(autofix: ArmResult, baseline: ArmResult, alpha: float) -> dic
     from gradtracer.recsys.stats import paired_ttest
 
     res = paired_ttest(autofix.per_user_ndcg, baseline.per_user_ndcg, alpha=alpha)
-    return {"t": res.statistic, "p_value": res.p_value, "mean_diff": res.mean_diff,
-            "n_users": res.n, "significant": bool(res.significant), "verdict": res.verdict}
+    return {
+        "t": res.statistic,
+        "p_value": res.p_value,
+        "mean_diff": res.mean_diff,
+        "n_users": res.n,
+        "significant": bool(res.significant),
+        "verdict": res.verdict,
+    }
 
 
 # --------------------------------------------------------------------------- study
-def run_autofix_study(config: AutoFixStudyConfig, *, progress: bool | None = None
-                      ) -> StudyResult:
+def run_autofix_study(config: AutoFixStudyConfig, *, progress: bool | None = None) -> StudyResult:
     """Run the study: references once, then baseline and Auto-Fix per learning rate and seed.
 
     Args:
@@ -321,34 +382,56 @@ def run_autofix_study(config: AutoFixStudyConfig, *, progress: bool | None = Non
         next(bar, None)
 
     references = {"popularity": _popularity(split, config.k)}
-    tuned = _train_arm(split, config, seed=config.seeds[0], lr=config.tuned_lr,
-                       epochs=config.tuned_epochs, autofix=False,
-                       weight_decay=config.tuned_weight_decay, track=False)
+    tuned = _train_arm(
+        split,
+        config,
+        seed=config.seeds[0],
+        lr=config.tuned_lr,
+        epochs=config.tuned_epochs,
+        autofix=False,
+        weight_decay=config.tuned_weight_decay,
+        track=False,
+    )
     tick()
     references["tuned_mf"] = {
-        "hr@10": tuned.hr, "ndcg@10": tuned.ndcg,
-        "note": (f"Adam lr {config.tuned_lr:g}, {config.tuned_epochs} epochs, "
-                 f"weight decay {config.tuned_weight_decay:g}, seed {config.seeds[0]}, no tracker"),
+        "hr@10": tuned.hr,
+        "ndcg@10": tuned.ndcg,
+        "note": (
+            f"Adam lr {config.tuned_lr:g}, {config.tuned_epochs} epochs, "
+            f"weight decay {config.tuned_weight_decay:g}, seed {config.seeds[0]}, no tracker"
+        ),
     }
     results = []
     for lr in config.lrs:
         base_runs, fix_runs = [], []
         for seed in config.seeds:
-            base_runs.append(_train_arm(split, config, seed=seed, lr=lr, epochs=config.epochs,
-                                        autofix=False))
+            base_runs.append(
+                _train_arm(split, config, seed=seed, lr=lr, epochs=config.epochs, autofix=False)
+            )
             tick()
-            fix_runs.append(_train_arm(split, config, seed=seed, lr=lr, epochs=config.epochs,
-                                       autofix=True))
+            fix_runs.append(
+                _train_arm(split, config, seed=seed, lr=lr, epochs=config.epochs, autofix=True)
+            )
             tick()
-            logger.info("lr %g seed %d: baseline ndcg %.4f, autofix ndcg %.4f", lr, seed,
-                        base_runs[-1].ndcg, fix_runs[-1].ndcg)
-        per_seed = [_per_seed_test(f, b, config.alpha) for f, b in zip(fix_runs, base_runs,
-                                                                        strict=True)]
+            logger.info(
+                "lr %g seed %d: baseline ndcg %.4f, autofix ndcg %.4f",
+                lr,
+                seed,
+                base_runs[-1].ndcg,
+                fix_runs[-1].ndcg,
+            )
+        per_seed = [
+            _per_seed_test(f, b, config.alpha) for f, b in zip(fix_runs, base_runs, strict=True)
+        ]
         across = {
-            NDCG: _paired_stats([r.ndcg for r in fix_runs], [r.ndcg for r in base_runs],
-                                config.alpha) if len(config.seeds) >= 2 else None,
-            HR: _paired_stats([r.hr for r in fix_runs], [r.hr for r in base_runs],
-                              config.alpha) if len(config.seeds) >= 2 else None,
+            NDCG: _paired_stats(
+                [r.ndcg for r in fix_runs], [r.ndcg for r in base_runs], config.alpha
+            )
+            if len(config.seeds) >= 2
+            else None,
+            HR: _paired_stats([r.hr for r in fix_runs], [r.hr for r in base_runs], config.alpha)
+            if len(config.seeds) >= 2
+            else None,
         }
         results.append(LrResult(lr, list(config.seeds), base_runs, fix_runs, per_seed, across))
     for _ in bar:
