@@ -13,6 +13,9 @@ per-row int32 map is stored. Dropped rows all read one fallback row (float32).
 
 Every byte counts in :meth:`QuantizedTable.nbytes`: codes, per-row scale and bias,
 padding columns, the index map, the directory and the fallback row.
+
+One module past 400 lines: the low-rank table stores its factors in a quantized table and
+both share the packing helpers and the byte accounting, which must change together.
 """
 
 from __future__ import annotations

@@ -4,6 +4,10 @@ Each detector looks for the mechanism of one kind of training fault and returns 
 built from the catalog (:func:`gradtracer.report.catalog.make_finding`), each with a
 machine-readable :class:`~gradtracer.findings.Remedy`. Every number a verdict depends on
 is a field of :class:`DiagnosisThresholds`, with the reasoning behind its default.
+
+One module past 400 lines: the thresholds dataclass documents every detector's numbers in
+one place, and splitting the detectors away from it would separate each rule from the
+reasons for its defaults.
 """
 
 from __future__ import annotations

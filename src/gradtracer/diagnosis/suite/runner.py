@@ -4,6 +4,9 @@
 :class:`SuiteConfig`, applies the top finding's remedy to each detected harmful fault and
 retrains it, and returns a JSON-safe result that :mod:`gradtracer.diagnosis.suite.report`
 turns into Markdown and a figure.
+
+Just past 400 lines: running the cases and scoring them share the run-record layout
+(``_record``), so the two stay together.
 """
 
 from __future__ import annotations
