@@ -30,6 +30,9 @@ _LAZY: dict[str, str] = {
     "BoostingTracker": "gradtracer.trees",
     "FeatureAnalyzer": "gradtracer.features",
     "AgentExporter": "gradtracer.agent",
+    "diagnose": "gradtracer.diagnosis",
+    "QuantizationAdvisor": "gradtracer.compress",
+    "DistillationTracker": "gradtracer.compress",
 }
 
 __all__ = ["__version__", *sorted(_LAZY)]
@@ -40,6 +43,8 @@ __getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 if TYPE_CHECKING:  # pragma: no cover
     from gradtracer.agent import AgentExporter  # noqa: F401
+    from gradtracer.compress import DistillationTracker, QuantizationAdvisor  # noqa: F401
+    from gradtracer.diagnosis import diagnose  # noqa: F401
     from gradtracer.embedding.autofix import AutoFixPolicy  # noqa: F401
     from gradtracer.embedding.diagnose import ZombieThresholds  # noqa: F401
     from gradtracer.embedding.tracker import EmbeddingTracker  # noqa: F401
