@@ -143,3 +143,25 @@ def test_a_decision_on_many_rows_is_chunked_and_joined_back(tmp_path: Path) -> N
     assert not read.complete and "only" in str(read.problems[0])
     assert sum(len(e["scales"]) for e in read.events if e["kind"] == "damp") < rows.size
     assert replay_audit(read.events).ok
+
+
+def test_a_decision_cut_between_its_chunks_is_lost_alone_and_later_runs_keep_their_order(
+    tmp_path: Path,
+) -> None:
+    rng = np.random.default_rng(2)
+    rows = np.arange(1_000)
+    with AuditLogger(tmp_path, max_line_bytes=4096, chunk_rows=300) as log:
+        log.write(start_event("crashed"))
+        log.write(damp_event("crashed", 1, rows, rng))
+        log.write(damp_event("crashed", 2, rows, rng))  # 4 chunks
+    path = tmp_path / "audit.jsonl"
+    lines = path.read_bytes().splitlines()
+    assert len(lines) == 1 + 4 + 4
+    path.write_bytes(b"\n".join(lines[:-2]) + b"\n")  # a kill after two chunks of step 2
+    with AuditLogger(tmp_path) as log:
+        log.write(start_event("next"))
+        log.write({"kind": "run_end", "run_id": "next", "layer": "emb", "step": 1})
+    read = read_audit(tmp_path, warn=False)
+    assert read.complete and len(read.problems) == 1 and read.problems[0].torn
+    assert [e["step"] for e in read.events if e["kind"] == "damp"] == [1]  # step 2 lost alone
+    assert [e["run_id"] for e in read.events] == ["crashed", "crashed", "next", "next"]

@@ -212,11 +212,14 @@ class _ChunkJoiner:
 
     def add(self, ev: dict[str, Any], where: tuple[Path, int]) -> None:
         if "chunk" not in ev:
+            self.flush()  # a decision cut short by a crash stays before what followed it
             self.log.events.append(ev)
             return
         k, n = ev["chunk"]
         if self.parts and (self._key(ev) != self._key(self.parts[0]) or k != len(self.parts)):
-            self.flush()
+            # another decision follows: this one's write was interrupted; a later chunk of
+            # the same decision means chunks in between were lost
+            self.flush(interrupted=self._key(ev) != self._key(self.parts[0]))
         if not self.parts:
             self.where = where
             if k != 0:
@@ -225,16 +228,25 @@ class _ChunkJoiner:
         if k == n - 1:
             self.flush()
 
-    def _lost(self, reason: str) -> None:
+    def _lost(self, reason: str, torn: bool = False) -> None:
         assert self.where is not None
-        self.log.problems.append(AuditDamage(self.where[0], self.where[1], reason, False))
+        self.log.problems.append(AuditDamage(self.where[0], self.where[1], reason, torn))
 
-    def flush(self) -> None:
+    def flush(self, interrupted: bool = True) -> None:
+        """Emit the pending chunks. ``interrupted``: nothing of this decision follows (the
+        end of the log, or another event), so missing last chunks are an interrupted write:
+        like a torn line, that decision alone is lost and is not returned."""
         if not self.parts:
             return
         parts, self.parts = self.parts, []
         n = parts[0]["chunk"][1]
         if parts[0]["chunk"][0] == 0 and len(parts) < n:
+            if interrupted:
+                self._lost(
+                    f"decision split in {n} chunks cut after {len(parts)} (interrupted write)",
+                    torn=True,
+                )
+                return
             self._lost(f"decision split in {n} chunks, only {len(parts)} found")
         self.log.events.append(_join(parts))
 
