@@ -8,8 +8,8 @@ import math
 import pytest
 
 from gradtracer.diagnosis.baselines import autotrainer_rules, trivial_monitor
-from gradtracer.diagnosis.suite import FAULTS, RunSpec, SuiteConfig, run_suite, train_run, wilson
-from gradtracer.diagnosis.suite.report import to_markdown, write_suite
+from gradtracer.fault_suite import FAULTS, RunSpec, SuiteConfig, run_suite, train_run, wilson
+from gradtracer.fault_suite.report import to_markdown, write_suite
 
 
 def test_every_fault_declares_causes_and_remedies():

@@ -201,7 +201,7 @@ def run_fault_demo(fault: str = DEMO_FAULT, *, seed: int = 0, intensity: int = 1
     Raises:
         ValueError: unknown fault, or one that does not apply to implicit MF.
     """
-    from gradtracer.diagnosis.suite import RunSpec, fault_spec, train_run
+    from gradtracer.fault_suite import RunSpec, fault_spec, train_run
     from gradtracer.findings import Remedy
 
     spec = fault_spec(fault)
@@ -332,7 +332,7 @@ def demo(
             (out / "report.json").write_text(dumps_stable(summary["report"]) + "\n")
             (out / "agent_report.json").write_text(AgentExporter.export_manager(manager) + "\n")
             typer.echo(f"wrote {out / 'report.json'} and {out / 'agent_report.json'}")
-            from gradtracer.export.figures import plot_report
+            from gradtracer.report.figures import plot_report
 
             figures = plot_report(summary["report"], out / "figures")
             pngs = ", ".join(p.name for p in figures if p.suffix == ".png")

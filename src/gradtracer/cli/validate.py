@@ -103,8 +103,8 @@ def diagnosis(
     """Fault-injection benchmark of the run-level diagnosis, with same-suite baselines."""
     import torch
 
-    from gradtracer.diagnosis.suite import SuiteConfig, run_suite
-    from gradtracer.diagnosis.suite.report import to_markdown, write_suite
+    from gradtracer.fault_suite import SuiteConfig, run_suite
+    from gradtracer.fault_suite.report import to_markdown, write_suite
 
     base = SuiteConfig.quick() if quick else SuiteConfig()
     config = SuiteConfig(

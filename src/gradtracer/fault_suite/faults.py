@@ -2,7 +2,7 @@
 
 Every :class:`FaultSpec` states, independently of any result, the finding types that
 name its cause (``right_causes``) and the remedy kinds that fix it (``right_remedies``).
-The training loop (:mod:`gradtracer.diagnosis.suite.loop`) reads the fault's name and
+The training loop (:mod:`gradtracer.fault_suite.loop`) reads the fault's name and
 intensity at the points where the fault enters: initialisation, optimizer groups, id
 mapping, negative sampling, the loss, gradient handling and the architecture.
 """

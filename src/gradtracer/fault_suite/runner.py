@@ -2,7 +2,7 @@
 
 :func:`run_suite` trains every healthy run and every faulty run of a
 :class:`SuiteConfig`, applies the top finding's remedy to each detected harmful fault and
-retrains it, and returns a JSON-safe result that :mod:`gradtracer.diagnosis.suite.report`
+retrains it, and returns a JSON-safe result that :mod:`gradtracer.fault_suite.report`
 turns into Markdown and a figure.
 
 Just past 400 lines: running the cases and scoring them share the run-record layout
@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from gradtracer.diagnosis.baselines import autotrainer_rules, trivial_monitor
-from gradtracer.diagnosis.suite.faults import FAMILIES, FAULTS, fault_spec
-from gradtracer.diagnosis.suite.loop import VARIANTS, RunResult, RunSpec, train_run
+from gradtracer.fault_suite.faults import FAMILIES, FAULTS, fault_spec
+from gradtracer.fault_suite.loop import VARIANTS, RunResult, RunSpec, train_run
 from gradtracer.findings import Remedy
 
 __all__ = ["SuiteConfig", "run_suite", "wilson"]

@@ -11,18 +11,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gradtracer.diagnosis.suite.data import (
+from gradtracer.fault_suite.data import (
     ImplicitData,
     implicit_data,
     movielens_data,
     session_data,
     tabular_data,
 )
-from gradtracer.diagnosis.suite.inject import _Ctx, _map_items, _map_users, _rows
-from gradtracer.diagnosis.suite.models import MF, MLP, GRURec, TwoTower
+from gradtracer.fault_suite.inject import _Ctx, _map_items, _map_users, _rows
+from gradtracer.fault_suite.models import MF, MLP, GRURec, TwoTower
 
 if TYPE_CHECKING:
-    from gradtracer.diagnosis.suite.loop import RunSpec
+    from gradtracer.fault_suite.loop import RunSpec
 
 
 def _implicit(spec: RunSpec) -> ImplicitData:

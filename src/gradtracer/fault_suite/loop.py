@@ -3,7 +3,7 @@
 :func:`train_run` builds the family's data and model, trains it tracked through the public
 API (an :class:`~gradtracer.embedding.tracker.EmbeddingTracker` per embedding table and a
 :class:`~gradtracer.flow.tracker.FlowTracker` on the whole model, both in a
-:class:`~gradtracer.flow.manager.FlowManager`), runs :func:`gradtracer.diagnosis.diagnose`
+:class:`~gradtracer.manager.FlowManager`), runs :func:`gradtracer.diagnosis.diagnose`
 at checkpoints and evaluates the model (NDCG@10 by full ranking for the recommender
 families, accuracy for the MLP).
 
@@ -22,8 +22,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from gradtracer.diagnosis.suite.faults import FAMILIES, fault_spec
-from gradtracer.diagnosis.suite.inject import (
+from gradtracer.fault_suite.faults import FAMILIES, fault_spec
+from gradtracer.fault_suite.inject import (
     _INIT_FAULTS,
     _apply_onset,
     _Ctx,
@@ -32,7 +32,7 @@ from gradtracer.diagnosis.suite.inject import (
     _lr_schedule,
     _make_optimizer,
 )
-from gradtracer.diagnosis.suite.trainer import _Trainer
+from gradtracer.fault_suite.trainer import _Trainer
 from gradtracer.findings import Remedy
 
 __all__ = ["VARIANTS", "RunResult", "RunSpec", "train_run"]
@@ -55,7 +55,7 @@ class RunSpec:
     """What to train.
 
     Attributes:
-        family: one of :data:`~gradtracer.diagnosis.suite.faults.FAMILIES`.
+        family: one of :data:`~gradtracer.fault_suite.faults.FAMILIES`.
         random_state: seed of data, initial weights, batch order and negatives.
         variant: healthy variant (see :data:`VARIANTS`; a fault may require one).
         fault: injected fault name, or None for a healthy run.
@@ -163,8 +163,8 @@ class RunResult:
 # ---------------------------------------------------------------------------------- main
 def _tracking(trainer: _Trainer, opt: torch.optim.Optimizer, spec: RunSpec, n_steps: int) -> Any:
     from gradtracer.embedding.tracker import EmbeddingTracker
-    from gradtracer.flow.manager import FlowManager
     from gradtracer.flow.tracker import FlowTracker
+    from gradtracer.manager import FlowManager
 
     manager = FlowManager(spec.family)
     interval = max(1, n_steps // 40)

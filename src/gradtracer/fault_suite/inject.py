@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING, Any, cast
 import torch
 from torch import nn
 
-from gradtracer.diagnosis.suite.faults import fault_spec
-from gradtracer.diagnosis.suite.models import MF, MLP, GRURec, TwoTower
+from gradtracer.fault_suite.faults import fault_spec
+from gradtracer.fault_suite.models import MF, MLP, GRURec, TwoTower
 from gradtracer.findings import Remedy
 
 if TYPE_CHECKING:
-    from gradtracer.diagnosis.suite.loop import RunSpec
+    from gradtracer.fault_suite.loop import RunSpec
 
 _BASE: dict[str, dict[str, Any]] = {
     "mf_bce": {"learning_rate": 0.01, "batch_size": 256, "n_epochs": 5, "dim": 16},
