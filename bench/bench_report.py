@@ -25,8 +25,8 @@ from gradtracer.embedding.tracker import EmbeddingTracker
 from gradtracer.export.agent_json import to_agent_json
 from gradtracer.export.agent_xml import to_agent_xml
 from gradtracer.export.json_report import to_json
-from gradtracer.export.text import render_text
-from gradtracer.flow.manager import FlowManager
+from gradtracer.manager import FlowManager
+from gradtracer.report.text import render_text
 
 N_USERS, N_ITEMS, DIM = 943, 1682, 32
 

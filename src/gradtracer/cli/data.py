@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import typer
+
+from gradtracer._numeric import finite_or_none
 
 data_app = typer.Typer(
     help="Download, inspect and split recommender datasets.", no_args_is_help=True
@@ -146,10 +147,8 @@ def prepare(
 
 
 def _finite_or_none(value: object) -> object:
-    """JSON has no NaN/Infinity: a non-finite float becomes ``null``."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+    """JSON has no NaN/Infinity: a float goes through :func:`finite_or_none`, others stay."""
+    return finite_or_none(value) if isinstance(value, float) else value
 
 
 def register(app: typer.Typer) -> None:

@@ -18,8 +18,8 @@ def _render_problems(document: dict[str, object]) -> list[str]:
     """Why ``document`` (schema-valid) cannot be loaded or rendered; empty when it can."""
     from gradtracer.export.agent_json import to_agent_json
     from gradtracer.export.agent_xml import to_agent_xml
-    from gradtracer.export.text import render_text
     from gradtracer.findings import Report
+    from gradtracer.report.text import render_text
 
     try:
         report = Report.from_dict(document)
@@ -70,7 +70,7 @@ def validate(path: Path = _FILE) -> None:
 def render(path: Path = _FILE) -> None:
     """Print PATH as readable text."""
     from gradtracer.export.json_report import read_json
-    from gradtracer.export.text import render_text
+    from gradtracer.report.text import render_text
 
     typer.echo(render_text(read_json(path)))
 
@@ -101,8 +101,8 @@ def plot(
     ),
 ) -> None:
     """Draw PATH's figures (embedding, flow and manager reports) into --out as PNG and SVG."""
-    from gradtracer.export.figures import plot_report
     from gradtracer.export.json_report import read_json
+    from gradtracer.report.figures import plot_report
 
     if out.exists() and not out.is_dir():
         raise typer.BadParameter(f"{out} exists and is not a directory", param_hint="--out")

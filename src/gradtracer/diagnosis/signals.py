@@ -250,7 +250,7 @@ def _series(history: Sequence[Mapping[str, Any]], key: str) -> tuple[tuple[int, 
 
 
 def collect_signals(manager: Any, *, sample_rows: int = 512) -> RunSignals:
-    """Collect :class:`RunSignals` from a :class:`~gradtracer.flow.manager.FlowManager`.
+    """Collect :class:`RunSignals` from a :class:`~gradtracer.manager.FlowManager`.
 
     Trackers are recognised by duck typing: an embedding tracker has ``layer`` and
     ``row_state``; a flow tracker has ``snapshots()`` and ``model``. The optimizer of the

@@ -7,7 +7,7 @@ Two documents, both described by the shipped ``agent`` schema:
   evidence, sample_ids, subject}]}}`` for one tracker;
 - ``{"gradtracer_manager_report": {"name", "schema_version", "step", "health_score",
   "cross_tracker_stats", "trackers": [{key, kind, layer, stats, diagnostics}],
-  "diagnostics"}}`` for a :class:`~gradtracer.flow.manager.FlowManager`.
+  "diagnostics"}}`` for a :class:`~gradtracer.manager.FlowManager`.
 
 Both render a :class:`~gradtracer.findings.Report` and never recompute analysis.
 """

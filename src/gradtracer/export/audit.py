@@ -6,7 +6,7 @@ from ``gradtracer.audit``.
 
 from __future__ import annotations
 
-from gradtracer.audit.log import (
+from gradtracer.audit import (
     AUDIT_FILENAME,
     AUDIT_FORMAT_VERSION,
     AuditLog,

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from gradtracer.durable import atomic_write_text
-from gradtracer.export._coerce import as_report
 from gradtracer.export.schema import validate_report
 from gradtracer.findings import Report
+from gradtracer.report.coerce import as_report
 
 __all__ = [
     "dumps_stable",

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from gradtracer._numeric import finite_or_none
 from gradtracer.audit import AUDIT_FORMAT_VERSION, AuditLogger, encode_ids
 from gradtracer.embedding.autofix.audit_trail import DEFAULT_AUDIT, AuditTrail
 from gradtracer.embedding.autofix.findings import (
@@ -430,7 +431,7 @@ class AutoFixController:
                 "n_disagree": disagree[changed].tolist(),
                 "q": np.round(q, 6).tolist(),
                 "dead": encode_ids(row_ids[dead[changed]]),
-                "loss": None if loss is None else _finite_or_none(float(loss)),
+                "loss": finite_or_none(loss),
                 "loss_trend": self.last_trend.to_dict(),
                 "rows_scaled_total": self.n_scaled,
             }
@@ -450,7 +451,3 @@ class AutoFixController:
 def _as_count(t: torch.Tensor) -> torch.Tensor:
     t = t.detach()
     return t.round().to(torch.int64) if t.is_floating_point() else t.to(torch.int64)
-
-
-def _finite_or_none(x: float) -> float | None:
-    return x if np.isfinite(x) else None

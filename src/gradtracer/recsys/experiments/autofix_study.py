@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gradtracer.embedding.autofix_policy import AutoFixPolicy
+from gradtracer.embedding.autofix import AutoFixPolicy
 
 __all__ = [
     "ArmResult",
