@@ -11,13 +11,16 @@ import pytest
 from gradtracer.diagnosis import DiagnosisThresholds, diagnose_signals, rank_findings
 from gradtracer.diagnosis.detectors import (
     detect_bad_initialization,
+    detect_dense_initialization,
     detect_gradient_accumulation,
     detect_learning_rate,
+    detect_modules_not_updated,
     detect_non_finite_loss,
     detect_parameters_not_updated,
     detect_unreachable_rows,
 )
-from gradtracer.diagnosis.ranking import health_score, regrade_tracker_findings
+from gradtracer.diagnosis.health import health_score
+from gradtracer.diagnosis.ranking import regrade_tracker_findings
 from gradtracer.diagnosis.signals import LayerSignals, RunSignals, TableSignals
 from gradtracer.findings import FindingType, Severity
 from gradtracer.report.catalog import make_finding
@@ -94,7 +97,7 @@ def test_dense_module_missing_from_optimizer():
     s = signals(layers=(layer("net.0.weight", in_optimizer=False),
                         layer("net.0.bias", fan_in=None, gain=None, in_optimizer=False),
                         layer("net.2.weight")))  # fmt: skip
-    (f,) = detect_parameters_not_updated(s, TH)
+    (f,) = detect_modules_not_updated(s, TH)
     assert f.subject == "net.0" and f.remedy.kind == "add_to_optimizer"
 
 
@@ -110,7 +113,7 @@ def test_bad_initialization_zero_huge_and_scaled_layers():
         detect_bad_initialization(signals(tables=(table(coord_rms=20.0, rel_velocity=0.05),)), TH)
         == []
     )
-    big_gain = detect_bad_initialization(signals(layers=(layer(gain=12.0),)), TH)
+    big_gain = detect_dense_initialization(signals(layers=(layer(gain=12.0),)), TH)
     assert types(big_gain) == ["BAD_INITIALIZATION"]
 
 

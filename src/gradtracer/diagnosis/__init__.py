@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gradtracer.diagnosis.detectors import DETECTORS, DiagnosisThresholds, run_detectors
+from gradtracer.diagnosis.health import health_score
 from gradtracer.diagnosis.ranking import (
     CAUSE_ORDER,
     CONSEQUENCES,
-    health_score,
     rank_findings,
     regrade_tracker_findings,
 )
@@ -59,7 +59,7 @@ class Diagnosis:
 
 
 def _loss_progress(signals: RunSignals) -> float | None:
-    from gradtracer.diagnosis.detectors import _windows
+    from gradtracer.diagnosis.detectors._common import _windows
 
     first, last, _ = _windows(signals.losses, 0.1)
     if first != first or first == 0:  # NaN
@@ -118,7 +118,7 @@ def diagnose(manager: Any, *, thresholds: DiagnosisThresholds | None = None) -> 
 
 def _progress_of(manager: Any) -> float | None:
     """Relative loss decrease of the run so far, from the first tracker with a loss history."""
-    from gradtracer.diagnosis.detectors import _windows
+    from gradtracer.diagnosis.detectors._common import _windows
     from gradtracer.diagnosis.signals import _series
 
     for tracker in manager.trackers.values():

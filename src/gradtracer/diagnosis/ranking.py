@@ -1,4 +1,4 @@
-"""Cause-first ranking of findings and the run health score.
+"""Cause-first ranking of findings (the health score is in :mod:`gradtracer.diagnosis.health`).
 
 A run usually raises several findings: the cause and the symptoms it produces downstream
 (a table missing from the optimizer also looks frozen and dead; a learning rate that is
@@ -19,7 +19,6 @@ from gradtracer.findings import Finding, FindingType, Severity
 __all__ = [
     "CAUSE_ORDER",
     "CONSEQUENCES",
-    "health_score",
     "rank_findings",
     "regrade_tracker_findings",
 ]
@@ -138,15 +137,3 @@ def rank_findings(findings: Sequence[Finding]) -> list[Finding]:
 SEVERITY_COST: Mapping[Severity, float] = MappingProxyType(
     {Severity.CRITICAL: 60.0, Severity.WARNING: 30.0, Severity.INFO: 0.0}
 )
-
-
-def health_score(ranked: Sequence[Finding], loss_progress: float | None = None) -> float:
-    """0-100: 100 minus the cost of the causes (and a quarter for symptoms), minus up to 10
-    points when the loss has not improved (``loss_progress`` = relative decrease so far)."""
-    score = 100.0
-    for f in ranked:
-        cost = SEVERITY_COST[f.severity]
-        score -= cost / 4.0 if getattr(f, "consequence_of", None) is not None else cost
-    if loss_progress is not None:
-        score -= 10.0 * (1.0 - min(1.0, max(0.0, loss_progress / 0.2)))
-    return max(0.0, min(100.0, score))

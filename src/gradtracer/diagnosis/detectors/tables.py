@@ -1,0 +1,177 @@
+"""Detectors of embedding-table faults: tables that do not train, bad initialisation,
+unreachable rows, negative sampling, weight-decay collapse."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from gradtracer.diagnosis.detectors._common import T, _make, _upper, _windows
+from gradtracer.diagnosis.signals import RunSignals
+from gradtracer.diagnosis.thresholds import DiagnosisThresholds
+from gradtracer.findings import Finding
+
+
+def detect_parameters_not_updated(s: RunSignals, th: DiagnosisThresholds) -> list[Finding]:
+    """An embedding table that never changes: frozen, missing from the optimizer, or cut off
+    from the gradient."""
+    if s.step < th.min_steps:
+        return []
+    out: list[Finding] = []
+    for t in s.tables:
+        if t.coord_rms == 0.0 or not t.finite:
+            continue  # all-zero tables are a bad initialisation; NaN ones a NaN loss
+        kind, why = None, ""
+        if not t.requires_grad:
+            kind, why = "set_requires_grad", "its weight has requires_grad=False"
+        elif t.in_optimizer is False:
+            kind, why = "add_to_optimizer", "the optimizer does not hold its weight"
+        elif t.steps == 0 and t.mean_grad_norm == 0.0:
+            kind, why = "reconnect_gradient", "no gradient reached it in any step"
+        elif (
+            t.steps >= th.min_steps
+            and t.mean_grad_norm > 0
+            and (t.rel_velocity <= th.not_moving_rel_velocity)
+        ):
+            kind, why = "add_to_optimizer", "it receives gradients but its rows do not move"
+        if kind is None:
+            continue
+        action = {"set_requires_grad": "SET_REQUIRES_GRAD_TRUE_ON_{}",
+                  "add_to_optimizer": "ADD_{}_TO_THE_OPTIMIZER",
+                  "reconnect_gradient": "REMOVE_DETACH_OR_NO_GRAD_BEFORE_{}"}[kind]  # fmt: skip
+        out.append(_make(
+            T.PARAMETERS_NOT_UPDATED, t.name,
+            f"Table '{t.name}' did not change in {s.step} steps: {why}.", 0.97,
+            {"remedy_kind": kind, "tracked_steps": t.steps, "requires_grad": t.requires_grad,
+             "in_optimizer": t.in_optimizer, "mean_grad_norm": t.mean_grad_norm},
+            action_text=action.format(_upper(t.name)),
+        ))  # fmt: skip
+    return out
+
+
+def detect_bad_initialization(s: RunSignals, th: DiagnosisThresholds) -> list[Finding]:
+    """All-zero, identical-row or badly scaled embedding tables that the run never escapes."""
+    out: list[Finding] = []
+    for t in s.tables:
+        if not t.finite:
+            continue
+        how = ""
+        if t.coord_rms == 0.0:
+            how = "all zero: every score and every gradient through it is zero"
+        elif t.duplicate_share >= 0.5:
+            how = f"{t.duplicate_share:.0%} of sampled rows are identical to another row"
+        elif t.coord_rms > th.huge_coord_rms and t.rel_velocity < th.saturated_rel_velocity:
+            how = (f"weights have RMS {t.coord_rms:.3g}, so scores saturate; rows move "
+                   f"{t.rel_velocity:.2g} of their norm per update")  # fmt: skip
+        if how:
+            out.append(_make(
+                T.BAD_INITIALIZATION, t.name, f"Table '{t.name}': {how}.", 0.9,
+                {"coord_rms": t.coord_rms, "duplicate_share": t.duplicate_share,
+                 "rel_velocity": t.rel_velocity}, how=how,
+            ))  # fmt: skip
+    return out
+
+
+def detect_negative_sampling(s: RunSignals, th: DiagnosisThresholds) -> list[Finding]:
+    """Negatives that are trivially easy (a tiny pool: the loss collapses to ~0 while rows
+    fold onto few directions) or that include the positive (gradients cancel, the loss
+    stays at its starting level)."""
+    if s.step < th.min_steps or not s.tables:
+        return []
+    first, last, _ = _windows(s.losses, th.window)
+    if not math.isfinite(first):
+        return []
+    out: list[Finding] = []
+    collapsed = [t for t in s.tables if t.spectrum.size >= 3 and t.spectrum[0] > 0
+                 and t.spectrum[2] / t.spectrum[0] < th.collapsed_spectrum]  # fmt: skip
+    if last < th.easy_loss_share * first and collapsed:
+        t = collapsed[0]
+        ratio = float(t.spectrum[2] / t.spectrum[0])
+        how = (f"the loss fell to {last / first:.1%} of its start while '{t.name}' folded onto "
+               f"two directions (s3/s1 = {ratio:.2g})")  # fmt: skip
+        out.append(_make(
+            T.NEGATIVE_SAMPLING_PROBLEM, t.name, f"Negatives look trivially easy: {how}.", 0.75,
+            {"remedy_kind": "sample_negatives_from_catalog", "loss_share": last / first,
+             "spectrum_ratio": ratio}, how="too few distinct negatives",
+            action_text="SAMPLE_NEGATIVES_FROM_THE_WHOLE_CATALOGUE",
+        ))  # fmt: skip
+        return out
+    g_first, g_last, _ = _windows(s.grad_norms, th.window)
+    stalled = (first - last) <= th.stalled_loss_drop * abs(first)
+    if stalled and g_first > 0 and g_last * th.cancelled_gradient_drop < g_first:
+        how = (f"the gradient norm fell {g_first / max(g_last, 1e-30):.3g}x while the loss stayed "
+               f"at {last:.4g}")  # fmt: skip
+        out.append(_make(
+            T.NEGATIVE_SAMPLING_PROBLEM, s.tables[-1].name,
+            f"Positive and negative terms cancel: {how}.", 0.7,
+            {"remedy_kind": "exclude_positives_from_negatives", "grad_drop": g_first / max(
+                g_last, 1e-30)}, how="positives drawn as their own negatives",
+            action_text="EXCLUDE_POSITIVES_FROM_NEGATIVES",
+        ))  # fmt: skip
+    return out
+
+
+def detect_weight_decay_collapse(s: RunSignals, th: DiagnosisThresholds) -> list[Finding]:
+    """Decoupled weight decay large enough to pull a table onto a few directions near zero."""
+    out = []
+    for t in s.tables:
+        if t.weight_decay is None or t.learning_rate is None or not t.finite:
+            continue
+        budget = t.weight_decay * t.learning_rate * t.steps
+        ratio = (t.spectrum[2] / t.spectrum[0]) if t.spectrum.size >= 3 and t.spectrum[0] > 0 \
+            else 1.0  # fmt: skip
+        if budget >= th.decay_budget and ratio < th.collapsed_spectrum:
+            out.append(_make(
+                T.WEIGHT_DECAY_COLLAPSE, t.name,
+                f"Weight decay {t.weight_decay:g} at lr {t.learning_rate:g} over {t.steps} "
+                f"steps would shrink '{t.name}' by exp(-{budget:.3g}); its rows now span "
+                f"few directions (s3/s1 = {ratio:.2g}, RMS {t.coord_rms:.3g}).", 0.8,
+                {"decay_budget": budget, "spectrum_ratio": float(ratio),
+                 "coord_rms": t.coord_rms},
+            ))  # fmt: skip
+    return out
+
+
+def _longest_run(mask: np.ndarray) -> tuple[int, int]:
+    """(length, start) of the longest run of True in ``mask``."""
+    best, start, cur, cur_start = 0, 0, 0, 0
+    for i, v in enumerate(mask.tolist()):
+        if v:
+            if cur == 0:
+                cur_start = i
+            cur += 1
+            if cur > best:
+                best, start = cur, cur_start
+        else:
+            cur = 0
+    return best, start
+
+
+def detect_unreachable_rows(s: RunSignals, th: DiagnosisThresholds) -> list[Finding]:
+    """A contiguous block of rows never looked up: an id-mapping bug, not a cold tail
+    (cold rows are scattered over the id space)."""
+    if s.step < 3 * th.min_steps:
+        return []
+    out = []
+    for t in s.tables:
+        if t.steps < th.min_steps or t.exposure.size < 20:
+            continue
+        unseen = t.exposure == 0
+        share = float(unseen.mean())
+        if share < th.unreachable_share or share >= 0.98:
+            continue
+        length, start = _longest_run(unseen)
+        n = unseen.size
+        # longest run of a Bernoulli(share) sequence of length n: ~ log(n (1 - p)) / log(1/p)
+        expected = math.log(max(n * (1 - share), 2.0)) / math.log(1.0 / share)
+        if length >= max(8.0, th.unreachable_run_factor * expected):
+            out.append(_make(
+                T.UNREACHABLE_ROWS, t.name,
+                f"{share:.0%} of the rows of '{t.name}' were never looked up, including the "
+                f"contiguous block {start}-{start + length - 1} ({length} rows; random cold "
+                f"rows would form blocks of ~{expected:.1f}).", 0.8,
+                {"unseen_share": share, "block_start": start, "block_length": length},
+                sample_ids=list(range(start, start + min(length, 16))),
+            ))  # fmt: skip
+    return out

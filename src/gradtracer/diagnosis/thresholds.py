@@ -1,0 +1,87 @@
+"""Named thresholds of the run-level detectors, each with the reasoning behind its default.
+
+>>> DiagnosisThresholds().min_steps
+10
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["DiagnosisThresholds"]
+
+
+@dataclass(frozen=True)
+class DiagnosisThresholds:
+    """Named thresholds of the run-level detectors.
+
+    Attributes:
+        min_steps: optimizer steps before any dynamics verdict (early steps are noisy).
+        window: share of the loss series averaged at its start and at its end (0.1).
+        huge_coord_rms: an embedding table whose root-mean-square weight exceeds this is
+            badly scaled: 3x PyTorch's own N(0, 1) default, so dot products of two such
+            rows have a standard deviation above ``9 sqrt(dim)`` and saturate a sigmoid or
+            softmax.
+        huge_gain: a dense weight with ``rms(W) * sqrt(fan_in)`` above this multiplies the
+            activation scale by that much per layer (Kaiming init has ~1.4, PyTorch's
+            Linear default ~0.58).
+        saturated_rel_velocity: a badly scaled table that moves less than this share of
+            its norm per update is stuck in saturation (not merely grown by training).
+        not_moving_rel_velocity: a table or layer moving less than this share of its
+            norm per update after ``min_steps`` does not train (float32 round-off of a
+            real Adam/SGD update is orders of magnitude larger).
+        high_rel_velocity: embedding rows that move more than this share of their norm per
+            update (5x what a well-tuned Adam run shows late in training) overshoot.
+        high_update_ratio: the same for dense layers (update-to-weight ratio per step).
+        loss_rise: the loss counts as having risen when its final window exceeds its
+            minimum window by this factor.
+        overshoot_share: fast-moving weights whose loss never gets below this share of the
+            first tracked loss (the untrained model's) overshoot from the start.
+        low_rel_velocity: rows or layers moving less than this share of their norm per
+            update (1/40 of a healthy run's slowest late-training rate) learn too slowly.
+        stalled_loss_drop: relative loss decrease (start window to end window) under which
+            the loss has not moved.
+        accumulation_cosine: mean cosine of successive row updates above which updates
+            keep repeating themselves, as summed gradients do.
+        accumulation_growth: growth of the mean gradient norm (end window over start
+            window) that, with repeated directions, marks gradients that are never reset.
+        easy_loss_share: a loss falling below this share of its start while the tables
+            collapse onto few directions means the negatives are trivially separable.
+        collapsed_spectrum: ratio of the third to the first singular value of a row
+            sample under which the rows lie on (almost) two directions.
+        cancelled_gradient_drop: a gradient norm that falls by this factor while the loss
+            stays at its starting level means positive and negative terms cancel.
+        decay_budget: ``lr * weight_decay * steps`` above which decoupled weight decay alone
+            would have shrunk the weights by ``exp(-budget)``.
+        unreachable_share: never-looked-up share of a table above which a block matters.
+        unreachable_run_factor: the longest contiguous never-looked-up block must be this
+            many times longer than the longest block random cold rows would form.
+        dead_fraction: share of dead units of an activation module that kills the layer.
+        vanishing_ratio: first-layer over last-layer gradient norm under which the
+            gradient vanishes on its way back through depth.
+        exploding_ratio: a gradient-norm maximum this many times its median is an explosion.
+    """
+
+    min_steps: int = 10
+    window: float = 0.1
+    huge_coord_rms: float = 3.0
+    huge_gain: float = 4.0
+    saturated_rel_velocity: float = 0.005
+    not_moving_rel_velocity: float = 1e-9
+    high_rel_velocity: float = 0.04
+    high_update_ratio: float = 0.08
+    loss_rise: float = 1.15
+    overshoot_share: float = 0.97
+    low_rel_velocity: float = 3e-4
+    stalled_loss_drop: float = 0.02
+    accumulation_cosine: float = 0.6
+    accumulation_growth: float = 4.0
+    easy_loss_share: float = 0.15
+    collapsed_spectrum: float = 0.15
+    cancelled_gradient_drop: float = 100.0
+    decay_budget: float = 3.0
+    unreachable_share: float = 0.05
+    unreachable_run_factor: float = 4.0
+    dead_fraction: float = 0.9
+    vanishing_ratio: float = 1e-3
+    exploding_ratio: float = 50.0
