@@ -7,9 +7,11 @@ adds the cross-tracker statistics of :mod:`gradtracer.manager.stats` and the fin
 
 from __future__ import annotations
 
+import math
+import numbers
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Protocol, runtime_checkable
@@ -30,7 +32,7 @@ from gradtracer.manager.stats import (
 )
 from gradtracer.report.text import ReportText, report_text
 
-__all__ = ["FlowManager", "TrackerLike"]
+__all__ = ["FlowManager", "TrackerLike", "ValidationSeries"]
 
 
 @runtime_checkable
@@ -56,6 +58,52 @@ class TrackerLike(Protocol):
 _REQUIRED = ("step", "summary", "findings", "to_report")
 
 
+@dataclass(frozen=True)
+class ValidationSeries:
+    """A validation metric reported by the training loop (:meth:`FlowManager.record_validation`).
+
+    Attributes:
+        name: the metric's name (e.g. ``"valid_loss"``, ``"ndcg@10"``).
+        higher_is_better: True for quality metrics (NDCG, accuracy), False for losses.
+        steps: manager step of each value (non-decreasing).
+        values: the metric values (NaN/inf kept as reported).
+    """
+
+    name: str
+    higher_is_better: bool
+    steps: tuple[int, ...] = ()
+    values: tuple[float, ...] = ()
+
+    @property
+    def best_index(self) -> int | None:
+        """Index of the best finite value (the first one among ties); None if there is none."""
+        best: int | None = None
+        for i, v in enumerate(self.values):
+            if not math.isfinite(v):
+                continue
+            if best is None or (v > self.values[best] if self.higher_is_better
+                                else v < self.values[best]):  # fmt: skip
+                best = i
+        return best
+
+    @property
+    def best_step(self) -> int | None:
+        """Step of the best finite value (None if there is none)."""
+        i = self.best_index
+        return None if i is None else self.steps[i]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form (non-finite values as None)."""
+        i = self.best_index
+        return {
+            "higher_is_better": self.higher_is_better,
+            "steps": list(self.steps),
+            "values": [v if math.isfinite(v) else None for v in self.values],
+            "best_step": None if i is None else self.steps[i],
+            "best_value": None if i is None else self.values[i],
+        }
+
+
 class FlowManager:
     """Steps several trackers together and reports on them as one model.
 
@@ -78,6 +126,7 @@ class FlowManager:
         self.thresholds = thresholds or ManagerThresholds()
         self._trackers: dict[str, TrackerLike] = {}
         self._step = 0
+        self._validation: dict[str, ValidationSeries] = {}
 
     # -- registry --------------------------------------------------------------------
     def add_tracker(self, key: str, tracker: TrackerLike) -> TrackerLike:
@@ -142,6 +191,84 @@ class FlowManager:
         self._step += 1
         for tracker in self._trackers.values():
             tracker.step(loss)
+
+    def record_validation(
+        self,
+        value: float,
+        *,
+        name: str = "valid_loss",
+        higher_is_better: bool = False,
+        step: int | None = None,
+    ) -> None:
+        """Record one value of a validation metric measured by the training loop.
+
+        The series goes into the report (``stats["validation"][name]``) and into the
+        run-level diagnosis, which reads it for overfitting (the validation metric getting
+        worse for a sustained stretch while the training loss keeps falling).
+
+        Args:
+            value: the metric value (a real number; NaN/inf are kept and reported as None).
+            name: the metric's name (default ``"valid_loss"``); one series per name.
+            higher_is_better: True for quality metrics such as NDCG or accuracy, False
+                (default) for losses. Must stay the same for a name.
+            step: the manager step the value belongs to (default: :attr:`n_steps`, the
+                number of :meth:`step` calls so far). Steps of one name must not decrease.
+
+        Raises:
+            TypeError: ``value`` is not a real number, ``name`` not a str, ``step`` not an
+                int or ``higher_is_better`` not a bool.
+            ValueError: empty ``name``, negative or decreasing ``step``, or a
+                ``higher_is_better`` that differs from the one recorded for ``name``.
+        """
+        real = isinstance(value, numbers.Real) or getattr(value, "ndim", None) == 0
+        if isinstance(value, bool) or not real:  # 0-d tensors and NumPy scalars pass
+            raise TypeError(
+                f"record_validation: value must be a real number, got "
+                f"{type(value).__name__} {value!r}"
+            )
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"record_validation: value must be a real number, got {value!r}"
+            ) from None
+        if not isinstance(name, str):
+            raise TypeError(f"record_validation: name must be a str, got {type(name).__name__}")
+        if not name:
+            raise ValueError("record_validation: name must be a non-empty string")
+        if not isinstance(higher_is_better, bool):
+            raise TypeError(
+                f"record_validation: higher_is_better must be a bool, got "
+                f"{type(higher_is_better).__name__}"
+            )
+        if step is None:
+            step = self._step
+        elif isinstance(step, bool) or not isinstance(step, numbers.Integral):
+            raise TypeError(f"record_validation: step must be an int, got {type(step).__name__}")
+        step = int(step)
+        if step < 0:
+            raise ValueError(f"record_validation: step must be >= 0, got {step}")
+        old = self._validation.get(name)
+        if old is None:
+            old = ValidationSeries(name, higher_is_better)
+        elif old.higher_is_better != higher_is_better:
+            raise ValueError(
+                f"record_validation: {name!r} was recorded with higher_is_better="
+                f"{old.higher_is_better}, got {higher_is_better}"
+            )
+        if old.steps and step < old.steps[-1]:
+            raise ValueError(
+                f"record_validation: step {step} of {name!r} is before its last recorded "
+                f"step {old.steps[-1]}"
+            )
+        self._validation[name] = replace(
+            old, steps=(*old.steps, step), values=(*old.values, float(value))
+        )
+
+    @property
+    def validation(self) -> Mapping[str, ValidationSeries]:
+        """Read-only view: metric name -> :class:`ValidationSeries`, in recording order."""
+        return MappingProxyType(self._validation)
 
     def detach(self) -> None:
         """Detach every tracker that has ``detach()`` (removes their hooks)."""
@@ -224,6 +351,8 @@ class FlowManager:
             "velocity_loss_correlation": loss_corr,
             "pairs": pairs,
         }
+        if self._validation:
+            stats["validation"] = {k: v.to_dict() for k, v in self._validation.items()}
         return Report(
             kind="manager",
             subject=self.name,
