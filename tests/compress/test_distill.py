@@ -9,7 +9,12 @@ import torch
 from torch import nn
 
 from gradtracer.compress import DistillationTracker, linear_cka, topk_overlap
-from gradtracer.compress.distill_study import planted_bottleneck_study
+from gradtracer.compress.distill_study import (
+    TwoTower,
+    planted_bottleneck_study,
+    summarize_bottleneck,
+    train_two_tower,
+)
 from gradtracer.compress.workloads import load_workload
 
 
@@ -48,10 +53,70 @@ def test_topk_overlap() -> None:
     assert topk_overlap(a, -a, 2) == 0.0
 
 
+def test_linear_fit_sees_missing_information_cka_misses() -> None:
+    g = torch.Generator().manual_seed(2)
+    y = torch.randn(2048, 8, generator=g)  # the teacher layer
+    mix = torch.randn(8, 8, generator=g) * torch.logspace(0, -2, 8)
+    full = y @ mix  # an invertible, badly conditioned linear view: all information kept
+    narrow = y[:, :2]  # two of the eight directions
+    student_full, student_narrow, teacher = nn.Identity(), nn.Identity(), nn.Identity()
+    both = nn.ModuleDict({"full": student_full, "narrow": student_narrow})
+    tr = DistillationTracker(nn.ModuleDict({"t": teacher}), both, {"full": "t", "narrow": "t"})
+    for start in range(0, 2048, 256):
+        student_full(full[start : start + 256])
+        student_narrow(narrow[start : start + 256])
+        teacher(y[start : start + 256])
+        tr.step()
+    tr.detach()
+    h_full, h_narrow = tr.history["full"], tr.history["narrow"]
+    assert h_full.fit == pytest.approx(1.0, abs=1e-3)
+    assert h_narrow.fit == pytest.approx(0.25, abs=0.05)  # 2 of 8 unit-variance directions
+    assert h_full.cka < 0.9  # CKA alone would call the lossless view dissimilar
+    (finding,) = tr.findings()
+    assert finding.subject == "narrow"
+    assert finding.evidence["action"] == "widen" and finding.evidence["student_width"] == 2
+    assert "widen narrow to the teacher's width (8)" in finding.premise
+
+
+def test_equal_width_gap_calls_for_a_hint_loss() -> None:
+    g = torch.Generator().manual_seed(3)
+    y = torch.randn(1024, 4, generator=g)
+    noisy = y + 2.0 * torch.randn(1024, 4, generator=g)
+    s, t = nn.Identity(), nn.Identity()
+    tr = DistillationTracker(t, s, {"": ""})
+    for start in range(0, 1024, 128):
+        s(noisy[start : start + 128])
+        t(y[start : start + 128])
+        tr.step()
+    (finding,) = tr.findings()
+    assert finding.evidence["action"] == "hint_loss"
+    assert tr.summary()["pairs"][""]["fit"] == pytest.approx(0.2, abs=0.05)  # 1 / (1 + 4)
+
+
+def test_hint_loss_trains_the_regressor_and_student() -> None:
+    w = load_workload("synthetic", random_state=0)
+    teacher = TwoTower(w.n_users, w.n_items, random_state=0)
+    train_two_tower(teacher, w.train, n_epochs=1, random_state=0)
+    student = TwoTower(w.n_users, w.n_items, item_hidden=2, random_state=1)
+    before = student.item_tower[0].weight.detach().clone()
+    train_two_tower(
+        student, w.train, n_epochs=1, random_state=0, teacher=teacher,
+        hints={"item_tower.0": "item_tower.0"},
+    )  # fmt: skip
+    assert not torch.equal(before, student.item_tower[0].weight)
+    assert not student.item_tower[0]._forward_hooks  # the hint hooks are removed
+    with pytest.raises(ValueError, match="hints need a teacher"):
+        train_two_tower(student, w.train, n_epochs=1, hints={"item_tower.0": "item_tower.0"})
+
+
 def test_planted_bottleneck_is_flagged() -> None:
     w = load_workload("synthetic", random_state=0)
     res = planted_bottleneck_study(w, seed=0, bottleneck=1, n_epochs=10)
     assert res.flagged is not None and res.flagged.startswith("item_tower")
-    assert math.isfinite(res.widened_ndcg)
+    assert res.action in ("widen", "hint_loss")
+    assert math.isfinite(res.widened_ndcg) and math.isfinite(res.acted_ndcg)
     # the user tower has the teacher's width: its representation is closer to the teacher's
     assert res.cka["item_tower.0"] < res.cka["user_tower.0"]
+    assert res.fit["item_tower.0"] < res.fit["user_tower.0"]
+    summary = summarize_bottleneck([res, res])
+    assert summary["n_seeds"] == 2 and summary["flagged_planted"] == 2

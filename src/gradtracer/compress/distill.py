@@ -5,9 +5,14 @@ Each :meth:`DistillationTracker.step` (after both models ran on the same minibat
 adds, per pair, the unbiased HSIC estimates of linear CKA (Nguyen, Raghu & Kornblith
 2021, minibatch CKA: ``sum HSIC_1(K, L) / sqrt(sum HSIC_1(K, K) sum HSIC_1(L, L))``
 over minibatches, which converges to the full-data CKA) and, when the two outputs have
-the same width, the hint MSE. :meth:`final_overlap` measures top-K agreement of the
-final scores; :meth:`findings` names the pairs whose CKA is low (below a threshold, or
-well below the best pair's).
+the same width, the hint MSE, and the sufficient statistics of a linear probe: the
+share of the teacher layer's variance that a least-squares linear map of the student
+layer reproduces (``fit``, in [0, 1]; the hint a FitNets regressor could reach). CKA
+compares geometry; ``fit`` asks whether the information is there at all, which is what
+a too-narrow layer lacks. :meth:`final_overlap` measures top-K agreement of the final
+scores; :meth:`findings` names the pairs that mimic worst (low fit, or low CKA: below a
+threshold or well below the best pair's) and the action that follows: widen a layer
+narrower than its teacher, otherwise add a hint loss on it.
 """
 
 from __future__ import annotations
@@ -91,6 +96,37 @@ class PairHistory:
     n_batches: int = 0
     cka_steps: list[float] = field(default_factory=list)
     mse_steps: list[float] = field(default_factory=list)
+    student_width: int = 0
+    teacher_width: int = 0
+    n_rows: int = 0
+    moments: dict[str, np.ndarray] = field(default_factory=dict)  # probe sums (float64)
+
+    def add_probe(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Add one batch of student ``x (n, p)`` and teacher ``y (n, q)`` to the probe sums."""
+        xs, ys = x.numpy(), y.numpy()
+        parts = {"sx": xs.sum(0), "sy": ys.sum(0), "xx": xs.T @ xs, "xy": xs.T @ ys,
+                 "yy": (ys * ys).sum(0)}  # fmt: skip
+        for k, v in parts.items():
+            self.moments[k] = self.moments[k] + v if k in self.moments else v
+        self.n_rows += int(xs.shape[0])
+
+    @property
+    def fit(self) -> float:
+        """Share of the teacher layer's variance a linear map of the student layer reproduces
+        (least squares with intercept, a 1e-8 relative ridge), in [0, 1]; NaN without data."""
+        m, n = self.moments, self.n_rows
+        if n < 2 or not m:
+            return math.nan
+        mx, my = m["sx"] / n, m["sy"] / n
+        cxx = m["xx"] / n - np.outer(mx, mx)
+        cxy = m["xy"] / n - np.outer(mx, my)
+        var_y = float((m["yy"] / n - my * my).sum())
+        if var_y <= 0:
+            return math.nan
+        ridge = 1e-8 * max(float(np.trace(cxx)), 1e-12) / cxx.shape[0]
+        coef = np.linalg.solve(cxx + ridge * np.eye(cxx.shape[0]), cxy)
+        explained = float((cxy * coef).sum())
+        return float(min(1.0, max(0.0, explained / var_y)))
 
     @property
     def cka(self) -> float:
@@ -116,8 +152,13 @@ class DistillationTracker:
         relative_gap: a pair whose CKA is this far below the best pair's is flagged too
             (default 0.1): the student mimics that layer worse than the others.
         window: recent steps whose per-batch CKA is kept for the trend (default 200).
+        fit_threshold: a pair whose linear-probe fit is below this is flagged (default 0.5).
+        max_probe_width: the probe is kept for layers up to this width (default 1024; its
+            sums are ``width x width``).
 
-    Call :meth:`step` after the teacher and the student ran forward on the same batch.
+    Call :meth:`step` after the teacher and the student ran forward on the same batch;
+    :meth:`reset` (for example before the last epoch) keeps the statistics of the trained
+    student rather than an average over training.
     """
 
     def __init__(
@@ -129,6 +170,8 @@ class DistillationTracker:
         cka_threshold: float = 0.6,
         relative_gap: float = 0.1,
         window: int = 200,
+        fit_threshold: float = 0.5,
+        max_probe_width: int = 1024,
     ) -> None:
         if not pairs:
             raise ValueError("pairs must map at least one student layer to a teacher layer")
@@ -146,6 +189,8 @@ class DistillationTracker:
         self.cka_threshold = float(cka_threshold)
         self.relative_gap = float(relative_gap)
         self.window = int(window)
+        self.fit_threshold = float(fit_threshold)
+        self.max_probe_width = int(max_probe_width)
         self.history = {s: PairHistory(s, t) for s, t in self.pairs.items()}
         self._out: dict[tuple[str, str], torch.Tensor] = {}
         self._handles = []
@@ -185,6 +230,9 @@ class DistillationTracker:
                 batch = xy / math.sqrt(xx * yy) if xx > 0 and yy > 0 else math.nan
                 h.cka_steps = (h.cka_steps + [batch])[-self.window :]
                 out[s] = batch
+            h.student_width, h.teacher_width = int(x.shape[1]), int(y.shape[1])
+            if max(x.shape[1], y.shape[1]) <= self.max_probe_width:
+                h.add_probe(x, y)
             if x.shape[1] == y.shape[1]:
                 h.mse_steps = (h.mse_steps + [float((x - y).pow(2).mean())])[-self.window :]
         self._out.clear()
@@ -205,47 +253,86 @@ class DistillationTracker:
         """Per pair: CKA, hint MSE, batches; and the final top-K overlap."""
         return {
             "pairs": {
-                s: {"teacher": h.teacher, "cka": h.cka, "hint_mse": h.mse, "n_batches": h.n_batches}
+                s: {
+                    "teacher": h.teacher,
+                    "cka": h.cka,
+                    "fit": h.fit,
+                    "hint_mse": h.mse,
+                    "n_batches": h.n_batches,
+                    "student_width": h.student_width,
+                    "teacher_width": h.teacher_width,
+                }
                 for s, h in self.history.items()
             },
             "topk_overlap": self.overlap,
         }
 
     def findings(self) -> list[Finding]:
-        """One ``DISTILLATION_GAP`` finding naming the pairs below ``cka_threshold`` or more
-        than ``relative_gap`` below the best pair, worst first (none when all mimic well)."""
-        finite = {s: h.cka for s, h in self.history.items() if math.isfinite(h.cka)}
-        best = max(finite.values(), default=math.nan)
-        weak = sorted(
-            (c, s)
-            for s, c in finite.items()
-            if c < self.cka_threshold or (len(finite) > 1 and c < best - self.relative_gap)
-        )
-        if not weak:
+        """One ``DISTILLATION_GAP`` finding naming the pairs the student mimics worst, or none.
+
+        A pair is flagged when its linear-probe ``fit`` is below ``fit_threshold`` or more
+        than ``relative_gap`` below the best pair's, or its CKA is (``cka_threshold``,
+        ``relative_gap``). Flagged pairs are ordered by fit (CKA where no fit was
+        measured), worst first; the subject is the worst. ``evidence["action"]`` is the
+        remedy for it: ``"widen"`` when the student layer is narrower than the teacher's,
+        else ``"hint_loss"``.
+        """
+        cka = {s: h.cka for s, h in self.history.items() if math.isfinite(h.cka)}
+        fit = {s: h.fit for s, h in self.history.items() if math.isfinite(h.fit)}
+
+        def weak(values: dict[str, float], threshold: float) -> set[str]:
+            best = max(values.values(), default=math.nan)
+            return {
+                s
+                for s, c in values.items()
+                if c < threshold or (len(values) > 1 and c < best - self.relative_gap)
+            }
+
+        flagged = weak(cka, self.cka_threshold) | weak(fit, self.fit_threshold)
+        if not flagged:
             return []
-        worst_cka, worst = weak[0]
-        names = ", ".join(
-            f"{s} (CKA {c:.2f} vs teacher {self.history[s].teacher})" for c, s in weak
-        )
+        order = sorted(flagged, key=lambda s: (fit.get(s, cka.get(s, math.nan)), cka.get(s, 0.0)))
+        worst = order[0]
+        h = self.history[worst]
+        action = "widen" if 0 < h.student_width < h.teacher_width else "hint_loss"
+
+        def describe(s: str) -> str:
+            f = f", fit {fit[s]:.2f}" if s in fit else ""
+            return f"{s} (CKA {cka.get(s, math.nan):.2f}{f} vs teacher {self.history[s].teacher})"
+
         evidence: dict[str, float | int | str | bool | None] = {
             "worst_layer": worst,
-            "worst_cka": round(worst_cka, 4),
+            "worst_cka": round(cka[worst], 4) if worst in cka else None,
+            "worst_fit": round(fit[worst], 4) if worst in fit else None,
+            "action": action,
+            "student_width": h.student_width,
+            "teacher_width": h.teacher_width,
             "cka_threshold": self.cka_threshold,
+            "fit_threshold": self.fit_threshold,
             "relative_gap": self.relative_gap,
-            "n_flagged": len(weak),
+            "n_flagged": len(order),
             "topk_overlap": self.overlap,
         }
-        for s, h in self.history.items():
-            evidence[f"{s}/cka"] = None if not math.isfinite(h.cka) else round(h.cka, 4)
+        for s in self.history:
+            evidence[f"{s}/cka"] = round(cka[s], 4) if s in cka else None
+            evidence[f"{s}/fit"] = round(fit[s], 4) if s in fit else None
+        score = fit.get(worst, cka.get(worst, 0.0))
+        threshold = self.fit_threshold if worst in fit else self.cka_threshold
+        remedy = (
+            f"widen {worst} to the teacher's width ({h.teacher_width})"
+            if action == "widen"
+            else f"add a hint loss from {worst} to {h.teacher}"
+        )
         finding = make_finding(
             FindingType.DISTILLATION_GAP,
             subject=worst,
-            premise=f"The student fails to mimic its teacher at {names}.",
-            confidence=float(
-                min(1.0, max(0.0, (self.cka_threshold - worst_cka) / self.cka_threshold + 0.5))
+            premise=(
+                f"The student fails to mimic its teacher at {', '.join(map(describe, order))}; "
+                f"first step: {remedy}."
             ),
+            confidence=float(min(1.0, max(0.0, (threshold - score) / threshold + 0.5))),
             evidence=evidence,
-            sample_ids=tuple(s for _, s in weak),
+            sample_ids=tuple(order),
         )
         return [finding]
 

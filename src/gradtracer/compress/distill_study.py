@@ -4,14 +4,19 @@ A two-tower teacher (an embedding and a two-layer MLP per tower, dot-product sco
 trained with BPR. A student of the same shape but with a hidden width of
 ``bottleneck`` in one tower is distilled from it (BPR plus the MSE between student and
 teacher scores) while a :class:`~gradtracer.compress.distill.DistillationTracker`
-follows every mapped layer pair. The tracker's finding names the layer it fails to
-mimic; the student is then rebuilt with that layer widened to the teacher's width and
-distilled again with the same seed. Both students are evaluated with full-ranking
-NDCG@10 on held-out items.
+follows every mapped layer pair over the last epoch(s). The tracker's finding names the
+layer the student mimics worst and the action its remedy calls for; the study takes that
+action and distils again with the same seed: ``widen`` rebuilds the student with the
+flagged tower at the teacher's width, ``hint_loss`` adds a FitNets hint (MSE between a
+learned linear map of the flagged student layer and the teacher's layer). For reference
+the study also distils the student with the planted layer widened (the best any action
+on it can do). Every student is evaluated with full-ranking NDCG@10 on held-out items.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +29,13 @@ from gradtracer._random import torch_generator
 from gradtracer.compress.distill import DistillationTracker, linear_cka
 from gradtracer.compress.workloads import Workload, evaluate_model
 
-__all__ = ["TwoTower", "planted_bottleneck_study", "train_two_tower"]
+__all__ = [
+    "BottleneckResult",
+    "TwoTower",
+    "planted_bottleneck_study",
+    "summarize_bottleneck",
+    "train_two_tower",
+]
 
 
 class TwoTower(nn.Module):
@@ -91,14 +102,48 @@ def train_two_tower(
     teacher: TwoTower | None = None,
     distill_weight: float = 1.0,
     tracker: DistillationTracker | None = None,
+    track_last: int | None = None,
+    hints: Mapping[str, str] | None = None,
+    hint_weight: float = 1.0,
 ) -> None:
-    """BPR training, plus ``distill_weight * MSE(student scores, teacher scores)`` with a teacher."""
+    """BPR training, plus ``distill_weight * MSE(student scores, teacher scores)`` with a teacher.
+
+    Args:
+        track_last: step ``tracker`` only in the last this many epochs (default: all),
+            so its statistics describe the trained student.
+        hints: ``{student layer: teacher layer}`` FitNets hints: each adds ``hint_weight *
+            MSE(Linear(student output), teacher output)``, the linear map trained too.
+    """
     coo = sp.csr_matrix(train).tocoo()
     users = torch.from_numpy(coo.row.astype(np.int64))
     items = torch.from_numpy(coo.col.astype(np.int64))
     gen = torch_generator(random_state)
-    opt = torch.optim.Adam(model.parameters(), lr=learning_rate)
-    for _ in range(n_epochs):
+    params = list(model.parameters())
+    captured: dict[tuple[str, str], torch.Tensor] = {}
+    handles = []
+    regressors: dict[str, nn.Linear] = {}
+    if hints:
+        if teacher is None:
+            raise ValueError("hints need a teacher")
+        s_mods, t_mods = dict(model.named_modules()), dict(teacher.named_modules())
+        for s_name, t_name in hints.items():
+            if s_name not in s_mods or t_name not in t_mods:
+                raise KeyError(f"hint {s_name!r} -> {t_name!r}: no such student/teacher module")
+            s_mod, t_mod = s_mods[s_name], t_mods[t_name]
+            assert isinstance(s_mod, nn.Linear) and isinstance(t_mod, nn.Linear)
+            regressors[s_name] = nn.Linear(s_mod.out_features, t_mod.out_features)
+            params += list(regressors[s_name].parameters())
+            for side, name, mod in (("s", s_name, s_mod), ("t", t_name, t_mod)):
+
+                def hook(
+                    _m: nn.Module, _i: Any, out: Any, key: tuple[str, str] = (side, name)
+                ) -> None:
+                    captured[key] = out
+
+                handles.append(mod.register_forward_hook(hook))
+    opt = torch.optim.Adam(params, lr=learning_rate)
+    first_tracked = 0 if track_last is None else max(0, n_epochs - int(track_last))
+    for epoch in range(n_epochs):
         order = torch.randperm(users.numel(), generator=gen)
         for start in range(0, order.numel(), batch_size):
             idx = order[start : start + batch_size]
@@ -112,30 +157,63 @@ def train_two_tower(
                 loss = loss + distill_weight * (
                     (pos - t_pos).pow(2).mean() + (neg - t_neg).pow(2).mean()
                 )
-                if tracker is not None:  # the hooks hold the last forward pair, on (u, j)
-                    tracker.step()
+                for s_name, t_name in (hints or {}).items():  # on the (u, j) pass
+                    pred = regressors[s_name](captured[("s", s_name)])
+                    loss = loss + hint_weight * (pred - captured[("t", t_name)]).pow(2).mean()
+                if tracker is not None and epoch >= first_tracked:
+                    tracker.step()  # the hooks hold the last forward pair, on (u, j)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+    for handle in handles:
+        handle.remove()
 
 
 @dataclass
 class BottleneckResult:
-    """Outcome of :func:`planted_bottleneck_study` for one seed."""
+    """Outcome of :func:`planted_bottleneck_study` for one seed.
+
+    ``acted_ndcg`` is the student after the finding's action (``action``: ``widen`` or
+    ``hint_loss``); ``widened_ndcg`` the student with the planted layer widened.
+    """
 
     seed: int
     flagged: str | None
+    action: str | None
     cka: dict[str, float]
+    fit: dict[str, float]
     full_cka: dict[str, float]
     teacher_ndcg: float
     distilled_ndcg: float
+    acted_ndcg: float
     widened_ndcg: float
     topk_overlap: float
 
     @property
     def lift(self) -> float:
-        """Relative NDCG@10 gain of the widened student over distillation alone."""
-        return self.widened_ndcg / self.distilled_ndcg - 1.0
+        """Relative NDCG@10 gain of acting on the finding over distillation alone."""
+        return self.acted_ndcg / self.distilled_ndcg - 1.0
+
+    @property
+    def flagged_planted(self) -> bool:
+        """Whether the flagged layer is in the bottlenecked (item) tower."""
+        return bool(self.flagged and self.flagged.startswith("item_tower"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seed": self.seed,
+            "flagged": self.flagged,
+            "action": self.action,
+            "cka": self.cka,
+            "fit": self.fit,
+            "full_cka": self.full_cka,
+            "teacher_ndcg": self.teacher_ndcg,
+            "distilled_ndcg": self.distilled_ndcg,
+            "acted_ndcg": self.acted_ndcg,
+            "widened_ndcg": self.widened_ndcg,
+            "topk_overlap": self.topk_overlap,
+            "lift": self.lift,
+        }
 
 
 _PAIRS = {
@@ -152,50 +230,84 @@ def planted_bottleneck_study(
     seed: int = 0,
     bottleneck: int = 2,
     n_epochs: int = 20,
+    track_last: int = 1,
+    hint_weight: float = 1.0,
 ) -> BottleneckResult:
-    """Run the planted-bottleneck check on ``workload`` for one seed (see the module docstring)."""
+    """Run the planted-bottleneck check on ``workload`` for one seed (see the module docstring).
+
+    Args:
+        bottleneck: hidden width of the student's item tower (the teacher's is 32).
+        n_epochs: epochs of every training run.
+        track_last: epochs at the end whose batches the tracker measures (default 1).
+        hint_weight: weight of the hint loss when the action is ``hint_loss``.
+    """
     nu, ni = workload.n_users, workload.n_items
     teacher = TwoTower(nu, ni, random_state=seed)
     train_two_tower(teacher, workload.train, n_epochs=n_epochs, random_state=seed)
     teacher.eval()
-    student = TwoTower(nu, ni, item_hidden=bottleneck, random_state=seed + 1000)
-    tracker = DistillationTracker(teacher, student, _PAIRS)
-    train_two_tower(
-        student,
-        workload.train,
-        n_epochs=n_epochs,
-        random_state=seed,
-        teacher=teacher,
-        tracker=tracker,
-    )
-    tracker.detach()
-    t_scores = _full_scores(teacher)
-    s_scores = _full_scores(student)
-    overlap = tracker.final_overlap(t_scores, s_scores, k=10)
+
+    def distil(
+        tracked: bool = False, hints: Mapping[str, str] | None = None, **widths: int
+    ) -> tuple[TwoTower, DistillationTracker | None]:
+        student = TwoTower(nu, ni, random_state=seed + 1000, **widths)
+        tr = DistillationTracker(teacher, student, _PAIRS) if tracked else None
+        train_two_tower(
+            student, workload.train, n_epochs=n_epochs, random_state=seed, teacher=teacher,
+            tracker=tr, track_last=track_last, hints=hints, hint_weight=hint_weight,
+        )  # fmt: skip
+        if tr is not None:
+            tr.detach()
+        return student, tr
+
+    def ndcg(m: TwoTower) -> float:
+        return float(np.mean(evaluate_model(m, workload)["ndcg@10"]))
+
+    student, tracker = distil(tracked=True, item_hidden=bottleneck)
+    assert tracker is not None
+    overlap = tracker.final_overlap(_full_scores(teacher), _full_scores(student), k=10)
     findings = tracker.findings()
     flagged = findings[0].subject if findings else None
-    full = _full_cka(teacher, student)
-    widened_ndcg = float("nan")
-    if flagged is not None:
-        tower = flagged.split(".")[0]
-        kwargs: dict[str, Any] = {"item_hidden": bottleneck}
-        if tower == "item_tower":
-            kwargs["item_hidden"] = 32
-        else:
-            kwargs["user_hidden"] = 32
-        wide = TwoTower(nu, ni, random_state=seed + 1000, **kwargs)
-        train_two_tower(wide, workload.train, n_epochs=n_epochs, random_state=seed, teacher=teacher)
-        widened_ndcg = float(np.mean(evaluate_model(wide, workload)["ndcg@10"]))
+    action = str(findings[0].evidence["action"]) if findings else None
+    widened = ndcg(distil()[0])  # the planted layer at the teacher's width
+    acted = math.nan
+    if flagged is not None and action == "widen":
+        # the flagged tower at the teacher's width (32); the user tower already has it
+        acted = widened if flagged.startswith("item_tower") else ndcg(student)
+    elif flagged is not None:
+        acted = ndcg(distil(hints={flagged: _PAIRS[flagged]}, item_hidden=bottleneck)[0])
     return BottleneckResult(
         seed=seed,
         flagged=flagged,
+        action=action,
         cka={s: h.cka for s, h in tracker.history.items()},
-        full_cka=full,
-        teacher_ndcg=float(np.mean(evaluate_model(teacher, workload)["ndcg@10"])),
-        distilled_ndcg=float(np.mean(evaluate_model(student, workload)["ndcg@10"])),
-        widened_ndcg=widened_ndcg,
+        fit={s: h.fit for s, h in tracker.history.items()},
+        full_cka=_full_cka(teacher, student),
+        teacher_ndcg=ndcg(teacher),
+        distilled_ndcg=ndcg(student),
+        acted_ndcg=acted,
+        widened_ndcg=widened,
         topk_overlap=overlap,
     )
+
+
+def summarize_bottleneck(results: list[BottleneckResult]) -> dict[str, Any]:
+    """Mean lift with a 95% t-interval over seeds and the seed-paired t-test of acted
+    against distilled NDCG@10; how often the planted tower was flagged."""
+    from gradtracer.recsys.stats import aggregate_seeds
+
+    acted = [r.acted_ndcg for r in results]
+    agg = aggregate_seeds(acted, [r.distilled_ndcg for r in results], names=("acted", "distilled"))
+    lifts = aggregate_seeds([r.lift for r in results])
+    out: dict[str, Any] = {
+        "n_seeds": len(results),
+        "flagged_planted": sum(r.flagged_planted for r in results),
+        "lift_mean": lifts.treatment.mean,
+        "lift_ci": [lifts.treatment.ci_low, lifts.treatment.ci_high],
+        "n_lift_ge_3pct": sum(r.lift >= 0.03 for r in results),
+        "acted_minus_distilled": None if agg.test is None else agg.test.mean_diff,
+        "p_value": None if agg.test is None else agg.test.p_value,
+    }
+    return out
 
 
 def _full_scores(model: TwoTower, n_users: int = 256) -> torch.Tensor:

@@ -1,0 +1,511 @@
+"""Compressed GRU4Rec: quantized item tables and dense weights, and the equal-bytes study.
+
+:class:`CompressedGRU4Rec` is a next-item scorer that
+:func:`~gradtracer.recsys.sessions.evaluate_next_item` accepts (``n_items``,
+``init_state``, ``advance``, ``scorer``). Its item tables are compressed tables
+(:class:`~gradtracer.compress.table.QuantizedTable` or
+:class:`~gradtracer.compress.table.LowRankTable`): inputs are read through the row-wise
+kernels, output scores use the table dequantized once. The GRU weight matrices are
+stored row-wise at a per-matrix precision (``fp32``/``fp16``/``int8``/``int4``/``int2``)
+and computed with in float32 (weight-only quantization); biases and the per-item output
+bias stay float32. Every byte is counted in :meth:`CompressedGRU4Rec.byte_breakdown`.
+
+:func:`table_candidates` builds every single-table plan that fits a byte budget: uniform
+precision, L2-norm and frequency pruning, truncated SVD, mixed precision (plain row
+error, or the *score* metric: the Gram matrix of the GRU's output states, so a row's
+error is the squared error of its scores, with optional row weights) and the score-metric
+SVD (the best rank-``r`` table in that metric). :func:`session_study` trains GRU4Rec
+over seeds, picks the recipe among the candidates on validation sessions and reports
+every method on the test sessions.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from gradtracer.compress.allocate import BudgetError, allocate, index_overhead, table_costs
+from gradtracer.compress.rowwise import packed_width
+from gradtracer.compress.table import CompressedTable, LowRankTable, QuantizedTable
+from gradtracer.recsys.models.gru4rec.network import GRU4RecNetwork, adjust_state
+from gradtracer.recsys.sessions.batching import (
+    SessionArrays,
+    SessionBatch,
+    iterate_session_parallel,
+)
+
+__all__ = [
+    "DENSE_PRECISIONS",
+    "CompressedGRU4Rec",
+    "SessionStudyRow",
+    "dense_matrices",
+    "hidden_gram",
+    "metric_svd",
+    "session_study",
+    "summarize_session_study",
+    "table_candidates",
+]
+
+#: Precisions a GRU weight matrix can be stored at (row-wise, as the embedding rows).
+DENSE_PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8", "int4", "int2")
+
+
+def dense_matrices(model: GRU4RecNetwork) -> dict[str, torch.Tensor]:
+    """The GRU weight matrices by parameter name (``cells.0.weight_ih``, ...)."""
+    return {
+        name: p.detach()
+        for name, p in model.named_parameters()
+        if name.startswith("cells.") and p.ndim == 2
+    }
+
+
+class CompressedGRU4Rec(nn.Module):
+    """GRU4Rec with compressed item tables and per-matrix dense precision, for inference.
+
+    Args:
+        model: a trained GRU4Rec network (constrained or separate input embedding;
+            the one-hot input mode is not supported).
+        tables: ``{"output_emb": table}`` and, with a separate input table,
+            ``"item_emb"``; a table not given is kept in float32.
+        dense: one precision for every GRU weight matrix, or ``{name: precision}`` per
+            matrix (names from :func:`dense_matrices`; others stay fp32). Default fp32.
+        name: model name in results.
+
+    Raises:
+        ValueError: one-hot input mode, a table of another shape, an unknown table or
+            matrix name, or an unknown precision.
+    """
+
+    def __init__(
+        self,
+        model: GRU4RecNetwork,
+        tables: Mapping[str, CompressedTable] | None = None,
+        *,
+        dense: str | Mapping[str, str] = "fp32",
+        name: str = "compressed_gru4rec",
+    ) -> None:
+        super().__init__()
+        if model.onehot is not None:
+            raise ValueError(
+                "CompressedGRU4Rec needs an item embedding input (constrained_embedding or "
+                "embedding_dim > 0); the one-hot input mode is not supported"
+            )
+        self.name, self.n_items, self.config = name, model.n_items, model.config
+        layers = model.embedding_layers()
+        given = dict(tables or {})
+        unknown = sorted(set(given) - set(layers))
+        if unknown:
+            raise ValueError(f"unknown table(s) {unknown}; this model has {sorted(layers)}")
+        self.tables: dict[str, CompressedTable] = {}
+        for key, layer in layers.items():
+            w = layer.weight.detach()
+            t = given[key] if key in given else QuantizedTable.from_weight(w, "fp32", name=key)
+            if (t.n_rows, t.dim) != tuple(w.shape):
+                raise ValueError(
+                    f"table {key!r} is {t.n_rows}x{t.dim}, the model's is "
+                    f"{tuple(w.shape)[0]}x{tuple(w.shape)[1]} (a table of another model)"
+                )
+            self.tables[key] = t
+        self._separate_input = "item_emb" in self.tables
+        self.output_bias = model.output_bias.weight.detach().to("cpu", torch.float32).clone()
+        self._out_w = self.tables["output_emb"].dequantize()
+        mats = dense_matrices(model)
+        prec = {k: dense for k in mats} if isinstance(dense, str) else dict(dense)
+        bad = sorted(set(prec) - set(mats))
+        if bad:
+            raise ValueError(f"unknown dense matrix name(s) {bad}; this model has {sorted(mats)}")
+        self.dense_tables: dict[str, QuantizedTable] = {}
+        self.cells = copy.deepcopy(model.cells).to("cpu").eval()
+        params = dict(self.cells.named_parameters(prefix="cells"))
+        with torch.no_grad():
+            for key, w in mats.items():
+                p = prec.get(key, "fp32")
+                if p not in DENSE_PRECISIONS:
+                    raise ValueError(
+                        f"dense matrix {key!r}: precision must be one of {DENSE_PRECISIONS}, got {p!r}"
+                    )
+                q = QuantizedTable.from_weight(w.cpu(), p, name=key)
+                self.dense_tables[key] = q
+                params[key].copy_(q.dequantize())
+        self.dense_precision = {k: prec.get(k, "fp32") for k in mats}
+        self._dense_other = {
+            k: int(p.numel()) * 4 for k, p in params.items() if k not in self.dense_tables
+        }
+        self.eval()
+
+    # --- the scorer interface of evaluate_next_item ------------------------------------
+    def scorer(self) -> CompressedGRU4Rec:
+        """This module (in evaluation mode)."""
+        return self.eval()
+
+    def init_state(self, batch_size: int) -> list[torch.Tensor]:
+        """Zero hidden states, one ``(batch_size, units)`` tensor per GRU layer."""
+        return [torch.zeros(batch_size, h) for h in self.config.layers]
+
+    def hidden(self, items: torch.Tensor, state: list[torch.Tensor]) -> torch.Tensor:
+        """Advance ``state`` in place by one event per row; return the top layer ``(B, d)``."""
+        table = self.tables["item_emb" if self._separate_input else "output_emb"]
+        x = table.lookup(items.to("cpu", torch.int64))
+        for i, cell in enumerate(self.cells):
+            x = cell(x, state[i])
+            state[i] = x
+        return x
+
+    def forward(
+        self, items: torch.Tensor, state: list[torch.Tensor], candidates: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Scores ``(B, C)`` for ``candidates`` (``(C,)`` item ids; ``None`` = all items)."""
+        x = self.hidden(items, state)
+        if candidates is None:
+            return x @ self._out_w.T + self.output_bias.T
+        c = candidates.to("cpu", torch.int64)
+        return x @ self._out_w[c].T + self.output_bias[c].T
+
+    def advance(
+        self, state: list[torch.Tensor], batch: SessionBatch
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Apply ``batch``'s slot changes, feed its inputs, return ``(B, n_items)`` scores."""
+        state = adjust_state(state, batch)
+        with torch.no_grad():
+            scores = self.forward(batch.inputs, state, None)
+        return scores, state
+
+    # --- bytes -------------------------------------------------------------------------
+    def byte_breakdown(self) -> dict[str, int]:
+        """Bytes per part: each table's and dense matrix's breakdown, biases (float32)."""
+        out: dict[str, int] = {}
+        for key, t in {**self.tables, **self.dense_tables}.items():
+            for part, b in t.byte_breakdown().items():
+                out[f"{key}/{part}"] = int(b)
+        out["output_bias"] = int(self.output_bias.numel()) * 4
+        for key, b in self._dense_other.items():
+            out[key] = b
+        return out
+
+    def nbytes(self) -> int:
+        """Total bytes of the stored model."""
+        return sum(self.byte_breakdown().values())
+
+    def table_bytes(self) -> int:
+        """Bytes of the item tables alone."""
+        return sum(int(t.nbytes()) for t in self.tables.values())
+
+    def dense_bytes(self) -> int:
+        """Bytes of the GRU weight matrices alone."""
+        return sum(int(t.nbytes()) for t in self.dense_tables.values())
+
+    def float_model(self, model: GRU4RecNetwork) -> GRU4RecNetwork:
+        """A copy of ``model`` with every compressed weight replaced by its dequantized value."""
+        out = copy.deepcopy(model).to("cpu").eval()
+        with torch.no_grad():
+            for key, t in self.tables.items():
+                getattr(out, "input_emb" if key == "item_emb" else key).weight.copy_(t.dequantize())
+            params = dict(out.named_parameters())
+            for key, q in self.dense_tables.items():
+                params[key].copy_(q.dequantize())
+        return out
+
+    def __repr__(self) -> str:
+        return (
+            f"CompressedGRU4Rec({self.name!r}, {self.n_items} items, tables "
+            f"{self.table_bytes()} bytes, dense {self.dense_precision}, {self.nbytes()} bytes)"
+        )
+
+
+def hidden_gram(
+    model: GRU4RecNetwork, sessions: SessionArrays, *, batch_size: int = 256
+) -> np.ndarray:
+    """``(d, d)`` mean ``h h^T`` of the top GRU state over every prediction in ``sessions``.
+
+    The score of item ``i`` is ``h . e_i + b_i``, so ``delta^T G delta`` is the mean squared
+    change of a row's scores when the row moves by ``delta``: the score metric of a
+    session model.
+    """
+    was = model.training
+    model.eval()
+    d = model.config.layers[-1]
+    acc = torch.zeros(d, d, dtype=torch.float64)
+    n = 0
+    state = model.init_state(min(batch_size, max(sessions.n_sessions, 1)))
+    device = model.output_emb.weight.device
+    with torch.no_grad():
+        for batch in iterate_session_parallel(sessions, batch_size):
+            state = adjust_state(state, batch)
+            h = model.hidden(batch.inputs.to(device), state).double().cpu()
+            acc += h.T @ h
+            n += h.shape[0]
+    model.train(was)
+    if n == 0:
+        raise ValueError("hidden_gram needs sessions with at least one prediction")
+    return (acc / n).numpy()
+
+
+def metric_svd(
+    weight: torch.Tensor | np.ndarray,
+    rank: int,
+    metric: np.ndarray | None = None,
+    *,
+    precision: str = "fp32",
+    name: str = "output_emb",
+) -> LowRankTable:
+    """The rank-``rank`` table closest to ``weight`` in the metric ``M`` (``||(W - W_r) L||``,
+    ``M = L L^T``), stored as factors at ``precision`` and a float32 basis.
+
+    With ``metric=None`` this is the plain truncated SVD.
+    """
+    w = torch.as_tensor(weight).detach().to("cpu", torch.float64)
+    if metric is None:
+        return LowRankTable.from_weight(w.float(), rank, name=name, precision=precision)
+    m = torch.as_tensor(np.asarray(metric), dtype=torch.float64)
+    d = w.shape[1]
+    evals, evecs = torch.linalg.eigh(m + 1e-8 * torch.trace(m) / d * torch.eye(d))
+    root = evecs * evals.clamp_min(0).sqrt()  # L with L L^T = M
+    inv = evecs / evals.clamp_min(1e-12).sqrt()  # L^{-T}: (L^{-1})^T
+    u, s, vh = torch.linalg.svd(w @ root, full_matrices=False)
+    factors = (u[:, :rank] * s[:rank]).float()
+    basis = (vh[:rank] @ inv.T).float()  # (r, d): V_r^T L^{-1}
+    return LowRankTable.from_factors(name, factors, basis, precision=precision)
+
+
+def _prune(w: torch.Tensor, signal: np.ndarray, budget: int, name: str) -> QuantizedTable:
+    n, d = w.shape
+    keep = (budget - index_overhead(n, d, ("fp32", "drop"))) // packed_width("fp32", d)
+    if keep < 1:
+        raise BudgetError(f"table {name!r}: {budget} bytes keep no float32 row")
+    keep = int(min(keep, n))
+    prec = np.full(n, "drop", dtype=object)
+    prec[np.argsort(-np.asarray(signal, dtype=np.float64), kind="stable")[:keep]] = "fp32"
+    return QuantizedTable.from_weight(w, prec.astype(str), name=name)
+
+
+def _svd_rank(n: int, d: int, budget: int, precision: str) -> int:
+    fits = [r for r in range(1, d + 1) if n * packed_width(precision, r) + 4 * r * d <= budget]
+    return max(fits, default=0)
+
+
+def table_candidates(
+    weight: torch.Tensor | np.ndarray,
+    budget_bytes: int,
+    *,
+    metric: np.ndarray | None = None,
+    signals: Mapping[str, np.ndarray] | None = None,
+    name: str = "output_emb",
+) -> dict[str, CompressedTable]:
+    """Every plan for one table that fits ``budget_bytes``, by method label.
+
+    Args:
+        weight: the float table ``(n, d)``.
+        budget_bytes: the most bytes a plan may take.
+        metric: ``(d, d)`` score metric (:func:`hidden_gram`); enables the ``score``
+            allocations and the score-metric SVD.
+        signals: ``{signal name: (n,) row importance}`` (``frequency``, ``dynamics``,
+            ...): ``frequency`` also drives frequency pruning; each one weights a
+            score-metric allocation.
+        name: table name.
+
+    Labels: ``uniform_<p>`` (the most precise uniform precision that fits),
+    ``prune_l2``, ``prune_frequency``, ``svd``, ``mixed_rowerror``, ``mixed_score``,
+    ``mixed_score_<signal>``, ``score_svd_<p>`` (p in fp16/int8/int4).
+    """
+    w = torch.as_tensor(weight).detach().to("cpu", torch.float32)
+    n, d = w.shape
+    sig = dict(signals or {})
+    out: dict[str, CompressedTable] = {}
+    for p in ("fp16", "int8", "int4", "int2"):
+        if n * packed_width(p, d) <= budget_bytes:
+            out[f"uniform_{p}"] = QuantizedTable.from_weight(w, p, name=name)
+            break
+    prunes = {"l2": w.norm(dim=1).numpy()}
+    if "frequency" in sig:
+        prunes["frequency"] = np.asarray(sig["frequency"], dtype=np.float64)
+    for label, s in prunes.items():
+        try:
+            out[f"prune_{label}"] = _prune(w, s, budget_bytes, name)
+        except BudgetError:
+            pass
+    r = _svd_rank(n, d, budget_bytes, "fp32")
+    if r:
+        out["svd"] = metric_svd(w, r, None, name=name)
+    precs = ("fp16", "int8", "int4", "int2", "drop")
+    plans: dict[str, tuple[np.ndarray | None, np.ndarray | None]] = {"mixed_rowerror": (None, None)}
+    if metric is not None:
+        plans["mixed_score"] = (None, metric)
+        for s_name, s in sig.items():
+            a = np.asarray(s, dtype=np.float64)
+            plans[f"mixed_score_{s_name}"] = (a / a.mean() if a.mean() > 0 else None, metric)
+    for label, (wt, m) in plans.items():
+        costs = table_costs(name, w, precs, weights=wt, metric=m)
+        try:
+            plan = allocate([costs], budget_bytes)
+        except BudgetError:
+            continue
+        out[label] = QuantizedTable.from_weight(w, plan[name], name=name)
+    if metric is not None:
+        for p in ("fp16", "int8", "int4"):
+            r = _svd_rank(n, d, budget_bytes, p)
+            if r:
+                out[f"score_svd_{p}"] = metric_svd(w, r, metric, precision=p, name=name)
+    return {k: t for k, t in out.items() if t.nbytes() <= budget_bytes or k.startswith("uniform")}
+
+
+@dataclass
+class SessionStudyRow:
+    """One (seed, budget, method) result of :func:`session_study`."""
+
+    seed: int
+    ratio: float  # the budget: float32 table bytes / budget bytes (0 for dense-only rows)
+    method: str
+    achieved_ratio: float
+    table_bytes: int
+    dense_bytes: int
+    valid_ndcg: float
+    metrics: dict[str, float] = field(default_factory=dict)  # test ndcg@10, recall@20
+    picked: str = ""  # the recipe's method
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seed": self.seed,
+            "ratio": self.ratio,
+            "method": self.method,
+            "achieved_ratio": self.achieved_ratio,
+            "table_bytes": self.table_bytes,
+            "dense_bytes": self.dense_bytes,
+            "valid_ndcg@10": self.valid_ndcg,
+            **self.metrics,
+            **({"picked": self.picked} if self.picked else {}),
+        }
+
+
+def _score(model: Any, sessions: SessionArrays) -> dict[str, float]:
+    from gradtracer.recsys.sessions.evaluate import evaluate_next_item
+
+    res = evaluate_next_item(model, sessions, ks=(10, 20))
+    return {"ndcg@10": res.mean["ndcg@10"], "recall@20": res.mean["recall@20"]}
+
+
+def _row(
+    seed: int,
+    fp32_bytes: int,
+    test: SessionArrays,
+    ratio: float,
+    method: str,
+    cm: CompressedGRU4Rec,
+    valid_ndcg: float,
+) -> SessionStudyRow:
+    tb = cm.table_bytes()
+    return SessionStudyRow(
+        seed, float(ratio), method, fp32_bytes / tb, tb, cm.dense_bytes(), valid_ndcg,
+        _score(cm, test),
+    )  # fmt: skip
+
+
+def session_study(
+    train_model: Callable[[int], tuple[GRU4RecNetwork, dict[str, np.ndarray]]],
+    train: SessionArrays,
+    valid: SessionArrays,
+    test: SessionArrays,
+    *,
+    seeds: Sequence[int] = (0, 1, 2, 3, 4),
+    ratios: Sequence[float] = (8, 16, 32),
+    dense: Sequence[str] = ("fp16", "int8", "int4"),
+) -> list[SessionStudyRow]:
+    """Compress the item table of GRU4Rec models at each budget; evaluate every plan.
+
+    Args:
+        train_model: ``seed -> (trained network, {signal: (n_items,) row importance})``.
+        train: training sessions (for the score metric, :func:`hidden_gram`).
+        valid: validation sessions: the recipe is the candidate with the best NDCG@10 here.
+        test: test sessions: every reported figure.
+        seeds: training seeds (one model each).
+        ratios: budgets as fractions of the float32 table bytes.
+        dense: GRU precisions measured with the float32 table (all matrices, then each
+            matrix alone), rows with ``ratio = 0``.
+
+    Rows: ``fp32`` (the trained model), every method of :func:`table_candidates`, and
+    ``recipe`` (the validation pick) per budget; ``dense_<p>`` and ``dense_<p>:<matrix>``.
+    """
+    rows: list[SessionStudyRow] = []
+    for seed in seeds:
+        model, signals = train_model(int(seed))
+        model.eval()
+        w = model.output_emb.weight.detach().cpu()
+        fp32_bytes = int(w.numel()) * 4
+        metric = hidden_gram(model, train)
+
+        row = partial(_row, int(seed), fp32_bytes, test)
+        base = CompressedGRU4Rec(model, name="fp32")
+        rows.append(row(0.0, "fp32", base, _score(base, valid)["ndcg@10"]))
+        for p in dense:
+            cm = CompressedGRU4Rec(model, dense=p, name=f"dense_{p}")
+            rows.append(row(0.0, f"dense_{p}", cm, _score(cm, valid)["ndcg@10"]))
+            for key in dense_matrices(model):
+                cm = CompressedGRU4Rec(model, dense={key: p}, name=f"dense_{p}:{key}")
+                rows.append(row(0.0, f"dense_{p}:{key}", cm, _score(cm, valid)["ndcg@10"]))
+        for ratio in ratios:
+            budget = int(fp32_bytes // ratio)
+            cands = table_candidates(w, budget, metric=metric, signals=signals)
+            scored = []
+            for label, table in cands.items():
+                cm = CompressedGRU4Rec(model, {"output_emb": table}, name=label)
+                v = _score(cm, valid)["ndcg@10"]
+                scored.append((label, cm, v))
+                rows.append(row(ratio, label, cm, v))
+            fitting = [s for s in scored if s[1].table_bytes() <= budget]
+            if fitting:
+                label, cm, v = max(fitting, key=lambda s: s[2])
+                r = row(ratio, "recipe", cm, v)
+                r.picked = label
+                rows.append(r)
+    return rows
+
+
+def summarize_session_study(rows: Sequence[SessionStudyRow]) -> list[dict[str, Any]]:
+    """Per (budget, method): mean relative change vs fp32 with a 95% t-interval over seeds,
+    and the seed-paired t-test of the recipe against the method (NDCG@10 and Recall@20)."""
+    from gradtracer.recsys.stats import aggregate_seeds
+
+    base = {r.seed: r for r in rows if r.method == "fp32"}
+    groups: dict[tuple[float, str], dict[int, SessionStudyRow]] = {}
+    for r in rows:
+        groups.setdefault((r.ratio, r.method), {})[r.seed] = r
+    out = []
+    for (ratio, method), by_seed in sorted(groups.items()):
+        seeds = sorted(s for s in by_seed if s in base)
+        entry: dict[str, Any] = {
+            "ratio": ratio,
+            "method": method,
+            "n_seeds": len(seeds),
+            "achieved_ratio": float(np.mean([by_seed[s].achieved_ratio for s in seeds])),
+        }
+        if method == "recipe":
+            entry["picked"] = [by_seed[s].picked for s in seeds]
+        recipe = groups.get((ratio, "recipe"), {})
+        for m in ("ndcg@10", "recall@20"):
+            vals = [by_seed[s].metrics[m] for s in seeds]
+            rel = [by_seed[s].metrics[m] / base[s].metrics[m] - 1.0 for s in seeds]
+            agg = aggregate_seeds(rel)
+            entry[m] = float(np.mean(vals))
+            entry[f"rel_{m}"] = agg.treatment.mean
+            entry[f"rel_{m}_ci"] = [agg.treatment.ci_low, agg.treatment.ci_high]
+            common = [s for s in seeds if s in recipe]
+            if method not in ("recipe", "fp32") and ratio > 0 and len(common) >= 2:
+                test = aggregate_seeds(
+                    [recipe[s].metrics[m] for s in common], [by_seed[s].metrics[m] for s in common]
+                ).test
+                if test is not None:
+                    entry[f"recipe_minus_{m}"] = test.mean_diff
+                    entry[f"p_{m}"] = test.p_value
+            if method.startswith("dense_") and len(seeds) >= 2:
+                test = aggregate_seeds(vals, [base[s].metrics[m] for s in seeds]).test
+                if test is not None:
+                    entry[f"minus_fp32_{m}"] = test.mean_diff
+                    entry[f"p_vs_fp32_{m}"] = test.p_value
+        out.append(entry)
+    return out

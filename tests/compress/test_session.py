@@ -1,0 +1,189 @@
+"""CompressedGRU4Rec: the session evaluator accepts it, its scores are the dequantized model's."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from gradtracer.compress import LowRankTable, QuantizedTable
+from gradtracer.compress.session import (
+    CompressedGRU4Rec,
+    dense_matrices,
+    hidden_gram,
+    metric_svd,
+    session_study,
+    summarize_session_study,
+    table_candidates,
+)
+from gradtracer.recsys.data.synthetic import make_sessions
+from gradtracer.recsys.models.gru4rec import GRU4Rec, preset_config
+from gradtracer.recsys.sessions import (
+    SessionArrays,
+    evaluate_next_item,
+    iterate_session_parallel,
+    session_arrays,
+    split_sessions,
+)
+
+
+@pytest.fixture(scope="module")
+def sessions() -> tuple[SessionArrays, SessionArrays]:
+    torch.set_num_threads(1)
+    ix = make_sessions(n_sessions=300, n_items=60, mean_length=5.0, random_state=3)
+    split = split_sessions(ix, test_fraction=0.25)
+    return session_arrays(split.train), session_arrays(split.test)
+
+
+def _gru(train: SessionArrays, seed: int = 0, **changes: object) -> GRU4Rec:
+    cfg = preset_config(
+        "default", layers=(16,), n_sample=16, n_epochs=2, batch_size=16, random_state=seed
+    )
+    cfg = type(cfg).from_dict({**cfg.to_dict(), **changes})
+    return GRU4Rec(train.n_items, cfg).fit(train).eval()
+
+
+@pytest.fixture(scope="module")
+def model(sessions: tuple[SessionArrays, SessionArrays]) -> GRU4Rec:
+    return _gru(sessions[0])
+
+
+def _all_scores(m: object, test: SessionArrays) -> torch.Tensor:
+    state = m.init_state(8)  # type: ignore[attr-defined]
+    out = []
+    with torch.no_grad():
+        for batch in iterate_session_parallel(test, 8):
+            scores, state = m.advance(state, batch)  # type: ignore[attr-defined]
+            out.append(scores)
+    return torch.cat(out)
+
+
+@pytest.mark.parametrize("precision", ["int8", "int4", "int2"])
+def test_scores_match_the_dequantized_float_model(
+    model: GRU4Rec, sessions: tuple[SessionArrays, SessionArrays], precision: str
+) -> None:
+    _, test = sessions
+    w = model.output_emb.weight.detach()
+    table = QuantizedTable.from_weight(w, precision, name="output_emb")
+    cm = CompressedGRU4Rec(model, {"output_emb": table}, dense="int8")
+    ref = cm.float_model(model)
+    a, b = _all_scores(cm, test), _all_scores(ref, test)
+    assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)
+    # the compression is real: the float model's scores differ
+    assert not torch.allclose(a, _all_scores(model, test), atol=1e-4)
+    res_c = evaluate_next_item(cm, test, ks=(10, 20))
+    res_f = evaluate_next_item(ref, test, ks=(10, 20))
+    assert res_c.model == "compressed_gru4rec" and res_c.n_predictions == test.n_predictions
+    np.testing.assert_array_equal(res_c.ranks, res_f.ranks)
+
+
+def test_float32_wrapper_reproduces_the_model(
+    model: GRU4Rec, sessions: tuple[SessionArrays, SessionArrays]
+) -> None:
+    _, test = sessions
+    cm = CompressedGRU4Rec(model)
+    assert torch.allclose(_all_scores(cm, test), _all_scores(model, test), atol=1e-5)
+    n, d = model.output_emb.weight.shape
+    dense = sum(int(p.numel()) for p in dense_matrices(model).values()) * 4
+    assert cm.table_bytes() == n * d * 4 and cm.dense_bytes() == dense
+    assert cm.nbytes() == sum(cm.byte_breakdown().values())
+
+
+def test_dense_precision_counts_bytes_per_matrix(model: GRU4Rec) -> None:
+    mats = dense_matrices(model)
+    assert sorted(mats) == ["cells.0.weight_hh", "cells.0.weight_ih"]
+    fp16 = CompressedGRU4Rec(model, dense="fp16")
+    assert fp16.dense_bytes() == sum(int(w.numel()) for w in mats.values()) * 2
+    one = CompressedGRU4Rec(model, dense={"cells.0.weight_hh": "int8"})
+    assert one.dense_precision == {"cells.0.weight_ih": "fp32", "cells.0.weight_hh": "int8"}
+    # int8 row-wise: one byte per weight plus a float32 scale and bias per row
+    rows, cols = mats["cells.0.weight_hh"].shape
+    assert one.dense_bytes() == mats["cells.0.weight_ih"].numel() * 4 + rows * (cols + 8)
+
+
+def test_bad_input_is_named(model: GRU4Rec, sessions: tuple[SessionArrays, SessionArrays]) -> None:
+    w = model.output_emb.weight.detach()
+    other = QuantizedTable.from_weight(w[:-1], "int8", name="output_emb")
+    with pytest.raises(ValueError, match="another model"):
+        CompressedGRU4Rec(model, {"output_emb": other})
+    with pytest.raises(ValueError, match=r"unknown table\(s\) \['user'\]"):
+        CompressedGRU4Rec(model, {"user": other})
+    with pytest.raises(ValueError, match="precision must be one of"):
+        CompressedGRU4Rec(model, dense="int3")
+    with pytest.raises(ValueError, match="unknown dense matrix"):
+        CompressedGRU4Rec(model, dense={"cells.9.weight": "int8"})
+    onehot = _gru(sessions[0], constrained_embedding=False, n_epochs=1)
+    with pytest.raises(ValueError, match="one-hot input mode is not supported"):
+        CompressedGRU4Rec(onehot)
+
+
+def test_separate_input_table(sessions: tuple[SessionArrays, SessionArrays]) -> None:
+    train, test = sessions
+    m = _gru(train, constrained_embedding=False, embedding_dim=8, n_epochs=1)
+    tin = QuantizedTable.from_weight(m.item_emb.weight.detach(), "int4", name="item_emb")
+    cm = CompressedGRU4Rec(m, {"item_emb": tin})
+    assert cm.table_bytes() == tin.nbytes() + m.output_emb.weight.numel() * 4
+    assert torch.allclose(_all_scores(cm, test), _all_scores(cm.float_model(m), test), atol=1e-4)
+
+
+def test_metric_svd_minimises_score_error(
+    model: GRU4Rec, sessions: tuple[SessionArrays, SessionArrays]
+) -> None:
+    train, _ = sessions
+    g = hidden_gram(model, train)
+    assert g.shape == (16, 16) and np.allclose(g, g.T)
+    assert np.linalg.eigvalsh(g).min() > -1e-9
+    w = model.output_emb.weight.detach()
+
+    def score_err(t: LowRankTable) -> float:
+        delta = (w - t.dequantize()).double().numpy()
+        return float(np.einsum("nd,de,ne->", delta, g, delta))
+
+    plain, weighted = metric_svd(w, 3), metric_svd(w, 3, g)
+    assert isinstance(weighted, LowRankTable) and weighted.rank == 3
+    assert score_err(weighted) < score_err(plain)
+    full = metric_svd(w, 16, g)
+    assert torch.allclose(full.dequantize(), w, atol=1e-3)
+
+
+def test_table_candidates_fit_the_budget(
+    model: GRU4Rec, sessions: tuple[SessionArrays, SessionArrays]
+) -> None:
+    train, _ = sessions
+    w = model.output_emb.weight.detach()
+    budget = w.numel() * 4 // 8
+    freq = model.counts.numpy().astype(np.float64)
+    cands = table_candidates(
+        w, budget, metric=hidden_gram(model, train), signals={"frequency": freq}
+    )
+    assert {"prune_l2", "prune_frequency", "mixed_rowerror", "mixed_score"} <= set(cands)
+    assert "mixed_score_frequency" in cands and any(k.startswith("score_svd") for k in cands)
+    for label, t in cands.items():
+        assert t.nbytes() <= budget, label
+    # frequency pruning keeps the most clicked rows exactly
+    kept = cands["prune_frequency"]
+    assert isinstance(kept, QuantizedTable)
+    top = int(np.argmax(freq))
+    assert torch.equal(kept.lookup(torch.tensor([top]))[0], w[top])
+
+
+def test_session_study_rows_and_summary(sessions: tuple[SessionArrays, SessionArrays]) -> None:
+    train, test = sessions
+
+    def train_model(seed: int) -> tuple[GRU4Rec, dict[str, np.ndarray]]:
+        m = _gru(train, seed, n_epochs=1)
+        return m, {"frequency": m.counts.numpy().astype(np.float64)}
+
+    rows = session_study(train_model, train, test, test, seeds=(0, 1), ratios=(8,), dense=("int8",))
+    methods = {r.method for r in rows}
+    assert {"fp32", "dense_int8", "recipe", "prune_l2"} <= methods
+    recipe = [r for r in rows if r.method == "recipe"]
+    assert len(recipe) == 2 and all(r.achieved_ratio >= 8 for r in recipe)
+    for r in recipe:  # the recipe is the best candidate on validation
+        same = [x for x in rows if x.seed == r.seed and x.ratio == 8 and x.method != "recipe"]
+        assert r.valid_ndcg == max(x.valid_ndcg for x in same if x.achieved_ratio >= 8)
+    summary = summarize_session_study(rows)
+    by = {(e["ratio"], e["method"]): e for e in summary}
+    assert by[(0.0, "fp32")]["rel_ndcg@10"] == 0.0
+    assert "p_ndcg@10" in by[(8.0, "prune_l2")]
+    assert by[(8.0, "recipe")]["picked"] == [r.picked for r in recipe]
