@@ -3,7 +3,8 @@
 :func:`diagnose` reads a :class:`~gradtracer.manager.FlowManager`'s trackers (see
 :mod:`gradtracer.diagnosis.signals`), runs the cause detectors
 (:mod:`gradtracer.diagnosis.detectors`), merges their findings with the trackers' own and
-ranks them cause first (:mod:`gradtracer.diagnosis.ranking`).
+ranks them cause first (:mod:`gradtracer.diagnosis.ranking`) and scores the run's health
+(:mod:`gradtracer.diagnosis.health`; its factors are in :attr:`Diagnosis.health_components`).
 
 >>> from gradtracer.diagnosis import DiagnosisThresholds
 >>> DiagnosisThresholds().huge_coord_rms
@@ -17,7 +18,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gradtracer.diagnosis.detectors import DETECTORS, DiagnosisThresholds, run_detectors
-from gradtracer.diagnosis.health import health_score
+from gradtracer.diagnosis.health import (
+    HealthBreakdown,
+    health_breakdown,
+    health_score,
+    loss_progress,
+)
 from gradtracer.diagnosis.ranking import (
     CAUSE_ORDER,
     CONSEQUENCES,
@@ -33,11 +39,14 @@ __all__ = [
     "DETECTORS",
     "Diagnosis",
     "DiagnosisThresholds",
+    "HealthBreakdown",
     "RunSignals",
     "collect_signals",
     "diagnose",
     "diagnose_signals",
+    "health_breakdown",
     "health_score",
+    "loss_progress",
     "rank_findings",
     "run_detectors",
     "run_level_findings",
@@ -46,11 +55,20 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Diagnosis:
-    """Ranked findings (causes first) and the run's health score (0-100)."""
+    """Ranked findings (causes first) and the run's health score (0-100).
+
+    Attributes:
+        findings: every finding, causes first.
+        health: the health score, ``health_components.score``.
+        run_findings: the run-level detectors' own findings.
+        health_components: the factors of the health score
+            (:class:`~gradtracer.diagnosis.health.HealthBreakdown`).
+    """
 
     findings: tuple[Finding, ...] = ()
     health: float = 100.0
     run_findings: tuple[Finding, ...] = field(default=(), repr=False)
+    health_components: HealthBreakdown = field(default_factory=HealthBreakdown, repr=False)
 
     @property
     def top(self) -> Finding | None:
@@ -59,12 +77,14 @@ class Diagnosis:
 
 
 def _loss_progress(signals: RunSignals) -> float | None:
-    from gradtracer.diagnosis.detectors._common import _windows
+    """Relative loss decrease of the run so far (see :func:`loss_progress`)."""
+    return loss_progress(signals.losses)
 
-    first, last, _ = _windows(signals.losses, 0.1)
-    if first != first or first == 0:  # NaN
-        return None
-    return (first - last) / abs(first)
+
+def _diagnosis(ranked: Sequence[Finding], own: Sequence[Finding], signals: RunSignals) -> Diagnosis:
+    warn = [f for f in ranked if f.severity != Severity.INFO]
+    parts = health_breakdown(warn, signals)
+    return Diagnosis(tuple(ranked), parts.score, tuple(own), parts)
 
 
 def diagnose_signals(
@@ -75,8 +95,7 @@ def diagnose_signals(
     """Pure form of :func:`diagnose`: detectors on ``signals`` plus ``tracker_findings``."""
     own = run_detectors(signals, thresholds)
     ranked = rank_findings([*own, *regrade_tracker_findings(tracker_findings, own)])
-    warn = [f for f in ranked if f.severity != Severity.INFO]
-    return Diagnosis(tuple(ranked), health_score(warn, _loss_progress(signals)), tuple(own))
+    return _diagnosis(ranked, own, signals)
 
 
 def run_level_findings(
@@ -110,22 +129,7 @@ def diagnose(manager: Any, *, thresholds: DiagnosisThresholds | None = None) -> 
     cross = {T.TOWER_IMBALANCE, T.EXPOSURE_MISALIGNMENT}
     tracker_level = [f for c in report.children for f in c.all_findings()]
     tracker_level += [f for f in report.findings if f.type in cross]
-    own = run_detectors(collect_signals(manager), thresholds)
+    signals = collect_signals(manager)
+    own = run_detectors(signals, thresholds)
     ranked = rank_findings([*own, *regrade_tracker_findings(tracker_level, own)])
-    warn = [f for f in ranked if f.severity != Severity.INFO]
-    return Diagnosis(tuple(ranked), health_score(warn, _progress_of(manager)), tuple(own))
-
-
-def _progress_of(manager: Any) -> float | None:
-    """Relative loss decrease of the run so far, from the first tracker with a loss history."""
-    from gradtracer.diagnosis.detectors._common import _windows
-    from gradtracer.diagnosis.signals import _series
-
-    for tracker in manager.trackers.values():
-        losses = _series(list(getattr(tracker, "history", []) or []), "loss")
-        if len(losses) >= 4:
-            first, last, _ = _windows(losses, 0.1)
-            if first == first and first != 0:  # not NaN
-                return (first - last) / abs(first)
-            return None
-    return None
+    return _diagnosis(ranked, own, signals)

@@ -1,22 +1,229 @@
-"""The run health score (0-100) from ranked findings and loss progress."""
+"""The run health score (0-100): how well a run is on its way to end up.
+
+The score is the product of five factors in [0, 1], each the share of health a run keeps
+on one count (:class:`HealthBreakdown`):
+
+- ``findings``: every WARNING or CRITICAL finding keeps ``1 - cost``, where the cost is
+  :data:`FINDING_COST` of its severity scaled by its confidence
+  (``cost * (0.5 + 0.5 * confidence)``) and a quarter of that for a symptom whose cause is
+  also listed (``consequence_of``);
+- ``loss``: how far the loss has come down from its start (:func:`loss_progress`), on a
+  saturating curve: no progress keeps :data:`LOSS_FLOOR`, a rise goes below it, and the
+  factor approaches 1 as the progress grows past :data:`LOSS_SCALE`;
+- ``finite``: the share of tracked losses that are finite, squared;
+- ``learning``: the share of embedding tables and dense tensors that the optimizer moves
+  (a table or tensor that is frozen, missing from the optimizer or not moving keeps none
+  of its share), mapped to ``LEARNING_FLOOR + (1 - LEARNING_FLOOR) * share``;
+- ``activations``: one minus half the mean share of dead units of the tracked
+  activation modules.
+
+The score is a pure function of what the diagnosis sees (the ranked findings and the
+:class:`~gradtracer.diagnosis.signals.RunSignals`); it knows nothing of the model family or
+of the quality a run will reach, so it orders runs of one set-up by how training is going,
+not set-ups by the quality they can reach.
+
+>>> round(health_score([], loss_progress=0.5), 1)
+99.4
+>>> health_score([], loss_progress=0.0) < health_score([], loss_progress=0.5)
+True
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from types import MappingProxyType
 
-from gradtracer.diagnosis.ranking import SEVERITY_COST
-from gradtracer.findings import Finding
+import numpy as np
 
-__all__ = ["health_score"]
+from gradtracer.diagnosis.signals import RunSignals
+from gradtracer.findings import Finding, Severity
+
+__all__ = [
+    "FINDING_COST",
+    "HealthBreakdown",
+    "health_breakdown",
+    "health_score",
+    "loss_progress",
+]
+
+#: share of health a finding of each severity costs at confidence 1 (symptoms: a quarter)
+FINDING_COST: Mapping[Severity, float] = MappingProxyType(
+    {Severity.CRITICAL: 0.6, Severity.WARNING: 0.3, Severity.INFO: 0.0}
+)
+#: a symptom whose cause is listed costs this share of its severity's cost
+CONSEQUENCE_SHARE = 0.25
+#: share of the loss series averaged at its start and at its end
+LOSS_WINDOW = 0.1
+#: ``loss`` factor of a run whose loss has not moved from its start
+LOSS_FLOOR = 0.5
+#: relative loss decrease at which the ``loss`` factor has closed 63% of the gap to 1
+LOSS_SCALE = 0.1
+#: ``learning`` factor of a run in which nothing the optimizer should move moves
+LEARNING_FLOOR = 0.3
+#: a table or tensor moving less than this share of its norm per update does not learn
+MOVING_REL_VELOCITY = 1e-7
 
 
-def health_score(ranked: Sequence[Finding], loss_progress: float | None = None) -> float:
-    """0-100: 100 minus the cost of the causes (and a quarter for symptoms), minus up to 10
-    points when the loss has not improved (``loss_progress`` = relative decrease so far)."""
-    score = 100.0
+@dataclass(frozen=True)
+class HealthBreakdown:
+    """The factors of the health score, each the share of health kept (1 = no loss).
+
+    Attributes:
+        findings: kept after the WARNING / CRITICAL findings.
+        loss: kept for the loss progress so far.
+        finite: kept for non-finite losses.
+        learning: kept for tables and dense tensors that do not learn.
+        activations: kept for dead activation units.
+        progress: the relative loss decrease the ``loss`` factor read (None: unknown).
+    """
+
+    findings: float = 1.0
+    loss: float = 1.0
+    finite: float = 1.0
+    learning: float = 1.0
+    activations: float = 1.0
+    progress: float | None = None
+
+    @property
+    def score(self) -> float:
+        """100 x the product of the factors, in [0, 100]."""
+        product = self.findings * self.loss * self.finite * self.learning * self.activations
+        return 0.0 if not math.isfinite(product) else max(0.0, min(100.0, 100.0 * product))
+
+    def to_dict(self) -> dict[str, float | None]:
+        """The factors, ``progress`` and ``score`` as a JSON-safe dict."""
+        return {**asdict(self), "score": self.score}
+
+
+def _finite(values: Sequence[float]) -> np.ndarray:
+    arr = np.asarray(values, dtype=np.float64)
+    return arr[np.isfinite(arr)]
+
+
+def loss_progress(losses: Sequence[tuple[int, float]], window: float = LOSS_WINDOW) -> float | None:
+    """Relative decrease of the loss from its first to its last window (None: < 4 finite
+    values or a zero start); negative when the loss rose.
+
+    >>> loss_progress([(i, 1.0 - 0.05 * i) for i in range(10)])
+    0.4
+    """
+    vals = _finite([v for _, v in losses])
+    if vals.size < 4:
+        return None
+    w = max(2, int(round(window * vals.size)))
+    first, last = float(vals[:w].mean()), float(vals[-w:].mean())
+    if first == 0 or not math.isfinite(first - last):
+        return None
+    return round((first - last) / abs(first), 12)
+
+
+def _findings_factor(ranked: Sequence[Finding]) -> float:
+    kept = 1.0
     for f in ranked:
-        cost = SEVERITY_COST[f.severity]
-        score -= cost / 4.0 if getattr(f, "consequence_of", None) is not None else cost
-    if loss_progress is not None:
-        score -= 10.0 * (1.0 - min(1.0, max(0.0, loss_progress / 0.2)))
-    return max(0.0, min(100.0, score))
+        cost = FINDING_COST.get(f.severity, 0.0)
+        if cost <= 0:
+            continue
+        conf = f.confidence if math.isfinite(f.confidence) else 1.0
+        cost *= 0.5 + 0.5 * conf
+        if getattr(f, "consequence_of", None) is not None:
+            cost *= CONSEQUENCE_SHARE
+        kept *= 1.0 - min(1.0, cost)
+    return kept
+
+
+def _loss_factor(progress: float | None) -> float:
+    if progress is None or not math.isfinite(progress):
+        return 1.0
+    if progress >= 0:
+        return LOSS_FLOOR + (1.0 - LOSS_FLOOR) * (1.0 - math.exp(-progress / LOSS_SCALE))
+    return LOSS_FLOOR * math.exp(max(-50.0, progress / LOSS_SCALE))
+
+
+def _finite_factor(losses: Sequence[tuple[int, float]]) -> float:
+    if not losses:
+        return 1.0
+    share = sum(1 for _, v in losses if math.isfinite(v)) / len(losses)
+    return share * share
+
+
+def _learning_share(signals: RunSignals) -> float | None:
+    parts: list[float] = []
+    for t in signals.tables:
+        moving = math.isfinite(t.rel_velocity) and t.rel_velocity > MOVING_REL_VELOCITY
+        ok = t.requires_grad and t.in_optimizer is not False and t.steps > 0 and moving
+        parts.append(1.0 if ok else 0.0)
+    layers = [ly for ly in signals.layers if ly.numel > 0]
+    if layers:
+        total = float(sum(ly.numel for ly in layers))
+        moving_numel = sum(
+            ly.numel for ly in layers
+            if ly.requires_grad and ly.in_optimizer is not False and ly.n_obs > 0
+            and math.isfinite(ly.update_ratio) and ly.update_ratio > MOVING_REL_VELOCITY
+        )  # fmt: skip
+        parts.append(moving_numel / total if total > 0 else 1.0)
+    return float(np.mean(parts)) if parts else None
+
+
+def _activations_factor(dead: Mapping[str, float]) -> float:
+    vals = _finite(list(dead.values()))
+    if vals.size == 0:
+        return 1.0
+    return 1.0 - 0.5 * float(np.clip(vals, 0.0, 1.0).mean())
+
+
+def health_breakdown(
+    ranked: Sequence[Finding],
+    signals: RunSignals | None = None,
+    *,
+    loss_progress_value: float | None = None,
+) -> HealthBreakdown:
+    """The factors of the health score of a run (see the module docstring).
+
+    Args:
+        ranked: the run's findings (INFO findings cost nothing).
+        signals: the :class:`~gradtracer.diagnosis.signals.RunSignals` the diagnosis read
+            (None: only the findings and ``loss_progress_value`` count).
+        loss_progress_value: the relative loss decrease, used when ``signals`` is None or
+            has no loss series.
+    """
+    progress = loss_progress_value
+    finite = learning = activations = 1.0
+    if signals is not None:
+        from_signals = loss_progress(signals.losses)
+        if from_signals is not None or not signals.losses:
+            progress = from_signals if from_signals is not None else progress
+        else:
+            progress = None
+        finite = _finite_factor(signals.losses)
+        share = _learning_share(signals)
+        if share is not None:
+            learning = LEARNING_FLOOR + (1.0 - LEARNING_FLOOR) * share
+        activations = _activations_factor(signals.dead_fractions)
+    if progress is not None and not math.isfinite(progress):
+        progress = None
+    return HealthBreakdown(
+        findings=_findings_factor(ranked),
+        loss=_loss_factor(progress),
+        finite=finite,
+        learning=learning,
+        activations=activations,
+        progress=progress,
+    )
+
+
+def health_score(
+    ranked: Sequence[Finding],
+    loss_progress: float | None = None,
+    signals: RunSignals | None = None,
+) -> float:
+    """The health score (0-100) of a run: 100 x the product of :func:`health_breakdown`'s
+    factors.
+
+    Args:
+        ranked: the run's findings (INFO findings cost nothing).
+        loss_progress: relative loss decrease so far (used when ``signals`` is None).
+        signals: the run's :class:`~gradtracer.diagnosis.signals.RunSignals`.
+    """
+    return health_breakdown(ranked, signals, loss_progress_value=loss_progress).score

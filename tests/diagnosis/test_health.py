@@ -1,0 +1,207 @@
+"""The run health score: bounds, monotonicity, NaN safety and its use in the diagnosis."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from gradtracer.diagnosis import Diagnosis, diagnose, diagnose_signals
+from gradtracer.diagnosis.health import (
+    HealthBreakdown,
+    health_breakdown,
+    health_score,
+    loss_progress,
+)
+from gradtracer.diagnosis.signals import LayerSignals, RunSignals, TableSignals
+from gradtracer.findings import Finding, FindingType, Severity
+
+
+def table(**changes) -> TableSignals:
+    base = TableSignals(
+        name="item_emb", n_rows=200, dim=16, steps=100, requires_grad=True, in_optimizer=True,
+        weight_decay=0.0, learning_rate=0.01, finite=True, coord_rms=0.3, mean_row_norm=1.2,
+        rel_velocity=0.012, mean_grad_norm=1e-3, oscillation=0.1,
+        exposure=np.full(200, 50.0), grad_pressure=np.full(200, 1e-3), duplicate_share=0.0,
+        spectrum=np.array([3.0, 2.5, 2.0, 1.5]),
+    )  # fmt: skip
+    return dataclasses.replace(base, **changes)
+
+
+def layer(name: str = "net.0.weight", **changes) -> LayerSignals:
+    base = LayerSignals(
+        name=name, module=name.rsplit(".", 1)[0], numel=640, n_obs=50, fan_in=20, gain=0.7,
+        all_zero=False, update_ratio=0.005, velocity=0.01, grad_norm=0.1,
+        grad_norm_median=0.1, grad_norm_max=0.3, snr=0.05, spikes=0, requires_grad=True,
+        in_optimizer=True, weight_decay=0.0, learning_rate=0.003,
+    )  # fmt: skip
+    return dataclasses.replace(base, **changes)
+
+
+def series(values) -> tuple[tuple[int, float], ...]:
+    return tuple((i + 1, float(v)) for i, v in enumerate(values))
+
+
+def signals(**changes) -> RunSignals:
+    base = RunSignals(
+        step=100, tables=(table(), table(name="user_emb")), layers=(layer(),),
+        dead_fractions={}, losses=series(np.linspace(0.69, 0.5, 100)),
+        grad_norms=series(np.full(100, 0.01)),
+    )  # fmt: skip
+    return dataclasses.replace(base, **changes)
+
+
+def finding(kind: FindingType, severity: Severity, confidence: float = 0.9) -> Finding:
+    return Finding(kind, severity, subject="item_emb", premise="p.", implies="i.",
+                   action="ACT", expected_effect="e.", confidence=confidence)  # fmt: skip
+
+
+def test_loss_progress_reads_first_and_last_window():
+    assert loss_progress(series(np.linspace(1.0, 0.5, 50))) == pytest.approx(0.47, abs=0.02)
+    assert loss_progress(series(np.linspace(1.0, 2.0, 50))) < 0
+    assert loss_progress(series([1.0, 0.9])) is None  # too short
+    assert loss_progress(series([0.0] * 10)) is None  # zero start
+    with_nan = series([1.0, math.nan, 0.9, 0.8, math.nan, 0.6, 0.5, 0.4])
+    assert math.isfinite(loss_progress(with_nan))
+
+
+def test_loss_that_falls_further_scores_higher():
+    scores = [
+        health_score([], signals=signals(losses=series(np.linspace(0.69, end, 100))))
+        for end in (0.9, 0.69, 0.66, 0.6, 0.4, 0.2)
+    ]
+    assert scores == sorted(scores) and len(set(scores)) == len(scores)
+    assert health_score([], loss_progress=0.0) < health_score([], loss_progress=0.5)
+
+
+def test_critical_cause_costs_more_than_warning_and_symptoms_cost_less():
+    warn = finding(FindingType.LEARNING_RATE_TOO_LOW, Severity.WARNING)
+    crit = finding(FindingType.PARAMETERS_NOT_UPDATED, Severity.CRITICAL)
+    symptom = dataclasses.replace(
+        finding(FindingType.FROZEN_EMBEDDINGS, Severity.WARNING),
+        consequence_of=FindingType.LEARNING_RATE_TOO_LOW,
+    )
+    s = signals()
+    assert health_score([], signals=s) > health_score([symptom], signals=s)
+    assert health_score([symptom], signals=s) > health_score([warn], signals=s)
+    assert health_score([warn], signals=s) > health_score([crit], signals=s)
+    assert health_score([crit], signals=s) > health_score([crit, warn], signals=s)
+    info = finding(FindingType.COLD_START, Severity.INFO)
+    assert health_score([info], signals=s) == health_score([], signals=s)
+
+
+def test_confidence_scales_the_cost():
+    s = signals()
+    low = finding(FindingType.LEARNING_RATE_TOO_LOW, Severity.WARNING, confidence=0.2)
+    high = finding(FindingType.LEARNING_RATE_TOO_LOW, Severity.WARNING, confidence=1.0)
+    assert health_score([low], signals=s) > health_score([high], signals=s)
+
+
+def test_tables_and_layers_that_do_not_learn_cost_health():
+    ok = health_breakdown([], signals())
+    frozen = health_breakdown([], signals(tables=(table(requires_grad=False), table())))
+    missing = health_breakdown([], signals(tables=(table(in_optimizer=False), table())))
+    still = health_breakdown([], signals(layers=(layer(update_ratio=0.0),)))
+    for worse in (frozen, missing, still):
+        assert worse.learning < ok.learning and worse.score < ok.score
+    none_learn = signals(tables=(table(steps=0), table(rel_velocity=0.0)),
+                         layers=(layer(n_obs=0),))  # fmt: skip
+    assert health_breakdown([], none_learn).learning < frozen.learning
+
+
+def test_dead_units_and_non_finite_losses_cost_health():
+    ok = health_breakdown([], signals())
+    dead = health_breakdown([], signals(dead_fractions={"net.1": 0.9}))
+    assert dead.activations < ok.activations and dead.score < ok.score
+    vals = np.linspace(0.69, 0.5, 100)
+    vals[::4] = math.nan
+    nan = health_breakdown([], signals(losses=series(vals)))
+    assert nan.finite < 1.0 and nan.score < ok.score
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"losses": ()},
+        {"losses": series([math.nan] * 50)},
+        {"losses": series([math.inf, -math.inf, math.nan, 1.0])},
+        {"losses": series(np.linspace(1.0, 1e9, 50))},
+        {"tables": (), "layers": ()},
+        {"tables": (table(rel_velocity=math.inf, coord_rms=math.nan),)},
+        {"layers": (layer(update_ratio=math.nan, numel=0),)},
+        {"dead_fractions": {"a": math.nan, "b": 2.0}},
+    ],
+)
+def test_score_is_bounded_and_nan_safe(changes):
+    crit = finding(FindingType.NON_FINITE_LOSS, Severity.CRITICAL, confidence=1.0)
+    for ranked in ([], [crit] * 30):
+        parts = health_breakdown(ranked, signals(**changes))
+        assert 0.0 <= parts.score <= 100.0 and math.isfinite(parts.score)
+        for value in dataclasses.asdict(parts).values():
+            assert value is None or math.isfinite(value)
+    assert 0.0 <= health_score([], loss_progress=math.nan) <= 100.0
+    assert 0.0 <= health_score([crit] * 30, loss_progress=-5.0) <= 100.0
+
+
+def test_many_findings_still_order_runs():
+    warn = finding(FindingType.LEARNING_RATE_TOO_HIGH, Severity.WARNING)
+    crit = finding(FindingType.NON_FINITE_LOSS, Severity.CRITICAL)
+    s = signals()
+    assert health_score([crit] * 4, signals=s) > health_score([crit] * 5, signals=s) > 0.0
+    assert health_score([warn] * 6, signals=s) > health_score([warn] * 7, signals=s) > 0.0
+
+
+def test_breakdown_round_trips_and_diagnosis_exposes_it():
+    d = diagnose_signals(signals())
+    assert isinstance(d, Diagnosis) and isinstance(d.health_components, HealthBreakdown)
+    assert d.health == pytest.approx(d.health_components.score)
+    data = d.health_components.to_dict()
+    assert data["score"] == pytest.approx(d.health) and set(data) >= {"findings", "loss"}
+    stalled = diagnose_signals(signals(losses=series(np.full(100, 0.69))))
+    assert stalled.health_components.loss < d.health_components.loss
+
+
+def _train(freeze_items: bool, n_steps: int = 60) -> Diagnosis:
+    from gradtracer.embedding.tracker import EmbeddingTracker
+    from gradtracer.flow.tracker import FlowTracker
+    from gradtracer.manager import FlowManager
+
+    gen = torch.Generator().manual_seed(0)
+    users, items = nn.Embedding(40, 8), nn.Embedding(60, 8)
+    for emb in (users, items):
+        nn.init.normal_(emb.weight, std=0.1, generator=gen)
+    model = nn.ModuleDict({"user_emb": users, "item_emb": items})
+    params = [users.weight] if freeze_items else list(model.parameters())
+    opt = torch.optim.Adam(params, lr=0.05)
+    manager = FlowManager("mf")
+    manager.add_tracker("user_emb", EmbeddingTracker(users, name="user_emb", track_interval=2))
+    manager.add_tracker("item_emb", EmbeddingTracker(items, name="item_emb", track_interval=2))
+    manager.add_tracker("model", FlowTracker(model, name="mf", optimizer=opt,
+                                             history_dir="/nonexistent-gradtracer-runs"))  # fmt: skip
+    pos_u = torch.randint(0, 40, (400,), generator=gen)
+    pos_i = (pos_u * 3 + torch.randint(0, 3, (400,), generator=gen)) % 60
+    for step in range(n_steps):
+        idx = torch.randint(0, 400, (64,), generator=gen)
+        neg = torch.randint(0, 60, (64,), generator=gen)
+        u, p = users(pos_u[idx]), items(pos_i[idx])
+        scores = torch.cat([(u * p).sum(1), (u * items(neg)).sum(1)])
+        labels = torch.cat([torch.ones(64), torch.zeros(64)])
+        loss = nn.functional.binary_cross_entropy_with_logits(scores, labels)
+        opt.zero_grad()
+        loss.backward()
+        manager.step(loss=float(loss.detach()))
+        opt.step()
+    d = diagnose(manager)
+    manager.detach()
+    return d
+
+
+def test_a_table_left_out_of_the_optimizer_lowers_a_real_runs_health():
+    healthy, broken = _train(False), _train(True)
+    assert healthy.health == pytest.approx(healthy.health_components.score)
+    assert broken.health_components.learning < healthy.health_components.learning
+    assert broken.health < healthy.health
