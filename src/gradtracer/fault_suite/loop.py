@@ -65,6 +65,7 @@ class RunSpec:
         data_path: MovieLens ratings file for the MF and two-tower families (None: synthetic).
         track: track with the public API and diagnose at checkpoints (default True).
         auto_fix: turn on Auto-Fix on every embedding table.
+        legacy: also attach ``gradtracer==0.9.0``'s trackers (:mod:`.legacy`).
     """
 
     family: str
@@ -77,6 +78,7 @@ class RunSpec:
     data_path: str | None = None
     track: bool = True
     auto_fix: bool = False
+    legacy: bool = False
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -141,6 +143,8 @@ class RunResult:
     checkpoints: list[Checkpoint] = field(default_factory=list)
     layer_stats: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    #: what the same-suite baselines observed (AUTOTRAINER trace, 0.9.0 alarms)
+    baselines: dict[str, Any] = field(default_factory=dict)
 
     @property
     def final(self) -> Checkpoint | None:
@@ -198,6 +202,7 @@ def train_run(spec: RunSpec, *, n_checkpoints: int = 10) -> RunResult:
     onset_step = int(round(spec.onset * n_steps)) if spec.fault else 0
     # trackers attach first: a tracker cannot hook a table that is already frozen
     manager = _tracking(trainer, opt, spec, n_steps) if spec.track else None
+    probe, legacy = _baseline_observers(trainer, opt, spec, n_steps, ctx)
     if ctx.active:
         _freeze(ctx, model)
     marks = sorted({max(1, int(round(n_steps * (j + 1) / n_checkpoints))) for j in
@@ -230,6 +235,8 @@ def train_run(spec: RunSpec, *, n_checkpoints: int = 10) -> RunResult:
                     manager.step(loss=value)
                 continue
             loss.backward()
+            if probe is not None:
+                probe.record()
             clip = ctx.fix("clip_gradients")
             if clip is not None:
                 nn.utils.clip_grad_norm_(model.parameters(), float(clip.params.get(
@@ -237,6 +244,8 @@ def train_run(spec: RunSpec, *, n_checkpoints: int = 10) -> RunResult:
             if manager is not None:
                 manager.step(loss=value)
             opt.step()
+            if legacy is not None:
+                legacy.step(value)
             if manager is not None and step + 1 in marks:
                 d = diagnose(manager)
                 checkpoints.append(Checkpoint(step + 1, [f.to_dict() for f in d.findings],
@@ -246,8 +255,25 @@ def train_run(spec: RunSpec, *, n_checkpoints: int = 10) -> RunResult:
     if manager is not None:
         layer_stats = _flow_layer_stats(manager)
         manager.detach()
+    baselines: dict[str, Any] = {}
+    if probe is not None:
+        baselines["autotrainer_trace"] = probe.trace()
+    if legacy is not None:
+        baselines["legacy"] = legacy.alarms()
     return RunResult(spec, quality, qname, n_steps, onset_step, losses, checkpoints,
-                     layer_stats, time.perf_counter() - start)  # fmt: skip
+                     layer_stats, time.perf_counter() - start, baselines)  # fmt: skip
+
+
+def _baseline_observers(trainer: _Trainer, opt: torch.optim.Optimizer, spec: RunSpec,
+                        n_steps: int, ctx: _Ctx) -> tuple[Any, Any]:  # fmt: skip
+    """The AUTOTRAINER probe (tracked runs) and 0.9.0's trackers (``spec.legacy``)."""
+    from gradtracer.diagnosis.baselines import AutotrainerProbe
+    from gradtracer.fault_suite.legacy import LegacyObserver
+
+    per_epoch = max(1, n_steps // max(1, int(ctx.cfg["n_epochs"])))
+    probe = AutotrainerProbe(trainer.model, steps_per_epoch=per_epoch) if spec.track else None
+    legacy = spec.legacy and spec.track  # remedy retrains are not diagnosed
+    return probe, LegacyObserver(trainer.model, opt) if legacy else None
 
 
 def _flow_layer_stats(manager: Any) -> dict[str, Any]:

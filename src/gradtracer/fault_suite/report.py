@@ -25,6 +25,17 @@ def _num(r: Mapping[str, Any], key: str) -> str:
     return f"{v:.3g} [{r['low']:.3g}, {r['high']:.3g}] (n={r['n']})"
 
 
+def _legacy(m: Mapping[str, Any], key: str) -> str:
+    """The ``gradtracer==0.9.0`` cell (its printed-report alerts; agent-export findings
+    after the slash), or why there is none."""
+    from gradtracer.fault_suite.legacy import legacy_available
+
+    b = m["baselines"]
+    if "legacy" not in b:
+        return "not run (`--legacy`)" if legacy_available() else "not installed"
+    return f"{_pct(b['legacy'][key])} / agent: {_pct(b['legacy_agent'][key])}"
+
+
 def to_markdown(result: Mapping[str, Any]) -> str:
     """The suite's metrics as a Markdown report."""
     m = result["metrics"]
@@ -37,19 +48,22 @@ def to_markdown(result: Mapping[str, Any]) -> str:
         f"{m['n_benign']} benign (not scored). Thresholds were set on seeds "
         f"{cfg['tuning_seeds']}, which this report does not use.",
         "",
-        "| metric | GradTracer | trivial monitor | AUTOTRAINER-style |",
-        "|---|---|---|---|",
+        "| metric | GradTracer | trivial monitor | AUTOTRAINER | gradtracer 0.9.0 |",
+        "|---|---|---|---|---|",
         f"| detection recall (harmful) | {_pct(m['detection_recall'])} | "
         f"{_pct(m['baselines']['trivial']['detection_recall'])} | "
-        f"{_pct(m['baselines']['autotrainer']['detection_recall'])} |",
+        f"{_pct(m['baselines']['autotrainer']['detection_recall'])} | "
+        f"{_legacy(m, 'detection_recall')} |",
         f"| right cause, top-1 | {_pct(m['top1_right_cause'])} | "
         f"{_pct(m['baselines']['trivial']['top1_right_cause'])} | "
-        f"{_pct(m['baselines']['autotrainer']['top1_right_cause'])} |",
+        f"{_pct(m['baselines']['autotrainer']['top1_right_cause'])} | "
+        f"{_legacy(m, 'top1_right_cause')} |",
         f"| right cause, top-3 | {_pct(m['top3_right_cause'])} | | |",
         f"| right action (top finding's remedy) | {_pct(m['right_action'])} | | |",
         f"| false alarm on healthy (WARNING or CRITICAL) | {_pct(m['false_alarm_healthy'])} | "
         f"{_pct(m['baselines']['trivial']['false_alarm_healthy'])} | "
-        f"{_pct(m['baselines']['autotrainer']['false_alarm_healthy'])} |",
+        f"{_pct(m['baselines']['autotrainer']['false_alarm_healthy'])} | "
+        f"{_legacy(m, 'false_alarm_healthy')} |",
         f"| CRITICAL on healthy | {_pct(m['critical_alarm_healthy'])} | | |",
         f"| remedy recovers >= 90% of twin quality | {_pct(m['remedy_recovery_90'])} | | |",
         f"| median recovered share | {_num(m['remedy_recovered_median'], 'median')} | | |",
