@@ -1,8 +1,9 @@
 """Read the numbers the run-level detectors need from a manager's trackers.
 
 Only public tracker API is used: ``EmbeddingTracker.summary()``, ``.history``,
-``.row_state``, ``.layer`` and ``.n_steps``; ``FlowTracker.snapshots()``, ``.history``,
-``.model`` and ``.optimizer``; ``FlowManager.trackers`` and ``.n_steps``. The result
+``.row_state``, ``.row_stats()``, ``.layer`` and ``.n_steps``; ``FlowTracker.snapshots()``,
+``.history``, ``.model`` and ``.optimizer``; ``FlowManager.trackers``, ``.n_steps`` and
+``.validation``. The result
 is plain data (:class:`RunSignals`), so every detector is a pure function of it.
 """
 
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["LayerSignals", "RunSignals", "TableSignals", "collect_signals"]
+__all__ = ["LayerSignals", "RunSignals", "TableSignals", "ValidationSignals", "collect_signals"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,11 @@ class TableSignals:
         duplicate_share: share of sampled rows that have a near-identical other row.
         spectrum: singular values of a row sample, descending.
         summary: the tracker's summary (for detectors that need more).
+        last_seen: per-row last optimizer step with a gradient (0 = never; empty: unknown).
+        disagree_rate: per-row share of consecutive gradient pairs pointing apart
+            (empty: unknown).
+        n_pairs: per-row number of consecutive-exposure gradient pairs (empty: unknown).
+        init_mean_row_norm: mean row norm when training started (None: unknown).
     """
 
     name: str
@@ -63,6 +69,27 @@ class TableSignals:
     duplicate_share: float
     spectrum: np.ndarray
     summary: Mapping[str, Any] = field(default_factory=dict)
+    last_seen: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    disagree_rate: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    n_pairs: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    init_mean_row_norm: float | None = None
+
+
+@dataclass(frozen=True)
+class ValidationSignals:
+    """A validation metric the training loop reported (``FlowManager.record_validation``).
+
+    Attributes:
+        name: the metric's name.
+        higher_is_better: True for quality metrics, False for losses.
+        steps: manager step of each value.
+        values: the values (non-finite kept).
+    """
+
+    name: str
+    higher_is_better: bool
+    steps: tuple[int, ...]
+    values: tuple[float, ...]
 
 
 @dataclass(frozen=True)
@@ -81,6 +108,7 @@ class LayerSignals:
         spikes: gradient-norm spikes counted by the tracker.
         requires_grad, in_optimizer: as for tables.
         weight_decay, learning_rate: the optimizer's values for the tensor (None: unknown).
+        weight_norm: the tensor's current L2 norm (NaN: unknown).
     """
 
     name: str
@@ -101,6 +129,7 @@ class LayerSignals:
     in_optimizer: bool | None
     weight_decay: float | None
     learning_rate: float | None
+    weight_norm: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -115,7 +144,8 @@ class RunSignals:
             ``track_activations=True``).
         losses: (step, loss) pairs in step order, non-finite values kept.
         grad_norms: (step, mean gradient norm over tracked tensors) from the FlowTracker.
-        velocity_ratio: ratio between the fastest and slowest table's relative velocity.
+        validation: validation metrics reported to the manager (empty: none).
+        velocities: (step, mean displacement per step over the FlowTracker's tensors).
     """
 
     step: int
@@ -124,6 +154,8 @@ class RunSignals:
     dead_fractions: Mapping[str, float]
     losses: tuple[tuple[int, float], ...]
     grad_norms: tuple[tuple[int, float], ...]
+    validation: tuple[ValidationSignals, ...] = ()
+    velocities: tuple[tuple[int, float], ...] = ()
 
 
 def _optimizer_info(optimizer: Any) -> dict[int, tuple[float | None, float | None]]:
@@ -176,6 +208,8 @@ def _table(tracker: Any, opt_info: Mapping[int, tuple[float | None, float | None
         torch.linalg.svdvals(rows).cpu().double().numpy() if rows.shape[0] >= 2 else np.zeros(0)
     )
     lr, wd = opt_info.get(id(weight), (None, None))
+    cols = _row_columns(tracker)
+    init_norm = summary.get("initial_mean_row_norm")
     return TableSignals(
         name=str(tracker.name),
         n_rows=int(n_rows),
@@ -196,6 +230,39 @@ def _table(tracker: Any, opt_info: Mapping[int, tuple[float | None, float | None
         duplicate_share=_duplicate_share(rows),
         spectrum=spectrum,
         summary=summary,
+        last_seen=cols.get("last_seen", np.zeros(0)),
+        disagree_rate=cols.get("disagree_rate", np.zeros(0)),
+        n_pairs=cols.get("n_pairs", np.zeros(0)),
+        init_mean_row_norm=None if init_norm is None else float(init_norm),
+    )
+
+
+def _row_columns(tracker: Any) -> dict[str, np.ndarray]:
+    """``last_seen``, ``disagree_rate`` and ``n_pairs`` from ``tracker.row_stats()`` (empty
+    when the tracker has no such method)."""
+    row_stats = getattr(tracker, "row_stats", None)
+    if not callable(row_stats):
+        return {}
+    cols = row_stats()
+    out = {}
+    for key in ("last_seen", "disagree_rate", "n_pairs"):
+        if key in cols:
+            out[key] = np.asarray(cols[key], dtype=np.float64)
+    return out
+
+
+def _validation(manager: Any) -> tuple[ValidationSignals, ...]:
+    series = getattr(manager, "validation", None)
+    if not isinstance(series, Mapping):
+        return ()
+    return tuple(
+        ValidationSignals(
+            str(v.name),
+            bool(v.higher_is_better),
+            tuple(int(x) for x in v.steps),
+            tuple(float(x) for x in v.values),
+        )  # fmt: skip
+        for v in series.values()
     )
 
 
@@ -231,6 +298,7 @@ def _layers(flow: Any, opt_info: Mapping[int, tuple[float | None, float | None]]
                 in_optimizer=(id(p) in opt_info) if optimizer_known else None,
                 weight_decay=wd,
                 learning_rate=lr,
+                weight_norm=float(snap.weight_norm),
             )
         )
     return out
@@ -269,6 +337,7 @@ def collect_signals(manager: Any, *, sample_rows: int = 512) -> RunSignals:
     dead: dict[str, float] = {}
     losses: tuple[tuple[int, float], ...] = ()
     grads: tuple[tuple[int, float], ...] = ()
+    vels: tuple[tuple[int, float], ...] = ()
     if flows:
         flow = flows[0]
         layers = _layers(flow, opt_info, known, table_params)
@@ -278,6 +347,7 @@ def collect_signals(manager: Any, *, sample_rows: int = 512) -> RunSignals:
         history = list(flow.history)
         losses = _series(history, "loss")
         grads = _series(history, "mean_grad_norm")
+        vels = _series(history, "mean_velocity")
     if not losses:
         for t in emb:
             losses = _series(list(t.history), "loss")
@@ -290,4 +360,6 @@ def collect_signals(manager: Any, *, sample_rows: int = 512) -> RunSignals:
         dead_fractions=dead,
         losses=losses,
         grad_norms=grads,
+        velocities=vels,
+        validation=_validation(manager),
     )

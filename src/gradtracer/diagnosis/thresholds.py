@@ -60,6 +60,18 @@ class DiagnosisThresholds:
         vanishing_ratio: first-layer over last-layer gradient norm under which the
             gradient vanishes on its way back through depth.
         exploding_ratio: a gradient-norm maximum this many times its median is an explosion.
+        overfit_min_points: validation values needed before an overfitting verdict (fewer
+            cannot tell a trend from one noisy evaluation).
+        overfit_patience: the validation metric must have stayed worse than its best for
+            at least this share of the steps recorded so far (20%: the span early
+            stopping's usual patience covers), so a single bad evaluation is not a trend.
+        overfit_worsening: relative distance of the latest validation values (mean of the
+            last two) from the best one (5% of the best value: beyond the evaluation noise
+            of a held-out set of a few hundred users or examples).
+        overfit_train_drop: relative decrease of the training loss from the best
+            validation step to the end that counts as "still falling" (1%): a falling
+            training loss with a worsening validation metric is memorisation; both getting
+            worse is a step-size problem.
     """
 
     min_steps: int = 10
@@ -85,3 +97,7 @@ class DiagnosisThresholds:
     dead_fraction: float = 0.9
     vanishing_ratio: float = 1e-3
     exploding_ratio: float = 50.0
+    overfit_min_points: int = 5
+    overfit_patience: float = 0.2
+    overfit_worsening: float = 0.05
+    overfit_train_drop: float = 0.01

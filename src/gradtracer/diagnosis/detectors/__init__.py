@@ -29,6 +29,7 @@ from gradtracer.diagnosis.detectors.training import (
     detect_learning_rate,
     detect_no_learning_signal,
     detect_non_finite_loss,
+    detect_overfitting,
 )
 from gradtracer.diagnosis.signals import RunSignals
 from gradtracer.diagnosis.thresholds import DiagnosisThresholds
@@ -46,6 +47,7 @@ __all__ = [
     "detect_negative_sampling",
     "detect_no_learning_signal",
     "detect_non_finite_loss",
+    "detect_overfitting",
     "detect_parameters_not_updated",
     "detect_unreachable_rows",
     "detect_weight_decay_collapse",
@@ -68,6 +70,7 @@ DETECTORS: tuple[Detector, ...] = (
     detect_learning_rate,
     detect_no_learning_signal,
     detect_layer_gradients,
+    detect_overfitting,
 )
 
 

@@ -1,9 +1,12 @@
 """Detectors of whole-run training faults: non-finite loss, learning rate too high or
-too low, gradients never reset, no learning signal."""
+too low, gradients never reset, no learning signal, overfitting (a validation metric that
+worsens while the training loss falls)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Sequence
 
 from gradtracer.diagnosis.detectors._common import T, _make, _modules, _windows
 from gradtracer.diagnosis.signals import RunSignals
@@ -122,3 +125,61 @@ def detect_no_learning_signal(s: RunSignals, th: DiagnosisThresholds) -> list[Fi
         f"moved up to {max(rates):.2g} of their norm per update.", 0.7,
         {"loss_first": first, "loss_last": last, "max_rel_velocity": max(rates)},
     )]  # fmt: skip
+
+
+def _loss_near(losses: Sequence[tuple[int, float]], lo: int, hi: int) -> float:
+    """Mean finite training loss over steps ``lo..hi`` (NaN when there is none)."""
+    vals = [v for step, v in losses if lo <= step <= hi and math.isfinite(v)]
+    return sum(vals) / len(vals) if vals else math.nan
+
+
+def detect_overfitting(s: RunSignals, th: DiagnosisThresholds) -> list[Finding]:
+    """A validation metric (``FlowManager.record_validation``) that has been getting worse
+    than its best for a sustained stretch while the training loss keeps falling: the model
+    memorises the training data instead of generalising."""
+    out: list[Finding] = []
+    for v in s.validation:
+        pts = [(st, x) for st, x in zip(v.steps, v.values) if math.isfinite(x)]
+        if len(pts) < th.overfit_min_points:
+            continue
+        sign = -1.0 if v.higher_is_better else 1.0  # sign * value: lower is better
+        b = min(range(len(pts)), key=lambda i: (sign * pts[i][1], i))
+        best_step, best = pts[b]
+        after = pts[b + 1 :]
+        last_step = pts[-1][0]
+        if len(after) < 2 or last_step <= 0:
+            continue
+        if (last_step - best_step) < th.overfit_patience * last_step:
+            continue
+        latest = sum(x for _, x in after[-2:]) / len(after[-2:])
+        worse = sign * (latest - best) / max(abs(best), 1e-12)
+        if worse < th.overfit_worsening:
+            continue
+        span = max(1, int(round(th.window * last_step)))
+        train_at_best = _loss_near(s.losses, best_step - span, best_step + span)
+        train_last = _loss_near(s.losses, last_step - span, last_step)
+        if not (math.isfinite(train_at_best) and math.isfinite(train_last)):
+            continue
+        drop = (train_at_best - train_last) / max(abs(train_at_best), 1e-12)
+        if drop < th.overfit_train_drop:
+            continue
+        f = _make(
+            T.OVERFITTING_ONSET, v.name,
+            f"Validation '{v.name}' was best ({best:.4g}) at step {best_step} and is "
+            f"{worse:.1%} worse since ({latest:.4g} at step {last_step}), while the training "
+            f"loss kept falling ({train_at_best:.4g} -> {train_last:.4g}).", 0.8,
+            {"metric": v.name, "best_step": best_step, "best_value": best,
+             "latest_value": latest, "relative_worsening": worse, "train_loss_drop": drop,
+             "higher_is_better": v.higher_is_better},
+            remedy=Remedy("early_stop", {"at_step": int(best_step), "metric": v.name}),
+            onset=best_step,
+        )  # fmt: skip
+        out.append(dataclasses.replace(
+            f,
+            implies=f"The model started overfitting after step {best_step}: it fits the "
+            "training data better while its held-out quality falls.",
+            action=f"STOP_AT_STEP_{best_step}_OR_ADD_WEIGHT_DECAY_OR_DROPOUT",
+            expected_effect=f"Keeping the weights of step {best_step} (or training with more "
+            "regularisation) keeps the best validation score.",
+        ))  # fmt: skip
+    return out

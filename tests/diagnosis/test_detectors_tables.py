@@ -1,0 +1,173 @@
+"""Embedding-side and validation detectors on hand-built signals, the validation-metric API
+of FlowManager, and tiny real training runs with and without the fault."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from gradtracer.diagnosis import DiagnosisThresholds, collect_signals, diagnose_signals
+from gradtracer.diagnosis.detectors import detect_overfitting
+from gradtracer.diagnosis.signals import RunSignals, TableSignals, ValidationSignals
+from gradtracer.findings import FindingType, Severity
+from gradtracer.manager import FlowManager
+
+TH = DiagnosisThresholds()
+
+
+def table(**changes) -> TableSignals:
+    base = TableSignals(
+        name="item_emb", n_rows=200, dim=16, steps=100, requires_grad=True, in_optimizer=True,
+        weight_decay=0.0, learning_rate=0.01, finite=True, coord_rms=0.3, mean_row_norm=1.2,
+        rel_velocity=0.012, mean_grad_norm=1e-3, oscillation=0.1,
+        exposure=np.full(200, 50.0), grad_pressure=np.full(200, 1e-3), duplicate_share=0.0,
+        spectrum=np.array([3.0, 2.5, 2.0, 1.5]),
+    )  # fmt: skip
+    return dataclasses.replace(base, **changes)
+
+
+def losses(values) -> tuple[tuple[int, float], ...]:
+    return tuple((i + 1, float(v)) for i, v in enumerate(values))
+
+
+def signals(**changes) -> RunSignals:
+    base = RunSignals(
+        step=100, tables=(table(),), layers=(), dead_fractions={},
+        losses=losses(np.linspace(0.69, 0.5, 100)), grad_norms=losses(np.full(100, 0.01)),
+    )  # fmt: skip
+    return dataclasses.replace(base, **changes)
+
+
+def valid(values, *, higher_is_better=False, name="valid_loss") -> tuple[ValidationSignals, ...]:
+    steps = tuple(int(x) for x in np.linspace(10, 100, len(values)))
+    return (ValidationSignals(name, higher_is_better, steps, tuple(float(v) for v in values)),)
+
+
+# ----------------------------------------------------------------------- overfitting
+def test_overfitting_fires_on_rising_validation_loss_with_falling_training_loss():
+    s = signals(validation=valid([0.60, 0.52, 0.48, 0.47, 0.49, 0.52, 0.55, 0.58, 0.61, 0.64]))
+    (f,) = detect_overfitting(s, TH)
+    assert f.type is FindingType.OVERFITTING_ONSET and f.severity is Severity.WARNING
+    assert f.evidence["best_step"] == 40
+    assert f.remedy is not None and f.remedy.kind == "early_stop"
+    assert f.remedy.params["at_step"] == 40
+    assert "step 40" in f.implies and "round" not in f.implies
+    assert diagnose_signals(s).top.type is FindingType.OVERFITTING_ONSET
+
+
+def test_overfitting_reads_quality_metrics_the_right_way_round():
+    rising = [0.05, 0.08, 0.10, 0.12, 0.13, 0.14, 0.15, 0.155, 0.16, 0.16]
+    falling = [0.05, 0.10, 0.14, 0.15, 0.14, 0.13, 0.12, 0.11, 0.10, 0.09]
+    assert detect_overfitting(signals(validation=valid(rising, higher_is_better=True)), TH) == []
+    (f,) = detect_overfitting(signals(validation=valid(falling, higher_is_better=True)), TH)
+    assert f.evidence["best_step"] == 40 and f.evidence["higher_is_better"] is True
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [0.60, 0.55, 0.52, 0.50, 0.49, 0.48, 0.48, 0.47, 0.47, 0.46],  # still improving
+        [0.60, 0.55, 0.52, 0.50, 0.49, 0.48, 0.47, 0.46, 0.45, 0.47],  # one late bad point
+        [0.60, 0.55, 0.52, 0.50, 0.49, 0.50, 0.49, 0.50, 0.495, 0.5],  # noise at the plateau
+        [0.60, 0.70, 0.80],  # too few points for a trend
+    ],
+)
+def test_overfitting_stays_silent_without_a_sustained_worsening(values):
+    assert detect_overfitting(signals(validation=valid(values)), TH) == []
+
+
+def test_overfitting_needs_the_training_loss_to_keep_falling():
+    rising_val = [0.60, 0.52, 0.48, 0.47, 0.49, 0.52, 0.55, 0.58, 0.61, 0.64]
+    flat_after = np.concatenate([np.linspace(0.69, 0.5, 40), np.linspace(0.5, 0.56, 60)])
+    s = signals(validation=valid(rising_val), losses=losses(flat_after))
+    assert detect_overfitting(s, TH) == []
+    assert detect_overfitting(signals(validation=valid([math.nan] * 8)), TH) == []
+
+
+# ------------------------------------------------------------- FlowManager.record_validation
+def test_record_validation_series_and_report():
+    m = FlowManager("run")
+    m.record_validation(0.5)
+    m.step()
+    m.record_validation(torch.tensor(0.4))
+    m.record_validation(float("nan"), step=5)
+    m.record_validation(0.2, name="ndcg@10", higher_is_better=True, step=5)
+    series = m.validation["valid_loss"]
+    assert series.steps == (0, 1, 5) and series.best_step == 1
+    assert series.values[1] == pytest.approx(0.4) and math.isnan(series.values[2])
+    stats = m.to_report().stats["validation"]
+    assert stats["valid_loss"]["values"][2] is None
+    assert stats["ndcg@10"] == {"higher_is_better": True, "steps": [5], "values": [0.2],
+                                "best_step": 5, "best_value": 0.2}  # fmt: skip
+    assert FlowManager().to_report().stats.get("validation") is None
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (lambda m: m.record_validation("0.3"), TypeError, "real number"),
+        (lambda m: m.record_validation(True), TypeError, "real number"),
+        (lambda m: m.record_validation(torch.ones(2)), TypeError, "real number"),
+        (lambda m: m.record_validation(0.3, name=""), ValueError, "non-empty"),
+        (lambda m: m.record_validation(0.3, step=-1), ValueError, ">= 0"),
+        (lambda m: m.record_validation(0.3, step=1.5), TypeError, "step must be an int"),
+        (lambda m: m.record_validation(0.3, step=2), ValueError, "before its last"),
+        (lambda m: m.record_validation(0.3, higher_is_better=True), ValueError, "recorded with"),
+    ],
+)
+def test_record_validation_rejects_bad_input(call, error, match):
+    m = FlowManager()
+    m.record_validation(0.5, step=3)
+    with pytest.raises(error, match=match):
+        call(m)
+    assert m.validation["valid_loss"].values == (0.5,)  # nothing recorded lost
+
+
+def _overfit_run(hidden: int, *, n_train: int = 80, random_state: int = 0) -> FlowManager:
+    """A small MLP regression on noisy linear data, tracked through a FlowManager, with the
+    validation loss recorded every 10 steps.
+
+    With 128 hidden units for 80 training examples the MLP first learns the linear part and
+    then memorises the noise (the validation loss rises again); with 4 it generalises."""
+    from gradtracer.flow.tracker import FlowTracker
+
+    gen = torch.Generator().manual_seed(random_state)
+    torch.manual_seed(random_state)
+    w_true = torch.randn(10, 1, generator=gen)
+    x_tr = torch.randn(n_train, 10, generator=gen)
+    y_tr = x_tr @ w_true + torch.randn(n_train, 1, generator=gen)
+    x_va = torch.randn(500, 10, generator=gen)
+    y_va = x_va @ w_true + torch.randn(500, 1, generator=gen)
+    model = nn.Sequential(nn.Linear(10, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                          nn.Linear(hidden, 1))  # fmt: skip
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    manager = FlowManager("overfit")
+    manager.add_tracker("model", FlowTracker(model, optimizer=opt,
+                                             history_dir="/nonexistent-gradtracer-runs"))  # fmt: skip
+    for step in range(200):
+        opt.zero_grad()
+        loss = nn.functional.mse_loss(model(x_tr), y_tr)
+        loss.backward()
+        manager.step(loss=float(loss.detach()))
+        opt.step()
+        if (step + 1) % 10 == 0:
+            with torch.no_grad():
+                manager.record_validation(float(nn.functional.mse_loss(model(x_va), y_va)))
+    manager.detach()
+    return manager
+
+
+def test_overfitting_on_a_real_run_and_its_healthy_twin():
+    with torch.random.fork_rng():
+        torch.set_num_threads(1)
+        faulty = collect_signals(_overfit_run(128))
+        healthy = collect_signals(_overfit_run(4))
+    (f,) = detect_overfitting(faulty, TH)
+    assert f.remedy is not None and f.remedy.kind == "early_stop"
+    assert 0 < f.remedy.params["at_step"] < 100
+    assert detect_overfitting(healthy, TH) == []
