@@ -109,3 +109,29 @@ def test_a_table_can_leave_the_optimizer_mid_run():
                              intensity=0, onset=0.3, track=False))  # fmt: skip
     assert late.losses[: late.onset_step] == healthy.losses[: late.onset_step]
     assert late.quality < healthy.quality
+
+
+def _without_timing(records):
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in records]
+
+
+def test_worker_processes_give_the_serial_result():
+    import torch
+
+    config = SuiteConfig(
+        families=("mf_bpr",), faults=("frozen_table",), healthy_seeds=(0,), fault_seeds=(0,),
+        intensities=(1,), onsets=(0.0,), variants=("default",),
+    )  # fmt: skip
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)  # the workers run one thread each
+    try:
+        serial = run_suite(config, progress=False)
+        parallel = run_suite(config, progress=False, jobs=2)
+    finally:
+        torch.set_num_threads(previous)
+    assert [r["key"] for r in parallel["runs"]] == [r["key"] for r in serial["runs"]]
+    assert _without_timing(parallel["runs"]) == _without_timing(serial["runs"])
+    assert parallel["metrics"] == serial["metrics"]
+    assert serial["runs"][1]["remedy"]["quality"] > 0  # the remedy ran in a worker too
+    with pytest.raises(ValueError, match="jobs must be a positive integer"):
+        SuiteConfig(jobs=0)

@@ -93,6 +93,18 @@ def diagnosis(
         True, "--remedies/--no-remedies", help="Retrain detected faults with the top remedy."
     ),
     threads: int = typer.Option(1, "--threads", min=1, help="torch CPU threads."),
+    jobs: int = typer.Option(
+        1, "--jobs", min=1, help="Worker processes (one torch thread each); same results."
+    ),
+    legacy: bool = typer.Option(
+        False, "--legacy", help="Also score gradtracer==0.9.0 watching the same runs."
+    ),
+    install_legacy: bool = typer.Option(
+        False,
+        "--install-legacy",
+        help="Install gradtracer==0.9.0 (renamed, --no-deps) into $GRADTRACER_LEGACY_DIR "
+        "or ~/.cache/gradtracer/legacy-0.9.0 first; implies --legacy.",
+    ),
     out: Path = typer.Option(
         Path("gradtracer-validation"),
         "--out",
@@ -117,7 +129,19 @@ def diagnosis(
         remedies=remedies,
         data_path=None if data is None else str(data),
         variants=_csv(variants),
+        jobs=jobs,
+        legacy=legacy or install_legacy,
     )
+    if config.legacy:
+        from gradtracer.fault_suite import legacy as legacy_mod
+
+        if install_legacy:
+            typer.echo(f"installed gradtracer 0.9.0 into {legacy_mod.install_legacy()}")
+        if not legacy_mod.legacy_available():
+            raise typer.BadParameter(
+                f"gradtracer 0.9.0 is not installed in {legacy_mod.legacy_dir()}; "
+                "add --install-legacy (or set GRADTRACER_LEGACY_DIR)", param_hint="--legacy"
+            )  # fmt: skip
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:

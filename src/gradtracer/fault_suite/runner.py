@@ -12,8 +12,8 @@ Just past 400 lines: running the cases and scoring them share the run-record lay
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -33,6 +33,13 @@ SIGNATURE_FAULTS = frozenset({
 })  # fmt: skip
 
 
+#: same-suite baselines, in report order (the ``legacy`` ones only in runs that had them:
+#: gradtracer 0.9.0's printed-report alerts and its agent-export findings)
+BASELINES = ("trivial", "autotrainer", "legacy", "legacy_agent")
+#: baselines that do not rank their alerts
+UNRANKED_BASELINES = frozenset({"legacy", "legacy_agent"})
+
+
 @dataclass(frozen=True)
 class SuiteConfig:
     """Which runs the suite trains.
@@ -49,6 +56,9 @@ class SuiteConfig:
         data_path: also run implicit MF on this MovieLens ratings file (seed
             ``fault_seeds[0]``, intensity 1, onset 0, and a healthy twin), or None.
         variants: healthy variants to run (default: every variant of each family).
+        jobs: worker processes (default 1: in this process). Results do not depend on it.
+        legacy: also score ``gradtracer==0.9.0`` watching the same runs (needs its
+            private install, :func:`gradtracer.fault_suite.legacy.install_legacy`).
     """
 
     families: tuple[str, ...] = FAMILIES
@@ -61,8 +71,12 @@ class SuiteConfig:
     remedies: bool = True
     data_path: str | None = None
     variants: tuple[str, ...] | None = None
+    jobs: int = 1
+    legacy: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.jobs, int) or self.jobs < 1:
+            raise ValueError(f"jobs must be a positive integer, got {self.jobs!r}")
         for fam in self.families:
             if fam not in FAMILIES:
                 raise ValueError(f"unknown family {fam!r}; known: {', '.join(FAMILIES)}")
@@ -113,6 +127,9 @@ class SuiteConfig:
                 if fam in self.families:
                     healthy.append(RunSpec(fam, random_state=self.fault_seeds[0],
                                            data_path=self.data_path))  # fmt: skip
+        if self.legacy:  # gradtracer 0.9.0 watches the same runs
+            healthy = [replace(s, legacy=True) for s in healthy]
+            faulty = [replace(s, legacy=True) for s in faulty]
         return healthy, faulty
 
 
@@ -179,7 +196,11 @@ def _causes(findings: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 def _record(r: RunResult) -> dict[str, Any]:
     out = r.to_dict()
     out["trivial"] = trivial_monitor(r.losses)
-    out["autotrainer"] = autotrainer_rules(r.losses, r.layer_stats)
+    out["autotrainer"] = autotrainer_rules(r.losses, r.baselines.get("autotrainer_trace", {}))
+    legacy = r.baselines.get("legacy")
+    if legacy is not None:
+        out["legacy"], out["legacy_agent"] = legacy["report"], legacy["agent"]
+        out["legacy_raw"], out["legacy_error"] = legacy["raw"], legacy["error"]
     at20 = next((c for c in r.checkpoints if c.step >= 0.2 * r.n_steps), None)
     out["health_at_20"] = at20.health if at20 else math.nan
     baseline_alarm(out)
@@ -194,36 +215,87 @@ def _remedy_of(rec: dict[str, Any]) -> Remedy | None:
     return Remedy.from_dict(causes[0]["remedy"])
 
 
+def _worker_init() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _train_record(spec: RunSpec) -> dict[str, Any]:
+    return _record(train_run(spec))
+
+
+def _remedy_quality(spec: RunSpec) -> float:
+    return train_run(spec).quality
+
+
+def _parallel_map(fn: Callable[[RunSpec], Any], specs: Sequence[RunSpec], jobs: int,
+                  desc: str, progress: bool | None) -> Iterator[Any]:  # fmt: skip
+    """``fn(spec)`` for every spec, in order; in ``jobs`` spawned worker processes when
+    ``jobs > 1`` (one torch thread each)."""
+    from gradtracer._progress import progress as bar
+
+    if jobs <= 1 or len(specs) <= 1:
+        yield from bar(map(fn, specs), total=len(specs), desc=desc, enabled=progress)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(jobs, len(specs)), mp_context=ctx,
+                             initializer=_worker_init) as pool:  # fmt: skip
+        futures = [pool.submit(fn, spec) for spec in specs]
+        yield from bar((f.result() for f in futures), total=len(specs), desc=desc,
+                       enabled=progress)  # fmt: skip
+
+
 def run_suite(
     config: SuiteConfig,
     *,
     progress: bool | None = None,
     on_run: Callable[[dict[str, Any]], None] | None = None,
+    jobs: int | None = None,
 ) -> dict[str, Any]:
-    """Run the suite and score it; returns a JSON-safe dict (config, runs, metrics)."""
-    from gradtracer._progress import progress as bar
+    """Run the suite and score it; returns a JSON-safe dict (config, runs, metrics).
 
+    Args:
+        config: which runs to train.
+        progress: progress bars (None: only on a terminal).
+        on_run: called with each run record, in case order, as it is available.
+        jobs: worker processes (default ``config.jobs``); the records and their order are
+            the same for any value.
+    """
+    n_jobs = config.jobs if jobs is None else jobs
+    if not isinstance(n_jobs, int) or n_jobs < 1:
+        raise ValueError(f"jobs must be a positive integer, got {n_jobs!r}")
     healthy, faulty = config.cases()
+    specs = [*healthy, *faulty]
     records: list[dict[str, Any]] = []
-    for spec in bar([*healthy, *faulty], total=len(healthy) + len(faulty),
-                    desc="suite runs", enabled=progress):  # fmt: skip
-        rec = _record(train_run(spec))
+    for spec, rec in zip(specs, _parallel_map(_train_record, specs, n_jobs, "suite runs",
+                                              progress)):  # fmt: skip
         rec["role"] = "healthy" if spec.fault is None else "faulty"
         records.append(rec)
         if on_run is not None:
             on_run(rec)
-    _label(records)
+    twins = _missing_twins(records)
+    extra = dict(zip(twins, _parallel_map(_train_record, list(twins.values()), n_jobs,
+                                          "twins", progress)))  # fmt: skip
+    _label(records, extra)
     if config.remedies:
         todo = [r for r in records if r["role"] == "faulty" and r["harmful"] and r["detected"]]
-        for rec in bar(todo, total=len(todo), desc="remedies", enabled=progress):
+        fixes: list[tuple[dict[str, Any], Remedy, RunSpec]] = []
+        for rec in todo:
             remedy = _remedy_of(rec)
             if remedy is None:
                 rec["remedy"] = None
                 continue
-            spec = RunSpec(**{**rec["spec"], "remedy": remedy, "track": False})
-            fixed = train_run(spec)
-            rec["remedy"] = {"remedy": remedy.to_dict(), "quality": fixed.quality,
-                             "recovered": fixed.quality / rec["twin_quality"]
+            fixes.append((rec, remedy, RunSpec(**{**rec["spec"], "remedy": remedy,
+                                                  "track": False})))  # fmt: skip
+        qualities = _parallel_map(_remedy_quality, [f[2] for f in fixes], n_jobs, "remedies",
+                                  progress)  # fmt: skip
+        for (rec, remedy, _), quality in zip(fixes, qualities):
+            rec["remedy"] = {"remedy": remedy.to_dict(), "quality": quality,
+                             "recovered": quality / rec["twin_quality"]
                              if rec["twin_quality"] > 0 else math.nan}  # fmt: skip
     return {
         "config": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()},
@@ -248,9 +320,25 @@ def _twin_key(spec: dict[str, Any]) -> tuple[Any, ...]:
     return (spec["family"], spec["variant"], spec["random_state"], spec["data_path"])
 
 
-def _label(records: list[dict[str, Any]]) -> None:
+def _missing_twins(records: Sequence[dict[str, Any]]) -> dict[tuple[Any, ...], RunSpec]:
+    """Healthy twins that the faulty runs need but the healthy runs do not include."""
+    have = {_twin_key(r["spec"]) for r in records if r["role"] == "healthy"}
+    out: dict[tuple[Any, ...], RunSpec] = {}
+    for r in records:
+        key = _twin_key(r["spec"])
+        if r["role"] == "faulty" and key not in have and key not in out:
+            spec = r["spec"]
+            out[key] = RunSpec(spec["family"], random_state=spec["random_state"],
+                               variant=spec["variant"], data_path=spec["data_path"])  # fmt: skip
+    return out
+
+
+def _label(
+    records: list[dict[str, Any]], extra_twins: dict[tuple[Any, ...], dict[str, Any]] | None = None
+) -> None:
     """Attach twin quality, harmfulness and the diagnosis outcome to every faulty run."""
     twins = {_twin_key(r["spec"]): r for r in records if r["role"] == "healthy"}
+    twins.update(extra_twins or {})
     spread: dict[tuple[str, str], float] = {}
     by_group: dict[tuple[str, str], list[float]] = {}
     for r in records:
@@ -267,15 +355,8 @@ def _label(records: list[dict[str, Any]]) -> None:
         fault = FAULTS[spec["fault"]]
         twin = twins.get(_twin_key(spec))
         if twin is None:
-            trained = train_run(
-                RunSpec(
-                    spec["family"],
-                    random_state=spec["random_state"],
-                    variant=spec["variant"],
-                    data_path=spec["data_path"],
-                )
-            )
-            twin = _record(trained)
+            twin = _train_record(RunSpec(spec["family"], random_state=spec["random_state"],
+                                         variant=spec["variant"], data_path=spec["data_path"]))  # fmt: skip
             twins[_twin_key(spec)] = twin
         r["twin_quality"] = twin["quality"]
         margin = spread.get((spec["family"], spec["variant"]), 0.0)
@@ -301,10 +382,12 @@ def _label(records: list[dict[str, Any]]) -> None:
                 first = c["step"] - r["onset_step"]
                 break
         r["steps_to_right"] = first
-        for name in ("trivial", "autotrainer"):
+        for name in (b for b in BASELINES if b in r):
             out = r[name]
             r[f"{name}_detected"] = bool(out)
             r[f"{name}_top1_right"] = bool(out) and out[0][0] in fault.right_causes
+            if name in UNRANKED_BASELINES:  # no ranking: any alert naming a right cause
+                r[f"{name}_top1_right"] = any(t in fault.right_causes for t, *_ in out)
 
 
 def score(records: Sequence[dict[str, Any]], config: SuiteConfig) -> dict[str, Any]:
@@ -387,7 +470,8 @@ def score(records: Sequence[dict[str, Any]], config: SuiteConfig) -> dict[str, A
                 "top1_right_cause": _rate([r[f"{name}_top1_right"] for r in harmful]),
                 "false_alarm_healthy": fa(healthy, f"{name}_alarm"),
             }
-            for name in ("trivial", "autotrainer")
+            for name in BASELINES
+            if records and all(name in r for r in records)
         },
     }  # fmt: skip
 
@@ -401,5 +485,5 @@ def _counts(values: Sequence[str]) -> dict[str, int]:
 
 def baseline_alarm(rec: dict[str, Any]) -> None:
     """Attach ``trivial_alarm`` / ``autotrainer_alarm`` (any WARNING or CRITICAL)."""
-    for name in ("trivial", "autotrainer"):
+    for name in (b for b in BASELINES if b in rec):
         rec[f"{name}_alarm"] = any(sev in ("warning", "critical") for _, sev in rec[name])
