@@ -24,7 +24,8 @@ class DiagnosisThresholds:
             softmax.
         huge_gain: a dense weight with ``rms(W) * sqrt(fan_in)`` above this multiplies the
             activation scale by that much per layer (Kaiming init has ~1.4, PyTorch's
-            Linear default ~0.58).
+            Linear default ~0.58); weights that grew past it through their own updates
+            were blown up by too large steps.
         saturated_rel_velocity: a badly scaled table that moves less than this share of
             its norm per update is stuck in saturation (not merely grown by training).
         not_moving_rel_velocity: a table or layer moving less than this share of its
@@ -72,6 +73,19 @@ class DiagnosisThresholds:
             validation step to the end that counts as "still falling" (1%): a falling
             training loss with a worsening validation metric is memorisation; both getting
             worse is a step-size problem.
+        huge_start_gain: a dense weight whose gain was at least this when training started
+            (bounded from below by its current gain and the run's movement) was initialised
+            badly: 1.4x Kaiming's ~1.4 and over 3x PyTorch's Linear/GRU default ~0.58.
+        grown_movement_share: dense weights whose run moved them by at least this share of
+            their current norm (summed displacement over norm) can have grown to their size
+            through their updates, so a large gain is not read as an initialisation fault
+            (the starting gain is at least ``gain * (1 - share)``).
+        dense_overshoot_factor: learning-rate factor prescribed for a dense module whose
+            weights were blown up by its updates (one order of magnitude).
+        tower_skew_ratio: two towers of the same architecture whose median relative
+            movement per update differs by more than this factor (slow / fast below it)
+            train at badly skewed rates; healthy twin towers stay within a factor of ~2,
+            and a 20x gap means one side barely learns within the run.
     """
 
     min_steps: int = 10
@@ -101,3 +115,7 @@ class DiagnosisThresholds:
     overfit_patience: float = 0.2
     overfit_worsening: float = 0.05
     overfit_train_drop: float = 0.01
+    huge_start_gain: float = 2.0
+    grown_movement_share: float = 0.5
+    dense_overshoot_factor: float = 0.1
+    tower_skew_ratio: float = 0.05

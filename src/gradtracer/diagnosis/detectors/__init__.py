@@ -14,8 +14,11 @@ from collections.abc import Callable
 
 from gradtracer.diagnosis.detectors.layers import (
     detect_dense_initialization,
+    detect_dense_overshoot,
     detect_layer_gradients,
     detect_modules_not_updated,
+    detect_tower_skew,
+    movement_share,
 )
 from gradtracer.diagnosis.detectors.tables import (
     detect_bad_initialization,
@@ -40,6 +43,7 @@ __all__ = [
     "DiagnosisThresholds",
     "detect_bad_initialization",
     "detect_dense_initialization",
+    "detect_dense_overshoot",
     "detect_gradient_accumulation",
     "detect_layer_gradients",
     "detect_learning_rate",
@@ -49,8 +53,10 @@ __all__ = [
     "detect_non_finite_loss",
     "detect_overfitting",
     "detect_parameters_not_updated",
+    "detect_tower_skew",
     "detect_unreachable_rows",
     "detect_weight_decay_collapse",
+    "movement_share",
     "run_detectors",
 ]
 
@@ -63,11 +69,13 @@ DETECTORS: tuple[Detector, ...] = (
     detect_modules_not_updated,
     detect_bad_initialization,
     detect_dense_initialization,
+    detect_dense_overshoot,
     detect_gradient_accumulation,
     detect_negative_sampling,
     detect_unreachable_rows,
     detect_weight_decay_collapse,
     detect_learning_rate,
+    detect_tower_skew,
     detect_no_learning_signal,
     detect_layer_gradients,
     detect_overfitting,

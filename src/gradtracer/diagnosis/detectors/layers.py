@@ -1,12 +1,15 @@
 """Detectors of dense-layer faults: modules that do not train, bad dense initialisation,
+dense weights blown up by too large updates, towers trained at badly different rates,
 dead activations, vanishing and exploding gradients."""
 
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Sequence
 
-from gradtracer.diagnosis.detectors._common import T, _make, _modules, _upper
-from gradtracer.diagnosis.signals import RunSignals
+from gradtracer.diagnosis.detectors._common import T, _make, _modules, _upper, _windows
+from gradtracer.diagnosis.signals import LayerSignals, RunSignals, TableSignals
 from gradtracer.diagnosis.thresholds import DiagnosisThresholds
 from gradtracer.findings import Finding, Remedy
 
@@ -48,15 +51,51 @@ def detect_modules_not_updated(s: RunSignals, th: DiagnosisThresholds) -> list[F
     return out
 
 
+def movement_share(s: RunSignals) -> float:
+    """How far the FlowTracker's tensors moved over the run, relative to their size now.
+
+    The summed per-step displacement (mean over tensors, each tracked displacement counted
+    for the steps up to the next tracked one) over the mean current tensor norm (dense
+    tensors and embedding tables). Since ``|W_now| <= |W_start| + path``, a tensor of gain
+    ``g`` started with a gain of at least ``g * (1 - share)``. NaN when unknown.
+    """
+    vals = [(st, v) for st, v in s.velocities if math.isfinite(v)]
+    norms = [ly.weight_norm for ly in s.layers if math.isfinite(ly.weight_norm)]
+    norms += [t.coord_rms * math.sqrt(t.n_rows * t.dim) for t in s.tables if t.finite]
+    if len(vals) < 2 or not norms:
+        return math.nan
+    mean_norm = sum(norms) / len(norms)
+    if mean_norm <= 0:
+        return math.nan
+    path = 0.0
+    for (st, v), (nxt, _) in zip(vals, [*vals[1:], (vals[-1][0] + 1, 0.0)]):
+        path += v * max(1, nxt - st)
+    return path / mean_norm
+
+
+def _start_gain(ly: LayerSignals, share: float) -> float:
+    """Lower bound of the gain a weight had when training started (its gain when the
+    movement is unknown)."""
+    gain = ly.gain or 0.0
+    return gain if not math.isfinite(share) else gain * max(0.0, 1.0 - share)
+
+
 def detect_dense_initialization(s: RunSignals, th: DiagnosisThresholds) -> list[Finding]:
-    """All-zero or badly scaled dense weight matrices that the run never escapes."""
+    """All-zero dense weight matrices, or weights whose gain was already far above any
+    standard initialisation when training started.
+
+    The starting gain is bounded from below by the current gain and the run's movement
+    (:func:`movement_share`): weights that grew to a large gain through their updates are
+    a step-size problem (:func:`detect_dense_overshoot`), not an initialisation fault.
+    """
     out: list[Finding] = []
     zero = [ly for ly in s.layers if ly.fan_in and ly.all_zero]
+    share = movement_share(s)
     big = [
         ly
         for ly in s.layers
         if ly.gain is not None
-        and ly.gain > th.huge_gain
+        and _start_gain(ly, share) > th.huge_start_gain
         and not (math.isfinite(ly.update_ratio) and ly.update_ratio > th.high_update_ratio)
     ]
     if zero:
@@ -66,8 +105,148 @@ def detect_dense_initialization(s: RunSignals, th: DiagnosisThresholds) -> list[
     elif big:
         worst = max(big, key=lambda ly: ly.gain or 0.0)
         how = f"weight gain rms(W)*sqrt(fan_in) = {worst.gain:.3g} in {len(big)} layers"
-        out.append(_make(T.BAD_INITIALIZATION, worst.module, f"{how} (largest: {worst.name}).",
-                         0.85, {"gain": worst.gain, "layers": len(big)}, how=how))  # fmt: skip
+        out.append(_make(
+            T.BAD_INITIALIZATION, worst.module,
+            f"{how} (largest: {worst.name}); the run moved the weights by only "
+            f"{share:.2g} of their norm, so they started that large.", 0.85,
+            {"gain": worst.gain, "layers": len(big), "movement_share": share}, how=how,
+        ))  # fmt: skip
+    return out
+
+
+def _damaged(ly: LayerSignals, s: RunSignals, th: DiagnosisThresholds) -> bool:
+    """The weight's gradient exploded or died, or the loss rose from its best."""
+    if ly.grad_norm_max > 0 and math.isfinite(ly.grad_norm_max) and (
+        ly.grad_norm_max > th.exploding_ratio * ly.grad_norm_median
+    ):  # fmt: skip
+        return True
+    first, last, best = _windows(s.losses, th.window)
+    return math.isfinite(last) and last > th.loss_rise * best
+
+
+def detect_dense_overshoot(s: RunSignals, th: DiagnosisThresholds) -> list[Finding]:
+    """Dense weights blown up by updates too large for them: a gain far above any
+    standard initialisation that the run's own movement can account for, with a
+    gradient that exploded (or died) on the way or a loss that rose from its best.
+
+    One LEARNING_RATE_TOO_HIGH per top-level module, largest gain first, remedy
+    ``scale_learning_rate`` x ``dense_overshoot_factor`` for that module.
+    """
+    if s.step < th.min_steps:
+        return []
+    share = movement_share(s)
+    if not math.isfinite(share) or share < th.grown_movement_share:
+        return []
+    grown = [
+        ly for ly in s.layers
+        if ly.gain is not None and ly.gain > th.huge_gain and ly.n_obs >= th.min_steps // 2
+        and _start_gain(ly, share) <= th.huge_start_gain and _damaged(ly, s, th)
+    ]  # fmt: skip
+    by_top: dict[str, list[LayerSignals]] = {}
+    for ly in sorted(grown, key=lambda ly: -(ly.gain or 0.0)):
+        by_top.setdefault(ly.name.split(".")[0], []).append(ly)
+    out = []
+    for group in by_top.values():
+        worst = group[0]
+        out.append(_make(
+            T.LEARNING_RATE_TOO_HIGH, worst.module,
+            f"'{worst.name}' grew to a weight gain of {worst.gain:.3g} during training (the "
+            f"weights moved {share:.2g} times their norm) and its gradient peaked at "
+            f"{worst.grad_norm_max:.3g} (median {worst.grad_norm_median:.3g}): updates too "
+            f"large for the layer blew it up.", 0.8,
+            {"gain": worst.gain, "movement_share": share, "grad_norm_max": worst.grad_norm_max,
+             "grad_norm_median": worst.grad_norm_median, "layers": len(group)},
+            remedy=Remedy("scale_learning_rate", {"subject": worst.module,
+                                                  "factor": th.dense_overshoot_factor}),
+        ))  # fmt: skip
+    return out
+
+
+_TOKEN = re.compile(r"[._]")
+
+
+def _tower_of(name: str) -> str:
+    """The tower a parameter belongs to: the first word of its name (``user_tower.0.weight``
+    and ``user_emb`` -> ``user``)."""
+    return _TOKEN.split(name, maxsplit=1)[0]
+
+
+def _architecture(group: Sequence[LayerSignals]) -> tuple[tuple[str, int, int | None], ...]:
+    """Shapes of a tower's dense tensors (names without the tower's own top-level name)."""
+    return tuple(sorted((ly.name.split(".", 1)[-1], ly.numel, ly.fan_in) for ly in group))
+
+
+def _rate(layers: Sequence[LayerSignals], tables: Sequence[TableSignals]) -> float:
+    """Median relative movement per update of a tower's weight matrices and tables."""
+    rates = [ly.update_ratio for ly in layers if ly.fan_in and math.isfinite(ly.update_ratio)
+             and ly.n_obs > 0]  # fmt: skip
+    rates += [t.rel_velocity for t in tables if t.finite and math.isfinite(t.rel_velocity)]
+    if not rates:
+        return math.nan
+    rates.sort()
+    mid = len(rates) // 2
+    return rates[mid] if len(rates) % 2 else 0.5 * (rates[mid - 1] + rates[mid])
+
+
+def detect_tower_skew(s: RunSignals, th: DiagnosisThresholds) -> list[Finding]:
+    """Two towers of the same architecture (dense modules with the same tensor shapes,
+    plus the tables named after the same tower) whose weights move at very different
+    relative rates: the slow tower's learning rate is too low for it (or the fast one's
+    too high when the fast tower itself overshoots).
+
+    The remedy scales the named tower's learning rate by the measured rate ratio (by the
+    optimizer's learning-rate ratio when the optimizer is known and its rates differ).
+    """
+    if s.step < th.min_steps or not s.layers:
+        return []
+    dense: dict[str, list[LayerSignals]] = {}
+    for ly in s.layers:
+        dense.setdefault(_tower_of(ly.name), []).append(ly)
+    by_arch: dict[tuple[tuple[str, int, int | None], ...], list[str]] = {}
+    for tower, group in dense.items():
+        by_arch.setdefault(_architecture(group), []).append(tower)
+    out: list[Finding] = []
+    for towers in by_arch.values():
+        if len(towers) < 2:
+            continue
+        rates = {}
+        for tower in towers:
+            tables = [t for t in s.tables if _tower_of(t.name) == tower]
+            r = _rate(dense[tower], tables)
+            # a tower whose gradient died (dead units) is slow for another reason
+            alive = all(ly.grad_norm_median > 0 for ly in dense[tower] if ly.fan_in)
+            if math.isfinite(r) and r > th.not_moving_rel_velocity and alive:
+                rates[tower] = r
+        if len(rates) < 2:
+            continue
+        fast = max(rates, key=lambda k: rates[k])
+        slow = min(rates, key=lambda k: rates[k])
+        ratio = rates[slow] / rates[fast]
+        if ratio >= th.tower_skew_ratio:
+            continue
+        lrs = {k: [ly.learning_rate for ly in dense[k] if ly.learning_rate] for k in (slow, fast)}
+        lr_ratio = (max(lrs[fast]) / min(lrs[slow])) if lrs[fast] and lrs[slow] else math.nan
+        too_high = rates[fast] > th.high_update_ratio
+        named = fast if too_high else slow
+        if math.isfinite(lr_ratio) and lr_ratio > 1.0:
+            factor = 1.0 / lr_ratio if too_high else lr_ratio
+        else:
+            factor = ratio if too_high else 1.0 / ratio
+        factor = float(min(max(factor, 1e-4), 1e4))
+        modules = sorted({ly.name.split(".")[0] for ly in dense[named]}
+                         | {t.name for t in s.tables if _tower_of(t.name) == named})  # fmt: skip
+        out.append(_make(
+            T.LEARNING_RATE_TOO_HIGH if too_high else T.LEARNING_RATE_TOO_LOW, named,
+            f"Tower '{slow}' moves {rates[slow]:.2g} of its norm per update, {1 / ratio:.3g}x "
+            f"slower than tower '{fast}' ({rates[fast]:.2g}), which has the same "
+            f"architecture" + (f"; its learning rate is {lr_ratio:.3g}x lower"
+                               if math.isfinite(lr_ratio) and lr_ratio > 1.0 else "") + ".",
+            0.85,
+            {"slow_tower": slow, "fast_tower": fast, "slow_rate": rates[slow],
+             "fast_rate": rates[fast], "rate_ratio": ratio, "learning_rate_ratio": lr_ratio},
+            remedy=Remedy("scale_learning_rate", {"subject": named, "factor": factor,
+                                                  "modules": ",".join(modules)}),
+        ))  # fmt: skip
     return out
 
 
@@ -98,8 +277,12 @@ def detect_layer_gradients(s: RunSignals, th: DiagnosisThresholds) -> list[Findi
                  "last_grad_norm": last.grad_norm_median},
                 remedy=Remedy("change_activation", {"subject": "model", "to": "relu"}),
             ))  # fmt: skip
+    # a spike counts when it is large against the layer's own median and also beyond what
+    # any layer carries typically: a blip in a layer whose gradient vanished is no explosion
+    typical = max((ly.grad_norm_median for ly in s.layers), default=0.0)
     spiky = [ly for ly in s.layers if ly.grad_norm_median > 0 and math.isfinite(
-        ly.grad_norm_max) and ly.grad_norm_max > th.exploding_ratio * ly.grad_norm_median]  # fmt: skip
+        ly.grad_norm_max) and ly.grad_norm_max > th.exploding_ratio * ly.grad_norm_median
+        and ly.grad_norm_max > typical]  # fmt: skip
     if spiky:
         spike = max(spiky, key=lambda ly: ly.grad_norm_max / ly.grad_norm_median)
         out.append(_make(

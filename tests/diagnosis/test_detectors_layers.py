@@ -1,0 +1,288 @@
+"""Dense-layer detectors and the cause ranking: hand-built signals, plus tiny real runs."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from gradtracer.diagnosis import DiagnosisThresholds, diagnose, diagnose_signals, rank_findings
+from gradtracer.diagnosis.detectors import (
+    detect_dense_initialization,
+    detect_dense_overshoot,
+    detect_layer_gradients,
+    detect_tower_skew,
+    movement_share,
+)
+from gradtracer.diagnosis.ranking import CAUSE_ORDER, regrade_tracker_findings
+from gradtracer.diagnosis.signals import LayerSignals, RunSignals, TableSignals
+from gradtracer.findings import FindingType, Severity
+from gradtracer.report.catalog import make_finding
+
+TH = DiagnosisThresholds()
+T = FindingType
+
+
+def table(name: str = "item_emb", **changes) -> TableSignals:
+    base = TableSignals(
+        name=name, n_rows=200, dim=16, steps=100, requires_grad=True, in_optimizer=True,
+        weight_decay=0.0, learning_rate=0.01, finite=True, coord_rms=0.3, mean_row_norm=1.2,
+        rel_velocity=0.012, mean_grad_norm=1e-3, oscillation=0.1,
+        exposure=np.full(200, 50.0), grad_pressure=np.full(200, 1e-3), duplicate_share=0.0,
+        spectrum=np.array([3.0, 2.5, 2.0, 1.5]),
+    )  # fmt: skip
+    return dataclasses.replace(base, **changes)
+
+
+def layer(name: str = "net.0.weight", **changes) -> LayerSignals:
+    base = LayerSignals(
+        name=name, module=name.rsplit(".", 1)[0], numel=640, n_obs=100, fan_in=20, gain=0.7,
+        all_zero=False, update_ratio=0.005, velocity=0.01, grad_norm=0.1,
+        grad_norm_median=0.1, grad_norm_max=0.3, snr=0.05, spikes=0, requires_grad=True,
+        in_optimizer=True, weight_decay=0.0, learning_rate=0.003, weight_norm=2.0,
+    )  # fmt: skip
+    return dataclasses.replace(base, **changes)
+
+
+def series(values) -> tuple[tuple[int, float], ...]:
+    return tuple((i + 1, float(v)) for i, v in enumerate(values))
+
+
+def signals(**changes) -> RunSignals:
+    base = RunSignals(
+        step=100, tables=(), layers=(layer(),), dead_fractions={},
+        losses=series(np.linspace(0.69, 0.3, 100)), grad_norms=series(np.full(100, 0.01)),
+        velocities=series(np.full(100, 0.01)),
+    )  # fmt: skip
+    return dataclasses.replace(base, **changes)
+
+
+def types(findings) -> list[str]:
+    return [f.type.value for f in findings]
+
+
+# --------------------------------------------------------------- movement and initialisation
+def test_movement_share_sums_displacement_over_the_norm():
+    # 100 tracked steps of displacement 0.01 against a norm of 2.0
+    assert movement_share(signals()) == pytest.approx(0.5)
+    # every 4th step tracked: each displacement stands for the 4 steps up to the next one
+    sparse = signals(velocities=tuple((4 * i, 0.01) for i in range(1, 26)))
+    assert movement_share(sparse) == pytest.approx(0.5, rel=0.05)
+    assert math.isnan(movement_share(signals(velocities=())))
+
+
+def test_large_gain_that_training_grew_is_not_an_initialisation_fault():
+    big = layer(gain=12.0, weight_norm=20.0)
+    # moved 0.05 of the norm: the weights started that large
+    still = signals(layers=(big,), velocities=series(np.full(100, 0.01)))
+    (f,) = detect_dense_initialization(still, TH)
+    assert f.type is T.BAD_INITIALIZATION and f.remedy.kind == "reinitialize"
+    # moved 5x the norm: the size can have come from the updates
+    grown = signals(layers=(big,), velocities=series(np.full(100, 1.0)))
+    assert detect_dense_initialization(grown, TH) == []
+    # unknown movement: judged on the gain alone (trackers without a velocity history)
+    assert types(detect_dense_initialization(signals(layers=(big,), velocities=()), TH)) == [
+        "BAD_INITIALIZATION"
+    ]
+
+
+def test_dense_overshoot_needs_growth_and_damage():
+    spiked = layer("tower.2.weight", gain=12.0, weight_norm=20.0, grad_norm_max=50.0)
+    grown = signals(layers=(layer(), spiked), velocities=series(np.full(100, 1.0)))
+    (f,) = detect_dense_overshoot(grown, TH)
+    assert f.type is T.LEARNING_RATE_TOO_HIGH and f.subject == "tower.2"
+    assert f.remedy.kind == "scale_learning_rate"
+    assert f.remedy.params == {"subject": "tower.2", "factor": TH.dense_overshoot_factor}
+    # a dead gradient (median 0 after a spike) also counts as damage
+    dead = dataclasses.replace(spiked, grad_norm_median=0.0, grad_norm_max=3.0)
+    assert types(detect_dense_overshoot(dataclasses.replace(grown, layers=(dead,)), TH)) == [
+        "LEARNING_RATE_TOO_HIGH"
+    ]
+    # large but calm weights with a falling loss: a model that legitimately grew
+    calm = dataclasses.replace(spiked, grad_norm_max=0.5)
+    assert detect_dense_overshoot(dataclasses.replace(grown, layers=(calm,)), TH) == []
+    # the same spike without movement is an initialisation problem, not an overshoot
+    assert detect_dense_overshoot(dataclasses.replace(grown, velocities=series(
+        np.full(100, 0.001))), TH) == []  # fmt: skip
+    # normal gains: nothing to say
+    assert detect_dense_overshoot(signals(velocities=series(np.full(100, 1.0))), TH) == []
+
+
+# ------------------------------------------------------------------------------- towers
+def towers(item_rate: float, item_lr: float = 0.005, item_grad: float = 0.1) -> RunSignals:
+    layers = []
+    for tower, rate, lr, grad in (("user", 0.01, 0.005, 0.1), ("item", item_rate, item_lr,
+                                                                item_grad)):  # fmt: skip
+        for suffix, fan_in in (("0.weight", 16), ("0.bias", None), ("3.weight", 32)):
+            layers.append(layer(f"{tower}_tower.{suffix}", fan_in=fan_in, update_ratio=rate,
+                                learning_rate=lr, grad_norm_median=grad,
+                                gain=0.7 if fan_in else None))  # fmt: skip
+    tabs = (table("user_emb", rel_velocity=0.01),
+            table("item_emb", rel_velocity=item_rate, learning_rate=item_lr))  # fmt: skip
+    return signals(layers=tuple(layers), tables=tabs)
+
+
+def test_tower_skew_names_the_slow_tower_with_the_learning_rate_ratio():
+    (f,) = detect_tower_skew(towers(item_rate=1e-5, item_lr=0.005 / 300), TH)
+    assert f.type is T.LEARNING_RATE_TOO_LOW and f.subject == "item"
+    assert f.remedy.kind == "scale_learning_rate"
+    assert f.remedy.params["factor"] == pytest.approx(300.0)
+    assert f.remedy.params["modules"] == "item_emb,item_tower"
+    # the optimizer unknown: the factor is the measured rate ratio
+    (g,) = detect_tower_skew(towers(item_rate=1e-4, item_lr=0.0), TH)
+    assert g.remedy.params["factor"] == pytest.approx(100.0)
+
+
+def test_tower_skew_is_silent_on_balanced_dead_or_unrelated_modules():
+    assert detect_tower_skew(towers(item_rate=0.006), TH) == []
+    # a tower whose units died is slow for another reason (dead activations)
+    assert detect_tower_skew(towers(item_rate=1e-5, item_grad=0.0), TH) == []
+    # modules of different architectures are not towers of one model
+    gru = signals(layers=(layer("gru.weight_ih_l0", fan_in=24, update_ratio=0.01),
+                          layer("out.weight", fan_in=32, numel=768, update_ratio=1e-5)))  # fmt: skip
+    assert detect_tower_skew(gru, TH) == []
+
+
+def test_tower_skew_names_a_fast_tower_that_overshoots():
+    s = towers(item_rate=0.4, item_lr=0.5)
+    (f,) = detect_tower_skew(s, TH)
+    assert f.type is T.LEARNING_RATE_TOO_HIGH and f.subject == "item"
+    assert f.remedy.params["factor"] == pytest.approx(0.01)
+
+
+# ------------------------------------------------------------------------------ ranking
+def test_tower_imbalance_is_a_symptom_of_the_skewed_learning_rate():
+    assert T.TOWER_IMBALANCE not in CAUSE_ORDER
+    symptom = make_finding(T.TOWER_IMBALANCE, subject="item_emb vs user_emb", premise="p.",
+                           confidence=0.9, slow="item_emb", fast="user_emb")  # fmt: skip
+    d = diagnose_signals(towers(item_rate=1e-5, item_lr=0.005 / 300), [symptom])
+    assert d.top is not None and d.top.type is T.LEARNING_RATE_TOO_LOW
+    imb = next(f for f in d.findings if f.type is T.TOWER_IMBALANCE)
+    assert imb.consequence_of is T.LEARNING_RATE_TOO_LOW and imb.severity is not Severity.INFO
+    # alone (no run-level cause) the tracker symptom is reported at INFO
+    (alone,) = regrade_tracker_findings([symptom], [])
+    assert alone.severity is Severity.INFO
+
+
+def test_symptoms_of_an_overshoot_rank_after_it():
+    cause = make_finding(T.LEARNING_RATE_TOO_HIGH, subject="net.2", premise="p.",
+                         confidence=0.5, who="net.2", who_upper="NET_2")  # fmt: skip
+    found = [make_finding(t, subject="net", premise="p.", confidence=0.99)
+             for t in (T.EXPLODING_GRADIENT, T.DEAD_ACTIVATIONS, T.HIGH_UPDATE_RATIO)]  # fmt: skip
+    ranked = rank_findings([*found, cause])
+    assert ranked[0] is cause
+    assert all(f.consequence_of is T.LEARNING_RATE_TOO_HIGH for f in ranked[1:])
+
+
+def test_vanishing_gradient_behind_dead_units_is_their_consequence():
+    dead = signals(
+        dead_fractions={"net.1": 1.0},
+        layers=(layer("net.0.weight", grad_norm_median=0.0),
+                layer("net.2.weight", grad_norm_median=0.05),
+                layer("net.4.weight", grad_norm_median=0.1)),
+    )  # fmt: skip
+    found = detect_layer_gradients(dead, TH)
+    assert set(types(found)) == {"DEAD_ACTIVATIONS", "VANISHING_GRADIENT"}
+    ranked = rank_findings(found)
+    assert ranked[0].type is T.DEAD_ACTIVATIONS
+    assert ranked[1].consequence_of is T.DEAD_ACTIVATIONS
+
+
+# ---------------------------------------------------------------------- tiny real runs
+class _TwoTower(nn.Module):
+    def __init__(self, n_users: int, n_items: int, dim: int = 8, hidden: int = 16) -> None:
+        super().__init__()
+        self.user_emb = nn.Embedding(n_users, dim)
+        self.item_emb = nn.Embedding(n_items, dim)
+        for t in (self.user_emb, self.item_emb):
+            nn.init.normal_(t.weight, std=0.1)
+        self.user_tower = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, dim))
+        self.item_tower = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, dim))
+
+    def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        u = self.user_tower(self.user_emb(users))
+        v = self.item_tower(self.item_emb(items))
+        return u @ v.T / 0.2  # in-batch softmax logits
+
+
+def _two_tower_run(item_lr_factor: float, steps: int = 120):
+    from gradtracer.embedding.tracker import EmbeddingTracker
+    from gradtracer.flow.tracker import FlowTracker
+    from gradtracer.manager import FlowManager
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    n_users, n_items = 60, 80
+    users = rng.integers(0, n_users, 3000)
+    items = (users * 7 + rng.integers(0, 5, 3000)) % n_items  # learnable user -> item pattern
+    model = _TwoTower(n_users, n_items)
+    groups = [{"params": list(getattr(model, n).parameters()), "lr": 0.01 * (
+        item_lr_factor if n.startswith("item") else 1.0)}
+        for n in ("user_emb", "user_tower", "item_emb", "item_tower")]  # fmt: skip
+    opt = torch.optim.Adam(groups)
+    manager = FlowManager("two_tower")
+    for name in ("user_emb", "item_emb"):
+        manager.add_tracker(name, EmbeddingTracker(getattr(model, name), name=name,
+                                                   track_interval=3))  # fmt: skip
+    manager.add_tracker("model", FlowTracker(model, optimizer=opt, track_activations=True,
+                                             history_dir="/nonexistent-gradtracer-runs"))  # fmt: skip
+    for _ in range(steps):
+        idx = rng.integers(0, len(users), 64)
+        u, i = torch.from_numpy(users[idx]), torch.from_numpy(items[idx])
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(model(u, i), torch.arange(len(idx)))
+        loss.backward()
+        manager.step(loss=loss.item())
+        opt.step()
+    d = diagnose(manager)
+    manager.detach()
+    return d
+
+
+def test_real_two_tower_run_with_a_slow_item_tower_is_named_and_its_twin_is_not():
+    torch.set_num_threads(1)
+    healthy = _two_tower_run(1.0)
+    assert healthy.top is None, healthy.top
+    skewed = _two_tower_run(1.0 / 500)
+    assert skewed.top is not None
+    assert skewed.top.type is T.LEARNING_RATE_TOO_LOW and skewed.top.subject == "item"
+    assert skewed.top.remedy.params["factor"] == pytest.approx(500.0)
+
+
+def _mlp_run(learning_rate: float, steps: int = 150):
+    from gradtracer.flow.tracker import FlowTracker
+    from gradtracer.manager import FlowManager
+
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2000, 20, generator=gen)
+    y = (x[:, :5].sum(1) > 0).float()
+    model = nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(),
+                          nn.Linear(64, 1))  # fmt: skip
+    opt = torch.optim.Adam(model.parameters(), lr=learning_rate)
+    manager = FlowManager("mlp")
+    manager.add_tracker("model", FlowTracker(model, optimizer=opt, track_activations=True,
+                                             history_dir="/nonexistent-gradtracer-runs"))  # fmt: skip
+    for _ in range(steps):
+        idx = torch.randint(0, 2000, (64,), generator=gen)
+        opt.zero_grad()
+        loss = nn.functional.binary_cross_entropy_with_logits(model(x[idx]).squeeze(-1), y[idx])
+        loss.backward()
+        manager.step(loss=loss.item())
+        opt.step()
+    d = diagnose(manager)
+    manager.detach()
+    return d
+
+
+def test_real_mlp_with_a_far_too_high_learning_rate_is_an_overshoot_not_a_bad_init():
+    torch.set_num_threads(1)
+    healthy = _mlp_run(0.003)
+    assert healthy.top is None, healthy.top
+    high = _mlp_run(0.3)
+    assert high.top is not None and high.top.type is T.LEARNING_RATE_TOO_HIGH, high.findings[:3]
+    assert T.BAD_INITIALIZATION not in {f.type for f in high.findings}
