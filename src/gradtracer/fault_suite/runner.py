@@ -203,6 +203,7 @@ def _record(r: RunResult) -> dict[str, Any]:
         out["legacy_raw"], out["legacy_error"] = legacy["raw"], legacy["error"]
     at20 = next((c for c in r.checkpoints if c.step >= 0.2 * r.n_steps), None)
     out["health_at_20"] = at20.health if at20 else math.nan
+    out["health_at_20_step"] = at20.step if at20 else None
     baseline_alarm(out)
     return out
 
@@ -447,6 +448,14 @@ def score(records: Sequence[dict[str, Any]], config: SuiteConfig) -> dict[str, A
     rs = [r for r in pop if r["quality_name"] == "ndcg@10"]
     rank["pooled_ndcg_families"] = _spearman_ci([r["health_at_20"] for r in rs],
                                                 [r["quality"] for r in rs])  # fmt: skip
+    # a fault whose onset comes after the 20% checkpoint is not in the run yet when it is read
+    seen = [
+        r
+        for r in rs
+        if r["role"] == "healthy" or r["onset_step"] < (r.get("health_at_20_step") or 0)
+    ]
+    rank["pooled_ndcg_onset_before_20pct"] = _spearman_ci([r["health_at_20"] for r in seen],
+                                                          [r["quality"] for r in seen])  # fmt: skip
     return {
         "n_healthy": len(healthy), "n_faulty": len(faulty), "n_harmful": len(harmful),
         "n_benign": len(faulty) - len(harmful),
