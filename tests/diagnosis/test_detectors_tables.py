@@ -12,7 +12,13 @@ import torch
 from torch import nn
 
 from gradtracer.diagnosis import DiagnosisThresholds, collect_signals, diagnose_signals
-from gradtracer.diagnosis.detectors import detect_overfitting
+from gradtracer.diagnosis.detectors import (
+    detect_learning_rate,
+    detect_no_learning_signal,
+    detect_overfitting,
+    detect_unreachable_rows,
+)
+from gradtracer.diagnosis.detectors.training import recent_rel_velocity
 from gradtracer.diagnosis.signals import RunSignals, TableSignals, ValidationSignals
 from gradtracer.findings import FindingType, Severity
 from gradtracer.manager import FlowManager
@@ -46,6 +52,48 @@ def signals(**changes) -> RunSignals:
 def valid(values, *, higher_is_better=False, name="valid_loss") -> tuple[ValidationSignals, ...]:
     steps = tuple(int(x) for x in np.linspace(10, 100, len(values)))
     return (ValidationSignals(name, higher_is_better, steps, tuple(float(v) for v in values)),)
+
+
+# --------------------------------------------------------------------- unreachable rows
+def _user_table(last_seen: np.ndarray) -> TableSignals:
+    exposure = np.where(last_seen > 0, np.maximum(last_seen / 2, 1), 0)
+    return table(name="user_emb", n_rows=last_seen.size, exposure=exposure, last_seen=last_seen)
+
+
+def test_rows_that_stop_being_looked_up_mid_run_form_an_unreachable_block():
+    rng = np.random.default_rng(0)
+    last_seen = rng.integers(85, 101, size=200).astype(float)  # seen near the end
+    last_seen[150:] = rng.integers(20, 31, size=50)  # mapping broke at step ~30
+    (f,) = detect_unreachable_rows(signals(tables=(_user_table(last_seen),)), TH)
+    assert f.type is FindingType.UNREACHABLE_ROWS and f.remedy.kind == "fix_id_mapping"
+    assert f.evidence["block_start"] == 150 and f.evidence["block_length"] == 50
+    assert 20 <= f.evidence["last_seen_step"] <= 30
+
+
+def test_scattered_stale_rows_and_recently_seen_rows_are_not_unreachable():
+    rng = np.random.default_rng(1)
+    last_seen = rng.integers(85, 101, size=200).astype(float)
+    last_seen[rng.choice(200, size=30, replace=False)] = 20  # cold rows, scattered
+    assert detect_unreachable_rows(signals(tables=(_user_table(last_seen),)), TH) == []
+    recent = np.full(200, 99.0)
+    recent[150:] = 80.0  # a block last seen 20% before the end: still reachable
+    assert detect_unreachable_rows(signals(tables=(_user_table(recent),)), TH) == []
+
+
+# ---------------------------------------------------------------- learning rate too low
+def test_learning_rate_cut_mid_run_is_too_low_not_a_missing_signal():
+    exposure = np.concatenate([np.full(100, 60.0), np.full(100, 3.0)])
+    # busy rows move 1e-5 now; rarely seen rows still carry their early 1e-2 updates
+    velocity = np.concatenate([np.full(100, 1.2e-5), np.full(100, 1.2e-2)])
+    t = table(exposure=exposure, row_velocity=velocity, rel_velocity=0.005)
+    assert recent_rel_velocity(t) == pytest.approx(1e-5)
+    falling_then_flat = np.concatenate([np.linspace(0.693, 0.68, 30), np.full(70, 0.68)])
+    s = signals(tables=(t,), losses=losses(falling_then_flat))
+    (f,) = detect_learning_rate(s, TH)
+    assert f.type is FindingType.LEARNING_RATE_TOO_LOW and f.remedy.kind == "scale_learning_rate"
+    assert detect_no_learning_signal(s, TH) == []
+    healthy = dataclasses.replace(t, row_velocity=np.full(200, 6e-3))
+    assert detect_learning_rate(dataclasses.replace(s, tables=(healthy,)), TH) == []
 
 
 # ----------------------------------------------------------------------- overfitting

@@ -47,6 +47,8 @@ class TableSignals:
         disagree_rate: per-row share of consecutive gradient pairs pointing apart
             (empty: unknown).
         n_pairs: per-row number of consecutive-exposure gradient pairs (empty: unknown).
+        row_velocity: per-row EMA of the applied displacement norm (weight units per
+            touched step; empty: unknown).
         init_mean_row_norm: mean row norm when training started (None: unknown).
     """
 
@@ -72,6 +74,7 @@ class TableSignals:
     last_seen: np.ndarray = field(default_factory=lambda: np.zeros(0))
     disagree_rate: np.ndarray = field(default_factory=lambda: np.zeros(0))
     n_pairs: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    row_velocity: np.ndarray = field(default_factory=lambda: np.zeros(0))
     init_mean_row_norm: float | None = None
 
 
@@ -233,19 +236,20 @@ def _table(tracker: Any, opt_info: Mapping[int, tuple[float | None, float | None
         last_seen=cols.get("last_seen", np.zeros(0)),
         disagree_rate=cols.get("disagree_rate", np.zeros(0)),
         n_pairs=cols.get("n_pairs", np.zeros(0)),
+        row_velocity=cols.get("velocity_ema", np.zeros(0)),
         init_mean_row_norm=None if init_norm is None else float(init_norm),
     )
 
 
 def _row_columns(tracker: Any) -> dict[str, np.ndarray]:
-    """``last_seen``, ``disagree_rate`` and ``n_pairs`` from ``tracker.row_stats()`` (empty
-    when the tracker has no such method)."""
+    """``last_seen``, ``disagree_rate``, ``n_pairs`` and ``velocity_ema`` from
+    ``tracker.row_stats()`` (empty when the tracker has no such method)."""
     row_stats = getattr(tracker, "row_stats", None)
     if not callable(row_stats):
         return {}
     cols = row_stats()
     out = {}
-    for key in ("last_seen", "disagree_rate", "n_pairs"):
+    for key in ("last_seen", "disagree_rate", "n_pairs", "velocity_ema"):
         if key in cols:
             out[key] = np.asarray(cols[key], dtype=np.float64)
     return out

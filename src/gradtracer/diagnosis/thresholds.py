@@ -61,6 +61,9 @@ class DiagnosisThresholds:
         vanishing_ratio: first-layer over last-layer gradient norm under which the
             gradient vanishes on its way back through depth.
         exploding_ratio: a gradient-norm maximum this many times its median is an explosion.
+        unreachable_stale_share: a row not looked up during this last share of the tracked
+            steps (25%) counts as unreachable like a never-seen one: an id mapping that
+            broke mid-run (a bad reload, a new vocabulary) leaves rows last seen before it.
         overfit_min_points: validation values needed before an overfitting verdict (fewer
             cannot tell a trend from one noisy evaluation).
         overfit_patience: the validation metric must have stayed worse than its best for
@@ -86,6 +89,9 @@ class DiagnosisThresholds:
             movement per update differs by more than this factor (slow / fast below it)
             train at badly skewed rates; healthy twin towers stay within a factor of ~2,
             and a 20x gap means one side barely learns within the run.
+        lost_gradient_share: a dense module that got a gradient in fewer than this share of
+            the tracked steps the busiest tensor got, and no longer moves, was cut off from
+            the gradient mid-run (a ``detach()`` or ``no_grad`` that appeared).
     """
 
     min_steps: int = 10
@@ -111,6 +117,7 @@ class DiagnosisThresholds:
     dead_fraction: float = 0.9
     vanishing_ratio: float = 1e-3
     exploding_ratio: float = 50.0
+    unreachable_stale_share: float = 0.25
     overfit_min_points: int = 5
     overfit_patience: float = 0.2
     overfit_worsening: float = 0.05
@@ -119,3 +126,4 @@ class DiagnosisThresholds:
     grown_movement_share: float = 0.5
     dense_overshoot_factor: float = 0.1
     tower_skew_ratio: float = 0.05
+    lost_gradient_share: float = 0.5

@@ -149,8 +149,9 @@ def _longest_run(mask: np.ndarray) -> tuple[int, int]:
 
 
 def detect_unreachable_rows(s: RunSignals, th: DiagnosisThresholds) -> list[Finding]:
-    """A contiguous block of rows never looked up: an id-mapping bug, not a cold tail
-    (cold rows are scattered over the id space)."""
+    """A contiguous block of rows not looked up (never, or not since some step while the
+    run went on): an id-mapping bug, not a cold tail (cold rows are scattered over the id
+    space)."""
     if s.step < 3 * th.min_steps:
         return []
     out = []
@@ -158,6 +159,9 @@ def detect_unreachable_rows(s: RunSignals, th: DiagnosisThresholds) -> list[Find
         if t.steps < th.min_steps or t.exposure.size < 20:
             continue
         unseen = t.exposure == 0
+        stale_before = t.steps - th.unreachable_stale_share * t.steps
+        if t.last_seen.size == t.exposure.size:
+            unseen = unseen | (t.last_seen < stale_before)
         share = float(unseen.mean())
         if share < th.unreachable_share or share >= 0.98:
             continue
@@ -165,13 +169,18 @@ def detect_unreachable_rows(s: RunSignals, th: DiagnosisThresholds) -> list[Find
         n = unseen.size
         # longest run of a Bernoulli(share) sequence of length n: ~ log(n (1 - p)) / log(1/p)
         expected = math.log(max(n * (1 - share), 2.0)) / math.log(1.0 / share)
-        if length >= max(8.0, th.unreachable_run_factor * expected):
-            out.append(_make(
-                T.UNREACHABLE_ROWS, t.name,
-                f"{share:.0%} of the rows of '{t.name}' were never looked up, including the "
-                f"contiguous block {start}-{start + length - 1} ({length} rows; random cold "
-                f"rows would form blocks of ~{expected:.1f}).", 0.8,
-                {"unseen_share": share, "block_start": start, "block_length": length},
-                sample_ids=list(range(start, start + min(length, 16))),
-            ))  # fmt: skip
+        if length < max(8.0, th.unreachable_run_factor * expected):
+            continue
+        block = slice(start, start + length)
+        last = int(t.last_seen[block].max()) if t.last_seen.size == n else 0
+        when = "never looked up" if last == 0 else f"not looked up after step {last}"
+        out.append(_make(
+            T.UNREACHABLE_ROWS, t.name,
+            f"{share:.0%} of the rows of '{t.name}' were {when} (of {t.steps}), including "
+            f"the contiguous block {start}-{start + length - 1} ({length} rows; random cold "
+            f"rows would form blocks of ~{expected:.1f}).", 0.8,
+            {"unseen_share": share, "block_start": start, "block_length": length,
+             "last_seen_step": last},
+            sample_ids=list(range(start, start + min(length, 16))),
+        ))  # fmt: skip
     return out

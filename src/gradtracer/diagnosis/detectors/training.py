@@ -8,8 +8,10 @@ import dataclasses
 import math
 from collections.abc import Sequence
 
+import numpy as np
+
 from gradtracer.diagnosis.detectors._common import T, _make, _modules, _windows
-from gradtracer.diagnosis.signals import RunSignals
+from gradtracer.diagnosis.signals import RunSignals, TableSignals
 from gradtracer.diagnosis.thresholds import DiagnosisThresholds
 from gradtracer.findings import Finding, Remedy
 
@@ -24,6 +26,34 @@ def detect_non_finite_loss(s: RunSignals, th: DiagnosisThresholds) -> list[Findi
         f"The loss was not finite at {len(bad)} of {len(s.losses)} tracked steps, first at "
         f"step {bad[0]}.", 0.99, {"first_step": bad[0], "non_finite_steps": len(bad)},
     )]  # fmt: skip
+
+
+def recent_rel_velocity(t: TableSignals) -> float:
+    """Movement per update of the table's most exposed half of rows, relative to its mean
+    row norm: their per-row velocity EMAs reflect the recent updates (the EMA forgets per
+    exposure), so a learning rate that dropped mid-run shows here while the run-long
+    ``rel_velocity`` still carries the rarely seen rows' early, fast updates."""
+    v, e = t.row_velocity, t.exposure
+    if v.size == 0 or v.size != e.size or t.mean_row_norm <= 0:
+        return t.rel_velocity
+    seen = e > 0
+    if not seen.any():
+        return t.rel_velocity
+    busy = seen & (e >= np.median(e[seen]))
+    return min(t.rel_velocity, float(np.median(v[busy])) / t.mean_row_norm)
+
+
+def _recently_stalled(losses: Sequence[tuple[int, float]], th: DiagnosisThresholds) -> bool:
+    """The loss moved by at most ``stalled_loss_drop`` over the second half of the run."""
+    vals = np.asarray([v for _, v in losses if math.isfinite(v)], dtype=np.float64)
+    if vals.size < 8:
+        return False
+    w = max(2, int(round(th.window * vals.size)))
+    tail = vals[vals.size // 2 :]
+    if tail.size < 2 * w:
+        return False
+    start, end = float(tail[:w].mean()), float(tail[-w:].mean())
+    return (start - end) <= th.stalled_loss_drop * abs(start)
 
 
 def detect_learning_rate(s: RunSignals, th: DiagnosisThresholds) -> list[Finding]:
@@ -41,9 +71,10 @@ def detect_learning_rate(s: RunSignals, th: DiagnosisThresholds) -> list[Finding
     out: list[Finding] = []
     fast_tables = [t for t in s.tables if t.finite and t.steps >= th.min_steps
                    and t.rel_velocity > th.high_rel_velocity]  # fmt: skip
+    # weight matrices only: a bias near zero has a meaningless update-to-weight ratio
     fast_layers = [
         ly for ly in s.layers
-        if ly.n_obs >= th.min_steps // 2 and math.isfinite(ly.update_ratio)
+        if ly.fan_in and ly.n_obs >= th.min_steps // 2 and math.isfinite(ly.update_ratio)
         and ly.update_ratio > th.high_update_ratio
     ]  # fmt: skip
     if risen and (fast_tables or fast_layers):
@@ -63,12 +94,12 @@ def detect_learning_rate(s: RunSignals, th: DiagnosisThresholds) -> list[Finding
                 {"update_ratio": ratio, "loss_best": best, "loss_last": last},
             ))  # fmt: skip
         return out
-    if not stalled:
+    if not (stalled or _recently_stalled(s.losses, th)):
         return out
     moving = [t for t in s.tables if t.finite and t.coord_rms > 0 and t.steps >= th.min_steps]
     layers = [ly for ly in s.layers if ly.n_obs >= th.min_steps // 2 and math.isfinite(
         ly.update_ratio) and not ly.all_zero]  # fmt: skip
-    rates = [t.rel_velocity for t in moving] + [ly.update_ratio for ly in layers]
+    rates = [recent_rel_velocity(t) for t in moving] + [ly.update_ratio for ly in layers]
     if rates and max(rates) < th.low_rel_velocity and min(rates) > th.not_moving_rel_velocity:
         out.append(_make(
             T.LEARNING_RATE_TOO_LOW, "model",
@@ -112,7 +143,7 @@ def detect_no_learning_signal(s: RunSignals, th: DiagnosisThresholds) -> list[Fi
         return []
     if last > th.loss_rise * best:
         return []  # a rising loss is a step-size problem, not a missing signal
-    rates = [t.rel_velocity for t in s.tables if t.finite and t.steps >= th.min_steps] + [
+    rates = [recent_rel_velocity(t) for t in s.tables if t.finite and t.steps >= th.min_steps] + [
         ly.update_ratio for ly in s.layers if math.isfinite(ly.update_ratio)]  # fmt: skip
     g_first, g_last, _ = _windows(s.grad_norms, th.window)
     if g_first > 0 and g_last * th.cancelled_gradient_drop < g_first:
