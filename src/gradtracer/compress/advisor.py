@@ -2,7 +2,10 @@
 
 For a budget the advisor builds every candidate plan that fits (uniform precision,
 mixed precision allocated under each row signal and metric, low-rank score
-factorisations at each precision, L2-norm and frequency row pruning, per-table SVD), scores each one, and keeps the best.
+factorisations stored row-wise at each precision, in two-scale tables (1-byte row exponent, fp16 column scales) at 8/4/2 bits, or
+with per-row precisions (rare rows dropped) at 1-2x the uniform rank, L2-norm and
+frequency row pruning with the kept rows at fp32/int8/int4, per-table SVD with
+fp32/int8/int4 factors), scores each one, and keeps the best.
 The score is the validation metric when a ``validate`` callable is given (the honest
 choice: plans are compared on held-out data, never on test), else the estimated
 ranking loss: the squared error of the dot-product scores on a sample of users.
@@ -162,26 +165,41 @@ class QuantizationAdvisor:
             except BudgetError:
                 continue
             out.append(("score_svd", {"precision": p, "rank": model.info["rank"]}, model))
+        for bits in (8, 4, 2):
+            try:
+                model = methods.score_svd_twoscale(u, i, budget_bytes, bits=bits)
+            except BudgetError:
+                continue
+            out.append(("score_svd_twoscale", {"bits": bits, "rank": model.info["rank"]}, model))
+        for rank in methods.mixed_ranks(n, d, budget_bytes):
+            try:
+                model = methods.score_svd_mixed(u, i, budget_bytes, rank=rank)
+            except BudgetError:
+                continue
+            out.append(("score_svd_mixed", {"rank": rank}, model))
         prune_signals = {"l2norm": ("magnitude", "magnitude")}
         if self.user_stats is not None and self.item_stats is not None:
             prune_signals["frequency"] = ("frequency", "frequency")
         for label, (su, si) in prune_signals.items():
+            sig_u = row_saliency(su, weight=u, stats=self.user_stats)
+            sig_i = row_saliency(si, weight=i, stats=self.item_stats)
+            for p in ("fp32", "int8", "int4"):
+                try:
+                    model = methods.prune_quantize(
+                        u, i, budget_bytes, user_signal=sig_u, item_signal=sig_i, precision=p
+                    )
+                except BudgetError:
+                    continue
+                params: dict[str, Any] = {"signal": label}
+                if p != "fp32":
+                    params["precision"] = p
+                out.append(("prune", params, model))
+        for p in ("fp32", "int8", "int4"):
             try:
-                model = methods.prune(
-                    u,
-                    i,
-                    budget_bytes,
-                    user_signal=row_saliency(su, weight=u, stats=self.user_stats),
-                    item_signal=row_saliency(si, weight=i, stats=self.item_stats),
-                )
+                model = methods.table_svd(u, i, budget_bytes, precision=p)
             except BudgetError:
                 continue
-            out.append(("prune", {"signal": label}, model))
-        try:
-            model = methods.table_svd(u, i, budget_bytes)
-            out.append(("table_svd", {"precision": "fp32", "ranks": model.info["ranks"]}, model))
-        except BudgetError:
-            pass
+            out.append(("table_svd", {"precision": p, "ranks": model.info["ranks"]}, model))
         if not out:
             raise BudgetError(
                 f"no plan fits {budget_bytes} bytes ({self.fp32_bytes / budget_bytes:.0f}x smaller than "
@@ -194,8 +212,16 @@ class QuantizationAdvisor:
             return float(self.validate(model))
         return -score_error(model, self.user, self.item)
 
-    def advise(self, budget_bytes: int) -> Recipe:
-        """The best plan within ``budget_bytes``, as a :class:`Recipe`."""
+    def advise(
+        self,
+        budget_bytes: int,
+        plans: Sequence[tuple[str, dict[str, Any], CompressedMF]] | None = None,
+    ) -> Recipe:
+        """The best plan within ``budget_bytes``, as a :class:`Recipe`.
+
+        ``plans`` (default: :meth:`candidates` of the budget) lets a caller that also
+        measures every candidate build them once; plans over the budget are refused.
+        """
         if (
             isinstance(budget_bytes, bool)
             or not isinstance(budget_bytes, (int, np.integer))
@@ -203,7 +229,15 @@ class QuantizationAdvisor:
         ):
             raise ValueError(f"budget_bytes must be a positive int, got {budget_bytes!r}")
         budget_bytes = int(budget_bytes)
-        plans = self.candidates(budget_bytes)
+        if plans is None:
+            plans = self.candidates(budget_bytes)
+        over = [
+            (lbl, prm) for lbl, prm, m in plans if lbl != "uniform" and m.nbytes() > budget_bytes
+        ]
+        if over:
+            raise ValueError(f"plans over the budget of {budget_bytes} bytes: {over}")
+        if not plans:
+            raise BudgetError(f"no plan fits {budget_bytes} bytes")
         scored = []
         for label, params, model in plans:
             scored.append((self._quality(model), label, params, model))

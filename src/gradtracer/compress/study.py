@@ -1,20 +1,24 @@
 """Evaluate compression at equal bytes, over paired seeds, against every baseline.
 
 Per seed: train a float model (an :class:`~gradtracer.embedding.EmbeddingTracker` on
-both tables), then for each budget (``ratio`` x smaller than the float32 tables) build
-the advisor's recipe (chosen on validation) and every baseline at the same budget:
-uniform precision (the most precise that fits), L2-norm pruning, frequency pruning,
-per-table truncated SVD, mixed precision with unweighted error allocation, mixed
-precision weighted by each plain and dynamics-aware signal, and a model of the
-dimension the budget holds trained from scratch. Every model is evaluated with
-full-ranking NDCG@10 and Recall@20 on test. Seeds pair the comparisons: the study
-reports the mean relative change against float32, a t-based 95% interval over seeds
-and paired t-tests of the recipe against each baseline.
+both tables; trained models are cached by configuration and seed), then for each budget
+(``ratio`` x smaller than the float32 tables) let the advisor build every candidate plan
+and choose one on **validation** NDCG@10 (the recipe), and measure the recipe and every
+candidate on **test**: uniform precision (the most precise that fits), L2-norm and
+frequency pruning (kept rows at fp32/int8/int4), per-table SVD, mixed precision with
+unweighted error allocation and weighted by each plain and dynamics-aware signal,
+score-matrix SVD (row-wise, two-scale, mixed per-row precision), and optionally a model
+of the dimension the budget holds trained from scratch. Full-ranking NDCG@10 and
+Recall@20; the mean relative change against float32, a t-based 95% interval over seeds
+and paired t-tests of the recipe against each method. The most-popular ranking is
+measured beside the float model.
+
+The module runs past 400 lines: the study, its summary tables and the float-model cache
+share the row layout of the results and change together.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,12 +28,27 @@ import numpy as np
 
 from gradtracer.compress import methods
 from gradtracer.compress.advisor import QuantizationAdvisor
-from gradtracer.compress.allocate import BudgetError
 from gradtracer.compress.model import CompressedMF
-from gradtracer.compress.saliency import row_saliency, row_stats_of
-from gradtracer.compress.workloads import DotMF, TrainConfig, Workload, evaluate_model, train_dot_mf
+from gradtracer.compress.saliency import row_stats_of
+from gradtracer.compress.workloads import (
+    DotMF,
+    TrainConfig,
+    Workload,
+    evaluate_model,
+    evaluate_popularity,
+    train_dot_mf,
+)
 
-__all__ = ["StudyConfig", "StudyResult", "merge_results", "run_study", "summarize", "train_model"]
+__all__ = [
+    "StudyConfig",
+    "StudyResult",
+    "apply_plan",
+    "cached_float_model",
+    "merge_results",
+    "run_study",
+    "summarize",
+    "train_model",
+]
 
 METRICS = ("ndcg@10", "recall@20")
 
@@ -44,6 +63,9 @@ class StudyConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     retrain: bool = True  # also train the smaller model from scratch
     first_seed: int = 0
+    cache_dir: str | None = None  # where trained float models are kept (None: not cached)
+    track_interval: int = 1  # EmbeddingTracker interval on the float model (steps)
+    tuning: dict[str, Any] | None = None  # how ``train`` was chosen (recorded, not used)
 
 
 @dataclass
@@ -64,65 +86,142 @@ def _means(per_user: dict[str, np.ndarray]) -> dict[str, float]:
     return {m: float(np.mean(per_user[m])) for m in METRICS}
 
 
-def _baselines(
-    user: Any,
-    item: Any,
-    budget: int,
-    stats_u: dict[str, np.ndarray],
-    stats_i: dict[str, np.ndarray],
-) -> list[tuple[str, Callable[[], CompressedMF]]]:
-    d = int(np.shape(user)[1])
-    n = int(np.shape(user)[0]) + int(np.shape(item)[0])
-    from gradtracer.compress.rowwise import packed_width
+def candidate_name(label: str, params: dict[str, Any], base_rank: int = 0) -> str:
+    """The study's method name of an advisor candidate ``(label, params)``.
 
-    fits = [p for p in ("fp16", "int8", "int4", "int2") if n * packed_width(p, d) <= budget]
-    out: list[tuple[str, Callable[[], CompressedMF]]] = []
-    if fits:
-        out.append((f"uniform_{fits[0]}", lambda: methods.uniform(user, item, fits[0])))
+    >>> candidate_name("mixed", {"signal": "uniform", "metric": "identity"})
+    'mixed_unweighted'
+    >>> candidate_name("score_svd_mixed", {"rank": 12}, base_rank=8)
+    'score_svd_mixed_1.5x'
+    """
+    if label == "uniform":
+        return f"uniform_{params['precision']}"
+    if label == "mixed":
+        if params.get("metric") == "identity":
+            return "mixed_unweighted"
+        return f"mixed_score_{params['signal']}"
+    if label == "score_svd":
+        return f"score_svd_{params['precision']}"
+    if label == "score_svd_twoscale":
+        return f"score_svd_twoscale_int{params['bits']}"
+    if label == "score_svd_mixed":
+        share = params["rank"] / base_rank if base_rank else 0.0
+        return f"score_svd_mixed_{share:g}x"
+    if label == "prune":
+        prec = params.get("precision")
+        return f"prune_{params['signal']}" + (f"_{prec}" if prec else "")
+    if label == "table_svd":
+        prec = params.get("precision", "fp32")
+        return "table_svd" if prec == "fp32" else f"table_svd_{prec}"
+    return label
+
+
+def _cache_path(
+    cache_dir: str | Path,
+    workload: Workload,
+    n_factors: int,
+    cfg: TrainConfig,
+    seed: int,
+    track_interval: int,
+) -> Path:
+    import hashlib
+    import json
+
+    key = json.dumps(
+        {
+            "workload": workload.name,
+            "shape": [workload.n_users, workload.n_items, int(workload.train.nnz)],
+            "n_factors": n_factors,
+            "train": cfg.to_dict(),
+            "seed": seed,
+            "track_interval": track_interval,
+        },
+        sort_keys=True,
+    )
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return Path(cache_dir) / f"float_{workload.name}_d{n_factors}_s{seed}_{digest}.npz"
+
+
+def cached_float_model(
+    workload: Workload,
+    n_factors: int,
+    cfg: TrainConfig,
+    seed: int,
+    cache_dir: str | Path | None,
+    *,
+    track_interval: int = 1,
+) -> tuple[DotMF, tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]:
+    """:func:`train_model` with tracking, reading / writing ``cache_dir`` when given.
+
+    The cache key is the workload's name and shape, the dimension, the training
+    configuration and the seed; files are npz (no pickle).
+    """
     import torch
 
-    nu = torch.as_tensor(user).norm(dim=1).numpy()
-    ni = torch.as_tensor(item).norm(dim=1).numpy()
-    out.append(
-        ("prune_l2norm", lambda: methods.prune(user, item, budget, user_signal=nu, item_signal=ni))
+    from gradtracer.durable import atomic_savez
+
+    path = (
+        None
+        if cache_dir is None
+        else _cache_path(cache_dir, workload, n_factors, cfg, seed, track_interval)
     )
-    fu, fi = stats_u["exposure"], stats_i["exposure"]
-    out.append(
-        (
-            "prune_frequency",
-            lambda: methods.prune(user, item, budget, user_signal=fu, item_signal=fi),
-        )
+    if path is not None and path.is_file():
+        with np.load(path, allow_pickle=False) as z:
+            model = DotMF(workload.n_users, workload.n_items, n_factors, random_state=seed)
+            with torch.no_grad():
+                model.user_emb.weight.copy_(torch.from_numpy(z["user"]))
+                model.item_emb.weight.copy_(torch.from_numpy(z["item"]))
+            su = {k[2:]: z[k] for k in z.files if k.startswith("u_")}
+            si = {k[2:]: z[k] for k in z.files if k.startswith("i_")}
+        return model, (su, si)
+    model, stats = train_model(
+        workload, n_factors, cfg, seed, track=True, track_interval=track_interval
     )
-    out.append(("table_svd", lambda: methods.table_svd(user, item, budget)))
-    out.append(("mixed_unweighted", lambda: methods.mixed(user, item, budget)))
-    for sig in ("magnitude", "frequency", "fisher", "dynamics"):
-        out.append(
-            (
-                f"mixed_score_{sig}",
-                functools.partial(_weighted, user, item, budget, sig, stats_u, stats_i),
-            )
-        )
-    out.append(("mixed_score_uniform", lambda: methods.mixed(user, item, budget, metric="score")))
-    return out
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        user, item = model.scorer()
+        arrays = {"user": user.numpy(), "item": item.numpy()}
+        arrays.update({f"u_{k}": v for k, v in stats[0].items()})
+        arrays.update({f"i_{k}": v for k, v in stats[1].items()})
+        atomic_savez(path, **arrays)
+    return model, stats
 
 
-def _weighted(
-    user: Any,
-    item: Any,
-    budget: int,
-    signal: str,
-    stats_u: dict[str, np.ndarray],
-    stats_i: dict[str, np.ndarray],
-) -> CompressedMF:
-    wu = row_saliency(signal, weight=user, stats=stats_u)
-    wi = row_saliency(signal, weight=item, stats=stats_i)
-    return methods.mixed(user, item, budget, user_weights=wu, item_weights=wi, metric="score")
+def apply_plan(recipe: Any, user: Any, item: Any) -> CompressedMF:
+    """:func:`~gradtracer.compress.recipe.apply_recipe`, or for a plan kind it does not know
+    (one of :data:`~gradtracer.compress.methods.EXTRA_METHODS`) the same rebuild through
+    :func:`~gradtracer.compress.methods.build_extra`, with the recipe's budget check."""
+    from gradtracer.compress.recipe import RecipeError, apply_recipe
+
+    if recipe.method not in methods.EXTRA_METHODS:
+        return apply_recipe(recipe, user, item)
+    try:
+        return apply_recipe(recipe, user, item)
+    except RecipeError as exc:
+        if "unknown method" not in str(exc) and "not one of" not in str(exc):
+            raise
+    recipe.check_tables(user, item)
+    model = methods.build_extra(
+        recipe.method, user, item, recipe.budget_bytes, dict(recipe.params), dict(recipe.decisions)
+    )
+    if model.nbytes() > recipe.budget_bytes:
+        raise RecipeError(
+            f"applied recipe holds {model.nbytes()} bytes, over its budget of {recipe.budget_bytes}"
+        )
+    return model
 
 
 def train_model(
-    workload: Workload, n_factors: int, cfg: TrainConfig, seed: int, track: bool
+    workload: Workload,
+    n_factors: int,
+    cfg: TrainConfig,
+    seed: int,
+    track: bool,
+    *,
+    track_interval: int = 1,
 ) -> tuple[DotMF, Any]:
-    """Train a :class:`DotMF`; with ``track`` also return both tables' row statistics."""
+    """Train a :class:`DotMF`; with ``track`` also return both tables' row statistics
+    (trackers step every ``track_interval`` optimizer steps)."""
     from dataclasses import replace
 
     model = DotMF(workload.n_users, workload.n_items, n_factors, random_state=seed)
@@ -131,8 +230,8 @@ def train_model(
     if track:
         from gradtracer.embedding import EmbeddingTracker
 
-        tu = EmbeddingTracker(model.user_emb, name="user_emb")
-        ti = EmbeddingTracker(model.item_emb, name="item_emb")
+        tu = EmbeddingTracker(model.user_emb, name="user_emb", track_interval=track_interval)
+        ti = EmbeddingTracker(model.item_emb, name="item_emb", track_interval=track_interval)
         trackers = (tu, ti)
 
         def hook(loss: Any) -> None:
@@ -160,13 +259,20 @@ def run_study(
     fp32_rows: list[dict[str, float]] = []
     rows: list[dict[str, Any]] = []
     recipes: list[dict[str, Any]] = []
+    pop = {
+        f"popularity_{k}": v for k, v in _means(evaluate_popularity(workload, part="test")).items()
+    }
     for s in range(cfg.first_seed, cfg.first_seed + cfg.n_seeds):
-        model, stats = train_model(workload, cfg.n_factors, cfg.train, s, track=True)
+        model, stats = cached_float_model(
+            workload, cfg.n_factors, cfg.train, s, cfg.cache_dir, track_interval=cfg.track_interval
+        )
         stats_u, stats_i = stats
         user, item = model.scorer()
         base = _means(evaluate_model(model, workload))
-        fp32_rows.append({"seed": s, **base})
+        valid = _means(evaluate_model(model, workload, part="valid"))
+        fp32_rows.append({"seed": s, **base, **{f"valid_{k}": v for k, v in valid.items()}, **pop})
         fp32_bytes = methods.fp32_bytes(user, item)
+        d = int(user.shape[1])
         say(f"{workload.name} seed {s}: fp32 ndcg@10 {base['ndcg@10']:.4f}")
 
         def validate(m: CompressedMF) -> float:
@@ -177,10 +283,9 @@ def run_study(
         )
         for ratio in cfg.ratios:
             budget = fp32_bytes // ratio
-            recipe = advisor.advise(budget)
-            from gradtracer.compress.recipe import apply_recipe
-
-            cm = apply_recipe(recipe, user, item)
+            plans = advisor.candidates(budget)
+            recipe = advisor.advise(budget, plans=plans)
+            cm = apply_plan(recipe, user, item)
             res = _means(evaluate_model(cm, workload))
             recipe.measured = {
                 "test_ndcg@10": res["ndcg@10"],
@@ -191,14 +296,16 @@ def run_study(
             }
             recipes.append({"seed": s, "ratio": ratio, "recipe": recipe.to_dict()})
             detail = recipe.method + "".join(
-                f" {k}={v}" for k, v in sorted(recipe.params.items()) if k != "ranks"
+                f" {k}={v}" for k, v in sorted(recipe.params.items()) if k not in ("ranks",)
             )
             rows.append(_row(s, ratio, "recipe", cm.nbytes(), fp32_bytes, res, base, detail))
-            for name, build in _baselines(user, item, budget, stats_u, stats_i):
-                try:
-                    bm = build()
-                except BudgetError:
-                    continue
+            # every candidate the advisor considered, measured on test as a fixed method
+            # (the baselines of the issue are among them: uniform, L2-norm / frequency
+            # pruning, per-table SVD, unweighted and signal-weighted mixed precision)
+            base_rank = methods.mixed_ranks(workload.n_users + workload.n_items, d, budget)
+            for label, params, bm in plans:
+                name = candidate_name(label, params, base_rank[0] if base_rank else 0)
+                detail = label + "".join(f" {k}={v}" for k, v in sorted(params.items()))
                 rows.append(
                     _row(
                         s,
@@ -208,6 +315,7 @@ def run_study(
                         fp32_bytes,
                         _means(evaluate_model(bm, workload)),
                         base,
+                        detail,
                     )
                 )
             if cfg.retrain:
@@ -225,6 +333,9 @@ def run_study(
         "n_seeds": cfg.n_seeds,
         "n_factors": cfg.n_factors,
         "train": cfg.train.to_dict(),
+        "tuning": cfg.tuning,
+        "track_interval": cfg.track_interval,
+        "retrain": cfg.retrain,
     }
     return StudyResult(workload.name, conf, fp32_rows, rows, recipes)
 

@@ -26,8 +26,10 @@ __all__ = [
     "TrainConfig",
     "Workload",
     "evaluate_model",
+    "evaluate_popularity",
     "load_workload",
     "train_dot_mf",
+    "tune_float",
 ]
 
 #: Workload names :func:`load_workload` knows.
@@ -161,11 +163,13 @@ def train_dot_mf(
     config: TrainConfig | None = None,
     *,
     on_backward: Callable[[torch.Tensor], Any] | None = None,
+    on_epoch: Callable[[int], Any] | None = None,
 ) -> list[float]:
     """Train ``model`` on the positives of ``train``; return the mean loss of each epoch.
 
     ``on_backward(loss)`` runs after ``loss.backward()`` and before ``optimizer.step()``
-    (where an :class:`~gradtracer.embedding.EmbeddingTracker` or a manager steps).
+    (where an :class:`~gradtracer.embedding.EmbeddingTracker` or a manager steps);
+    ``on_epoch(n_done)`` runs after each epoch with the number of epochs done.
     """
     cfg = config or TrainConfig()
     coo = sp.csr_matrix(train).tocoo()
@@ -208,6 +212,8 @@ def train_dot_mf(
             total += float(loss.detach())
             n_batches += 1
         losses.append(total / max(n_batches, 1))
+        if on_epoch is not None:
+            on_epoch(len(losses))
     return losses
 
 
@@ -232,3 +238,85 @@ def evaluate_model(model: Any, workload: Workload, *, part: str = "test") -> dic
         "recall@20": res.per_user["recall@20"],
         "users": res.users,
     }
+
+
+def evaluate_popularity(workload: Workload, *, part: str = "test") -> dict[str, np.ndarray]:
+    """:func:`evaluate_model` of the most-popular ranking (training counts) on ``part``."""
+    from gradtracer.recsys.models.popularity import PopularityRecommender
+
+    pop = PopularityRecommender(workload.n_users, workload.n_items)
+    pop.counts = np.asarray(workload.train.sum(axis=0), dtype=np.float32).reshape(-1)
+    return evaluate_model(pop, workload, part=part)
+
+
+@dataclass
+class TuneResult:
+    """What :func:`tune_float` chose and every trial it measured (validation only)."""
+
+    config: TrainConfig
+    valid_ndcg: float
+    trials: list[dict[str, float]]
+    popularity_valid_ndcg: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "config": self.config.to_dict(),
+            "valid_ndcg@10": self.valid_ndcg,
+            "popularity_valid_ndcg@10": self.popularity_valid_ndcg,
+            "trials": self.trials,
+        }
+
+
+def tune_float(
+    workload: Workload,
+    n_factors: int,
+    *,
+    weight_decays: tuple[float, ...] = (1e-5, 1e-3, 1e-2, 3e-2),
+    learning_rates: tuple[float, ...] = (0.005,),
+    max_epochs: int = 40,
+    eval_every: int = 5,
+    base: TrainConfig | None = None,
+    random_state: RandomState = 0,
+) -> TuneResult:
+    """Choose ``weight_decay``, ``learning_rate`` and ``n_epochs`` by validation NDCG@10.
+
+    One model per (weight decay, learning rate) is trained for ``max_epochs`` and scored
+    on the **validation** items every ``eval_every`` epochs; the best (config, epoch) wins.
+    Test items are never read. ``random_state`` seeds the trial models.
+    """
+    from dataclasses import replace
+
+    if max_epochs < 1 or eval_every < 1:
+        raise ValueError(f"max_epochs and eval_every must be >= 1, got {max_epochs}, {eval_every}")
+    cfg0 = base or TrainConfig()
+    seed = random_state if isinstance(random_state, int) else 0
+    trials: list[dict[str, float]] = []
+    for wd in weight_decays:
+        for lr in learning_rates:
+            cfg = replace(
+                cfg0, weight_decay=wd, learning_rate=lr, n_epochs=max_epochs, random_state=seed
+            )
+            model = DotMF(workload.n_users, workload.n_items, n_factors, random_state=seed)
+
+            def check(done: int, model: DotMF = model, wd: float = wd, lr: float = lr) -> None:
+                if done % eval_every == 0 or done == max_epochs:
+                    ndcg = float(np.mean(evaluate_model(model, workload, part="valid")["ndcg@10"]))
+                    trials.append(
+                        {
+                            "weight_decay": wd,
+                            "learning_rate": lr,
+                            "n_epochs": done,
+                            "valid_ndcg@10": ndcg,
+                        }
+                    )
+
+            train_dot_mf(model, workload.train, cfg, on_epoch=check)
+    best = max(trials, key=lambda t: t["valid_ndcg@10"])
+    chosen = replace(
+        cfg0,
+        weight_decay=float(best["weight_decay"]),
+        learning_rate=float(best["learning_rate"]),
+        n_epochs=int(best["n_epochs"]),
+    )
+    pop = float(np.mean(evaluate_popularity(workload, part="valid")["ndcg@10"]))
+    return TuneResult(chosen, float(best["valid_ndcg@10"]), trials, pop)
