@@ -204,3 +204,21 @@ def test_legacy_watches_the_same_run_without_changing_it() -> None:
     assert watched.losses == plain.losses and watched.quality == plain.quality
     found = watched.baselines["legacy"]
     assert found["error"] is None and found["report"]
+
+
+@needs_legacy
+def test_legacy_failure_on_sparse_gradients_is_reported_not_raised() -> None:
+    # 0.9.0's FlowTracker takes the mean of a sparse gradient, which torch does not support
+    torch.manual_seed(0)
+    table = nn.Embedding(30, 4, sparse=True)
+    opt = torch.optim.SparseAdam(table.parameters(), lr=0.01)
+    observer = legacy.LegacyObserver(table, opt)
+    for _ in range(3):
+        opt.zero_grad()
+        loss = table(torch.arange(10)).pow(2).sum()
+        loss.backward()
+        opt.step()
+        observer.step(loss.item())
+    out = observer.alarms()
+    assert out["error"] is not None and out["error"].startswith("NotImplementedError")
+    assert "\n" not in out["error"] and out["report"] == []

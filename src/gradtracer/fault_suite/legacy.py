@@ -176,6 +176,12 @@ def load_legacy(directory: str | Path | None = None) -> Any:
     return importlib.import_module(LEGACY_PACKAGE)
 
 
+def _brief(exc: BaseException) -> str:
+    """``Type: first line`` of an exception (torch's dispatcher errors run to pages)."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0][:300] if lines else ''}"
+
+
 def _report_alerts(text: str) -> list[str]:
     out = []
     for m in _REPORT_LINE.finditer(text):
@@ -222,7 +228,7 @@ class LegacyObserver:
                 for t in self._tables:
                     t.step()
         except Exception as exc:  # noqa: BLE001 - a baseline's crash is its result
-            self.error = f"{type(exc).__name__}: {exc}"
+            self.error = _brief(exc)
 
     def alarms(self) -> dict[str, Any]:
         """The run's alerts: ``report`` (printed reports) and ``agent`` (agent exports),
@@ -250,7 +256,7 @@ class LegacyObserver:
                         if kind not in _NOT_ALARMS and kind not in agent:
                             agent.append(kind)
             except Exception as exc:  # noqa: BLE001
-                self.error = f"{type(exc).__name__}: {exc}"
+                self.error = _brief(exc)
         self.detach()
 
         def named(kinds: list[str], names: Mapping[str, str | None]) -> list[tuple[str, str]]:
