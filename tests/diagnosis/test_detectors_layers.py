@@ -286,3 +286,48 @@ def test_real_mlp_with_a_far_too_high_learning_rate_is_an_overshoot_not_a_bad_in
     high = _mlp_run(0.3)
     assert high.top is not None and high.top.type is T.LEARNING_RATE_TOO_HIGH, high.findings[:3]
     assert T.BAD_INITIALIZATION not in {f.type for f in high.findings}
+
+
+# ------------------------------------------------------- wiring, spikes, dead units
+def test_a_module_cut_off_from_the_gradient_mid_run_is_named_for_reconnection():
+    from gradtracer.diagnosis.detectors import detect_modules_not_updated
+
+    cut = layer("tower.0.weight", n_obs=30, update_ratio=0.0)
+    s = signals(layers=(layer("other.0.weight"), cut))
+    (f,) = detect_modules_not_updated(s, TH)
+    assert f.type is T.PARAMETERS_NOT_UPDATED and f.subject == "tower.0"
+    assert f.remedy.kind == "reconnect_gradient"
+    # gradients every step but no movement: the optimizer does not hold it
+    held = dataclasses.replace(cut, n_obs=100)
+    (g,) = detect_modules_not_updated(signals(layers=(layer("other.0.weight"), held)), TH)
+    assert g.remedy.kind == "add_to_optimizer"
+
+
+def test_a_blip_in_a_vanishing_layer_is_not_an_explosion():
+    vanishing = signals(layers=(
+        layer("net.0.weight", grad_norm_median=1e-6, grad_norm_max=1e-3),
+        layer("net.2.weight", grad_norm_median=1e-4, grad_norm_max=1e-3),
+        layer("net.4.weight", grad_norm_median=0.1, grad_norm_max=0.3),
+    ))  # fmt: skip
+    assert types(detect_layer_gradients(vanishing, TH)) == ["VANISHING_GRADIENT"]
+    spike = signals(layers=(layer("net.0.weight", grad_norm_median=0.1, grad_norm_max=20.0),))
+    assert types(detect_layer_gradients(spike, TH)) == ["EXPLODING_GRADIENT"]
+
+
+def test_units_killed_by_grown_weights_are_an_overshoot():
+    # gain 3 alone is no overshoot, but with every unit dead behind weights that grew 4x
+    # through their updates it is
+    grown = layer("tower.0.weight", gain=3.0, weight_norm=4.0, grad_norm_median=0.0,
+                  grad_norm_max=2.0)  # fmt: skip
+    s = signals(layers=(grown,), velocities=series(np.full(100, 0.1)))
+    assert detect_dense_overshoot(s, TH) == []
+    dead = dataclasses.replace(s, dead_fractions={"tower.1": 1.0})
+    d = diagnose_signals(dead)
+    assert d.top is not None and d.top.type is T.LEARNING_RATE_TOO_HIGH
+    assert next(f for f in d.findings if f.type is T.DEAD_ACTIVATIONS).consequence_of is (
+        T.LEARNING_RATE_TOO_HIGH
+    )
+    # dead units behind weights that never grew (a bad bias): the dead units are the cause
+    still = dataclasses.replace(dead, layers=(dataclasses.replace(grown, gain=0.6),))
+    top = diagnose_signals(still).top
+    assert top is not None and top.type is T.DEAD_ACTIVATIONS

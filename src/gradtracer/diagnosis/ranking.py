@@ -65,8 +65,13 @@ CONSEQUENCES: Mapping[FindingType, tuple[FindingType, ...]] = MappingProxyType({
                      T.VANISHING_GRADIENT, T.DEAD_ACTIVATIONS, T.LOSS_OUTPUT_MISMATCH),
     T.ZOMBIE_EMBEDDINGS: _DYN,
     T.HIGH_UPDATE_RATIO: _DYN + (T.BAD_INITIALIZATION,),
+    # units that died leave a gradient median near zero, so the gradient they carried
+    # before looks like a spike
     T.EXPLODING_GRADIENT: (T.NON_FINITE_LOSS, T.GRADIENT_ACCUMULATION, T.BAD_INITIALIZATION,
-                           T.LEARNING_RATE_TOO_HIGH),
+                           T.LEARNING_RATE_TOO_HIGH, T.DEAD_ACTIVATIONS),
+    # dead units also stop the gradient while the loss stays put, which reads like
+    # positives cancelling their negatives
+    T.NEGATIVE_SAMPLING_PROBLEM: (T.DEAD_ACTIVATIONS,),
     T.NON_FINITE_GRADIENT: (T.NON_FINITE_LOSS,),
     T.VANISHING_GRADIENT: (T.BAD_INITIALIZATION, T.PARAMETERS_NOT_UPDATED, T.DEAD_ACTIVATIONS),
     T.LOW_GRADIENT_SNR: (*_DYN, T.NO_LEARNING_SIGNAL),

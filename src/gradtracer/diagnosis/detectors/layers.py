@@ -31,6 +31,13 @@ def detect_modules_not_updated(s: RunSignals, th: DiagnosisThresholds) -> list[F
             kind, why = "add_to_optimizer", "the optimizer does not hold its parameters"
         elif seen_obs >= th.min_steps // 2 and all(ly.n_obs == 0 for ly in group):
             kind, why = "reconnect_gradient", "no gradient reached it in any tracked step"
+        elif seen_obs >= th.min_steps and all(
+            ly.n_obs < th.lost_gradient_share * seen_obs and math.isfinite(ly.update_ratio)
+            and ly.update_ratio <= th.not_moving_rel_velocity for ly in group
+        ):  # fmt: skip
+            n = max(ly.n_obs for ly in group)
+            kind = "reconnect_gradient"
+            why = f"its gradient stopped reaching it (a gradient in {n} of {seen_obs} steps)"
         elif all(
             ly.n_obs >= th.min_steps // 2 and ly.grad_norm_median > 0
             and math.isfinite(ly.update_ratio) and ly.update_ratio <= th.not_moving_rel_velocity
@@ -129,6 +136,10 @@ def detect_dense_overshoot(s: RunSignals, th: DiagnosisThresholds) -> list[Findi
     standard initialisation that the run's own movement can account for, with a
     gradient that exploded (or died) on the way or a loss that rose from its best.
 
+    When activation units died (``dead_fraction``), weights grown past the
+    ``huge_start_gain`` of a bad initialisation are enough: updates that multiplied the
+    weights several times over also pushed the pre-activations below zero for every input.
+
     One LEARNING_RATE_TOO_HIGH per top-level module, largest gain first, remedy
     ``scale_learning_rate`` x ``dense_overshoot_factor`` for that module.
     """
@@ -137,9 +148,11 @@ def detect_dense_overshoot(s: RunSignals, th: DiagnosisThresholds) -> list[Findi
     share = movement_share(s)
     if not math.isfinite(share) or share < th.grown_movement_share:
         return []
+    dead = any(f >= th.dead_fraction for f in s.dead_fractions.values())
+    limit = th.huge_start_gain if dead else th.huge_gain
     grown = [
         ly for ly in s.layers
-        if ly.gain is not None and ly.gain > th.huge_gain and ly.n_obs >= th.min_steps // 2
+        if ly.gain is not None and ly.gain > limit and ly.n_obs >= th.min_steps // 2
         and _start_gain(ly, share) <= th.huge_start_gain and _damaged(ly, s, th)
     ]  # fmt: skip
     by_top: dict[str, list[LayerSignals]] = {}
