@@ -44,6 +44,9 @@ __all__ = [
     "StudyResult",
     "apply_plan",
     "cached_float_model",
+    "candidate_name",
+    "recipe_choices",
+    "signal_comparison",
     "merge_results",
     "run_study",
     "summarize",
@@ -422,12 +425,83 @@ def write_outputs(results: Sequence[StudyResult], out_dir: str | Path) -> list[P
     return paths
 
 
+#: Methods the issue names as baselines (the rest are the advisor's other candidates).
+ISSUE_BASELINES: tuple[str, ...] = (
+    "uniform_fp16",
+    "uniform_int8",
+    "uniform_int4",
+    "uniform_int2",
+    "prune_l2norm",
+    "prune_frequency",
+    "table_svd",
+    "mixed_unweighted",
+    "retrain_small",
+)
+#: Plain signals the dynamics-aware one is compared with (mixed, score metric).
+PLAIN_SIGNALS: tuple[str, ...] = ("magnitude", "frequency", "fisher", "uniform")
+
+
+def _paired(
+    rows: Sequence[dict[str, Any]], ratio: int, a: str, b: str, metric: str = "ndcg@10"
+) -> dict[str, Any] | None:
+    from gradtracer.recsys.stats import aggregate_seeds
+
+    va = {r["seed"]: r[metric] for r in rows if r["ratio"] == ratio and r["method"] == a}
+    vb = {r["seed"]: r[metric] for r in rows if r["ratio"] == ratio and r["method"] == b}
+    common = sorted(set(va) & set(vb))
+    if len(common) < 2:
+        return None
+    agg = aggregate_seeds([va[k] for k in common], [vb[k] for k in common], names=(a, b))
+    if agg.test is None:
+        return None
+    return {
+        "a": a,
+        "b": b,
+        "n_seeds": len(common),
+        "mean_diff": agg.test.mean_diff,
+        "p": agg.test.p_value,
+    }
+
+
+def signal_comparison(result: StudyResult | dict[str, Any]) -> list[dict[str, Any]]:
+    """Per budget: the dynamics-weighted allocation against each plain weighting and the
+    unweighted row-error allocation, at equal bytes (paired NDCG@10 difference and p)."""
+    data = result.to_dict() if isinstance(result, StudyResult) else result
+    rows = data["rows"]
+    out = []
+    for ratio in sorted({r["ratio"] for r in rows}):
+        for other in [f"mixed_score_{s}" for s in PLAIN_SIGNALS] + ["mixed_unweighted"]:
+            cmp = _paired(rows, ratio, "mixed_score_dynamics", other)
+            if cmp is not None:
+                out.append({"ratio": ratio, **cmp})
+    return out
+
+
+def recipe_choices(result: StudyResult | dict[str, Any]) -> dict[int, dict[str, int]]:
+    """Per budget: how often each plan kind was the recipe (chosen on validation)."""
+    data = result.to_dict() if isinstance(result, StudyResult) else result
+    out: dict[int, dict[str, int]] = {}
+    for r in data["rows"]:
+        if r["method"] == "recipe":
+            kind = str(r["detail"]).split(" ")[0]
+            out.setdefault(int(r["ratio"]), {}).setdefault(kind, 0)
+            out[int(r["ratio"])][kind] += 1
+    return out
+
+
 def summary_markdown(results: Sequence[StudyResult]) -> str:
-    """Markdown tables of :func:`summarize` for each workload."""
+    """Markdown tables of :func:`summarize` for each workload, the signal comparison and
+    how often each plan kind was chosen."""
     lines = []
     for r in results:
         base = np.mean([f["ndcg@10"] for f in r.fp32])
-        lines.append(f"### {r.workload} (fp32 NDCG@10 {base:.4f}, {r.config['n_seeds']} seeds)\n")
+        pop = [f["popularity_ndcg@10"] for f in r.fp32 if "popularity_ndcg@10" in f]
+        valid = [f["valid_ndcg@10"] for f in r.fp32 if "valid_ndcg@10" in f]
+        extra = f", popularity {pop[0]:.4f}" if pop else ""
+        extra += f", fp32 validation {np.mean(valid):.4f}" if valid else ""
+        lines.append(
+            f"### {r.workload} (fp32 test NDCG@10 {base:.4f}{extra}, {r.config['n_seeds']} seeds)\n"
+        )
         lines.append(
             "| budget | method | achieved | NDCG@10 change [95% CI] | Recall@20 change | recipe - method (NDCG@10), p |"
         )
@@ -448,6 +522,23 @@ def summary_markdown(results: Sequence[StudyResult]) -> str:
                 f"{100 * e['rel_recall@20']:+.1f}% | {test} |"
             )
         lines.append("")
+        cmp = signal_comparison(r)
+        if cmp:
+            lines.append(f"Dynamics-aware weights vs the others ({r.workload}, NDCG@10):\n")
+            lines.append("| budget | dynamics - method | mean difference | p |")
+            lines.append("|---|---|---|---|")
+            for c in cmp:
+                lines.append(f"| {c['ratio']}x | {c['b']} | {c['mean_diff']:+.4f} | {c['p']:.3g} |")
+            lines.append("")
+        choices = recipe_choices(r)
+        if choices:
+            lines.append(f"Plans the advisor chose on validation ({r.workload}):\n")
+            for ratio, counts in sorted(choices.items()):
+                text = ", ".join(
+                    f"{k} x{v}" for k, v in sorted(counts.items(), key=lambda t: -t[1])
+                )
+                lines.append(f"- {ratio}x: {text}")
+            lines.append("")
     return "\n".join(lines) + "\n"
 
 
