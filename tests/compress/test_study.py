@@ -165,6 +165,20 @@ def test_tuning_and_advice_never_read_test() -> None:
     assert 0.0 < res.popularity_valid_ndcg < 1.0
     with pytest.raises(TypeError):
         evaluate_model(None, blind, part="test")  # the blind workload really has no test
+    model, (su, si) = cached_float_model(blind, 8, TrainConfig(n_epochs=1), 0, None)
+    user, item = model.scorer()
+    scores: list[float] = []
+
+    def validate(m: CompressedMF) -> float:
+        scores.append(float(np.mean(evaluate_model(m, blind, part="valid")["ndcg@10"])))
+        return scores[-1]
+
+    adv = QuantizationAdvisor(
+        user, item, user_stats=su, item_stats=si, validate=validate, signals=("dynamics",)
+    )
+    recipe = adv.advise(adv.fp32_bytes // 8)
+    best = max(c["valid_ndcg@10"] for c in recipe.candidates)
+    assert recipe.predicted["valid_ndcg@10"] == best == max(scores[: len(recipe.candidates)])
 
 
 def test_float_model_cache_round_trip(tmp_path: Path) -> None:
