@@ -201,7 +201,8 @@ def _record(r: RunResult) -> dict[str, Any]:
     if legacy is not None:
         out["legacy"], out["legacy_agent"] = legacy["report"], legacy["agent"]
         out["legacy_raw"], out["legacy_error"] = legacy["raw"], legacy["error"]
-    at20 = next((c for c in r.checkpoints if c.step >= 0.2 * r.n_steps), None)
+    # the checkpoint nearest to 20% of training (the first one at or past it can be at 30%)
+    at20 = min(r.checkpoints, key=lambda c: abs(c.step - 0.2 * r.n_steps), default=None)
     out["health_at_20"] = at20.health if at20 else math.nan
     out["health_at_20_step"] = at20.step if at20 else None
     baseline_alarm(out)
