@@ -53,29 +53,50 @@ def test_topk_overlap() -> None:
     assert topk_overlap(a, -a, 2) == 0.0
 
 
-def test_linear_fit_sees_missing_information_cka_misses() -> None:
-    g = torch.Generator().manual_seed(2)
-    y = torch.randn(2048, 8, generator=g)  # the teacher layer
-    mix = torch.randn(8, 8, generator=g) * torch.logspace(0, -2, 8)
-    full = y @ mix  # an invertible, badly conditioned linear view: all information kept
-    narrow = y[:, :2]  # two of the eight directions
+def _two_students(full: torch.Tensor, narrow: torch.Tensor, y: torch.Tensor) -> DistillationTracker:
     student_full, student_narrow, teacher = nn.Identity(), nn.Identity(), nn.Identity()
     both = nn.ModuleDict({"full": student_full, "narrow": student_narrow})
     tr = DistillationTracker(nn.ModuleDict({"t": teacher}), both, {"full": "t", "narrow": "t"})
-    for start in range(0, 2048, 256):
+    for start in range(0, y.shape[0], 256):
         student_full(full[start : start + 256])
         student_narrow(narrow[start : start + 256])
         teacher(y[start : start + 256])
         tr.step()
     tr.detach()
+    return tr
+
+
+def test_linear_probe_sees_missing_directions_cka_misses() -> None:
+    g = torch.Generator().manual_seed(2)
+    y = torch.randn(2048, 8, generator=g)  # the teacher layer
+    mix = torch.randn(8, 8, generator=g) * torch.logspace(0, -1, 8)
+    full = y @ mix  # an invertible, badly conditioned linear view: all information kept
+    narrow = y[:, :2]  # two of the eight directions
+    tr = _two_students(full, narrow, y)
     h_full, h_narrow = tr.history["full"], tr.history["narrow"]
     assert h_full.fit == pytest.approx(1.0, abs=1e-3)
     assert h_narrow.fit == pytest.approx(0.25, abs=0.05)  # 2 of 8 unit-variance directions
     assert h_full.cka < 0.9  # CKA alone would call the lossless view dissimilar
+    cov, s_rank, t_rank = h_narrow.coverage()
+    assert (s_rank, t_rank) == (2, 8) and cov == pytest.approx(0.25, abs=0.02)
+    assert h_full.coverage()[0] == pytest.approx(1.0, abs=0.01)
     (finding,) = tr.findings()
-    assert finding.subject == "narrow"
+    assert finding.subject == "narrow" and finding.evidence["target"] == "narrow"
     assert finding.evidence["action"] == "widen" and finding.evidence["student_width"] == 2
     assert "widen narrow to the teacher's width (8)" in finding.premise
+
+
+def test_coverage_counts_low_variance_directions() -> None:
+    # the teacher's variance sits in one direction: a 1-wide student reproduces 90% of it
+    # (fit and CKA look fine) but only one of its five directions (coverage 0.2)
+    g = torch.Generator().manual_seed(4)
+    y = torch.randn(4096, 5, generator=g) * torch.tensor([3.0, 0.5, 0.5, 0.5, 0.5])
+    tr = _two_students(y.clone(), y[:, :1].clone(), y)
+    h = tr.history["narrow"]
+    assert h.fit > 0.85 and h.cka > 0.9
+    assert h.coverage()[0] == pytest.approx(0.2, abs=0.02)
+    (finding,) = tr.findings()
+    assert finding.subject == "narrow" and finding.evidence["action"] == "widen"
 
 
 def test_equal_width_gap_calls_for_a_hint_loss() -> None:
@@ -90,7 +111,9 @@ def test_equal_width_gap_calls_for_a_hint_loss() -> None:
         tr.step()
     (finding,) = tr.findings()
     assert finding.evidence["action"] == "hint_loss"
-    assert tr.summary()["pairs"][""]["fit"] == pytest.approx(0.2, abs=0.05)  # 1 / (1 + 4)
+    pair = tr.summary()["pairs"][""]
+    assert pair["fit"] == pytest.approx(0.2, abs=0.05)  # 1 / (1 + 4)
+    assert pair["student_rank"] == pair["teacher_rank"] == 4
 
 
 def test_hint_loss_trains_the_regressor_and_student() -> None:
@@ -117,6 +140,6 @@ def test_planted_bottleneck_is_flagged() -> None:
     assert math.isfinite(res.widened_ndcg) and math.isfinite(res.acted_ndcg)
     # the user tower has the teacher's width: its representation is closer to the teacher's
     assert res.cka["item_tower.0"] < res.cka["user_tower.0"]
-    assert res.fit["item_tower.0"] < res.fit["user_tower.0"]
+    assert res.coverage["item_tower.0"] < res.coverage["user_tower.0"]
     summary = summarize_bottleneck([res, res])
     assert summary["n_seeds"] == 2 and summary["flagged_planted"] == 2

@@ -5,14 +5,16 @@ Each :meth:`DistillationTracker.step` (after both models ran on the same minibat
 adds, per pair, the unbiased HSIC estimates of linear CKA (Nguyen, Raghu & Kornblith
 2021, minibatch CKA: ``sum HSIC_1(K, L) / sqrt(sum HSIC_1(K, K) sum HSIC_1(L, L))``
 over minibatches, which converges to the full-data CKA) and, when the two outputs have
-the same width, the hint MSE, and the sufficient statistics of a linear probe: the
-share of the teacher layer's variance that a least-squares linear map of the student
-layer reproduces (``fit``, in [0, 1]; the hint a FitNets regressor could reach). CKA
-compares geometry; ``fit`` asks whether the information is there at all, which is what
-a too-narrow layer lacks. :meth:`final_overlap` measures top-K agreement of the final
-scores; :meth:`findings` names the pairs that mimic worst (low fit, or low CKA: below a
-threshold or well below the best pair's) and the action that follows: widen a layer
-narrower than its teacher, otherwise add a hint loss on it.
+the same width, the hint MSE, and the moments of both outputs (sums, cross products),
+from which two linear-probe measures follow: ``fit``, the share of the teacher layer's
+variance a least-squares linear map of the student layer reproduces (what a FitNets
+regressor could reach), and the SVCCA ``coverage`` (Raghu et al. 2017): the mean squared
+canonical correlation over the teacher's principal directions, which counts every
+direction the teacher uses, not only the high-variance ones, so a layer too narrow to
+hold them scores low even where CKA and ``fit`` are high. :meth:`final_overlap` measures
+top-K agreement of the final scores; :meth:`findings` names the pairs that mimic worst
+and the action that follows: widen a layer whose representation has a lower rank than
+the teacher's, otherwise add a hint loss on it.
 """
 
 from __future__ import annotations
@@ -105,28 +107,10 @@ class PairHistory:
         """Add one batch of student ``x (n, p)`` and teacher ``y (n, q)`` to the probe sums."""
         xs, ys = x.numpy(), y.numpy()
         parts = {"sx": xs.sum(0), "sy": ys.sum(0), "xx": xs.T @ xs, "xy": xs.T @ ys,
-                 "yy": (ys * ys).sum(0)}  # fmt: skip
+                 "yy": ys.T @ ys}  # fmt: skip
         for k, v in parts.items():
             self.moments[k] = self.moments[k] + v if k in self.moments else v
         self.n_rows += int(xs.shape[0])
-
-    @property
-    def fit(self) -> float:
-        """Share of the teacher layer's variance a linear map of the student layer reproduces
-        (least squares with intercept, a 1e-8 relative ridge), in [0, 1]; NaN without data."""
-        m, n = self.moments, self.n_rows
-        if n < 2 or not m:
-            return math.nan
-        mx, my = m["sx"] / n, m["sy"] / n
-        cxx = m["xx"] / n - np.outer(mx, mx)
-        cxy = m["xy"] / n - np.outer(mx, my)
-        var_y = float((m["yy"] / n - my * my).sum())
-        if var_y <= 0:
-            return math.nan
-        ridge = 1e-8 * max(float(np.trace(cxx)), 1e-12) / cxx.shape[0]
-        coef = np.linalg.solve(cxx + ridge * np.eye(cxx.shape[0]), cxy)
-        explained = float((cxy * coef).sum())
-        return float(min(1.0, max(0.0, explained / var_y)))
 
     @property
     def cka(self) -> float:
@@ -138,6 +122,69 @@ class PairHistory:
     def mse(self) -> float | None:
         """Mean hint MSE over the steps (None when the widths differ)."""
         return float(np.mean(self.mse_steps)) if self.mse_steps else None
+
+    def _covariances(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        m, n = self.moments, self.n_rows
+        if n < 2 or not m:
+            return None
+        mx, my = m["sx"] / n, m["sy"] / n
+        return (
+            m["xx"] / n - np.outer(mx, mx),
+            m["xy"] / n - np.outer(mx, my),
+            m["yy"] / n - np.outer(my, my),
+        )
+
+    @property
+    def fit(self) -> float:
+        """Share of the teacher layer's variance a linear map of the student layer reproduces
+        (least squares with intercept, a 1e-8 relative ridge), in [0, 1]; NaN without data."""
+        cov = self._covariances()
+        if cov is None:
+            return math.nan
+        cxx, cxy, cyy = cov
+        var_y = float(np.trace(cyy))
+        if var_y <= 0:
+            return math.nan
+        ridge = 1e-8 * max(float(np.trace(cxx)), 1e-12) / cxx.shape[0]
+        coef = np.linalg.solve(cxx + ridge * np.eye(cxx.shape[0]), cxy)
+        explained = float((cxy * coef).sum())
+        return float(min(1.0, max(0.0, explained / var_y)))
+
+    def coverage(self, keep: float = 0.99) -> tuple[float, int, int]:
+        """SVCCA coverage: ``(mean squared canonical correlation over the teacher's
+        directions, student rank, teacher rank)``.
+
+        The teacher keeps the principal directions that explain ``keep`` of its variance
+        (its rank); the student keeps every direction above ``1e-6`` of its largest
+        variance (its numerical rank, so a complete but badly conditioned student is not
+        truncated). The coverage is the sum of squared canonical correlations divided by
+        the teacher's rank: the mean share of each (whitened) teacher direction the
+        student reproduces linearly, regardless of how much variance it has. A student
+        layer of rank ``r`` covers at most ``r / teacher rank``. NaN without data.
+        """
+        cov = self._covariances()
+        if cov is None:
+            return math.nan, 0, 0
+        cxx, cxy, cyy = cov
+        wx, rx = _whitener(cxx, 1.0)
+        wy, ry = _whitener(cyy, keep)
+        if rx == 0 or ry == 0:
+            return math.nan, rx, ry
+        rho = np.linalg.svd(wx.T @ cxy @ wy, compute_uv=False)
+        return float((np.clip(rho, 0.0, 1.0) ** 2).sum() / ry), rx, ry
+
+
+def _whitener(c: np.ndarray, keep: float, rel_tol: float = 1e-6) -> tuple[np.ndarray, int]:
+    """``(W, k)``: ``W (d, k)`` maps onto the top-``k`` principal directions (``keep`` of the
+    variance, none below ``rel_tol`` of the largest), scaled to unit variance."""
+    evals, evecs = np.linalg.eigh((c + c.T) / 2)
+    evals, evecs = evals[::-1].clip(min=0), evecs[:, ::-1]
+    total = float(evals.sum())
+    if total <= 0:
+        return np.zeros((c.shape[0], 0)), 0
+    k = min(int(np.searchsorted(np.cumsum(evals) / total, keep - 1e-12) + 1), c.shape[0])
+    k = min(k, int((evals > rel_tol * evals[0]).sum()))
+    return evecs[:, :k] / np.sqrt(evals[:k]), k
 
 
 class DistillationTracker:
@@ -152,7 +199,8 @@ class DistillationTracker:
         relative_gap: a pair whose CKA is this far below the best pair's is flagged too
             (default 0.1): the student mimics that layer worse than the others.
         window: recent steps whose per-batch CKA is kept for the trend (default 200).
-        fit_threshold: a pair whose linear-probe fit is below this is flagged (default 0.5).
+        coverage_threshold: a pair whose SVCCA coverage (:meth:`PairHistory.coverage`) is
+            below this is flagged (default 0.5).
         max_probe_width: the probe is kept for layers up to this width (default 1024; its
             sums are ``width x width``).
 
@@ -170,7 +218,7 @@ class DistillationTracker:
         cka_threshold: float = 0.6,
         relative_gap: float = 0.1,
         window: int = 200,
-        fit_threshold: float = 0.5,
+        coverage_threshold: float = 0.5,
         max_probe_width: int = 1024,
     ) -> None:
         if not pairs:
@@ -189,7 +237,7 @@ class DistillationTracker:
         self.cka_threshold = float(cka_threshold)
         self.relative_gap = float(relative_gap)
         self.window = int(window)
-        self.fit_threshold = float(fit_threshold)
+        self.coverage_threshold = float(coverage_threshold)
         self.max_probe_width = int(max_probe_width)
         self.history = {s: PairHistory(s, t) for s, t in self.pairs.items()}
         self._out: dict[tuple[str, str], torch.Tensor] = {}
@@ -257,6 +305,9 @@ class DistillationTracker:
                     "teacher": h.teacher,
                     "cka": h.cka,
                     "fit": h.fit,
+                    "coverage": h.coverage()[0],
+                    "student_rank": h.coverage()[1],
+                    "teacher_rank": h.coverage()[2],
                     "hint_mse": h.mse,
                     "n_batches": h.n_batches,
                     "student_width": h.student_width,
@@ -270,15 +321,20 @@ class DistillationTracker:
     def findings(self) -> list[Finding]:
         """One ``DISTILLATION_GAP`` finding naming the pairs the student mimics worst, or none.
 
-        A pair is flagged when its linear-probe ``fit`` is below ``fit_threshold`` or more
+        A pair is flagged when its SVCCA coverage is below ``coverage_threshold`` or more
         than ``relative_gap`` below the best pair's, or its CKA is (``cka_threshold``,
-        ``relative_gap``). Flagged pairs are ordered by fit (CKA where no fit was
+        ``relative_gap``). Flagged pairs are ordered by coverage (CKA where none was
         measured), worst first; the subject is the worst. ``evidence["action"]`` is the
-        remedy for it: ``"widen"`` when the student layer is narrower than the teacher's,
-        else ``"hint_loss"``.
+        remedy: ``"widen"`` when the worst pair's student representation has a lower
+        rank than the teacher's (a capacity limit; ``evidence["target"]`` is then the
+        narrowest flagged layer that is narrower than its teacher, else the worst one),
+        otherwise ``"hint_loss"`` on the worst pair (the information is there but not in
+        the teacher's geometry).
         """
         cka = {s: h.cka for s, h in self.history.items() if math.isfinite(h.cka)}
-        fit = {s: h.fit for s, h in self.history.items() if math.isfinite(h.fit)}
+        cov = {s: h.coverage() for s, h in self.history.items()}
+        fit = {s: h.fit for s, h in self.history.items()}
+        score = {s: c[0] for s, c in cov.items() if math.isfinite(c[0])}
 
         def weak(values: dict[str, float], threshold: float) -> set[str]:
             best = max(values.values(), default=math.nan)
@@ -288,40 +344,60 @@ class DistillationTracker:
                 if c < threshold or (len(values) > 1 and c < best - self.relative_gap)
             }
 
-        flagged = weak(cka, self.cka_threshold) | weak(fit, self.fit_threshold)
+        flagged = weak(cka, self.cka_threshold) | weak(score, self.coverage_threshold)
         if not flagged:
             return []
-        order = sorted(flagged, key=lambda s: (fit.get(s, cka.get(s, math.nan)), cka.get(s, 0.0)))
+        order = sorted(flagged, key=lambda s: (score.get(s, cka.get(s, 0.0)), cka.get(s, 0.0)))
         worst = order[0]
-        h = self.history[worst]
-        action = "widen" if 0 < h.student_width < h.teacher_width else "hint_loss"
+        _, s_rank, t_rank = cov[worst]
+        target = worst
+        if 0 < s_rank < t_rank:
+            action = "widen"
+            narrow = [
+                s
+                for s in order
+                if 0 < self.history[s].student_width < self.history[s].teacher_width
+            ]
+            if narrow:
+                target = min(narrow, key=lambda s: self.history[s].student_width)
+        else:
+            action = "hint_loss"
+        th = self.history[target]
 
         def describe(s: str) -> str:
-            f = f", fit {fit[s]:.2f}" if s in fit else ""
-            return f"{s} (CKA {cka.get(s, math.nan):.2f}{f} vs teacher {self.history[s].teacher})"
+            c = f", coverage {score[s]:.2f}" if s in score else ""
+            return f"{s} (CKA {cka.get(s, math.nan):.2f}{c} vs teacher {self.history[s].teacher})"
+
+        def rounded(v: float) -> float | None:
+            return round(v, 4) if math.isfinite(v) else None
 
         evidence: dict[str, float | int | str | bool | None] = {
             "worst_layer": worst,
-            "worst_cka": round(cka[worst], 4) if worst in cka else None,
-            "worst_fit": round(fit[worst], 4) if worst in fit else None,
+            "worst_cka": rounded(cka.get(worst, math.nan)),
+            "worst_coverage": rounded(score.get(worst, math.nan)),
+            "student_rank": s_rank,
+            "teacher_rank": t_rank,
             "action": action,
-            "student_width": h.student_width,
-            "teacher_width": h.teacher_width,
+            "target": target,
+            "student_width": th.student_width,
+            "teacher_width": th.teacher_width,
             "cka_threshold": self.cka_threshold,
-            "fit_threshold": self.fit_threshold,
+            "coverage_threshold": self.coverage_threshold,
             "relative_gap": self.relative_gap,
             "n_flagged": len(order),
             "topk_overlap": self.overlap,
         }
         for s in self.history:
-            evidence[f"{s}/cka"] = round(cka[s], 4) if s in cka else None
-            evidence[f"{s}/fit"] = round(fit[s], 4) if s in fit else None
-        score = fit.get(worst, cka.get(worst, 0.0))
-        threshold = self.fit_threshold if worst in fit else self.cka_threshold
+            evidence[f"{s}/cka"] = rounded(cka.get(s, math.nan))
+            evidence[f"{s}/coverage"] = rounded(score.get(s, math.nan))
+            evidence[f"{s}/fit"] = rounded(fit[s])
+        value = score.get(worst, cka.get(worst, 0.0))
+        threshold = self.coverage_threshold if worst in score else self.cka_threshold
         remedy = (
-            f"widen {worst} to the teacher's width ({h.teacher_width})"
+            f"widen {target} to the teacher's width ({th.teacher_width}): the student's "
+            f"representation has rank {s_rank} against the teacher's {t_rank}"
             if action == "widen"
-            else f"add a hint loss from {worst} to {h.teacher}"
+            else f"add a hint loss from {worst} to {self.history[worst].teacher}"
         )
         finding = make_finding(
             FindingType.DISTILLATION_GAP,
@@ -330,7 +406,7 @@ class DistillationTracker:
                 f"The student fails to mimic its teacher at {', '.join(map(describe, order))}; "
                 f"first step: {remedy}."
             ),
-            confidence=float(min(1.0, max(0.0, (threshold - score) / threshold + 0.5))),
+            confidence=float(min(1.0, max(0.0, (threshold - value) / threshold + 0.5))),
             evidence=evidence,
             sample_ids=tuple(order),
         )

@@ -7,7 +7,7 @@ teacher scores) while a :class:`~gradtracer.compress.distill.DistillationTracker
 follows every mapped layer pair over the last epoch(s). The tracker's finding names the
 layer the student mimics worst and the action its remedy calls for; the study takes that
 action and distils again with the same seed: ``widen`` rebuilds the student with the
-flagged tower at the teacher's width, ``hint_loss`` adds a FitNets hint (MSE between a
+target layer's tower at the teacher's width, ``hint_loss`` adds a FitNets hint (MSE between a
 learned linear map of the flagged student layer and the teacher's layer). For reference
 the study also distils the student with the planted layer widened (the best any action
 on it can do). Every student is evaluated with full-ranking NDCG@10 on held-out items.
@@ -180,8 +180,10 @@ class BottleneckResult:
     seed: int
     flagged: str | None
     action: str | None
+    target: str | None
     cka: dict[str, float]
     fit: dict[str, float]
+    coverage: dict[str, float]
     full_cka: dict[str, float]
     teacher_ndcg: float
     distilled_ndcg: float
@@ -196,16 +198,19 @@ class BottleneckResult:
 
     @property
     def flagged_planted(self) -> bool:
-        """Whether the flagged layer is in the bottlenecked (item) tower."""
-        return bool(self.flagged and self.flagged.startswith("item_tower"))
+        """Whether the layer acted on is in the bottlenecked (item) tower."""
+        where = self.target if self.action == "widen" else self.flagged
+        return bool(where and where.startswith("item_tower"))
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "seed": self.seed,
             "flagged": self.flagged,
             "action": self.action,
+            "target": self.target,
             "cka": self.cka,
             "fit": self.fit,
+            "coverage": self.coverage,
             "full_cka": self.full_cka,
             "teacher_ndcg": self.teacher_ndcg,
             "distilled_ndcg": self.distilled_ndcg,
@@ -268,19 +273,22 @@ def planted_bottleneck_study(
     findings = tracker.findings()
     flagged = findings[0].subject if findings else None
     action = str(findings[0].evidence["action"]) if findings else None
+    target = str(findings[0].evidence["target"]) if findings else None
     widened = ndcg(distil()[0])  # the planted layer at the teacher's width
     acted = math.nan
-    if flagged is not None and action == "widen":
-        # the flagged tower at the teacher's width (32); the user tower already has it
-        acted = widened if flagged.startswith("item_tower") else ndcg(student)
+    if target is not None and action == "widen":
+        # the target's tower at the teacher's width (32); the user tower already has it
+        acted = widened if target.startswith("item_tower") else ndcg(student)
     elif flagged is not None:
         acted = ndcg(distil(hints={flagged: _PAIRS[flagged]}, item_hidden=bottleneck)[0])
     return BottleneckResult(
         seed=seed,
         flagged=flagged,
         action=action,
+        target=target,
         cka={s: h.cka for s, h in tracker.history.items()},
         fit={s: h.fit for s, h in tracker.history.items()},
+        coverage={s: h.coverage()[0] for s, h in tracker.history.items()},
         full_cka=_full_cka(teacher, student),
         teacher_ndcg=ndcg(teacher),
         distilled_ndcg=ndcg(student),

@@ -312,7 +312,7 @@ def table_candidates(
 
     Labels: ``uniform_<p>`` (the most precise uniform precision that fits),
     ``prune_l2``, ``prune_frequency``, ``svd``, ``mixed_rowerror``, ``mixed_score``,
-    ``mixed_score_<signal>``, ``score_svd_<p>`` (p in fp16/int8/int4).
+    ``mixed_score_<signal>``, ``score_svd_<p>`` (p in fp16/int8/int4/int2).
     """
     w = torch.as_tensor(weight).detach().to("cpu", torch.float32)
     n, d = w.shape
@@ -348,7 +348,7 @@ def table_candidates(
             continue
         out[label] = QuantizedTable.from_weight(w, plan[name], name=name)
     if metric is not None:
-        for p in ("fp16", "int8", "int4"):
+        for p in ("fp16", "int8", "int4", "int2"):
             r = _svd_rank(n, d, budget_bytes, p)
             if r:
                 out[f"score_svd_{p}"] = metric_svd(w, r, metric, precision=p, name=name)
