@@ -14,6 +14,7 @@ from torch import nn
 from gradtracer.diagnosis import DiagnosisThresholds, collect_signals, diagnose_signals
 from gradtracer.diagnosis.detectors import (
     detect_learning_rate,
+    detect_negative_sampling,
     detect_no_learning_signal,
     detect_overfitting,
     detect_unreachable_rows,
@@ -94,6 +95,25 @@ def test_learning_rate_cut_mid_run_is_too_low_not_a_missing_signal():
     assert detect_no_learning_signal(s, TH) == []
     healthy = dataclasses.replace(t, row_velocity=np.full(200, 6e-3))
     assert detect_learning_rate(dataclasses.replace(s, tables=(healthy,)), TH) == []
+
+
+# ------------------------------------------------------- no signal, cancelled negatives
+def test_a_loss_that_falls_back_to_its_start_and_stays_there_has_no_signal():
+    learned_then_lost = np.concatenate([np.linspace(0.69, 0.2, 30), np.full(70, 0.69)])
+    (f,) = detect_no_learning_signal(signals(losses=losses(learned_then_lost)), TH)
+    assert f.type is FindingType.NO_LEARNING_SIGNAL and f.evidence["fell_back"] is True
+    assert f.remedy.kind == "check_labels"
+    partly_lost = np.concatenate([np.linspace(0.69, 0.2, 30), np.full(70, 0.45)])
+    assert detect_no_learning_signal(signals(losses=losses(partly_lost)), TH) == []
+
+
+def test_a_loss_identical_on_every_batch_with_zero_gradients_is_cancelled_negatives():
+    s = signals(losses=losses(np.full(100, math.log(2.0))), grad_norms=losses(np.zeros(100)))
+    (f,) = detect_negative_sampling(s, TH)
+    assert f.remedy.kind == "exclude_positives_from_negatives"
+    noisy = signals(losses=losses(0.69 + 0.01 * np.sin(np.arange(100))),
+                    grad_norms=losses(np.zeros(100)))  # fmt: skip
+    assert detect_negative_sampling(noisy, TH) == []
 
 
 # ----------------------------------------------------------------------- overfitting

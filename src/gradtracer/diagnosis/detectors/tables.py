@@ -99,9 +99,15 @@ def detect_negative_sampling(s: RunSignals, th: DiagnosisThresholds) -> list[Fin
         return out
     g_first, g_last, _ = _windows(s.grad_norms, th.window)
     stalled = (first - last) <= th.stalled_loss_drop * abs(first)
-    if stalled and g_first > 0 and g_last * th.cancelled_gradient_drop < g_first:
+    vals = [v for _, v in s.losses if math.isfinite(v)]
+    # a loss identical on every batch with exactly zero gradients: the positive and negative
+    # terms cancel exactly (any loss that depends on the batch's scores varies)
+    exact = (g_first == 0.0 and g_last == 0.0 and len(vals) >= th.min_steps
+             and max(vals) - min(vals) <= 1e-6 * max(abs(first), 1e-12))  # fmt: skip
+    if exact or (stalled and g_first > 0 and g_last * th.cancelled_gradient_drop < g_first):
         how = (f"the gradient norm fell {g_first / max(g_last, 1e-30):.3g}x while the loss stayed "
-               f"at {last:.4g}")  # fmt: skip
+               f"at {last:.4g}") if not exact else (
+               f"the loss is {last:.6g} on every batch and no gradient reaches the weights")  # fmt: skip
         out.append(_make(
             T.NEGATIVE_SAMPLING_PROBLEM, s.tables[-1].name,
             f"Positive and negative terms cancel: {how}.", 0.7,

@@ -135,13 +135,20 @@ def detect_gradient_accumulation(s: RunSignals, th: DiagnosisThresholds) -> list
 
 
 def detect_no_learning_signal(s: RunSignals, th: DiagnosisThresholds) -> list[Finding]:
-    """The loss stays at its start although rows and layers move at a normal rate."""
+    """The loss stays at its start (or falls back to it and stays there: the targets lost
+    their relation to the inputs mid-run) although rows and layers move at a normal rate."""
     if s.step < 3 * th.min_steps:
         return []
     first, last, best = _windows(s.losses, th.window)
-    if not math.isfinite(first) or (first - best) > 2 * th.stalled_loss_drop * abs(first):
+    if not math.isfinite(first):
         return []
-    if last > th.loss_rise * best:
+    flat = (first - best) <= 2 * th.stalled_loss_drop * abs(first)
+    # learned (at least 4x the stall margin below the start), then back at the start level
+    lost = (first - best) > 4 * th.stalled_loss_drop * abs(first) and (
+        last >= first - 2 * th.stalled_loss_drop * abs(first))  # fmt: skip
+    if not (flat or lost):
+        return []
+    if flat and last > th.loss_rise * best:
         return []  # a rising loss is a step-size problem, not a missing signal
     rates = [recent_rel_velocity(t) for t in s.tables if t.finite and t.steps >= th.min_steps] + [
         ly.update_ratio for ly in s.layers if math.isfinite(ly.update_ratio)]  # fmt: skip
@@ -152,9 +159,11 @@ def detect_no_learning_signal(s: RunSignals, th: DiagnosisThresholds) -> list[Fi
         return []  # nothing moves: a learning-rate or update problem
     return [_make(
         T.NO_LEARNING_SIGNAL, "loss",
-        f"The loss stayed at {last:.4g} (start {first:.4g}, best {best:.4g}) while weights "
-        f"moved up to {max(rates):.2g} of their norm per update.", 0.7,
-        {"loss_first": first, "loss_last": last, "max_rel_velocity": max(rates)},
+        f"The loss {'fell back to' if lost else 'stayed at'} {last:.4g} (start {first:.4g}, "
+        f"best {best:.4g}) while weights moved up to {max(rates):.2g} of their norm per "
+        "update.", 0.7,
+        {"loss_first": first, "loss_last": last, "max_rel_velocity": max(rates),
+         "fell_back": lost},
     )]  # fmt: skip
 
 
