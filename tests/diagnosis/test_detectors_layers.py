@@ -96,7 +96,8 @@ def test_dense_overshoot_needs_growth_and_damage():
     (f,) = detect_dense_overshoot(grown, TH)
     assert f.type is T.LEARNING_RATE_TOO_HIGH and f.subject == "tower.2"
     assert f.remedy.kind == "scale_learning_rate"
-    assert f.remedy.params == {"subject": "tower.2", "factor": TH.dense_overshoot_factor}
+    assert f.remedy.params == {"subject": "tower.2", "factor": TH.dense_overshoot_factor,
+                               "modules": "tower"}  # fmt: skip
     # a dead gradient (median 0 after a spike) also counts as damage
     dead = dataclasses.replace(spiked, grad_norm_median=0.0, grad_norm_max=3.0)
     assert types(detect_dense_overshoot(dataclasses.replace(grown, layers=(dead,)), TH)) == [

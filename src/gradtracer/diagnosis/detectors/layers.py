@@ -140,8 +140,9 @@ def detect_dense_overshoot(s: RunSignals, th: DiagnosisThresholds) -> list[Findi
     ``huge_start_gain`` of a bad initialisation are enough: updates that multiplied the
     weights several times over also pushed the pre-activations below zero for every input.
 
-    One LEARNING_RATE_TOO_HIGH per top-level module, largest gain first, remedy
-    ``scale_learning_rate`` x ``dense_overshoot_factor`` for that module.
+    One LEARNING_RATE_TOO_HIGH named after the module with the largest gain; its remedy
+    ``scale_learning_rate`` x ``dense_overshoot_factor`` lists every top-level module with
+    a blown-up weight in ``modules`` (comma-separated).
     """
     if s.step < th.min_steps:
         return []
@@ -155,24 +156,23 @@ def detect_dense_overshoot(s: RunSignals, th: DiagnosisThresholds) -> list[Findi
         if ly.gain is not None and ly.gain > limit and ly.n_obs >= th.min_steps // 2
         and _start_gain(ly, share) <= th.huge_start_gain and _damaged(ly, s, th)
     ]  # fmt: skip
-    by_top: dict[str, list[LayerSignals]] = {}
-    for ly in sorted(grown, key=lambda ly: -(ly.gain or 0.0)):
-        by_top.setdefault(ly.name.split(".")[0], []).append(ly)
-    out = []
-    for group in by_top.values():
-        worst = group[0]
-        out.append(_make(
-            T.LEARNING_RATE_TOO_HIGH, worst.module,
-            f"'{worst.name}' grew to a weight gain of {worst.gain:.3g} during training (the "
-            f"weights moved {share:.2g} times their norm) and its gradient peaked at "
-            f"{worst.grad_norm_max:.3g} (median {worst.grad_norm_median:.3g}): updates too "
-            f"large for the layer blew it up.", 0.8,
-            {"gain": worst.gain, "movement_share": share, "grad_norm_max": worst.grad_norm_max,
-             "grad_norm_median": worst.grad_norm_median, "layers": len(group)},
-            remedy=Remedy("scale_learning_rate", {"subject": worst.module,
-                                                  "factor": th.dense_overshoot_factor}),
-        ))  # fmt: skip
-    return out
+    if not grown:
+        return []
+    grown.sort(key=lambda ly: -(ly.gain or 0.0))
+    worst = grown[0]
+    tops = sorted({ly.name.split(".")[0] for ly in grown})
+    return [_make(
+        T.LEARNING_RATE_TOO_HIGH, worst.module,
+        f"'{worst.name}' grew to a weight gain of {worst.gain:.3g} during training (the "
+        f"weights moved {share:.2g} times their norm) and its gradient peaked at "
+        f"{worst.grad_norm_max:.3g} (median {worst.grad_norm_median:.3g}): updates too large "
+        f"for the layer blew it up ({len(grown)} weight matrices in {', '.join(tops)}).", 0.8,
+        {"gain": worst.gain, "movement_share": share, "grad_norm_max": worst.grad_norm_max,
+         "grad_norm_median": worst.grad_norm_median, "layers": len(grown)},
+        remedy=Remedy("scale_learning_rate", {"subject": worst.module,
+                                              "factor": th.dense_overshoot_factor,
+                                              "modules": ",".join(tops)}),
+    )]  # fmt: skip
 
 
 _TOKEN = re.compile(r"[._]")
