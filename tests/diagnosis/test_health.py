@@ -184,7 +184,7 @@ def _train(freeze_items: bool, n_steps: int = 60) -> Diagnosis:
                                              history_dir="/nonexistent-gradtracer-runs"))  # fmt: skip
     pos_u = torch.randint(0, 40, (400,), generator=gen)
     pos_i = (pos_u * 3 + torch.randint(0, 3, (400,), generator=gen)) % 60
-    for step in range(n_steps):
+    for _ in range(n_steps):
         idx = torch.randint(0, 400, (64,), generator=gen)
         neg = torch.randint(0, 60, (64,), generator=gen)
         u, p = users(pos_u[idx]), items(pos_i[idx])

@@ -23,7 +23,7 @@ of the quality a run will reach, so it orders runs of one set-up by how training
 not set-ups by the quality they can reach.
 
 >>> round(health_score([], loss_progress=0.5), 1)
-99.4
+99.5
 >>> health_score([], loss_progress=0.0) < health_score([], loss_progress=0.5)
 True
 """
@@ -48,22 +48,29 @@ __all__ = [
     "loss_progress",
 ]
 
-#: share of health a finding of each severity costs at confidence 1 (symptoms: a quarter)
+#: share of health a finding of each severity costs at confidence 1. A WARNING costs little:
+#: early in a run several detectors warn provisionally (a learning rate that looks high
+#: while the embeddings grow out of their small initialisation) and the loss and learning
+#: factors carry the evidence; a CRITICAL finding (a parameter no optimizer updates,
+#: non-finite losses, a saturated initialisation) halves the score
 FINDING_COST: Mapping[Severity, float] = MappingProxyType(
-    {Severity.CRITICAL: 0.6, Severity.WARNING: 0.3, Severity.INFO: 0.0}
+    {Severity.CRITICAL: 0.5, Severity.WARNING: 0.1, Severity.INFO: 0.0}
 )
 #: a symptom whose cause is listed costs this share of its severity's cost
 CONSEQUENCE_SHARE = 0.25
 #: share of the loss series averaged at its start and at its end
 LOSS_WINDOW = 0.1
 #: ``loss`` factor of a run whose loss has not moved from its start
-LOSS_FLOOR = 0.5
+LOSS_FLOOR = 0.25
 #: relative loss decrease at which the ``loss`` factor has closed 63% of the gap to 1
 LOSS_SCALE = 0.1
 #: ``learning`` factor of a run in which nothing the optimizer should move moves
-LEARNING_FLOOR = 0.3
-#: a table or tensor moving less than this share of its norm per update does not learn
-MOVING_REL_VELOCITY = 1e-7
+LEARNING_FLOOR = 0.0
+#: a table (relative velocity) or dense tensor (update-to-weight ratio) moving this share of
+#: its norm per update or more learns fully (healthy Adam / SGD runs move 1e-2 or more)
+MOVING_OK = 3e-3
+#: ... and one moving this share or less does not learn (credit is log-linear in between)
+MOVING_STALLED = 1e-6
 
 
 @dataclass(frozen=True)
@@ -103,17 +110,22 @@ def _finite(values: Sequence[float]) -> np.ndarray:
 
 
 def loss_progress(losses: Sequence[tuple[int, float]], window: float = LOSS_WINDOW) -> float | None:
-    """Relative decrease of the loss from its first to its last window (None: < 4 finite
-    values or a zero start); negative when the loss rose.
+    """Relative decrease of the loss from its start to the median of its last window.
 
-    >>> loss_progress([(i, 1.0 - 0.05 * i) for i in range(10)])
-    0.4
+    The start is the lower of the first finite value (the untrained model's loss, before a
+    too-large step can blow it up) and the median of the first window (robust to one noisy
+    first batch); ``window`` is the share of the finite values per window. None with fewer
+    than 4 finite values or a zero start; negative when the loss rose.
+
+    >>> round(loss_progress([(i, 1.0 - 0.05 * i) for i in range(10)]), 2)
+    0.41
     """
     vals = _finite([v for _, v in losses])
     if vals.size < 4:
         return None
     w = max(2, int(round(window * vals.size)))
-    first, last = float(vals[:w].mean()), float(vals[-w:].mean())
+    first = min(float(vals[0]), float(np.median(vals[:w])))
+    last = float(np.median(vals[-w:]))
     if first == 0 or not math.isfinite(first - last):
         return None
     return round((first - last) / abs(first), 12)
@@ -148,21 +160,30 @@ def _finite_factor(losses: Sequence[tuple[int, float]]) -> float:
     return share * share
 
 
+def _moving(rate: float) -> float:
+    """Credit in [0, 1] for a per-update relative movement ``rate`` (log-linear)."""
+    if not math.isfinite(rate):
+        return 1.0 if rate > 0 else 0.0
+    if rate <= MOVING_STALLED:
+        return 0.0
+    return min(1.0, math.log(rate / MOVING_STALLED) / math.log(MOVING_OK / MOVING_STALLED))
+
+
 def _learning_share(signals: RunSignals) -> float | None:
+    """Mean learning credit of the tables and (weighted by size) the dense tensors."""
     parts: list[float] = []
     for t in signals.tables:
-        moving = math.isfinite(t.rel_velocity) and t.rel_velocity > MOVING_REL_VELOCITY
-        ok = t.requires_grad and t.in_optimizer is not False and t.steps > 0 and moving
-        parts.append(1.0 if ok else 0.0)
+        wired = t.requires_grad and t.in_optimizer is not False and t.steps > 0
+        parts.append(_moving(t.rel_velocity) if wired else 0.0)
     layers = [ly for ly in signals.layers if ly.numel > 0]
-    if layers:
-        total = float(sum(ly.numel for ly in layers))
-        moving_numel = sum(
-            ly.numel for ly in layers
+    total = float(sum(ly.numel for ly in layers))
+    if layers and total > 0:
+        credit = sum(
+            ly.numel * _moving(ly.update_ratio)
+            for ly in layers
             if ly.requires_grad and ly.in_optimizer is not False and ly.n_obs > 0
-            and math.isfinite(ly.update_ratio) and ly.update_ratio > MOVING_REL_VELOCITY
-        )  # fmt: skip
-        parts.append(moving_numel / total if total > 0 else 1.0)
+        )
+        parts.append(credit / total)
     return float(np.mean(parts)) if parts else None
 
 
