@@ -106,3 +106,65 @@ def test_accelerated_lookup_matches_compact(weight: torch.Tensor) -> None:
     t.accelerate()
     assert torch.equal(t.lookup(rows), compact)
     assert t.resident_bytes() == t.nbytes() + 300 * 5
+
+
+@pytest.mark.parametrize("dim", [64, 30, 7])
+def test_compiled_lookup_equals_kernel_path_bit_for_bit(dim: int) -> None:
+    g = torch.Generator().manual_seed(dim)
+    w = torch.randn(3000, dim, generator=g) * torch.rand(3000, 1, generator=g) * 4
+    rng = np.random.default_rng(dim)
+    prec = rng.choice(["fp32", "fp16", "int8", "int4", "int2", "drop"], size=3000)
+    t = QuantizedTable.from_weight(w, prec, name="m")
+    rows = torch.from_numpy(rng.integers(0, 3000, 5000))
+    ref = t.lookup_reference(rows)  # one torch.ops.quantized kernel per precision
+    assert torch.equal(t.lookup(rows), ref)
+    assert torch.equal(ref, t.dequantize()[rows])
+    t.accelerate()
+    assert torch.equal(t.lookup(rows), ref)
+    with pytest.raises(IndexError, match="3000 rows"):
+        t.lookup(torch.tensor([0, 3000]))
+    with pytest.raises(IndexError, match="3000 rows"):
+        t.lookup(torch.tensor([-1]))
+
+
+@pytest.mark.parametrize("levels", [["int4"], ["fp16", "int8", "int2", "drop"], ["int8", "drop"]])
+def test_embedding_bag_matches_float_embedding_bag(
+    levels: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch.nn.functional as F
+
+    from gradtracer.compress import index_kernel
+
+    g = torch.Generator().manual_seed(3)
+    w = torch.randn(500, 12, generator=g)
+    prec = np.random.default_rng(3).choice(levels, size=500)
+    t = QuantizedTable.from_weight(w, prec, name="m")
+    dense = t.dequantize()
+    idx = torch.randint(0, 500, (400,), generator=g)
+    offsets = torch.tensor([0, 0, 3, 100, 101, 250, 400])  # empty bags first and last
+    for mode in ("sum", "mean"):
+        want = F.embedding_bag(idx, dense, offsets, mode=mode, include_last_offset=True)
+        got = t.embedding_bag(idx, offsets, mode=mode, include_last_offset=True)
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    starts = offsets[:-1]
+    torch.testing.assert_close(
+        t.embedding_bag(idx, starts), F.embedding_bag(idx, dense, starts, mode="sum")
+    )
+    monkeypatch.setattr(index_kernel, "available", lambda: False)  # the path without numba
+    torch.testing.assert_close(
+        t.embedding_bag(idx, starts), F.embedding_bag(idx, dense, starts, mode="sum")
+    )
+    assert torch.equal(t.lookup(idx), dense[idx])
+    with pytest.raises(ValueError, match="offsets must start at 0"):
+        t.embedding_bag(idx, torch.tensor([1, 5]))
+    with pytest.raises(ValueError, match="mode must be"):
+        t.embedding_bag(idx, starts, mode="max")
+
+
+def test_low_rank_embedding_bag() -> None:
+    w = torch.randn(200, 16, generator=torch.Generator().manual_seed(4))
+    lr = LowRankTable.from_weight(w, 4, name="t", precision="int4")
+    idx = torch.tensor([1, 5, 7, 199, 0])
+    got = lr.embedding_bag(idx, torch.tensor([0, 2]))
+    dense = lr.dequantize()
+    torch.testing.assert_close(got, torch.stack([dense[idx[:2]].sum(0), dense[idx[2:]].sum(0)]))

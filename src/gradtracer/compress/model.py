@@ -7,9 +7,11 @@
 accepts it as it is. User rows are read through the row-wise kernels; a full-ranking
 call dequantizes the item table once per ``scorer()`` call.
 
-The artifact is one ``.npz`` (never pickled) with a ``__manifest__`` entry: format
-version, table metadata, the recipe fingerprint and the SHA-256 of every array, so a
-truncated or edited file is refused with the name of the array that changed.
+The artifact is one ``.npz`` or ``.safetensors`` file (never pickled) with a manifest:
+format version, table metadata, the recipe fingerprint and the SHA-256 of every array, so
+a truncated or edited file is refused with the name of the array that changed. In an npz
+the manifest is the ``__manifest__`` entry (UTF-8 JSON bytes), in a safetensors file the
+``gradtracer`` entry of the header's metadata; the arrays and checks are the same.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from gradtracer.compress.table import LowRankTable, QuantizedTable, table_from_arrays
-from gradtracer.durable import atomic_savez
+from gradtracer.compress.table import CompressedTable, table_from_arrays
+from gradtracer.durable import atomic_savez, atomic_write_bytes
 
 __all__ = ["ARTIFACT_FORMAT", "ArtifactError", "CompressedMF", "load_compressed", "save_compressed"]
 
@@ -34,7 +36,7 @@ __all__ = ["ARTIFACT_FORMAT", "ArtifactError", "CompressedMF", "load_compressed"
 ARTIFACT_FORMAT = "gradtracer.compressed/1"
 _MANIFEST = "__manifest__"
 
-Table = QuantizedTable | LowRankTable
+Table = CompressedTable
 
 
 class ArtifactError(ValueError):
@@ -108,9 +110,22 @@ class CompressedMF(nn.Module):
         scores = torch.from_numpy(self.score(idx))
         return recommend_from_scores(scores, idx, k, exclude)
 
-    def save(self, path: str | Path) -> Path:
-        """Write the model as one npz artifact (see :func:`save_compressed`)."""
-        return save_compressed(self, path)
+    def embedding_bag(
+        self, table: str, indices: torch.Tensor, offsets: torch.Tensor, *, mode: str = "sum"
+    ) -> torch.Tensor:
+        """Pooled rows of the ``"user"`` or ``"item"`` table (``F.embedding_bag`` semantics)."""
+        if table not in ("user", "item"):
+            raise ValueError(f"table must be 'user' or 'item', got {table!r}")
+        t = self.user_table if table == "user" else self.item_table
+        pool = getattr(t, "embedding_bag", None)
+        if pool is None:
+            raise TypeError(f"{type(t).__name__} tables have no pooled lookup")
+        out: torch.Tensor = pool(indices, offsets, mode=mode)
+        return out
+
+    def save(self, path: str | Path, *, file_format: str | None = None) -> Path:
+        """Write the model as one artifact (see :func:`save_compressed`)."""
+        return save_compressed(self, path, file_format=file_format)
 
     @classmethod
     def load(cls, path: str | Path) -> CompressedMF:
@@ -129,8 +144,33 @@ def _digest(arr: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def save_compressed(model: CompressedMF, path: str | Path) -> Path:
-    """Write ``model`` to ``path`` (``.npz``): arrays plus a checksummed JSON manifest."""
+#: File formats of :func:`save_compressed`.
+FILE_FORMATS = ("npz", "safetensors")
+_ST_KEY = "gradtracer"
+
+
+def _file_format(path: Path, file_format: str | None) -> str:
+    if file_format is None:
+        return "safetensors" if path.suffix == ".safetensors" else "npz"
+    if file_format not in FILE_FORMATS:
+        raise ValueError(f"file_format must be one of {FILE_FORMATS}, got {file_format!r}")
+    return file_format
+
+
+def save_compressed(
+    model: CompressedMF, path: str | Path, *, file_format: str | None = None
+) -> Path:
+    """Write ``model`` to ``path``: its arrays plus a checksummed JSON manifest.
+
+    Args:
+        model: the compressed model.
+        path: target file (written atomically).
+        file_format: ``"npz"`` or ``"safetensors"``; default: ``"safetensors"`` for a
+            ``.safetensors`` suffix, ``"npz"`` otherwise. safetensors needs the optional
+            ``safetensors`` package (``pip install gradtracer[safetensors]``).
+    """
+    p = Path(path)
+    fmt = _file_format(p, file_format)
     umeta, arrays = model.user_table.to_arrays("user/")
     imeta, iarrays = model.item_table.to_arrays("item/")
     arrays.update(iarrays)
@@ -143,21 +183,28 @@ def save_compressed(model: CompressedMF, path: str | Path) -> Path:
         "sha256": {k: _digest(v) for k, v in sorted(arrays.items())},
     }
     text = json.dumps(manifest, sort_keys=True, allow_nan=False)
+    if fmt == "safetensors":
+        st = _safetensors(p)
+        data = st.save(
+            {k: np.ascontiguousarray(v) for k, v in arrays.items()}, metadata={_ST_KEY: text}
+        )
+        return atomic_write_bytes(p, data)
     arrays[_MANIFEST] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
-    return atomic_savez(path, **arrays)
+    return atomic_savez(p, **arrays)
 
 
-def load_compressed(path: str | Path) -> CompressedMF:
-    """Read a :func:`save_compressed` artifact, verifying its format and every checksum.
+def _safetensors(p: Path) -> Any:
+    try:
+        import safetensors.numpy as st
+    except ImportError as exc:
+        raise ImportError(
+            f"{p}: safetensors artifacts need the 'safetensors' package "
+            "(pip install gradtracer[safetensors])"
+        ) from exc
+    return st
 
-    Raises:
-        FileNotFoundError: no such file.
-        ArtifactError: not a compressed artifact, a missing or extra array, a checksum
-            mismatch (the array is named), or tables that do not fit together.
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"{p}: no such compressed artifact")
+
+def _read_npz(p: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     try:
         with np.load(p, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
@@ -169,6 +216,53 @@ def load_compressed(path: str | Path) -> CompressedMF:
         manifest = json.loads(arrays.pop(_MANIFEST).tobytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ArtifactError(f"{p}: manifest is not valid JSON ({exc})") from exc
+    return manifest, arrays
+
+
+def _read_safetensors(p: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    _safetensors(p)  # the package, or a clear ImportError
+    import safetensors
+
+    try:
+        with safetensors.safe_open(str(p), framework="numpy") as f:
+            meta = f.metadata() or {}
+            arrays = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - not a dict
+    except Exception as exc:  # safetensors raises its own error types for damaged headers
+        raise ArtifactError(f"{p}: not a readable safetensors file ({exc})") from exc
+    if _ST_KEY not in meta:
+        raise ArtifactError(
+            f"{p}: no {_ST_KEY!r} metadata entry; not a GradTracer compressed artifact"
+        )
+    try:
+        manifest = json.loads(meta[_ST_KEY])
+    except json.JSONDecodeError as exc:
+        raise ArtifactError(f"{p}: manifest is not valid JSON ({exc})") from exc
+    return manifest, arrays
+
+
+def load_compressed(path: str | Path, *, recipe: Any | None = None) -> CompressedMF:
+    """Read a :func:`save_compressed` artifact (npz or safetensors, told apart by content),
+    verifying its format and every checksum.
+
+    Args:
+        path: the artifact.
+        recipe: optionally the :class:`~gradtracer.compress.recipe.Recipe` the artifact
+            should have been built from: its tables' shapes and fingerprint must match.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ArtifactError: not a compressed artifact, a missing or extra array, a checksum
+            mismatch (the array is named), tables that do not fit together, or (with
+            ``recipe``) an artifact built from another recipe or for other tables.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: no such compressed artifact")
+    with open(p, "rb") as fh:
+        head = fh.read(4)
+    manifest, arrays = _read_npz(p) if head.startswith(b"PK") else _read_safetensors(p)
+    if not isinstance(manifest, dict):
+        raise ArtifactError(f"{p}: manifest is not a JSON object")
     if manifest.get("format") != ARTIFACT_FORMAT:
         raise ArtifactError(f"{p}: format {manifest.get('format')!r}, expected {ARTIFACT_FORMAT!r}")
     sums = manifest.get("sha256", {})
@@ -193,4 +287,24 @@ def load_compressed(path: str | Path) -> CompressedMF:
         raise ArtifactError(
             f"{p}: tables hold {model.nbytes()} bytes, manifest says {manifest.get('nbytes')}"
         )
+    if recipe is not None:
+        _check_recipe(p, model, recipe)
     return model
+
+
+def _check_recipe(p: Path, model: CompressedMF, recipe: Any) -> None:
+    for name, n_rows in (("user", model.n_users), ("item", model.n_items)):
+        want = recipe.tables.get(name, {})
+        got = (n_rows, model.user_table.dim if name == "user" else model.item_table.dim)
+        if (want.get("n_rows"), want.get("dim")) != got:
+            raise ArtifactError(
+                f"{p}: {name} table is {got[0]} x {got[1]}, the recipe is for "
+                f"{want.get('n_rows')} x {want.get('dim')} (a recipe for another model)"
+            )
+    want_fp = recipe.to_dict()["fingerprint"]
+    got_fp = model.info.get("recipe_fingerprint")
+    if got_fp != want_fp:
+        raise ArtifactError(
+            f"{p}: built from recipe {str(got_fp)[:12]}..., not from this recipe "
+            f"({want_fp[:12]}...)"
+        )

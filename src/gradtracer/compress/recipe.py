@@ -78,7 +78,8 @@ class Recipe:
         tables: ``{"user": {"n_rows": .., "dim": ..}, "item": {...}}`` the plan is for.
         budget_bytes: the byte budget of both tables together.
         fp32_bytes: bytes of the float32 tables.
-        method: ``uniform``, ``mixed``, ``score_svd``, ``table_svd`` or ``prune``.
+        method: ``uniform``, ``mixed``, ``score_svd``, ``table_svd``, ``prune``, or one
+            of ``methods.EXTRA_METHODS`` (rebuilt by ``methods.build_extra``).
         params: method parameters (``precision``, ``rank``, ``signal``, ``metric``...).
         decisions: per table: bytes, rows per precision, the driving signal, and for
             ``mixed`` the encoded per-row precisions (``row_levels``).
@@ -149,8 +150,11 @@ class Recipe:
             raise RecipeError(
                 f"{source}: fingerprint does not match the content (the recipe was edited or damaged)"
             )
-        if data.get("method") not in _METHODS:
-            raise RecipeError(f"{source}: method {data.get('method')!r} is not one of {_METHODS}")
+        from gradtracer.compress import methods as _m
+
+        known = _METHODS + tuple(_m.EXTRA_METHODS)
+        if data.get("method") not in known:
+            raise RecipeError(f"{source}: method {data.get('method')!r} is not one of {known}")
         try:
             return cls(
                 tables={
@@ -244,7 +248,11 @@ def apply_recipe(recipe: Recipe, user: Any, item: Any) -> CompressedMF:
                 raise RecipeError(f"recipe decision for table {name!r} has no row precisions")
             tables.append(QuantizedTable.from_weight(w, levels, name=name))
         model = CompressedMF(tables[0], tables[1], name=recipe.method)
-    else:  # pragma: no cover - from_dict checks the method
+    elif recipe.method in methods.EXTRA_METHODS:
+        model = methods.build_extra(
+            recipe.method, user, item, recipe.budget_bytes, dict(p), dict(recipe.decisions)
+        )
+    else:
         raise RecipeError(f"unknown method {recipe.method!r}")
     model.info.update(info)
     if recipe.method != "uniform" and model.nbytes() > recipe.budget_bytes:
@@ -265,8 +273,8 @@ def describe_model(model: CompressedMF) -> dict[str, dict[str, Any]]:
             if len(table.levels) > 1:
                 levels = np.asarray(PRECISIONS, dtype=object)[table.row_levels()].astype(str)
                 entry["row_levels"] = encode_levels(levels)
-        else:
-            entry["rank"] = table.rank
+        elif hasattr(table, "rank"):
+            entry["rank"] = int(table.rank)
         out[name] = entry
     return out
 

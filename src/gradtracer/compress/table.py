@@ -142,6 +142,8 @@ class QuantizedTable:
             padded[: self.codes.size] = self.codes
             self._block_codes = torch.from_numpy(padded.reshape(n_blocks, per_block))
         self._fallback_t = None if self.fallback is None else torch.from_numpy(self.fallback.copy())
+        self._decoded: tuple[np.ndarray, np.ndarray] | None = None  # see accelerate()
+        self._args_cache: tuple[Any, ...] | None = None  # the compiled kernels' arguments
 
     # --- construction ----------------------------------------------------------------
     @classmethod
@@ -259,59 +261,194 @@ class QuantizedTable:
         return level, slot
 
     def accelerate(self, enabled: bool = True) -> QuantizedTable:
-        """Keep a decoded per-row level (int8) and slot (int32) map in memory for faster lookups.
+        """Keep a decoded per-row level (int8) and slot (int32) map in memory.
 
-        The map costs 5 bytes a row of extra resident memory (:meth:`resident_bytes`);
-        :meth:`nbytes` and the stored artifact do not change. Returns ``self``.
+        Lookups then read the map instead of the index map and rank directory. With the
+        compiled index kernels (:mod:`~gradtracer.compress.index_kernel`) this is rarely
+        faster; without numba it is several times faster. The map costs 5 bytes a row of
+        extra resident memory (:meth:`resident_bytes`); :meth:`nbytes` and the stored
+        artifact do not change. Returns ``self``.
         """
         if enabled and self.bits:
-            levels = torch.empty(self.n_rows, dtype=torch.int64)
-            slots = torch.empty(self.n_rows, dtype=torch.int64)
+            levels = np.empty(self.n_rows, dtype=np.int8)
+            slots = np.empty(self.n_rows, dtype=np.int32)
             idx = self.row_levels()
             for j, p in enumerate(self.levels):
-                rows = torch.from_numpy(np.flatnonzero(idx == PRECISIONS.index(p)))
+                rows = np.flatnonzero(idx == PRECISIONS.index(p))
                 levels[rows] = j
-                slots[rows] = torch.arange(rows.numel())
-            self._decoded: tuple[torch.Tensor, torch.Tensor] | None = (
-                levels.to(torch.int8),
-                slots.to(torch.int32),
-            )
+                slots[rows] = np.arange(rows.size)
+            self._decoded = (levels, slots)
         else:
             self._decoded = None
+        self._args_cache = None
         return self
 
     def resident_bytes(self) -> int:
         """:meth:`nbytes` plus the decoded map of :meth:`accelerate` when it is on."""
-        extra = getattr(self, "_decoded", None)
-        return self.nbytes() + (
-            0 if extra is None else sum(t.numel() * t.element_size() for t in extra)
-        )
+        extra = self._decoded
+        return self.nbytes() + (0 if extra is None else sum(int(a.nbytes) for a in extra))
 
-    def lookup(self, rows: torch.Tensor) -> torch.Tensor:
-        """Dequantized rows ``rows (B,)``: ``(B, dim)`` float32 (via the row-wise kernels)."""
-        rows = torch.as_tensor(rows).to(torch.int64).reshape(-1)
+    def _check_rows(self, rows: torch.Tensor) -> None:
         if rows.numel() and (int(rows.min()) < 0 or int(rows.max()) >= self.n_rows):
             raise IndexError(
                 f"table {self.name!r} has {self.n_rows} rows; got indices in "
                 f"[{int(rows.min())}, {int(rows.max())}]"
             )
-        decoded = getattr(self, "_decoded", None)
-        if decoded is not None:
-            level = decoded[0].index_select(0, rows).to(torch.int64)
-            slot = decoded[1].index_select(0, rows).to(torch.int64)
-        else:
-            level, slot = self._locate(rows)
+
+    def _read_level(self, j: int, slots: torch.Tensor) -> torch.Tensor:
+        p = self.levels[j]
+        if p == "drop":
+            assert self._fallback_t is not None
+            return self._fallback_t.expand(slots.numel(), self.dim)
+        return lookup_rows(self.blocks[p], p, self.dim, slots)
+
+    def _kernel_args(self) -> tuple[Any, ...]:
+        from gradtracer.compress import index_kernel
+
+        args = self._args_cache
+        if args is None:
+            args = index_kernel.kernel_args(
+                self.n_rows,
+                self.dim,
+                self.levels,
+                self.blocks,
+                self.codes,
+                self.directory,
+                self.bits,
+                self.fallback,
+                self._decoded,
+            )
+            self._args_cache = args
+        return args
+
+    def lookup(self, rows: torch.Tensor) -> torch.Tensor:
+        """Dequantized rows ``rows (B,)``: ``(B, dim)`` float32.
+
+        Mixed tables are read straight from the stored index map and blocks by the
+        compiled kernels of :mod:`~gradtracer.compress.index_kernel` (one pass, every row
+        written once); single-precision tables by their ``torch.ops.quantized`` kernel.
+        Values equal :meth:`lookup_reference` (the kernel-per-precision path used without
+        numba) bit for bit.
+        """
+        rows = torch.as_tensor(rows).to(torch.int64).reshape(-1)
+        if not self.bits:
+            self._check_rows(rows)
+            return self._read_level(0, rows).contiguous()
+        from gradtracer.compress import index_kernel
+
+        if not index_kernel.available():
+            return self.lookup_reference(rows)
+        out = np.empty((rows.numel(), self.dim), dtype=np.float32)
+        try:
+            index_kernel.gather(rows.numpy(), out, self._kernel_args())
+        except IndexError:
+            self._check_rows(rows)
+            raise
+        return torch.from_numpy(out)
+
+    def lookup_reference(self, rows: torch.Tensor) -> torch.Tensor:
+        """:meth:`lookup` through tensor ops only (the slow path without numba; for tests)."""
+        rows = torch.as_tensor(rows).to(torch.int64).reshape(-1)
+        self._check_rows(rows)
+        level, slot = self._locate(rows)
         out = torch.empty(rows.numel(), self.dim)
-        for j, p in enumerate(self.levels):
+        for j in range(len(self.levels)):
             sel = (level == j).nonzero().squeeze(1)
-            if sel.numel() == 0:
-                continue
-            if p == "drop":
-                assert self._fallback_t is not None
-                out[sel] = self._fallback_t
-            else:
-                out[sel] = lookup_rows(self.blocks[p], p, self.dim, slot[sel])
+            if sel.numel():
+                out[sel] = self._read_level(j, slot[sel])
         return out
+
+    def embedding_bag(
+        self,
+        indices: torch.Tensor,
+        offsets: torch.Tensor,
+        *,
+        mode: str = "sum",
+        include_last_offset: bool = False,
+    ) -> torch.Tensor:
+        """Pooled lookups, as ``F.embedding_bag``: ``(n_bags, dim)`` float32.
+
+        Args:
+            indices: ``(N,)`` rows of all bags, bag after bag.
+            offsets: start of each bag in ``indices`` (``n_bags`` entries, or
+                ``n_bags + 1`` with ``include_last_offset=True``).
+            mode: ``"sum"`` (default) or ``"mean"`` (an empty bag pools to zeros).
+            include_last_offset: ``offsets`` ends with ``N`` (default False).
+
+        Each precision present is pooled by its own kernel call (``torch.ops.quantized``
+        row-wise kernels, ``F.embedding_bag`` for fp16/fp32) over the bags' rows of that
+        precision, and the partial sums are added.
+        """
+        if mode not in ("sum", "mean"):
+            raise ValueError(f"mode must be 'sum' or 'mean', got {mode!r}")
+        idx = torch.as_tensor(indices).to(torch.int64).reshape(-1)
+        off = torch.as_tensor(offsets).to(torch.int64).reshape(-1)
+        if not include_last_offset:
+            off = torch.cat([off, torch.tensor([idx.numel()])])
+        if off.numel() == 0 or int(off[0]) != 0 or int(off[-1]) != idx.numel():
+            raise ValueError(
+                f"offsets must start at 0 and end at len(indices) = {idx.numel()}, "
+                f"got {off.tolist()[:3]}...{off.tolist()[-2:]}"
+            )
+        if bool((off[1:] < off[:-1]).any()):
+            raise ValueError("offsets must be non-decreasing")
+        self._check_rows(idx)
+        n_bags = off.numel() - 1
+        from gradtracer.compress import index_kernel
+
+        if not self.bits:
+            pooled = self._pool_level(0, idx, off)
+        elif index_kernel.available():
+            out = np.empty((n_bags, self.dim), dtype=np.float32)
+            index_kernel.pool(idx.numpy(), off.numpy(), out, self._kernel_args())
+            pooled = torch.from_numpy(out)
+        else:
+            pooled = torch.zeros(n_bags, self.dim)
+            groups = self._bag_groups(idx, off)
+            for j, (slots, bag_off) in enumerate(groups):
+                if slots.numel():
+                    pooled += self._pool_level(j, slots, bag_off)
+        if mode == "mean":
+            lengths = (off[1:] - off[:-1]).clamp(min=1).to(torch.float32)
+            pooled = pooled / lengths[:, None]
+        return pooled
+
+    def _bag_groups(
+        self, idx: torch.Tensor, off: torch.Tensor
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per level: its slots in bag order and its ``(n_bags + 1,)`` bag offsets."""
+        level, slot = self._locate(idx)
+        bag = torch.repeat_interleave(torch.arange(off.numel() - 1), off[1:] - off[:-1])
+        out = []
+        for j in range(len(self.levels)):
+            keep = level == j
+            counts = torch.bincount(bag[keep], minlength=off.numel() - 1)
+            out.append(
+                (slot[keep], torch.cat([torch.zeros(1, dtype=torch.int64), counts.cumsum(0)]))
+            )
+        return out
+
+    def _pool_level(self, j: int, slots: torch.Tensor, bag_off: torch.Tensor) -> torch.Tensor:
+        """Sum-pool the level-``j`` rows ``slots`` over bags ``bag_off`` (``n_bags + 1``)."""
+        p = self.levels[j]
+        if p == "drop":
+            assert self._fallback_t is not None
+            counts = (bag_off[1:] - bag_off[:-1]).to(torch.float32)
+            return counts[:, None] * self._fallback_t[None, :]
+        block = self.blocks[p]
+        if p in ("fp32", "fp16"):
+            rows = torch.nn.functional.embedding(slots, block).to(torch.float32)
+            return torch.nn.functional.embedding_bag(
+                torch.arange(slots.numel()), rows, bag_off, mode="sum", include_last_offset=True
+            )
+        q = torch.ops.quantized
+        kernel = {
+            "int8": q.embedding_bag_byte_rowwise_offsets,
+            "int4": q.embedding_bag_4bit_rowwise_offsets,
+            "int2": q.embedding_bag_2bit_rowwise_offsets,
+        }[p]
+        out = kernel(block, slots, bag_off, mode=0, include_last_offset=True)
+        return out[:, : self.dim].to(torch.float32)
 
     def dequantize(self) -> torch.Tensor:
         """The whole table as ``(n_rows, dim)`` float32."""
@@ -458,6 +595,21 @@ class LowRankTable:
         """``(B, dim)`` float32 rows ``factors[rows] @ basis``."""
         return self.factors.lookup(rows) @ self._basis_t
 
+    def embedding_bag(
+        self,
+        indices: torch.Tensor,
+        offsets: torch.Tensor,
+        *,
+        mode: str = "sum",
+        include_last_offset: bool = False,
+    ) -> torch.Tensor:
+        """Pooled rows ``(n_bags, dim)``: the factors pooled (see
+        :meth:`QuantizedTable.embedding_bag`), then ``@ basis``."""
+        pooled = self.factors.embedding_bag(
+            indices, offsets, mode=mode, include_last_offset=include_last_offset
+        )
+        return pooled @ self._basis_t
+
     def dequantize(self) -> torch.Tensor:
         """The whole table ``(n_rows, dim)`` float32."""
         return self.factors.dequantize() @ self._basis_t
@@ -489,13 +641,18 @@ class LowRankTable:
 
 def table_from_arrays(
     meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray], prefix: str
-) -> QuantizedTable | LowRankTable:
+) -> CompressedTable:
     """Rebuild a table written by ``to_arrays`` (``meta["type"]`` picks the class)."""
     kind = meta.get("type")
     if kind == "quantized":
         return QuantizedTable.from_arrays(meta, arrays, prefix)
     if kind == "lowrank":
         return LowRankTable.from_arrays(meta, arrays, prefix)
+    from gradtracer.compress import methods as _m
+
+    if kind in _m.EXTRA_TABLES:
+        table: CompressedTable = _m.EXTRA_TABLES[str(kind)].from_arrays(meta, arrays, prefix)
+        return table
     raise ValueError(f"unknown compressed table type {kind!r} (expected 'quantized' or 'lowrank')")
 
 
