@@ -13,6 +13,7 @@ from torch import nn
 
 from gradtracer.diagnosis import DiagnosisThresholds, collect_signals, diagnose_signals
 from gradtracer.diagnosis.detectors import (
+    detect_gradient_accumulation,
     detect_learning_rate,
     detect_negative_sampling,
     detect_no_learning_signal,
@@ -20,7 +21,12 @@ from gradtracer.diagnosis.detectors import (
     detect_unreachable_rows,
 )
 from gradtracer.diagnosis.detectors.training import recent_rel_velocity
-from gradtracer.diagnosis.signals import RunSignals, TableSignals, ValidationSignals
+from gradtracer.diagnosis.signals import (
+    LayerSignals,
+    RunSignals,
+    TableSignals,
+    ValidationSignals,
+)
 from gradtracer.findings import FindingType, Severity
 from gradtracer.manager import FlowManager
 
@@ -114,6 +120,43 @@ def test_a_loss_identical_on_every_batch_with_zero_gradients_is_cancelled_negati
     noisy = signals(losses=losses(0.69 + 0.01 * np.sin(np.arange(100))),
                     grad_norms=losses(np.zeros(100)))  # fmt: skip
     assert detect_negative_sampling(noisy, TH) == []
+
+
+# ------------------------------------------------------- gradient accumulation, dense only
+def _dense(snr: float) -> tuple[LayerSignals, ...]:
+    return tuple(
+        LayerSignals(
+            name=f"net.{i}.weight",
+            module=f"net.{i}",
+            numel=640,
+            n_obs=50,
+            fan_in=20,
+            gain=0.7,
+            all_zero=False,
+            update_ratio=0.01,
+            velocity=0.01,
+            grad_norm=0.1,
+            grad_norm_median=0.1,
+            grad_norm_max=0.3,
+            snr=snr,
+            spikes=0,
+            requires_grad=True,
+            in_optimizer=True,
+            weight_decay=0.0,
+            learning_rate=0.003,
+        )  # fmt: skip
+        for i in range(3)
+    )
+
+
+def test_dense_only_accumulation_needs_growth_and_repeating_gradients():
+    growing = losses(np.linspace(0.01, 0.5, 100))
+    summed = signals(tables=(), layers=_dense(snr=5.0), grad_norms=growing)
+    (f,) = detect_gradient_accumulation(summed, TH)
+    assert f.type is FindingType.GRADIENT_ACCUMULATION and f.remedy.kind == "call_zero_grad"
+    # a learning rate too high also grows the gradient norm, but its gradients are noise
+    overshoot = dataclasses.replace(summed, layers=_dense(snr=0.05))
+    assert detect_gradient_accumulation(overshoot, TH) == []
 
 
 # ----------------------------------------------------------------------- overfitting

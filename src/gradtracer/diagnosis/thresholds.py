@@ -64,6 +64,10 @@ class DiagnosisThresholds:
         unreachable_stale_share: a row not looked up during this last share of the tracked
             steps (25%) counts as unreachable like a never-seen one: an id mapping that
             broke mid-run (a bad reload, a new vocabulary) leaves rows last seen before it.
+        accumulation_snr: on a model without embedding tables, median temporal gradient
+            signal-to-noise ratio of the weight matrices above which successive gradients
+            repeat themselves, as summed (never reset) gradients do; per-batch gradients of
+            a healthy run are dominated by their noise (SNR well below 1).
         overfit_min_points: validation values needed before an overfitting verdict (fewer
             cannot tell a trend from one noisy evaluation).
         overfit_patience: the validation metric must have stayed worse than its best for
@@ -118,6 +122,7 @@ class DiagnosisThresholds:
     vanishing_ratio: float = 1e-3
     exploding_ratio: float = 50.0
     unreachable_stale_share: float = 0.25
+    accumulation_snr: float = 1.0
     overfit_min_points: int = 5
     overfit_patience: float = 0.2
     overfit_worsening: float = 0.05

@@ -125,12 +125,18 @@ def detect_gradient_accumulation(s: RunSignals, th: DiagnosisThresholds) -> list
         return []
     if s.tables and not repeated:
         return []
+    snrs = [ly.snr for ly in s.layers if ly.fan_in and math.isfinite(ly.snr)]
+    snr = float(np.median(snrs)) if snrs else math.nan
+    if not s.tables and not snr >= th.accumulation_snr:
+        return []  # dense-only model: summed gradients repeat, so their mean dominates
     cos = max((t.oscillation for t in repeated), default=math.nan)
     return [_make(
         T.GRADIENT_ACCUMULATION, "optimizer",
         f"The mean gradient norm grew {growth:.3g}x over the run"
         + (f" while successive row updates agree (mean cosine {cos:.2f})" if repeated else "")
-        + ".", 0.85, {"grad_norm_growth": growth, "update_cosine": cos},
+        + (f" while the dense gradients' mean dominates their noise (median SNR {snr:.3g})"
+           if not s.tables else "")
+        + ".", 0.85, {"grad_norm_growth": growth, "update_cosine": cos, "gradient_snr": snr},
     )]  # fmt: skip
 
 
