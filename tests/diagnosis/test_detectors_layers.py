@@ -332,3 +332,18 @@ def test_units_killed_by_grown_weights_are_an_overshoot():
     still = dataclasses.replace(dead, layers=(dataclasses.replace(grown, gain=0.6),))
     top = diagnose_signals(still).top
     assert top is not None and top.type is T.DEAD_ACTIVATIONS
+
+
+def test_embedding_only_towers_need_a_learning_rate_gap_as_well():
+    mf = signals(layers=(), tables=(table("user_emb", rel_velocity=0.01),
+                                    table("item_emb", rel_velocity=2e-5,
+                                          learning_rate=0.01 / 300)))  # fmt: skip
+    (f,) = detect_tower_skew(mf, TH)
+    assert f.type is T.LEARNING_RATE_TOO_LOW and f.subject == "item"
+    assert f.remedy.params["factor"] == pytest.approx(300.0)
+    assert f.remedy.params["modules"] == "item_emb"
+    # the same rate gap with equal learning rates: tables move at different rates for
+    # other reasons (exposure, popularity), so no verdict
+    same_lr = signals(layers=(), tables=(table("user_emb", rel_velocity=0.01),
+                                         table("item_emb", rel_velocity=2e-5)))  # fmt: skip
+    assert detect_tower_skew(same_lr, TH) == []

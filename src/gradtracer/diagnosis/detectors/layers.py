@@ -201,16 +201,60 @@ def _rate(layers: Sequence[LayerSignals], tables: Sequence[TableSignals]) -> flo
     return rates[mid] if len(rates) % 2 else 0.5 * (rates[mid - 1] + rates[mid])
 
 
-def detect_tower_skew(s: RunSignals, th: DiagnosisThresholds) -> list[Finding]:
-    """Two towers of the same architecture (dense modules with the same tensor shapes,
-    plus the tables named after the same tower) whose weights move at very different
-    relative rates: the slow tower's learning rate is too low for it (or the fast one's
-    too high when the fast tower itself overshoots).
+def _skew_finding(
+    s: RunSignals,
+    th: DiagnosisThresholds,
+    rates: dict[str, float],
+    lrs: dict[str, list[float]],
+    modules: dict[str, list[str]],
+    *,
+    need_lr: bool,
+) -> Finding | None:
+    """The finding for the slowest and fastest of ``rates`` (tower -> relative movement)
+    when they differ by more than ``1 / tower_skew_ratio`` (and, with ``need_lr``, their
+    optimizer learning rates do too)."""
+    fast = max(rates, key=lambda k: rates[k])
+    slow = min(rates, key=lambda k: rates[k])
+    ratio = rates[slow] / rates[fast]
+    if ratio >= th.tower_skew_ratio:
+        return None
+    lr_ratio = max(lrs[fast]) / min(lrs[slow]) if lrs.get(fast) and lrs.get(slow) else math.nan
+    if need_lr and not (math.isfinite(lr_ratio) and lr_ratio * th.tower_skew_ratio >= 1.0):
+        return None
+    too_high = rates[fast] > th.high_update_ratio
+    named = fast if too_high else slow
+    if math.isfinite(lr_ratio) and lr_ratio > 1.0:
+        factor = 1.0 / lr_ratio if too_high else lr_ratio
+    else:
+        factor = ratio if too_high else 1.0 / ratio
+    factor = float(min(max(factor, 1e-4), 1e4))
+    lower = f"; its learning rate is {lr_ratio:.3g}x lower" if lr_ratio > 1.0 else ""
+    return _make(
+        T.LEARNING_RATE_TOO_HIGH if too_high else T.LEARNING_RATE_TOO_LOW, named,
+        f"Tower '{slow}' moves {rates[slow]:.2g} of its norm per update, {1 / ratio:.3g}x "
+        f"slower than tower '{fast}' ({rates[fast]:.2g}){lower}.", 0.85,
+        {"slow_tower": slow, "fast_tower": fast, "slow_rate": rates[slow],
+         "fast_rate": rates[fast], "rate_ratio": ratio, "learning_rate_ratio": lr_ratio},
+        remedy=Remedy("scale_learning_rate", {"subject": named, "factor": factor,
+                                              "modules": ",".join(sorted(modules[named]))}),
+    )  # fmt: skip
 
-    The remedy scales the named tower's learning rate by the measured rate ratio (by the
-    optimizer's learning-rate ratio when the optimizer is known and its rates differ).
+
+def detect_tower_skew(s: RunSignals, th: DiagnosisThresholds) -> list[Finding]:
+    """Two towers whose weights move at very different relative rates: the slow tower's
+    learning rate is too low for it (or the fast one's too high when the fast tower itself
+    overshoots).
+
+    A tower is the set of modules and tables named after one word (``user_tower`` and
+    ``user_emb`` -> ``user``). Towers with dense modules are compared when their dense
+    tensors have the same shapes; towers made of embedding tables only (MF) when their
+    tables have the same width and the optimizer's learning rates differ by the same
+    factor as well (tables of one model move at different rates for other reasons).
+
+    The remedy scales the named tower's learning rate by the optimizer's learning-rate
+    ratio between the towers when it is known and above 1, else by the measured ratio.
     """
-    if s.step < th.min_steps or not s.layers:
+    if s.step < th.min_steps:
         return []
     dense: dict[str, list[LayerSignals]] = {}
     for ly in s.layers:
@@ -222,7 +266,7 @@ def detect_tower_skew(s: RunSignals, th: DiagnosisThresholds) -> list[Finding]:
     for towers in by_arch.values():
         if len(towers) < 2:
             continue
-        rates = {}
+        rates, lrs, modules = {}, {}, {}
         for tower in towers:
             tables = [t for t in s.tables if _tower_of(t.name) == tower]
             r = _rate(dense[tower], tables)
@@ -230,36 +274,29 @@ def detect_tower_skew(s: RunSignals, th: DiagnosisThresholds) -> list[Finding]:
             alive = all(ly.grad_norm_median > 0 for ly in dense[tower] if ly.fan_in)
             if math.isfinite(r) and r > th.not_moving_rel_velocity and alive:
                 rates[tower] = r
-        if len(rates) < 2:
+                lrs[tower] = [ly.learning_rate for ly in dense[tower] if ly.learning_rate]
+                modules[tower] = sorted({ly.name.split(".")[0] for ly in dense[tower]}
+                                        | {t.name for t in tables})  # fmt: skip
+        if len(rates) >= 2:
+            f = _skew_finding(s, th, rates, lrs, modules, need_lr=False)
+            if f is not None:
+                out.append(f)
+    by_dim: dict[int, dict[str, list[TableSignals]]] = {}
+    for t in s.tables:
+        word = _tower_of(t.name)
+        if word in dense or not t.finite or t.steps < th.min_steps:
             continue
-        fast = max(rates, key=lambda k: rates[k])
-        slow = min(rates, key=lambda k: rates[k])
-        ratio = rates[slow] / rates[fast]
-        if ratio >= th.tower_skew_ratio:
+        if math.isfinite(t.rel_velocity) and t.rel_velocity > th.not_moving_rel_velocity:
+            by_dim.setdefault(t.dim, {}).setdefault(word, []).append(t)
+    for words in by_dim.values():
+        if len(words) < 2:
             continue
-        lrs = {k: [ly.learning_rate for ly in dense[k] if ly.learning_rate] for k in (slow, fast)}
-        lr_ratio = (max(lrs[fast]) / min(lrs[slow])) if lrs[fast] and lrs[slow] else math.nan
-        too_high = rates[fast] > th.high_update_ratio
-        named = fast if too_high else slow
-        if math.isfinite(lr_ratio) and lr_ratio > 1.0:
-            factor = 1.0 / lr_ratio if too_high else lr_ratio
-        else:
-            factor = ratio if too_high else 1.0 / ratio
-        factor = float(min(max(factor, 1e-4), 1e4))
-        modules = sorted({ly.name.split(".")[0] for ly in dense[named]}
-                         | {t.name for t in s.tables if _tower_of(t.name) == named})  # fmt: skip
-        out.append(_make(
-            T.LEARNING_RATE_TOO_HIGH if too_high else T.LEARNING_RATE_TOO_LOW, named,
-            f"Tower '{slow}' moves {rates[slow]:.2g} of its norm per update, {1 / ratio:.3g}x "
-            f"slower than tower '{fast}' ({rates[fast]:.2g}), which has the same "
-            f"architecture" + (f"; its learning rate is {lr_ratio:.3g}x lower"
-                               if math.isfinite(lr_ratio) and lr_ratio > 1.0 else "") + ".",
-            0.85,
-            {"slow_tower": slow, "fast_tower": fast, "slow_rate": rates[slow],
-             "fast_rate": rates[fast], "rate_ratio": ratio, "learning_rate_ratio": lr_ratio},
-            remedy=Remedy("scale_learning_rate", {"subject": named, "factor": factor,
-                                                  "modules": ",".join(modules)}),
-        ))  # fmt: skip
+        rates = {w: _rate((), ts) for w, ts in words.items()}
+        lrs = {w: [t.learning_rate for t in ts if t.learning_rate] for w, ts in words.items()}
+        modules = {w: [t.name for t in ts] for w, ts in words.items()}
+        f = _skew_finding(s, th, rates, lrs, modules, need_lr=True)
+        if f is not None:
+            out.append(f)
     return out
 
 
