@@ -207,3 +207,22 @@ def test_advise_refuses_given_plans_over_the_budget() -> None:
     fits = methods.score_svd_twoscale(u, i, budget, bits=4)
     recipe = adv.advise(budget, plans=[("score_svd_twoscale", {"bits": 4, "rank": 14}, fits)])
     assert recipe.method == "score_svd_twoscale" and len(recipe.candidates) == 1
+
+
+def test_two_scale_recipe_round_trips_through_json_and_artifact(tmp_path: Path) -> None:
+    from gradtracer.compress.model import load_compressed, save_compressed
+    from gradtracer.compress.recipe import Recipe, apply_recipe
+
+    u, i = _low_rank_tables()
+    budget = methods.fp32_bytes(u, i) // 8
+    plan = methods.score_svd_twoscale(u, i, budget, bits=4)
+    recipe = QuantizationAdvisor(u, i).advise(
+        budget, plans=[("score_svd_twoscale", {"bits": 4, "rank": plan.info["rank"]}, plan)]
+    )
+    again = Recipe.from_dict(recipe.to_dict())
+    model = apply_recipe(again, u, i)
+    assert torch.equal(model.item_table.dequantize(), plan.item_table.dequantize())
+    path = save_compressed(model, tmp_path / "m.npz")
+    loaded = load_compressed(path)
+    assert loaded.nbytes() == model.nbytes() <= budget
+    assert torch.equal(loaded.user_table.dequantize(), model.user_table.dequantize())
