@@ -7,20 +7,23 @@ rank directory) say where a row lives: its slot is ``directory[row // 64, level]
 the rows of that level earlier in its block, counted a byte of codes at a time through a
 ``(levels, 256)`` table of matches per byte.
 
-:func:`gather` and :func:`pool` do everything in one pass over the requested rows: find
-the row, decode it from its block and write it once into the output (or add it into its
-bag). Splitting a batch by precision and calling the ``torch.ops.quantized`` kernel of
-each (then scattering the results back) writes every output row twice and costs more
-than the float32 gather it replaces; this pass does not. It reads the stored arrays as
-they are, so the table's byte count does not change.
+:func:`gather` serves plain lookups in two passes over the requested rows: where each
+row lives, then one tight loop per precision that decodes its rows straight into the
+output (every output row is written once; splitting the batch and scattering the
+results of one ``torch.ops.quantized`` call per precision back writes it twice).
+:func:`group_bags` serves pooled lookups: it sorts the indices of every bag by level,
+keeping bags, so the table makes one ``torch.ops.quantized`` row-wise embedding-bag call
+per precision and adds the partial sums. Both read the stored arrays as they are, so
+the table's byte count does not change. Counting a row's earlier codes costs 10-45 ns a
+row (more with 4-bit codes), which is most of what keeps mixed lookups slower than a
+float32 gather (``bench/bench_compress.py``).
 
 Values are the kernels' to the bit: an integer row decodes as
 ``float32(scale * code + bias)`` evaluated in float64, which equals the fused
 multiply-add of the FBGEMM kernels (scale and bias are float32 or float16, codes at most
 8 bits, so the product is exact in float64); an int4 or int2 row's 16 or 4 possible
 values are computed once per row and looked up by code; float16 values convert
-exactly through a 65,536-entry table. The tests
-compare every path with the kernels'.
+exactly through a 65,536-entry table. The tests compare every path with the kernels'.
 
 numba is a core dependency; where it cannot be imported (or with ``GRADTRACER_NO_NUMBA=1``)
 :func:`available` is False and the table uses its kernel-per-precision path (same
@@ -38,7 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["KINDS", "available", "gather", "kernel_args", "match_table", "pool"]
+__all__ = ["KINDS", "available", "gather", "group_bags", "kernel_args", "match_table"]
 
 #: Kind code of each stored precision inside the kernels.
 KINDS: dict[str, int] = {"fp32": 0, "fp16": 1, "int8": 2, "int4": 3, "int2": 4, "drop": 5}
@@ -55,116 +58,6 @@ def _compiled() -> Any | None:
         return None
 
     jit = numba.njit(cache=True, nogil=True, boundscheck=False)
-
-    @jit
-    def _run(
-        indices,
-        offsets,
-        pooled,
-        n_rows,
-        codes,
-        directory,
-        bits,
-        tab,
-        kinds,
-        dl,
-        ds,
-        f32,
-        f16,
-        i8,
-        i4,
-        i2,
-        fb,
-        half,
-        out,
-    ):
-        """Decode ``indices`` into ``out``: row ``i`` into ``out[i]``, or with ``pooled``
-        bag ``k`` (``indices[offsets[k]:offsets[k + 1]]``) summed into ``out[k]``.
-
-        One flat loop (no calls that take arrays, which would cost reference counting
-        per row). Returns the position of the first index outside the table, or -1.
-        """
-        d = out.shape[1]
-        tmp = np.empty(d, np.float32)
-        raw = np.empty(8, np.uint8)
-        qparams = raw.view(np.float32)
-        values = np.empty(16, np.float32)
-        shift = 3 if bits == 1 else (2 if bits == 2 else 1)
-        mask = (1 << bits) - 1
-        n_out = offsets.size - 1 if pooled else indices.size
-        for k in range(n_out):
-            if pooled:
-                start, stop = offsets[k], offsets[k + 1]
-                for c in range(d):
-                    out[k, c] = 0.0
-            else:
-                start, stop = k, k + 1
-            for i in range(start, stop):
-                r = indices[i]
-                if r < 0 or r >= n_rows:
-                    return i
-                # where the row lives: (kind, slot)
-                if bits == 0:
-                    kind = kinds[0]
-                    slot = r
-                elif dl.size:
-                    kind = kinds[np.int64(dl[r])]
-                    slot = np.int64(ds[r])
-                else:
-                    byte = r >> shift
-                    within = r & ((1 << shift) - 1)
-                    cb = np.int64(codes[byte])
-                    lev = (cb >> (within * bits)) & mask
-                    cnt = 0
-                    for b in range((r >> 6) * 8 * bits, byte):  # whole bytes before r
-                        cnt += tab[lev, codes[b]]
-                    for w in range(within):  # codes before r in its own byte
-                        if ((cb >> (w * bits)) & mask) == lev:
-                            cnt += 1
-                    kind = kinds[lev]
-                    slot = np.int64(directory[r >> 6, lev]) + cnt
-                # the row's values into tmp
-                if kind == 0:
-                    for c in range(d):
-                        tmp[c] = f32[slot, c]
-                elif kind == 1:
-                    for c in range(d):
-                        tmp[c] = half[f16[slot, c]]
-                elif kind == 2:
-                    w8 = i8.shape[1] - 8
-                    for b in range(8):
-                        raw[b] = i8[slot, w8 + b]
-                    scale, bias = np.float64(qparams[0]), np.float64(qparams[1])
-                    for c in range(d):
-                        tmp[c] = np.float32(scale * np.float64(i8[slot, c]) + bias)
-                elif kind == 5:
-                    for c in range(d):
-                        tmp[c] = fb[c]
-                else:
-                    src = i4 if kind == 3 else i2
-                    nb = 4 if kind == 3 else 2
-                    per = 8 // nb
-                    qmask = (1 << nb) - 1
-                    w = src.shape[1] - 4
-                    lo, hi = np.int64(src[slot, w]), np.int64(src[slot, w + 1])
-                    scale = np.float64(half[lo | (hi << 8)])
-                    lo, hi = np.int64(src[slot, w + 2]), np.int64(src[slot, w + 3])
-                    bias = np.float64(half[lo | (hi << 8)])
-                    for q in range(qmask + 1):  # the row's 16 (or 4) possible values
-                        values[q] = np.float32(scale * np.float64(q) + bias)
-                    for j in range(d // per):
-                        byte8 = np.int64(src[slot, j])
-                        for m in range(per):
-                            tmp[j * per + m] = values[(byte8 >> (m * nb)) & qmask]
-                    for c in range(d - d % per, d):
-                        tmp[c] = values[(np.int64(src[slot, c // per]) >> ((c % per) * nb)) & qmask]
-                if pooled:
-                    for c in range(d):
-                        out[k, c] += tmp[c]
-                else:
-                    for c in range(d):
-                        out[k, c] = tmp[c]
-        return -1
 
     @jit
     def _gather(
@@ -284,7 +177,53 @@ def _compiled() -> Any | None:
                 out[i, c] = fb[c]
         return -1
 
-    return _run, _gather
+    @jit
+    def _group_bags(indices, offsets, n_rows, codes, directory, bits, tab, slots, bag_offsets):
+        """Sort pooled ``indices`` by level, keeping bag order: level ``j``'s slots are
+        ``slots[bag_offsets[j, 0]:bag_offsets[j, -1]]``, its bag ``k`` between
+        ``bag_offsets[j, k]`` and ``bag_offsets[j, k + 1]``."""
+        n_levels = directory.shape[1]
+        n_bags = offsets.size - 1
+        n = indices.size
+        shift = 3 if bits == 1 else (2 if bits == 2 else 1)
+        mask = (1 << bits) - 1
+        level_of = np.empty(n, np.int8)
+        slot_of = np.empty(n, np.int64)
+        for i in range(n):
+            r = indices[i]
+            if r < 0 or r >= n_rows:
+                return i
+            byte = r >> shift
+            within = r & ((1 << shift) - 1)
+            cb = np.int64(codes[byte])
+            lev = (cb >> (within * bits)) & mask
+            cnt = 0
+            for b in range((r >> 6) * 8 * bits, byte):
+                cnt += tab[lev, codes[b]]
+            for w in range(within):
+                if ((cb >> (w * bits)) & mask) == lev:
+                    cnt += 1
+            level_of[i] = lev
+            slot_of[i] = np.int64(directory[r >> 6, lev]) + cnt
+        counts = np.zeros((n_levels, n_bags), np.int64)
+        for k in range(n_bags):
+            for i in range(offsets[k], offsets[k + 1]):
+                counts[level_of[i], k] += 1
+        acc = 0
+        for j in range(n_levels):
+            for k in range(n_bags):
+                bag_offsets[j, k] = acc
+                acc += counts[j, k]
+            bag_offsets[j, n_bags] = acc
+        pos = bag_offsets[:, :n_bags].copy()
+        for k in range(n_bags):
+            for i in range(offsets[k], offsets[k + 1]):
+                lev = level_of[i]
+                slots[pos[lev, k]] = slot_of[i]
+                pos[lev, k] += 1
+        return -1
+
+    return _gather, _group_bags
 
 
 @functools.lru_cache(maxsize=1)
@@ -385,25 +324,43 @@ def gather(rows: np.ndarray, out: np.ndarray, args: tuple[Any, ...]) -> None:
             "the compiled lookup kernels are unavailable (numba missing or disabled)"
         )
     rows = np.ascontiguousarray(rows, dtype=np.int64)
-    bad = fns[1](rows, *args, out)
+    bad = fns[0](rows, *args, out)
     if bad >= 0:
         raise IndexError(f"row {int(rows[bad])} is outside [0, {args[0]})")
 
 
-def pool(indices: np.ndarray, offsets: np.ndarray, out: np.ndarray, args: tuple[Any, ...]) -> None:
-    """Sum the dequantized rows of each bag into ``out (n_bags, dim)`` float32.
+def group_bags(
+    indices: np.ndarray,
+    offsets: np.ndarray,
+    n_rows: int,
+    codes: np.ndarray,
+    directory: np.ndarray,
+    bits: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Group pooled ``indices`` of a mixed table by level, keeping bags.
 
-    ``offsets`` has ``n_bags + 1`` entries, the last ``len(indices)``; bag ``k`` is
-    ``indices[offsets[k]:offsets[k + 1]]``, summed in that order in float32 (an empty bag
-    is zeros). ``args`` as :func:`gather`.
+    Returns ``(slots (N,), bag_offsets (levels, n_bags + 1))``: level ``j``'s slots are
+    ``slots[bag_offsets[j, 0]:bag_offsets[j, -1]]`` and its bag ``k`` the part between
+    ``bag_offsets[j, k]`` and ``bag_offsets[j, k + 1]``, so one ``torch.ops.quantized``
+    kernel call per level pools its rows. ``offsets`` has ``n_bags + 1`` entries.
+
+    Raises:
+        IndexError: an index outside ``[0, n_rows)``.
+        RuntimeError: the compiled kernels are unavailable.
     """
     fns = _compiled()
     if fns is None:
         raise RuntimeError(
             "the compiled lookup kernels are unavailable (numba missing or disabled)"
         )
+    if bits == 0:
+        raise ValueError("group_bags is for tables of several precisions (bits > 0)")
     indices = np.ascontiguousarray(indices, dtype=np.int64)
     offsets = np.ascontiguousarray(offsets, dtype=np.int64)
-    bad = fns[0](indices, offsets, True, *args, out)
+    slots = np.empty(indices.size, np.int64)
+    bag_offsets = np.empty((directory.shape[1], offsets.size), np.int64)
+    tab = match_table(bits, int(directory.shape[1]))
+    bad = fns[1](indices, offsets, n_rows, codes, directory, bits, tab, slots, bag_offsets)
     if bad >= 0:
-        raise IndexError(f"index {int(indices[bad])} is outside [0, {args[0]})")
+        raise IndexError(f"index {int(indices[bad])} is outside [0, {n_rows})")
+    return slots, bag_offsets

@@ -394,14 +394,9 @@ class QuantizedTable:
             raise ValueError("offsets must be non-decreasing")
         self._check_rows(idx)
         n_bags = off.numel() - 1
-        from gradtracer.compress import index_kernel
 
         if not self.bits:
             pooled = self._pool_level(0, idx, off)
-        elif index_kernel.available():
-            out = np.empty((n_bags, self.dim), dtype=np.float32)
-            index_kernel.pool(idx.numpy(), off.numpy(), out, self._kernel_args())
-            pooled = torch.from_numpy(out)
         else:
             pooled = torch.zeros(n_bags, self.dim)
             groups = self._bag_groups(idx, off)
@@ -417,6 +412,14 @@ class QuantizedTable:
         self, idx: torch.Tensor, off: torch.Tensor
     ) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per level: its slots in bag order and its ``(n_bags + 1,)`` bag offsets."""
+        from gradtracer.compress import index_kernel
+
+        if index_kernel.available():
+            slots_np, bag_off = index_kernel.group_bags(
+                idx.numpy(), off.numpy(), self.n_rows, self.codes, self.directory, self.bits
+            )
+            slots = torch.from_numpy(slots_np)
+            return [(slots[int(o[0]) : int(o[-1])], torch.from_numpy(o - o[0])) for o in bag_off]
         level, slot = self._locate(idx)
         bag = torch.repeat_interleave(torch.arange(off.numel() - 1), off[1:] - off[:-1])
         out = []
