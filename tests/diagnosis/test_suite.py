@@ -135,3 +135,53 @@ def test_worker_processes_give_the_serial_result():
     assert serial["runs"][1]["remedy"]["quality"] > 0  # the remedy ran in a worker too
     with pytest.raises(ValueError, match="jobs must be a positive integer"):
         SuiteConfig(jobs=0)
+
+
+def test_overfitting_continues_the_twin_past_its_epochs():
+    from gradtracer.findings import Remedy
+
+    healthy = train_run(RunSpec("mlp", random_state=0, variant="small_noisy", track=False))
+    long = train_run(RunSpec("mlp", random_state=0, variant="small_noisy", fault="overfitting",
+                             track=False))  # fmt: skip
+    assert long.n_steps == 4 * healthy.n_steps and long.onset_step == healthy.n_steps
+    assert long.losses[: healthy.n_steps] == healthy.losses
+    assert long.quality < healthy.quality  # 20% label noise memorised
+    stopped = train_run(RunSpec("mlp", random_state=0, variant="small_noisy", fault="overfitting",
+                                remedy=Remedy("early_stop", {"at_step": 40}), track=False))  # fmt: skip
+    assert stopped.losses == healthy.losses[:40]
+    config = SuiteConfig(families=("mlp",), faults=("overfitting",), fault_seeds=(0,))
+    assert {s.onset for s in config.cases()[1]} == {0.0}  # training too long has no onset
+
+
+def test_latency_probes_only_read_the_trackers():
+    spec = RunSpec("mf_bpr", random_state=0, fault="lr_too_low", intensity=1, onset=0.3)
+    probed = train_run(spec)
+    plain = train_run(spec, latency_probes=False)
+    assert probed.checkpoints == plain.checkpoints and not plain.probes
+    assert probed.probes and all(p.step > probed.onset_step for p in probed.probes)
+    assert probed.probes[0].step - probed.onset_step == round(0.02 * probed.n_steps)
+
+
+def test_the_top_cause_remedy_covers_every_subject_it_names():
+    from gradtracer.fault_suite.runner import _remedy_of
+
+    def lr(subject, severity="warning", consequence=None):
+        return {"type": "LEARNING_RATE_TOO_HIGH", "severity": severity, "subject": subject,
+                "consequence_of": consequence,
+                "remedy": {"kind": "scale_learning_rate",
+                           "params": {"subject": subject, "factor": 0.1}}}  # fmt: skip
+
+    rec = {"checkpoints": [{"findings": [lr("user_emb"), lr("item_emb"), lr("x", "info")]}]}
+    top, more = _remedy_of(rec)
+    assert top.params["subject"] == "user_emb"
+    assert [r.params["subject"] for r in more] == ["item_emb"]
+
+
+def test_a_learning_rate_remedy_can_start_at_a_step():
+    from gradtracer.findings import Remedy
+
+    healthy = train_run(RunSpec("mf_bpr", random_state=0, track=False))
+    late = Remedy("scale_learning_rate", {"subject": "*", "factor": 0.1, "from_step": 20})
+    fixed = train_run(RunSpec("mf_bpr", random_state=0, remedy=late, track=False))
+    assert fixed.losses[:21] == healthy.losses[:21]  # step 20's loss is computed before it
+    assert fixed.losses[22:] != healthy.losses[22:]

@@ -20,6 +20,7 @@ __all__ = [
     "TabularData",
     "implicit_data",
     "movielens_data",
+    "noisy_tabular_data",
     "session_data",
     "tabular_data",
 ]
@@ -64,13 +65,18 @@ class SessionData:
 
 @dataclass(frozen=True)
 class TabularData:
-    """Binary classification: features and labels from a fixed random teacher MLP."""
+    """Binary classification: features and labels from a fixed random teacher MLP.
+
+    ``valid_x``/``valid_y``: a validation split the training loop may report on (or None).
+    """
 
     train_x: np.ndarray
     train_y: np.ndarray
     test_x: np.ndarray
     test_y: np.ndarray
     source: str
+    valid_x: np.ndarray | None = None
+    valid_y: np.ndarray | None = None
 
 
 def _from_split(
@@ -186,3 +192,27 @@ def tabular_data(
     y = (logit > np.median(logit)).astype(np.float32)
     return TabularData(x[:n_train], y[:n_train], x[n_train:], y[n_train:],
                        f"teacher_mlp(random_state={random_state})")  # fmt: skip
+
+
+@lru_cache(maxsize=16)
+def noisy_tabular_data(
+    random_state: int, n_train: int = 800, n_valid: int = 400, label_noise: float = 0.2
+) -> TabularData:
+    """A small, noisily labelled version of :func:`tabular_data`: the first ``n_train``
+    training rows and the next ``n_valid`` as a validation split, each label flipped with
+    probability ``label_noise``; the test labels stay clean. Cached."""
+    base = tabular_data(random_state)
+    if n_train + n_valid > len(base.train_y):
+        raise ValueError(
+            f"n_train + n_valid must be <= {len(base.train_y)}, got {n_train} + {n_valid}"
+        )
+    rng = np.random.default_rng(20_000 + random_state)
+    y = base.train_y[: n_train + n_valid].copy()
+    flip = rng.random(y.size) < label_noise
+    y[flip] = 1.0 - y[flip]
+    x = base.train_x[: n_train + n_valid]
+    return TabularData(
+        x[:n_train], y[:n_train], base.test_x, base.test_y,
+        f"{base.source}, {n_train} rows, label noise {label_noise:g}",
+        valid_x=x[n_train:], valid_y=y[n_train:],
+    )  # fmt: skip

@@ -34,6 +34,8 @@ class FaultSpec:
         right_causes: finding types that name the cause.
         right_remedies: remedy kinds that fix the cause.
         variant: healthy variant the fault is injected into (default ``"default"``).
+        onsets: onsets (share of training) the fault can start at; a fault that is the whole
+            run (training past the point the data supports) has only 0.0.
     """
 
     name: str
@@ -43,12 +45,21 @@ class FaultSpec:
     right_causes: frozenset[str]
     right_remedies: frozenset[str]
     variant: str = "default"
+    onsets: tuple[float, ...] = (0.0, 0.3)
 
 
 def _f(name: str, description: str, families: tuple[str, ...], intensities: tuple[float, float],
-       causes: set[str], remedies: set[str], variant: str = "default") -> tuple[str, FaultSpec]:  # fmt: skip
+       causes: set[str], remedies: set[str], variant: str = "default",
+       onsets: tuple[float, ...] = (0.0, 0.3)) -> tuple[str, FaultSpec]:  # fmt: skip
     return name, FaultSpec(
-        name, description, families, intensities, frozenset(causes), frozenset(remedies), variant
+        name,
+        description,
+        families,
+        intensities,
+        frozenset(causes),
+        frozenset(remedies),
+        variant,
+        onsets,
     )
 
 
@@ -125,6 +136,11 @@ FAULTS: Mapping[str, FaultSpec] = MappingProxyType(dict([
     _f("labels_no_signal", "a share (intensity) of the training positives (labels for the MLP) "
        "replaced by random ones", _MF + ("mlp",), (0.9, 1.0), {"NO_LEARNING_SIGNAL"},
        {"check_labels"}),
+    _f("overfitting", "a small, noisily labelled training set trained for `intensity` x the "
+       "usual epochs without early stopping or regularisation (the twin stops at the usual "
+       "epochs; the extra epochs continue the same run)", ("mlp",), (4.0, 8.0),
+       {"OVERFITTING_ONSET"}, {"early_stop", "add_weight_decay"}, variant="small_noisy",
+       onsets=(0.0,)),
 ]))  # fmt: skip
 
 

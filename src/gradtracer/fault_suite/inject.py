@@ -43,6 +43,12 @@ class _Ctx:
             cfg["n_epochs"] = max(1, cfg["n_epochs"] // 2)
         if v == "long":
             cfg["n_epochs"] *= 3
+        if v == "small_noisy":  # 800 noisy rows: smaller batches, more epochs, same ~125 steps
+            cfg["batch_size"], cfg["n_epochs"] = 32, 5
+        # epochs past the usual ones (overfitting); drawn after them, so the twin is a prefix
+        cfg["extra_epochs"] = 0
+        if spec.fault == "overfitting":
+            cfg["extra_epochs"] = int(round(cfg["n_epochs"] * (self.level - 1.0)))
         self.cfg = cfg
 
     def on(self, name: str) -> bool:
@@ -50,6 +56,11 @@ class _Ctx:
 
     def fix(self, kind: str) -> Remedy | None:
         return self.remedy if self.remedy is not None and self.remedy.kind == kind else None
+
+    def fixes(self, kind: str) -> list[Remedy]:
+        """Every applied remedy of ``kind`` (the top one and those for further subjects)."""
+        out = [] if self.remedy is None else [self.remedy, *self.spec.more_remedies]
+        return [r for r in out if r.kind == kind]
 
 
 def _rows(spec: RunSpec, ctx: _Ctx, n: int) -> int:
@@ -164,15 +175,43 @@ def _excluded(ctx: _Ctx, group: str, model: nn.Module, order: list[str]) -> bool
     return False
 
 
-def _remedy_lr(ctx: _Ctx, group: str) -> float:
-    fix = ctx.fix("scale_learning_rate")
-    if fix is None:
-        return 1.0
+def _lr_hits(fix: Remedy, group: str) -> bool:
     subject = str(fix.params.get("subject") or "*")
-    factor = float(fix.params.get("factor") or 1.0)
-    hit = subject in ("*", "", "model") or subject == group or subject.startswith(group) or (
+    return subject in ("*", "", "model") or subject == group or subject.startswith(group) or (
         group.startswith(subject.split(".")[0]))  # fmt: skip
-    return factor if hit else 1.0
+
+
+def _from_step(fix: Remedy) -> int:
+    value = fix.params.get("from_step")
+    return int(value) if isinstance(value, (int, float)) and value > 0 else 0
+
+
+def _remedy_lr(ctx: _Ctx, group: str) -> float:
+    """Learning-rate factor of ``group`` from step 0 (the first remedy that names it)."""
+    for fix in ctx.fixes("scale_learning_rate"):
+        if _from_step(fix) == 0 and _lr_hits(fix, group):
+            return float(fix.params.get("factor") or 1.0)
+    return 1.0
+
+
+def _delayed_lr_fixes(ctx: _Ctx) -> dict[int, list[Remedy]]:
+    """``scale_learning_rate`` remedies that say from which step they apply, by that step."""
+    out: dict[int, list[Remedy]] = {}
+    for fix in ctx.fixes("scale_learning_rate"):
+        if _from_step(fix) > 0:
+            out.setdefault(_from_step(fix), []).append(fix)
+    return out
+
+
+def _scale_groups(fix: Remedy, opt: torch.optim.Optimizer, base_lrs: list[float]) -> list[float]:
+    """Scale the learning rate of the groups ``fix`` names from now on (returns new bases)."""
+    factor = float(fix.params.get("factor") or 1.0)
+    out = list(base_lrs)
+    for i, pg in enumerate(opt.param_groups):
+        if _lr_hits(fix, str(pg.get("name", ""))):
+            out[i] *= factor
+            pg["base_lr"] = pg.get("base_lr", pg["lr"]) * factor
+    return out
 
 
 def _weight_decay(ctx: _Ctx, group: str) -> float:
@@ -183,7 +222,7 @@ def _weight_decay(ctx: _Ctx, group: str) -> float:
     if fix is not None:
         wd *= float(fix.params.get("factor") or 1.0)
     add = ctx.fix("add_weight_decay")
-    if add is not None and _is_table(group):
+    if add is not None and (_is_table(group) or ctx.spec.family == "mlp"):
         wd += float(add.params.get("weight_decay") or 0.1)
     return wd
 

@@ -27,10 +27,12 @@ from gradtracer.fault_suite.inject import (
     _INIT_FAULTS,
     _apply_onset,
     _Ctx,
+    _delayed_lr_fixes,
     _freeze,
     _init_fault,
     _lr_schedule,
     _make_optimizer,
+    _scale_groups,
 )
 from gradtracer.fault_suite.trainer import _Trainer
 from gradtracer.findings import Remedy
@@ -46,7 +48,8 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "two_tower": ("default", "zipf", "tuned_high_lr", "warmup", "lr_decay", "small_batch",
                   "dropout", "long", "sampled"),
     "gru": ("default", "tuned_high_lr", "warmup", "lr_decay", "small_batch", "long"),
-    "mlp": ("default", "tuned_high_lr", "warmup", "lr_decay", "small_batch", "dropout", "long"),
+    "mlp": ("default", "tuned_high_lr", "warmup", "lr_decay", "small_batch", "dropout", "long",
+            "small_noisy"),
 }  # fmt: skip
 
 
@@ -62,6 +65,8 @@ class RunSpec:
         intensity: index (0 or 1) into the fault's two intensities.
         onset: fraction of training at which the fault starts (0.0 or 0.3 in the suite).
         remedy: a remedy applied on top of the fault (or None).
+        more_remedies: the same remedy for further subjects (the cause named on several
+            tables or layers); applied with ``remedy``.
         data_path: MovieLens ratings file for the MF and two-tower families (None: synthetic).
         track: track with the public API and diagnose at checkpoints (default True).
         auto_fix: turn on Auto-Fix on every embedding table.
@@ -75,6 +80,7 @@ class RunSpec:
     intensity: int = 0
     onset: float = 0.0
     remedy: Remedy | None = None
+    more_remedies: tuple[Remedy, ...] = ()
     data_path: str | None = None
     track: bool = True
     auto_fix: bool = False
@@ -118,12 +124,13 @@ class RunSpec:
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["remedy"] = None if self.remedy is None else self.remedy.to_dict()
+        out["more_remedies"] = [r.to_dict() for r in self.more_remedies]
         return out
 
 
 @dataclass
 class Checkpoint:
-    """The diagnosis at one step: ranked findings (dicts) and the health score."""
+    """The diagnosis after ``step`` steps: ranked findings (dicts) and the health score."""
 
     step: int
     findings: list[dict[str, Any]]
@@ -145,6 +152,12 @@ class RunResult:
     seconds: float = 0.0
     #: what the same-suite baselines observed (AUTOTRAINER trace, 0.9.0 alarms)
     baselines: dict[str, Any] = field(default_factory=dict)
+    #: extra diagnoses after the onset, for latency at step resolution (see train_run)
+    probes: list[Checkpoint] = field(default_factory=list)
+    #: seconds spent in the probes' diagnoses
+    probe_seconds: float = 0.0
+    #: first step (0-based) whose loss was not finite, or None
+    first_non_finite: int | None = None
 
     @property
     def final(self) -> Checkpoint | None:
@@ -160,6 +173,9 @@ class RunResult:
             "onset_step": self.onset_step,
             "losses": [x if math.isfinite(x) else None for x in self.losses],
             "checkpoints": [asdict(c) for c in self.checkpoints],
+            "probes": [asdict(c) for c in self.probes],
+            "probe_seconds": self.probe_seconds,
+            "first_non_finite": self.first_non_finite,
             "seconds": self.seconds,
         }
 
@@ -182,12 +198,25 @@ def _tracking(trainer: _Trainer, opt: torch.optim.Optimizer, spec: RunSpec, n_st
     return manager
 
 
-def train_run(spec: RunSpec, *, n_checkpoints: int = 10) -> RunResult:
+def train_run(
+    spec: RunSpec,
+    *,
+    n_checkpoints: int = 10,
+    latency_probes: bool = True,
+    probe_every: float = 0.02,
+    probe_window: float = 0.2,
+) -> RunResult:
     """Train one run and diagnose it at ``n_checkpoints`` evenly spaced steps (and the end).
 
+    A tracked faulty run is also diagnosed every ``probe_every`` of the run (default 2%)
+    from its onset, for ``probe_window`` of the run (default 20%) or until one of the fault's
+    right causes is among the top three causes, and right after every step whose loss is not
+    finite until it is named; this measures the latency at step resolution. The probes only
+    read the trackers: the checkpoints are the same with ``latency_probes=False``.
+
     Returns:
-        :class:`RunResult` with the quality (NDCG@10 or accuracy), the loss per step and
-        the ranked findings and health score at each checkpoint.
+        :class:`RunResult` with the quality (NDCG@10 or accuracy), the loss per step, the
+        ranked findings and health score at each checkpoint and at each probe.
     """
     from gradtracer.diagnosis import diagnose
 
@@ -200,6 +229,11 @@ def train_run(spec: RunSpec, *, n_checkpoints: int = 10) -> RunResult:
     opt, _ = _make_optimizer(ctx, model)
     n_steps = len(trainer.batches)
     onset_step = int(round(spec.onset * n_steps)) if spec.fault else 0
+    if spec.fault == "overfitting":  # it starts where the usual epochs end
+        onset_step = trainer.n_usual
+    stop = ctx.fix("early_stop")
+    stop_at = int(stop.params.get("at_step") or n_steps) if stop is not None else n_steps
+    val_every = max(1, trainer.n_usual // 20)
     # trackers attach first: a tracker cannot hook a table that is already frozen
     manager = _tracking(trainer, opt, spec, n_steps) if spec.track else None
     probe, legacy = _baseline_observers(trainer, opt, spec, n_steps, ctx)
@@ -208,15 +242,23 @@ def train_run(spec: RunSpec, *, n_checkpoints: int = 10) -> RunResult:
     marks = sorted({max(1, int(round(n_steps * (j + 1) / n_checkpoints))) for j in
                     range(n_checkpoints)})  # fmt: skip
     base_lrs = [pg["lr"] for pg in opt.param_groups]
+    delayed = _delayed_lr_fixes(ctx)
     losses: list[float] = []
     checkpoints: list[Checkpoint] = []
+    probes = _Probes(spec, n_steps, onset_step, probe_every, probe_window) if (
+        latency_probes and manager is not None and spec.fault) else None  # fmt: skip
+    first_non_finite: int | None = None
     accumulate = spec.fault == "missing_zero_grad"
     with torch.random.fork_rng():
         torch.manual_seed(spec.random_state + 1)
         for step, idx in enumerate(trainer.batches):
+            if step >= stop_at:
+                break
             if spec.fault and step == onset_step and not ctx.active:
                 _apply_onset(ctx, model, opt)
                 base_lrs = [pg["lr"] for pg in opt.param_groups]
+            for fix in delayed.pop(step, []):
+                base_lrs = _scale_groups(fix, opt, base_lrs)
             factor = _lr_schedule(ctx, step, n_steps)
             for pg, lr in zip(opt.param_groups, base_lrs):
                 pg["lr"] = lr * factor
@@ -228,6 +270,8 @@ def train_run(spec: RunSpec, *, n_checkpoints: int = 10) -> RunResult:
             loss = trainer.loss(step, idx)
             value = float(loss.detach())
             losses.append(value)
+            if first_non_finite is None and not math.isfinite(value):
+                first_non_finite = step
             guard = ctx.fix("skip_non_finite_batches") is not None
             if guard and not math.isfinite(value):
                 opt.zero_grad(set_to_none=True)
@@ -246,10 +290,16 @@ def train_run(spec: RunSpec, *, n_checkpoints: int = 10) -> RunResult:
             opt.step()
             if legacy is not None:
                 legacy.step(value)
+            if manager is not None and (step + 1) % val_every == 0:
+                valid = trainer.validate()
+                if valid is not None:
+                    manager.record_validation(valid, name="valid_accuracy", higher_is_better=True)
             if manager is not None and step + 1 in marks:
                 d = diagnose(manager)
                 checkpoints.append(Checkpoint(step + 1, [f.to_dict() for f in d.findings],
                                               d.health))  # fmt: skip
+            if probes is not None:
+                probes.after(step, manager, not math.isfinite(value))
     quality, qname = trainer.evaluate()
     layer_stats: dict[str, Any] = {}
     if manager is not None:
@@ -261,7 +311,46 @@ def train_run(spec: RunSpec, *, n_checkpoints: int = 10) -> RunResult:
     if legacy is not None:
         baselines["legacy"] = legacy.alarms()
     return RunResult(spec, quality, qname, n_steps, onset_step, losses, checkpoints,
-                     layer_stats, time.perf_counter() - start, baselines)  # fmt: skip
+                     layer_stats, time.perf_counter() - start, baselines,
+                     probes.taken if probes else [], probes.seconds if probes else 0.0,
+                     first_non_finite)  # fmt: skip
+
+
+class _Probes:
+    """Extra diagnoses after a fault's onset (latency at step resolution)."""
+
+    def __init__(self, spec: RunSpec, n_steps: int, onset_step: int, every: float,
+                 window: float) -> None:  # fmt: skip
+        assert spec.fault is not None
+        self.right = fault_spec(spec.fault).right_causes
+        self.onset = onset_step
+        self.every = max(1, int(round(every * n_steps)))
+        self.until = onset_step + max(1, int(round(window * n_steps)))
+        self.taken: list[Checkpoint] = []
+        self.seconds = 0.0
+        self.named = False
+        self.non_finite_probes = 0
+
+    def after(self, step: int, manager: Any, non_finite: bool) -> None:
+        """Diagnose after ``step`` (0-based) when a probe is due."""
+        done = step + 1
+        if self.named or done <= self.onset:
+            return
+        on_grid = done <= self.until and (done - self.onset) % self.every == 0
+        extra = non_finite and self.non_finite_probes < 3  # the first non-finite steps
+        if not (on_grid or extra):
+            return
+        self.non_finite_probes += int(extra and not on_grid)
+        from gradtracer.diagnosis import diagnose
+
+        start = time.perf_counter()
+        d = diagnose(manager)
+        self.seconds += time.perf_counter() - start
+        found = [f.to_dict() for f in d.findings]
+        self.taken.append(Checkpoint(done, found, d.health))
+        causes = [f for f in found if f["severity"] in ("warning", "critical")
+                  and not f.get("consequence_of")]  # fmt: skip
+        self.named = any(f["type"] in self.right for f in causes[:3])
 
 
 def _baseline_observers(trainer: _Trainer, opt: torch.optim.Optimizer, spec: RunSpec,

@@ -113,7 +113,7 @@ class SuiteConfig:
                     continue
                 for s in self.fault_seeds:
                     for i in self.intensities:
-                        for o in self.onsets:
+                        for o in (o for o in self.onsets if o in spec.onsets):
                             faulty.append(RunSpec(fam, random_state=s, variant=spec.variant,
                                                   fault=name, intensity=i, onset=o))  # fmt: skip
         if self.data_path:
@@ -209,12 +209,19 @@ def _record(r: RunResult) -> dict[str, Any]:
     return out
 
 
-def _remedy_of(rec: dict[str, Any]) -> Remedy | None:
+def _remedy_of(rec: dict[str, Any]) -> tuple[Remedy, tuple[Remedy, ...]] | None:
+    """The top cause's remedy, and the same remedy for the other subjects the diagnosis
+    names with the same cause (a learning rate too high on both tables, say)."""
     final = rec["checkpoints"][-1]["findings"] if rec["checkpoints"] else []
     causes = _causes(final)
     if not causes or causes[0].get("remedy") is None:
         return None
-    return Remedy.from_dict(causes[0]["remedy"])
+    top = causes[0]
+    more = [Remedy.from_dict(f["remedy"]) for f in causes[1:]
+            if f["type"] == top["type"] and f.get("remedy")
+            and f["remedy"]["kind"] == top["remedy"]["kind"]
+            and f.get("subject") != top.get("subject")]  # fmt: skip
+    return Remedy.from_dict(top["remedy"]), tuple(more)
 
 
 def _worker_init() -> None:
@@ -287,16 +294,18 @@ def run_suite(
         todo = [r for r in records if r["role"] == "faulty" and r["harmful"] and r["detected"]]
         fixes: list[tuple[dict[str, Any], Remedy, RunSpec]] = []
         for rec in todo:
-            remedy = _remedy_of(rec)
-            if remedy is None:
+            found = _remedy_of(rec)
+            if found is None:
                 rec["remedy"] = None
                 continue
+            remedy, more = found
             fixes.append((rec, remedy, RunSpec(**{**rec["spec"], "remedy": remedy,
-                                                  "track": False})))  # fmt: skip
+                                                  "more_remedies": more, "track": False})))  # fmt: skip
         qualities = _parallel_map(_remedy_quality, [f[2] for f in fixes], n_jobs, "remedies",
                                   progress)  # fmt: skip
-        for (rec, remedy, _), quality in zip(fixes, qualities):
+        for (rec, remedy, spec), quality in zip(fixes, qualities):
             rec["remedy"] = {"remedy": remedy.to_dict(), "quality": quality,
+                             "more": [r.to_dict() for r in spec.more_remedies],
                              "recovered": quality / rec["twin_quality"]
                              if rec["twin_quality"] > 0 else math.nan}  # fmt: skip
     return {
@@ -377,13 +386,17 @@ def _label(
         kind = (causes[0].get("remedy") or {}).get("kind") if causes else None
         r["action_right"] = kind in fault.right_remedies
         first = None
-        for c in r["checkpoints"]:
+        diagnoses = sorted([*r["checkpoints"], *r.get("probes", [])], key=lambda c: c["step"])
+        for c in diagnoses:
             if c["step"] > r["onset_step"] and any(
                 f["type"] in fault.right_causes for f in _causes(c["findings"])[:3]
             ):
-                first = c["step"] - r["onset_step"]
+                first = c["step"]
                 break
-        r["steps_to_right"] = first
+        r["steps_to_right"] = None if first is None else first - r["onset_step"]
+        nf = r.get("first_non_finite")
+        # steps from the step that carried the first non-finite loss (0: named right after it)
+        r["steps_after_non_finite"] = None if first is None or nf is None else first - (nf + 1)
         for name in (b for b in BASELINES if b in r):
             out = r[name]
             r[f"{name}_detected"] = bool(out)
@@ -433,11 +446,18 @@ def score(records: Sequence[dict[str, Any]], config: SuiteConfig) -> dict[str, A
         }  # fmt: skip
     dyn = [r["steps_to_right"] / r["n_steps"] for r in harmful
            if r["steps_to_right"] is not None and r["spec"]["fault"] != "non_finite_loss"]  # fmt: skip
+    dyn_steps = [r["steps_to_right"] for r in harmful
+                 if r["steps_to_right"] is not None and r["spec"]["fault"] != "non_finite_loss"]  # fmt: skip
+    dyn_all = [r for r in harmful if r["spec"]["fault"] != "non_finite_loss"]
     nonfin = [
         r["steps_to_right"]
         for r in harmful
         if r["steps_to_right"] is not None and r["spec"]["fault"] == "non_finite_loss"
     ]
+    nf_runs = [r for r in harmful if r["spec"]["fault"] == "non_finite_loss"]
+    nf_after = [r["steps_after_non_finite"] for r in nf_runs
+                if r.get("steps_after_non_finite") is not None]  # fmt: skip
+    tracked = [r for r in [*healthy, *faulty] if r.get("seconds")]
     fixed = [r for r in harmful if r.get("remedy")]
     rec90 = [bool(r["remedy"]["recovered"] >= 0.9) for r in fixed
              if math.isfinite(r["remedy"]["recovered"])]  # fmt: skip
@@ -471,6 +491,15 @@ def score(records: Sequence[dict[str, Any]], config: SuiteConfig) -> dict[str, A
         "per_fault": per_fault,
         "steps_to_right_share_dynamics": _median_ci(dyn),
         "steps_to_right_non_finite": _median_ci(nonfin),
+        "steps_to_right_steps_dynamics": _median_ci(dyn_steps),
+        "dynamics_named_by_10pct": _rate([r["steps_to_right"] is not None
+                                          and r["steps_to_right"] <= 0.1 * r["n_steps"]
+                                          for r in dyn_all]),
+        "steps_after_first_non_finite": _median_ci(nf_after),
+        "non_finite_named_at_first_step": _rate([r.get("steps_after_non_finite") == 0
+                                                 for r in nf_runs]),
+        "probe_cost_share": (sum(r.get("probe_seconds", 0.0) for r in tracked)
+                             / max(1e-9, sum(r["seconds"] for r in tracked))),
         "health20_vs_quality_spearman": rank,
         "remedy_recovery_90": _rate(rec90),
         "remedy_recovered_median": _median_ci([r["remedy"]["recovered"] for r in fixed]),

@@ -15,6 +15,7 @@ from gradtracer.fault_suite.data import (
     ImplicitData,
     implicit_data,
     movielens_data,
+    noisy_tabular_data,
     session_data,
     tabular_data,
 )
@@ -77,7 +78,8 @@ class _Trainer:
             self.model = GRURec(self.sdata.n_items, d, 32)
             self.n_train = len(self.sdata.train_y)
         else:
-            self.tdata = tabular_data(spec.random_state)
+            self.tdata = (noisy_tabular_data(spec.random_state) if spec.variant == "small_noisy"
+                          else tabular_data(spec.random_state))  # fmt: skip
             sig = ctx.fault == "vanishing_sigmoid" and not ctx.fix("change_activation")
             self.model = MLP(
                 self.tdata.train_x.shape[1], d, int(ctx.level) if sig else 2,
@@ -87,6 +89,10 @@ class _Trainer:
             self.n_train = len(self.tdata.train_y)
         self.batches = list(_batches(self.n_train, ctx.cfg["batch_size"], ctx.cfg["n_epochs"],
                                      self.rng))  # fmt: skip
+        #: steps of the usual epochs (a run trained past them continues with other draws)
+        self.n_usual = len(self.batches)
+        self.batches += _batches(self.n_train, ctx.cfg["batch_size"], ctx.cfg["extra_epochs"],
+                                 np.random.default_rng(spec.random_state + 31))  # fmt: skip
         # negatives and fault masks drawn up front, identical for twins
         nb = len(self.batches)
         self.neg_draw = self.rng.random((nb, ctx.cfg["batch_size"], self.n_neg))
@@ -196,6 +202,20 @@ class _Trainer:
         return _bce(s_pos, s_neg, ctx)
 
     # -- evaluation
+    @torch.no_grad()
+    def validate(self) -> float | None:
+        """Accuracy on the validation split (None when the data has none)."""
+        if self.spec.family != "mlp" or self.tdata.valid_x is None:
+            return None
+        assert self.tdata.valid_y is not None
+        self.model.eval()
+        try:
+            logits = self.model(torch.from_numpy(self.tdata.valid_x))
+            y = torch.from_numpy(self.tdata.valid_y)
+            return float(((logits > 0).float() == y).float().mean())
+        finally:
+            self.model.train()
+
     @torch.no_grad()
     def evaluate(self) -> tuple[float, str]:
         self.model.eval()
