@@ -49,6 +49,7 @@ class TableSignals:
         n_pairs: per-row number of consecutive-exposure gradient pairs (empty: unknown).
         row_velocity: per-row EMA of the applied displacement norm (weight units per
             touched step; empty: unknown).
+        row_norms: per-row L2 norm of the weights now (non-finite entries as 0).
         init_mean_row_norm: mean row norm when training started (None: unknown).
     """
 
@@ -75,6 +76,7 @@ class TableSignals:
     disagree_rate: np.ndarray = field(default_factory=lambda: np.zeros(0))
     n_pairs: np.ndarray = field(default_factory=lambda: np.zeros(0))
     row_velocity: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    row_norms: np.ndarray = field(default_factory=lambda: np.zeros(0))
     init_mean_row_norm: float | None = None
 
 
@@ -237,6 +239,7 @@ def _table(tracker: Any, opt_info: Mapping[int, tuple[float | None, float | None
         disagree_rate=cols.get("disagree_rate", np.zeros(0)),
         n_pairs=cols.get("n_pairs", np.zeros(0)),
         row_velocity=cols.get("velocity_ema", np.zeros(0)),
+        row_norms=norms.cpu().double().numpy(),
         init_mean_row_norm=None if init_norm is None else float(init_norm),
     )
 
