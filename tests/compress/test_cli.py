@@ -51,3 +51,25 @@ def test_advise_apply_evaluate(tmp_path: Path, capsys: pytest.CaptureFixture[str
         == 2
     )
     assert "fingerprint does not match" in capsys.readouterr().err
+
+    # a safetensors artifact, checked against its recipe and against another one
+    pytest.importorskip("safetensors")
+    st = tmp_path / "c.safetensors"
+    assert main([*args, "--out", str(st)]) == 0
+    evaluate = ["compress", "evaluate", "--workload", "synthetic", "--artifact", str(st)]
+    assert main([*evaluate, "--recipe", str(out / "recipe_8x.json")]) == 0
+    capsys.readouterr()
+    other = json.loads((out / "recipe_8x.json").read_text())
+    other["budget_bytes"] -= 1
+    other.pop("fingerprint")
+    from gradtracer.compress.recipe import Recipe
+
+    Recipe.from_dict({**other, "fingerprint": _fingerprint(other)}).save(tmp_path / "other.json")
+    assert main([*evaluate, "--recipe", str(tmp_path / "other.json")]) == 2
+    assert "not from this recipe" in capsys.readouterr().err
+
+
+def _fingerprint(body: dict) -> str:
+    from gradtracer.compress.recipe import _fingerprint as fp
+
+    return fp(body)

@@ -4,7 +4,7 @@
 asks the :class:`~gradtracer.compress.QuantizationAdvisor` for a recipe per budget and
 writes ``float_tables.npz``, ``recipe_<r>x.json`` and ``report.json`` (one
 ``COMPRESSION_CANDIDATE`` finding per recipe) into ``--out``. ``apply`` builds the
-compressed model a recipe describes and saves it as a checksummed npz. ``evaluate``
+compressed model a recipe describes and saves it as a checksummed npz or safetensors file. ``evaluate``
 scores one compressed artifact, or (without ``--artifact``) runs the equal-bytes study
 over paired seeds and writes ``study.json``, ``summary.md`` and the Pareto figure.
 Heavy imports happen inside the commands.
@@ -106,7 +106,9 @@ def advise(
 def apply(
     recipe: Path = typer.Argument(..., help="Recipe JSON written by 'compress advise'."),
     tables: Path = typer.Option(..., help="float_tables.npz with 'user' and 'item' arrays."),
-    out: Path = typer.Option(Path("compressed.npz"), help="Compressed artifact to write."),
+    out: Path = typer.Option(
+        Path("compressed.npz"), help="Artifact to write (.npz, or .safetensors for safetensors)."
+    ),
 ) -> None:
     """Build the compressed model a recipe describes; save it as a checksummed npz."""
     from gradtracer.compress.recipe import apply_recipe, load_recipe
@@ -127,7 +129,12 @@ def apply(
 def evaluate(
     workload: str = typer.Option("synthetic", help=_WORKLOAD_HELP),
     data_dir: Path = typer.Option(Path("../shared/data"), help="Folder with the datasets."),
-    artifact: Path | None = typer.Option(None, help="Score this compressed artifact only."),
+    artifact: Path | None = typer.Option(
+        None, help="Score this compressed artifact only (.npz or .safetensors)."
+    ),
+    recipe: Path | None = typer.Option(
+        None, help="With --artifact: refuse it unless it was built from this recipe."
+    ),
     ratios: str = typer.Option("8,16,32", help="Budgets as float32 bytes / ratio."),
     n_seeds: int = typer.Option(5, help="Paired seeds of the study."),
     n_factors: int = typer.Option(64, help="Embedding dimension of the float model."),
@@ -144,7 +151,9 @@ def evaluate(
 
     w = load_workload(workload, data_dir)
     if artifact is not None:
-        model = load_compressed(artifact)
+        from gradtracer.compress.recipe import load_recipe
+
+        model = load_compressed(artifact, recipe=None if recipe is None else load_recipe(recipe))
         if (model.n_users, model.n_items) != (w.n_users, w.n_items):
             raise ValueError(
                 f"{artifact}: model is for {model.n_users} users x {model.n_items} items, "
