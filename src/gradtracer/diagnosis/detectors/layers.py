@@ -327,10 +327,11 @@ def detect_layer_gradients(s: RunSignals, th: DiagnosisThresholds) -> list[Findi
                  "last_grad_norm": last.grad_norm_median},
                 remedy=Remedy("change_activation", {"subject": "model", "to": "relu"}),
             ))  # fmt: skip
-    # a spike counts when it is large against the layer's own median and also beyond what
-    # any layer carries typically: a blip in a layer whose gradient vanished is no explosion
+    # a spike counts when it is large against the weight's own median and also beyond what
+    # any layer carries typically: a blip in a layer whose gradient vanished is no explosion;
+    # weight matrices only (a bias's small gradient makes its spike ratio noisy)
     typical = max((ly.grad_norm_median for ly in s.layers), default=0.0)
-    spiky = [ly for ly in s.layers if ly.grad_norm_median > 0 and math.isfinite(
+    spiky = [ly for ly in s.layers if ly.fan_in and ly.grad_norm_median > 0 and math.isfinite(
         ly.grad_norm_max) and ly.grad_norm_max > th.exploding_ratio * ly.grad_norm_median
         and ly.grad_norm_max > typical]  # fmt: skip
     if spiky:
