@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -185,3 +186,41 @@ def test_a_learning_rate_remedy_can_start_at_a_step():
     fixed = train_run(RunSpec("mf_bpr", random_state=0, remedy=late, track=False))
     assert fixed.losses[:21] == healthy.losses[:21]  # step 20's loss is computed before it
     assert fixed.losses[22:] != healthy.losses[22:]
+
+
+DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+AMAZON = DATA / "amazon" / "musical-instruments-5core-2014" / "Musical_Instruments.json"
+DIGINETICA = DATA / "sessions" / "diginetica-sample" / "sample_train-item-views.csv"
+
+
+@pytest.mark.skipif(not (AMAZON.exists() and DIGINETICA.exists()),
+                    reason="../shared/data (Amazon, DIGINETICA) not present")  # fmt: skip
+def test_real_data_runs_get_their_families_and_twins():
+    from gradtracer.fault_suite.data import real_data_kind, real_session_data
+
+    assert real_data_kind(AMAZON) == "amazon" and real_data_kind(DIGINETICA) == "sessions"
+    config = SuiteConfig(families=("mf_bce", "gru"), faults=("lr_too_low", "frozen_table"),
+                         healthy_seeds=(), fault_seeds=(4,),
+                         data_paths=(str(AMAZON), str(DIGINETICA)))  # fmt: skip
+    healthy, faulty = config.cases()
+    real = [(s.family, s.random_state, Path(s.data_path).name) for s in healthy]
+    assert real == [("mf_bce", 4, AMAZON.name), ("mf_bce", 5, AMAZON.name),
+                    ("gru", 4, DIGINETICA.name), ("gru", 5, DIGINETICA.name)]  # fmt: skip
+    real_faulty = [s for s in faulty if s.data_path]
+    assert {(s.family, s.fault) for s in real_faulty} == {
+        ("mf_bce", "lr_too_low"), ("mf_bce", "frozen_table"), ("gru", "lr_too_low"),
+        ("gru", "frozen_table")}  # fmt: skip
+    sessions = real_session_data(str(DIGINETICA))
+    assert sessions.train_x.shape[1] == 8 and sessions.train_y.max() < sessions.n_items
+    run = train_run(RunSpec("gru", random_state=0, data_path=str(DIGINETICA), track=False))
+    assert 0.0 <= run.quality <= 1.0 and run.n_steps > 0
+    with pytest.raises(ValueError, match="needs user-item data"):
+        RunSpec("mf_bce", data_path=str(DIGINETICA))
+    with pytest.raises(FileNotFoundError, match="nope.csv"):
+        SuiteConfig(data_paths=("nope.csv",))
+
+
+def test_a_fault_that_does_not_apply_is_reported_as_skipped():
+    config = SuiteConfig(families=("mlp", "gru"), faults=("hash_collisions", "dead_relu"))
+    assert config.skipped() == {"hash_collisions": ["mlp", "gru"], "dead_relu": ["gru"]}
+    assert all(s.fault != "hash_collisions" for s in config.cases()[1])

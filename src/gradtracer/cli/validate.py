@@ -63,6 +63,28 @@ def _csv(value: str | None) -> tuple[str, ...] | None:
     return tuple(v.strip() for v in value.split(",") if v.strip()) if value else None
 
 
+def _ints(value: str) -> tuple[int, ...]:
+    try:
+        out = tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise ValueError(f"intensities must be comma-separated 0/1, got {value!r}") from None
+    if not out or any(v not in (0, 1) for v in out):
+        raise ValueError(f"intensities must be comma-separated 0/1, got {value!r}")
+    return out
+
+
+def _floats(value: str) -> tuple[float, ...]:
+    try:
+        out = tuple(float(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise ValueError(
+            f"onsets must be comma-separated numbers in [0, 1), got {value!r}"
+        ) from None
+    if not out or any(not 0.0 <= v < 1.0 for v in out):
+        raise ValueError(f"onsets must be comma-separated numbers in [0, 1), got {value!r}")
+    return out
+
+
 def _seeds(value: str) -> tuple[int, ...]:
     try:
         return tuple(int(v) for v in value.split(",") if v.strip())
@@ -86,8 +108,17 @@ def diagnosis(
     ),
     healthy_seeds: str = typer.Option("2,3,4,5,6", "--healthy-seeds", help="Healthy-run seeds."),
     fault_seeds: str = typer.Option("2,3", "--fault-seeds", help="Faulty-run seeds."),
-    data: Path | None = typer.Option(
-        None, "--data", help="Also run MF faults on this MovieLens ratings file (u.data)."
+    intensities: str | None = typer.Option(
+        None, "--intensities", help="Comma-separated intensity indices, 0 and/or 1 (default both)."
+    ),
+    onsets: str | None = typer.Option(
+        None, "--onsets", help="Comma-separated onsets as a share of training (default 0,0.3)."
+    ),
+    data: list[Path] | None = typer.Option(
+        None,
+        "--data",
+        help="Also run faults on a real data file (MovieLens u.data, Amazon reviews JSON, "
+        "DIGINETICA click log); repeat for several.",
     ),
     remedies: bool = typer.Option(
         True, "--remedies/--no-remedies", help="Retrain detected faults with the top remedy."
@@ -124,11 +155,11 @@ def diagnosis(
         faults=_csv(faults) or base.faults,
         healthy_seeds=base.healthy_seeds if quick else _seeds(healthy_seeds),
         fault_seeds=base.fault_seeds if quick else _seeds(fault_seeds),
-        intensities=base.intensities,
-        onsets=base.onsets,
+        intensities=base.intensities if quick or not intensities else _ints(intensities),
+        onsets=base.onsets if quick or not onsets else _floats(onsets),
         remedies=remedies,
-        data_path=None if data is None else str(data),
-        variants=_csv(variants),
+        data_paths=tuple(str(p) for p in data or ()),
+        variants=_csv(variants) or base.variants,
         jobs=jobs,
         legacy=legacy or install_legacy,
     )

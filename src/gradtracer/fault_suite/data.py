@@ -1,9 +1,9 @@
 """Datasets of the fault-injection suite, as plain arrays (cached per size and seed).
 
-Three kinds: user-item implicit feedback (``make_implicit`` + leave-one-out, or
-MovieLens-100K when a ratings file is given), click sessions (``make_sessions``, cut into
-fixed-length prefixes with their next item) and a tabular binary task for the plain MLP
-(Gaussian features, labels from a fixed random teacher network).
+Three kinds: user-item implicit feedback (``make_implicit`` + leave-one-out, or a real
+file: MovieLens ratings, Amazon reviews), click sessions (``make_sessions`` or a DIGINETICA
+click log, cut into fixed-length prefixes with their next item) and a tabular binary task
+for the plain MLP (Gaussian features, labels from a fixed random teacher network).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -18,8 +19,11 @@ __all__ = [
     "ImplicitData",
     "SessionData",
     "TabularData",
+    "amazon_data",
     "implicit_data",
     "movielens_data",
+    "real_data_kind",
+    "real_session_data",
     "noisy_tabular_data",
     "session_data",
     "tabular_data",
@@ -142,6 +146,62 @@ def movielens_data(path: str) -> ImplicitData:
     )  # fmt: skip
 
 
+def real_data_kind(path: str | Path) -> str:
+    """``"amazon"`` (JSON lines), ``"sessions"`` (a DIGINETICA click log) or
+    ``"movielens"`` (anything else), from the file's first line.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+    """
+    p = Path(path)
+    if p.is_dir():
+        return "movielens"
+    if not p.exists():
+        raise FileNotFoundError(f"data file not found: {p}")
+    with p.open("rb") as fh:
+        first = fh.readline(4096).decode("utf-8", errors="replace").lstrip("\ufeff").strip()
+    if first.startswith("{"):
+        return "amazon"
+    if first.lower().startswith("session_id;"):
+        return "sessions"
+    return "movielens"
+
+
+@lru_cache(maxsize=4)
+def amazon_data(path: str) -> ImplicitData:
+    """Amazon reviews (any review counts as an interaction) split leave-one-out; cached."""
+    from gradtracer.recsys.data import load_amazon
+
+    ix = load_amazon(Path(path))
+    f = ix.frame
+    return _from_split(
+        f["user"].to_numpy(), f["item"].to_numpy(), f["timestamp"].to_numpy(),
+        ix.n_users, ix.n_items, ix.source,
+    )  # fmt: skip
+
+
+@lru_cache(maxsize=4)
+def real_session_data(path: str, length: int = 8, min_support: int = 2) -> SessionData:
+    """A DIGINETICA click log as (prefix, next item) examples: items clicked fewer than
+    ``min_support`` times and then sessions shorter than 2 clicks are dropped; the last
+    click of every fifth session is held out. Cached."""
+    import polars as pl
+
+    from gradtracer.recsys.data import load_sessions
+
+    ix = load_sessions(Path(path), fmt="diginetica")
+    f = ix.frame
+    counts = f.group_by("item").len()
+    keep = counts.filter(pl.col("len") >= min_support)["item"]
+    f = f.filter(pl.col("item").is_in(keep.implode()))
+    sizes = f.group_by("session").len()
+    f = f.filter(pl.col("session").is_in(sizes.filter(pl.col("len") >= 2)["session"].implode()))
+    codes = {int(v): i for i, v in enumerate(sorted(set(f["item"].to_list())))}
+    f = f.with_columns(pl.col("item").replace_strict(codes).alias("item"))
+    # load_sessions orders rows by session, time and file order: keep that order
+    return _cut_sessions(f, len(codes), length, f"{ix.source} (items >= {min_support} clicks)")
+
+
 @lru_cache(maxsize=16)
 def session_data(
     random_state: int, n_sessions: int = 700, n_items: int = 200, length: int = 8
@@ -153,7 +213,11 @@ def session_data(
     ix = make_sessions(
         n_sessions=n_sessions, n_items=n_items, mean_length=6.0, random_state=random_state
     )
-    f = ix.frame.sort(["session", "timestamp"])
+    return _cut_sessions(ix.frame.sort(["session", "timestamp"]), n_items, length, ix.source)
+
+
+def _cut_sessions(f: Any, n_items: int, length: int, source: str) -> SessionData:
+    """Cut a frame sorted by session and click order into (prefix, next item) examples."""
     sess = f["session"].to_numpy()
     items = f["item"].to_numpy() + 1  # 0 = padding
     starts = np.r_[0, np.nonzero(sess[1:] != sess[:-1])[0] + 1, len(sess)]
@@ -174,7 +238,7 @@ def session_data(
         train_x=np.stack(xs[0]), train_y=train_y, test_x=np.stack(xs[1]),
         test_y=np.asarray(ys[1], dtype=np.int64), n_items=n_items + 1,
         item_counts=np.bincount(train_y, minlength=n_items + 1).astype(np.float64),
-        source=ix.source,
+        source=source,
     )  # fmt: skip
 
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-__all__ = ["FAMILIES", "FAULTS", "FaultSpec", "fault_spec"]
+__all__ = ["FAMILIES", "FAULTS", "REAL_DATA_RUNS", "FaultSpec", "fault_spec"]
 
 #: model families of the suite
 FAMILIES: tuple[str, ...] = ("mf_bce", "mf_bpr", "two_tower", "gru", "mlp")
@@ -142,6 +142,20 @@ FAULTS: Mapping[str, FaultSpec] = MappingProxyType(dict([
        {"OVERFITTING_ONSET"}, {"early_stop", "add_weight_decay"}, variant="small_noisy",
        onsets=(0.0,)),
 ]))  # fmt: skip
+
+
+_REAL_MF = ("table_not_in_optimizer", "init_huge_std", "lr_too_low", "lr_high_embedding",
+            "non_finite_loss", "missing_zero_grad")  # fmt: skip
+
+#: real-data runs per kind of file (:func:`~gradtracer.fault_suite.data.real_data_kind`):
+#: (families, faults), each fault at its strong intensity from step 0 with a healthy twin
+REAL_DATA_RUNS: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]] = MappingProxyType({
+    "movielens": (("mf_bce",), _REAL_MF),
+    "amazon": (_MF, (*_REAL_MF, "frozen_table", "labels_no_signal", "unreachable_rows")),
+    "sessions": (("gru",), ("table_not_in_optimizer", "frozen_table", "init_huge_std",
+                            "lr_too_low", "lr_high_embedding", "lr_high_dense",
+                            "non_finite_loss", "missing_zero_grad")),
+})  # fmt: skip
 
 
 def fault_spec(name: str) -> FaultSpec:

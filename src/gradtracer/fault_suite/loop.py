@@ -67,7 +67,8 @@ class RunSpec:
         remedy: a remedy applied on top of the fault (or None).
         more_remedies: the same remedy for further subjects (the cause named on several
             tables or layers); applied with ``remedy``.
-        data_path: MovieLens ratings file for the MF and two-tower families (None: synthetic).
+        data_path: a real data file (None: synthetic): MovieLens ratings or Amazon reviews
+            for the MF and two-tower families, a DIGINETICA click log for the GRU.
         track: track with the public API and diagnose at checkpoints (default True).
         auto_fix: turn on Auto-Fix on every embedding table.
         legacy: also attach ``gradtracer==0.9.0``'s trackers (:mod:`.legacy`).
@@ -105,14 +106,26 @@ class RunSpec:
             raise ValueError(f"intensity must be 0 or 1, got {self.intensity!r}")
         if not 0.0 <= self.onset < 1.0:
             raise ValueError(f"onset must be in [0, 1), got {self.onset!r}")
-        if self.data_path is not None and self.family not in ("mf_bce", "mf_bpr", "two_tower"):
-            raise ValueError(f"data_path applies to user-item families, not {self.family!r}")
+        if self.data_path is not None:
+            from gradtracer.fault_suite.data import real_data_kind
+
+            sessions = real_data_kind(self.data_path) == "sessions"
+            if self.family == "mlp" or sessions != (self.family == "gru"):
+                need = "a session log" if self.family == "gru" else "user-item data"
+                raise ValueError(
+                    f"family {self.family!r} needs {need}; {self.data_path} holds "
+                    f"{'sessions' if sessions else 'user-item data'}"
+                    if self.family != "mlp"
+                    else "data_path does not apply to family 'mlp'"
+                )
 
     def key(self) -> str:
         """Short unique label of the run."""
         parts = [self.family, self.variant, f"s{self.random_state}"]
         if self.data_path:
-            parts.append("ml100k")
+            from gradtracer.fault_suite.data import real_data_kind
+
+            parts.append(real_data_kind(self.data_path))
         if self.fault:
             parts += [self.fault, f"i{self.intensity}", f"o{self.onset:g}"]
         if self.remedy:

@@ -36,6 +36,51 @@ def _legacy(m: Mapping[str, Any], key: str) -> str:
     return f"{_pct(b['legacy'][key])} / agent: {_pct(b['legacy_agent'][key])}"
 
 
+def _latency_rows(m: Mapping[str, Any]) -> list[str]:
+    if "dynamics_named_by_10pct" not in m:
+        return []
+    return [
+        f"| steps onset -> right finding, dynamics (steps, median) | "
+        f"{_num(m['steps_to_right_steps_dynamics'], 'median')} | | |",
+        f"| dynamics faults named by 10% of the run after onset | "
+        f"{_pct(m['dynamics_named_by_10pct'])} | | |",
+        f"| steps after the first non-finite loss -> named (median) | "
+        f"{_num(m['steps_after_first_non_finite'], 'median')} | | |",
+        f"| non-finite faults named right after the first non-finite step | "
+        f"{_pct(m['non_finite_named_at_first_step'])} | | |",
+        f"| latency probes: share of tracked run time | {100 * m['probe_cost_share']:.1f}% | | |",
+    ]
+
+
+def _f3(v: Any) -> str:
+    return "n/a" if v is None or not math.isfinite(v) else f"{v:.3f}"
+
+
+def _real_data_lines(real: Mapping[str, Any]) -> list[str]:
+    """One table per real data file: healthy runs, then one row per faulty run."""
+    lines: list[str] = []
+    for path, entry in real.items():
+        s = entry["summary"]
+        lines += ["", f"## Real data: {entry['kind']} (`{Path(path).name}`)", "",
+                  f"Right cause first on {s['top1_right']} of {s['harmful']} harmful faulty "
+                  f"runs; healthy runs with a WARNING/CRITICAL finding: {s['healthy_alarms']} "
+                  f"of {s['n_healthy']}.", "",
+                  "| run | family | quality | twin | harmful | top-1 cause | right | remedy "
+                  "| recovered |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for h in entry["healthy"]:
+            alarms = ", ".join(h["alarms"]) or "none"
+            lines.append(f"| healthy s{h['random_state']} | {h['family']} | {_f3(h['quality'])}"
+                         f" | | | alarms: {alarms} | | | |")  # fmt: skip
+        for r in entry["faulty"]:
+            lines.append(
+                f"| {r['fault']} | {r['family']} | {_f3(r['quality'])} | "
+                f"{_f3(r['twin_quality'])} | {'yes' if r['harmful'] else 'no'} | "
+                f"{r['top1'] or 'none'} | {'yes' if r['top1_right'] else 'no'} | "
+                f"{r['remedy'] or ''} | {_f3(r['recovered'])} |"
+            )
+    return lines
+
+
 def to_markdown(result: Mapping[str, Any]) -> str:
     """The suite's metrics as a Markdown report."""
     m = result["metrics"]
@@ -71,10 +116,12 @@ def to_markdown(result: Mapping[str, Any]) -> str:
         f"{_num(m['steps_to_right_share_dynamics'], 'median')} | | |",
         f"| steps onset -> right finding, non-finite (median) | "
         f"{_num(m['steps_to_right_non_finite'], 'median')} | | |",
+        *_latency_rows(m),
         "",
         "Rates: 95% Wilson intervals; medians and Spearman: 95% bootstrap intervals over runs.",
-        "Findings are read at the end of the run; onset latency from checkpoints every 10% of "
-        "the run.",
+        "Findings are read at the end of the run. Latency: the first diagnosis after the onset "
+        "with a right cause among the top three; diagnoses every 2% of the run for 20% after "
+        "the onset (and right after the first non-finite losses), then every 10%.",
         "",
         "## Per family (harmful faulty runs)",
         "",
@@ -96,6 +143,11 @@ def to_markdown(result: Mapping[str, Any]) -> str:
             f"| {name} | {r['runs']} | {r['harmful']} | {r['detected']} | {r['top1']} | "
             f"{r['top3']} | {r['action']} | {types} |"
         )
+    lines += _real_data_lines(m.get("real_data") or {})
+    skipped = result.get("skipped") or {}
+    if skipped:
+        lines += ["", "## Skipped (the fault cannot be applied to the family)", ""]
+        lines += [f"- {name}: {', '.join(fams)}" for name, fams in skipped.items()]
     lines += ["", "## False alarms on healthy runs by finding type", ""]
     if m["false_alarm_types"]:
         lines += ["| finding type | healthy runs |", "|---|---|"]

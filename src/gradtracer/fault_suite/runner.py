@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from gradtracer.diagnosis.baselines import autotrainer_rules, trivial_monitor
-from gradtracer.fault_suite.faults import FAMILIES, FAULTS, fault_spec
+from gradtracer.fault_suite.data import real_data_kind
+from gradtracer.fault_suite.faults import FAMILIES, FAULTS, REAL_DATA_RUNS, fault_spec
 from gradtracer.fault_suite.loop import VARIANTS, RunResult, RunSpec, train_run
 from gradtracer.findings import Remedy
 
@@ -53,8 +54,11 @@ class SuiteConfig:
         intensities: intensity indices (0, 1).
         onsets: fault onsets as a share of training.
         remedies: retrain detected harmful faults with the top finding's remedy.
-        data_path: also run implicit MF on this MovieLens ratings file (seed
-            ``fault_seeds[0]``, intensity 1, onset 0, and a healthy twin), or None.
+        data_paths: real data files (MovieLens ratings, Amazon reviews, a DIGINETICA
+            click log): each gets the faults of
+            :data:`~gradtracer.fault_suite.faults.REAL_DATA_RUNS` for its kind (seed
+            ``fault_seeds[0]``, strong intensity, onset 0) and healthy twins of seeds
+            ``fault_seeds[0]`` and ``fault_seeds[0] + 1``; scored in their own table.
         variants: healthy variants to run (default: every variant of each family).
         jobs: worker processes (default 1: in this process). Results do not depend on it.
         legacy: also score ``gradtracer==0.9.0`` watching the same runs (needs its
@@ -69,7 +73,7 @@ class SuiteConfig:
     intensities: tuple[int, ...] = (0, 1)
     onsets: tuple[float, ...] = (0.0, 0.3)
     remedies: bool = True
-    data_path: str | None = None
+    data_paths: tuple[str, ...] = ()
     variants: tuple[str, ...] | None = None
     jobs: int = 1
     legacy: bool = False
@@ -88,17 +92,30 @@ class SuiteConfig:
                 )
         for name in self.faults:
             fault_spec(name)
+        for path in self.data_paths:
+            real_data_kind(path)  # a missing file fails here, before any run
 
     @classmethod
     def quick(cls) -> SuiteConfig:
-        """A subset for CI (40 runs of about a second): 3 families, 6 faults, one seed,
-        the strong intensity at onset 0."""
+        """A subset for CI (about 20 runs of a few seconds): 3 families, 6 faults, one seed,
+        two healthy variants, the strong intensity at onset 0."""
         return cls(
             families=("mf_bce", "two_tower", "mlp"),
             faults=("lr_too_low", "table_not_in_optimizer", "init_huge_std",
                     "non_finite_loss", "missing_zero_grad", "dead_relu"),
             healthy_seeds=(2,), fault_seeds=(2,), intensities=(1,), onsets=(0.0,),
+            variants=("default", "tuned_high_lr"),
         )  # fmt: skip
+
+    def skipped(self) -> dict[str, list[str]]:
+        """Requested faults that cannot be applied to some requested families: fault name ->
+        those families (reported in the output, never silently dropped)."""
+        out: dict[str, list[str]] = {}
+        for name in self.faults:
+            fams = [f for f in self.families if f not in fault_spec(name).families]
+            if fams:
+                out[name] = fams
+        return out
 
     def cases(self) -> tuple[list[RunSpec], list[RunSpec]]:
         """(healthy specs, faulty specs); a fault that does not apply to a family is skipped."""
@@ -116,17 +133,13 @@ class SuiteConfig:
                         for o in (o for o in self.onsets if o in spec.onsets):
                             faulty.append(RunSpec(fam, random_state=s, variant=spec.variant,
                                                   fault=name, intensity=i, onset=o))  # fmt: skip
-        if self.data_path:
-            for name in self.faults:
-                spec = fault_spec(name)
-                for fam in ("mf_bce", "mf_bpr"):
-                    if fam in spec.families and fam in self.families and spec.variant == "default":
-                        faulty.append(RunSpec(fam, random_state=self.fault_seeds[0], fault=name,
-                                              intensity=1, data_path=self.data_path))  # fmt: skip
-            for fam in ("mf_bce", "mf_bpr"):
-                if fam in self.families:
-                    healthy.append(RunSpec(fam, random_state=self.fault_seeds[0],
-                                           data_path=self.data_path))  # fmt: skip
+        seed = self.fault_seeds[0] if self.fault_seeds else 0
+        for path in self.data_paths:
+            fams, names = REAL_DATA_RUNS[real_data_kind(path)]
+            for fam in (f for f in fams if f in self.families):
+                healthy += [RunSpec(fam, random_state=s, data_path=path) for s in (seed, seed + 1)]
+                faulty += [RunSpec(fam, random_state=seed, fault=n, intensity=1, data_path=path)
+                           for n in names if n in self.faults]  # fmt: skip
         if self.legacy:  # gradtracer 0.9.0 watches the same runs
             healthy = [replace(s, legacy=True) for s in healthy]
             faulty = [replace(s, legacy=True) for s in faulty]
@@ -322,6 +335,7 @@ def run_suite(
             for n, f in FAULTS.items()
             if n in config.faults
         },  # fmt: skip
+        "skipped": config.skipped(),
         "runs": records,
         "metrics": score(records, config),
     }
@@ -350,11 +364,12 @@ def _label(
     """Attach twin quality, harmfulness and the diagnosis outcome to every faulty run."""
     twins = {_twin_key(r["spec"]): r for r in records if r["role"] == "healthy"}
     twins.update(extra_twins or {})
-    spread: dict[tuple[str, str], float] = {}
-    by_group: dict[tuple[str, str], list[float]] = {}
+    spread: dict[tuple[str, str, str | None], float] = {}
+    by_group: dict[tuple[str, str, str | None], list[float]] = {}
     for r in records:
-        if r["role"] == "healthy" and r["spec"]["data_path"] is None:
-            by_group.setdefault((r["spec"]["family"], r["spec"]["variant"]), []).append(
+        if r["role"] == "healthy":
+            s = r["spec"]
+            by_group.setdefault((s["family"], s["variant"], s["data_path"]), []).append(
                 r["quality"]
             )
     for key, qs in by_group.items():
@@ -370,7 +385,7 @@ def _label(
                                          variant=spec["variant"], data_path=spec["data_path"]))  # fmt: skip
             twins[_twin_key(spec)] = twin
         r["twin_quality"] = twin["quality"]
-        margin = spread.get((spec["family"], spec["variant"]), 0.0)
+        margin = spread.get((spec["family"], spec["variant"], spec["data_path"]), 0.0)
         drop = twin["quality"] - r["quality"]
         signature = spec["fault"] in SIGNATURE_FAULTS
         if spec["fault"] == "non_finite_loss":
@@ -406,7 +421,12 @@ def _label(
 
 
 def score(records: Sequence[dict[str, Any]], config: SuiteConfig) -> dict[str, Any]:
-    """The suite's metrics (95% Wilson intervals for rates, bootstrap for medians and rho)."""
+    """The suite's metrics (95% Wilson intervals for rates, bootstrap for medians and rho).
+
+    Real-data runs are scored apart (``metrics["real_data"]``); the rest is synthetic runs.
+    """
+    real = [r for r in records if r["spec"]["data_path"] is not None]
+    records = [r for r in records if r["spec"]["data_path"] is None]
     healthy = [r for r in records if r["role"] == "healthy"]
     faulty = [r for r in records if r["role"] == "faulty"]
     harmful = [r for r in faulty if r["harmful"]]
@@ -478,6 +498,7 @@ def score(records: Sequence[dict[str, Any]], config: SuiteConfig) -> dict[str, A
     rank["pooled_ndcg_onset_before_20pct"] = _spearman_ci([r["health_at_20"] for r in seen],
                                                           [r["quality"] for r in seen])  # fmt: skip
     return {
+        "real_data": _real_data_table(real),
         "n_healthy": len(healthy), "n_faulty": len(faulty), "n_harmful": len(harmful),
         "n_benign": len(faulty) - len(harmful),
         "detection_recall": _rate([r["detected"] for r in harmful]),
@@ -513,6 +534,38 @@ def score(records: Sequence[dict[str, Any]], config: SuiteConfig) -> dict[str, A
             if records and all(name in r for r in records)
         },
     }  # fmt: skip
+
+
+def _real_data_table(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Per real data file: the healthy runs' quality and findings, one row per faulty run."""
+    out: dict[str, Any] = {}
+    for r in records:
+        s = r["spec"]
+        entry = out.setdefault(s["data_path"], {"kind": real_data_kind(s["data_path"]),
+                                                "healthy": [], "faulty": []})  # fmt: skip
+        final = r["checkpoints"][-1]["findings"] if r["checkpoints"] else []
+        row = {"family": s["family"], "random_state": s["random_state"],
+               "quality": r["quality"], "alarms": [f["type"] for f in _warn(final)]}  # fmt: skip
+        if r["role"] == "healthy":
+            entry["healthy"].append(row)
+            continue
+        rem = r.get("remedy") or {}
+        row.update({
+            "fault": s["fault"], "twin_quality": r.get("twin_quality"),
+            "harmful": r.get("harmful"), "top1": r.get("top1"),
+            "top1_right": r.get("top1_right"), "action_right": r.get("action_right"),
+            "remedy": (rem.get("remedy") or {}).get("kind"),
+            "recovered": rem.get("recovered"),
+        })  # fmt: skip
+        entry["faulty"].append(row)
+    for entry in out.values():
+        hs = [r for r in entry["faulty"] if r["harmful"]]
+        entry["summary"] = {
+            "harmful": len(hs), "top1_right": sum(bool(r["top1_right"]) for r in hs),
+            "healthy_alarms": sum(bool(r["alarms"]) for r in entry["healthy"]),
+            "n_healthy": len(entry["healthy"]),
+        }  # fmt: skip
+    return out
 
 
 def _counts(values: Sequence[str]) -> dict[str, int]:

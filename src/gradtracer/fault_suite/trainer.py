@@ -13,9 +13,12 @@ from torch import nn
 
 from gradtracer.fault_suite.data import (
     ImplicitData,
+    amazon_data,
     implicit_data,
     movielens_data,
     noisy_tabular_data,
+    real_data_kind,
+    real_session_data,
     session_data,
     tabular_data,
 )
@@ -28,6 +31,8 @@ if TYPE_CHECKING:
 
 def _implicit(spec: RunSpec) -> ImplicitData:
     if spec.data_path is not None:
+        if real_data_kind(spec.data_path) == "amazon":
+            return amazon_data(spec.data_path)
         return movielens_data(spec.data_path)
     return implicit_data(spec.random_state, popularity_exponent=1.4 if spec.variant == "zipf"
                          else 1.0)  # fmt: skip
@@ -74,7 +79,8 @@ class _Trainer:
             q = self.data.item_counts + 1.0
             self.log_q = torch.tensor(np.log(q / q.sum()), dtype=torch.float32)
         elif fam == "gru":
-            self.sdata = session_data(spec.random_state)
+            self.sdata = (real_session_data(spec.data_path) if spec.data_path is not None
+                          else session_data(spec.random_state))  # fmt: skip
             self.model = GRURec(self.sdata.n_items, d, 32)
             self.n_train = len(self.sdata.train_y)
         else:
