@@ -201,8 +201,10 @@ def run_fault_demo(fault: str = DEMO_FAULT, *, seed: int = 0, intensity: int = 1
     Raises:
         ValueError: unknown fault, or one that does not apply to implicit MF.
     """
+    import dataclasses
+
     from gradtracer.fault_suite import RunSpec, fault_spec, train_run
-    from gradtracer.findings import Remedy
+    from gradtracer.fault_suite.runner import top_remedies
 
     spec = fault_spec(fault)
     family = "mf_bce" if "mf_bce" in spec.families else "mf_bpr"
@@ -226,9 +228,10 @@ def run_fault_demo(fault: str = DEMO_FAULT, *, seed: int = 0, intensity: int = 1
                    "health": faulty.final.health if faulty.final else None},
         "finding": top, "remedied": None, "recovered": None,
     }  # fmt: skip
-    if top is not None and top.get("remedy"):
-        remedy = Remedy.from_dict(top["remedy"])
-        fixed = train_run(RunSpec(**{**broken.to_dict(), "remedy": remedy}))
+    fix = top_remedies(final)
+    if top is not None and fix is not None:
+        remedy, more = fix  # the top cause's remedy, for every subject named with that cause
+        fixed = train_run(dataclasses.replace(broken, remedy=remedy, more_remedies=more))
         out["remedied"] = {"quality": fixed.quality,
                            "health": fixed.final.health if fixed.final else None}  # fmt: skip
         out["recovered"] = fixed.quality / healthy.quality if healthy.quality > 0 else None

@@ -24,7 +24,7 @@ from gradtracer.fault_suite.faults import FAMILIES, FAULTS, REAL_DATA_RUNS, faul
 from gradtracer.fault_suite.loop import VARIANTS, RunResult, RunSpec, train_run
 from gradtracer.findings import Remedy
 
-__all__ = ["SuiteConfig", "run_suite", "wilson"]
+__all__ = ["SuiteConfig", "run_suite", "top_remedies", "wilson"]
 
 #: faults whose mechanism is structurally present whenever injected (scored even if the
 #: quality drop stays within the healthy spread)
@@ -223,10 +223,21 @@ def _record(r: RunResult) -> dict[str, Any]:
 
 
 def _remedy_of(rec: dict[str, Any]) -> tuple[Remedy, tuple[Remedy, ...]] | None:
+    return top_remedies(rec["checkpoints"][-1]["findings"] if rec["checkpoints"] else [])
+
+
+def top_remedies(findings: Sequence[dict[str, Any]]) -> tuple[Remedy, tuple[Remedy, ...]] | None:
     """The top cause's remedy, and the same remedy for the other subjects the diagnosis
-    names with the same cause (a learning rate too high on both tables, say)."""
-    final = rec["checkpoints"][-1]["findings"] if rec["checkpoints"] else []
-    causes = _causes(final)
+    names with the same cause (a learning rate too high on both tables, say).
+
+    Args:
+        findings: ranked finding dicts (``Finding.to_dict()``) of one diagnosis.
+
+    Returns:
+        ``(remedy, more_remedies)`` for :class:`~gradtracer.fault_suite.loop.RunSpec`, or
+        None when no WARNING/CRITICAL cause carries a remedy.
+    """
+    causes = _causes(findings)
     if not causes or causes[0].get("remedy") is None:
         return None
     top = causes[0]
