@@ -11,16 +11,21 @@ on one count (:class:`HealthBreakdown`):
   saturating curve: no progress keeps :data:`LOSS_FLOOR`, a rise goes below it, and the
   factor approaches 1 as the progress grows past :data:`LOSS_SCALE`;
 - ``finite``: the share of tracked losses that are finite, squared;
-- ``learning``: the share of embedding tables and dense tensors that the optimizer moves
-  (a table or tensor that is frozen, missing from the optimizer or not moving keeps none
-  of its share), mapped to ``LEARNING_FLOOR + (1 - LEARNING_FLOOR) * share``;
+- ``learning``: every embedding table, and the dense tensors together (weighted by size),
+  earn a credit in [0, 1]: none when frozen, missing from the optimizer or never updated,
+  otherwise log-linear in the per-update relative movement (relative velocity of a table,
+  update-to-weight ratio of a tensor) from :data:`MOVING_STALLED` (0) to
+  :data:`MOVING_OK` (1); the factor is ``LEARNING_FLOOR + (1 - LEARNING_FLOOR) * mean``;
 - ``activations``: one minus half the mean share of dead units of the tracked
   activation modules.
 
 The score is a pure function of what the diagnosis sees (the ranked findings and the
 :class:`~gradtracer.diagnosis.signals.RunSignals`); it knows nothing of the model family or
 of the quality a run will reach, so it orders runs of one set-up by how training is going,
-not set-ups by the quality they can reach.
+not set-ups by the quality they can reach. It cannot see a fault that has not entered the
+run yet, and it cannot tell runs apart that have not left their initial plateau (an
+implicit MF with a small initialisation sits at the uninformed loss for its first steps
+whether its data is sound or not) until a detector names the difference.
 
 >>> round(health_score([], loss_progress=0.5), 1)
 99.5
