@@ -98,7 +98,14 @@ def test_learning_rate_cut_mid_run_is_too_low_not_a_missing_signal():
     s = signals(tables=(t,), losses=losses(falling_then_flat))
     (f,) = detect_learning_rate(s, TH)
     assert f.type is FindingType.LEARNING_RATE_TOO_LOW and f.remedy.kind == "scale_learning_rate"
+    assert f.remedy.params["factor"] == pytest.approx(1000.0)  # 1e-5 -> healthy 1e-2
+    assert "from_step" not in f.remedy.params  # no velocity history: the cut is not dated
     assert detect_no_learning_signal(s, TH) == []
+    # with the velocity history the cut is dated and the pre-cut rate restored
+    series = tuple((2 * i, 0.02 * 0.99**i if i < 30 else 2e-5) for i in range(50))
+    dated = dataclasses.replace(s, tables=(dataclasses.replace(t, velocity_series=series),))
+    (f,) = detect_learning_rate(dated, TH)
+    assert f.remedy.params["from_step"] == 58 and f.remedy.params["factor"] == 1000.0
     healthy = dataclasses.replace(t, row_velocity=np.full(200, 6e-3))
     assert detect_learning_rate(dataclasses.replace(s, tables=(healthy,)), TH) == []
 

@@ -50,6 +50,8 @@ class TableSignals:
         row_velocity: per-row EMA of the applied displacement norm (weight units per
             touched step; empty: unknown).
         row_norms: per-row L2 norm of the weights now (non-finite entries as 0).
+        velocity_series: (step, mean velocity EMA of the exposed rows) from the tracker's
+            history snapshots (empty: none).
         init_mean_row_norm: mean row norm when training started (None: unknown).
     """
 
@@ -77,6 +79,7 @@ class TableSignals:
     n_pairs: np.ndarray = field(default_factory=lambda: np.zeros(0))
     row_velocity: np.ndarray = field(default_factory=lambda: np.zeros(0))
     row_norms: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    velocity_series: tuple[tuple[int, float], ...] = ()
     init_mean_row_norm: float | None = None
 
 
@@ -240,6 +243,7 @@ def _table(tracker: Any, opt_info: Mapping[int, tuple[float | None, float | None
         n_pairs=cols.get("n_pairs", np.zeros(0)),
         row_velocity=cols.get("velocity_ema", np.zeros(0)),
         row_norms=norms.cpu().double().numpy(),
+        velocity_series=_series(list(getattr(tracker, "history", []) or []), "mean_velocity"),
         init_mean_row_norm=None if init_norm is None else float(init_norm),
     )
 

@@ -68,6 +68,11 @@ class DiagnosisThresholds:
             signal-to-noise ratio of the weight matrices above which successive gradients
             repeat themselves, as summed (never reset) gradients do; per-batch gradients of
             a healthy run are dominated by their noise (SNR well below 1).
+        healthy_rel_velocity: movement per update, as a share of the row norm, that a
+            well-tuned run shows (1%; ``high_rel_velocity`` is 4x it): the target of the
+            learning-rate factor prescribed for LEARNING_RATE_TOO_LOW (movement per update
+            scales with the learning rate).
+        min_lr_factor, max_lr_factor: bounds of that factor (x10 to x10^4).
         overfit_min_points: validation values needed before an overfitting verdict (fewer
             cannot tell a trend from one noisy evaluation).
         overfit_patience: the validation metric must have stayed worse than its best for
@@ -123,6 +128,9 @@ class DiagnosisThresholds:
     exploding_ratio: float = 50.0
     unreachable_stale_share: float = 0.25
     accumulation_snr: float = 1.0
+    healthy_rel_velocity: float = 0.01
+    min_lr_factor: float = 10.0
+    max_lr_factor: float = 1e4
     overfit_min_points: int = 5
     overfit_patience: float = 0.2
     overfit_worsening: float = 0.05

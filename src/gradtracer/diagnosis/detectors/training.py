@@ -43,6 +43,26 @@ def recent_rel_velocity(t: TableSignals) -> float:
     return min(t.rel_velocity, float(np.median(v[busy])) / t.mean_row_norm)
 
 
+def _slowdown(t: TableSignals) -> tuple[int, float] | None:
+    """(step, early / late) when the table's mean row velocity fell by 10x or more from
+    its early level (median of the first 20% of snapshots) to its late level (last 20%);
+    the step is the snapshot before the largest drop between two snapshots (a cut learning
+    rate makes the per-exposure EMAs fall faster than training ever does). None without
+    such a drop."""
+    vals = [(st, v) for st, v in t.velocity_series if math.isfinite(v) and v >= 0]
+    if len(vals) < 10:
+        return None
+    k = max(2, len(vals) // 5)
+    early = float(np.median([v for _, v in vals[:k]]))
+    late = float(np.median([v for _, v in vals[-k:]]))
+    if early <= 0 or late * 10.0 > early:
+        return None
+    # the cut is where the velocity falls fastest: the largest drop between two snapshots
+    drops = [math.log(max(a, 1e-30) / max(b, 1e-30)) for (_, a), (_, b) in zip(vals, vals[1:])]
+    i = int(np.argmax(drops))
+    return int(vals[i][0]), early / max(late, 1e-30)
+
+
 def _recently_stalled(losses: Sequence[tuple[int, float]], th: DiagnosisThresholds) -> bool:
     """The loss moved by at most ``stalled_loss_drop`` over the second half of the run."""
     vals = np.asarray([v for _, v in losses if math.isfinite(v)], dtype=np.float64)
@@ -101,12 +121,27 @@ def detect_learning_rate(s: RunSignals, th: DiagnosisThresholds) -> list[Finding
         ly.update_ratio) and not ly.all_zero]  # fmt: skip
     rates = [recent_rel_velocity(t) for t in moving] + [ly.update_ratio for ly in layers]
     if rates and max(rates) < th.low_rel_velocity and min(rates) > th.not_moving_rel_velocity:
+        # movement per update scales with the learning rate (Adam and SGD alike): the factor
+        # that brings the fastest part to a healthy rate, to the nearest power of ten
+        factor = 10.0 ** round(math.log10(th.healthy_rel_velocity / max(rates)))
+        factor = min(max(factor, th.min_lr_factor), th.max_lr_factor)
+        params: dict[str, float | int | str | bool | None] = {"subject": "*", "factor": factor}
+        drops = [x for x in (_slowdown(t) for t in moving) if x is not None]
+        since = [st for st, _ in drops]
+        if drops:  # the rate was cut mid-run: restore the rate the run had before the cut
+            params["from_step"] = min(since)
+            ratio = max(r for _, r in drops)
+            factor = 10.0 ** round(math.log10(ratio))
+            params["factor"] = min(max(factor, th.min_lr_factor), th.max_lr_factor)
         out.append(_make(
             T.LEARNING_RATE_TOO_LOW, "model",
             f"The fastest table or layer moves only {max(rates):.2g} of its norm per update "
-            f"and the loss changed from {first:.4g} to {last:.4g}.", 0.85,
-            {"max_rel_velocity": max(rates), "loss_first": first, "loss_last": last},
-            remedy=Remedy("scale_learning_rate", {"subject": "*", "factor": 100.0}),
+            f"and the loss changed from {first:.4g} to {last:.4g}"
+            + (f"; the rows slowed down at step {params['from_step']}" if since else "") + ".",
+            0.85,
+            {"max_rel_velocity": max(rates), "loss_first": first, "loss_last": last,
+             "slowdown_step": params.get("from_step")},
+            remedy=Remedy("scale_learning_rate", params),
         ))  # fmt: skip
     return out
 
