@@ -50,8 +50,11 @@ class DiagnosisThresholds:
             collapse onto few directions means the negatives are trivially separable.
         collapsed_spectrum: ratio of the third to the first singular value of a row
             sample under which the rows lie on (almost) two directions.
-        cancelled_gradient_drop: a gradient norm that falls by this factor while the loss
-            stays at its starting level means positive and negative terms cancel.
+        cancelled_gradient_drop: a gradient norm that falls by this factor (10x, an order of
+            magnitude) while the loss stays at its starting level means positive and negative
+            terms cancel: the cancelling terms pull the scores to the point where they
+            balance and the gradient shrinks with them, whereas noise in the targets keeps the
+            gradient at its scale (healthy runs' gradient norms grow or hold).
         decay_budget: ``lr * weight_decay * steps`` above which decoupled weight decay alone
             would have shrunk the weights by ``exp(-budget)``.
         unreachable_share: never-looked-up share of a table above which a block matters.
@@ -119,7 +122,7 @@ class DiagnosisThresholds:
     accumulation_growth: float = 4.0
     easy_loss_share: float = 0.15
     collapsed_spectrum: float = 0.15
-    cancelled_gradient_drop: float = 100.0
+    cancelled_gradient_drop: float = 10.0
     decay_budget: float = 3.0
     unreachable_share: float = 0.05
     unreachable_run_factor: float = 4.0
