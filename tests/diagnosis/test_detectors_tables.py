@@ -110,6 +110,18 @@ def test_learning_rate_cut_mid_run_is_too_low_not_a_missing_signal():
     assert detect_learning_rate(dataclasses.replace(s, tables=(healthy,)), TH) == []
 
 
+def test_learning_rate_raised_mid_run_is_dated_in_the_remedy():
+    rising = np.concatenate([np.linspace(0.69, 0.5, 40), np.linspace(0.5, 1.2, 60)])
+    series = tuple((2 * i, 0.01 * 0.99**i if i < 20 else 0.3) for i in range(50))
+    fast = table(rel_velocity=0.09, velocity_series=series)
+    (f,) = detect_learning_rate(signals(tables=(fast,), losses=losses(rising)), TH)
+    assert f.type is FindingType.LEARNING_RATE_TOO_HIGH
+    assert f.remedy.params == {"subject": "item_emb", "factor": 0.1, "from_step": 38}
+    (g,) = detect_learning_rate(signals(tables=(table(rel_velocity=0.09),),
+                                        losses=losses(rising)), TH)  # fmt: skip
+    assert "from_step" not in g.remedy.params
+
+
 # ------------------------------------------------------- no signal, cancelled negatives
 def test_a_loss_that_falls_back_to_its_start_and_stays_there_has_no_signal():
     learned_then_lost = np.concatenate([np.linspace(0.69, 0.2, 30), np.full(70, 0.69)])

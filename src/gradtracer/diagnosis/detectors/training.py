@@ -63,6 +63,23 @@ def _slowdown(t: TableSignals) -> tuple[int, float] | None:
     return int(vals[i][0]), early / max(late, 1e-30)
 
 
+def _speedup(t: TableSignals) -> int | None:
+    """The step before the largest rise between two velocity snapshots when the table's
+    mean row velocity rose by 10x or more from its early level (median of the first 20% of
+    snapshots) to its late level (last 20%): a learning rate raised mid-run. None
+    otherwise (training alone slows rows down after the first steps)."""
+    vals = [(st, v) for st, v in t.velocity_series if math.isfinite(v) and v >= 0]
+    if len(vals) < 10:
+        return None
+    k = max(2, len(vals) // 5)
+    early = float(np.median([v for _, v in vals[:k]]))
+    late = float(np.median([v for _, v in vals[-k:]]))
+    if early <= 0 or late < 10.0 * early:
+        return None
+    rises = [math.log(max(b, 1e-30) / max(a, 1e-30)) for (_, a), (_, b) in zip(vals, vals[1:])]
+    return int(vals[int(np.argmax(rises))][0])
+
+
 def _recently_stalled(losses: Sequence[tuple[int, float]], th: DiagnosisThresholds) -> bool:
     """The loss moved by at most ``stalled_loss_drop`` over the second half of the run."""
     vals = np.asarray([v for _, v in losses if math.isfinite(v)], dtype=np.float64)
@@ -99,11 +116,19 @@ def detect_learning_rate(s: RunSignals, th: DiagnosisThresholds) -> list[Finding
     ]  # fmt: skip
     if risen and (fast_tables or fast_layers):
         for t in fast_tables:
+            since = _speedup(t)
+            params: dict[str, float | int | str | bool | None] = {"subject": t.name,
+                                                                  "factor": 0.1}  # fmt: skip
+            if since is not None:
+                params["from_step"] = since
             out.append(_make(
                 T.LEARNING_RATE_TOO_HIGH, t.name,
                 f"Rows of '{t.name}' move {t.rel_velocity:.3g} of their norm per update and the "
-                f"loss rose from its best {best:.4g} to {last:.4g}.", 0.85,
-                {"rel_velocity": t.rel_velocity, "loss_best": best, "loss_last": last},
+                f"loss rose from its best {best:.4g} to {last:.4g}"
+                + (f"; they sped up at step {since}" if since is not None else "") + ".", 0.85,
+                {"rel_velocity": t.rel_velocity, "loss_best": best, "loss_last": last,
+                 "speedup_step": since},
+                remedy=Remedy("scale_learning_rate", params),
             ))  # fmt: skip
         for module, group in _modules(fast_layers).items():
             ratio = max(ly.update_ratio for ly in group)
@@ -125,11 +150,10 @@ def detect_learning_rate(s: RunSignals, th: DiagnosisThresholds) -> list[Finding
         # that brings the fastest part to a healthy rate, to the nearest power of ten
         factor = 10.0 ** round(math.log10(th.healthy_rel_velocity / max(rates)))
         factor = min(max(factor, th.min_lr_factor), th.max_lr_factor)
-        params: dict[str, float | int | str | bool | None] = {"subject": "*", "factor": factor}
+        params = {"subject": "*", "factor": factor}
         drops = [x for x in (_slowdown(t) for t in moving) if x is not None]
-        since = [st for st, _ in drops]
         if drops:  # the rate was cut mid-run: restore the rate the run had before the cut
-            params["from_step"] = min(since)
+            params["from_step"] = min(st for st, _ in drops)
             ratio = max(r for _, r in drops)
             factor = 10.0 ** round(math.log10(ratio))
             params["factor"] = min(max(factor, th.min_lr_factor), th.max_lr_factor)
@@ -137,7 +161,7 @@ def detect_learning_rate(s: RunSignals, th: DiagnosisThresholds) -> list[Finding
             T.LEARNING_RATE_TOO_LOW, "model",
             f"The fastest table or layer moves only {max(rates):.2g} of its norm per update "
             f"and the loss changed from {first:.4g} to {last:.4g}"
-            + (f"; the rows slowed down at step {params['from_step']}" if since else "") + ".",
+            + (f"; the rows slowed down at step {params['from_step']}" if drops else "") + ".",
             0.85,
             {"max_rel_velocity": max(rates), "loss_first": first, "loss_last": last,
              "slowdown_step": params.get("from_step")},
