@@ -44,11 +44,12 @@ def recent_rel_velocity(t: TableSignals) -> float:
 
 
 def _slowdown(t: TableSignals) -> tuple[int, float] | None:
-    """(step, early / late) when the table's mean row velocity fell by 10x or more from
+    """(step, before / now) when the table's mean row velocity fell by 10x or more from
     its early level (median of the first 20% of snapshots) to its late level (last 20%);
     the step is the snapshot before the largest drop between two snapshots (a cut learning
-    rate makes the per-exposure EMAs fall faster than training ever does). None without
-    such a drop."""
+    rate makes the per-exposure EMAs fall faster than training ever does); ``before`` is the
+    velocity there and ``now`` the velocity EMA of the most exposed tenth of the rows (the
+    least contaminated by pre-cut updates). None without such a drop."""
     vals = [(st, v) for st, v in t.velocity_series if math.isfinite(v) and v >= 0]
     if len(vals) < 10:
         return None
@@ -60,7 +61,13 @@ def _slowdown(t: TableSignals) -> tuple[int, float] | None:
     # the cut is where the velocity falls fastest: the largest drop between two snapshots
     drops = [math.log(max(a, 1e-30) / max(b, 1e-30)) for (_, a), (_, b) in zip(vals, vals[1:])]
     i = int(np.argmax(drops))
-    return int(vals[i][0]), early / max(late, 1e-30)
+    # now: the most exposed tenth of the rows, whose EMAs kept least of the pre-cut updates
+    now = late
+    v, e = t.row_velocity, t.exposure
+    if v.size and v.size == e.size and (e > 0).any():
+        busy = e >= np.quantile(e[e > 0], 0.9)
+        now = min(late, float(np.median(v[busy & (e > 0)])))
+    return int(vals[i][0]), vals[i][1] / max(now, 1e-30)
 
 
 def _speedup(t: TableSignals) -> int | None:
