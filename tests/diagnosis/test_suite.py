@@ -224,3 +224,17 @@ def test_a_fault_that_does_not_apply_is_reported_as_skipped():
     config = SuiteConfig(families=("mlp", "gru"), faults=("hash_collisions", "dead_relu"))
     assert config.skipped() == {"hash_collisions": ["mlp", "gru"], "dead_relu": ["gru"]}
     assert all(s.fault != "hash_collisions" for s in config.cases()[1])
+
+
+def test_a_learning_rate_remedy_reaches_the_modules_it_lists():
+    from gradtracer.fault_suite.inject import _lr_hits
+    from gradtracer.findings import Remedy
+
+    towers = ["user_emb", "item_emb", "user_tower", "item_tower"]
+    both = Remedy("scale_learning_rate", {"subject": "user_tower.3", "factor": 0.1,
+                                          "modules": "item_tower,user_tower"})  # fmt: skip
+    assert [g for g in towers if _lr_hits(both, g)] == ["user_tower", "item_tower"]
+    one = Remedy("scale_learning_rate", {"subject": "item_emb", "factor": 0.1})
+    assert [g for g in towers if _lr_hits(one, g)] == ["item_emb"]
+    mlp = Remedy("scale_learning_rate", {"subject": "net.4", "factor": 0.1, "modules": "net"})
+    assert all(_lr_hits(mlp, g) for g in ("net.0", "net.2", "net.4"))

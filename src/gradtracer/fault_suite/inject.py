@@ -176,6 +176,12 @@ def _excluded(ctx: _Ctx, group: str, model: nn.Module, order: list[str]) -> bool
 
 
 def _lr_hits(fix: Remedy, group: str) -> bool:
+    """Whether a ``scale_learning_rate`` remedy names ``group`` (its ``subject``, or one of
+    the comma-separated top-level ``modules`` it lists)."""
+    modules = [m.strip() for m in str(fix.params.get("modules") or "").split(",") if m.strip()]
+    if modules:
+        return any(group == m or group.startswith(m + ".") or m.startswith(group + ".")
+                   for m in modules)  # fmt: skip
     subject = str(fix.params.get("subject") or "*")
     return subject in ("*", "", "model") or subject == group or subject.startswith(group) or (
         group.startswith(subject.split(".")[0]))  # fmt: skip
