@@ -113,7 +113,9 @@ def test_a_table_can_leave_the_optimizer_mid_run():
 
 
 def _without_timing(records):
-    return [{k: v for k, v in r.items() if k != "seconds"} for r in records]
+    """The records as JSON text without wall times (NaN compares equal as text)."""
+    return json.dumps([{k: v for k, v in r.items() if not k.endswith("seconds")}
+                       for r in records], sort_keys=True)  # fmt: skip
 
 
 def test_worker_processes_give_the_serial_result():
@@ -132,7 +134,9 @@ def test_worker_processes_give_the_serial_result():
         torch.set_num_threads(previous)
     assert [r["key"] for r in parallel["runs"]] == [r["key"] for r in serial["runs"]]
     assert _without_timing(parallel["runs"]) == _without_timing(serial["runs"])
-    assert parallel["metrics"] == serial["metrics"]
+    untimed = [{k: v for k, v in r["metrics"].items() if k != "probe_cost_share"}
+               for r in (serial, parallel)]  # fmt: skip
+    assert json.dumps(untimed[0], sort_keys=True) == json.dumps(untimed[1], sort_keys=True)
     assert serial["runs"][1]["remedy"]["quality"] > 0  # the remedy ran in a worker too
     with pytest.raises(ValueError, match="jobs must be a positive integer"):
         SuiteConfig(jobs=0)
