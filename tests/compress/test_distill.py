@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -143,3 +144,7 @@ def test_planted_bottleneck_is_flagged() -> None:
     assert res.coverage["item_tower.0"] < res.coverage["user_tower.0"]
     summary = summarize_bottleneck([res, res])
     assert summary["n_seeds"] == 2 and summary["flagged_planted"] == 2
+    collapsed = dataclasses.replace(res, distilled_ndcg=0.0)
+    assert math.isnan(collapsed.lift)
+    summary = summarize_bottleneck([res, res, collapsed])
+    assert summary["n_lift_defined"] == 2 and summary["lift_mean"] == pytest.approx(res.lift)

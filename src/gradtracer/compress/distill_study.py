@@ -193,7 +193,10 @@ class BottleneckResult:
 
     @property
     def lift(self) -> float:
-        """Relative NDCG@10 gain of acting on the finding over distillation alone."""
+        """Relative NDCG@10 gain of acting on the finding over distillation alone (NaN when
+        the distilled student scores 0: a relative change is undefined there)."""
+        if self.distilled_ndcg == 0:
+            return math.nan
         return self.acted_ndcg / self.distilled_ndcg - 1.0
 
     @property
@@ -299,16 +302,19 @@ def planted_bottleneck_study(
 
 
 def summarize_bottleneck(results: list[BottleneckResult]) -> dict[str, Any]:
-    """Mean lift with a 95% t-interval over seeds and the seed-paired t-test of acted
-    against distilled NDCG@10; how often the planted tower was flagged."""
+    """Mean lift with a 95% t-interval over seeds (seeds with a defined lift) and the
+    seed-paired t-test of acted against distilled NDCG@10; how often the planted tower
+    was flagged."""
     from gradtracer.recsys.stats import aggregate_seeds
 
     acted = [r.acted_ndcg for r in results]
     agg = aggregate_seeds(acted, [r.distilled_ndcg for r in results], names=("acted", "distilled"))
-    lifts = aggregate_seeds([r.lift for r in results])
+    finite = [r.lift for r in results if math.isfinite(r.lift)]
+    lifts = aggregate_seeds(finite if finite else [math.nan])
     out: dict[str, Any] = {
         "n_seeds": len(results),
         "flagged_planted": sum(r.flagged_planted for r in results),
+        "n_lift_defined": len(finite),
         "lift_mean": lifts.treatment.mean,
         "lift_ci": [lifts.treatment.ci_low, lifts.treatment.ci_high],
         "n_lift_ge_3pct": sum(r.lift >= 0.03 for r in results),
