@@ -10,8 +10,10 @@ from gradtracer.compress import LowRankTable, QuantizedTable
 from gradtracer.compress.session import (
     CompressedGRU4Rec,
     dense_matrices,
+    gru4rec_trainer,
     hidden_gram,
     metric_svd,
+    session_splits,
     session_study,
     summarize_session_study,
     table_candidates,
@@ -165,6 +167,19 @@ def test_table_candidates_fit_the_budget(
     assert isinstance(kept, QuantizedTable)
     top = int(np.argmax(freq))
     assert torch.equal(kept.lookup(torch.tensor([top]))[0], w[top])
+
+
+def test_splits_and_trainer_feed_the_study() -> None:
+    ix = make_sessions(n_sessions=200, n_items=40, mean_length=5.0, random_state=5)
+    train, valid, test = session_splits(ix, test_fraction=0.2, valid_fraction=0.2)
+    assert train.n_items == valid.n_items == test.n_items
+    assert min(train.n_predictions, valid.n_predictions, test.n_predictions) > 0
+    fit = gru4rec_trainer(train, "default", layers=(8,), n_sample=8, n_epochs=1, batch_size=16)
+    model, signals = fit(0)
+    assert sorted(signals) == ["dynamics", "frequency", "magnitude"]
+    assert all(v.shape == (train.n_items,) for v in signals.values())
+    np.testing.assert_array_equal(signals["frequency"], model.counts.numpy())
+    assert signals["dynamics"].max() > 0
 
 
 def test_session_study_rows_and_summary(sessions: tuple[SessionArrays, SessionArrays]) -> None:

@@ -46,8 +46,10 @@ __all__ = [
     "CompressedGRU4Rec",
     "SessionStudyRow",
     "dense_matrices",
+    "gru4rec_trainer",
     "hidden_gram",
     "metric_svd",
+    "session_splits",
     "session_study",
     "summarize_session_study",
     "table_candidates",
@@ -381,6 +383,54 @@ class SessionStudyRow:
             **self.metrics,
             **({"picked": self.picked} if self.picked else {}),
         }
+
+
+def session_splits(
+    ix: Any, *, test_fraction: float = 0.2, valid_fraction: float = 0.15
+) -> tuple[SessionArrays, SessionArrays, SessionArrays]:
+    """``(train, valid, test)`` session arrays in one item space from session data ``ix``.
+
+    The latest ``test_fraction`` of sessions (by start time) are the test set, the latest
+    ``valid_fraction`` of the rest the validation set; test events of items not in the
+    training part are dropped (:func:`~gradtracer.recsys.sessions.split_pair`).
+    """
+    from gradtracer.recsys.sessions import session_arrays, split_pair, split_sessions
+
+    outer = split_sessions(ix, test_fraction)
+    inner = split_sessions(outer.train, valid_fraction)
+    pair = split_pair(inner.train, outer.test)
+    return session_arrays(pair.train), session_arrays(inner.test), session_arrays(pair.test)
+
+
+def gru4rec_trainer(
+    train: SessionArrays, preset: str = "diginetica", **config: Any
+) -> Callable[[int], tuple[GRU4RecNetwork, dict[str, np.ndarray]]]:
+    """A ``seed -> (GRU4Rec, row signals)`` function for :func:`session_study`.
+
+    Trains ``preset_config(preset, random_state=seed, **config)`` on ``train`` with an
+    EmbeddingTracker on the output table; the signals are ``frequency`` (training event
+    counts), ``magnitude`` (row L2 norm) and ``dynamics`` (frequency-aware saliency).
+    """
+    from gradtracer.compress.saliency import row_saliency, row_stats_of
+    from gradtracer.recsys.models.gru4rec import GRU4Rec, preset_config
+    from gradtracer.recsys.models.next_item import TrainingHooks
+    from gradtracer.recsys.sessions.training import attach_embedding_trackers
+
+    def fit(seed: int) -> tuple[GRU4RecNetwork, dict[str, np.ndarray]]:
+        model = GRU4Rec(train.n_items, preset_config(preset, random_state=seed, **config))
+        trackers, on_backward = attach_embedding_trackers(model)
+        model.fit(train, hooks=TrainingHooks(on_backward=on_backward))
+        stats = row_stats_of(trackers["output_emb"])
+        for t in trackers.values():
+            t.detach()
+        w = model.output_emb.weight.detach()
+        return model.eval(), {
+            "frequency": model.counts.detach().cpu().numpy().astype(np.float64),
+            "magnitude": w.norm(dim=1).cpu().numpy().astype(np.float64),
+            "dynamics": row_saliency("dynamics", stats=stats),
+        }
+
+    return fit
 
 
 def _score(model: Any, sessions: SessionArrays) -> dict[str, float]:
