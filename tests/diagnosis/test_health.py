@@ -165,7 +165,7 @@ def test_breakdown_round_trips_and_diagnosis_exposes_it():
     assert stalled.health_components.loss < d.health_components.loss
 
 
-def _train(freeze_items: bool, n_steps: int = 60) -> Diagnosis:
+def _train(freeze_items: bool, n_steps: int = 60, *, report: list | None = None) -> Diagnosis:
     from gradtracer.embedding.tracker import EmbeddingTracker
     from gradtracer.flow.tracker import FlowTracker
     from gradtracer.manager import FlowManager
@@ -196,6 +196,8 @@ def _train(freeze_items: bool, n_steps: int = 60) -> Diagnosis:
         manager.step(loss=float(loss.detach()))
         opt.step()
     d = diagnose(manager)
+    if report is not None:
+        report.append(manager.to_report())
     manager.detach()
     return d
 
@@ -205,3 +207,12 @@ def test_a_table_left_out_of_the_optimizer_lowers_a_real_runs_health():
     assert healthy.health == pytest.approx(healthy.health_components.score)
     assert broken.health_components.learning < healthy.health_components.learning
     assert broken.health < healthy.health
+
+
+def test_the_managers_report_carries_the_same_run_health():
+    reports: list = []
+    broken = _train(True, report=reports)
+    stats = reports[0].stats
+    assert stats["run_health"] == pytest.approx(broken.health)
+    assert stats["run_health_components"] == pytest.approx(broken.health_components.to_dict())
+    assert stats["run_health"] < 100.0

@@ -49,6 +49,7 @@ __all__ = [
     "loss_progress",
     "rank_findings",
     "run_detectors",
+    "run_level_diagnosis",
     "run_level_findings",
 ]
 
@@ -110,7 +111,25 @@ def run_level_findings(
     only used to mark causes whose symptoms are present. It does not call
     ``manager.to_report()``.
     """
-    return rank_findings(run_detectors(collect_signals(manager), thresholds))
+    return rank_findings(run_level_diagnosis(manager, tracker_findings, thresholds).run_findings)
+
+
+def run_level_diagnosis(
+    manager: Any,
+    tracker_findings: Sequence[Finding] = (),
+    thresholds: DiagnosisThresholds | None = None,
+) -> Diagnosis:
+    """:func:`diagnose` from the trackers' findings the caller already has.
+
+    ``tracker_findings`` are the trackers' and the cross-tracker findings (what
+    :func:`diagnose` reads from ``manager.to_report()``); given the same ones, the result
+    equals ``diagnose(manager)``. It does not call ``manager.to_report()``, so the manager
+    uses it while building its report.
+    """
+    signals = collect_signals(manager)
+    own = run_detectors(signals, thresholds)
+    ranked = rank_findings([*own, *regrade_tracker_findings(tracker_findings, own)])
+    return _diagnosis(ranked, own, signals)
 
 
 def diagnose(manager: Any, *, thresholds: DiagnosisThresholds | None = None) -> Diagnosis:

@@ -332,8 +332,12 @@ class FlowManager:
             if imbalance is not None:
                 findings.append(imbalance)
 
-        # run-level causes read across all trackers (gradtracer.diagnosis)
-        findings.extend(_run_level_findings(self, children))
+        # run-level causes read across all trackers (gradtracer.diagnosis); the diagnosis
+        # sees the trackers' findings and the cross-tracker ones gathered so far
+        causes, diagnosis = _run_level_diagnosis(
+            self, [*(f for c in children for f in c.all_findings()), *findings]
+        )
+        findings.extend(causes)
 
         loss_corr = {
             k: compute_velocity_loss_correlation(histories[k], min_points=th.min_points)[0]
@@ -347,6 +351,8 @@ class FlowManager:
             "step": self._step,
             "health_score": compute_health_score(list(tracker_health.values()), findings),
             "tracker_health": tracker_health,
+            "run_health": diagnosis.health,
+            "run_health_components": diagnosis.health_components.to_dict(),
             "recent_velocity": velocities,
             "velocity_loss_correlation": loss_corr,
             "pairs": pairs,
@@ -396,8 +402,12 @@ class FlowManager:
         )
 
 
-def _run_level_findings(manager: FlowManager, children: Sequence[Report]) -> list[Finding]:
-    """The cause findings of :func:`gradtracer.diagnosis.run_level_findings` for ``manager``."""
-    from gradtracer.diagnosis import run_level_findings
+def _run_level_diagnosis(
+    manager: FlowManager, tracker_findings: Sequence[Finding]
+) -> tuple[list[Finding], Any]:
+    """(the run-level cause findings, ranked; the whole diagnosis) for ``manager``
+    (:func:`gradtracer.diagnosis.run_level_diagnosis`)."""
+    from gradtracer.diagnosis import rank_findings, run_level_diagnosis
 
-    return run_level_findings(manager, [f for c in children for f in c.findings])
+    diagnosis = run_level_diagnosis(manager, tracker_findings)
+    return rank_findings(list(diagnosis.run_findings)), diagnosis
