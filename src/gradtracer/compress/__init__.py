@@ -12,7 +12,12 @@
   ``COMPRESSION_CANDIDATE`` finding, and :func:`apply_recipe`.
 - :mod:`~gradtracer.compress.model`: :class:`CompressedMF`, the inference module the
   evaluators accept, saved as a checksummed npz.
-- :mod:`~gradtracer.compress.distill`: :class:`DistillationTracker` (minibatch CKA).
+- :mod:`~gradtracer.compress.session`: :class:`CompressedGRU4Rec`, a compressed GRU4Rec
+  (quantized item tables, per-matrix dense precision) the session evaluator accepts.
+- :mod:`~gradtracer.compress.export`: optional export to TorchRec's quantized
+  ``EmbeddingBagCollection`` (where torchrec installs).
+- :mod:`~gradtracer.compress.distill`: :class:`DistillationTracker` (minibatch CKA, linear
+  probes, SVCCA coverage).
 - :mod:`~gradtracer.compress.study`: the equal-bytes comparison over paired seeds.
 """
 
@@ -31,6 +36,7 @@ from gradtracer.compress.recipe import (
 )
 from gradtracer.compress.rowwise import PRECISIONS, row_bytes
 from gradtracer.compress.saliency import ROW_SIGNALS, layer_saliency, row_saliency, row_stats_of
+from gradtracer.compress.session import CompressedGRU4Rec
 from gradtracer.compress.table import LowRankTable, QuantizedTable
 
 __all__ = [
@@ -39,6 +45,7 @@ __all__ = [
     "ROW_SIGNALS",
     "ArtifactError",
     "BudgetError",
+    "CompressedGRU4Rec",
     "CompressedMF",
     "DistillationTracker",
     "LowRankTable",
