@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint format bench clean
+.PHONY: setup optional demo test lint format bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+# What the optional-component tests need: TorchRec export (torchrec itself with --no-deps: its
+# own requirements ask for the CUDA fbgemm-gpu) and gradtracer 0.9.0, installed renamed into
+# $(VENV)/legacy-0.9.0 for the same-suite baseline (GRADTRACER_LEGACY_DIR points there).
+optional: $(STAMP)
+	$(PY) -m pip install -q -e ".[torchrec]"
+	$(PY) -m pip install -q --no-deps torchrec==1.8.0
+	$(PY) -c "from gradtracer.fault_suite.legacy import install_legacy; install_legacy('$(VENV)/legacy-0.9.0')"
 
 demo: $(STAMP)
 	$(VENV)/bin/gradtracer demo
