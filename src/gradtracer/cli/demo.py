@@ -165,7 +165,9 @@ def format_findings(report: dict[str, Any], limit: int = 8) -> str:
         findings.extend(child.get("findings", []))
     order = {"critical": 0, "warning": 1, "info": 2}
     findings.sort(key=lambda f: (order.get(f["severity"], 3), -f["confidence"]))
-    health = report.get("stats", {}).get("health_score")
+    stats = report.get("stats", {})
+    # a manager's report carries the run-level health of the diagnosis; a tracker's its own
+    health = stats.get("run_health", stats.get("health_score"))
     lines = [
         f"GradTracer findings ({len(findings)}; health score "
         f"{'n/a' if health is None else f'{health:.0f}/100'}):"
