@@ -226,3 +226,13 @@ def test_two_scale_recipe_round_trips_through_json_and_artifact(tmp_path: Path) 
     loaded = load_compressed(path)
     assert loaded.nbytes() == model.nbytes() <= budget
     assert torch.equal(loaded.user_table.dequantize(), model.user_table.dequantize())
+
+
+def test_a_budget_no_plan_meets_names_the_budget_and_the_smallest_plan():
+    g = torch.Generator().manual_seed(0)
+    advisor = QuantizationAdvisor(
+        torch.randn(50, 16, generator=g), torch.randn(80, 16, generator=g)
+    )
+    with pytest.raises(BudgetError, match=r"no plan fits 10 bytes.*smallest plan built needs \d+"):
+        advisor.advise(10)
+    assert advisor.advise(300).to_dict()["budget_bytes"] == 300

@@ -200,10 +200,15 @@ class QuantizationAdvisor:
             except BudgetError:
                 continue
             out.append(("table_svd", {"precision": p, "ranks": model.info["ranks"]}, model))
+        # a plan whose fixed overhead (index maps, fallback rows) alone exceeds a tiny budget
+        # is built over it: such a plan does not fit
+        smallest = min((m.nbytes() for _, _, m in out), default=None)
+        out = [(lbl, prm, m) for lbl, prm, m in out if m.nbytes() <= budget_bytes]
         if not out:
+            least = "" if smallest is None else f"; the smallest plan built needs {smallest} bytes"
             raise BudgetError(
-                f"no plan fits {budget_bytes} bytes ({self.fp32_bytes / budget_bytes:.0f}x smaller than "
-                f"the {self.fp32_bytes}-byte float32 tables)"
+                f"no plan fits {budget_bytes} bytes ({self.fp32_bytes / budget_bytes:.0f}x smaller "
+                f"than the {self.fp32_bytes}-byte float32 tables){least}"
             )
         return out
 
