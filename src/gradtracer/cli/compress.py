@@ -140,6 +140,11 @@ def evaluate(
     n_factors: int = typer.Option(64, help="Embedding dimension of the float model."),
     n_epochs: int = typer.Option(30, help="Training epochs."),
     retrain: bool = typer.Option(True, help="Also train the smaller model from scratch."),
+    tune: bool = typer.Option(
+        True,
+        help="Choose the float model's weight decay and epochs on the validation items first "
+        "(as the published study does); --no-tune trains --n-epochs with the defaults.",
+    ),
     out: Path = typer.Option(Path("compress_study"), help="Output folder of the study."),
 ) -> None:
     """Evaluate an artifact, or run the equal-bytes study over paired seeds."""
@@ -167,12 +172,21 @@ def evaluate(
         return
     if n_seeds < 2:
         raise ValueError(f"--n-seeds must be >= 2 for paired tests, got {n_seeds}")
+    train, tuning = TrainConfig(n_epochs=n_epochs), None
+    if tune:
+        from gradtracer.compress.workloads import tune_float
+
+        typer.echo("tuning the float model on the validation items ...")
+        tuned = tune_float(w, n_factors, max_epochs=max(n_epochs, 5), base=train, random_state=0)
+        train, tuning = tuned.config, tuned.to_dict()
+        typer.echo(f"chosen: {tuned.config.to_dict()} (validation NDCG@10 {tuned.valid_ndcg:.4f})")
     cfg = StudyConfig(
         ratios=_ratios(ratios),
         n_seeds=n_seeds,
         n_factors=n_factors,
-        train=TrainConfig(n_epochs=n_epochs),
+        train=train,
         retrain=retrain,
+        tuning=tuning,
     )
     result = run_study(w, cfg, progress=typer.echo)
     paths = write_outputs([result], out)
