@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import numpy as np
 import pytest
+from run_signals import layer, run, table
+from run_signals import series as losses
 
 from gradtracer.diagnosis import DiagnosisThresholds, diagnose_signals, rank_findings
 from gradtracer.diagnosis.detectors import (
@@ -21,44 +22,13 @@ from gradtracer.diagnosis.detectors import (
 )
 from gradtracer.diagnosis.health import health_score
 from gradtracer.diagnosis.ranking import regrade_tracker_findings
-from gradtracer.diagnosis.signals import LayerSignals, RunSignals, TableSignals
 from gradtracer.findings import FindingType, Severity
 from gradtracer.report.catalog import make_finding
 
 TH = DiagnosisThresholds()
 
 
-def table(**changes) -> TableSignals:
-    base = TableSignals(
-        name="item_emb", n_rows=200, dim=16, steps=100, requires_grad=True, in_optimizer=True,
-        weight_decay=0.0, learning_rate=0.01, finite=True, coord_rms=0.3, mean_row_norm=1.2,
-        rel_velocity=0.012, mean_grad_norm=1e-3, oscillation=0.1,
-        exposure=np.full(200, 50.0), grad_pressure=np.full(200, 1e-3), duplicate_share=0.0,
-        spectrum=np.array([3.0, 2.5, 2.0, 1.5]),
-    )  # fmt: skip
-    return dataclasses.replace(base, **changes)
-
-
-def layer(name: str = "net.0.weight", **changes) -> LayerSignals:
-    base = LayerSignals(
-        name=name, module=name.rsplit(".", 1)[0], numel=640, n_obs=50, fan_in=20, gain=0.7,
-        all_zero=False, update_ratio=0.005, velocity=0.01, grad_norm=0.1,
-        grad_norm_median=0.1, grad_norm_max=0.3, snr=0.05, spikes=0, requires_grad=True,
-        in_optimizer=True, weight_decay=0.0, learning_rate=0.003,
-    )  # fmt: skip
-    return dataclasses.replace(base, **changes)
-
-
-def losses(values) -> tuple[tuple[int, float], ...]:
-    return tuple((i + 1, float(v)) for i, v in enumerate(values))
-
-
-def signals(**changes) -> RunSignals:
-    base = RunSignals(
-        step=100, tables=(table(),), layers=(), dead_fractions={},
-        losses=losses(np.linspace(0.69, 0.5, 100)), grad_norms=losses(np.full(100, 0.01)),
-    )  # fmt: skip
-    return dataclasses.replace(base, **changes)
+signals = run
 
 
 def types(findings) -> list[str]:

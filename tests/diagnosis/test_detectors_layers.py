@@ -7,7 +7,9 @@ import math
 
 import numpy as np
 import pytest
+import run_signals
 import torch
+from run_signals import run, series, table
 from torch import nn
 
 from gradtracer.diagnosis import DiagnosisThresholds, diagnose, diagnose_signals, rank_findings
@@ -19,7 +21,7 @@ from gradtracer.diagnosis.detectors import (
     movement_share,
 )
 from gradtracer.diagnosis.ranking import CAUSE_ORDER, regrade_tracker_findings
-from gradtracer.diagnosis.signals import LayerSignals, RunSignals, TableSignals
+from gradtracer.diagnosis.signals import LayerSignals, RunSignals
 from gradtracer.findings import FindingType, Severity
 from gradtracer.report.catalog import make_finding
 
@@ -27,38 +29,15 @@ TH = DiagnosisThresholds()
 T = FindingType
 
 
-def table(name: str = "item_emb", **changes) -> TableSignals:
-    base = TableSignals(
-        name=name, n_rows=200, dim=16, steps=100, requires_grad=True, in_optimizer=True,
-        weight_decay=0.0, learning_rate=0.01, finite=True, coord_rms=0.3, mean_row_norm=1.2,
-        rel_velocity=0.012, mean_grad_norm=1e-3, oscillation=0.1,
-        exposure=np.full(200, 50.0), grad_pressure=np.full(200, 1e-3), duplicate_share=0.0,
-        spectrum=np.array([3.0, 2.5, 2.0, 1.5]),
-    )  # fmt: skip
-    return dataclasses.replace(base, **changes)
-
-
 def layer(name: str = "net.0.weight", **changes) -> LayerSignals:
-    base = LayerSignals(
-        name=name, module=name.rsplit(".", 1)[0], numel=640, n_obs=100, fan_in=20, gain=0.7,
-        all_zero=False, update_ratio=0.005, velocity=0.01, grad_norm=0.1,
-        grad_norm_median=0.1, grad_norm_max=0.3, snr=0.05, spikes=0, requires_grad=True,
-        in_optimizer=True, weight_decay=0.0, learning_rate=0.003, weight_norm=2.0,
-    )  # fmt: skip
-    return dataclasses.replace(base, **changes)
-
-
-def series(values) -> tuple[tuple[int, float], ...]:
-    return tuple((i + 1, float(v)) for i, v in enumerate(values))
+    return run_signals.layer(name, **{"n_obs": 100, "weight_norm": 2.0, **changes})
 
 
 def signals(**changes) -> RunSignals:
-    base = RunSignals(
-        step=100, tables=(), layers=(layer(),), dead_fractions={},
-        losses=series(np.linspace(0.69, 0.3, 100)), grad_norms=series(np.full(100, 0.01)),
-        velocities=series(np.full(100, 0.01)),
-    )  # fmt: skip
-    return dataclasses.replace(base, **changes)
+    """One healthy layer, no tables, a loss falling to 0.3, steady velocities."""
+    base = {"tables": (), "layers": (layer(),), "losses": series(np.linspace(0.69, 0.3, 100)),
+            "velocities": series(np.full(100, 0.01))}  # fmt: skip
+    return run(**{**base, **changes})
 
 
 def types(findings) -> list[str]:

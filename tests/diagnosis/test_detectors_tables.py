@@ -9,6 +9,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from run_signals import run, table
+from run_signals import series as losses
 from torch import nn
 
 from gradtracer.diagnosis import DiagnosisThresholds, collect_signals, diagnose_signals
@@ -23,7 +25,6 @@ from gradtracer.diagnosis.detectors import (
 from gradtracer.diagnosis.detectors.training import recent_rel_velocity
 from gradtracer.diagnosis.signals import (
     LayerSignals,
-    RunSignals,
     TableSignals,
     ValidationSignals,
 )
@@ -33,27 +34,7 @@ from gradtracer.manager import FlowManager
 TH = DiagnosisThresholds()
 
 
-def table(**changes) -> TableSignals:
-    base = TableSignals(
-        name="item_emb", n_rows=200, dim=16, steps=100, requires_grad=True, in_optimizer=True,
-        weight_decay=0.0, learning_rate=0.01, finite=True, coord_rms=0.3, mean_row_norm=1.2,
-        rel_velocity=0.012, mean_grad_norm=1e-3, oscillation=0.1,
-        exposure=np.full(200, 50.0), grad_pressure=np.full(200, 1e-3), duplicate_share=0.0,
-        spectrum=np.array([3.0, 2.5, 2.0, 1.5]),
-    )  # fmt: skip
-    return dataclasses.replace(base, **changes)
-
-
-def losses(values) -> tuple[tuple[int, float], ...]:
-    return tuple((i + 1, float(v)) for i, v in enumerate(values))
-
-
-def signals(**changes) -> RunSignals:
-    base = RunSignals(
-        step=100, tables=(table(),), layers=(), dead_fractions={},
-        losses=losses(np.linspace(0.69, 0.5, 100)), grad_norms=losses(np.full(100, 0.01)),
-    )  # fmt: skip
-    return dataclasses.replace(base, **changes)
+signals = run
 
 
 def valid(values, *, higher_is_better=False, name="valid_loss") -> tuple[ValidationSignals, ...]:

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from run_signals import layer, run, series, table
 from torch import nn
 
 from gradtracer.diagnosis import Diagnosis, diagnose, diagnose_signals
@@ -17,42 +18,13 @@ from gradtracer.diagnosis.health import (
     health_score,
     loss_progress,
 )
-from gradtracer.diagnosis.signals import LayerSignals, RunSignals, TableSignals
+from gradtracer.diagnosis.signals import RunSignals
 from gradtracer.findings import Finding, FindingType, Severity
 
 
-def table(**changes) -> TableSignals:
-    base = TableSignals(
-        name="item_emb", n_rows=200, dim=16, steps=100, requires_grad=True, in_optimizer=True,
-        weight_decay=0.0, learning_rate=0.01, finite=True, coord_rms=0.3, mean_row_norm=1.2,
-        rel_velocity=0.012, mean_grad_norm=1e-3, oscillation=0.1,
-        exposure=np.full(200, 50.0), grad_pressure=np.full(200, 1e-3), duplicate_share=0.0,
-        spectrum=np.array([3.0, 2.5, 2.0, 1.5]),
-    )  # fmt: skip
-    return dataclasses.replace(base, **changes)
-
-
-def layer(name: str = "net.0.weight", **changes) -> LayerSignals:
-    base = LayerSignals(
-        name=name, module=name.rsplit(".", 1)[0], numel=640, n_obs=50, fan_in=20, gain=0.7,
-        all_zero=False, update_ratio=0.005, velocity=0.01, grad_norm=0.1,
-        grad_norm_median=0.1, grad_norm_max=0.3, snr=0.05, spikes=0, requires_grad=True,
-        in_optimizer=True, weight_decay=0.0, learning_rate=0.003,
-    )  # fmt: skip
-    return dataclasses.replace(base, **changes)
-
-
-def series(values) -> tuple[tuple[int, float], ...]:
-    return tuple((i + 1, float(v)) for i, v in enumerate(values))
-
-
 def signals(**changes) -> RunSignals:
-    base = RunSignals(
-        step=100, tables=(table(), table(name="user_emb")), layers=(layer(),),
-        dead_fractions={}, losses=series(np.linspace(0.69, 0.5, 100)),
-        grad_norms=series(np.full(100, 0.01)),
-    )  # fmt: skip
-    return dataclasses.replace(base, **changes)
+    """Two healthy tables and one layer (the shared healthy run otherwise)."""
+    return run(**{"tables": (table(), table(name="user_emb")), "layers": (layer(),), **changes})
 
 
 def finding(kind: FindingType, severity: Severity, confidence: float = 0.9) -> Finding:
