@@ -126,6 +126,11 @@ def implicit_data(
         n_users=n_users, n_items=n_items, n_interactions=n_interactions,
         popularity_exponent=popularity_exponent, random_state=random_state,
     )  # fmt: skip
+    return _from_interactions(ix)
+
+
+def _from_interactions(ix: Any) -> ImplicitData:
+    """An interaction set (``frame`` with user, item, timestamp) split leave-one-out."""
     f = ix.frame
     return _from_split(
         f["user"].to_numpy(), f["item"].to_numpy(), f["timestamp"].to_numpy(),
@@ -139,11 +144,7 @@ def movielens_data(path: str) -> ImplicitData:
     from gradtracer.recsys.data import load_movielens
 
     ix = load_movielens(Path(path))
-    f = ix.frame
-    return _from_split(
-        f["user"].to_numpy(), f["item"].to_numpy(), f["timestamp"].to_numpy(),
-        ix.n_users, ix.n_items, ix.source,
-    )  # fmt: skip
+    return _from_interactions(ix)
 
 
 def real_data_kind(path: str | Path) -> str:
@@ -173,11 +174,7 @@ def amazon_data(path: str) -> ImplicitData:
     from gradtracer.recsys.data import load_amazon
 
     ix = load_amazon(Path(path))
-    f = ix.frame
-    return _from_split(
-        f["user"].to_numpy(), f["item"].to_numpy(), f["timestamp"].to_numpy(),
-        ix.n_users, ix.n_items, ix.source,
-    )  # fmt: skip
+    return _from_interactions(ix)
 
 
 @lru_cache(maxsize=4)
