@@ -242,3 +242,24 @@ def test_a_learning_rate_remedy_reaches_the_modules_it_lists():
     assert [g for g in towers if _lr_hits(one, g)] == ["item_emb"]
     mlp = Remedy("scale_learning_rate", {"subject": "net.4", "factor": 0.1, "modules": "net"})
     assert all(_lr_hits(mlp, g) for g in ("net.0", "net.2", "net.4"))
+
+
+def test_autofix_is_compared_with_the_prescribed_remedy_per_seed(tmp_path):
+    from gradtracer.cli import main
+    from gradtracer.fault_suite.autofix_vs_remedy import compare_autofix, write_comparison
+
+    with pytest.raises(ValueError, match="at least two seeds"):
+        compare_autofix((0,))
+    with pytest.raises(ValueError, match="cannot be applied to family 'mf_bce'"):
+        compare_autofix((0, 1), fault="dead_relu")
+    result = compare_autofix((0, 1), progress=False)
+    assert [r["random_state"] for r in result["rows"]] == [0, 1]
+    for row in result["rows"]:
+        assert row["top"] == "LEARNING_RATE_TOO_HIGH"
+        assert row["remedy"][0]["kind"] == "scale_learning_rate"
+        assert row["faulty"] < row["twin"] and row["remedied"] > row["faulty"]
+    assert result["test"]["n"] == 2 and "verdict" in result
+    paths = write_comparison(result, tmp_path)
+    assert "Verdict:" in paths["markdown"].read_text()
+    assert json.loads(paths["json"].read_text())["rows"][0]["twin"] == result["rows"][0]["twin"]
+    assert main(["validate", "autofix-remedy", "--seeds", "1", "--out", str(tmp_path)]) != 0

@@ -324,9 +324,11 @@ def demo(
         typer.echo("\n" + format_fault_demo(side))
     manager = summary.pop("manager", None)
     if out is not None:
+        from gradtracer.durable import atomic_write_text
+
         out.mkdir(parents=True, exist_ok=True)
         path = out / "demo_results.json"
-        path.write_text(json.dumps(summary, indent=2, sort_keys=True))
+        atomic_write_text(path, json.dumps(summary, indent=2, sort_keys=True))
         typer.echo(f"\nwrote {path}")
         if manager is not None:
             from gradtracer.agent import AgentExporter
@@ -334,8 +336,10 @@ def demo(
             from gradtracer.export.schema import validate_report
 
             validate_report(summary["report"])
-            (out / "report.json").write_text(dumps_stable(summary["report"]) + "\n")
-            (out / "agent_report.json").write_text(AgentExporter.export_manager(manager) + "\n")
+            atomic_write_text(out / "report.json", dumps_stable(summary["report"]) + "\n")
+            atomic_write_text(
+                out / "agent_report.json", AgentExporter.export_manager(manager) + "\n"
+            )
             typer.echo(f"wrote {out / 'report.json'} and {out / 'agent_report.json'}")
             from gradtracer.report.figures import plot_report
 

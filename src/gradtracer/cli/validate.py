@@ -1,5 +1,6 @@
-"""CLI: `gradtracer validate autofix` (the Auto-Fix study) and `gradtracer validate diagnosis`
-(the fault-injection benchmark of the run-level diagnosis)."""
+"""CLI: `gradtracer validate autofix` (the Auto-Fix study), `gradtracer validate diagnosis`
+(the fault-injection benchmark of the run-level diagnosis) and `gradtracer validate
+autofix-remedy` (Auto-Fix against the prescribed remedy, paired over seeds)."""
 
 from __future__ import annotations
 
@@ -182,6 +183,40 @@ def diagnosis(
     paths = write_suite(result, out)
     typer.echo(to_markdown(result))
     typer.echo(f"wrote {paths['json']}, {paths['markdown']}, {paths['figure']}")
+
+
+@validate_app.command("autofix-remedy")
+def autofix_remedy(
+    seeds: int = typer.Option(10, "--seeds", min=2, help="Number of paired seeds (0..N-1)."),
+    family: str = typer.Option("mf_bce", "--family", help="Suite family with embedding tables."),
+    fault: str = typer.Option(
+        "lr_high_embedding", "--fault", help="Oscillation fault to compare on."
+    ),
+    intensity: int = typer.Option(0, "--intensity", min=0, max=1, help="Fault intensity index."),
+    out: Path = typer.Option(
+        Path("gradtracer-validation"), "--out", help="Directory for autofix_vs_remedy.{json,md}."
+    ),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Auto-Fix vs the remedy the diagnosis prescribes, paired over seeds (t-test)."""
+    import torch
+
+    from gradtracer.fault_suite.autofix_vs_remedy import (
+        compare_autofix,
+        to_markdown,
+        write_comparison,
+    )
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result = compare_autofix(tuple(range(seeds)), family=family, fault=fault,
+                                 intensity=intensity, progress=progress)  # fmt: skip
+    finally:
+        torch.set_num_threads(previous)
+    paths = write_comparison(result, out)
+    typer.echo(to_markdown(result))
+    typer.echo(f"wrote {paths['json']}, {paths['markdown']}")
 
 
 def register(app: typer.Typer) -> None:

@@ -23,6 +23,9 @@ _BASE: dict[str, dict[str, Any]] = {
     "gru": {"learning_rate": 0.005, "batch_size": 128, "n_epochs": 3, "dim": 24},
     "mlp": {"learning_rate": 0.003, "batch_size": 64, "n_epochs": 3, "dim": 64},
 }
+#: settings of the real-data runs, per (kind of file, family), over ``_BASE``; chosen on a
+#: validation split cut from the training part (seeds 0-1), never on the test items
+_REAL: dict[tuple[str, str], dict[str, Any]] = {}
 
 
 class _Ctx:
@@ -35,6 +38,10 @@ class _Ctx:
         self.active = spec.fault is not None and spec.onset == 0.0
         self.remedy = spec.remedy
         cfg = dict(_BASE[spec.family])
+        if spec.data_path is not None:
+            from gradtracer.fault_suite.data import real_data_kind
+
+            cfg.update(_REAL.get((real_data_kind(spec.data_path), spec.family), {}))
         v = spec.variant
         if v == "tuned_high_lr":
             cfg["learning_rate"] *= 3.0
