@@ -202,3 +202,136 @@ def test_session_study_rows_and_summary(sessions: tuple[SessionArrays, SessionAr
     assert by[(0.0, "fp32")]["rel_ndcg@10"] == 0.0
     assert "p_ndcg@10" in by[(8.0, "prune_l2")]
     assert by[(8.0, "recipe")]["picked"] == [r.picked for r in recipe]
+
+
+# --- recipes and artifacts --------------------------------------------------------------
+@pytest.fixture(scope="module")
+def advised(
+    model: GRU4Rec, sessions: tuple[SessionArrays, SessionArrays]
+) -> tuple[object, list[object]]:
+    from gradtracer.compress.session_recipe import advise_session
+
+    train, test = sessions
+    budget = model.output_emb.weight.numel() * 4 // 8
+    freq = model.counts.numpy().astype(np.float64)
+    return advise_session(
+        model, train, test, budget, signals={"frequency": freq}, dense="int8", fidelity=True
+    )
+
+
+def test_session_recipe_round_trips_and_rebuilds_the_pick(
+    model: GRU4Rec, sessions: tuple[SessionArrays, SessionArrays], advised: tuple, tmp_path
+) -> None:
+    import importlib.resources
+    import json
+
+    import jsonschema
+
+    from gradtracer.compress.session_recipe import apply_session_recipe, load_session_recipe
+
+    recipe, cands = advised
+    best = max(cands, key=lambda c: c.valid_ndcg)
+    assert recipe.method == best.label and recipe.predicted["valid_ndcg@10"] == best.valid_ndcg
+    assert len(recipe.candidates) == len(cands) and all(
+        "fidelity@10" in c for c in recipe.candidates
+    )
+    assert [d["precision"] for d in recipe.dense_layers] == ["int8", "int8"]
+    schema = json.loads(
+        importlib.resources.files("gradtracer")
+        .joinpath("schema/session_recipe.schema.json")
+        .read_text()
+    )
+    jsonschema.validate(recipe.to_dict(), schema)
+    back = load_session_recipe(recipe.save(tmp_path / "r.json"))
+    assert back.to_dict() == recipe.to_dict()
+    cm = apply_session_recipe(back, model)
+    assert torch.equal(
+        cm.tables["output_emb"].dequantize(), best.model.tables["output_emb"].dequantize()
+    )
+    assert cm.table_bytes() == recipe.decisions["output_emb"]["bytes"] <= recipe.budget_bytes
+    _, test = sessions
+    assert torch.equal(_all_scores(cm, test), _all_scores(best.model, test))
+
+
+def test_score_metric_low_rank_recipe_carries_its_metric(
+    model: GRU4Rec, sessions: tuple[SessionArrays, SessionArrays], advised: tuple
+) -> None:
+    from gradtracer.compress.session_recipe import advise_session, apply_session_recipe
+
+    train, test = sessions
+    recipe0, cands = advised
+    svd = [c for c in cands if c.label.startswith("score_svd")]
+    assert svd, [c.label for c in cands]
+    recipe, _ = advise_session(
+        model, train, test, recipe0.budget_bytes, candidates=svd[:1], dense="int8"
+    )
+    assert recipe.decisions["output_emb"]["type"] == "lowrank" and "score_metric" in recipe.params
+    cm = apply_session_recipe(recipe, model)
+    assert torch.equal(
+        cm.tables["output_emb"].dequantize(), svd[0].model.tables["output_emb"].dequantize()
+    )
+
+
+def test_session_recipe_refuses_tampering_and_other_models(
+    model: GRU4Rec, sessions: tuple[SessionArrays, SessionArrays], advised: tuple
+) -> None:
+    from gradtracer.compress.recipe import RecipeError
+    from gradtracer.compress.session_recipe import SessionRecipe, apply_session_recipe
+
+    recipe, _ = advised
+    data = recipe.to_dict()
+    data["budget_bytes"] += 1
+    with pytest.raises(RecipeError, match="fingerprint does not match"):
+        SessionRecipe.from_dict(data)
+    with pytest.raises(RecipeError, match="kind"):
+        SessionRecipe.from_dict({**recipe.to_dict(), "kind": "gradtracer.compression_recipe"})
+    wider = _gru(sessions[0], layers=(12,), n_epochs=1)
+    with pytest.raises(RecipeError, match="another model"):
+        apply_session_recipe(recipe, wider)
+    # same shapes, other float weights: refused unless asked for
+    other = _gru(sessions[0], seed=5, n_epochs=1)
+    with pytest.raises(RecipeError, match="tables_sha256"):
+        apply_session_recipe(recipe, other)
+    cm = apply_session_recipe(recipe, other, same_weights=False)
+    assert cm.table_bytes() == recipe.decisions["output_emb"]["bytes"]
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".safetensors"])
+def test_session_artifact_round_trip_and_refusals(
+    model: GRU4Rec, sessions: tuple[SessionArrays, SessionArrays], advised: tuple, tmp_path, suffix
+) -> None:
+    from gradtracer.compress import ArtifactError, CompressedMF, load_compressed
+    from gradtracer.compress.session_recipe import (
+        apply_session_recipe,
+        load_session_artifact,
+    )
+
+    if suffix == ".safetensors":
+        pytest.importorskip("safetensors")
+    _, test = sessions
+    recipe, _ = advised
+    cm = apply_session_recipe(recipe, model)
+    path = cm.save(tmp_path / f"gru{suffix}")
+    back = CompressedGRU4Rec.load(path, recipe=recipe)
+    assert back.nbytes() == cm.nbytes() and back.dense_precision == cm.dense_precision
+    assert torch.equal(_all_scores(back, test), _all_scores(cm, test))
+    np.testing.assert_array_equal(
+        evaluate_next_item(back, test).ranks, evaluate_next_item(cm, test).ranks
+    )
+    # an artifact of another recipe, a flipped byte, an MF artifact: each named
+    other = CompressedGRU4Rec(model, {"output_emb": cm.tables["output_emb"]}, dense="int8")
+    with pytest.raises(ArtifactError, match="not from this recipe"):
+        load_session_artifact(other.save(tmp_path / f"other{suffix}"), recipe=recipe)
+    with pytest.raises(ArtifactError, match="compressed_gru4rec/1"):
+        load_compressed(path)
+    w = model.output_emb.weight.detach()
+    mf = CompressedMF(QuantizedTable.from_weight(w, "int8"), QuantizedTable.from_weight(w, "int8"))
+    with pytest.raises(ArtifactError, match=r"format 'gradtracer.compressed/1'"):
+        load_session_artifact(mf.save(tmp_path / f"mf{suffix}"))
+    if suffix == ".npz":
+        arrays = dict(np.load(path, allow_pickle=False))
+        key = "float/output_bias"
+        arrays[key] = arrays[key] + 1.0
+        np.savez(tmp_path / "edited.npz", **arrays)
+        with pytest.raises(ArtifactError, match="float/output_bias"):
+            load_session_artifact(tmp_path / "edited.npz")

@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -41,6 +42,9 @@ from gradtracer.recsys.sessions.batching import (
     iterate_session_parallel,
 )
 
+if TYPE_CHECKING:
+    from gradtracer.recsys.models.gru4rec import GRU4Rec
+
 __all__ = [
     "DENSE_PRECISIONS",
     "CompressedGRU4Rec",
@@ -51,6 +55,7 @@ __all__ = [
     "metric_svd",
     "session_splits",
     "session_study",
+    "session_summary_markdown",
     "summarize_session_study",
     "table_candidates",
 ]
@@ -77,8 +82,11 @@ class CompressedGRU4Rec(nn.Module):
         tables: ``{"output_emb": table}`` and, with a separate input table,
             ``"item_emb"``; a table not given is kept in float32.
         dense: one precision for every GRU weight matrix, or ``{name: precision}`` per
-            matrix (names from :func:`dense_matrices`; others stay fp32). Default fp32.
+            matrix (names from :func:`dense_matrices`; others stay fp32), where a value
+            may also be an already packed :class:`QuantizedTable` of the matrix's shape
+            (what :meth:`load` passes). Default fp32.
         name: model name in results.
+        info: JSON-safe metadata kept in the artifact (method, recipe fingerprint...).
 
     Raises:
         ValueError: one-hot input mode, a table of another shape, an unknown table or
@@ -90,8 +98,9 @@ class CompressedGRU4Rec(nn.Module):
         model: GRU4RecNetwork,
         tables: Mapping[str, CompressedTable] | None = None,
         *,
-        dense: str | Mapping[str, str] = "fp32",
+        dense: str | Mapping[str, str | QuantizedTable] = "fp32",
         name: str = "compressed_gru4rec",
+        info: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if model.onehot is not None:
@@ -100,6 +109,7 @@ class CompressedGRU4Rec(nn.Module):
                 "embedding_dim > 0); the one-hot input mode is not supported"
             )
         self.name, self.n_items, self.config = name, model.n_items, model.config
+        self.info: dict[str, Any] = dict(info or {})
         layers = model.embedding_layers()
         given = dict(tables or {})
         unknown = sorted(set(given) - set(layers))
@@ -119,7 +129,9 @@ class CompressedGRU4Rec(nn.Module):
         self.output_bias = model.output_bias.weight.detach().to("cpu", torch.float32).clone()
         self._out_w = self.tables["output_emb"].dequantize()
         mats = dense_matrices(model)
-        prec = {k: dense for k in mats} if isinstance(dense, str) else dict(dense)
+        prec: dict[str, str | QuantizedTable] = (
+            {k: dense for k in mats} if isinstance(dense, str) else dict(dense)
+        )
         bad = sorted(set(prec) - set(mats))
         if bad:
             raise ValueError(f"unknown dense matrix name(s) {bad}; this model has {sorted(mats)}")
@@ -128,15 +140,10 @@ class CompressedGRU4Rec(nn.Module):
         params = dict(self.cells.named_parameters(prefix="cells"))
         with torch.no_grad():
             for key, w in mats.items():
-                p = prec.get(key, "fp32")
-                if p not in DENSE_PRECISIONS:
-                    raise ValueError(
-                        f"dense matrix {key!r}: precision must be one of {DENSE_PRECISIONS}, got {p!r}"
-                    )
-                q = QuantizedTable.from_weight(w.cpu(), p, name=key)
+                q = _dense_table(key, w, prec.get(key, "fp32"))
                 self.dense_tables[key] = q
                 params[key].copy_(q.dequantize())
-        self.dense_precision = {k: prec.get(k, "fp32") for k in mats}
+        self.dense_precision = {k: _precision_of(q) for k, q in self.dense_tables.items()}
         self._dense_other = {
             k: int(p.numel()) * 4 for k, p in params.items() if k not in self.dense_tables
         }
@@ -214,11 +221,56 @@ class CompressedGRU4Rec(nn.Module):
                 params[key].copy_(q.dequantize())
         return out
 
+    def float_arrays(self) -> dict[str, np.ndarray]:
+        """The float32 parameters kept as they are: GRU biases and the output bias."""
+        out = {
+            k: p.detach().numpy().copy()
+            for k, p in self.cells.named_parameters(prefix="cells")
+            if k not in self.dense_tables
+        }
+        out["output_bias"] = self.output_bias.numpy().copy()
+        return out
+
+    def save(self, path: str | Path, *, file_format: str | None = None) -> Path:
+        """Write one checksummed ``.npz`` or ``.safetensors`` artifact (see
+        :func:`~gradtracer.compress.session_recipe.save_session_artifact`)."""
+        from gradtracer.compress.session_recipe import save_session_artifact
+
+        return save_session_artifact(self, path, file_format=file_format)
+
+    @classmethod
+    def load(cls, path: str | Path, *, recipe: Any | None = None) -> CompressedGRU4Rec:
+        """Read an artifact written by :meth:`save` (every checksum verified)."""
+        from gradtracer.compress.session_recipe import load_session_artifact
+
+        return load_session_artifact(path, recipe=recipe)
+
     def __repr__(self) -> str:
         return (
             f"CompressedGRU4Rec({self.name!r}, {self.n_items} items, tables "
             f"{self.table_bytes()} bytes, dense {self.dense_precision}, {self.nbytes()} bytes)"
         )
+
+
+def _dense_table(key: str, w: torch.Tensor, p: str | QuantizedTable) -> QuantizedTable:
+    if isinstance(p, QuantizedTable):
+        if (p.n_rows, p.dim) != tuple(w.shape):
+            raise ValueError(
+                f"dense matrix {key!r}: packed table is {p.n_rows}x{p.dim}, the model's is "
+                f"{tuple(w.shape)[0]}x{tuple(w.shape)[1]} (a matrix of another model)"
+            )
+        if len(p.levels) != 1 or p.levels[0] not in DENSE_PRECISIONS:
+            raise ValueError(f"dense matrix {key!r}: needs one precision of {DENSE_PRECISIONS}")
+        return p
+    if p not in DENSE_PRECISIONS:
+        raise ValueError(
+            f"dense matrix {key!r}: precision must be one of {DENSE_PRECISIONS}, got {p!r}"
+        )
+    return QuantizedTable.from_weight(w.cpu(), p, name=key)
+
+
+def _precision_of(table: QuantizedTable) -> str:
+    return str(table.levels[0])
 
 
 def hidden_gram(
@@ -370,6 +422,7 @@ class SessionStudyRow:
     valid_ndcg: float
     metrics: dict[str, float] = field(default_factory=dict)  # test ndcg@10, recall@20
     picked: str = ""  # the recipe's method
+    fidelity: float | None = None  # top-10 overlap with the float model on validation
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -382,6 +435,7 @@ class SessionStudyRow:
             "valid_ndcg@10": self.valid_ndcg,
             **self.metrics,
             **({"picked": self.picked} if self.picked else {}),
+            **({} if self.fidelity is None else {"fidelity@10": self.fidelity}),
         }
 
 
@@ -404,7 +458,7 @@ def session_splits(
 
 def gru4rec_trainer(
     train: SessionArrays, preset: str = "diginetica", **config: Any
-) -> Callable[[int], tuple[GRU4RecNetwork, dict[str, np.ndarray]]]:
+) -> Callable[[int], tuple[GRU4Rec, dict[str, np.ndarray]]]:
     """A ``seed -> (GRU4Rec, row signals)`` function for :func:`session_study`.
 
     Trains ``preset_config(preset, random_state=seed, **config)`` on ``train`` with an
@@ -416,7 +470,7 @@ def gru4rec_trainer(
     from gradtracer.recsys.models.next_item import TrainingHooks
     from gradtracer.recsys.sessions.training import attach_embedding_trackers
 
-    def fit(seed: int) -> tuple[GRU4RecNetwork, dict[str, np.ndarray]]:
+    def fit(seed: int) -> tuple[GRU4Rec, dict[str, np.ndarray]]:
         model = GRU4Rec(train.n_items, preset_config(preset, random_state=seed, **config))
         trackers, on_backward = attach_embedding_trackers(model)
         model.fit(train, hooks=TrainingHooks(on_backward=on_backward))
@@ -465,22 +519,29 @@ def session_study(
     seeds: Sequence[int] = (0, 1, 2, 3, 4),
     ratios: Sequence[float] = (8, 16, 32),
     dense: Sequence[str] = ("fp16", "int8", "int4"),
+    select: str | Sequence[str] = "valid_ndcg",
 ) -> list[SessionStudyRow]:
     """Compress the item table of GRU4Rec models at each budget; evaluate every plan.
 
     Args:
         train_model: ``seed -> (trained network, {signal: (n_items,) row importance})``.
         train: training sessions (for the score metric, :func:`hidden_gram`).
-        valid: validation sessions: the recipe is the candidate with the best NDCG@10 here.
+        valid: validation sessions: the recipe is chosen here
+            (:func:`~gradtracer.compress.session_recipe.advise_session`).
         test: test sessions: every reported figure.
         seeds: training seeds (one model each).
         ratios: budgets as fractions of the float32 table bytes.
         dense: GRU precisions measured with the float32 table (all matrices, then each
             matrix alone), rows with ``ratio = 0``.
+        select: the selection rule of ``recipe`` (``valid_ndcg`` or ``fidelity``), or
+            several: the first gives ``recipe``, each other one a ``recipe:<rule>`` row.
 
     Rows: ``fp32`` (the trained model), every method of :func:`table_candidates`, and
     ``recipe`` (the validation pick) per budget; ``dense_<p>`` and ``dense_<p>:<matrix>``.
     """
+    from gradtracer.compress.session_recipe import advise_session
+
+    rules = [select] if isinstance(select, str) else list(select)
     rows: list[SessionStudyRow] = []
     for seed in seeds:
         model, signals = train_model(int(seed))
@@ -500,20 +561,48 @@ def session_study(
                 rows.append(row(0.0, f"dense_{p}:{key}", cm, _score(cm, valid)["ndcg@10"]))
         for ratio in ratios:
             budget = int(fp32_bytes // ratio)
-            cands = table_candidates(w, budget, metric=metric, signals=signals)
-            scored = []
-            for label, table in cands.items():
-                cm = CompressedGRU4Rec(model, {"output_emb": table}, name=label)
-                v = _score(cm, valid)["ndcg@10"]
-                scored.append((label, cm, v))
-                rows.append(row(ratio, label, cm, v))
-            fitting = [s for s in scored if s[1].table_bytes() <= budget]
-            if fitting:
-                label, cm, v = max(fitting, key=lambda s: s[2])
-                r = row(ratio, "recipe", cm, v)
-                r.picked = label
-                rows.append(r)
+            recipe, scored = advise_session(
+                model, train, valid, budget, signals=signals, select=rules[0], metric=metric,
+                fidelity="fidelity" in rules,
+            )  # fmt: skip
+            by_label = {}
+            for c in scored:
+                by_label[c.label] = r = row(ratio, c.label, c.model, c.valid_ndcg)
+                r.fidelity = c.fidelity
+            for i, rule in enumerate(rules):
+                if i:
+                    recipe, _ = advise_session(
+                        model, train, valid, budget, select=rule, metric=metric, candidates=scored
+                    )
+                pick = by_label[recipe.method]
+                rows.append(
+                    replace(
+                        pick, method="recipe" if i == 0 else f"recipe:{rule}", picked=recipe.method
+                    )
+                )
+            rows.extend(by_label.values())
     return rows
+
+
+def session_summary_markdown(summary: Sequence[Mapping[str, Any]]) -> str:
+    """A markdown table of :func:`summarize_session_study` (one row per budget and method)."""
+    lines = [
+        "| budget | method | achieved | NDCG@10 change [95% CI] | Recall@20 change | recipe - method, p |",
+        "|---|---|---|---|---|---|",
+    ]
+    for e in summary:
+        budget = "dense" if e["ratio"] == 0 else f"{e['ratio']:g}x"
+        lo, hi = e["rel_ndcg@10_ci"]
+        diff = (
+            f"{e['recipe_minus_ndcg@10']:+.4f}, p={e['p_ndcg@10']:.2g}" if "p_ndcg@10" in e else ""
+        )
+        picked = f" ({', '.join(e['picked'])})" if "picked" in e else ""
+        lines.append(
+            f"| {budget} | {e['method']}{picked} | {e['achieved_ratio']:.1f}x | "
+            f"{100 * e['rel_ndcg@10']:+.1f}% [{100 * lo:+.1f}, {100 * hi:+.1f}] | "
+            f"{100 * e['rel_recall@20']:+.1f}% | {diff} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def summarize_session_study(rows: Sequence[SessionStudyRow]) -> list[dict[str, Any]]:
@@ -534,7 +623,7 @@ def summarize_session_study(rows: Sequence[SessionStudyRow]) -> list[dict[str, A
             "n_seeds": len(seeds),
             "achieved_ratio": float(np.mean([by_seed[s].achieved_ratio for s in seeds])),
         }
-        if method == "recipe":
+        if method.startswith("recipe"):
             entry["picked"] = [by_seed[s].picked for s in seeds]
         recipe = groups.get((ratio, "recipe"), {})
         for m in ("ndcg@10", "recall@20"):
