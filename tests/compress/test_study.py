@@ -1,5 +1,5 @@
 """The study's candidates (two-scale and mixed score-SVD, prune + quantize), the
-float-model tuning and cache, and that plans are chosen on validation data only."""
+float-model tuning and cache, and that plans are chosen without reading test."""
 
 from __future__ import annotations
 
@@ -140,7 +140,7 @@ def test_advisor_picks_on_validation_and_the_recipe_rebuilds_it(
         wanted = name == method and (method != "prune" or m.info.get("precision") == "int4")
         return float(wanted) + 1e-9 * m.nbytes()
 
-    recipe = QuantizationAdvisor(u, i, validate=validate).advise(budget)
+    recipe = QuantizationAdvisor(u, i, validate=validate, selection="validation").advise(budget)
     assert recipe.method == method
     assert expected_params <= set(recipe.params)
     assert len(seen) >= len(recipe.candidates) >= 10
@@ -174,7 +174,13 @@ def test_tuning_and_advice_never_read_test() -> None:
         return scores[-1]
 
     adv = QuantizationAdvisor(
-        user, item, user_stats=su, item_stats=si, validate=validate, signals=("dynamics",)
+        user,
+        item,
+        user_stats=su,
+        item_stats=si,
+        validate=validate,
+        signals=("dynamics",),
+        selection="validation",
     )
     recipe = adv.advise(adv.fp32_bytes // 8)
     best = max(c["valid_ndcg@10"] for c in recipe.candidates)

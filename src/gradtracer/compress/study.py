@@ -3,14 +3,19 @@
 Per seed: train a float model (an :class:`~gradtracer.embedding.EmbeddingTracker` on
 both tables; trained models are cached by configuration and seed), then for each budget
 (``ratio`` x smaller than the float32 tables) let the advisor build every candidate plan
-and choose one on **validation** NDCG@10 (the recipe), and measure the recipe and every
-candidate on **test**: uniform precision (the most precise that fits), L2-norm and
+and choose one on **validation** NDCG@10 under the advisor's
+selection rule (default: fidelity to the float model's rankings, which reads no
+held-out data; ``StudyConfig.selection``), and measure the recipe and every candidate on
+**test**: uniform precision (the most precise that fits), L2-norm and
 frequency pruning (kept rows at fp32/int8/int4), per-table SVD, mixed precision with
 unweighted error allocation and weighted by each plain and dynamics-aware signal,
 score-matrix SVD (row-wise, two-scale, mixed per-row precision), and optionally a model
 of the dimension the budget holds trained from scratch. Full-ranking NDCG@10 and
-Recall@20; the mean relative change against float32, a t-based 95% interval over seeds
-and paired t-tests of the recipe against each method. The most-popular ranking is
+Recall@20; the mean relative change against float32, a t-based 95% interval over seeds,
+paired t-tests of the recipe against each method over seeds, and per-user paired tests
+(paired t and Wilcoxon over the pooled (seed, user) NDCG@10 differences; each row keeps
+its users' NDCG@10 as a compact hit-rank string, :func:`encode_hits`). The plans the
+other selection rules would have chosen are measured too (``recipe_by_<rule>``). The most-popular ranking is
 measured beside the float model.
 
 The module runs past 400 lines: the study, its summary tables and the float-model cache
@@ -27,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from gradtracer.compress import methods
-from gradtracer.compress.advisor import QuantizationAdvisor
+from gradtracer.compress.advisor import SELECTION_KEYS, QuantizationAdvisor
 from gradtracer.compress.model import CompressedMF
 from gradtracer.compress.saliency import row_stats_of
 from gradtracer.compress.workloads import (
@@ -45,6 +50,9 @@ __all__ = [
     "apply_plan",
     "cached_float_model",
     "candidate_name",
+    "decode_hits",
+    "encode_hits",
+    "per_user_test",
     "recipe_choices",
     "signal_comparison",
     "merge_results",
@@ -69,6 +77,7 @@ class StudyConfig:
     cache_dir: str | None = None  # where trained float models are kept (None: not cached)
     track_interval: int = 1  # EmbeddingTracker interval on the float model (steps)
     tuning: dict[str, Any] | None = None  # how ``train`` was chosen (recorded, not used)
+    selection: str = "fidelity"  # the advisor's plan-selection rule (advisor.SELECTION_RULES)
 
 
 @dataclass
@@ -87,6 +96,37 @@ class StudyResult:
 
 def _means(per_user: dict[str, np.ndarray]) -> dict[str, float]:
     return {m: float(np.mean(per_user[m])) for m in METRICS}
+
+
+#: Per-user NDCG@10 of one held-out item: 0 (missed) or 1 / log2(1 + rank), rank 1-10.
+_HIT_GAINS = np.concatenate([[0.0], 1.0 / np.log2(np.arange(2, 12))])
+_HIT_CHARS = "0123456789a"
+
+
+def encode_hits(ndcg: np.ndarray) -> str | None:
+    """Per-user NDCG@10 of one held-out item per user as one character per user (the
+    item's rank 1-10 in base 11, ``0`` for a miss); None if a value is not such a gain.
+
+    >>> encode_hits(np.array([0.0, 1.0, 1 / np.log2(11)]))
+    '01a'
+    >>> decode_hits('01a').round(4).tolist()
+    [0.0, 1.0, 0.2891]
+    """
+    v = np.asarray(ndcg, dtype=np.float64).reshape(-1)
+    code = np.abs(v[:, None] - _HIT_GAINS[None, :]).argmin(1)
+    if v.size and np.abs(_HIT_GAINS[code] - v).max() > 1e-6:
+        return None
+    return "".join(_HIT_CHARS[c] for c in code)
+
+
+def decode_hits(text: str) -> np.ndarray:
+    """Inverse of :func:`encode_hits`: per-user NDCG@10 (float64)."""
+    try:
+        return _HIT_GAINS[[_HIT_CHARS.index(c) for c in text]]
+    except ValueError as exc:
+        raise ValueError(
+            f"not a hit-rank string (characters {_HIT_CHARS!r}): {text[:20]!r}"
+        ) from exc
 
 
 def candidate_name(label: str, params: dict[str, Any], base_rank: int = 0) -> str:
@@ -282,14 +322,21 @@ def run_study(
             return float(np.mean(evaluate_model(m, workload, part="valid")["ndcg@10"]))
 
         advisor = QuantizationAdvisor(
-            user, item, user_stats=stats_u, item_stats=stats_i, validate=validate
+            user,
+            item,
+            user_stats=stats_u,
+            item_stats=stats_i,
+            validate=validate,
+            selection=cfg.selection,
+            exclude=workload.train,
         )
         for ratio in cfg.ratios:
             budget = fp32_bytes // ratio
             plans = advisor.candidates(budget)
             recipe = advisor.advise(budget, plans=plans)
             cm = apply_plan(recipe, user, item)
-            res = _means(evaluate_model(cm, workload))
+            res_users = evaluate_model(cm, workload)
+            res = _means(res_users)
             recipe.measured = {
                 "test_ndcg@10": res["ndcg@10"],
                 "test_recall@20": res["recall@20"],
@@ -301,34 +348,59 @@ def run_study(
             detail = recipe.method + "".join(
                 f" {k}={v}" for k, v in sorted(recipe.params.items()) if k not in ("ranks",)
             )
-            rows.append(_row(s, ratio, "recipe", cm.nbytes(), fp32_bytes, res, base, detail))
+            rows.append(
+                _row(s, ratio, "recipe", cm.nbytes(), fp32_bytes, res, base, detail, res_users)
+            )
             # every candidate the advisor considered, measured on test as a fixed method
             # (the baselines of the issue are among them: uniform, L2-norm / frequency
             # pruning, per-table SVD, unweighted and signal-weighted mixed precision)
             base_rank = methods.mixed_ranks(workload.n_users + workload.n_items, d, budget)
+            by_plan: dict[str, dict[str, Any]] = {}
             for label, params, bm in plans:
                 name = candidate_name(label, params, base_rank[0] if base_rank else 0)
                 detail = label + "".join(f" {k}={v}" for k, v in sorted(params.items()))
-                rows.append(
-                    _row(
-                        s,
-                        ratio,
-                        name,
-                        bm.nbytes(),
-                        fp32_bytes,
-                        _means(evaluate_model(bm, workload)),
-                        base,
-                        detail,
-                    )
+                per_user = evaluate_model(bm, workload)
+                row = _row(
+                    s,
+                    ratio,
+                    name,
+                    bm.nbytes(),
+                    fp32_bytes,
+                    _means(per_user),
+                    base,
+                    detail,
+                    per_user,
                 )
+                rows.append(row)
+                by_plan[_plan_key(label, params)] = row
+            # the plan each other selection rule would have chosen, measured the same way
+            for rule, key in SELECTION_KEYS.items():
+                if rule == cfg.selection:
+                    continue
+                scored = [c for c in recipe.candidates if key in c]
+                if not scored:
+                    continue
+                pick = max(scored, key=lambda c: float(c[key]))
+                chosen = by_plan.get(_plan_key(str(pick["method"]), dict(pick["params"])))
+                if chosen is not None:
+                    rows.append({**chosen, "method": f"recipe_by_{rule}"})
             if cfg.retrain:
                 dim = budget // (4 * (workload.n_users + workload.n_items))
                 if dim >= 1:
                     small, _ = train_model(workload, int(dim), cfg.train, s, track=False)
                     n_bytes = 4 * dim * (workload.n_users + workload.n_items)
-                    res_s = _means(evaluate_model(small, workload))
+                    per_s = evaluate_model(small, workload)
                     rows.append(
-                        _row(s, ratio, f"retrain_dim{dim}", n_bytes, fp32_bytes, res_s, base)
+                        _row(
+                            s,
+                            ratio,
+                            f"retrain_dim{dim}",
+                            n_bytes,
+                            fp32_bytes,
+                            _means(per_s),
+                            base,
+                            per_user=per_s,
+                        )
                     )
             say(f"  {ratio}x: recipe {recipe.method} {recipe.params} -> {res['ndcg@10']:.4f}")
     conf = {
@@ -339,6 +411,7 @@ def run_study(
         "tuning": cfg.tuning,
         "track_interval": cfg.track_interval,
         "retrain": cfg.retrain,
+        "selection": cfg.selection,
     }
     return StudyResult(workload.name, conf, fp32_rows, rows, recipes)
 
@@ -352,6 +425,7 @@ def _row(
     res: dict[str, float],
     base: dict[str, float],
     detail: str = "",
+    per_user: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {
         "seed": seed,
@@ -364,12 +438,62 @@ def _row(
     for m in METRICS:
         out[m] = res[m]
         out[f"rel_{m}"] = res[m] / base[m] - 1.0
+    if per_user is not None:
+        hits = encode_hits(per_user["ndcg@10"])
+        if hits is not None:
+            out["ndcg@10_hits"] = hits
     return out
 
 
+def _plan_key(label: str, params: dict[str, Any]) -> str:
+    import json
+
+    return label + json.dumps(params, sort_keys=True, default=str)
+
+
+def per_user_test(
+    rows: Sequence[dict[str, Any]], ratio: int, a: str, b: str
+) -> dict[str, Any] | None:
+    """Paired tests of method ``a`` against ``b`` over the pooled (seed, user) NDCG@10
+    differences at ``ratio``: the paired t-test and the Wilcoxon signed-rank test (zero
+    differences dropped). Pairs are treated as independent, which ignores the
+    seed-to-seed variance of the float model; None when no seed has both methods' users.
+    """
+    from gradtracer.recsys.stats import paired_ttest, wilcoxon
+
+    ha = {
+        r["seed"]: r["ndcg@10_hits"]
+        for r in rows
+        if r["ratio"] == ratio and r["method"] == a and "ndcg@10_hits" in r
+    }
+    hb = {
+        r["seed"]: r["ndcg@10_hits"]
+        for r in rows
+        if r["ratio"] == ratio and r["method"] == b and "ndcg@10_hits" in r
+    }
+    common = [k for k in sorted(set(ha) & set(hb)) if len(ha[k]) == len(hb[k])]
+    if not common:
+        return None
+    va = np.concatenate([decode_hits(ha[k]) for k in common])
+    vb = np.concatenate([decode_hits(hb[k]) for k in common])
+    if va.size < 2:
+        return None
+    t = paired_ttest(va, vb)
+    w = wilcoxon(va, vb)
+    return {
+        "n_pairs": int(va.size),
+        "n_seeds": len(common),
+        "mean_diff": float((va - vb).mean()),
+        "p_t": t.p_value,
+        "p_wilcoxon": w.p_value,
+        "n_nonzero": int(np.count_nonzero(va - vb)),
+    }
+
+
 def summarize(result: StudyResult | dict[str, Any]) -> list[dict[str, Any]]:
-    """Per (ratio, method): mean relative change of each metric, 95% CI over seeds, and the
-    paired t-test (across seeds) of the recipe against that method (H0: equal means)."""
+    """Per (ratio, method): mean relative change of each metric, 95% CI over seeds, the
+    paired t-test (across seeds) of the recipe against that method (H0: equal means) and,
+    for NDCG@10, the per-user paired tests of :func:`per_user_test` (``user_*`` keys)."""
     from gradtracer.recsys.stats import aggregate_seeds
 
     data = result.to_dict() if isinstance(result, StudyResult) else result
@@ -406,6 +530,10 @@ def summarize(result: StudyResult | dict[str, Any]) -> list[dict[str, Any]]:
                     if test is not None:
                         entry[f"recipe_minus_{m}"] = test.mean_diff
                         entry[f"p_{m}"] = test.p_value
+            if method != "recipe":
+                pu = per_user_test(rows, ratio, "recipe", method)
+                if pu is not None:
+                    entry.update({f"user_{k}": v for k, v in pu.items()})
             out.append(entry)
     return out
 
@@ -478,7 +606,7 @@ def signal_comparison(result: StudyResult | dict[str, Any]) -> list[dict[str, An
 
 
 def recipe_choices(result: StudyResult | dict[str, Any]) -> dict[int, dict[str, int]]:
-    """Per budget: how often each plan kind was the recipe (chosen on validation)."""
+    """Per budget: how often each plan kind was the recipe (under the study's selection rule)."""
     data = result.to_dict() if isinstance(result, StudyResult) else result
     out: dict[int, dict[str, int]] = {}
     for r in data["rows"]:
@@ -503,14 +631,18 @@ def summary_markdown(results: Sequence[StudyResult]) -> str:
             f"### {r.workload} (fp32 test NDCG@10 {base:.4f}{extra}, {r.config['n_seeds']} seeds)\n"
         )
         lines.append(
-            "| budget | method | achieved | NDCG@10 change [95% CI] | Recall@20 change | recipe - method (NDCG@10), p |"
+            "| budget | method | achieved | NDCG@10 change [95% CI] | Recall@20 change "
+            "| recipe - method (NDCG@10), seed-paired p | per-user p (t / Wilcoxon) |"
         )
-        lines.append("|---|---|---|---|---|---|")
+        lines.append("|---|---|---|---|---|---|---|")
         for e in summarize(r):
             ci = e["rel_ndcg@10_ci"]
             test = ""
             if "p_ndcg@10" in e:
                 test = f"{e['recipe_minus_ndcg@10']:+.4f}, p={e['p_ndcg@10']:.3g}"
+            user = ""
+            if "user_p_t" in e:
+                user = f"{e['user_p_t']:.3g} / {e['user_p_wilcoxon']:.3g}"
             name = (
                 e["method"]
                 if e["method"] != "recipe"
@@ -519,7 +651,7 @@ def summary_markdown(results: Sequence[StudyResult]) -> str:
             lines.append(
                 f"| {e['ratio']}x | {name} | {e['achieved_ratio']:.1f}x | "
                 f"{100 * e['rel_ndcg@10']:+.1f}% [{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}] | "
-                f"{100 * e['rel_recall@20']:+.1f}% | {test} |"
+                f"{100 * e['rel_recall@20']:+.1f}% | {test} | {user} |"
             )
         lines.append("")
         cmp = signal_comparison(r)
@@ -532,7 +664,8 @@ def summary_markdown(results: Sequence[StudyResult]) -> str:
             lines.append("")
         choices = recipe_choices(r)
         if choices:
-            lines.append(f"Plans the advisor chose on validation ({r.workload}):\n")
+            rule = r.config.get("selection", "validation")
+            lines.append(f"Plans the advisor chose (selection rule: {rule}; {r.workload}):\n")
             for ratio, counts in sorted(choices.items()):
                 text = ", ".join(
                     f"{k} x{v}" for k, v in sorted(counts.items(), key=lambda t: -t[1])
