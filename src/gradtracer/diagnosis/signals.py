@@ -9,6 +9,7 @@ is plain data (:class:`RunSignals`), so every detector is a pure function of it.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -53,6 +54,9 @@ class TableSignals:
         velocity_series: (step, mean velocity EMA of the exposed rows) from the tracker's
             history snapshots (empty: none).
         init_mean_row_norm: mean row norm when training started (None: unknown).
+        grad_snr: temporal gradient signal-to-noise ratio of the table's weight as the
+            FlowTracker measures it (``||E g||^2 / sum Var g`` over sampled coordinates;
+            NaN: unknown).
     """
 
     name: str
@@ -81,6 +85,7 @@ class TableSignals:
     row_norms: np.ndarray = field(default_factory=lambda: np.zeros(0))
     velocity_series: tuple[tuple[int, float], ...] = ()
     init_mean_row_norm: float | None = None
+    grad_snr: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -315,6 +320,17 @@ def _layers(flow: Any, opt_info: Mapping[int, tuple[float | None, float | None]]
     return out
 
 
+def _table_snr(flow: Any, index: Mapping[int, int]) -> dict[int, float]:
+    """Table index -> the FlowTracker's temporal gradient SNR of that table's weight."""
+    params = dict(flow.model.named_parameters())
+    out = {}
+    for snap in flow.snapshots():
+        p = params.get(snap.name)
+        if p is not None and id(p) in index:
+            out[index[id(p)]] = float(snap.snr)
+    return out
+
+
 def _series(history: Sequence[Mapping[str, Any]], key: str) -> tuple[tuple[int, float], ...]:
     out = []
     for entry in history:
@@ -344,6 +360,10 @@ def collect_signals(manager: Any, *, sample_rows: int = 512) -> RunSignals:
     known = optimizer is not None
     tables = tuple(_table(t, opt_info, known, sample_rows) for t in emb)
     table_params = {id(t.layer.weight) for t in emb}
+    if flows:
+        snr = _table_snr(flows[0], {id(t.layer.weight): i for i, t in enumerate(emb)})
+        tables = tuple(dataclasses.replace(t, grad_snr=snr[i]) if i in snr else t
+                       for i, t in enumerate(tables))  # fmt: skip
     layers: list[LayerSignals] = []
     dead: dict[str, float] = {}
     losses: tuple[tuple[int, float], ...] = ()

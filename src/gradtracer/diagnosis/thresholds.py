@@ -67,10 +67,11 @@ class DiagnosisThresholds:
         unreachable_stale_share: a row not looked up during this last share of the tracked
             steps (25%) counts as unreachable like a never-seen one: an id mapping that
             broke mid-run (a bad reload, a new vocabulary) leaves rows last seen before it.
-        accumulation_snr: on a model without embedding tables, median temporal gradient
-            signal-to-noise ratio of the weight matrices above which successive gradients
-            repeat themselves, as summed (never reset) gradients do; per-batch gradients of
-            a healthy run are dominated by their noise (SNR well below 1).
+        accumulation_snr: median temporal gradient signal-to-noise ratio (weight matrices
+            and tables) above which successive gradients repeat themselves, as summed (never
+            reset) gradients do: each step adds one batch's gradient to the sum. Per-batch
+            gradients of a healthy run are dominated by their noise (SNR well below 1, also
+            while a model starts to learn and its gradients grow).
         healthy_rel_velocity: movement per update, as a share of the row norm, that a
             well-tuned run shows (1%; ``high_rel_velocity`` is 4x it): the target of the
             learning-rate factor prescribed for LEARNING_RATE_TOO_LOW (movement per update
@@ -80,10 +81,16 @@ class DiagnosisThresholds:
             cannot tell a trend from one noisy evaluation).
         overfit_patience: the validation metric must have stayed worse than its best for
             at least this share of the steps recorded so far (20%: the span early
-            stopping's usual patience covers), so a single bad evaluation is not a trend.
-        overfit_worsening: relative distance of the latest validation values (mean of the
-            last two) from the best one (5% of the best value: beyond the evaluation noise
-            of a held-out set of a few hundred users or examples).
+            stopping's usual patience covers), so a single bad evaluation is not a trend;
+            also the share of the points averaged per window (at least 3).
+        overfit_worsening: relative distance of the latest validation level (mean of the
+            last ``overfit_patience`` of the points, at least 3) from the best such window
+            (5% of the best level: beyond the evaluation noise of a held-out set of a few
+            hundred users or examples).
+        overfit_noise_z: the worsening must also exceed this many standard errors of a
+            window mean, estimated from the series' own point-to-point noise (its second
+            differences, blind to a steady trend): 3 standard errors, so a noisy
+            evaluation that drifts within its noise is not a trend.
         overfit_train_drop: relative decrease of the training loss from the best
             validation step to the end that counts as "still falling" (1%): a falling
             training loss with a worsening validation metric is memorisation; both getting
@@ -137,6 +144,7 @@ class DiagnosisThresholds:
     overfit_min_points: int = 5
     overfit_patience: float = 0.2
     overfit_worsening: float = 0.05
+    overfit_noise_z: float = 3.0
     overfit_train_drop: float = 0.01
     huge_start_gain: float = 2.0
     grown_movement_share: float = 0.5

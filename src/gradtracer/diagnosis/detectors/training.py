@@ -178,8 +178,16 @@ def detect_learning_rate(s: RunSignals, th: DiagnosisThresholds) -> list[Finding
 
 
 def detect_gradient_accumulation(s: RunSignals, th: DiagnosisThresholds) -> list[Finding]:
-    """Gradients summed over steps: successive updates repeat each other and the gradient
-    norm keeps growing."""
+    """Gradients summed over steps (``zero_grad()`` missing): the gradient norm keeps
+    growing and successive gradients repeat each other.
+
+    A gradient that is never reset is the running sum of the batch gradients; two successive
+    values differ by one batch's gradient, so the gradient's temporal mean dominates its
+    fluctuation: median temporal gradient SNR of the weight matrices and tables >=
+    ``accumulation_snr``, where fresh per-batch gradients are noise-dominated (SNR well
+    below 1, also in a model whose gradients grow because it starts to learn). Tables must
+    also show repeating row updates (mean cosine > ``accumulation_cosine``).
+    """
     if s.step < th.min_steps or len(s.grad_norms) < 6:
         return []
     g_first, g_last, _ = _windows(s.grad_norms, th.window)
@@ -192,16 +200,19 @@ def detect_gradient_accumulation(s: RunSignals, th: DiagnosisThresholds) -> list
     if s.tables and not repeated:
         return []
     snrs = [ly.snr for ly in s.layers if ly.fan_in and math.isfinite(ly.snr)]
+    snrs += [t.grad_snr for t in s.tables if math.isfinite(t.grad_snr)]
     snr = float(np.median(snrs)) if snrs else math.nan
-    if not s.tables and not snr >= th.accumulation_snr:
-        return []  # dense-only model: summed gradients repeat, so their mean dominates
+    if math.isfinite(snr) and snr < th.accumulation_snr:
+        return []  # fresh, noise-dominated gradients: they are reset every step
+    if not s.tables and not math.isfinite(snr):
+        return []
     cos = max((t.oscillation for t in repeated), default=math.nan)
     return [_make(
         T.GRADIENT_ACCUMULATION, "optimizer",
         f"The mean gradient norm grew {growth:.3g}x over the run"
         + (f" while successive row updates agree (mean cosine {cos:.2f})" if repeated else "")
-        + (f" while the dense gradients' mean dominates their noise (median SNR {snr:.3g})"
-           if not s.tables else "")
+        + (f"; successive gradients repeat each other (median SNR {snr:.3g})"
+           if math.isfinite(snr) else "")
         + ".", 0.85, {"grad_norm_growth": growth, "update_cosine": cos, "gradient_snr": snr},
     )]  # fmt: skip
 
@@ -245,27 +256,51 @@ def _loss_near(losses: Sequence[tuple[int, float]], lo: int, hi: int) -> float:
     return sum(vals) / len(vals) if vals else math.nan
 
 
+def _noise(values: Sequence[float] | np.ndarray) -> float:
+    """Evaluation noise of a series: robust standard deviation of its second differences
+    (``x[i+1] - 2 x[i] + x[i-1]`` has variance ``6 sigma^2`` for white noise and is blind to
+    a linear trend), so a steady rise or fall is not counted as noise."""
+    x = np.asarray(values, dtype=np.float64)
+    if x.size < 3:
+        return 0.0
+    d2 = x[2:] - 2.0 * x[1:-1] + x[:-2]
+    return float(np.median(np.abs(d2)) / 0.6745 / math.sqrt(6.0))
+
+
 def detect_overfitting(s: RunSignals, th: DiagnosisThresholds) -> list[Finding]:
     """A validation metric (``FlowManager.record_validation``) that has been getting worse
     than its best for a sustained stretch while the training loss keeps falling: the model
-    memorises the training data instead of generalising."""
+    memorises the training data instead of generalising.
+
+    The metric's level is read in windows of ``overfit_patience`` of its points (at least 3):
+    the best window against the last one, which must come after it. The last window must be
+    worse by ``overfit_worsening`` of the best level and by ``overfit_noise_z`` times the
+    noise of a window mean (the series' own evaluation noise, :func:`_noise`), and the
+    training loss must have fallen by ``overfit_train_drop`` from the best window to the end.
+    """
     out: list[Finding] = []
     for v in s.validation:
         pts = [(st, x) for st, x in zip(v.steps, v.values) if math.isfinite(x)]
         if len(pts) < th.overfit_min_points:
             continue
         sign = -1.0 if v.higher_is_better else 1.0  # sign * value: lower is better
-        b = min(range(len(pts)), key=lambda i: (sign * pts[i][1], i))
+        m = max(3, int(round(th.overfit_patience * len(pts))))
+        if len(pts) < 2 * m:
+            continue
+        y = np.asarray([sign * x for _, x in pts], dtype=np.float64)
+        means = np.convolve(y, np.ones(m) / m, mode="valid")
+        lo = int(np.argmin(means[: len(means) - m]))  # the best window ends before the last
+        best_level = float(means[lo])
+        b = lo + int(np.argmin(y[lo : lo + m]))  # the best point inside the best window
         best_step, best = pts[b]
-        after = pts[b + 1 :]
         last_step = pts[-1][0]
-        if len(after) < 2 or last_step <= 0:
+        if last_step <= 0 or (last_step - best_step) < th.overfit_patience * last_step:
             continue
-        if (last_step - best_step) < th.overfit_patience * last_step:
-            continue
-        latest = sum(x for _, x in after[-2:]) / len(after[-2:])
-        worse = sign * (latest - best) / max(abs(best), 1e-12)
-        if worse < th.overfit_worsening:
+        latest = sign * float(means[-1])
+        gap = float(means[-1]) - best_level
+        worse = gap / max(abs(best_level), 1e-12)
+        noise = _noise(y) * math.sqrt(2.0 / m)
+        if worse < th.overfit_worsening or gap <= th.overfit_noise_z * noise:
             continue
         span = max(1, int(round(th.window * last_step)))
         train_at_best = _loss_near(s.losses, best_step - span, best_step + span)
@@ -277,12 +312,15 @@ def detect_overfitting(s: RunSignals, th: DiagnosisThresholds) -> list[Finding]:
             continue
         f = _make(
             T.OVERFITTING_ONSET, v.name,
-            f"Validation '{v.name}' was best ({best:.4g}) at step {best_step} and is "
-            f"{worse:.1%} worse since ({latest:.4g} at step {last_step}), while the training "
-            f"loss kept falling ({train_at_best:.4g} -> {train_last:.4g}).", 0.8,
+            f"Validation '{v.name}' was best ({best:.4g}) at step {best_step}; its last "
+            f"{m} values average {latest:.4g} (to step {last_step}), {worse:.1%} worse than "
+            f"its best {m} ({sign * best_level:.4g}) and {gap / max(noise, 1e-12):.3g}x the "
+            f"noise of such a mean, while the training loss kept falling "
+            f"({train_at_best:.4g} -> {train_last:.4g}).", 0.8,
             {"metric": v.name, "best_step": best_step, "best_value": best,
              "latest_value": latest, "relative_worsening": worse, "train_loss_drop": drop,
-             "higher_is_better": v.higher_is_better},
+             "higher_is_better": v.higher_is_better, "window_points": m,
+             "noise": noise},
             remedy=Remedy("early_stop", {"at_step": int(best_step), "metric": v.name}),
             onset=best_step,
         )  # fmt: skip

@@ -1,0 +1,162 @@
+"""Whole-run detectors (overfitting against the metric's own noise, gradients that are never
+reset): hand-built signals, plus a tiny real run where it is cheap."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from run_signals import layer, run, series, table
+from torch import nn
+
+from gradtracer.diagnosis import DiagnosisThresholds, collect_signals
+from gradtracer.diagnosis.detectors import detect_gradient_accumulation, detect_overfitting
+from gradtracer.diagnosis.signals import ValidationSignals
+from gradtracer.findings import FindingType
+from gradtracer.flow.tracker import FlowTracker
+from gradtracer.manager import FlowManager
+
+TH = DiagnosisThresholds()
+
+
+def accuracy(values, steps=None) -> tuple[ValidationSignals, ...]:
+    steps = steps or tuple(int(x) for x in np.linspace(6, 120, len(values)))
+    return (ValidationSignals("valid_accuracy", True, tuple(steps), tuple(map(float, values))),)
+
+
+# ----------------------------------------------------------------------------- overfitting
+def _noisy_plateau(drift: float, noise: float, *, n: int = 40, random_state: int = 0):
+    """Validation accuracy that rises to 0.75 by a third of the run, then drifts by ``drift``
+    (per point, negative: worse) with white evaluation noise of std ``noise``."""
+    rng = np.random.default_rng(random_state)
+    k = n // 3
+    rise = np.linspace(0.55, 0.75, k)
+    rest = 0.75 + drift * np.arange(1, n - k + 1)
+    return np.concatenate([rise, rest]) + rng.normal(0.0, noise, n)
+
+
+@pytest.mark.parametrize("random_state", range(8))
+def test_a_noisy_plateau_is_not_overfitting(random_state):
+    # evaluation noise of 2.5 points on a flat plateau: single values fall 5-7% below the
+    # best one by chance, but the level does not move beyond its noise
+    values = _noisy_plateau(0.0, 0.025, random_state=random_state)
+    s = run(validation=accuracy(values), losses=series(np.linspace(0.69, 0.45, 125)))
+    assert detect_overfitting(s, TH) == []
+
+
+@pytest.mark.parametrize("random_state", range(4))
+def test_a_sustained_decline_beyond_the_noise_is_overfitting(random_state):
+    values = _noisy_plateau(-0.004, 0.01, random_state=random_state)
+    s = run(validation=accuracy(values), losses=series(np.linspace(0.69, 0.2, 125)))
+    (f,) = detect_overfitting(s, TH)
+    assert f.type is FindingType.OVERFITTING_ONSET
+    ev = f.evidence
+    assert ev["relative_worsening"] >= TH.overfit_worsening
+    assert ev["latest_value"] < ev["best_value"]
+    # the best level comes from the window at the end of the rise, not from a late outlier
+    assert 6 <= f.remedy.params["at_step"] <= 80
+
+
+def test_a_decline_within_the_noise_is_not_overfitting():
+    # the last window is 6% below the best one, but single evaluations scatter by 8%
+    rng = np.random.default_rng(3)
+    values = np.concatenate([np.full(20, 0.75), np.full(20, 0.705)]) + rng.normal(0, 0.06, 40)
+    values = np.clip(values, 0.0, 1.0)
+    s = run(validation=accuracy(values), losses=series(np.linspace(0.69, 0.45, 125)))
+    assert detect_overfitting(s, TH) == []
+
+
+def test_overfitting_noise_threshold_is_a_named_field():
+    values = _noisy_plateau(-0.004, 0.01, random_state=0)
+    s = run(validation=accuracy(values), losses=series(np.linspace(0.69, 0.2, 125)))
+    assert detect_overfitting(s, TH)
+    strict = dataclasses.replace(TH, overfit_noise_z=1e6)
+    assert detect_overfitting(s, strict) == []
+
+
+# ------------------------------------------------------------------- gradient accumulation
+def _growing(n: int = 100) -> tuple[tuple[int, float], ...]:
+    return series(np.linspace(0.01, 0.5, n))
+
+
+def test_accumulation_needs_repeating_gradients_also_with_tables():
+    # a GRU that starts to learn: its gradient norm grows 50x, Adam's momentum makes its row
+    # updates agree (cosine 0.7), but each step's gradient is fresh (SNR 0.2)
+    learning = run(tables=(table(oscillation=0.7, grad_snr=0.2),),
+                   layers=tuple(layer(f"gru.{i}.weight", snr=0.2) for i in range(3)),
+                   grad_norms=_growing())  # fmt: skip
+    assert detect_gradient_accumulation(learning, TH) == []
+    summed = run(tables=(table(oscillation=0.98, grad_snr=3.0),),
+                 layers=tuple(layer(f"gru.{i}.weight", snr=3.5) for i in range(3)),
+                 grad_norms=_growing())  # fmt: skip
+    (f,) = detect_gradient_accumulation(summed, TH)
+    assert f.type is FindingType.GRADIENT_ACCUMULATION and f.remedy.kind == "call_zero_grad"
+    assert f.evidence["gradient_snr"] >= TH.accumulation_snr
+
+
+def test_accumulation_of_a_table_only_model_reads_the_table_snr():
+    fresh = run(tables=(table(oscillation=0.9, grad_snr=0.1),), grad_norms=_growing())
+    assert detect_gradient_accumulation(fresh, TH) == []
+    summed = dataclasses.replace(fresh, tables=(table(oscillation=0.9, grad_snr=4.0),))
+    assert len(detect_gradient_accumulation(summed, TH)) == 1
+    # unknown SNR (no FlowTracker): the growth and the repeating row updates decide
+    unknown = dataclasses.replace(fresh, tables=(table(oscillation=0.9),))
+    assert len(detect_gradient_accumulation(unknown, TH)) == 1
+
+
+def _embedding_run(zero_grad: bool, *, random_state: int = 0) -> FlowManager:
+    """A tiny embedding + linear model on a fixed regression target, tracked by a
+    FlowTracker (which measures the tables' gradient SNR as well)."""
+    gen = torch.Generator().manual_seed(random_state)
+    torch.manual_seed(random_state)
+    model = nn.Sequential(nn.Embedding(50, 8), nn.Flatten(), nn.Linear(16, 1))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    ids = torch.randint(0, 50, (400, 2), generator=gen)
+    y = torch.randn(400, 1, generator=gen)
+    manager = FlowManager("acc")
+    manager.add_tracker("model", FlowTracker(model, optimizer=opt,
+                                             history_dir="/nonexistent-gradtracer-runs"))  # fmt: skip
+    for _ in range(80):
+        if zero_grad:
+            opt.zero_grad()
+        idx = torch.randint(0, 400, (32,), generator=gen)
+        loss = nn.functional.mse_loss(model(ids[idx]), y[idx])
+        loss.backward()
+        manager.step(loss=float(loss.detach()))
+        opt.step()
+    manager.detach()
+    return manager
+
+
+def test_collect_signals_reads_the_flow_trackers_gradient_snr_of_a_table():
+    from gradtracer.embedding.tracker import EmbeddingTracker
+
+    torch.manual_seed(0)
+    emb = nn.Embedding(20, 4)
+    model = nn.Sequential(emb, nn.Flatten(), nn.Linear(8, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    manager = FlowManager("snr")
+    manager.add_tracker("emb", EmbeddingTracker(emb, name="emb"))
+    manager.add_tracker("model", FlowTracker(model, optimizer=opt,
+                                             history_dir="/nonexistent-gradtracer-runs"))  # fmt: skip
+    for _ in range(30):
+        opt.zero_grad()
+        loss = model(torch.randint(0, 20, (16, 2))).pow(2).mean()
+        loss.backward()
+        manager.step(loss=float(loss.detach()))
+        opt.step()
+    manager.detach()
+    (t,) = collect_signals(manager).tables
+    assert np.isfinite(t.grad_snr) and t.grad_snr >= 0.0
+
+
+def test_dense_gradients_that_are_never_reset_have_a_high_snr_in_a_real_run():
+    with torch.random.fork_rng():
+        torch.set_num_threads(1)
+        summed = collect_signals(_embedding_run(False))
+        fresh = collect_signals(_embedding_run(True))
+    snr = {s: float(np.median([ly.snr for ly in sig.layers if ly.fan_in]))
+           for s, sig in (("summed", summed), ("fresh", fresh))}  # fmt: skip
+    assert snr["summed"] >= TH.accumulation_snr > snr["fresh"]
