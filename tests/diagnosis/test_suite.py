@@ -263,3 +263,16 @@ def test_autofix_is_compared_with_the_prescribed_remedy_per_seed(tmp_path):
     assert "Verdict:" in paths["markdown"].read_text()
     assert json.loads(paths["json"].read_text())["rows"][0]["twin"] == result["rows"][0]["twin"]
     assert main(["validate", "autofix-remedy", "--seeds", "1", "--out", str(tmp_path)]) != 0
+
+
+def test_faults_built_into_the_model_run_from_step_0_only():
+    config = SuiteConfig(families=("mf_bce", "mlp"),
+                         faults=("hash_collisions", "vanishing_sigmoid", "lr_too_low"))  # fmt: skip
+    onsets: dict[str, set[float]] = {}
+    for spec in config.cases()[1]:
+        onsets.setdefault(str(spec.fault), set()).add(spec.onset)
+    assert onsets == {
+        "hash_collisions": {0.0},
+        "vanishing_sigmoid": {0.0},
+        "lr_too_low": {0.0, 0.3},
+    }

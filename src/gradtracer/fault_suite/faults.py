@@ -35,7 +35,8 @@ class FaultSpec:
         right_remedies: remedy kinds that fix the cause.
         variant: healthy variant the fault is injected into (default ``"default"``).
         onsets: onsets (share of training) the fault can start at; a fault that is the whole
-            run (training past the point the data supports) has only 0.0.
+            run (training past the point the data supports, a table built too small, an
+            architecture) has only 0.0.
     """
 
     name: str
@@ -88,8 +89,10 @@ FAULTS: Mapping[str, FaultSpec] = MappingProxyType(dict([
     _f("unreachable_rows", "an id-mapping bug folds the top share (intensity) of the user ids "
        "onto lower ids, so those rows are never used", _MF,
        (0.25, 0.5), {"UNREACHABLE_ROWS", "DEAD_EMBEDDINGS"}, {"fix_id_mapping"}),
-    _f("hash_collisions", "item ids hashed (modulo) into 1/intensity as many rows",
-       _MF + ("two_tower",), (4.0, 16.0), {"HASH_COLLISIONS"}, {"enlarge_table"}),
+    _f("hash_collisions", "item ids hashed (modulo) into 1/intensity as many rows (the table "
+       "is built that small, so the fault is in the run from step 0)",
+       _MF + ("two_tower",), (4.0, 16.0), {"HASH_COLLISIONS"}, {"enlarge_table"},
+       onsets=(0.0,)),
     _f("negatives_tiny_pool", "negatives drawn from a pool of only `intensity` items", _MF,
        (8.0, 2.0), {"NEGATIVE_SAMPLING_PROBLEM"}, {"sample_negatives_from_catalog"}),
     _f("negatives_include_positive", "a share (intensity) of the negatives is the positive item "
@@ -123,13 +126,14 @@ FAULTS: Mapping[str, FaultSpec] = MappingProxyType(dict([
        {"skip_non_finite_batches"}),
     _f("missing_zero_grad", "zero_grad() is not called (called every `intensity` steps; "
        "0 = never)", FAMILIES, (8.0, 0.0), {"GRADIENT_ACCUMULATION"}, {"call_zero_grad"}),
-    _f("gru_exploding", "GRU recurrent weights scaled by the intensity, plain SGD with a large "
-       "step and no clipping", ("gru",), (4.0, 8.0), {"EXPLODING_GRADIENT"},
-       {"clip_gradients"}),
+    _f("gru_exploding", "GRU recurrent and input weights scaled by the intensity (the "
+       "family's Adam optimizer), no gradient clipping", ("gru",), (4.0, 8.0),
+       {"EXPLODING_GRADIENT"}, {"clip_gradients"}),
     _f("dead_relu", "biases of the ReLU layers initialised to -intensity", ("mlp", "two_tower"),
        (3.0, 10.0), {"DEAD_ACTIVATIONS"}, {"reinitialize"}),
-    _f("vanishing_sigmoid", "the MLP becomes `intensity` sigmoid layers deep", ("mlp",),
-       (8.0, 14.0), {"VANISHING_GRADIENT"}, {"change_activation"}),
+    _f("vanishing_sigmoid", "the MLP becomes `intensity` sigmoid layers deep (an "
+       "architecture: in the run from step 0)", ("mlp",),
+       (8.0, 14.0), {"VANISHING_GRADIENT"}, {"change_activation"}, onsets=(0.0,)),
     _f("probabilities_as_logits", "the model's sigmoid output is fed to a loss that applies the "
        "sigmoid again (second intensity: outputs squashed to [0, 0.1] first)", ("mf_bce",
        "mlp"), (1.0, 0.1), {"LOSS_OUTPUT_MISMATCH"}, {"fix_loss_input"}),
