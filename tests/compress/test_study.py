@@ -33,7 +33,7 @@ def _column_weights() -> torch.Tensor:
     return torch.randn(300, 13, generator=g) * torch.linspace(3.0, 0.1, 13)
 
 
-@pytest.mark.parametrize("bits", [8, 4, 2])
+@pytest.mark.parametrize("bits", [8, 6, 5, 4, 3, 2])
 def test_two_scale_bytes_are_exact(bits: int) -> None:
     w = _column_weights()
     t = TwoScaleTable.from_weight(w, bits, name="t")
@@ -51,7 +51,7 @@ def test_two_scale_bytes_are_exact(bits: int) -> None:
 def test_two_scale_round_trip_error_bounds() -> None:
     w = _column_weights()
     errs = {}
-    for bits in (8, 4, 2):
+    for bits in (8, 6, 5, 4, 3, 2):
         t = TwoScaleTable.from_weight(w, bits)
         diff = (t.dequantize() - w).double()
         errs[bits] = float((diff**2).sum() / (w.double() ** 2).sum())
@@ -63,15 +63,45 @@ def test_two_scale_round_trip_error_bounds() -> None:
         bound = ((0.5 * step[:, None] * col) ** 2).sum(1)
         assert bool(((diff**2).sum(1) <= bound * (1 + 1e-6)).all())
     assert errs[8] < 1e-4 < errs[4] < 0.02 < errs[2] < 0.2
-    meta, arrays = TwoScaleTable.from_weight(w, 4, name="t").to_arrays("x_")
-    back = TwoScaleTable.from_arrays(meta, arrays, "x_")
-    assert torch.equal(back.dequantize(), TwoScaleTable.from_weight(w, 4).dequantize())
+    assert errs[8] < errs[6] < errs[5] < errs[4] < errs[3] < errs[2]
+    for bits in (4, 3):  # whole-byte and straddling codes round-trip through the arrays
+        meta, arrays = TwoScaleTable.from_weight(w, bits, name="t").to_arrays("x_")
+        back = TwoScaleTable.from_arrays(meta, arrays, "x_")
+        assert torch.equal(back.dequantize(), TwoScaleTable.from_weight(w, bits).dequantize())
+
+
+def test_odd_widths_pack_as_one_bit_stream() -> None:
+    from gradtracer.compress.methods import _pack_bits
+
+    rng = np.random.default_rng(0)
+    for bits in (2, 3, 4, 5, 6, 8):
+        codes = rng.integers(0, 2**bits, size=(9, 13)).astype(np.uint8)
+        bits_lsb = (codes[:, :, None].astype(np.uint16) >> np.arange(bits)) & 1
+        stream = np.packbits(bits_lsb.reshape(9, -1).astype(np.uint8), axis=1, bitorder="little")
+        np.testing.assert_array_equal(_pack_bits(codes, bits), stream)
+
+
+def test_refit_lowers_the_score_error_of_coarse_factors() -> None:
+    u, i = _low_rank_tables()
+    budget = methods.fp32_bytes(u, i) // 8
+    exact = u @ i.T
+    errs = {}
+    for refit in (0, 3):
+        m = methods.score_svd_twoscale(u, i, budget, bits=2, refit=refit)
+        errs[refit] = float(((m.scorer()(torch.arange(u.shape[0])) - exact) ** 2).sum())
+        assert m.nbytes() <= budget and m.info.get("refit", 0) == refit
+    assert errs[3] < 0.9 * errs[0]
+    plan = methods.score_svd_twoscale(u, i, budget, bits=3, refit=3)
+    again = methods.build_extra(
+        "score_svd_twoscale", u, i, budget, {"bits": 3, "rank": plan.info["rank"], "refit": 3}
+    )
+    assert torch.equal(again.item_table.dequantize(), plan.item_table.dequantize())
 
 
 def test_two_scale_bad_input_names_the_problem() -> None:
     w = _column_weights()
-    with pytest.raises(ValueError, match="bits must be 8, 4 or 2"):
-        TwoScaleTable.from_weight(w, 3, name="t")
+    with pytest.raises(ValueError, match=r"bits must be one of \(2, 3, 4, 5, 6, 8\)"):
+        TwoScaleTable.from_weight(w, 7, name="t")
     t = TwoScaleTable.from_weight(w, 4, name="t")
     with pytest.raises(ValueError, match=r"codes must be \(300, 7\)"):
         TwoScaleTable("t", 300, 13, 4, t.codes[:, :6], t.row_exponent, t.col_scale)

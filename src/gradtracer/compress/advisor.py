@@ -2,7 +2,9 @@
 
 For a budget the advisor builds every candidate plan that fits (uniform precision,
 mixed precision allocated under each row signal and metric, low-rank score
-factorisations stored row-wise at each precision, in two-scale tables (1-byte row exponent, fp16 column scales) at 8/4/2 bits, or
+factorisations stored row-wise at each precision, in two-scale tables (1-byte row
+exponent, fp16 column scales) at 2-8 bits with each tower refitted to the other's
+quantized factors, or
 with per-row precisions (rare rows dropped) at 1-2x the uniform rank, L2-norm and
 frequency row pruning with the kept rows at fp32/int8/int4, per-table SVD with
 fp32/int8/int4 factors), scores each one, and keeps the best under a selection rule
@@ -52,6 +54,9 @@ __all__ = [
 
 Validate = Callable[[CompressedMF], float]
 
+#: Least-squares refit rounds of the two-scale score-SVD candidates
+#: (:func:`~gradtracer.compress.methods.refit_quantized`).
+TWO_SCALE_REFIT = 3
 #: Plan-selection rules of :class:`QuantizationAdvisor` (the first is the default).
 SELECTION_RULES: tuple[str, ...] = ("fidelity", "validation", "score_error")
 #: Cutoff of the fidelity rule (top-K of the float model reproduced).
@@ -234,12 +239,15 @@ class QuantizationAdvisor:
             except BudgetError:
                 continue
             out.append(("score_svd", {"precision": p, "rank": model.info["rank"]}, model))
-        for bits in (8, 4, 2):
+        for bits in sorted(methods.TWO_SCALE_BITS, reverse=True):
             try:
-                model = methods.score_svd_twoscale(u, i, budget_bytes, bits=bits)
+                model = methods.score_svd_twoscale(
+                    u, i, budget_bytes, bits=bits, refit=TWO_SCALE_REFIT
+                )
             except BudgetError:
                 continue
-            out.append(("score_svd_twoscale", {"bits": bits, "rank": model.info["rank"]}, model))
+            params_ts = {"bits": bits, "rank": model.info["rank"], "refit": TWO_SCALE_REFIT}
+            out.append(("score_svd_twoscale", params_ts, model))
         for rank in methods.mixed_ranks(n, d, budget_bytes):
             try:
                 model = methods.score_svd_mixed(u, i, budget_bytes, rank=rank)

@@ -18,6 +18,9 @@ give each table the same share of the budget (proportional to its float32 size).
   row), which buys up to twice the rank at the same bytes.
 - :func:`score_svd_mixed`: the score-matrix factors at 1-2x the uniform int4 rank with
   per-row precisions (int8/int4/int2/drop) from the score-metric allocation.
+- :func:`score_svd_refit`: the score-matrix factors stored row-wise, each tower refitted
+  by least squares to the float scores given the other tower's *quantized* factors
+  (``score_svd_twoscale(refit=n)`` does the same for two-scale tables).
 - :func:`prune_quantize`: keep the rows with the largest signal at int8/int4, drop the rest.
 
 :func:`build_extra` rebuilds the plan kinds the recipe module does not know
@@ -42,6 +45,7 @@ __all__ = [
     "EXTRA_METHODS",
     "EXTRA_TABLES",
     "MIXED_PRECISIONS",
+    "TWO_SCALE_BITS",
     "TwoScaleTable",
     "build_extra",
     "fp32_bytes",
@@ -50,8 +54,10 @@ __all__ = [
     "mixed_ranks",
     "prune",
     "prune_quantize",
+    "refit_quantized",
     "score_svd",
     "score_svd_mixed",
+    "score_svd_refit",
     "score_svd_twoscale",
     "table_svd",
     "two_scale_bytes",
@@ -230,6 +236,41 @@ def score_factors(user: Any, item: Any, rank: int) -> tuple[torch.Tensor, torch.
     return (qu @ a[:, :rank] * root).float(), (qi @ bh[:rank].T * root).float()
 
 
+def refit_quantized(
+    user: Any,
+    item: Any,
+    uf: torch.Tensor,
+    vf: torch.Tensor,
+    quantize: Any,
+    rounds: int,
+) -> tuple[Any, Any]:
+    """Quantized factor tables ``(Uq, Vq)`` of ``user @ item.T`` refitted to the float scores.
+
+    ``quantize(weight, name)`` returns a table with ``dequantize()``. Each round quantizes
+    the user factors, solves the item factors by least squares given them
+    (``argmin_V ||Uq V^T - user item^T||``, closed form through the ``r x r`` Gram
+    matrix, no score matrix is formed), quantizes those, and then refits the user
+    factors to the quantized item factors the same way. ``rounds=0`` quantizes
+    ``(uf, vf)`` as they are.
+    """
+    u, i = _f32(user, "user").double(), _f32(item, "item").double()
+    ut = quantize(uf, "user")
+    it = quantize(vf, "item")
+    ridge = 1e-9
+    for _ in range(int(rounds)):
+        uq = ut.dequantize().double()
+        g = uq.T @ uq
+        g = g + ridge * torch.trace(g) / g.shape[0] * torch.eye(g.shape[0], dtype=g.dtype)
+        v_new = i @ (u.T @ uq) @ torch.linalg.inv(g)
+        it = quantize(v_new.float(), "item")
+        vq = it.dequantize().double()
+        h = vq.T @ vq
+        h = h + ridge * torch.trace(h) / h.shape[0] * torch.eye(h.shape[0], dtype=h.dtype)
+        u_new = u @ (i.T @ vq) @ torch.linalg.inv(h)
+        ut = quantize(u_new.float(), "user")
+    return ut, it
+
+
 def score_svd(user: Any, item: Any, budget_bytes: int, *, precision: str = "int8") -> CompressedMF:
     """Best low-rank approximation of the score matrix at the largest rank the budget holds."""
     u, i = _f32(user, "user"), _f32(item, "item")
@@ -249,6 +290,8 @@ def score_svd(user: Any, item: Any, budget_bytes: int, *, precision: str = "int8
     )
 
 
+#: Code widths a :class:`TwoScaleTable` stores.
+TWO_SCALE_BITS: tuple[int, ...] = (2, 3, 4, 5, 6, 8)
 #: Shares of a row's largest magnitude tried as its range by :class:`TwoScaleTable`.
 _RANGE_SHARES: tuple[float, ...] = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5)
 
@@ -270,7 +313,8 @@ class TwoScaleTable:
     Args:
         name: table name.
         n_rows, dim: table shape.
-        bits: 8, 4 or 2.
+        bits: 2 to 8 (codes packed as one little-endian bit stream per row; for 8, 4
+            and 2 bits that is the byte layout of the row-wise kernels, low bits first).
         codes: ``(n_rows, ceil(dim * bits / 8))`` uint8, low bits first.
         row_exponent: ``(n_rows,)`` int8.
         col_scale: ``(dim,)`` float16.
@@ -286,8 +330,8 @@ class TwoScaleTable:
         row_exponent: np.ndarray,
         col_scale: np.ndarray,
     ) -> None:
-        if bits not in (8, 4, 2):
-            raise ValueError(f"table {name!r}: bits must be 8, 4 or 2, got {bits!r}")
+        if bits not in TWO_SCALE_BITS:
+            raise ValueError(f"table {name!r}: bits must be one of {TWO_SCALE_BITS}, got {bits!r}")
         width = -(-dim * bits // 8)
         codes = np.ascontiguousarray(codes, dtype=np.uint8)
         if codes.shape != (n_rows, width):
@@ -319,8 +363,8 @@ class TwoScaleTable:
     ) -> TwoScaleTable:
         """Quantize ``weight (n, d)`` at ``bits`` bits."""
         w = _f32(weight, name).numpy().astype(np.float64)
-        if bits not in (8, 4, 2):
-            raise ValueError(f"table {name!r}: bits must be 8, 4 or 2, got {bits!r}")
+        if bits not in TWO_SCALE_BITS:
+            raise ValueError(f"table {name!r}: bits must be one of {TWO_SCALE_BITS}, got {bits!r}")
         n, d = w.shape
         col16 = np.sqrt((w**2).mean(0)) if n else np.ones(d)
         col16 = np.where(np.isfinite(col16) & (col16 > 6.1e-5), col16, 6.1e-5).astype(np.float16)
@@ -348,10 +392,17 @@ class TwoScaleTable:
         return self.dim
 
     def _decode(self, packed: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
-        per = 8 // self.bits
-        shifts = torch.arange(per, dtype=torch.int32) * self.bits
-        vals = (packed.to(torch.int32).unsqueeze(-1) >> shifts) & ((1 << self.bits) - 1)
-        codes = vals.flatten(-2)[..., : self.dim].to(torch.float32)
+        if 8 % self.bits == 0:
+            per = 8 // self.bits
+            shifts = torch.arange(per, dtype=torch.int32) * self.bits
+            vals = (packed.to(torch.int32).unsqueeze(-1) >> shifts) & ((1 << self.bits) - 1)
+            codes = vals.flatten(-2)[..., : self.dim].to(torch.float32)
+        else:  # a value may straddle two bytes: unpack the bit stream
+            bit = (packed.to(torch.int32).unsqueeze(-1) >> torch.arange(8, dtype=torch.int32)) & 1
+            stream = bit.flatten(-2)[..., : self.dim * self.bits]
+            weights = 1 << torch.arange(self.bits, dtype=torch.int32)
+            shape = (*stream.shape[:-1], self.dim, self.bits)
+            codes = (stream.reshape(shape) * weights).sum(-1).to(torch.float32)
         return (codes - (self._half - 0.5)) * step.unsqueeze(-1) * self._col_t
 
     def lookup(self, rows: torch.Tensor) -> torch.Tensor:
@@ -415,6 +466,10 @@ class TwoScaleTable:
 def _pack_bits(codes: np.ndarray, bits: int) -> np.ndarray:
     """``(n, d)`` codes < 2**bits -> ``(n, ceil(d * bits / 8))`` uint8, low bits first."""
     n, d = codes.shape
+    if 8 % bits:
+        shifts_b = np.arange(bits, dtype=np.uint16)
+        stream = ((codes.astype(np.uint16)[:, :, None] >> shifts_b) & 1).astype(np.uint8)
+        return np.packbits(stream.reshape(n, d * bits), axis=1, bitorder="little")
     per = 8 // bits
     width = -(-d // per)
     padded = np.zeros((n, width * per), dtype=np.uint16)
@@ -432,8 +487,11 @@ def two_scale_bytes(n_rows: int, dim: int, bits: int) -> int:
     return int(n_rows) * (-(-int(dim) * int(bits) // 8) + 1) + 2 * int(dim)
 
 
-def score_svd_twoscale(user: Any, item: Any, budget_bytes: int, *, bits: int = 4) -> CompressedMF:
-    """Score-matrix SVD at the largest rank whose :class:`TwoScaleTable` factors fit the budget."""
+def score_svd_twoscale(
+    user: Any, item: Any, budget_bytes: int, *, bits: int = 4, refit: int = 0
+) -> CompressedMF:
+    """Score-matrix SVD at the largest rank whose :class:`TwoScaleTable` factors fit the
+    budget; ``refit`` rounds of :func:`refit_quantized` (default 0)."""
     u, i = _f32(user, "user"), _f32(item, "item")
     rank = 0
     for r in range(1, u.shape[1] + 1):
@@ -445,15 +503,41 @@ def score_svd_twoscale(user: Any, item: Any, budget_bytes: int, *, bits: int = 4
             f"budget {budget_bytes} bytes holds no rank-1 two-scale model at {bits} bits"
         )
     uf, vf = score_factors(u, i, rank)
-    tables = [
-        TwoScaleTable.from_weight(uf, bits, name="user"),
-        TwoScaleTable.from_weight(vf, bits, name="item"),
-    ]
+    tables = refit_quantized(
+        u, i, uf, vf, lambda w, name: TwoScaleTable.from_weight(w, bits, name=name), refit
+    )
+    info: dict[str, Any] = {"method": "score_svd_twoscale", "bits": bits, "rank": rank}
+    if refit:
+        info["refit"] = int(refit)
     return CompressedMF(
         cast(Any, tables[0]),
         cast(Any, tables[1]),
         name=f"score_svd_twoscale_int{bits}",
-        info={"method": "score_svd_twoscale", "bits": bits, "rank": rank},
+        info=info,
+    )
+
+
+def score_svd_refit(
+    user: Any, item: Any, budget_bytes: int, *, precision: str = "int4", refit: int = 2
+) -> CompressedMF:
+    """:func:`score_svd` at ``precision`` with ``refit`` rounds of :func:`refit_quantized`."""
+    u, i = _f32(user, "user"), _f32(item, "item")
+    n = u.shape[0] + i.shape[0]
+    rank = 0
+    for r in range(1, u.shape[1] + 1):
+        if n * packed_width(precision, r) <= budget_bytes:
+            rank = r
+    if rank < 1:
+        raise BudgetError(f"budget {budget_bytes} bytes holds no rank-1 model at {precision}")
+    uf, vf = score_factors(u, i, rank)
+    ut, it = refit_quantized(
+        u, i, uf, vf, lambda w, name: QuantizedTable.from_weight(w, precision, name=name), refit
+    )
+    return CompressedMF(
+        ut,
+        it,
+        name=f"score_svd_refit_{precision}",
+        info={"method": "score_svd_refit", "precision": precision, "rank": rank, "refit": refit},
     )
 
 
@@ -537,7 +621,7 @@ def mixed_ranks(n_rows: int, dim: int, budget_bytes: int) -> list[int]:
 
 
 #: Plan kinds beyond the recipe's built-in ones, rebuilt by :func:`build_extra`.
-EXTRA_METHODS: tuple[str, ...] = ("score_svd_twoscale", "score_svd_mixed")
+EXTRA_METHODS: tuple[str, ...] = ("score_svd_twoscale", "score_svd_mixed", "score_svd_refit")
 #: Table kinds defined here, by the ``type`` their ``to_arrays`` metadata carries.
 EXTRA_TABLES: dict[str, type[TwoScaleTable]] = {"two_scale": TwoScaleTable}
 
@@ -556,7 +640,17 @@ def build_extra(
     ``decisions[table]["row_levels"]`` (or ``rows_by_precision`` for a single one).
     """
     if method == "score_svd_twoscale":
-        return score_svd_twoscale(user, item, budget_bytes, bits=int(params["bits"]))
+        return score_svd_twoscale(
+            user, item, budget_bytes, bits=int(params["bits"]), refit=int(params.get("refit", 0))
+        )
+    if method == "score_svd_refit":
+        return score_svd_refit(
+            user,
+            item,
+            budget_bytes,
+            precision=str(params["precision"]),
+            refit=int(params["refit"]),
+        )
     if method == "score_svd_mixed":
         from gradtracer.compress.recipe import RecipeError, decode_levels
 
