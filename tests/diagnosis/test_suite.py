@@ -276,3 +276,16 @@ def test_faults_built_into_the_model_run_from_step_0_only():
         "vanishing_sigmoid": {0.0},
         "lr_too_low": {0.0, 0.3},
     }
+
+
+def test_a_suite_without_synthetic_runs_still_writes_its_report():
+    from gradtracer.fault_suite.runner import score
+
+    config = SuiteConfig(families=("mlp",), faults=("dead_relu",), healthy_seeds=(),
+                         fault_seeds=())  # fmt: skip
+    assert config.cases() == ([], [])
+    metrics = score([], config)
+    assert metrics["baselines"] == {} and metrics["n_healthy"] == 0
+    text = to_markdown({"config": {"healthy_seeds": [], "fault_seeds": [], "tuning_seeds": [0]},
+                        "metrics": metrics})  # fmt: skip
+    assert "| right cause, top-1 | n/a (0 runs) | n/a (0 runs) | n/a (0 runs) |" in text

@@ -25,6 +25,12 @@ def _num(r: Mapping[str, Any], key: str) -> str:
     return f"{v:.3g} [{r['low']:.3g}, {r['high']:.3g}] (n={r['n']})"
 
 
+def _base(m: Mapping[str, Any], name: str, key: str) -> str:
+    """A baseline's cell (n/a when the suite had no synthetic runs to score it on)."""
+    b = m["baselines"].get(name)
+    return _pct(b[key]) if b else "n/a (0 runs)"
+
+
 def _legacy(m: Mapping[str, Any], key: str) -> str:
     """The ``gradtracer==0.9.0`` cell (its printed-report alerts; agent-export findings
     after the slash), or why there is none."""
@@ -96,18 +102,18 @@ def to_markdown(result: Mapping[str, Any]) -> str:
         "| metric | GradTracer | trivial monitor | AUTOTRAINER | gradtracer 0.9.0 |",
         "|---|---|---|---|---|",
         f"| detection recall (harmful) | {_pct(m['detection_recall'])} | "
-        f"{_pct(m['baselines']['trivial']['detection_recall'])} | "
-        f"{_pct(m['baselines']['autotrainer']['detection_recall'])} | "
+        f"{_base(m, 'trivial', 'detection_recall')} | "
+        f"{_base(m, 'autotrainer', 'detection_recall')} | "
         f"{_legacy(m, 'detection_recall')} |",
         f"| right cause, top-1 | {_pct(m['top1_right_cause'])} | "
-        f"{_pct(m['baselines']['trivial']['top1_right_cause'])} | "
-        f"{_pct(m['baselines']['autotrainer']['top1_right_cause'])} | "
+        f"{_base(m, 'trivial', 'top1_right_cause')} | "
+        f"{_base(m, 'autotrainer', 'top1_right_cause')} | "
         f"{_legacy(m, 'top1_right_cause')} |",
         f"| right cause, top-3 | {_pct(m['top3_right_cause'])} | | |",
         f"| right action (top finding's remedy) | {_pct(m['right_action'])} | | |",
         f"| false alarm on healthy (WARNING or CRITICAL) | {_pct(m['false_alarm_healthy'])} | "
-        f"{_pct(m['baselines']['trivial']['false_alarm_healthy'])} | "
-        f"{_pct(m['baselines']['autotrainer']['false_alarm_healthy'])} | "
+        f"{_base(m, 'trivial', 'false_alarm_healthy')} | "
+        f"{_base(m, 'autotrainer', 'false_alarm_healthy')} | "
         f"{_legacy(m, 'false_alarm_healthy')} |",
         f"| CRITICAL on healthy | {_pct(m['critical_alarm_healthy'])} | | |",
         f"| remedy recovers >= 90% of twin quality | {_pct(m['remedy_recovery_90'])} | | |",
