@@ -72,11 +72,27 @@ class DiagnosisThresholds:
             reset) gradients do: each step adds one batch's gradient to the sum. Per-batch
             gradients of a healthy run are dominated by their noise (SNR well below 1, also
             while a model starts to learn and its gradients grow).
-        healthy_rel_velocity: movement per update, as a share of the row norm, that a
-            well-tuned run shows (1%; ``high_rel_velocity`` is 4x it): the target of the
-            learning-rate factor prescribed for LEARNING_RATE_TOO_LOW (movement per update
-            scales with the learning rate).
-        min_lr_factor, max_lr_factor: bounds of that factor (x10 to x10^4).
+        healthy_rel_velocity: movement per update, as a share of the norm, that a
+            well-tuned run's fastest table or weight matrix shows (3%: 1-3% on the tuning
+            seeds' healthy runs, whose weights have grown; a run that barely moved still has
+            its initial, smaller norms and larger gradients, so it moves ~2x more than the
+            healthy run scaled down by the rate): the target of the learning-rate factor
+            prescribed for LEARNING_RATE_TOO_LOW (movement per update scales with the
+            learning rate).
+        min_lr_factor, max_lr_factor: bounds of that factor (x10 to x10^4); for a rate too
+            high, the factor is between ``1 / max_lr_factor`` and ``1 / min_lr_factor``.
+        healthy_init_displacement: mean displacement of a table's rows per update, as a share
+            of their mean norm when training started, that a well-tuned run shows (3%: the
+            median of healthy tables on the tuning seeds is 1-4%, up to 16% for sparse
+            Adagrad); the target of the factor prescribed for LEARNING_RATE_TOO_HIGH on a
+            table (movement per update scales with the learning rate, so the ratio is the
+            overshoot).
+        high_init_displacement: rows moving by more than this share of their initial norm per
+            update (10x ``healthy_init_displacement``; healthy tables stay below 0.16) overshoot
+            even when their movement relative to their current, blown-up norm looks modest.
+        runaway_rel_velocity: rows that move by more than half their current norm at every
+            update cannot hold what they learned: LEARNING_RATE_TOO_HIGH whatever the loss
+            does (healthy tables move 0.1-3.5% per update).
         overfit_min_points: validation values needed before an overfitting verdict (fewer
             cannot tell a trend from one noisy evaluation).
         overfit_patience: the validation metric must have stayed worse than its best for
@@ -138,9 +154,12 @@ class DiagnosisThresholds:
     exploding_ratio: float = 50.0
     unreachable_stale_share: float = 0.25
     accumulation_snr: float = 1.0
-    healthy_rel_velocity: float = 0.01
+    healthy_rel_velocity: float = 0.03
     min_lr_factor: float = 10.0
     max_lr_factor: float = 1e4
+    healthy_init_displacement: float = 0.03
+    high_init_displacement: float = 0.3
+    runaway_rel_velocity: float = 0.5
     overfit_min_points: int = 5
     overfit_patience: float = 0.2
     overfit_worsening: float = 0.05

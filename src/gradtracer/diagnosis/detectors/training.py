@@ -43,31 +43,45 @@ def recent_rel_velocity(t: TableSignals) -> float:
     return min(t.rel_velocity, float(np.median(v[busy])) / t.mean_row_norm)
 
 
-def _slowdown(t: TableSignals) -> tuple[int, float] | None:
-    """(step, before / now) when the table's mean row velocity fell by 10x or more from
-    its early level (median of the first 20% of snapshots) to its late level (last 20%);
-    the step is the snapshot before the largest drop between two snapshots (a cut learning
-    rate makes the per-exposure EMAs fall faster than training ever does); ``before`` is the
-    velocity there and ``now`` the velocity EMA of the most exposed tenth of the rows (the
-    least contaminated by pre-cut updates). None without such a drop."""
-    vals = [(st, v) for st, v in t.velocity_series if math.isfinite(v) and v >= 0]
+def _series_drop(series: Sequence[tuple[int, float]]) -> tuple[int, float, float] | None:
+    """(step, velocity before, late velocity) when a velocity series fell by 10x or more
+    from its early level (median of the first 20% of snapshots) to its late level (last
+    20%). The step is the snapshot before the change point: the split of the log velocity
+    into two segments with the largest size-weighted gap of their means (a cut learning
+    rate drops the velocity and keeps it down; early noise does not). ``before`` is the median
+    of the 20% of snapshots just before the split. None without such a drop."""
+    vals = [(st, v) for st, v in series if math.isfinite(v) and v >= 0]
     if len(vals) < 10:
         return None
     k = max(2, len(vals) // 5)
-    early = float(np.median([v for _, v in vals[:k]]))
-    late = float(np.median([v for _, v in vals[-k:]]))
+    v = np.asarray([x for _, x in vals], dtype=np.float64)
+    early, late = float(np.median(v[:k])), float(np.median(v[-k:]))
     if early <= 0 or late * 10.0 > early:
         return None
-    # the cut is where the velocity falls fastest: the largest drop between two snapshots
-    drops = [math.log(max(a, 1e-30) / max(b, 1e-30)) for (_, a), (_, b) in zip(vals, vals[1:])]
-    i = int(np.argmax(drops))
-    # now: the most exposed tenth of the rows, whose EMAs kept least of the pre-cut updates
+    lv = np.log(np.maximum(v, 1e-30))
+    n = lv.size
+    # two-segment fit of the log velocity: the split with the largest size-weighted gap
+    score = [math.sqrt(i * (n - i) / n) * (lv[:i].mean() - lv[i:].mean()) for i in range(1, n)]
+    i = 1 + int(np.argmax(score))
+    before = float(np.median(v[max(0, i - k) : i]))
+    return int(vals[i - 1][0]), before, late
+
+
+def _slowdown(t: TableSignals) -> tuple[int, float] | None:
+    """(step, before / now) when the table's mean row velocity fell by 10x or more
+    (:func:`_series_drop`); ``before`` is the velocity at the step before the sharpest drop
+    and ``now`` the velocity EMA of the most exposed tenth of the rows (the least
+    contaminated by pre-cut updates). None without such a drop."""
+    drop = _series_drop(t.velocity_series)
+    if drop is None:
+        return None
+    step, before, late = drop
     now = late
     v, e = t.row_velocity, t.exposure
     if v.size and v.size == e.size and (e > 0).any():
         busy = e >= np.quantile(e[e > 0], 0.9)
         now = min(late, float(np.median(v[busy & (e > 0)])))
-    return int(vals[i][0]), vals[i][1] / max(now, 1e-30)
+    return step, before / max(now, 1e-30)
 
 
 def _speedup(t: TableSignals) -> int | None:
@@ -85,6 +99,50 @@ def _speedup(t: TableSignals) -> int | None:
         return None
     rises = [math.log(max(b, 1e-30) / max(a, 1e-30)) for (_, a), (_, b) in zip(vals, vals[1:])]
     return int(vals[int(np.argmax(rises))][0])
+
+
+def init_displacement(t: TableSignals) -> float:
+    """Displacement of the table's rows per update over their mean norm when training
+    started (``rel_velocity`` when that is unknown): the larger of the mean velocity EMA of
+    the exposed rows and the median one of the most exposed half (whose EMAs reflect the
+    recent updates, e.g. after a rate raised mid-run). Movement per update scales with the
+    learning rate (Adam's step is about ``lr`` per coordinate), while ``rel_velocity``
+    divides by the current norm, which a too high rate blows up as well, so it saturates."""
+    init = t.init_mean_row_norm
+    if init is None or not math.isfinite(init) or init <= 0:
+        return t.rel_velocity
+    moved = t.rel_velocity * t.mean_row_norm
+    v, e = t.row_velocity, t.exposure
+    if v.size and v.size == e.size and (e > 0).any():
+        seen = e > 0
+        busy = seen & (e >= np.median(e[seen]))
+        moved = max(moved, float(np.median(v[busy])))
+    return moved / init
+
+
+def _busy_rel_velocity(t: TableSignals) -> float:
+    """Median of velocity EMA / row norm over the most exposed half of the rows (rarely seen
+    rows of a table initialised near zero move by a large share of their tiny norm in a
+    healthy run too); ``rel_velocity`` when per-row data is missing."""
+    v, e, n = t.row_velocity, t.exposure, t.row_norms
+    if not (v.size and v.size == e.size == n.size and (e > 0).any()):
+        return t.rel_velocity
+    seen = e > 0
+    busy = seen & (e >= np.median(e[seen])) & (n > 0)
+    if not busy.any():
+        return t.rel_velocity
+    return float(np.median(v[busy] / n[busy]))
+
+
+def high_lr_factor(t: TableSignals, th: DiagnosisThresholds) -> float:
+    """Learning-rate factor for a table whose rate is too high: the power of ten that brings
+    its displacement per update back to ``healthy_init_displacement`` of its initial row
+    norm, between ``1 / max_lr_factor`` and ``1 / min_lr_factor`` (x0.1 at least)."""
+    d = init_displacement(t)
+    if not (math.isfinite(d) and d > 0):
+        return 1.0 / th.min_lr_factor
+    factor = 10.0 ** round(math.log10(th.healthy_init_displacement / d))
+    return float(min(max(factor, 1.0 / th.max_lr_factor), 1.0 / th.min_lr_factor))
 
 
 def _recently_stalled(losses: Sequence[tuple[int, float]], th: DiagnosisThresholds) -> bool:
@@ -113,28 +171,36 @@ def detect_learning_rate(s: RunSignals, th: DiagnosisThresholds) -> list[Finding
     risen = (last > th.loss_rise * best and last >= 0.97 * first) or never_improved
     stalled = (first - last) <= th.stalled_loss_drop * abs(first)
     out: list[Finding] = []
-    fast_tables = [t for t in s.tables if t.finite and t.steps >= th.min_steps
-                   and t.rel_velocity > th.high_rel_velocity]  # fmt: skip
+    tracked = [t for t in s.tables if t.finite and t.steps >= th.min_steps]
+    fast_tables = [t for t in tracked if t.rel_velocity > th.high_rel_velocity
+                   or init_displacement(t) > th.high_init_displacement]  # fmt: skip
+    # rows that move by more than a share of their own norm at every update cannot hold
+    # what they learned, whatever the loss does
+    runaway = [t for t in tracked if min(t.rel_velocity, _busy_rel_velocity(t))
+               > th.runaway_rel_velocity]  # fmt: skip
     # weight matrices only: a bias near zero has a meaningless update-to-weight ratio
     fast_layers = [
         ly for ly in s.layers
         if ly.fan_in and ly.n_obs >= th.min_steps // 2 and math.isfinite(ly.update_ratio)
         and ly.update_ratio > th.high_update_ratio
     ]  # fmt: skip
-    if risen and (fast_tables or fast_layers):
+    if runaway and not (risen and (fast_tables or fast_layers)):
+        fast_tables, fast_layers = runaway, []
+    if (risen and (fast_tables or fast_layers)) or runaway:
         for t in fast_tables:
             since = _speedup(t)
-            params: dict[str, float | int | str | bool | None] = {"subject": t.name,
-                                                                  "factor": 0.1}  # fmt: skip
+            params: dict[str, float | int | str | bool | None] = {
+                "subject": t.name, "factor": high_lr_factor(t, th)}  # fmt: skip
             if since is not None:
                 params["from_step"] = since
             out.append(_make(
                 T.LEARNING_RATE_TOO_HIGH, t.name,
-                f"Rows of '{t.name}' move {t.rel_velocity:.3g} of their norm per update and the "
-                f"loss rose from its best {best:.4g} to {last:.4g}"
+                f"Rows of '{t.name}' move {t.rel_velocity:.3g} of their norm per update "
+                f"({init_displacement(t):.3g} of their initial norm) and the loss went from "
+                f"its best {best:.4g} to {last:.4g}"
                 + (f"; they sped up at step {since}" if since is not None else "") + ".", 0.85,
                 {"rel_velocity": t.rel_velocity, "loss_best": best, "loss_last": last,
-                 "speedup_step": since},
+                 "speedup_step": since, "init_displacement": init_displacement(t)},
                 remedy=Remedy("scale_learning_rate", params),
             ))  # fmt: skip
         for module, group in _modules(fast_layers).items():
@@ -149,8 +215,9 @@ def detect_learning_rate(s: RunSignals, th: DiagnosisThresholds) -> list[Finding
     if not (stalled or _recently_stalled(s.losses, th)):
         return out
     moving = [t for t in s.tables if t.finite and t.coord_rms > 0 and t.steps >= th.min_steps]
-    layers = [ly for ly in s.layers if ly.n_obs >= th.min_steps // 2 and math.isfinite(
-        ly.update_ratio) and not ly.all_zero]  # fmt: skip
+    # weight matrices only: a bias near zero has a meaningless update-to-weight ratio
+    layers = [ly for ly in s.layers if ly.fan_in and ly.n_obs >= th.min_steps // 2
+              and math.isfinite(ly.update_ratio) and not ly.all_zero]  # fmt: skip
     rates = [recent_rel_velocity(t) for t in moving] + [ly.update_ratio for ly in layers]
     if rates and max(rates) < th.low_rel_velocity and min(rates) > th.not_moving_rel_velocity:
         # movement per update scales with the learning rate (Adam and SGD alike): the factor
@@ -159,6 +226,11 @@ def detect_learning_rate(s: RunSignals, th: DiagnosisThresholds) -> list[Finding
         factor = min(max(factor, th.min_lr_factor), th.max_lr_factor)
         params = {"subject": "*", "factor": factor}
         drops = [x for x in (_slowdown(t) for t in moving) if x is not None]
+        # the FlowTracker's per-step displacement (tables and layers) falls at a cut by the
+        # cut's full factor; the tables' per-exposure EMAs still carry pre-cut updates
+        flow = _series_drop(s.velocities)
+        if flow is not None:
+            drops.append((flow[0], flow[1] / max(flow[2], 1e-30)))
         if drops:  # the rate was cut mid-run: restore the rate the run had before the cut
             params["from_step"] = min(st for st, _ in drops)
             ratio = max(r for _, r in drops)
