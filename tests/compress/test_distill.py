@@ -5,12 +5,14 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from gradtracer.compress import DistillationTracker, linear_cka, topk_overlap
 from gradtracer.compress.distill_study import (
+    BottleneckConfig,
     TwoTower,
     planted_bottleneck_study,
     summarize_bottleneck,
@@ -135,15 +137,23 @@ def test_hint_loss_trains_the_regressor_and_student() -> None:
 
 def test_planted_bottleneck_is_flagged() -> None:
     w = load_workload("synthetic", random_state=0)
-    res = planted_bottleneck_study(w, seed=0, bottleneck=1, n_epochs=10)
+    cfg = BottleneckConfig(
+        bottleneck=1, n_epochs=10, teacher_epochs=10, batch_size=512, learning_rate=0.005
+    )
+    res = planted_bottleneck_study(w, seed=0, config=cfg)
     assert res.flagged is not None and res.flagged.startswith("item_tower")
     assert res.action in ("widen", "hint_loss")
     assert math.isfinite(res.widened_ndcg) and math.isfinite(res.acted_ndcg)
     # the user tower has the teacher's width: its representation is closer to the teacher's
     assert res.cka["item_tower.0"] < res.cka["user_tower.0"]
     assert res.coverage["item_tower.0"] < res.coverage["user_tower.0"]
+    assert res.acted_per_user is not None and res.distilled_per_user is not None
+    assert res.acted_per_user.shape == res.distilled_per_user.shape == (w.n_users,)
+    assert float(np.mean(res.distilled_per_user)) == pytest.approx(res.distilled_ndcg)
     summary = summarize_bottleneck([res, res])
     assert summary["n_seeds"] == 2 and summary["flagged_planted"] == 2
+    assert summary["n_users"] == w.n_users and len(summary["per_seed_user_t_p"]) == 2
+    assert summary["per_user_mean_diff"] == pytest.approx(res.acted_ndcg - res.distilled_ndcg)
     collapsed = dataclasses.replace(res, distilled_ndcg=0.0)
     assert math.isnan(collapsed.lift)
     summary = summarize_bottleneck([res, res, collapsed])

@@ -56,6 +56,7 @@ __all__ = [
     "session_splits",
     "session_study",
     "session_summary_markdown",
+    "subset_sessions",
     "summarize_session_study",
     "table_candidates",
 ]
@@ -173,9 +174,13 @@ class CompressedGRU4Rec(nn.Module):
         """Scores ``(B, C)`` for ``candidates`` (``(C,)`` item ids; ``None`` = all items)."""
         x = self.hidden(items, state)
         if candidates is None:
-            return x @ self._out_w.T + self.output_bias.T
+            return self.output_scores(x)
         c = candidates.to("cpu", torch.int64)
         return x @ self._out_w[c].T + self.output_bias[c].T
+
+    def output_scores(self, h: torch.Tensor) -> torch.Tensor:
+        """Scores ``(B, n_items)`` of top GRU states ``h (B, d)``: ``h @ E^T + b``."""
+        return h @ self._out_w.T + self.output_bias.T
 
     def advance(
         self, state: list[torch.Tensor], batch: SessionBatch
@@ -422,7 +427,7 @@ class SessionStudyRow:
     valid_ndcg: float
     metrics: dict[str, float] = field(default_factory=dict)  # test ndcg@10, recall@20
     picked: str = ""  # the recipe's method
-    fidelity: float | None = None  # top-10 overlap with the float model on validation
+    fidelity: float | None = None  # fidelity to the float model's rankings on validation
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -435,8 +440,31 @@ class SessionStudyRow:
             "valid_ndcg@10": self.valid_ndcg,
             **self.metrics,
             **({"picked": self.picked} if self.picked else {}),
-            **({} if self.fidelity is None else {"fidelity@10": self.fidelity}),
+            **({} if self.fidelity is None else {"fidelity": self.fidelity}),
         }
+
+
+def subset_sessions(sessions: SessionArrays, keep: np.ndarray) -> SessionArrays:
+    """The sessions of ``sessions`` where ``keep`` (``(n_sessions,)`` bool) is true, in one
+    item space, their start order kept."""
+    keep = np.asarray(keep, dtype=bool)
+    if keep.shape != (sessions.n_sessions,):
+        raise ValueError(f"keep must have shape ({sessions.n_sessions},), got {keep.shape}")
+    sel = np.flatnonzero(keep)
+    lengths = sessions.lengths[sel]
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    parts = [sessions.items[sessions.offsets[i] : sessions.offsets[i + 1]] for i in sel]
+    items = np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
+    new_pos = np.full(sessions.n_sessions, -1, dtype=np.int64)
+    new_pos[sel] = np.arange(sel.size)
+    order = new_pos[sessions.start_order]
+    return SessionArrays(
+        items=items,
+        offsets=offsets,
+        start_order=order[order >= 0],
+        session_ids=sessions.session_ids[sel],
+        n_items=sessions.n_items,
+    )
 
 
 def session_splits(

@@ -72,7 +72,10 @@ __all__ = [
     "apply_session_recipe",
     "load_session_artifact",
     "load_session_recipe",
+    "ranking_fidelity",
     "save_session_artifact",
+    "session_hidden",
+    "session_scores_fn",
     "session_recipe_finding",
     "session_recipe_report",
 ]
@@ -398,28 +401,55 @@ class SessionCandidate:
         return float("-inf") if value is None else float(value)
 
 
-def ranking_fidelity(
-    model: Any, reference: Any, sessions: SessionArrays, *, k: int = 10, batch_size: int = 256
-) -> float:
-    """Mean top-``k`` overlap (0-1) of ``model``'s and ``reference``'s next-item rankings over
-    every prediction in ``sessions`` (no labels used: every prefix counts)."""
+def session_hidden(model: Any, sessions: SessionArrays, *, batch_size: int = 256) -> torch.Tensor:
+    """``(n_predictions, d)`` top GRU states of ``model`` (GRU4Rec or
+    :class:`CompressedGRU4Rec`) at every prediction of ``sessions``, in batching order."""
+    from gradtracer.recsys.models.gru4rec.network import adjust_state
     from gradtracer.recsys.sessions.batching import iterate_session_parallel
 
-    sa = model.init_state(min(batch_size, max(sessions.n_sessions, 1)))
-    sb = reference.init_state(min(batch_size, max(sessions.n_sessions, 1)))
-    total, n = 0.0, 0
+    state = model.init_state(min(batch_size, max(sessions.n_sessions, 1)))
+    out = []
     with torch.no_grad():
         for batch in iterate_session_parallel(sessions, batch_size):
-            a, sa = model.advance(sa, batch)
-            b, sb = reference.advance(sb, batch)
-            ta = a.topk(k, dim=1).indices
-            tb = b.topk(k, dim=1).indices
-            hit = (ta.unsqueeze(2) == tb.unsqueeze(1)).any(dim=2).sum(dim=1)
-            total += float(hit.sum()) / k
-            n += int(a.shape[0])
-    if n == 0:
-        raise ValueError("ranking_fidelity needs sessions with at least one prediction")
-    return total / n
+            state = adjust_state(state, batch)
+            out.append(model.hidden(batch.inputs, state).to("cpu", torch.float32))
+    if not out:
+        raise ValueError("sessions have no prediction (every session has one event)")
+    return torch.cat(out)
+
+
+def session_scores_fn(
+    model: CompressedGRU4Rec, sessions: SessionArrays
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``prediction index (B,) -> (B, n_items)`` scores of ``model`` at the predictions of
+    ``sessions`` (states computed once, scores on demand)."""
+    h = session_hidden(model, sessions)
+    return lambda idx: model.output_scores(h[idx])
+
+
+def ranking_fidelity(
+    candidate: CompressedGRU4Rec,
+    reference: CompressedGRU4Rec | Callable[[torch.Tensor], torch.Tensor],
+    sessions: SessionArrays,
+    *,
+    k: int = 10,
+    measure: str = "ndcg",
+) -> float:
+    """Mean fidelity (0-1) of ``candidate``'s next-item top-``k`` to ``reference``'s over
+    every prediction in ``sessions``
+    (:func:`~gradtracer.compress.fidelity.topk_fidelity`, ``measure`` ``ndcg``,
+    ``overlap`` or ``expected``); no labels are used. ``reference`` may be a
+    :func:`session_scores_fn` already built."""
+    from gradtracer.compress.fidelity import topk_fidelity
+
+    ref = (
+        session_scores_fn(reference, sessions)
+        if isinstance(reference, CompressedGRU4Rec)
+        else reference
+    )
+    cand = session_scores_fn(candidate, sessions)
+    per = topk_fidelity(ref, cand, np.arange(sessions.n_predictions), k=k, measure=measure)
+    return float(np.mean(per))
 
 
 def _valid_ndcg(model: Any, sessions: SessionArrays) -> float:
@@ -438,6 +468,8 @@ def advise_session(
     dense: str | Mapping[str, str] = "fp32",
     select: str = "valid_ndcg",
     fidelity_sessions: SessionArrays | None = None,
+    fidelity_k: int = 10,
+    fidelity_measure: str = "ndcg",
     metric: np.ndarray | None = None,
     fidelity: bool | None = None,
     candidates: Sequence[SessionCandidate] | None = None,
@@ -453,8 +485,9 @@ def advise_session(
         signals: ``{name: (n_items,) row importance}`` weighting score-metric allocations
             (``frequency`` also drives frequency pruning).
         dense: GRU matrix precision(s) of every candidate (default fp32).
-        select: ``"valid_ndcg"`` (default) or ``"fidelity"``: mean top-10 overlap with
-            the float model's rankings on ``fidelity_sessions`` (default ``valid``).
+        select: ``"valid_ndcg"`` (default) or ``"fidelity"``: agreement with the float
+            model's rankings (:func:`ranking_fidelity`) on ``fidelity_sessions``
+            (default ``valid``), at cut-off ``fidelity_k`` by ``fidelity_measure``.
         metric: the score metric, if already computed.
         fidelity: also measure fidelity when not selecting by it (default: only then).
         candidates: plans already built and scored by an earlier call (same model,
@@ -486,12 +519,17 @@ def advise_session(
     float_ndcg = _valid_ndcg(reference, valid)
     fid_on = valid if fidelity_sessions is None else fidelity_sessions
     want_fid = select == "fidelity" or bool(fidelity)
+    ref_fn = session_scores_fn(reference, fid_on) if want_fid and candidates is None else None
     scored: list[SessionCandidate] = list(candidates or [])
     if candidates is None:
         cands = table_candidates(w, int(budget_bytes), metric=g, signals=signals)
         for label, table in cands.items():
             cm = CompressedGRU4Rec(model, {"output_emb": table}, dense=dense, name=label)
-            fid = ranking_fidelity(cm, reference, fid_on) if want_fid else None
+            fid = (
+                ranking_fidelity(cm, ref_fn, fid_on, k=fidelity_k, measure=fidelity_measure)
+                if ref_fn is not None
+                else None
+            )
             scored.append(SessionCandidate(label, cm, _valid_ndcg(cm, valid), fid))
             if progress is not None:
                 progress(
@@ -511,6 +549,7 @@ def advise_session(
     table = best.model.tables["output_emb"]
     params: dict[str, Any] = {
         "selection": select,
+        **({"fidelity": f"{fidelity_measure}@{fidelity_k}"} if select == "fidelity" else {}),
         "metric": "score" if best.label.startswith(("mixed_score", "score_svd")) else "row",
     }
     if isinstance(table, LowRankTable) and best.label.startswith("score_svd"):
@@ -539,7 +578,7 @@ def advise_session(
                 "method": c.label,
                 "bytes": int(c.model.table_bytes()),
                 "valid_ndcg@10": c.valid_ndcg,
-                **({} if c.fidelity is None else {"fidelity@10": c.fidelity}),
+                **({} if c.fidelity is None else {"fidelity": c.fidelity}),
             }
             for c in scored
         ],
@@ -547,7 +586,7 @@ def advise_session(
             "valid_ndcg@10": best.valid_ndcg,
             "float_valid_ndcg@10": float_ndcg,
             "relative_loss": (1.0 - best.valid_ndcg / float_ndcg) if float_ndcg > 0 else None,
-            **({} if best.fidelity is None else {"fidelity@10": best.fidelity}),
+            **({} if best.fidelity is None else {"fidelity": best.fidelity}),
         },
         driver=(
             f"{best.label} ({_signal_of(best.label)}) has the best {select.replace('_', ' ')} "
