@@ -232,9 +232,7 @@ def test_session_recipe_round_trips_and_rebuilds_the_pick(
     recipe, cands = advised
     best = max(cands, key=lambda c: c.valid_ndcg)
     assert recipe.method == best.label and recipe.predicted["valid_ndcg@10"] == best.valid_ndcg
-    assert len(recipe.candidates) == len(cands) and all(
-        "fidelity" in c for c in recipe.candidates
-    )
+    assert len(recipe.candidates) == len(cands) and all("fidelity" in c for c in recipe.candidates)
     assert [d["precision"] for d in recipe.dense_layers] == ["int8", "int8"]
     schema = json.loads(
         importlib.resources.files("gradtracer")
