@@ -282,3 +282,22 @@ def test_overfitting_on_a_real_run_and_its_healthy_twin():
     assert f.remedy is not None and f.remedy.kind == "early_stop"
     assert 0 < f.remedy.params["at_step"] < 100
     assert detect_overfitting(healthy, TH) == []
+
+
+# ------------------------------------------------------------- large tables: init or growth
+def test_a_table_that_grew_large_through_its_updates_is_not_badly_initialised():
+    from gradtracer.diagnosis.detectors import detect_bad_initialization
+
+    # started at a normal scale (row norm 0.4), now RMS 5, moving 0.4% per update over 2000
+    # steps: its own path (8x its norm) accounts for the growth (summed gradients)
+    grown = table(coord_rms=5.0, mean_row_norm=20.0, rel_velocity=0.004, steps=2000,
+                  init_mean_row_norm=0.4)  # fmt: skip
+    assert detect_bad_initialization(signals(tables=(grown,)), TH) == []
+    # the same scale reached in 100 steps: a jump the updates cannot account for (a table
+    # re-initialised mid-run), and one that started large
+    jumped = dataclasses.replace(grown, steps=100)
+    started = dataclasses.replace(grown, init_mean_row_norm=19.0)
+    unknown = dataclasses.replace(grown, init_mean_row_norm=None)
+    for t in (jumped, started, unknown):
+        (f,) = detect_bad_initialization(signals(tables=(t,)), TH)
+        assert f.type is FindingType.BAD_INITIALIZATION

@@ -12,7 +12,11 @@ from run_signals import layer, run, series, table
 from torch import nn
 
 from gradtracer.diagnosis import DiagnosisThresholds, collect_signals
-from gradtracer.diagnosis.detectors import detect_gradient_accumulation, detect_overfitting
+from gradtracer.diagnosis.detectors import (
+    detect_gradient_accumulation,
+    detect_learning_rate,
+    detect_overfitting,
+)
 from gradtracer.diagnosis.signals import ValidationSignals
 from gradtracer.findings import FindingType
 from gradtracer.flow.tracker import FlowTracker
@@ -160,3 +164,69 @@ def test_dense_gradients_that_are_never_reset_have_a_high_snr_in_a_real_run():
     snr = {s: float(np.median([ly.snr for ly in sig.layers if ly.fan_in]))
            for s, sig in (("summed", summed), ("fresh", fresh))}  # fmt: skip
     assert snr["summed"] >= TH.accumulation_snr > snr["fresh"]
+
+
+# ------------------------------------------------------------------ learning rate too high
+def _rising() -> tuple[tuple[int, float], ...]:
+    return series(np.concatenate([np.linspace(0.69, 0.5, 40), np.linspace(0.5, 1.2, 60)]))
+
+
+@pytest.mark.parametrize(("moved", "factor"), [(0.6, 0.1), (2.2, 0.01), (30.0, 1e-3)])
+def test_too_high_rate_factor_follows_the_displacement_over_the_initial_norm(moved, factor):
+    # Adam moves rows by about lr per coordinate, and the rows' norm grows with it, so the
+    # movement relative to the current norm saturates near 4%; relative to the initial norm
+    # it keeps the overshoot (30x: ~0.6, 100x: ~2.2 on rows whose healthy value is ~0.03)
+    t = table(rel_velocity=0.045, mean_row_norm=moved / 0.045 * 0.4, init_mean_row_norm=0.4)
+    (f,) = detect_learning_rate(run(tables=(t,), losses=_rising()), TH)
+    assert f.type is FindingType.LEARNING_RATE_TOO_HIGH
+    assert f.evidence["init_displacement"] == pytest.approx(moved)
+    assert f.remedy.params["factor"] == pytest.approx(factor)
+
+
+def test_rows_blown_up_past_their_initial_norm_overshoot_below_the_relative_threshold():
+    # 3.9% of the current norm per update (under high_rel_velocity) but 70% of the initial one
+    t = table(rel_velocity=0.039, mean_row_norm=7.2, init_mean_row_norm=0.4)
+    (f,) = detect_learning_rate(run(tables=(t,), losses=_rising()), TH)
+    assert f.type is FindingType.LEARNING_RATE_TOO_HIGH and f.remedy.params["factor"] == 0.1
+    grown = table(rel_velocity=0.039, mean_row_norm=1.2, init_mean_row_norm=0.4)
+    assert detect_learning_rate(run(tables=(grown,), losses=_rising()), TH) == []
+
+
+def test_runaway_rows_are_too_high_whatever_the_loss_does():
+    exposure = np.full(200, 50.0)
+    norms = np.full(200, 0.8)
+    fast = table(rel_velocity=1.2, mean_row_norm=0.8, init_mean_row_norm=0.4, exposure=exposure,
+                 row_norms=norms, row_velocity=np.full(200, 0.96))  # fmt: skip
+    falling = series(np.linspace(0.70, 0.67, 100))  # the loss still falls a little
+    (f,) = detect_learning_rate(run(tables=(fast,), losses=falling), TH)
+    assert f.type is FindingType.LEARNING_RATE_TOO_HIGH
+    assert f.remedy.params["factor"] == pytest.approx(0.01)  # 0.96 / 0.4 = 2.4 -> 0.03
+    # rarely seen rows of a table initialised near zero move by a large share of their tiny
+    # norm; the busy rows decide
+    cold = np.concatenate([np.full(100, 50.0), np.full(100, 1.0)])
+    tiny = np.concatenate([np.full(100, 0.8), np.full(100, 1e-3)])
+    vel = np.concatenate([np.full(100, 0.008), np.full(100, 0.004)])
+    healthy = table(rel_velocity=0.9, mean_row_norm=0.4, init_mean_row_norm=0.01,
+                    exposure=cold, row_norms=tiny, row_velocity=vel)  # fmt: skip
+    for f in detect_learning_rate(run(tables=(healthy,), losses=falling), TH):
+        assert f.type is not FindingType.LEARNING_RATE_TOO_HIGH
+
+
+# ------------------------------------------------------------------- learning rate too low
+def test_a_cut_rate_is_dated_by_the_change_point_and_sized_by_the_flow_displacement():
+    # per-step displacement of the FlowTracker: a noisy start, then a 1e4 cut at step 60
+    rng = np.random.default_rng(0)
+    vel = np.where(np.arange(100) < 60, 0.01, 1e-6) * np.exp(rng.normal(0, 0.3, 100))
+    vel[1] = 1e-4  # one early dip is no cut
+    flat_late = np.concatenate([np.linspace(0.69, 0.55, 60), np.full(40, 0.55)])
+    slow_now = table(rel_velocity=2e-5, row_velocity=np.full(200, 2.4e-5))
+    layers = (layer("net.0.weight", update_ratio=1e-6), layer("net.0.bias", fan_in=None,
+                                                              update_ratio=0.05))  # fmt: skip
+    s = run(tables=(slow_now,), layers=layers, losses=series(flat_late),
+            velocities=series(vel))  # fmt: skip
+    (f,) = detect_learning_rate(s, TH)
+    assert f.type is FindingType.LEARNING_RATE_TOO_LOW
+    assert f.remedy.params["from_step"] == 60  # the snapshot before the cut (steps 1, 2, ...)
+    assert f.remedy.params["factor"] == pytest.approx(1e4)
+    # a bias near zero (update ratio 5%) does not count as a fast part of the model
+    assert f.evidence["max_rel_velocity"] < TH.low_rel_velocity

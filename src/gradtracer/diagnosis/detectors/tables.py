@@ -8,7 +8,7 @@ import math
 import numpy as np
 
 from gradtracer.diagnosis.detectors._common import T, _make, _upper, _windows
-from gradtracer.diagnosis.signals import RunSignals
+from gradtracer.diagnosis.signals import RunSignals, TableSignals
 from gradtracer.diagnosis.thresholds import DiagnosisThresholds
 from gradtracer.findings import Finding
 
@@ -50,6 +50,21 @@ def detect_parameters_not_updated(s: RunSignals, th: DiagnosisThresholds) -> lis
     return out
 
 
+def _started_large(t: TableSignals, th: DiagnosisThresholds) -> bool:
+    """The table's scale did not come from its updates: its initial mean row norm is at
+    least half of ``huge_coord_rms * sqrt(dim)`` (or unknown), or its norm grew by more than
+    the path its updates can account for (``rel_velocity * norm * steps``: a table
+    re-initialised mid-run jumps). A table that grew large through its own updates (summed
+    gradients, a rate too high) was not initialised badly."""
+    init = t.init_mean_row_norm
+    if init is None or not math.isfinite(init):
+        return True
+    if init >= 0.5 * th.huge_coord_rms * math.sqrt(max(t.dim, 1)):
+        return True
+    path = t.rel_velocity * t.mean_row_norm * t.steps
+    return t.mean_row_norm - init > path
+
+
 def detect_bad_initialization(s: RunSignals, th: DiagnosisThresholds) -> list[Finding]:
     """All-zero, identical-row or badly scaled embedding tables that the run never escapes."""
     out: list[Finding] = []
@@ -61,7 +76,8 @@ def detect_bad_initialization(s: RunSignals, th: DiagnosisThresholds) -> list[Fi
             how = "all zero: every score and every gradient through it is zero"
         elif t.duplicate_share >= 0.5:
             how = f"{t.duplicate_share:.0%} of sampled rows are identical to another row"
-        elif t.coord_rms > th.huge_coord_rms and t.rel_velocity < th.saturated_rel_velocity:
+        elif (t.coord_rms > th.huge_coord_rms and t.rel_velocity < th.saturated_rel_velocity
+              and _started_large(t, th)):  # fmt: skip
             how = (f"weights have RMS {t.coord_rms:.3g}, so scores saturate; rows move "
                    f"{t.rel_velocity:.2g} of their norm per update")  # fmt: skip
         if how:
