@@ -95,6 +95,77 @@ def test_dead_units_and_non_finite_losses_cost_health():
     assert nan.finite < 1.0 and nan.score < ok.score
 
 
+def test_a_cause_named_on_several_subjects_costs_more_but_less_than_as_many_causes():
+    s = signals()
+    one = finding(FindingType.GRADIENT_ACCUMULATION, Severity.CRITICAL)
+    other = finding(FindingType.BAD_INITIALIZATION, Severity.CRITICAL)
+    twice = health_score([one, dataclasses.replace(one, subject="user_emb")], signals=s)
+    assert health_score([one], signals=s) > twice > health_score([one, other], signals=s)
+    # the order the findings come in does not matter, only the strongest counts in full
+    weak = dataclasses.replace(one, confidence=0.1, subject="user_emb")
+    assert health_score([weak, one], signals=s) == pytest.approx(
+        health_score([one, weak], signals=s)
+    )
+
+
+def test_a_finding_whose_damage_a_factor_measures_costs_less_than_another_cause():
+    s = signals()
+    measured = finding(FindingType.PARAMETERS_NOT_UPDATED, Severity.CRITICAL)
+    other = finding(FindingType.GRADIENT_ACCUMULATION, Severity.CRITICAL)
+    assert health_score([measured], signals=s) > health_score([other], signals=s)
+    # ... because the learning factor charges the table that does not move
+    frozen = signals(tables=(table(in_optimizer=False), table(name="user_emb")))
+    assert health_score([measured], signals=frozen) < health_score([other], signals=s)
+
+
+def test_early_warnings_cost_little_beside_what_the_loss_says():
+    s = signals()
+    warn = finding(FindingType.LEARNING_RATE_TOO_HIGH, Severity.WARNING, confidence=1.0)
+    assert health_score([warn], signals=s) > 0.97 * health_score([], signals=s)
+    rising = signals(losses=series(np.linspace(0.69, 1.5, 100)))
+    assert health_score([warn], signals=rising) < 0.5 * health_score([warn], signals=s)
+
+
+def test_a_large_table_that_does_not_learn_costs_more_than_a_small_tensor():
+    ok = health_breakdown([], signals())
+    big = health_breakdown([], signals(tables=(table(in_optimizer=False), table())))
+    small = health_breakdown([], signals(layers=(layer(in_optimizer=False, numel=10),)))
+    assert big.learning < small.learning < ok.learning
+
+
+@pytest.mark.parametrize(
+    "worse",
+    [
+        {"losses": series(np.linspace(0.69, 0.6, 100))},
+        {"losses": series(np.linspace(0.69, 0.8, 100))},
+        {"tables": (table(rel_velocity=1e-4), table(name="user_emb"))},
+        {"tables": (table(requires_grad=False), table(name="user_emb"))},
+        {"layers": (layer(update_ratio=1e-5),)},
+        {"dead_fractions": {"net.1": 0.6}},
+        {"losses": series([*np.linspace(0.69, 0.5, 90), *[math.nan] * 10])},
+    ],
+)
+def test_score_is_monotone_in_each_signal(worse):
+    base = signals(dead_fractions={"net.1": 0.2})
+    changed = dataclasses.replace(base, **worse)
+    crit = finding(FindingType.BAD_INITIALIZATION, Severity.CRITICAL)
+    for ranked in ([], [crit]):
+        assert health_score(ranked, signals=changed) < health_score(ranked, signals=base)
+
+
+@pytest.mark.parametrize(
+    "kind", [FindingType.BAD_INITIALIZATION, FindingType.PARAMETERS_NOT_UPDATED,
+             FindingType.LEARNING_RATE_TOO_HIGH],
+)  # fmt: skip
+def test_score_is_monotone_in_each_findings_severity_and_confidence(kind):
+    s = signals()
+    scores = [health_score([finding(kind, sev, conf)], signals=s)
+              for sev in (Severity.INFO, Severity.WARNING, Severity.CRITICAL)
+              for conf in (0.1, 0.5, 1.0)]  # fmt: skip
+    assert scores == sorted(scores, reverse=True)
+    assert len(set(scores[3:])) == 6  # INFO is free, WARNING and CRITICAL grade
+
+
 @pytest.mark.parametrize(
     "changes",
     [
