@@ -9,6 +9,7 @@ import re
 from collections.abc import Sequence
 
 from gradtracer.diagnosis.detectors._common import T, _make, _modules, _upper, _windows
+from gradtracer.diagnosis.detectors.training import _series_drop
 from gradtracer.diagnosis.signals import LayerSignals, RunSignals, TableSignals
 from gradtracer.diagnosis.thresholds import DiagnosisThresholds
 from gradtracer.findings import Finding, Remedy
@@ -229,14 +230,23 @@ def _skew_finding(
         factor = ratio if too_high else 1.0 / ratio
     factor = float(min(max(factor, 1e-4), 1e4))
     lower = f"; its learning rate is {lr_ratio:.3g}x lower" if lr_ratio > 1.0 else ""
+    params: dict[str, float | int | str | bool | None] = {
+        "subject": named,
+        "factor": factor,
+        "modules": ",".join(sorted(modules[named])),
+    }
+    if not too_high:  # a rate cut mid-run: the slow tower's tables slowed down at the cut
+        cuts = [d[0] for d in (_series_drop(t.velocity_series) for t in s.tables
+                               if t.name in modules[named]) if d is not None]  # fmt: skip
+        if cuts:
+            params["from_step"] = min(cuts)
     return _make(
         T.LEARNING_RATE_TOO_HIGH if too_high else T.LEARNING_RATE_TOO_LOW, named,
         f"Tower '{slow}' moves {rates[slow]:.2g} of its norm per update, {1 / ratio:.3g}x "
         f"slower than tower '{fast}' ({rates[fast]:.2g}){lower}.", 0.85,
         {"slow_tower": slow, "fast_tower": fast, "slow_rate": rates[slow],
          "fast_rate": rates[fast], "rate_ratio": ratio, "learning_rate_ratio": lr_ratio},
-        remedy=Remedy("scale_learning_rate", {"subject": named, "factor": factor,
-                                              "modules": ",".join(sorted(modules[named]))}),
+        remedy=Remedy("scale_learning_rate", params),
     )  # fmt: skip
 
 
