@@ -326,3 +326,16 @@ def test_embedding_only_towers_need_a_learning_rate_gap_as_well():
     same_lr = signals(layers=(), tables=(table("user_emb", rel_velocity=0.01),
                                          table("item_emb", rel_velocity=2e-5)))  # fmt: skip
     assert detect_tower_skew(same_lr, TH) == []
+
+
+def test_tower_skew_remedy_is_dated_when_the_slow_towers_tables_slowed_mid_run():
+    s = towers(item_rate=1e-5, item_lr=0.005 / 300)
+    cut = tuple((4 * i, 0.01 if i < 15 else 0.01 / 300) for i in range(50))
+    dated = dataclasses.replace(s, tables=(
+        s.tables[0], dataclasses.replace(s.tables[1], velocity_series=cut)))  # fmt: skip
+    (f,) = detect_tower_skew(dated, TH)
+    assert f.remedy.params["from_step"] == 56  # the snapshot before the cut
+    assert f.remedy.params["factor"] == pytest.approx(300.0)
+    # a slow tower from the start has no cut to date
+    (g,) = detect_tower_skew(s, TH)
+    assert "from_step" not in g.remedy.params
