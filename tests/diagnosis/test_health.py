@@ -259,3 +259,38 @@ def test_the_managers_report_carries_the_same_run_health():
     assert stats["run_health"] == pytest.approx(broken.health)
     assert stats["run_health_components"] == pytest.approx(broken.health_components.to_dict())
     assert stats["run_health"] < 100.0
+
+
+def _record(role: str, quality: float, health: float, *, onset_step: int = 0,
+            losses: list | None = None, family: str = "mf_bce", seed: int = 0,
+            fault: str | None = None) -> dict:  # fmt: skip
+    spec = {"family": family, "variant": "default", "random_state": seed, "data_path": None,
+            "fault": fault}  # fmt: skip
+    rec = {"spec": spec, "role": role, "quality": quality, "quality_name": "ndcg@10",
+           "health_at_20": health, "health_at_20_step": 20, "onset_step": onset_step,
+           "losses": losses if losses is not None else [0.69] * 100}  # fmt: skip
+    if role == "faulty":
+        rec["twin_quality"] = 0.2
+    return rec
+
+
+def test_health_rank_scores_only_faults_that_had_begun_in_the_onset_population():
+    from gradtracer.fault_suite.runner import health_rank
+
+    records = [_record("healthy", 0.2 + 0.01 * s, 90.0 + s, seed=0) for s in range(3)]
+    records = [dict(r, spec=dict(r["spec"], random_state=s)) for s, r in enumerate(records)]
+    for s in range(3):
+        # a fault from step 0 the health saw, and a late one it could not see yet
+        records.append(_record("faulty", 0.05 + 0.01 * s, 20.0 + s, seed=s, fault="a"))
+        records.append(_record("faulty", 0.01 * s, 92.0 + s, onset_step=60, seed=s, fault="b"))
+    # built into the model: onset after 20% but the losses already differ from the twin's
+    records.append(_record("faulty", 0.0, 10.0, onset_step=60, losses=[0.7] * 100, fault="c"))
+    out = health_rank(records, families=["mf_bce"])
+    seen = out["pooled_ndcg_onset_before_20pct"]
+    assert seen["n"] == 3 + 3 + 1 and out["pooled_ndcg_families"]["n"] == len(records)
+    assert seen["rho"] > 0.9 > out["pooled_ndcg_families"]["rho"]
+    assert out["pooled_relative_onset_before_20pct"]["n"] == 7
+    assert out["mf_bce_onset_before_20pct"]["rho"] == pytest.approx(seen["rho"])
+    assert out["no_checkpoint"]["n"] == 0
+    untracked = [*records, _record("healthy", 0.2, math.nan, seed=9)]
+    assert health_rank(untracked)["no_checkpoint"]["n"] == 1

@@ -137,8 +137,19 @@ def to_markdown(result: Mapping[str, Any]) -> str:
     for fam, r in m["per_family"].items():
         lines.append(f"| {fam} | {_pct(r['detected'])} | {_pct(r['top1'])} |")
     lines += ["", "## Health at 20% of training vs final quality (Spearman)", "",
+              "A fault whose onset comes after the 20% checkpoint is not in the run when the "
+              "health is read, so no score read there can see it; the goal is judged on "
+              "`pooled_ndcg_onset_before_20pct` (healthy runs and faulty runs whose fault "
+              "had begun by 20%: onset before it, or losses that already differ from the "
+              "twin's), pooled over the NDCG@10 families. Rows without the suffix hold every "
+              "run; `pooled_relative*` correlate with the share of the healthy twin's "
+              "quality a run keeps (comparable across families and data); `real:*` rows "
+              "are one real data file each.", "",
               "| population | rho |", "|---|---|"]  # fmt: skip
     for fam, r in m["health20_vs_quality_spearman"].items():
+        if fam == "no_checkpoint":
+            lines.append(f"| runs without a checkpoint (not scored) | {r.get('n', 0)} |")
+            continue
         lines.append(f"| {fam} | {_num(r, 'rho')} |")
     lines += ["", "## Per fault", "",
               "| fault | runs | harmful | detected | top-1 | top-3 | action | top-1 types |",

@@ -431,6 +431,76 @@ def _label(
                 r[f"{name}_top1_right"] = any(t in fault.right_causes for t, *_ in out)
 
 
+def _fault_began_by_20pct(r: dict[str, Any], twins: dict[tuple[Any, ...], dict[str, Any]]) -> bool:
+    """Whether the fault was in the run when its health was read at 20% of training: its
+    onset came before that checkpoint, or its losses up to it differ from its twin's (a
+    fault applied when the model or data is built is in the run from step 0)."""
+    if r["role"] == "healthy":
+        return True
+    step = r.get("health_at_20_step") or 0
+    if r["onset_step"] < step:
+        return True
+    twin = twins.get(_twin_key(r["spec"]))
+    if twin is None:
+        return False
+    return bool(r["losses"][:step] != twin["losses"][:step])
+
+
+def health_rank(
+    records: Sequence[dict[str, Any]],
+    real: Sequence[dict[str, Any]] = (),
+    families: Sequence[str] = (),
+) -> dict[str, dict[str, float | int]]:
+    """Spearman correlation (bootstrap 95% interval) of the health at 20% of training with
+    the final quality, over several populations.
+
+    Keys: each family (its synthetic runs); ``pooled_ndcg_families`` (every synthetic run
+    whose quality is NDCG@10); the same restricted to runs whose fault had begun by the 20%
+    checkpoint (``*_onset_before_20pct``; healthy runs always count); ``pooled_relative*``
+    (quality over the healthy twin's, every family: the share of quality a run keeps);
+    ``real:<kind>*`` per real data file. Each entry's ``n`` counts its runs; runs without a
+    checkpoint (untracked) are counted in ``no_checkpoint``, not scored.
+
+    Args:
+        records: synthetic run records (with ``health_at_20``; faulty ones with
+            ``twin_quality`` after labelling).
+        real: real-data run records.
+        families: families to report one by one.
+    """
+    out: dict[str, dict[str, float | int]] = {}
+    twins = {_twin_key(r["spec"]): r for r in [*records, *real] if r["role"] == "healthy"}
+
+    def rho(rs: Sequence[dict[str, Any]], relative: bool = False) -> dict[str, float | int]:
+        if relative:
+            rs = [r for r in rs if (r.get("twin_quality") or 0) > 0 or r["role"] == "healthy"]
+            q = [1.0 if r["role"] == "healthy" else r["quality"] / r["twin_quality"] for r in rs]
+        else:
+            q = [r["quality"] for r in rs]
+        return _spearman_ci([r["health_at_20"] for r in rs], q)
+
+    pop = [r for r in records if math.isfinite(r["health_at_20"])]
+    seen = [r for r in pop if _fault_began_by_20pct(r, twins)]
+    for fam in families:
+        out[fam] = rho([r for r in pop if r["spec"]["family"] == fam])
+    for fam in families:
+        out[f"{fam}_onset_before_20pct"] = rho([r for r in seen if r["spec"]["family"] == fam])
+    ndcg = [r for r in pop if r["quality_name"] == "ndcg@10"]
+    out["pooled_ndcg_families"] = rho(ndcg)
+    out["pooled_ndcg_onset_before_20pct"] = rho([r for r in seen if r["quality_name"] == "ndcg@10"])
+    out["pooled_relative"] = rho(pop, relative=True)
+    out["pooled_relative_onset_before_20pct"] = rho(seen, relative=True)
+    real_pop = [r for r in real if math.isfinite(r["health_at_20"])]
+    for kind in sorted({real_data_kind(r["spec"]["data_path"]) for r in real_pop}):
+        rs = [r for r in real_pop if real_data_kind(r["spec"]["data_path"]) == kind]
+        out[f"real:{kind}"] = rho(rs)
+        out[f"real:{kind}_onset_before_20pct"] = rho(
+            [r for r in rs if _fault_began_by_20pct(r, twins)]
+        )
+    skipped = len(records) + len(real) - len(pop) - len(real_pop)
+    out["no_checkpoint"] = {"n": skipped}
+    return out
+
+
 def score(records: Sequence[dict[str, Any]], config: SuiteConfig) -> dict[str, Any]:
     """The suite's metrics (95% Wilson intervals for rates, bootstrap for medians and rho).
 
@@ -492,22 +562,7 @@ def score(records: Sequence[dict[str, Any]], config: SuiteConfig) -> dict[str, A
     fixed = [r for r in harmful if r.get("remedy")]
     rec90 = [bool(r["remedy"]["recovered"] >= 0.9) for r in fixed
              if math.isfinite(r["remedy"]["recovered"])]  # fmt: skip
-    rank = {}
-    pop = [r for r in [*healthy, *faulty] if math.isfinite(r["health_at_20"])]
-    for fam in config.families:
-        rs = [r for r in pop if r["spec"]["family"] == fam]
-        rank[fam] = _spearman_ci([r["health_at_20"] for r in rs], [r["quality"] for r in rs])
-    rs = [r for r in pop if r["quality_name"] == "ndcg@10"]
-    rank["pooled_ndcg_families"] = _spearman_ci([r["health_at_20"] for r in rs],
-                                                [r["quality"] for r in rs])  # fmt: skip
-    # a fault whose onset comes after the 20% checkpoint is not in the run yet when it is read
-    seen = [
-        r
-        for r in rs
-        if r["role"] == "healthy" or r["onset_step"] < (r.get("health_at_20_step") or 0)
-    ]
-    rank["pooled_ndcg_onset_before_20pct"] = _spearman_ci([r["health_at_20"] for r in seen],
-                                                          [r["quality"] for r in seen])  # fmt: skip
+    rank = health_rank([*healthy, *faulty], real, config.families)
     return {
         "real_data": _real_data_table(real),
         "n_healthy": len(healthy), "n_faulty": len(faulty), "n_harmful": len(harmful),
