@@ -138,8 +138,9 @@ def test_hint_loss_trains_the_regressor_and_student() -> None:
 def test_planted_bottleneck_is_flagged() -> None:
     w = load_workload("synthetic", random_state=0)
     cfg = BottleneckConfig(
-        bottleneck=1, n_epochs=10, teacher_epochs=10, batch_size=512, learning_rate=0.005
-    )
+        bottleneck=1, n_epochs=10, teacher_epochs=10, batch_size=512, learning_rate=0.005,
+        teacher_batch_size=512, teacher_learning_rate=0.005,
+    )  # fmt: skip
     res = planted_bottleneck_study(w, seed=0, config=cfg)
     assert res.flagged is not None and res.flagged.startswith("item_tower")
     assert res.action in ("widen", "hint_loss")

@@ -548,6 +548,7 @@ def session_study(
     ratios: Sequence[float] = (8, 16, 32),
     dense: Sequence[str] = ("fp16", "int8", "int4"),
     select: str | Sequence[str] = "valid_ndcg",
+    fidelity_options: Mapping[str, Any] | None = None,
 ) -> list[SessionStudyRow]:
     """Compress the item table of GRU4Rec models at each budget; evaluate every plan.
 
@@ -563,6 +564,8 @@ def session_study(
             matrix alone), rows with ``ratio = 0``.
         select: the selection rule of ``recipe`` (``valid_ndcg`` or ``fidelity``), or
             several: the first gives ``recipe``, each other one a ``recipe:<rule>`` row.
+        fidelity_options: ``fidelity_k``, ``fidelity_measure``, ``fidelity_sessions`` of
+            :func:`~gradtracer.compress.session_recipe.advise_session`.
 
     Rows: ``fp32`` (the trained model), every method of :func:`table_candidates`, and
     ``recipe`` (the validation pick) per budget; ``dense_<p>`` and ``dense_<p>:<matrix>``.
@@ -591,7 +594,7 @@ def session_study(
             budget = int(fp32_bytes // ratio)
             recipe, scored = advise_session(
                 model, train, valid, budget, signals=signals, select=rules[0], metric=metric,
-                fidelity="fidelity" in rules,
+                fidelity="fidelity" in rules, **dict(fidelity_options or {}),
             )  # fmt: skip
             by_label = {}
             for c in scored:
