@@ -289,3 +289,22 @@ def test_a_suite_without_synthetic_runs_still_writes_its_report():
     text = to_markdown({"config": {"healthy_seeds": [], "fault_seeds": [], "tuning_seeds": [0]},
                         "metrics": metrics})  # fmt: skip
     assert "| right cause, top-1 | n/a (0 runs) | n/a (0 runs) | n/a (0 runs) |" in text
+
+
+@pytest.mark.skipif(not AMAZON.exists(), reason="../shared/data (Amazon) not present")
+def test_real_data_settings_reach_the_optimizer_and_leave_synthetic_runs_alone():
+    from gradtracer.fault_suite.inject import _REAL, _Ctx, _make_optimizer
+    from gradtracer.fault_suite.trainer import _Trainer
+
+    def groups(spec: RunSpec) -> dict[str, tuple[float, float]]:
+        ctx = _Ctx(spec)
+        opt, _ = _make_optimizer(ctx, _Trainer(spec, ctx).model)
+        return {pg["name"]: (pg["lr"], pg["weight_decay"]) for pg in opt.param_groups}
+
+    real = groups(RunSpec("mf_bce", data_path=str(AMAZON)))
+    synthetic = groups(RunSpec("mf_bce"))
+    decay = _REAL[("amazon", "mf_bce")]["weight_decay"]
+    assert real == {"user_emb": (0.01, decay), "item_emb": (0.01, decay)}
+    assert synthetic == {"user_emb": (0.01, 0.0), "item_emb": (0.01, 0.0)}
+    collapse = groups(RunSpec("mf_bce", data_path=str(AMAZON), fault="weight_decay_collapse"))
+    assert {wd for _, wd in collapse.values()} == {5.0}  # the fault's decay replaces it
