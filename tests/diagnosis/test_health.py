@@ -208,7 +208,9 @@ def test_breakdown_round_trips_and_diagnosis_exposes_it():
     assert stalled.health_components.loss < d.health_components.loss
 
 
-def _train(freeze_items: bool, n_steps: int = 60, *, report: list | None = None) -> Diagnosis:
+def _train(
+    freeze_items: bool, n_steps: int = 60, *, report: list | None = None, keep: list | None = None
+) -> Diagnosis:
     from gradtracer.embedding.tracker import EmbeddingTracker
     from gradtracer.flow.tracker import FlowTracker
     from gradtracer.manager import FlowManager
@@ -242,6 +244,8 @@ def _train(freeze_items: bool, n_steps: int = 60, *, report: list | None = None)
     if report is not None:
         report.append(manager.to_report())
     manager.detach()
+    if keep is not None:
+        keep.append(manager)
     return d
 
 
@@ -259,6 +263,18 @@ def test_the_managers_report_carries_the_same_run_health():
     assert stats["run_health"] == pytest.approx(broken.health)
     assert stats["run_health_components"] == pytest.approx(broken.health_components.to_dict())
     assert stats["run_health"] < 100.0
+    # the tracker aggregate is named apart from the run health (and kept as health_score)
+    assert stats["tracker_health_score"] == stats["health_score"]
+
+
+def test_the_manager_names_its_two_health_numbers_apart():
+    from gradtracer.manager import FlowManager
+
+    assert FlowManager().run_health() is None and FlowManager().health_score() is None
+    managers: list = []
+    broken = _train(True, n_steps=30, keep=managers)
+    assert managers[0].run_health() == pytest.approx(broken.health)
+    assert managers[0].health_score() == managers[0].to_report().stats["tracker_health_score"]
 
 
 def _record(role: str, quality: float, health: float, *, onset_step: int = 0,

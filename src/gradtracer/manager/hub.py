@@ -346,10 +346,17 @@ class FlowManager:
         tracker_health = {
             k: compute_tracker_health(c.stats, c.findings) for k, c in zip(keys, children)
         }
+        # two health numbers with different meanings, named apart: ``run_health`` is the
+        # diagnosis's (gradtracer.diagnosis.health: the share of its attainable quality the
+        # run is on its way to keep); ``tracker_health_score`` is the mean of the trackers'
+        # own health scores minus the cost of the report's findings, also kept under its
+        # first name ``health_score`` (the agent schema and the exporters read it)
+        aggregate = compute_health_score(list(tracker_health.values()), findings)
         stats: dict[str, Any] = {
             "n_trackers": len(keys),
             "step": self._step,
-            "health_score": compute_health_score(list(tracker_health.values()), findings),
+            "health_score": aggregate,
+            "tracker_health_score": aggregate,
             "tracker_health": tracker_health,
             "run_health": diagnosis.health,
             "run_health_components": diagnosis.health_components.to_dict(),
@@ -380,8 +387,18 @@ class FlowManager:
         return self.to_report().all_findings()
 
     def health_score(self) -> float | None:
-        """Return the global health score in [0, 100] (None without trackers)."""
+        """Return the tracker-aggregate health in [0, 100]: the mean of the trackers' own
+        health scores minus 10 per WARNING and 20 per CRITICAL cross-tracker finding (None
+        without trackers). The run-level health of the diagnosis is :meth:`run_health`."""
         return self.to_report().stats["health_score"]
+
+    def run_health(self) -> float | None:
+        """Return the run-level health in [0, 100] of :func:`gradtracer.diagnosis.diagnose`
+        (how much of its attainable quality the run is on its way to keep; its factors are
+        ``to_report().stats["run_health_components"]``); None without trackers."""
+        if not self._trackers:
+            return None
+        return self.to_report().stats.get("run_health")
 
     def report(self) -> ReportText:
         """Return the readable report (the manager's findings, then each tracker's); it
