@@ -1,26 +1,35 @@
-"""Benchmark quantized embedding lookups against the float32 table, side by side in one run.
+"""Benchmark compressed embedding lookups against the float32 table, side by side in one run.
 
 A table of ``--rows`` x ``--dim`` (default 200,000 x 64) is stored in float32 and, from
-the same weights, at INT8 / INT4 / INT2 (``torch.ops.quantized`` row-wise layouts) and as
-a mixed-precision table (5% fp16, 15% int8, 50% int4, 25% int2, 5% dropped rows, each row's
-precision drawn at random, so every batch touches every precision).
+the same weights, as:
+
+- ``int8`` / ``int4`` / ``int2``: one precision for every row (FBGEMM row-wise layouts);
+- ``recipe``: the mix the compression recipes produce (60% int4, 40% int2, rows drawn at
+  random: a 1-bit index map);
+- ``mixed5``: five levels (5% fp16, 15% int8, 50% int4, 25% int2, 5% dropped rows: a
+  4-bit index map), the hardest case for the index map; ``mixed5+map`` is the same table
+  with ``accelerate()`` (a decoded per-row map, 5 bytes a row more, counted in its bytes);
+- ``twoscale4``: ``methods.TwoScaleTable`` at 4 bits (per-column fp16 scale, per-row
+  1-byte exponent);
+- ``int4/fbgemm`` and ``mixed5/ref``: the ``torch.ops.quantized`` paths (one FBGEMM call
+  per precision), what the tables use without numba.
 
 Two workloads, each at every ``--batches`` size (default 512, 4,096 and 16,384):
 
 - ``lookup``: ``B`` uniformly random rows, one row per output (``F.embedding`` for
-  float32, ``QuantizedTable.lookup`` for the others: kernels per precision plus a
-  scatter back, where rows live read from the stored index map by the compiled kernels);
+  float32, ``table.lookup`` for the others);
 - ``pooled``: ``B`` bags of ``--bag`` random rows summed (``F.embedding_bag`` for float32,
-  ``QuantizedTable.embedding_bag``).
+  ``table.embedding_bag``; the two-scale table has no pooled kernel and is timed as its
+  lookup followed by a sum over each bag).
 
-Mixed tables run three ways: ``mixed`` (the stored index map and rank directory read by
-the compiled kernels, no extra memory), ``mixed+map`` (``accelerate()``: a decoded per-row
-map, 5 bytes a row more, counted in its bytes) and ``mixed/ref`` (the tensor-op path used
-without numba). Each round times every storage back to back on the same batches; the
-ratio is the median over ``--repeats`` rounds of float32 time / storage time (>= 1 means
-at least as fast as float32). Bytes are everything the table holds. Run:
+Each round times every storage back to back on the same batches; the ratio is the median
+over ``--repeats`` rounds of float32 time / storage time (>= 1 means at least as fast as
+float32). ``--clock cpu`` (default) times the process's CPU time, which on a shared
+machine leaves out the time other processes hold the core; ``--clock wall`` times
+elapsed time. Bytes are everything the table holds. Before timing, every storage's
+``lookup`` is checked bit for bit against its reference decode. Run:
 ``.venv/bin/python bench/bench_compress.py [--rows N] [--dim D] [--batches 512,4096]
-[--threads T]``.
+[--threads T] [--clock cpu|wall]``.
 """
 
 from __future__ import annotations
@@ -29,44 +38,106 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from gradtracer.compress import QuantizedTable
+from gradtracer.compress.methods import TwoScaleTable
+from gradtracer.compress.rowwise import lookup_rows
 
 Fn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Batches = list[tuple[torch.Tensor, torch.Tensor]]
 
 
-def _seconds(fn: Fn, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
-    t0 = time.perf_counter()
+def _seconds(fn: Fn, batches: Batches, clock: Callable[[], float]) -> float:
+    t0 = clock()
     for idx, off in batches:
         fn(idx, off)
-    return time.perf_counter() - t0
+    return clock() - t0
 
 
 def _compare(
-    fns: dict[str, Fn], batches: list[tuple[torch.Tensor, torch.Tensor]], repeats: int
+    fns: dict[str, Fn], batches: Batches, repeats: int, clock: Callable[[], float]
 ) -> dict[str, tuple[float, float]]:
     """``{name: (rows per second, median ratio to fp32)}``; every round times every
     storage back to back, so load changes on a shared machine hit both sides of a ratio."""
     for fn in fns.values():
-        _seconds(fn, batches[:2])
+        _seconds(fn, batches[:2], clock)
     secs: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(repeats):
         for k, fn in fns.items():
-            secs[k].append(_seconds(fn, batches))
+            secs[k].append(_seconds(fn, batches, clock))
     n = sum(idx.numel() for idx, _ in batches)
     out = {}
     for k in fns:
-        ratios = [f / q for f, q in zip(secs["fp32"], secs[k])]
-        out[k] = (n / statistics.median(secs[k]), statistics.median(ratios))
+        ratios = [f / max(q, 1e-9) for f, q in zip(secs["fp32"], secs[k])]
+        out[k] = (n / max(statistics.median(secs[k]), 1e-9), statistics.median(ratios))
     return out
 
 
+def _tables(weight: torch.Tensor, rows: int) -> tuple[dict[str, Any], dict[str, int]]:
+    rng = np.random.default_rng(0)
+    tables: dict[str, Any] = {
+        p: QuantizedTable.from_weight(weight, p, name=p) for p in ("int8", "int4", "int2")
+    }
+    recipe = rng.choice(["int4", "int2"], p=[0.6, 0.4], size=rows)
+    tables["recipe"] = QuantizedTable.from_weight(weight, recipe, name="recipe")
+    five = rng.choice(
+        ["fp16", "int8", "int4", "int2", "drop"], p=[0.05, 0.15, 0.5, 0.25, 0.05], size=rows
+    )
+    tables["mixed5"] = QuantizedTable.from_weight(weight, five, name="mixed5")
+    tables["mixed5+map"] = QuantizedTable.from_weight(weight, five, name="mixed5").accelerate()
+    tables["twoscale4"] = TwoScaleTable.from_weight(weight, 4, name="twoscale4")
+    nbytes = {"fp32": weight.numel() * 4}
+    for k, t in tables.items():
+        nbytes[k] = t.resident_bytes() if k.endswith("+map") else t.nbytes()
+    nbytes["int4/fbgemm"] = nbytes["int4"]
+    nbytes["mixed5/ref"] = nbytes["mixed5"]
+    return tables, nbytes
+
+
+def _check(tables: dict[str, Any], rows: int, g: torch.Generator) -> None:
+    """Every lookup path equals its reference decode bit for bit."""
+    check = torch.randint(0, rows, (4096,), generator=g)
+    for k, t in tables.items():
+        want = t.lookup_reference(check) if hasattr(t, "lookup_reference") else None
+        if want is None:
+            want = t.dequantize()[check]
+        if not torch.equal(t.lookup(check), want):
+            raise AssertionError(f"{k}: lookup differs from its reference decode")
+    int4 = tables["int4"]
+    if not torch.equal(
+        lookup_rows(int4.blocks["int4"], "int4", int4.dim, check), int4.lookup(check)
+    ):
+        raise AssertionError("int4: compiled lookup differs from the FBGEMM kernel")
+
+
+def _fns(
+    weight: torch.Tensor, tables: dict[str, Any], bag: int
+) -> tuple[dict[str, Fn], dict[str, Fn]]:
+    lookup: dict[str, Fn] = {"fp32": lambda i, o: F.embedding(i, weight)}
+    pooled: dict[str, Fn] = {"fp32": lambda i, o: F.embedding_bag(i, weight, o, mode="sum")}
+    for k, t in tables.items():
+        lookup[k] = lambda i, o, t=t: t.lookup(i)
+        if hasattr(t, "embedding_bag"):
+            pooled[k] = lambda i, o, t=t: t.embedding_bag(i, o)
+        else:
+            pooled[k] = lambda i, o, t=t: t.lookup(i).view(-1, bag, t.dim).sum(1)
+    int4, mixed = tables["int4"], tables["mixed5"]
+    lookup["int4/fbgemm"] = lambda i, o: lookup_rows(int4.blocks["int4"], "int4", int4.dim, i)
+    q = torch.ops.quantized
+    pooled["int4/fbgemm"] = lambda i, o: q.embedding_bag_4bit_rowwise_offsets(
+        int4.blocks["int4"], i, o, mode=0
+    )
+    lookup["mixed5/ref"] = lambda i, o: mixed.lookup_reference(i)
+    return lookup, pooled
+
+
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     p.add_argument("--rows", type=int, default=200_000)
     p.add_argument("--dim", type=int, default=64)
     p.add_argument("--batches", default="512,4096,16384", help="Batch sizes (rows or bags).")
@@ -74,35 +145,24 @@ def main() -> None:
     p.add_argument("--rows-per-round", type=int, default=200_000, help="Rows looked up per round.")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--clock", choices=("cpu", "wall"), default="cpu")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
     g = torch.Generator().manual_seed(0)
     weight = torch.randn(args.rows, args.dim, generator=g)
-    tables: dict[str, QuantizedTable] = {
-        p: QuantizedTable.from_weight(weight, p, name=p) for p in ("int8", "int4", "int2")
-    }
-    rng = np.random.default_rng(0)
-    prec = rng.choice(
-        ["fp16", "int8", "int4", "int2", "drop"], p=[0.05, 0.15, 0.5, 0.25, 0.05], size=args.rows
+    tables, nbytes = _tables(weight, args.rows)
+    _check(tables, args.rows, g)
+    lookup, pooled = _fns(weight, tables, args.bag)
+
+    print(
+        f"table {args.rows} x {args.dim}, threads {args.threads}, {args.repeats} rounds, "
+        f"{args.clock} clock"
     )
-    mixed = QuantizedTable.from_weight(weight, prec, name="mixed")
-    fast = QuantizedTable.from_weight(weight, prec, name="mixed").accelerate()
-    nbytes = {"fp32": weight.numel() * 4, **{k: t.nbytes() for k, t in tables.items()}}
-    nbytes.update({"mixed": mixed.nbytes(), "mixed+map": fast.resident_bytes()})
-    nbytes["mixed/ref"] = mixed.nbytes()
-    check = torch.randint(0, args.rows, (4096,), generator=g)
-    assert torch.equal(mixed.lookup(check), mixed.lookup_reference(check))
-
-    lookup: dict[str, Fn] = {"fp32": lambda i, o: F.embedding(i, weight)}
-    pooled: dict[str, Fn] = {"fp32": lambda i, o: F.embedding_bag(i, weight, o, mode="sum")}
-    for k, t in {**tables, "mixed": mixed, "mixed+map": fast}.items():
-        lookup[k] = lambda i, o, t=t: t.lookup(i)
-        pooled[k] = lambda i, o, t=t: t.embedding_bag(i, o)
-    lookup["mixed/ref"] = lambda i, o: mixed.lookup_reference(i)
-
-    print(f"table {args.rows} x {args.dim}, threads {args.threads}, {args.repeats} rounds")
-    head = f"{'workload':8s} {'batch':>6s} {'storage':10s} {'Mrows/s':>8s} {'x fp32':>7s} {'bytes':>11s} {'x smaller':>9s}"
-    print(head)
+    print(
+        f"{'workload':8s} {'batch':>6s} {'storage':12s} {'Mrows/s':>8s} {'x fp32':>7s} "
+        f"{'bytes':>11s} {'x smaller':>9s}"
+    )
     for size in (int(s) for s in args.batches.split(",")):
         for name, fns, per in (("lookup", lookup, 1), ("pooled", pooled, args.bag)):
             n_batches = max(2, args.rows_per_round // (size * per))
@@ -110,10 +170,11 @@ def main() -> None:
             for _ in range(n_batches):
                 idx = torch.randint(0, args.rows, (size * per,), generator=g)
                 batches.append((idx, torch.arange(0, size * per, per)))
-            for k, (rate, r) in _compare(fns, batches, args.repeats).items():
+            for k, (rate, r) in _compare(fns, batches, args.repeats, clock).items():
                 print(
-                    f"{name:8s} {size:6d} {k:10s} {rate / 1e6:8.2f} {r:7.2f} "
-                    f"{nbytes[k]:11d} {nbytes['fp32'] / nbytes[k]:9.1f}"
+                    f"{name:8s} {size:6d} {k:12s} {rate / 1e6:8.2f} {r:7.2f} "
+                    f"{nbytes[k]:11d} {nbytes['fp32'] / nbytes[k]:9.1f}",
+                    flush=True,
                 )
 
 

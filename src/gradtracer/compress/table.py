@@ -135,12 +135,14 @@ class QuantizedTable:
         self._dir_flat = torch.from_numpy(self.directory.copy()).to(torch.int64).reshape(-1)
         self._positions = torch.arange(BLOCK_ROWS)
         self._block_codes = torch.zeros(0, 0, dtype=torch.uint8)
-        if self.bits:  # the index map as one row of bytes per 64-row block (zero-padded)
-            per_block = BLOCK_ROWS * self.bits // 8
-            n_blocks = -(-self.n_rows // BLOCK_ROWS)
-            padded = np.zeros(n_blocks * per_block, dtype=np.uint8)
-            padded[: self.codes.size] = self.codes
-            self._block_codes = torch.from_numpy(padded.reshape(n_blocks, per_block))
+        self._words = np.zeros((1, 1), np.uint64)
+        if self.bits:  # the index map as 64-bit words per 64-row block (zero-padded)
+            from gradtracer.compress.index_kernel import block_words
+
+            self._words = block_words(self.codes, self.n_rows, self.bits)
+            padded = self._words.reshape(-1).view(np.uint8)
+            self.codes = padded[: self.codes.size]  # the stored bytes, not a second copy
+            self._block_codes = torch.from_numpy(padded.reshape(self._words.shape[0], -1))
         self._fallback_t = None if self.fallback is None else torch.from_numpy(self.fallback.copy())
         self._decoded: tuple[np.ndarray, np.ndarray] | None = None  # see accelerate()
         self._args_cache: tuple[Any, ...] | None = None  # the compiled kernels' arguments
@@ -312,7 +314,7 @@ class QuantizedTable:
                 self.dim,
                 self.levels,
                 self.blocks,
-                self.codes,
+                self._words,
                 self.directory,
                 self.bits,
                 self.fallback,
@@ -324,16 +326,13 @@ class QuantizedTable:
     def lookup(self, rows: torch.Tensor) -> torch.Tensor:
         """Dequantized rows ``rows (B,)``: ``(B, dim)`` float32.
 
-        Mixed tables are read straight from the stored index map and blocks by the
-        compiled kernels of :mod:`~gradtracer.compress.index_kernel` (one pass, every row
-        written once); single-precision tables by their ``torch.ops.quantized`` kernel.
-        Values equal :meth:`lookup_reference` (the kernel-per-precision path used without
-        numba) bit for bit.
+        Read straight from the stored index map and blocks by the compiled kernel of
+        :mod:`~gradtracer.compress.index_kernel` (rows located and prefetched a chunk
+        ahead, every output row written once, in request order). Values equal
+        :meth:`lookup_reference` (one ``torch.ops.quantized`` kernel per precision, the
+        path without numba) bit for bit.
         """
         rows = torch.as_tensor(rows).to(torch.int64).reshape(-1)
-        if not self.bits:
-            self._check_rows(rows)
-            return self._read_level(0, rows).contiguous()
         from gradtracer.compress import index_kernel
 
         if not index_kernel.available():
@@ -394,13 +393,17 @@ class QuantizedTable:
             raise ValueError("offsets must be non-decreasing")
         self._check_rows(idx)
         n_bags = off.numel() - 1
+        from gradtracer.compress import index_kernel
 
         if not self.bits:
             pooled = self._pool_level(0, idx, off)
+        elif index_kernel.available():
+            out = np.zeros((n_bags, self.dim), dtype=np.float32)
+            index_kernel.pool(idx.numpy(), off.numpy(), out, self._kernel_args())
+            pooled = torch.from_numpy(out)
         else:
             pooled = torch.zeros(n_bags, self.dim)
-            groups = self._bag_groups(idx, off)
-            for j, (slots, bag_off) in enumerate(groups):
+            for j, (slots, bag_off) in enumerate(self._bag_groups(idx, off)):
                 if slots.numel():
                     pooled += self._pool_level(j, slots, bag_off)
         if mode == "mean":
@@ -412,14 +415,6 @@ class QuantizedTable:
         self, idx: torch.Tensor, off: torch.Tensor
     ) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per level: its slots in bag order and its ``(n_bags + 1,)`` bag offsets."""
-        from gradtracer.compress import index_kernel
-
-        if index_kernel.available():
-            slots_np, bag_off = index_kernel.group_bags(
-                idx.numpy(), off.numpy(), self.n_rows, self.codes, self.directory, self.bits
-            )
-            slots = torch.from_numpy(slots_np)
-            return [(slots[int(o[0]) : int(o[-1])], torch.from_numpy(o - o[0])) for o in bag_off]
         level, slot = self._locate(idx)
         bag = torch.repeat_interleave(torch.arange(off.numel() - 1), off[1:] - off[:-1])
         out = []

@@ -1,0 +1,316 @@
+"""The numba kernels behind :mod:`gradtracer.compress.index_kernel` (imported lazily).
+
+Kept apart so that importing :mod:`gradtracer.compress` does not import numba, and so
+that the kernels and the LLVM intrinsics they call live at module level, where numba can
+cache their machine code next to this file. See :mod:`~gradtracer.compress.index_kernel`
+for what they compute; call them through its wrappers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+#: Rows located (and prefetched) ahead of the decode, per pipeline stage.
+CHUNK = 64
+#: Requests ahead whose row a single-pass kernel prefetches.
+PREFETCH_AHEAD = 16
+_jit = numba.njit(cache=True, nogil=True, boundscheck=False)
+
+_I8P, _I32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+
+
+@intrinsic
+def prefetch_row(typingctx: Any, arr: Any, row: Any) -> Any:
+    """Prefetch (read, keep in all cache levels) the first byte of ``arr[row]``."""
+
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        aty = sig.args[0]
+        ary = context.make_array(aty)(context, builder, args[0])
+        zero = context.get_constant(types.intp, 0)
+        ptr = cgutils.get_item_pointer(context, builder, aty, ary, [args[1], zero])
+        fnty = ir.FunctionType(ir.VoidType(), [_I8P, _I32, _I32, _I32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+        flags = [ir.Constant(_I32, 0), ir.Constant(_I32, 3), ir.Constant(_I32, 1)]
+        builder.call(fn, [builder.bitcast(ptr, _I8P), *flags])
+        return context.get_dummy_value()
+
+    return types.void(arr, row), codegen
+
+
+@intrinsic
+def prefetch_address(typingctx: Any, address: Any) -> Any:
+    """Prefetch (read, keep in all cache levels) the byte at ``address`` (int64)."""
+
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        fnty = ir.FunctionType(ir.VoidType(), [_I8P, _I32, _I32, _I32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+        flags = [ir.Constant(_I32, 0), ir.Constant(_I32, 3), ir.Constant(_I32, 1)]
+        builder.call(fn, [builder.inttoptr(args[0], _I8P), *flags])
+        return context.get_dummy_value()
+
+    return types.void(types.int64), codegen
+
+
+@intrinsic
+def fma32(typingctx: Any, a: Any, b: Any, c: Any) -> Any:
+    """``a * b + c`` in float32, rounded once."""
+
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        f = ir.FloatType()
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(f, [f, f, f]), "llvm.fma.f32"
+        )
+        return builder.call(fn, list(args))
+
+    return types.float32(types.float32, types.float32, types.float32), codegen
+
+
+@intrinsic
+def half_bits(typingctx: Any, bits: Any) -> Any:
+    """The float16 with bit pattern ``bits`` (uint16), as float32 (exact)."""
+
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        return builder.fpext(builder.bitcast(args[0], ir.HalfType()), ir.FloatType())
+
+    return types.float32(types.uint16), codegen
+
+
+@intrinsic
+def float_bits(typingctx: Any, bits: Any) -> Any:
+    """The float32 with bit pattern ``bits`` (uint32)."""
+
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        return builder.bitcast(args[0], ir.FloatType())
+
+    return types.float32(types.uint32), codegen
+
+
+@intrinsic
+def popcount(typingctx: Any, x: Any) -> Any:
+    """Set bits of a uint64."""
+
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        i64 = ir.IntType(64)
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(i64, [i64]), "llvm.ctpop.i64"
+        )
+        return builder.call(fn, [args[0]])
+
+    return types.uint64(types.uint64), codegen
+
+
+@_jit
+def _locate(rows, a, m, n_rows, bits, words, directory, kinds, dl, ds, where, kk, ss):
+    """Kind and slot of ``rows[a:a + m]`` into ``kk``/``ss``, prefetching the first and
+    last byte of each row; returns the position of the first row outside the table, or -1.
+
+    ``where[k] = (address, row stride, row bytes - 1)`` of kind ``k``'s block, so the
+    prefetch needs no branch on the kind."""
+    shift = 6 - (bits >> 1)  # log2 of the codes per 64-bit word for 1, 2 or 4 bits
+    if bits == 4:
+        lo = np.uint64(0x1111111111111111)
+    elif bits == 2:
+        lo = np.uint64(0x5555555555555555)
+    else:
+        lo = np.uint64(0xFFFFFFFFFFFFFFFF)
+    mask = np.uint64((1 << bits) - 1)
+    ones = np.uint64(0xFFFFFFFFFFFFFFFF)
+    for t in range(m):
+        r = rows[a + t]
+        if r < 0 or r >= n_rows:
+            return a + t
+        if bits == 0:
+            k, s = kinds[0], r
+        elif dl.size:
+            k, s = kinds[np.int64(dl[r])], np.int64(ds[r])
+        else:
+            blk, pos = r >> 6, r & 63
+            wi = pos >> shift
+            within = np.uint64((pos & ((1 << shift) - 1)) * bits)
+            lev = (words[blk, wi] >> within) & mask
+            pattern = lev * lo
+            partial = (np.uint64(1) << within) - np.uint64(1)
+            count = np.uint64(0)
+            for q in range(bits):  # every word of the block, masked: no data-dependent branch
+                x = words[blk, q] ^ pattern  # a code equal to lev is all zero bits
+                if bits == 4:
+                    x = x | (x >> np.uint64(1)) | (x >> np.uint64(2)) | (x >> np.uint64(3))
+                elif bits == 2:
+                    x = x | (x >> np.uint64(1))
+                before = (ones * np.uint64(q < wi)) | (partial * np.uint64(q == wi))
+                count += popcount(~x & lo & before)
+            k = kinds[np.int64(lev)]
+            s = np.int64(directory[blk, np.int64(lev)]) + np.int64(count)
+        kk[t] = k
+        ss[t] = s
+        address = where[k, 0] + s * where[k, 1]
+        prefetch_address(address)
+        prefetch_address(address + where[k, 2])
+    return -1
+
+
+@_jit
+def _decode(kk, ss, m, blocks, fb, out, o):
+    """Rows ``(kk[t], ss[t])`` for ``t < m`` into ``out[o + t]``."""
+    f32, f16, i8, i4, i2 = blocks
+    d = out.shape[1]
+    w8, w4, w2 = i8.shape[1] - 8, i4.shape[1] - 4, i2.shape[1] - 4
+    sh8, sh16, sh24 = np.uint32(8), np.uint32(16), np.uint32(24)
+    quarter, four, sixteen = np.float32(0.25), np.float32(4.0), np.float32(16.0)
+    for t in range(m):
+        kind, s, i = kk[t], ss[t], o + t
+        if kind == 3:
+            scale = half_bits(np.uint16(i4[s, w4]) | (np.uint16(i4[s, w4 + 1]) << np.uint16(8)))
+            bias = half_bits(np.uint16(i4[s, w4 + 2]) | (np.uint16(i4[s, w4 + 3]) << np.uint16(8)))
+            for j in range(d >> 1):  # nibbles split in float32 (exact): 8 lanes a vector
+                q = np.float32(i4[s, j])
+                hi = np.floor(q * quarter * quarter)
+                out[i, 2 * j] = fma32(scale, q - hi * sixteen, bias)
+                out[i, 2 * j + 1] = fma32(scale, hi, bias)
+            if d & 1:
+                out[i, d - 1] = fma32(scale, np.float32(i4[s, d >> 1] & 15), bias)
+        elif kind == 4:
+            scale = half_bits(np.uint16(i2[s, w2]) | (np.uint16(i2[s, w2 + 1]) << np.uint16(8)))
+            bias = half_bits(np.uint16(i2[s, w2 + 2]) | (np.uint16(i2[s, w2 + 3]) << np.uint16(8)))
+            for j in range(d >> 2):
+                q0 = np.float32(i2[s, j])
+                q1 = np.floor(q0 * quarter)
+                q2 = np.floor(q1 * quarter)
+                q3 = np.floor(q2 * quarter)
+                out[i, 4 * j] = fma32(scale, q0 - q1 * four, bias)
+                out[i, 4 * j + 1] = fma32(scale, q1 - q2 * four, bias)
+                out[i, 4 * j + 2] = fma32(scale, q2 - q3 * four, bias)
+                out[i, 4 * j + 3] = fma32(scale, q3, bias)
+            for c in range(d - d % 4, d):
+                code = (i2[s, c >> 2] >> ((c & 3) * 2)) & 3
+                out[i, c] = fma32(scale, np.float32(code), bias)
+        elif kind == 2:
+            sb = (
+                np.uint32(i8[s, w8])
+                | (np.uint32(i8[s, w8 + 1]) << sh8)
+                | (np.uint32(i8[s, w8 + 2]) << sh16)
+                | (np.uint32(i8[s, w8 + 3]) << sh24)
+            )
+            bb = (
+                np.uint32(i8[s, w8 + 4])
+                | (np.uint32(i8[s, w8 + 5]) << sh8)
+                | (np.uint32(i8[s, w8 + 6]) << sh16)
+                | (np.uint32(i8[s, w8 + 7]) << sh24)
+            )
+            scale, bias = float_bits(sb), float_bits(bb)
+            for c in range(d):
+                out[i, c] = fma32(scale, np.float32(i8[s, c]), bias)
+        elif kind == 1:
+            for c in range(d):
+                out[i, c] = half_bits(f16[s, c])
+        elif kind == 0:
+            for c in range(d):
+                out[i, c] = f32[s, c]
+        else:
+            for c in range(d):
+                out[i, c] = fb[c]
+
+
+@_jit
+def gather_rows(rows, n_rows, bits, words, directory, kinds, dl, ds, where, blocks, fb, out):
+    """Rows in request order; chunk ``c + 1`` is located while chunk ``c`` decodes."""
+    n = rows.size
+    kk = np.empty(2 * CHUNK, np.int64)
+    ss = np.empty(2 * CHUNK, np.int64)
+    n_chunks = (n + CHUNK - 1) // CHUNK
+    for c in range(n_chunks + 1):
+        if c < n_chunks:
+            a = c * CHUNK
+            h = (c & 1) * CHUNK
+            bad = _locate(
+                rows, a, min(CHUNK, n - a), n_rows, bits, words, directory,
+                kinds, dl, ds, where, kk[h:], ss[h:],
+            )  # fmt: skip
+            if bad >= 0:
+                return bad
+        if c > 0:
+            a = (c - 1) * CHUNK
+            h = ((c - 1) & 1) * CHUNK
+            _decode(kk[h:], ss[h:], min(CHUNK, n - a), blocks, fb, out, a)
+    return -1
+
+
+@_jit
+def pool_rows(
+    indices, offsets, n_rows, bits, words, directory, kinds, dl, ds, where, blocks, fb, out
+):
+    """Sum the rows of bag ``k`` (``indices[offsets[k]:offsets[k + 1]]``) into ``out[k]``."""
+    n = indices.size
+    d = out.shape[1]
+    kk = np.empty(2 * CHUNK, np.int64)
+    ss = np.empty(2 * CHUNK, np.int64)
+    buf = np.empty((CHUNK, d), np.float32)
+    n_chunks = (n + CHUNK - 1) // CHUNK
+    bag = 0
+    for c in range(n_chunks + 1):
+        if c < n_chunks:
+            a = c * CHUNK
+            h = (c & 1) * CHUNK
+            bad = _locate(
+                indices, a, min(CHUNK, n - a), n_rows, bits, words, directory,
+                kinds, dl, ds, where, kk[h:], ss[h:],
+            )  # fmt: skip
+            if bad >= 0:
+                return bad
+        if c > 0:
+            a = (c - 1) * CHUNK
+            h = ((c - 1) & 1) * CHUNK
+            m = min(CHUNK, n - a)
+            _decode(kk[h:], ss[h:], m, blocks, fb, buf, 0)
+            for t in range(m):
+                while offsets[bag + 1] <= a + t:
+                    bag += 1
+                for j in range(d):
+                    out[bag, j] += buf[t, j]
+    return -1
+
+
+@_jit
+def two_scale_rows(rows, n_rows, bits, codes, step, col, half, out):
+    """``out[i, c] = ((code - half + 0.5) * step[row]) * col[c]`` in float32, the row
+    ``PREFETCH_AHEAD`` requests ahead prefetched; returns the first bad position or -1."""
+    n = rows.size
+    d = out.shape[1]
+    off = np.float32(half - 0.5)
+    for i in range(n):
+        r = rows[i]
+        if r < 0 or r >= n_rows:
+            return i
+        if i + PREFETCH_AHEAD < n:
+            ahead = rows[i + PREFETCH_AHEAD]
+            if ahead >= 0 and ahead < n_rows:
+                prefetch_row(codes, ahead)
+        st = step[r]
+        if bits == 8:
+            for c in range(d):
+                out[i, c] = ((np.float32(codes[r, c]) - off) * st) * col[c]
+        elif bits == 4:
+            for j in range(d >> 1):
+                b = codes[r, j]
+                out[i, 2 * j] = ((np.float32(b & 15) - off) * st) * col[2 * j]
+                out[i, 2 * j + 1] = ((np.float32(b >> 4) - off) * st) * col[2 * j + 1]
+            if d & 1:
+                out[i, d - 1] = ((np.float32(codes[r, d >> 1] & 15) - off) * st) * col[d - 1]
+        else:
+            for j in range(d >> 2):
+                b = codes[r, j]
+                out[i, 4 * j] = ((np.float32(b & 3) - off) * st) * col[4 * j]
+                out[i, 4 * j + 1] = ((np.float32((b >> 2) & 3) - off) * st) * col[4 * j + 1]
+                out[i, 4 * j + 2] = ((np.float32((b >> 4) & 3) - off) * st) * col[4 * j + 2]
+                out[i, 4 * j + 3] = ((np.float32(b >> 6) - off) * st) * col[4 * j + 3]
+            for c in range(d - d % 4, d):
+                code = (codes[r, c >> 2] >> ((c & 3) * 2)) & 3
+                out[i, c] = ((np.float32(code) - off) * st) * col[c]
+    return -1
