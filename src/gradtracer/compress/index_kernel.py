@@ -84,7 +84,7 @@ def block_words(codes: np.ndarray, n_rows: int, bits: int) -> np.ndarray:
     return padded.view(np.uint64).reshape(n_blocks, bits)
 
 
-_EMPTY = {
+_EMPTY: dict[str, np.ndarray] = {
     "fp32": np.zeros((0, 1), np.float32),
     "fp16": np.zeros((0, 1), np.uint16),
     "int8": np.zeros((0, 9), np.uint8),
@@ -119,7 +119,7 @@ def kernel_args(
             index map.
     """
     kinds = np.asarray([KINDS[p] for p in levels], dtype=np.int64)
-    arrays = []
+    arrays: list[np.ndarray] = []
     for p, empty in _EMPTY.items():
         block = blocks.get(p)
         if block is None:
@@ -132,8 +132,9 @@ def kernel_args(
     dl, ds = decoded if decoded is not None else (np.zeros(0, np.int8), np.zeros(0, np.int32))
     directory = directory if directory.size else np.zeros((1, len(levels)), np.int32)
     where = np.zeros((len(KINDS), 3), np.int64)  # (address, row stride, row bytes - 1)
-    for k, arr in enumerate([*arrays, fb.reshape(1, -1)]):
-        where[k] = arr.ctypes.data, arr.strides[0] if k < 5 else 0, arr[:1].nbytes - 1
+    stored: list[np.ndarray] = [*arrays, fb.reshape(1, -1)]
+    for k, arr in enumerate(stored):
+        where[k] = arr.ctypes.data, arr.strides[0] if k < 5 else 0, max(arr[:1].nbytes - 1, 0)
     return (n_rows, bits, words, directory, kinds, dl, ds, where, tuple(arrays), fb)
 
 
