@@ -86,7 +86,7 @@ class DiagnosisThresholds:
             median of healthy tables on the tuning seeds is 1-4%, up to 16% for sparse
             Adagrad); the target of the factor prescribed for LEARNING_RATE_TOO_HIGH on a
             table (movement per update scales with the learning rate, so the ratio is the
-            overshoot).
+            overshoot; the factor is that ratio, not rounded to a power of ten).
         high_init_displacement: rows moving by more than this share of their initial norm per
             update (10x ``healthy_init_displacement``; healthy tables stay below 0.16) overshoot
             even when their movement relative to their current, blown-up norm looks modest.
