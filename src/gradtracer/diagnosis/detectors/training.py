@@ -69,8 +69,8 @@ def _series_drop(series: Sequence[tuple[int, float]]) -> tuple[int, float, float
 
 def _slowdown(t: TableSignals) -> tuple[int, float] | None:
     """(step, before / now) when the table's mean row velocity fell by 10x or more
-    (:func:`_series_drop`); ``before`` is the velocity at the step before the sharpest drop
-    and ``now`` the velocity EMA of the most exposed tenth of the rows (the least
+    (:func:`_series_drop`); ``before`` is the velocity just before the change point and
+    ``now`` the velocity EMA of the most exposed tenth of the rows (the least
     contaminated by pre-cut updates). None without such a drop."""
     drop = _series_drop(t.velocity_series)
     if drop is None:
