@@ -211,12 +211,19 @@ class LegacyObserver:
         legacy = load_legacy(directory)
         self._agent = importlib.import_module(f"{LEGACY_PACKAGE}.agent").AgentExporter
         self.error: str | None = None
-        self._flow = legacy.FlowTracker(model, optimizer=optimizer)
-        self._tables = [
-            legacy.EmbeddingTracker(mod, name=name)
-            for name, mod in model.named_modules()
-            if isinstance(mod, nn.Embedding) and mod.weight.requires_grad
-        ]
+        self._flow: Any = None
+        self._tables: list[Any] = []
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                self._flow = legacy.FlowTracker(model, optimizer=optimizer)
+                self._tables = [
+                    legacy.EmbeddingTracker(mod, name=name)
+                    for name, mod in model.named_modules()
+                    if isinstance(mod, nn.Embedding) and mod.weight.requires_grad
+                ]
+        except Exception as exc:  # noqa: BLE001 - a baseline that cannot attach: its result
+            self.error = _brief(exc)
+            self.detach()
 
     def step(self, loss: float) -> None:
         """Record one step (after ``optimizer.step()``)."""
