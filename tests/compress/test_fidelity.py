@@ -12,7 +12,7 @@ import torch
 from scipy import stats as sps
 
 from gradtracer.compress import QuantizationAdvisor, methods
-from gradtracer.compress.advisor import SELECTION_KEYS, SELECTION_RULES
+from gradtracer.compress.advisor import SELECTION_KEYS, SELECTION_RULES, SHORTLIST
 from gradtracer.compress.fidelity import fidelity_score, scores_fn, topk_fidelity
 from gradtracer.compress.study import (
     StudyConfig,
@@ -135,11 +135,12 @@ def test_advisor_selects_the_most_faithful_plan_and_records_every_rule() -> None
         calls.append(1)
         return -float(m.nbytes())  # type: ignore[attr-defined]
 
-    adv = QuantizationAdvisor(user, item, validate=validate)
-    assert adv.selection == SELECTION_RULES[0] == "fidelity"
+    adv = QuantizationAdvisor(user, item, validate=validate, selection="fidelity")
+    assert QuantizationAdvisor(user, item).selection == "fidelity"
+    assert QuantizationAdvisor(user, item, validate=validate).selection == SELECTION_RULES[0]
     recipe = adv.advise(budget)
     key = SELECTION_KEYS["fidelity"]
-    assert recipe.predicted["selected_by"] == key
+    assert recipe.predicted["selected_by"] == "fidelity"
     assert all(set(SELECTION_KEYS.values()) <= set(c) for c in recipe.candidates)
     best = max(recipe.candidates, key=lambda c: c[key])
     assert (recipe.method, recipe.params) == (best["method"], best["params"])
@@ -147,11 +148,17 @@ def test_advisor_selects_the_most_faithful_plan_and_records_every_rule() -> None
     other = by_valid.advise(budget)
     smallest = min(c["bytes"] for c in other.candidates)
     assert other.decisions["user"]["bytes"] + other.decisions["item"]["bytes"] == smallest
-    assert other.predicted["selected_by"] == "valid_ndcg@10"
+    assert other.predicted["selected_by"] == "validation"
+    # the hybrid: the smallest of the SHORTLIST most faithful plans
+    hybrid = QuantizationAdvisor(user, item, validate=validate).advise(budget)
+    faithful = sorted(hybrid.candidates, key=lambda c: -c[key])[:SHORTLIST]
+    assert hybrid.candidates[0]["bytes"] == min(c["bytes"] for c in faithful)
+    assert hybrid.candidates[0] in faithful
     with pytest.raises(ValueError, match="selection must be one of"):
         QuantizationAdvisor(user, item, selection="test")
-    with pytest.raises(ValueError, match="needs a validate callable"):
-        QuantizationAdvisor(user, item, selection="validation")
+    for rule in ("validation", "fidelity_validation"):
+        with pytest.raises(ValueError, match="needs a validate callable"):
+            QuantizationAdvisor(user, item, selection=rule)
     with pytest.raises(ValueError, match="exclude must be a sparse"):
         QuantizationAdvisor(user, item, exclude=np.zeros((3, 3)))
 
@@ -187,21 +194,29 @@ def test_per_user_test_pools_seeds_and_matches_scipy() -> None:
     assert per_user_test(rows, 16, "x", "y") is None
 
 
-def test_study_selects_by_fidelity_and_measures_the_other_rules(tmp_path: object) -> None:
+def test_study_selects_by_the_hybrid_rule_and_measures_the_others(tmp_path: object) -> None:
     w = load_workload("synthetic")
     cfg = StudyConfig(
         ratios=(16,), n_seeds=1, n_factors=8, train=TrainConfig(n_epochs=2), retrain=False
     )
     result = run_study(w, cfg)
-    assert result.config["selection"] == "fidelity"
+    assert result.config["selection"] == "fidelity_validation"
     names = {r["method"] for r in result.rows}
-    assert {"recipe", "recipe_by_validation", "recipe_by_score_error"} <= names
+    assert {
+        "recipe",
+        "recipe_by_fidelity",
+        "recipe_by_validation",
+        "recipe_by_score_error",
+    } <= names
     recipe_row = next(r for r in result.rows if r["method"] == "recipe")
     assert len(recipe_row["ndcg@10_hits"]) == int((w.test.getnnz(axis=1) > 0).sum())
     assert decode_hits(recipe_row["ndcg@10_hits"]).mean() == pytest.approx(recipe_row["ndcg@10"])
     (rec,) = result.recipes
     key = SELECTION_KEYS["fidelity"]
-    assert rec["recipe"]["predicted"]["selected_by"] == key
-    assert rec["recipe"]["predicted"][key] == max(c[key] for c in rec["recipe"]["candidates"])
+    cands = rec["recipe"]["candidates"]
+    assert rec["recipe"]["predicted"]["selected_by"] == "fidelity_validation"
+    by_fid = next(r for r in result.rows if r["method"] == "recipe_by_fidelity")
+    most = max(cands, key=lambda c: c[key])
+    assert by_fid["detail"].split(" ")[0] == most["method"]
     text = summary_markdown([result])
-    assert "per-user p (t / Wilcoxon)" in text and "selection rule: fidelity" in text
+    assert "per-user p (t / Wilcoxon)" in text and "selection rule: fidelity_validation" in text

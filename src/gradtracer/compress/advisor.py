@@ -8,20 +8,23 @@ quantized factors, or
 with per-row precisions (rare rows dropped) at 1-2x the uniform rank, L2-norm and
 frequency row pruning with the kept rows at fp32/int8/int4, per-table SVD with
 fp32/int8/int4 factors), scores each one, and keeps the best under a selection rule
-(:data:`SELECTION_RULES`):
+(:data:`SELECTION_RULES`, :func:`select_plan`):
 
-- ``"fidelity"`` (default): NDCG@50 of each plan's top-50 against the float model's
-  top-50 for every user, training items excluded
+- ``"fidelity_validation"`` (default with a ``validate`` callable): the
+  :data:`SHORTLIST` plans most faithful to the float model's rankings (fidelity below),
+  then the best of those on validation NDCG@10.
+- ``"fidelity"`` (default without one): NDCG@50 of each plan's top-50 against the float
+  model's top-50 for every user, training items excluded
   (:func:`~gradtracer.compress.fidelity.topk_fidelity`). It reads no held-out data.
 - ``"validation"``: validation NDCG@10 from the ``validate`` callable (one held-out
   item per user; the earlier default).
 - ``"score_error"``: the relative squared error of the dot-product scores on a sample
   of users.
 
-Fidelity is the default because it chose better plans than validation NDCG@10 when
-both were judged on held-out validation users they had not seen (split-half
-comparison, docs/compression.md): one held-out item per user is too noisy a judge
-among ~25 plans. Every rule's score is recorded for every candidate that it can be
+The default won a split-half comparison (pick on half of the validation users, judge
+the pick on the other half; docs/compression.md): one held-out item per user is too
+noisy a judge among ~30 plans, and fidelity alone cannot see a plan that ranks better
+than the float model. Every rule's score is recorded for every candidate that it can be
 computed for.
 
 The recipe records every candidate with its score, the winning method, and which
@@ -47,7 +50,9 @@ from gradtracer.compress.saliency import ROW_SIGNALS, layer_saliency, row_salien
 __all__ = [
     "SELECTION_KEYS",
     "SELECTION_RULES",
+    "SHORTLIST",
     "QuantizationAdvisor",
+    "select_plan",
     "dense_layer_advice",
     "score_error",
 ]
@@ -57,12 +62,15 @@ Validate = Callable[[CompressedMF], float]
 #: Least-squares refit rounds of the two-scale score-SVD candidates
 #: (:func:`~gradtracer.compress.methods.refit_quantized`).
 TWO_SCALE_REFIT = 3
-#: Plan-selection rules of :class:`QuantizationAdvisor` (the first is the default).
-SELECTION_RULES: tuple[str, ...] = ("fidelity", "validation", "score_error")
+#: Plan-selection rules of :class:`QuantizationAdvisor`.
+SELECTION_RULES: tuple[str, ...] = ("fidelity_validation", "fidelity", "validation", "score_error")
+#: Plans the ``fidelity_validation`` rule keeps (most faithful first) before validation.
+SHORTLIST = 5
 #: Cutoff of the fidelity rule (top-K of the float model reproduced).
 FIDELITY_K = 50
-#: Recorded score key of each rule (higher is better).
+#: Recorded score key of each rule (higher is better; the hybrid rule's final key).
 SELECTION_KEYS = {
+    "fidelity_validation": "valid_ndcg@10",
     "fidelity": f"fidelity_ndcg@{FIDELITY_K}",
     "validation": "valid_ndcg@10",
     "score_error": "neg_score_error",
@@ -82,6 +90,30 @@ def score_error(
     exact = u[rows] @ i.T
     approx = model.scorer()(rows)
     return float(((approx - exact) ** 2).sum() / (exact**2).sum().clamp_min(1e-30))
+
+
+def select_plan(scores: Sequence[Mapping[str, Any]], rule: str) -> int:
+    """Index of the plan ``rule`` (one of :data:`SELECTION_RULES`) picks from per-plan
+    recorded scores (the keys of :data:`SELECTION_KEYS`; higher is better; the first of
+    equal scores wins).
+
+    >>> s = [{"fidelity_ndcg@50": f, "valid_ndcg@10": v}
+    ...      for f, v in [(0.9, 0.1), (0.8, 0.3), (0.1, 0.9), (0.7, 0.2), (0.6, 0.2), (0.5, 0.2)]]
+    >>> select_plan(s, "fidelity"), select_plan(s, "validation"), select_plan(s, "fidelity_validation")
+    (0, 2, 1)
+    """
+    if rule not in SELECTION_RULES:
+        raise ValueError(f"rule must be one of {SELECTION_RULES}, got {rule!r}")
+    if not scores:
+        raise ValueError("no plans to select from")
+    fid = SELECTION_KEYS["fidelity"]
+    if rule == "fidelity_validation":
+        order = sorted(range(len(scores)), key=lambda j: -float(scores[j][fid]))
+        short = order[:SHORTLIST]
+        key = SELECTION_KEYS["validation"]
+        return max(short, key=lambda j: (float(scores[j][key]), -short.index(j)))
+    key = SELECTION_KEYS[rule]
+    return max(range(len(scores)), key=lambda j: (float(scores[j][key]), -j))
 
 
 def dense_layer_advice(
@@ -130,7 +162,8 @@ class QuantizationAdvisor:
         validate: ``model -> quality`` on validation data (higher is better); needed by
             ``selection="validation"``, recorded for every plan when given.
         dense_layers: optional FlowTracker (or snapshots) for per-layer advice.
-        selection: one of :data:`SELECTION_RULES` (default ``"fidelity"``).
+        selection: one of :data:`SELECTION_RULES` (default ``"fidelity_validation"``
+            with ``validate``, ``"fidelity"`` without).
         exclude: ``(n_users, n_items)`` sparse matrix of items the fidelity rule never
             ranks (the training items; default none).
         fidelity_users: users the fidelity rule compares (default all); an int samples
@@ -148,7 +181,7 @@ class QuantizationAdvisor:
         signals: Sequence[str] | None = None,
         validate: Validate | None = None,
         dense_layers: Any = None,
-        selection: str = "fidelity",
+        selection: str | None = None,
         exclude: Any = None,
         fidelity_users: int | None = None,
         random_state: int = 0,
@@ -168,10 +201,12 @@ class QuantizationAdvisor:
             if s not in ("uniform", "magnitude") and not have_stats:
                 raise ValueError(f"signal {s!r} needs user_stats and item_stats")
         self.user_stats, self.item_stats = user_stats, item_stats
+        if selection is None:
+            selection = "fidelity_validation" if validate is not None else "fidelity"
         if selection not in SELECTION_RULES:
             raise ValueError(f"selection must be one of {SELECTION_RULES}, got {selection!r}")
-        if selection == "validation" and validate is None:
-            raise ValueError('selection="validation" needs a validate callable')
+        if selection in ("validation", "fidelity_validation") and validate is None:
+            raise ValueError(f"selection={selection!r} needs a validate callable")
         n_users = int(self.user.shape[0])
         if exclude is not None:
             import scipy.sparse as sp
@@ -343,11 +378,16 @@ class QuantizationAdvisor:
             raise BudgetError(f"no plan fits {budget_bytes} bytes")
         key = SELECTION_KEYS[self.selection]
         all_scores = [self.scores(model) for _, _, model in plans]
+        pick = select_plan(all_scores, self.selection)
+        # the chosen plan first, then the rest by the rule's key
         scored = [
             (sc[key], label, params, model, sc)
-            for sc, (label, params, model) in zip(all_scores, plans)
+            for j, (sc, (label, params, model)) in enumerate(zip(all_scores, plans))
+            if j != pick
         ]
         scored.sort(key=lambda t: -t[0])
+        first = plans[pick]
+        scored.insert(0, (all_scores[pick][key], first[0], first[1], first[2], all_scores[pick]))
         best_q, label, params, model, best_scores = scored[0]
         if self.validate is not None and self._baseline is None:
             self._baseline = float(self.validate(_identity_model(self.user, self.item)))
@@ -361,7 +401,13 @@ class QuantizationAdvisor:
                 else f"{label} ({', '.join(f'{k}={v}' for k, v in params.items())})"
             )
         runner_up = next((s for s in scored[1:] if s[1] != label or s[2] != params), None)
-        driver = f"{label} {params} had the best {key} ({best_q:.5g}) of {len(scored)} plans"
+        among = (
+            f"among the {min(SHORTLIST, len(scored))} plans most faithful to the float model's "
+            f"rankings ({SELECTION_KEYS['fidelity']})"
+            if self.selection == "fidelity_validation"
+            else f"of {len(scored)} plans"
+        )
+        driver = f"{label} {params} had the best {key} ({best_q:.5g}) {among}"
         if runner_up is not None:
             driver += f"; next: {runner_up[1]} {runner_up[2]} ({runner_up[0]:.5g})"
         mixed_by_signal = {
@@ -373,7 +419,7 @@ class QuantizationAdvisor:
             )
             if best_plain is not None and mixed_by_signal["dynamics"] < best_plain:
                 driver += "; the dynamics-aware signal did not beat the plain signals here"
-        predicted: dict[str, Any] = {"selected_by": key, **best_scores}
+        predicted: dict[str, Any] = {"selected_by": self.selection, **best_scores}
         valid_q = best_scores.get(SELECTION_KEYS["validation"])
         if base is not None and base > 0 and valid_q is not None:
             predicted["fp32_valid_ndcg@10"] = base

@@ -20,7 +20,9 @@ _LABELLED: tuple[str, ...] = (
     "retrain_small",
     "score_svd_int4",
     "score_svd_twoscale_int4",
+    "score_svd_twoscale_int3",
     "score_svd_mixed_2x",
+    "recipe_by_validation",
 )
 
 

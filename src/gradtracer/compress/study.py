@@ -3,9 +3,9 @@
 Per seed: train a float model (an :class:`~gradtracer.embedding.EmbeddingTracker` on
 both tables; trained models are cached by configuration and seed), then for each budget
 (``ratio`` x smaller than the float32 tables) let the advisor build every candidate plan
-and choose one on **validation** NDCG@10 under the advisor's
-selection rule (default: fidelity to the float model's rankings, which reads no
-held-out data; ``StudyConfig.selection``), and measure the recipe and every candidate on
+and choose one under the advisor's selection rule (default: the plans most faithful to
+the float model's rankings, then the best of those on **validation** NDCG@10;
+``StudyConfig.selection``), and measure the recipe and every candidate on
 **test**: uniform precision (the most precise that fits), L2-norm and
 frequency pruning (kept rows at fp32/int8/int4), per-table SVD, mixed precision with
 unweighted error allocation and weighted by each plain and dynamics-aware signal,
@@ -15,7 +15,8 @@ Recall@20; the mean relative change against float32, a t-based 95% interval over
 paired t-tests of the recipe against each method over seeds, and per-user paired tests
 (paired t and Wilcoxon over the pooled (seed, user) NDCG@10 differences; each row keeps
 its users' NDCG@10 as a compact hit-rank string, :func:`encode_hits`). The plans the
-other selection rules would have chosen are measured too (``recipe_by_<rule>``). The most-popular ranking is
+other selection rules would have chosen are measured too (``recipe_by_<rule>``). The
+most-popular ranking is
 measured beside the float model.
 
 The module runs past 400 lines: the study, its summary tables and the float-model cache
@@ -32,7 +33,12 @@ from typing import Any
 import numpy as np
 
 from gradtracer.compress import methods
-from gradtracer.compress.advisor import SELECTION_KEYS, QuantizationAdvisor
+from gradtracer.compress.advisor import (
+    SELECTION_KEYS,
+    SELECTION_RULES,
+    QuantizationAdvisor,
+    select_plan,
+)
 from gradtracer.compress.model import CompressedMF
 from gradtracer.compress.saliency import row_stats_of
 from gradtracer.compress.workloads import (
@@ -77,7 +83,7 @@ class StudyConfig:
     cache_dir: str | None = None  # where trained float models are kept (None: not cached)
     track_interval: int = 1  # EmbeddingTracker interval on the float model (steps)
     tuning: dict[str, Any] | None = None  # how ``train`` was chosen (recorded, not used)
-    selection: str = "fidelity"  # the advisor's plan-selection rule (advisor.SELECTION_RULES)
+    selection: str = "fidelity_validation"  # the advisor's plan-selection rule (SELECTION_RULES)
 
 
 @dataclass
@@ -374,13 +380,14 @@ def run_study(
                 rows.append(row)
                 by_plan[_plan_key(label, params)] = row
             # the plan each other selection rule would have chosen, measured the same way
-            for rule, key in SELECTION_KEYS.items():
+            for rule in SELECTION_RULES:
                 if rule == cfg.selection:
                     continue
-                scored = [c for c in recipe.candidates if key in c]
-                if not scored:
+                needed = {SELECTION_KEYS[rule], SELECTION_KEYS["fidelity"]}
+                scored = [c for c in recipe.candidates if needed <= set(c)]
+                if len(scored) != len(recipe.candidates):
                     continue
-                pick = max(scored, key=lambda c: float(c[key]))
+                pick = scored[select_plan(scored, rule)]
                 chosen = by_plan.get(_plan_key(str(pick["method"]), dict(pick["params"])))
                 if chosen is not None:
                     rows.append({**chosen, "method": f"recipe_by_{rule}"})
