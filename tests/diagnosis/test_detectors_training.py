@@ -231,3 +231,19 @@ def test_a_cut_rate_is_dated_by_the_change_point_and_sized_by_the_flow_displacem
     assert f.remedy.params["factor"] == pytest.approx(1e4)
     # a bias near zero (update ratio 5%) does not count as a fast part of the model
     assert f.evidence["max_rel_velocity"] < TH.low_rel_velocity
+
+
+def test_a_rate_raised_mid_run_is_dated_even_when_the_rows_slowed_down_before():
+    # sparse Adagrad: large first steps that shrink, then a 30x rate at step 60 that the
+    # accumulated squares damp again, so late rows move only ~3-5x faster than at the start
+    early = 0.05 * 0.95 ** np.arange(30)
+    late = 30 * 0.05 * 0.95**30 * 0.93 ** np.arange(20)
+    history = tuple((2 * i + 2, float(v)) for i, v in enumerate(np.concatenate([early, late])))
+    t = table(rel_velocity=0.09, velocity_series=history)
+    (f,) = detect_learning_rate(run(tables=(t,), losses=_rising()), TH)
+    assert f.remedy.params["from_step"] == 60
+    # rows that only slow down (training) carry no date
+    slowing = dataclasses.replace(t, velocity_series=tuple((2 * i + 2, 0.05 * 0.97**i)
+                                                           for i in range(50)))  # fmt: skip
+    (g,) = detect_learning_rate(run(tables=(slowing,), losses=_rising()), TH)
+    assert "from_step" not in g.remedy.params

@@ -90,6 +90,11 @@ class DiagnosisThresholds:
         high_init_displacement: rows moving by more than this share of their initial norm per
             update (10x ``healthy_init_displacement``; healthy tables stay below 0.16) overshoot
             even when their movement relative to their current, blown-up norm looks modest.
+        lr_raise_ratio: a table whose rows move this many times faster after the change
+            point of their velocity history than before it (geometric means of the two
+            segments) had its learning rate raised there (3x: training alone slows rows
+            down after their first steps); LEARNING_RATE_TOO_HIGH's remedy then starts at
+            that step (``from_step``).
         runaway_rel_velocity: rows that move by more than half their current norm at every
             update cannot hold what they learned: LEARNING_RATE_TOO_HIGH whatever the loss
             does (healthy tables move 0.1-3.5% per update).
@@ -160,6 +165,7 @@ class DiagnosisThresholds:
     healthy_init_displacement: float = 0.03
     high_init_displacement: float = 0.3
     runaway_rel_velocity: float = 0.5
+    lr_raise_ratio: float = 3.0
     overfit_min_points: int = 5
     overfit_patience: float = 0.2
     overfit_worsening: float = 0.05

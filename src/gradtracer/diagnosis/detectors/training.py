@@ -84,21 +84,22 @@ def _slowdown(t: TableSignals) -> tuple[int, float] | None:
     return step, before / max(now, 1e-30)
 
 
-def _speedup(t: TableSignals) -> int | None:
-    """The step before the largest rise between two velocity snapshots when the table's
-    mean row velocity rose by 10x or more from its early level (median of the first 20% of
-    snapshots) to its late level (last 20%): a learning rate raised mid-run. None
-    otherwise (training alone slows rows down after the first steps)."""
-    vals = [(st, v) for st, v in t.velocity_series if math.isfinite(v) and v >= 0]
+def _speedup(t: TableSignals, th: DiagnosisThresholds) -> int | None:
+    """The snapshot before the change point of the table's log velocity history (the split
+    into two segments with the largest size-weighted rise of their means) when the later
+    segment moves ``lr_raise_ratio`` times faster than the earlier one (geometric means): a
+    learning rate raised mid-run. None otherwise (training alone slows rows down after
+    their first steps)."""
+    vals = [(st, v) for st, v in t.velocity_series if math.isfinite(v) and v > 0]
     if len(vals) < 10:
         return None
-    k = max(2, len(vals) // 5)
-    early = float(np.median([v for _, v in vals[:k]]))
-    late = float(np.median([v for _, v in vals[-k:]]))
-    if early <= 0 or late < 10.0 * early:
+    lv = np.log(np.asarray([v for _, v in vals], dtype=np.float64))
+    n = lv.size
+    score = [math.sqrt(i * (n - i) / n) * (lv[i:].mean() - lv[:i].mean()) for i in range(1, n)]
+    i = 1 + int(np.argmax(score))
+    if lv[i:].mean() - lv[:i].mean() < math.log(th.lr_raise_ratio):
         return None
-    rises = [math.log(max(b, 1e-30) / max(a, 1e-30)) for (_, a), (_, b) in zip(vals, vals[1:])]
-    return int(vals[int(np.argmax(rises))][0])
+    return int(vals[i - 1][0])
 
 
 def init_displacement(t: TableSignals) -> float:
@@ -190,7 +191,7 @@ def detect_learning_rate(s: RunSignals, th: DiagnosisThresholds) -> list[Finding
         fast_tables, fast_layers = runaway, []
     if (risen and (fast_tables or fast_layers)) or runaway:
         for t in fast_tables:
-            since = _speedup(t)
+            since = _speedup(t, th)
             params: dict[str, float | int | str | bool | None] = {
                 "subject": t.name, "factor": high_lr_factor(t, th)}  # fmt: skip
             if since is not None:
