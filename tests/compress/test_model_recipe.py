@@ -84,7 +84,7 @@ def test_advisor_recipe_apply_and_finding(tmp_path: Path, trained: tuple) -> Non
     def validate(m: CompressedMF) -> float:
         return float(np.mean(evaluate_model(m, w, part="valid")["ndcg@10"]))
 
-    advisor = QuantizationAdvisor(user, item, validate=validate)
+    advisor = QuantizationAdvisor(user, item, validate=validate, selection="validation")
     budget = methods.fp32_bytes(user, item) // 16
     recipe = advisor.advise(budget)
     assert recipe.budget_bytes == budget and recipe.candidates

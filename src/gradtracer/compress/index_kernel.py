@@ -62,7 +62,11 @@ def _compiled() -> Any | None:
         from gradtracer.compress import _jit_lookup
     except ImportError:  # pragma: no cover - numba is a core dependency
         return None
-    return _jit_lookup.gather_rows, _jit_lookup.pool_rows, _jit_lookup.two_scale_rows
+    return (
+        _jit_lookup.gather_rows,
+        _jit_lookup.pool_rows,
+        _jit_lookup.two_scale_rows,
+    )
 
 
 def available() -> bool:
@@ -156,7 +160,8 @@ def gather(rows: np.ndarray, out: np.ndarray, args: tuple[Any, ...]) -> None:
         IndexError: a row outside the table (the first one is named).
         RuntimeError: the compiled kernels are unavailable (see :func:`available`).
     """
-    rows = np.ascontiguousarray(rows, dtype=np.int64)
+    if rows.dtype != np.int64 or not rows.flags.c_contiguous:
+        rows = np.ascontiguousarray(rows, dtype=np.int64)
     bad = _kernels()[0](rows, *args, out)
     if bad >= 0:
         raise IndexError(f"row {int(rows[bad])} is outside [0, {args[0]})")

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from gradtracer.compress import index_kernel
 from gradtracer.compress.rowwise import (
     PRECISIONS,
     check_precision,
@@ -40,6 +41,9 @@ __all__ = ["BLOCK_ROWS", "CompressedTable", "LowRankTable", "QuantizedTable", "t
 
 #: Rows per rank-directory block.
 BLOCK_ROWS = 64
+#: Batch size from which a single-precision table's lookup calls its ``torch.ops.quantized``
+#: kernel rather than the compiled gather (measured by ``bench/bench_compress.py``).
+FBGEMM_MIN_BATCH = 2048
 
 
 class CompressedTable(Protocol):
@@ -137,9 +141,7 @@ class QuantizedTable:
         self._block_codes = torch.zeros(0, 0, dtype=torch.uint8)
         self._words = np.zeros((1, 1), np.uint64)
         if self.bits:  # the index map as 64-bit words per 64-row block (zero-padded)
-            from gradtracer.compress.index_kernel import block_words
-
-            self._words = block_words(self.codes, self.n_rows, self.bits)
+            self._words = index_kernel.block_words(self.codes, self.n_rows, self.bits)
             padded = self._words.reshape(-1).view(np.uint8)
             self.codes = padded[: self.codes.size]  # the stored bytes, not a second copy
             self._block_codes = torch.from_numpy(padded.reshape(self._words.shape[0], -1))
@@ -305,8 +307,6 @@ class QuantizedTable:
         return lookup_rows(self.blocks[p], p, self.dim, slots)
 
     def _kernel_args(self) -> tuple[Any, ...]:
-        from gradtracer.compress import index_kernel
-
         args = self._args_cache
         if args is None:
             args = index_kernel.kernel_args(
@@ -328,22 +328,27 @@ class QuantizedTable:
 
         Read straight from the stored index map and blocks by the compiled kernel of
         :mod:`~gradtracer.compress.index_kernel` (rows located and prefetched a chunk
-        ahead, every output row written once, in request order). Values equal
-        :meth:`lookup_reference` (one ``torch.ops.quantized`` kernel per precision, the
-        path without numba) bit for bit.
+        ahead, every output row written once, in request order). A single-precision
+        table of at least :data:`FBGEMM_MIN_BATCH` rows a call uses its
+        ``torch.ops.quantized`` kernel instead (faster there; see
+        ``bench/bench_compress.py``). Values equal :meth:`lookup_reference` (one
+        ``torch.ops.quantized`` kernel per precision, the path without numba) bit for bit.
         """
-        rows = torch.as_tensor(rows).to(torch.int64).reshape(-1)
-        from gradtracer.compress import index_kernel
-
+        if not (isinstance(rows, torch.Tensor) and rows.dtype == torch.int64 and rows.ndim == 1):
+            rows = torch.as_tensor(rows).to(torch.int64).reshape(-1)
+        if not self.bits and rows.numel() >= FBGEMM_MIN_BATCH:
+            self._check_rows(rows)
+            return self._read_level(0, rows).contiguous()
         if not index_kernel.available():
             return self.lookup_reference(rows)
-        out = np.empty((rows.numel(), self.dim), dtype=np.float32)
+        out = torch.empty(rows.numel(), self.dim)
+        args = self._args_cache if self._args_cache is not None else self._kernel_args()
         try:
-            index_kernel.gather(rows.numpy(), out, self._kernel_args())
+            index_kernel.gather(rows.contiguous().numpy(), out.numpy(), args)
         except IndexError:
             self._check_rows(rows)
             raise
-        return torch.from_numpy(out)
+        return out
 
     def lookup_reference(self, rows: torch.Tensor) -> torch.Tensor:
         """:meth:`lookup` through tensor ops only (the slow path without numba; for tests)."""
@@ -393,8 +398,6 @@ class QuantizedTable:
             raise ValueError("offsets must be non-decreasing")
         self._check_rows(idx)
         n_bags = off.numel() - 1
-        from gradtracer.compress import index_kernel
-
         if not self.bits:
             pooled = self._pool_level(0, idx, off)
         elif index_kernel.available():
