@@ -168,3 +168,86 @@ def test_low_rank_embedding_bag() -> None:
     got = lr.embedding_bag(idx, torch.tensor([0, 2]))
     dense = lr.dequantize()
     torch.testing.assert_close(got, torch.stack([dense[idx[:2]].sum(0), dense[idx[2:]].sum(0)]))
+
+
+@pytest.mark.parametrize(
+    "levels",
+    [["int4", "int2"], ["fp16", "int8", "drop"], ["fp32", "fp16", "int8", "int4", "int2", "drop"]],
+)
+@pytest.mark.parametrize("n_rows", [1000, 64, 1])
+def test_index_map_words_every_code_width(levels: list[str], n_rows: int) -> None:
+    # 2, 3 and 6 levels: 1-, 2- and 4-bit index maps read as 64-bit words by the kernel
+    g = torch.Generator().manual_seed(n_rows)
+    w = torch.randn(n_rows, 10, generator=g)
+    prec = np.random.default_rng(n_rows).choice(levels, size=n_rows)
+    t = QuantizedTable.from_weight(w, prec, name="m")
+    packed = -(-n_rows * t.bits // 8)  # bits is 0 when a table holds a single level
+    assert t.byte_breakdown()["index_map"] == packed
+    edges = [0, n_rows - 1, min(63, n_rows - 1), min(64, n_rows - 1)]
+    rows = torch.cat([torch.tensor(edges), torch.randint(0, n_rows, (3000,), generator=g)])
+    want = t.dequantize()[rows]
+    assert torch.equal(t.lookup(rows), want)
+    assert torch.equal(t.lookup_reference(rows), want)
+    meta, arrays = t.to_arrays("x/")  # the stored index map is exactly its packed bytes
+    assert arrays["x/codes"].size == packed
+    back = QuantizedTable.from_arrays(meta, arrays, "x/")
+    assert torch.equal(back.lookup(rows), want) and back.nbytes() == t.nbytes()
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8", "int4", "int2"])
+def test_uniform_lookup_both_kernels_bit_equal(precision: str) -> None:
+    from gradtracer.compress.table import FBGEMM_MIN_BATCH
+
+    g = torch.Generator().manual_seed(5)
+    w = torch.randn(5000, 30, generator=g) * 3
+    t = QuantizedTable.from_weight(w, precision, name="u")
+    dense = t.dequantize()
+    for size in (7, FBGEMM_MIN_BATCH - 1, FBGEMM_MIN_BATCH):  # compiled gather, then FBGEMM
+        rows = torch.randint(0, 5000, (size,), generator=g)
+        assert torch.equal(t.lookup(rows), dense[rows])
+    assert torch.equal(t.lookup(np.array([[1, 2], [3, 4]])), dense[torch.tensor([1, 2, 3, 4])])
+    with pytest.raises(IndexError, match="5000 rows"):
+        t.lookup(torch.tensor([5000]))
+
+
+def test_pooled_kernel_adds_in_index_order() -> None:
+    import torch.nn.functional as F
+
+    g = torch.Generator().manual_seed(6)
+    w = torch.randn(700, 16, generator=g)
+    prec = np.random.default_rng(6).choice(["int8", "int4", "int2", "drop"], size=700)
+    t = QuantizedTable.from_weight(w, prec, name="m")
+    idx = torch.randint(0, 700, (2000,), generator=g)
+    offsets = torch.tensor([0, 0, 1, 130, 131, 900, 2000])  # bags across kernel chunks
+    dense = t.dequantize()
+    want = torch.stack(
+        [
+            dense[idx[a:b]].sum(0) if b > a else torch.zeros(16)
+            for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist())
+        ]
+    )
+    got = t.embedding_bag(idx, offsets, include_last_offset=True)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    ref = F.embedding_bag(idx, dense, offsets, mode="sum", include_last_offset=True)
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
+    with pytest.raises(IndexError, match="700 rows"):
+        t.embedding_bag(torch.tensor([0, 700]), torch.tensor([0]))
+
+
+@pytest.mark.parametrize("bits", [8, 4, 2])
+@pytest.mark.parametrize("dim", [16, 7])
+def test_two_scale_kernel_equals_tensor_decode(bits: int, dim: int) -> None:
+    from gradtracer.compress import index_kernel
+    from gradtracer.compress.methods import TwoScaleTable
+
+    g = torch.Generator().manual_seed(bits * dim)
+    w = torch.randn(400, dim, generator=g) * torch.rand(400, 1, generator=g) * 4
+    ts = TwoScaleTable.from_weight(w, bits, name="t")
+    rows = torch.randint(0, 400, (1000,), generator=g)
+    out = np.empty((1000, dim), np.float32)
+    step, col = ts._step_t.numpy(), ts._col_t.numpy()
+    index_kernel.two_scale_gather(rows.numpy(), ts.codes, step, col, bits, out)
+    assert torch.equal(torch.from_numpy(out), ts.dequantize()[rows])  # the tensor decode
+    assert torch.equal(ts.lookup(rows), ts.dequantize()[rows])
+    with pytest.raises(IndexError, match="outside"):
+        index_kernel.two_scale_gather(np.array([400]), ts.codes, step, col, bits, out[:1])
