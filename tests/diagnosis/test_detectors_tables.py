@@ -97,7 +97,7 @@ def test_learning_rate_raised_mid_run_is_dated_in_the_remedy():
     fast = table(rel_velocity=0.09, velocity_series=series)
     (f,) = detect_learning_rate(signals(tables=(fast,), losses=losses(rising)), TH)
     assert f.type is FindingType.LEARNING_RATE_TOO_HIGH
-    assert f.remedy.params == {"subject": "item_emb", "factor": 0.1, "from_step": 38}
+    assert f.remedy.params == {"subject": "item_emb", "factor": 0.1, "from_step": 36}
     (g,) = detect_learning_rate(signals(tables=(table(rel_velocity=0.09),),
                                         losses=losses(rising)), TH)  # fmt: skip
     assert "from_step" not in g.remedy.params

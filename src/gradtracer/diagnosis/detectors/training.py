@@ -85,8 +85,8 @@ def _slowdown(t: TableSignals) -> tuple[int, float] | None:
 
 
 def _speedup(t: TableSignals, th: DiagnosisThresholds) -> int | None:
-    """The snapshot before the change point of the table's log velocity history (the split
-    into two segments with the largest size-weighted rise of their means) when the later
+    """The second snapshot before the change point of the table's log velocity history (the
+    split into two segments with the largest size-weighted rise of their means) when the later
     segment moves ``lr_raise_ratio`` times faster than the earlier one (geometric means): a
     learning rate raised mid-run. None otherwise (training alone slows rows down after
     their first steps)."""
@@ -99,7 +99,10 @@ def _speedup(t: TableSignals, th: DiagnosisThresholds) -> int | None:
     i = 1 + int(np.argmax(score))
     if lv[i:].mean() - lv[:i].mean() < math.log(th.lr_raise_ratio):
         return None
-    return int(vals[i - 1][0])
+    # the snapshots are per-exposure EMAs: the first one after the raise carries only part of
+    # it and can fall into the earlier segment, so the date is one snapshot earlier (a few
+    # steps at the reduced rate cost little; a few at the raised one blow the rows up)
+    return int(vals[max(0, i - 2)][0])
 
 
 def init_displacement(t: TableSignals) -> float:
