@@ -333,3 +333,23 @@ def test_session_artifact_round_trip_and_refusals(
         np.savez(tmp_path / "edited.npz", **arrays)
         with pytest.raises(ArtifactError, match="float/output_bias"):
             load_session_artifact(tmp_path / "edited.npz")
+
+
+def test_split_half_selection_judges_each_pick_on_the_other_half(
+    model: GRU4Rec, sessions: tuple[SessionArrays, SessionArrays]
+) -> None:
+    from gradtracer.compress.session_recipe import split_half_selection
+
+    train, valid = sessions
+    budget = model.output_emb.weight.numel() * 4 // 16
+    rows = split_half_selection(
+        model, train, valid, [budget], rules=("valid_ndcg", "fidelity:ndcg@5")
+    )
+    assert {(r["direction"], r["rule"]) for r in rows} == {
+        (d, r) for d in ("A->B", "B->A") for r in ("valid_ndcg", "fidelity:ndcg@5", "oracle")
+    }
+    for d in ("A->B", "B->A"):
+        by = {r["rule"]: r for r in rows if r["direction"] == d}
+        assert all(by["oracle"]["change"] >= r["change"] for r in by.values())
+    with pytest.raises(ValueError, match="fidelity:<measure>@<k>"):
+        split_half_selection(model, train, valid, [budget], rules=("fidelity",))

@@ -150,6 +150,11 @@ def train_two_tower(
                 handles.append(mod.register_forward_hook(hook))
     opt = torch.optim.Adam(params, lr=learning_rate)
     first_tracked = 0 if track_last is None else max(0, n_epochs - int(track_last))
+    t_scores = None  # the teacher's full score matrix, read where no hook needs its forward
+    if teacher is not None and model.n_users * model.n_items <= 50_000_000:
+        with torch.no_grad():
+            tu, ti = teacher.scorer()
+            t_scores = tu @ ti.T
     for epoch in range(n_epochs):
         order = torch.randperm(users.numel(), generator=gen)
         for start in range(0, order.numel(), batch_size):
@@ -166,8 +171,12 @@ def train_two_tower(
                 )
                 loss = loss + weight_decay * reg / idx.numel()
             if teacher is not None:
+                tracked = tracker is not None and epoch >= first_tracked
                 with torch.no_grad():
-                    t_pos, t_neg = teacher(u, i), teacher(u, j)
+                    if hints or tracked or t_scores is None:  # the hooks need the forward
+                        t_pos, t_neg = teacher(u, i), teacher(u, j)
+                    else:
+                        t_pos, t_neg = t_scores[u, i], t_scores[u, j]
                 loss = loss + distill_weight * (
                     (pos - t_pos).pow(2).mean() + (neg - t_neg).pow(2).mean()
                 )

@@ -76,6 +76,7 @@ __all__ = [
     "save_session_artifact",
     "session_hidden",
     "session_scores_fn",
+    "split_half_selection",
     "session_recipe_finding",
     "session_recipe_report",
 ]
@@ -790,3 +791,95 @@ def _check_recipe(
             f"{p}: built from recipe {str(got)[:12]}..., not from this recipe "
             f"({recipe.fingerprint[:12]}...)"
         )
+
+
+# --- choosing the selection rule ------------------------------------------------------
+def _parse_rule(rule: str) -> tuple[str, int]:
+    if rule == "valid_ndcg":
+        return rule, 10
+    kind, _, spec = rule.partition(":")
+    measure, _, k = spec.partition("@")
+    if kind != "fidelity" or not measure or not k.isdigit():
+        raise ValueError(
+            f"rule must be 'valid_ndcg' or 'fidelity:<measure>@<k>' (e.g. fidelity:ndcg@10), got {rule!r}"
+        )
+    return measure, int(k)
+
+
+def split_half_selection(
+    model: GRU4RecNetwork,
+    train: SessionArrays,
+    valid: SessionArrays,
+    budgets: Sequence[int],
+    *,
+    signals: Mapping[str, np.ndarray] | None = None,
+    rules: Sequence[str] = ("valid_ndcg", "fidelity:ndcg@10", "fidelity:overlap@10"),
+    random_state: int = 0,
+    metric: np.ndarray | None = None,
+) -> list[dict[str, Any]]:
+    """Compare plan-selection rules on validation data alone, by split halves.
+
+    The validation sessions are cut at random into two halves. For each budget every
+    plan of :func:`~gradtracer.compress.session.table_candidates` is scored on both
+    halves; each rule picks a plan on one half, and the pick's NDCG@10 on the **other**
+    half, relative to the float model's there, is the rule's outcome (both directions).
+    The ``oracle`` rows are the best plan of the other half (an upper bound).
+
+    Args:
+        model: the trained float GRU4Rec.
+        train: training sessions (the score metric).
+        valid: validation sessions (split in two; test data is never touched).
+        budgets: item-table byte budgets.
+        signals: row signals for the weighted allocations.
+        rules: ``valid_ndcg`` or ``fidelity:<measure>@<k>`` (measures of
+            :func:`ranking_fidelity`).
+        random_state: seed of the session split.
+        metric: the score metric, if already computed.
+
+    Returns:
+        One row per (budget, direction, rule): ``budget``, ``direction`` (``A->B`` or
+        ``B->A``), ``rule``, ``picked``, ``change`` (relative NDCG@10 on the other half).
+    """
+    from gradtracer.compress.session import subset_sessions
+
+    parsed = {r: _parse_rule(r) for r in rules}
+    rng = np.random.default_rng(random_state)
+    first = rng.permutation(valid.n_sessions) % 2 == 0
+    halves = {"A": subset_sessions(valid, first), "B": subset_sessions(valid, ~first)}
+    g = hidden_gram(model, train) if metric is None else np.asarray(metric, dtype=np.float64)
+    w = model.output_emb.weight.detach().to("cpu", torch.float32)
+    ref = CompressedGRU4Rec(model, name="float")
+    ref_fns = {h: session_scores_fn(ref, s) for h, s in halves.items()}
+    base = {h: _valid_ndcg(ref, s) for h, s in halves.items()}
+    out: list[dict[str, Any]] = []
+    for budget in budgets:
+        scores: list[dict[Any, Any]] = []
+        for label, table in table_candidates(w, int(budget), metric=g, signals=signals).items():
+            cm = CompressedGRU4Rec(model, {"output_emb": table}, name=label)
+            if cm.table_bytes() > budget:
+                continue
+            entry: dict[Any, Any] = {"label": label}
+            for h, s in halves.items():
+                entry[("ndcg", h)] = _valid_ndcg(cm, s)
+                for r, (measure, k) in parsed.items():
+                    if r != "valid_ndcg":
+                        entry[(r, h)] = ranking_fidelity(cm, ref_fns[h], s, k=k, measure=measure)
+            scores.append(entry)
+        for pick_on, judge_on in (("A", "B"), ("B", "A")):
+            for r in [*rules, "oracle"]:
+                key = ("ndcg", judge_on if r == "oracle" else pick_on)
+                if r not in ("valid_ndcg", "oracle"):
+                    key = (r, pick_on)
+                best = max(scores, key=lambda e, key=key: e[key])  # type: ignore[misc]
+                out.append(
+                    {
+                        "budget": int(budget),
+                        "direction": f"{pick_on}->{judge_on}",
+                        "rule": r,
+                        "picked": best["label"],
+                        "change": best[("ndcg", judge_on)] / base[judge_on] - 1.0
+                        if base[judge_on] > 0
+                        else float("nan"),
+                    }
+                )
+    return out
