@@ -163,7 +163,8 @@ def _decode(kk, ss, m, blocks, fb, out, o):
     d = out.shape[1]
     w8, w4, w2 = i8.shape[1] - 8, i4.shape[1] - 4, i2.shape[1] - 4
     sh8, sh16, sh24 = np.uint32(8), np.uint32(16), np.uint32(24)
-    quarter, four, sixteen = np.float32(0.25), np.float32(4.0), np.float32(16.0)
+    sixteenth, sixteen = np.float32(0.0625), np.float32(16.0)
+    two, three, four, six = np.int32(2), np.int32(3), np.int32(4), np.int32(6)
     for t in range(m):
         kind, s, i = kk[t], ss[t], o + t
         if kind == 3:
@@ -171,7 +172,7 @@ def _decode(kk, ss, m, blocks, fb, out, o):
             bias = half_bits(np.uint16(i4[s, w4 + 2]) | (np.uint16(i4[s, w4 + 3]) << np.uint16(8)))
             for j in range(d >> 1):  # nibbles split in float32 (exact): 8 lanes a vector
                 q = np.float32(i4[s, j])
-                hi = np.floor(q * quarter * quarter)
+                hi = np.floor(q * sixteenth)
                 out[i, 2 * j] = fma32(scale, q - hi * sixteen, bias)
                 out[i, 2 * j + 1] = fma32(scale, hi, bias)
             if d & 1:
@@ -179,15 +180,12 @@ def _decode(kk, ss, m, blocks, fb, out, o):
         elif kind == 4:
             scale = half_bits(np.uint16(i2[s, w2]) | (np.uint16(i2[s, w2 + 1]) << np.uint16(8)))
             bias = half_bits(np.uint16(i2[s, w2 + 2]) | (np.uint16(i2[s, w2 + 3]) << np.uint16(8)))
-            for j in range(d >> 2):
-                q0 = np.float32(i2[s, j])
-                q1 = np.floor(q0 * quarter)
-                q2 = np.floor(q1 * quarter)
-                q3 = np.floor(q2 * quarter)
-                out[i, 4 * j] = fma32(scale, q0 - q1 * four, bias)
-                out[i, 4 * j + 1] = fma32(scale, q1 - q2 * four, bias)
-                out[i, 4 * j + 2] = fma32(scale, q2 - q3 * four, bias)
-                out[i, 4 * j + 3] = fma32(scale, q3, bias)
+            for j in range(d >> 2):  # int32 lanes (numba would widen uint8 arithmetic to 64 bits)
+                b = np.int32(i2[s, j])
+                out[i, 4 * j] = fma32(scale, np.float32(b & three), bias)
+                out[i, 4 * j + 1] = fma32(scale, np.float32((b >> two) & three), bias)
+                out[i, 4 * j + 2] = fma32(scale, np.float32((b >> four) & three), bias)
+                out[i, 4 * j + 3] = fma32(scale, np.float32(b >> six), bias)
             for c in range(d - d % 4, d):
                 code = (i2[s, c >> 2] >> ((c & 3) * 2)) & 3
                 out[i, c] = fma32(scale, np.float32(code), bias)
