@@ -12,7 +12,9 @@ the same weights, as:
 - ``twoscale4``: ``methods.TwoScaleTable`` at 4 bits (per-column fp16 scale, per-row
   1-byte exponent);
 - ``int4/fbgemm`` and ``mixed5/ref``: the ``torch.ops.quantized`` paths (one FBGEMM call
-  per precision), what the tables use without numba.
+  per precision), what the tables use without numba;
+- ``twoscale4/k``: the same two-scale table read by ``index_kernel.two_scale_gather``
+  (the compiled kernel for that layout) rather than by the table's tensor decode.
 
 Two workloads, each at every ``--batches`` size (default 512, 4,096 and 16,384):
 
@@ -44,7 +46,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gradtracer.compress import QuantizedTable
+from gradtracer.compress import QuantizedTable, index_kernel
 from gradtracer.compress.methods import TwoScaleTable
 from gradtracer.compress.rowwise import lookup_rows
 
@@ -96,6 +98,7 @@ def _tables(weight: torch.Tensor, rows: int) -> tuple[dict[str, Any], dict[str, 
         nbytes[k] = t.resident_bytes() if k.endswith("+map") else t.nbytes()
     nbytes["int4/fbgemm"] = nbytes["int4"]
     nbytes["mixed5/ref"] = nbytes["mixed5"]
+    nbytes["twoscale4/k"] = nbytes["twoscale4"]
     return tables, nbytes
 
 
@@ -133,6 +136,16 @@ def _fns(
         int4.blocks["int4"], i, o, mode=0
     )
     lookup["mixed5/ref"] = lambda i, o: mixed.lookup_reference(i)
+    two = tables["twoscale4"]
+    step, col = two._step_t.numpy(), two._col_t.numpy()
+
+    def two_scale(i: torch.Tensor) -> torch.Tensor:
+        out = torch.empty(i.numel(), two.dim)
+        index_kernel.two_scale_gather(i.numpy(), two.codes, step, col, two.bits, out.numpy())
+        return out
+
+    lookup["twoscale4/k"] = lambda i, o: two_scale(i)
+    pooled["twoscale4/k"] = lambda i, o: two_scale(i).view(-1, bag, two.dim).sum(1)
     return lookup, pooled
 
 
