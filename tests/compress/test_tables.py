@@ -234,7 +234,7 @@ def test_pooled_kernel_adds_in_index_order() -> None:
         t.embedding_bag(torch.tensor([0, 700]), torch.tensor([0]))
 
 
-@pytest.mark.parametrize("bits", [8, 4, 2])
+@pytest.mark.parametrize("bits", [8, 4, 2, 3, 5, 6])
 @pytest.mark.parametrize("dim", [16, 7])
 def test_two_scale_kernel_equals_tensor_decode(bits: int, dim: int) -> None:
     from gradtracer.compress import index_kernel

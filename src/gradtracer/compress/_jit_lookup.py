@@ -282,6 +282,8 @@ def two_scale_rows(rows, n_rows, bits, codes, step, col, half, out):
     n = rows.size
     d = out.shape[1]
     off = np.float32(half - 0.5)
+    width = codes.shape[1]
+    mask = (1 << bits) - 1
     for i in range(n):
         r = rows[i]
         if r < 0 or r >= n_rows:
@@ -301,7 +303,7 @@ def two_scale_rows(rows, n_rows, bits, codes, step, col, half, out):
                 out[i, 2 * j + 1] = ((np.float32(b >> 4) - off) * st) * col[2 * j + 1]
             if d & 1:
                 out[i, d - 1] = ((np.float32(codes[r, d >> 1] & 15) - off) * st) * col[d - 1]
-        else:
+        elif bits == 2:
             for j in range(d >> 2):
                 b = codes[r, j]
                 out[i, 4 * j] = ((np.float32(b & 3) - off) * st) * col[4 * j]
@@ -310,5 +312,14 @@ def two_scale_rows(rows, n_rows, bits, codes, step, col, half, out):
                 out[i, 4 * j + 3] = ((np.float32(b >> 6) - off) * st) * col[4 * j + 3]
             for c in range(d - d % 4, d):
                 code = (codes[r, c >> 2] >> ((c & 3) * 2)) & 3
+                out[i, c] = ((np.float32(code) - off) * st) * col[c]
+        else:  # 3, 5, 6 or 7 bits: a code may straddle two bytes of the row's bit stream
+            for c in range(d):
+                first = c * bits
+                byte = first >> 3
+                pair = np.int64(codes[r, byte])
+                if byte + 1 < width:
+                    pair |= np.int64(codes[r, byte + 1]) << 8
+                code = (pair >> (first & 7)) & mask
                 out[i, c] = ((np.float32(code) - off) * st) * col[c]
     return -1

@@ -197,10 +197,11 @@ def two_scale_gather(
 
     Args:
         rows: ``(B,)`` row indices.
-        codes: ``(n_rows, ceil(dim * bits / 8))`` uint8, low bits first.
+        codes: ``(n_rows, ceil(dim * bits / 8))`` uint8: each row one little-endian bit
+            stream of ``dim`` codes, low bits first.
         step: ``(n_rows,)`` float32 per-row step ``2 ** (e / 8) / 2 ** (bits - 1)``.
         col: ``(dim,)`` float32 column scales.
-        bits: 8, 4 or 2.
+        bits: 2 to 8.
         out: ``(B, dim)`` float32, written.
 
     Values are ``((code - 2**(bits-1) + 0.5) * step[row]) * col`` in float32, the
@@ -210,6 +211,8 @@ def two_scale_gather(
         IndexError: a row outside the table.
         RuntimeError: the compiled kernels are unavailable.
     """
+    if not 2 <= int(bits) <= 8:
+        raise ValueError(f"bits must be in [2, 8], got {bits!r}")
     rows = np.ascontiguousarray(rows, dtype=np.int64)
     half = float(1 << (int(bits) - 1))
     bad = _kernels()[2](rows, codes.shape[0], int(bits), codes, step, col, half, out)
