@@ -209,7 +209,7 @@ def test_session_study_rows_and_summary(sessions: tuple[SessionArrays, SessionAr
 def advised(
     model: GRU4Rec, sessions: tuple[SessionArrays, SessionArrays]
 ) -> tuple[object, list[object]]:
-    from gradtracer.compress.session_recipe import advise_session
+    from gradtracer.compress.session_advice import advise_session
 
     train, test = sessions
     budget = model.output_emb.weight.numel() * 4 // 8
@@ -254,7 +254,8 @@ def test_session_recipe_round_trips_and_rebuilds_the_pick(
 def test_score_metric_low_rank_recipe_carries_its_metric(
     model: GRU4Rec, sessions: tuple[SessionArrays, SessionArrays], advised: tuple
 ) -> None:
-    from gradtracer.compress.session_recipe import advise_session, apply_session_recipe
+    from gradtracer.compress.session_advice import advise_session
+    from gradtracer.compress.session_recipe import apply_session_recipe
 
     train, test = sessions
     recipe0, cands = advised
@@ -299,10 +300,8 @@ def test_session_artifact_round_trip_and_refusals(
     model: GRU4Rec, sessions: tuple[SessionArrays, SessionArrays], advised: tuple, tmp_path, suffix
 ) -> None:
     from gradtracer.compress import ArtifactError, CompressedMF, load_compressed
-    from gradtracer.compress.session_recipe import (
-        apply_session_recipe,
-        load_session_artifact,
-    )
+    from gradtracer.compress.session_artifact import load_session_artifact
+    from gradtracer.compress.session_recipe import apply_session_recipe
 
     if suffix == ".safetensors":
         pytest.importorskip("safetensors")
@@ -338,7 +337,7 @@ def test_session_artifact_round_trip_and_refusals(
 def test_split_half_selection_judges_each_pick_on_the_other_half(
     model: GRU4Rec, sessions: tuple[SessionArrays, SessionArrays]
 ) -> None:
-    from gradtracer.compress.session_recipe import split_half_selection
+    from gradtracer.compress.session_advice import split_half_selection
 
     train, valid = sessions
     budget = model.output_emb.weight.numel() * 4 // 16

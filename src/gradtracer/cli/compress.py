@@ -192,7 +192,8 @@ def _advise_sessions(
 ) -> None:
     from gradtracer._progress import progress
     from gradtracer.compress.session import gru4rec_trainer
-    from gradtracer.compress.session_recipe import advise_session, session_recipe_report
+    from gradtracer.compress.session_advice import advise_session
+    from gradtracer.compress.session_recipe import session_recipe_report
     from gradtracer.durable import atomic_write_json
     from gradtracer.report.text import render_text
 
@@ -390,7 +391,8 @@ def evaluate(
 
 
 def _evaluate_session_artifact(log: Path, fmt: str, artifact: Path, recipe: Path | None) -> None:
-    from gradtracer.compress.session_recipe import load_session_artifact, load_session_recipe
+    from gradtracer.compress.session_artifact import load_session_artifact
+    from gradtracer.compress.session_recipe import load_session_recipe
     from gradtracer.recsys.sessions.evaluate import evaluate_next_item
 
     _, _, test = _session_data(log, fmt)

@@ -238,15 +238,15 @@ class CompressedGRU4Rec(nn.Module):
 
     def save(self, path: str | Path, *, file_format: str | None = None) -> Path:
         """Write one checksummed ``.npz`` or ``.safetensors`` artifact (see
-        :func:`~gradtracer.compress.session_recipe.save_session_artifact`)."""
-        from gradtracer.compress.session_recipe import save_session_artifact
+        :func:`~gradtracer.compress.session_artifact.save_session_artifact`)."""
+        from gradtracer.compress.session_artifact import save_session_artifact
 
         return save_session_artifact(self, path, file_format=file_format)
 
     @classmethod
     def load(cls, path: str | Path, *, recipe: Any | None = None) -> CompressedGRU4Rec:
         """Read an artifact written by :meth:`save` (every checksum verified)."""
-        from gradtracer.compress.session_recipe import load_session_artifact
+        from gradtracer.compress.session_artifact import load_session_artifact
 
         return load_session_artifact(path, recipe=recipe)
 
@@ -556,7 +556,7 @@ def session_study(
         train_model: ``seed -> (trained network, {signal: (n_items,) row importance})``.
         train: training sessions (for the score metric, :func:`hidden_gram`).
         valid: validation sessions: the recipe is chosen here
-            (:func:`~gradtracer.compress.session_recipe.advise_session`).
+            (:func:`~gradtracer.compress.session_advice.advise_session`).
         test: test sessions: every reported figure.
         seeds: training seeds (one model each).
         ratios: budgets as fractions of the float32 table bytes.
@@ -565,12 +565,12 @@ def session_study(
         select: the selection rule of ``recipe`` (``valid_ndcg`` or ``fidelity``), or
             several: the first gives ``recipe``, each other one a ``recipe:<rule>`` row.
         fidelity_options: ``fidelity_k``, ``fidelity_measure``, ``fidelity_sessions`` of
-            :func:`~gradtracer.compress.session_recipe.advise_session`.
+            :func:`~gradtracer.compress.session_advice.advise_session`.
 
     Rows: ``fp32`` (the trained model), every method of :func:`table_candidates`, and
     ``recipe`` (the validation pick) per budget; ``dense_<p>`` and ``dense_<p>:<matrix>``.
     """
-    from gradtracer.compress.session_recipe import advise_session
+    from gradtracer.compress.session_advice import advise_session
 
     rules = [select] if isinstance(select, str) else list(select)
     rows: list[SessionStudyRow] = []
