@@ -248,3 +248,51 @@ def test_a_rate_raised_mid_run_is_dated_even_when_the_rows_slowed_down_before():
                                                            for i in range(50)))  # fmt: skip
     (g,) = detect_learning_rate(run(tables=(slowing,), losses=_rising()), TH)
     assert "from_step" not in g.remedy.params
+
+
+def _mf_run(learning_rate: float, *, random_state: int = 0, n_steps: int = 80) -> FlowManager:
+    """A tiny implicit MF (users like the items of their group, BCE with random negatives,
+    Adam), both tables tracked by EmbeddingTrackers and the model by a FlowTracker."""
+    from gradtracer.embedding.tracker import EmbeddingTracker
+
+    torch.manual_seed(random_state)
+    gen = torch.Generator().manual_seed(random_state)
+    n_users, n_items = 120, 90
+    user_emb, item_emb = nn.Embedding(n_users, 8), nn.Embedding(n_items, 8)
+    for emb in (user_emb, item_emb):
+        nn.init.normal_(emb.weight, std=0.1)
+    model = nn.ModuleDict({"user_emb": user_emb, "item_emb": item_emb})
+    opt = torch.optim.Adam(model.parameters(), lr=learning_rate)
+    group = torch.randint(0, 4, (n_users,), generator=gen)
+    manager = FlowManager("mf")
+    for name, emb in (("user_emb", user_emb), ("item_emb", item_emb)):
+        manager.add_tracker(name, EmbeddingTracker(emb, name=name, track_interval=2))
+    manager.add_tracker("model", FlowTracker(model, optimizer=opt,
+                                             history_dir="/nonexistent-gradtracer-runs"))  # fmt: skip
+    ones, zeros = torch.ones(64), torch.zeros(64)
+    for _ in range(n_steps):
+        u = torch.randint(0, n_users, (64,), generator=gen)
+        pos = group[u] * (n_items // 4) + torch.randint(0, n_items // 4, (64,), generator=gen)
+        neg = torch.randint(0, n_items, (64,), generator=gen)
+        scores = torch.cat([(user_emb(u) * item_emb(pos)).sum(1),
+                            (user_emb(u) * item_emb(neg)).sum(1)])  # fmt: skip
+        loss = nn.functional.binary_cross_entropy_with_logits(scores, torch.cat([ones, zeros]))
+        opt.zero_grad()
+        loss.backward()
+        manager.step(loss=float(loss.detach()))
+        opt.step()
+    manager.detach()
+    return manager
+
+
+def test_measured_too_high_factor_on_real_tiny_runs_and_a_silent_healthy_twin():
+    with torch.random.fork_rng():
+        torch.set_num_threads(1)
+        runs = {lr: collect_signals(_mf_run(lr)) for lr in (0.01, 0.3, 1.0)}
+    assert detect_learning_rate(runs[0.01], TH) == []
+    for lr, (lo, hi) in ((0.3, (1 / 60, 1 / 12)), (1.0, (1 / 200, 1 / 40))):
+        found = detect_learning_rate(runs[lr], TH)
+        assert {f.subject for f in found} == {"user_emb", "item_emb"}
+        for f in found:  # 30x and 100x the healthy rate: cut by about that much
+            assert f.type is FindingType.LEARNING_RATE_TOO_HIGH
+            assert lo <= f.remedy.params["factor"] <= hi
