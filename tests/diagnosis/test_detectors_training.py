@@ -250,9 +250,11 @@ def test_a_rate_raised_mid_run_is_dated_even_when_the_rows_slowed_down_before():
     assert "from_step" not in g.remedy.params
 
 
-def _mf_run(learning_rate: float, *, random_state: int = 0, n_steps: int = 80) -> FlowManager:
+def _mf_run(learning_rate: float, *, random_state: int = 0, n_steps: int = 80,
+            zero_grad: bool = True) -> FlowManager:  # fmt: skip
     """A tiny implicit MF (users like the items of their group, BCE with random negatives,
-    Adam), both tables tracked by EmbeddingTrackers and the model by a FlowTracker."""
+    Adam), both tables tracked by EmbeddingTrackers and the model by a FlowTracker;
+    ``zero_grad=False`` never resets the gradients."""
     from gradtracer.embedding.tracker import EmbeddingTracker
 
     torch.manual_seed(random_state)
@@ -277,7 +279,8 @@ def _mf_run(learning_rate: float, *, random_state: int = 0, n_steps: int = 80) -
         scores = torch.cat([(user_emb(u) * item_emb(pos)).sum(1),
                             (user_emb(u) * item_emb(neg)).sum(1)])  # fmt: skip
         loss = nn.functional.binary_cross_entropy_with_logits(scores, torch.cat([ones, zeros]))
-        opt.zero_grad()
+        if zero_grad:
+            opt.zero_grad()
         loss.backward()
         manager.step(loss=float(loss.detach()))
         opt.step()
@@ -296,3 +299,19 @@ def test_measured_too_high_factor_on_real_tiny_runs_and_a_silent_healthy_twin():
         for f in found:  # 30x and 100x the healthy rate: cut by about that much
             assert f.type is FindingType.LEARNING_RATE_TOO_HIGH
             assert lo <= f.remedy.params["factor"] <= hi
+
+
+def test_tables_whose_gradients_are_never_reset_repeat_them_in_a_real_tiny_run():
+    from gradtracer.diagnosis.detectors import detect_bad_initialization
+
+    with torch.random.fork_rng():
+        torch.set_num_threads(1)
+        summed = collect_signals(_mf_run(0.01, zero_grad=False, n_steps=120))
+        fresh = collect_signals(_mf_run(0.01, n_steps=120))
+    assert min(t.grad_snr for t in summed.tables) >= TH.accumulation_snr
+    assert max(t.grad_snr for t in fresh.tables) < TH.accumulation_snr
+    (f,) = detect_gradient_accumulation(summed, TH)
+    assert f.type is FindingType.GRADIENT_ACCUMULATION
+    assert detect_gradient_accumulation(fresh, TH) == []
+    # the summed gradients grow the tables through their own updates: no initialisation fault
+    assert detect_bad_initialization(summed, TH) == []
