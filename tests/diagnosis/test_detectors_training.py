@@ -315,3 +315,20 @@ def test_tables_whose_gradients_are_never_reset_repeat_them_in_a_real_tiny_run()
     assert detect_gradient_accumulation(fresh, TH) == []
     # the summed gradients grow the tables through their own updates: no initialisation fault
     assert detect_bad_initialization(summed, TH) == []
+
+
+def test_small_noisy_suite_runs_overfit_only_when_trained_past_their_epochs():
+    from gradtracer.fault_suite.loop import RunSpec, train_run
+
+    def overfit_findings(**spec) -> list[str]:
+        run = train_run(RunSpec("mlp", variant="small_noisy", **spec), latency_probes=False)
+        last = run.checkpoints[-1].findings
+        return [f["type"] for f in last if f["type"] == "OVERFITTING_ONSET"
+                and f["severity"] != "info"]  # fmt: skip
+
+    with torch.random.fork_rng():
+        torch.set_num_threads(1)
+        # noisy validation accuracy (400 examples, 20% label noise) on healthy runs
+        for seed in (7, 8):
+            assert overfit_findings(random_state=seed) == []
+        assert overfit_findings(random_state=0, fault="overfitting") == ["OVERFITTING_ONSET"]
