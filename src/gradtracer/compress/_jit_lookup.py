@@ -284,6 +284,8 @@ def two_scale_rows(rows, n_rows, bits, codes, step, col, half, out):
     off = np.float32(half - 0.5)
     width = codes.shape[1]
     mask = (1 << bits) - 1
+    sixteenth, sixteen = np.float32(0.0625), np.float32(16.0)
+    two, three, four, six = np.int32(2), np.int32(3), np.int32(4), np.int32(6)
     for i in range(n):
         r = rows[i]
         if r < 0 or r >= n_rows:
@@ -297,19 +299,20 @@ def two_scale_rows(rows, n_rows, bits, codes, step, col, half, out):
             for c in range(d):
                 out[i, c] = ((np.float32(codes[r, c]) - off) * st) * col[c]
         elif bits == 4:
-            for j in range(d >> 1):
-                b = codes[r, j]
-                out[i, 2 * j] = ((np.float32(b & 15) - off) * st) * col[2 * j]
-                out[i, 2 * j + 1] = ((np.float32(b >> 4) - off) * st) * col[2 * j + 1]
+            for j in range(d >> 1):  # nibbles split in float32 (exact), as in _decode
+                q = np.float32(codes[r, j])
+                hi = np.floor(q * sixteenth)
+                out[i, 2 * j] = ((q - hi * sixteen - off) * st) * col[2 * j]
+                out[i, 2 * j + 1] = ((hi - off) * st) * col[2 * j + 1]
             if d & 1:
                 out[i, d - 1] = ((np.float32(codes[r, d >> 1] & 15) - off) * st) * col[d - 1]
         elif bits == 2:
-            for j in range(d >> 2):
-                b = codes[r, j]
-                out[i, 4 * j] = ((np.float32(b & 3) - off) * st) * col[4 * j]
-                out[i, 4 * j + 1] = ((np.float32((b >> 2) & 3) - off) * st) * col[4 * j + 1]
-                out[i, 4 * j + 2] = ((np.float32((b >> 4) & 3) - off) * st) * col[4 * j + 2]
-                out[i, 4 * j + 3] = ((np.float32(b >> 6) - off) * st) * col[4 * j + 3]
+            for j in range(d >> 2):  # int32 lanes, as in _decode
+                b = np.int32(codes[r, j])
+                out[i, 4 * j] = ((np.float32(b & three) - off) * st) * col[4 * j]
+                out[i, 4 * j + 1] = ((np.float32((b >> two) & three) - off) * st) * col[4 * j + 1]
+                out[i, 4 * j + 2] = ((np.float32((b >> four) & three) - off) * st) * col[4 * j + 2]
+                out[i, 4 * j + 3] = ((np.float32(b >> six) - off) * st) * col[4 * j + 3]
             for c in range(d - d % 4, d):
                 code = (codes[r, c >> 2] >> ((c & 3) * 2)) & 3
                 out[i, c] = ((np.float32(code) - off) * st) * col[c]
