@@ -109,6 +109,7 @@ def train_two_tower(
     hint_weight: float = 1.0,
     weight_decay: float = 0.0,
     on_epoch: Callable[[int], Any] | None = None,
+    track_rows: int | None = None,
 ) -> None:
     """BPR training, plus ``distill_weight * MSE(student scores, teacher scores)`` with a teacher.
 
@@ -116,6 +117,8 @@ def train_two_tower(
         weight_decay: L2 on the looked-up embedding rows per step (as
             :func:`~gradtracer.compress.workloads.train_dot_mf`; default 0).
         on_epoch: called with the number of epochs done after each epoch.
+        track_rows: the tracker measures the first this many pairs of each batch
+            (default: the whole batch); its minibatch CKA costs O(rows^3).
         track_last: step ``tracker`` only in the last this many epochs (default: all),
             so its statistics describe the trained student.
         hints: ``{student layer: teacher layer}`` FitNets hints: each adds ``hint_weight *
@@ -184,6 +187,11 @@ def train_two_tower(
                     pred = regressors[s_name](captured[("s", s_name)])
                     loss = loss + hint_weight * (pred - captured[("t", t_name)]).pow(2).mean()
                 if tracker is not None and epoch >= first_tracked:
+                    if track_rows is not None and idx.numel() > track_rows:
+                        # minibatch CKA costs O(n^3) in the rows: measure a slice of the batch
+                        with torch.no_grad():
+                            teacher(u[:track_rows], j[:track_rows])
+                            model(u[:track_rows], j[:track_rows])
                     tracker.step()  # the hooks hold the last forward pair, on (u, j)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -288,6 +296,7 @@ class BottleneckConfig:
     weight_decay: float = 0.0  # L2 on the looked-up rows
     bottleneck: int = 2  # hidden width of the student's item tower (the teacher's is 32)
     track_last: int = 1  # epochs at the end whose batches the tracker measures
+    track_rows: int = 512  # pairs of each batch the tracker measures (its CKA is O(rows^3))
     hint_weight: float = 1.0  # weight of the hint loss when the action is ``hint_loss``
 
     def to_dict(self) -> dict[str, Any]:
@@ -338,7 +347,7 @@ def planted_bottleneck_study(
             student, workload.train, n_epochs=cfg.n_epochs, batch_size=cfg.batch_size,
             learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay, random_state=seed,
             teacher=t, tracker=tr, track_last=cfg.track_last, hints=hints,
-            hint_weight=cfg.hint_weight,
+            hint_weight=cfg.hint_weight, track_rows=cfg.track_rows,
         )  # fmt: skip
         if tr is not None:
             tr.detach()
