@@ -139,3 +139,30 @@ def test_recipe_matches_shipped_schema(trained: tuple) -> None:
     bad["method"] = "magic"
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(bad, schema)
+
+
+@pytest.mark.parametrize("method", ["score_svd", "score_svd_twoscale"])
+def test_score_factor_artifact_checks_against_its_recipe(
+    tmp_path: Path, trained: tuple, method: str
+) -> None:
+    # score-factor plans store rank-r factors: their tables have r columns, not the float dim
+    _, model = trained
+    user, item = model.scorer()
+    budget = methods.fp32_bytes(user, item) // (4 if method == "score_svd" else 8)
+    params = {"precision": "int8"} if method == "score_svd" else {"bits": 4}
+    tables = {
+        "user": {"n_rows": int(user.shape[0]), "dim": int(user.shape[1])},
+        "item": {"n_rows": int(item.shape[0]), "dim": int(item.shape[1])},
+    }
+    recipe = Recipe(tables, budget, methods.fp32_bytes(user, item), method, params=params)
+    cm = apply_recipe(recipe, user, item)
+    assert cm.user_table.dim < user.shape[1]
+    path = cm.save(tmp_path / "f.npz")
+    back = load_compressed(path, recipe=recipe)
+    assert torch.equal(back.item_table.dequantize(), cm.item_table.dequantize())
+    other = {**tables, "item": {"n_rows": int(item.shape[0]) + 1, "dim": int(item.shape[1])}}
+    with pytest.raises(ArtifactError, match="a recipe for another model"):
+        load_compressed(path, recipe=Recipe(other, budget, 1, method, params=params))
+    narrow = {k: {"n_rows": v["n_rows"], "dim": 1} for k, v in tables.items()}
+    with pytest.raises(ArtifactError, match="a recipe for another model"):
+        load_compressed(path, recipe=Recipe(narrow, budget, 1, method, params=params))

@@ -292,11 +292,23 @@ def load_compressed(path: str | Path, *, recipe: Any | None = None) -> Compresse
     return model
 
 
+#: Recipe methods whose tables hold score factors: ``rank`` columns (at most the float
+#: tables' width, the same for both tables) instead of the float tables' columns.
+SCORE_FACTOR_METHODS: tuple[str, ...] = ("score_svd", "score_svd_twoscale", "score_svd_mixed")
+
+
 def _check_recipe(p: Path, model: CompressedMF, recipe: Any) -> None:
+    factors = getattr(recipe, "method", None) in SCORE_FACTOR_METHODS
     for name, n_rows in (("user", model.n_users), ("item", model.n_items)):
         want = recipe.tables.get(name, {})
         got = (n_rows, model.user_table.dim if name == "user" else model.item_table.dim)
-        if (want.get("n_rows"), want.get("dim")) != got:
+        rank_ok = (
+            factors
+            and model.user_table.dim == model.item_table.dim
+            and isinstance(want.get("dim"), int)
+            and 1 <= got[1] <= want["dim"]
+        )
+        if want.get("n_rows") != got[0] or (want.get("dim") != got[1] and not rank_ok):
             raise ArtifactError(
                 f"{p}: {name} table is {got[0]} x {got[1]}, the recipe is for "
                 f"{want.get('n_rows')} x {want.get('dim')} (a recipe for another model)"
