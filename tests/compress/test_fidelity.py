@@ -220,3 +220,20 @@ def test_study_selects_by_the_hybrid_rule_and_measures_the_others(tmp_path: obje
     assert by_fid["detail"].split(" ")[0] == most["method"]
     text = summary_markdown([result])
     assert "per-user p (t / Wilcoxon)" in text and "selection rule: fidelity_validation" in text
+
+
+def test_select_plan_rules_and_bad_input() -> None:
+    from gradtracer.compress.advisor import select_plan
+
+    fid, val = SELECTION_KEYS["fidelity"], SELECTION_KEYS["validation"]
+    # the most faithful plan is the worst on validation; the validation-best is unfaithful
+    scores = [{fid: 1.0 - 0.1 * j, val: 0.1 * j} for j in range(SHORTLIST)]
+    scores.append({fid: 0.0, val: 9.0})
+    assert select_plan(scores, "fidelity") == 0
+    assert select_plan(scores, "validation") == SHORTLIST
+    assert select_plan(scores, "fidelity_validation") == SHORTLIST - 1  # best of the shortlist
+    assert select_plan([{fid: 0.5, val: 0.1}, {fid: 0.5, val: 0.1}], "fidelity") == 0  # ties: first
+    with pytest.raises(ValueError, match="rule must be one of"):
+        select_plan(scores, "test")
+    with pytest.raises(ValueError, match="no plans"):
+        select_plan([], "fidelity")
