@@ -77,8 +77,10 @@ def available() -> bool:
 def block_words(codes: np.ndarray, n_rows: int, bits: int) -> np.ndarray:
     """The packed index map as ``(blocks of 64 rows, bits)`` uint64 words (zero-padded).
 
+    Four rows at 4 bits (codes 1, 2, 3, 0) fill the low 16 bits of the block's first word:
+
     >>> block_words(np.array([0x21, 0x03], np.uint8), 4, 4).tolist()
-    [[12833]]
+    [[801, 0, 0, 0]]
     """
     if bits == 0:
         return np.zeros((1, 1), np.uint64)
