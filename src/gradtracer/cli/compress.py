@@ -129,6 +129,11 @@ def advise(
     select: str = typer.Option(
         "valid_ndcg", help="Session plan selection: valid_ndcg or fidelity (to the float model)."
     ),
+    selection: str | None = typer.Option(
+        None,
+        help="MF plan selection: fidelity_validation (default), fidelity, validation or "
+        "score_error.",
+    ),
 ) -> None:
     """Train a float model, advise a recipe per budget, write recipes and the report."""
     import numpy as np
@@ -164,8 +169,9 @@ def advise(
         return float(np.mean(evaluate_model(m, w, part="valid")["ndcg@10"]))
 
     advisor = QuantizationAdvisor(
-        user, item, user_stats=stats[0], item_stats=stats[1], validate=validate
-    )
+        user, item, user_stats=stats[0], item_stats=stats[1], validate=validate,
+        selection=selection, exclude=w.train,
+    )  # fmt: skip
     recipes = []
     from gradtracer._progress import progress
 
