@@ -236,7 +236,9 @@ def test_pooled_kernel_adds_in_index_order() -> None:
 
 @pytest.mark.parametrize("bits", [8, 4, 2, 3, 5, 6])
 @pytest.mark.parametrize("dim", [16, 7])
-def test_two_scale_kernel_equals_tensor_decode(bits: int, dim: int) -> None:
+def test_two_scale_kernel_equals_tensor_decode(
+    bits: int, dim: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from gradtracer.compress import index_kernel
     from gradtracer.compress.methods import TwoScaleTable
 
@@ -248,6 +250,9 @@ def test_two_scale_kernel_equals_tensor_decode(bits: int, dim: int) -> None:
     step, col = ts._step_t.numpy(), ts._col_t.numpy()
     index_kernel.two_scale_gather(rows.numpy(), ts.codes, step, col, bits, out)
     assert torch.equal(torch.from_numpy(out), ts.dequantize()[rows])  # the tensor decode
-    assert torch.equal(ts.lookup(rows), ts.dequantize()[rows])
+    assert torch.equal(ts.lookup(rows), ts.dequantize()[rows])  # the table calls the kernel
+    assert torch.equal(ts.lookup(rows.reshape(50, 20)), ts.dequantize()[rows].reshape(50, 20, dim))
     with pytest.raises(IndexError, match="outside"):
         index_kernel.two_scale_gather(np.array([400]), ts.codes, step, col, bits, out[:1])
+    monkeypatch.setattr(index_kernel, "available", lambda: False)  # the path without numba
+    assert torch.equal(ts.lookup(rows), torch.from_numpy(out))

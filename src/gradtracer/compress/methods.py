@@ -410,6 +410,16 @@ class TwoScaleTable:
         idx = torch.as_tensor(rows, dtype=torch.int64)
         if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= self.n_rows):
             raise IndexError(f"table {self.name!r}: rows must be in [0, {self.n_rows})")
+        from gradtracer.compress import index_kernel
+
+        if index_kernel.available():  # compiled gather, bit-equal to _decode
+            flat = idx.reshape(-1).contiguous()
+            out = torch.empty(flat.numel(), self.dim)
+            step, col = self._step_t.numpy(), self._col_t.numpy()
+            index_kernel.two_scale_gather(
+                flat.numpy(), self.codes, step, col, self.bits, out.numpy()
+            )
+            return out.reshape(*idx.shape, self.dim)
         return self._decode(self._codes_t[idx], self._step_t[idx])
 
     def dequantize(self) -> torch.Tensor:
