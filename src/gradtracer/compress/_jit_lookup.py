@@ -284,6 +284,7 @@ def two_scale_rows(rows, n_rows, bits, codes, step, col, half, out):
     off = np.float32(half - 0.5)
     width = codes.shape[1]
     mask = (1 << bits) - 1
+    umask = np.uint64(mask)
     sixteenth, sixteen = np.float32(0.0625), np.float32(16.0)
     two, three, four, six = np.int32(2), np.int32(3), np.int32(4), np.int32(6)
     for i in range(n):
@@ -316,8 +317,18 @@ def two_scale_rows(rows, n_rows, bits, codes, step, col, half, out):
             for c in range(d - d % 4, d):
                 code = (codes[r, c >> 2] >> ((c & 3) * 2)) & 3
                 out[i, c] = ((np.float32(code) - off) * st) * col[c]
-        else:  # 3, 5, 6 or 7 bits: a code may straddle two bytes of the row's bit stream
-            for c in range(d):
+        else:  # 3, 5, 6 or 7 bits: every 8 codes fill ``bits`` bytes, read as one word
+            full = d >> 3
+            for g in range(full):
+                base = g * bits
+                word = np.uint64(0)
+                for k in range(bits):
+                    word |= np.uint64(codes[r, base + k]) << np.uint64(8 * k)
+                for k in range(8):
+                    code = (word >> np.uint64(k * bits)) & umask
+                    c = 8 * g + k
+                    out[i, c] = ((np.float32(code) - off) * st) * col[c]
+            for c in range(8 * full, d):  # the tail: a code may straddle two bytes
                 first = c * bits
                 byte = first >> 3
                 pair = np.int64(codes[r, byte])
