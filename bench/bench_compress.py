@@ -13,8 +13,9 @@ the same weights, as:
   1-byte exponent);
 - ``int4/fbgemm`` and ``mixed5/ref``: the ``torch.ops.quantized`` paths (one FBGEMM call
   per precision), what the tables use without numba;
-- ``twoscale4/k``: the same two-scale table read by ``index_kernel.two_scale_gather``
-  (the compiled kernel for that layout) rather than by the table's tensor decode.
+- ``twoscale4/k``: the same two-scale table read by calling ``index_kernel.two_scale_gather``
+  (the compiled kernel for that layout, which ``TwoScaleTable.lookup`` uses when numba is
+  available) directly.
 
 Two workloads, each at every ``--batches`` size (default 512, 4,096 and 16,384):
 
