@@ -6,7 +6,9 @@ layout. Which block a row lives in is an index map of ``bits`` bits per row (0 w
 table has a single precision) plus a rank directory: per block of :data:`BLOCK_ROWS`
 rows, the number of earlier rows of each precision (int32). A row's slot in its block is
 ``directory[row // 64, level] + (rows of that level earlier in its 64-row block)``, so no
-per-row int32 map is stored. Dropped rows all read one fallback row (float32).
+per-row int32 map is stored. Dropped rows all read one fallback row (float32). Lookups
+and pooling run compiled kernels over these arrays as stored
+(:mod:`~gradtracer.compress.index_kernel`).
 
 :class:`LowRankTable` stores ``factors (n, r) @ basis (r, d)`` with the factors in a
 :class:`QuantizedTable` (any uniform precision) and the basis in float32.
@@ -268,8 +270,9 @@ class QuantizedTable:
         """Keep a decoded per-row level (int8) and slot (int32) map in memory.
 
         Lookups then read the map instead of the index map and rank directory. With the
-        compiled index kernels (:mod:`~gradtracer.compress.index_kernel`) this is rarely
-        faster; without numba it is several times faster. The map costs 5 bytes a row of
+        compiled index kernels (:mod:`~gradtracer.compress.index_kernel`, which count a
+        row's slot with a popcount) this is no faster; without numba it saves the
+        tensor-op slot counting. The map costs 5 bytes a row of
         extra resident memory (:meth:`resident_bytes`); :meth:`nbytes` and the stored
         artifact do not change. Returns ``self``.
         """
@@ -379,9 +382,12 @@ class QuantizedTable:
             mode: ``"sum"`` (default) or ``"mean"`` (an empty bag pools to zeros).
             include_last_offset: ``offsets`` ends with ``N`` (default False).
 
-        Each precision present is pooled by its own kernel call (``torch.ops.quantized``
-        row-wise kernels, ``F.embedding_bag`` for fp16/fp32) over the bags' rows of that
-        precision, and the partial sums are added.
+        A mixed table is pooled by one compiled pass (:func:`~gradtracer.compress.
+        index_kernel.pool`: every row decoded and added to its bag in index order, in
+        float32); a single-precision table by one ``torch.ops.quantized`` embedding-bag
+        call (``F.embedding_bag`` for fp16/fp32). Without numba, each precision present is
+        pooled by its own kernel call over the bags' rows of that precision and the
+        partial sums are added.
         """
         if mode not in ("sum", "mean"):
             raise ValueError(f"mode must be 'sum' or 'mean', got {mode!r}")
