@@ -382,9 +382,9 @@ class QuantizedTable:
             mode: ``"sum"`` (default) or ``"mean"`` (an empty bag pools to zeros).
             include_last_offset: ``offsets`` ends with ``N`` (default False).
 
-        A mixed table is pooled by one compiled pass (:func:`~gradtracer.compress.
-        index_kernel.pool`: every row decoded and added to its bag in index order, in
-        float32); a single-precision table by one ``torch.ops.quantized`` embedding-bag
+        A mixed table is pooled by one compiled pass
+        (:func:`~gradtracer.compress.index_kernel.pool`: every row decoded and added to its
+        bag in index order, in float32); a single-precision table by one ``torch.ops.quantized`` embedding-bag
         call (``F.embedding_bag`` for fp16/fp32). Without numba, each precision present is
         pooled by its own kernel call over the bags' rows of that precision and the
         partial sums are added.
