@@ -126,30 +126,12 @@ class Recipe:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict with its ``fingerprint``."""
-        body = json.loads(
-            json.dumps(self.body(), sort_keys=True, allow_nan=False, default=_json_default)
-        )
-        body["fingerprint"] = _fingerprint(body)
-        return body
+        return signed(self.body())
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, source: str = "recipe") -> Recipe:
         """Validate and read a recipe dict (kind, version, fingerprint, fields)."""
-        if not isinstance(data, Mapping):
-            raise RecipeError(
-                f"{source}: a recipe must be a JSON object, got {type(data).__name__}"
-            )
-        if data.get("kind") != RECIPE_KIND:
-            raise RecipeError(f"{source}: kind {data.get('kind')!r}, expected {RECIPE_KIND!r}")
-        if str(data.get("recipe_version")) != RECIPE_VERSION:
-            raise RecipeError(
-                f"{source}: recipe_version {data.get('recipe_version')!r}, this GradTracer reads {RECIPE_VERSION}"
-            )
-        body = {k: v for k, v in data.items() if k != "fingerprint"}
-        if data.get("fingerprint") != _fingerprint(body):
-            raise RecipeError(
-                f"{source}: fingerprint does not match the content (the recipe was edited or damaged)"
-            )
+        check_envelope(data, source=source, kind=RECIPE_KIND, version=RECIPE_VERSION)
         from gradtracer.compress import methods as _m
 
         known = _METHODS + tuple(_m.EXTRA_METHODS)
@@ -207,14 +189,43 @@ def _fingerprint(body: Mapping[str, Any]) -> str:
 
 def load_recipe(path: str | Path) -> Recipe:
     """Read and validate a recipe JSON file (errors name the file)."""
+    return Recipe.from_dict(read_recipe_json(path), source=str(path))
+
+
+def read_recipe_json(path: str | Path) -> Any:
+    """Read a recipe file's JSON value; a missing file or invalid JSON names the file."""
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"{p}: no such recipe file")
     try:
-        data = json.loads(p.read_text(encoding="utf-8"))
+        return json.loads(p.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise RecipeError(f"{p}: not valid JSON ({exc})") from exc
-    return Recipe.from_dict(data, source=str(p))
+
+
+def signed(body: Mapping[str, Any]) -> dict[str, Any]:
+    """Return ``body`` as canonical JSON-safe data with its SHA-256 ``fingerprint`` added."""
+    out = json.loads(json.dumps(body, sort_keys=True, allow_nan=False, default=_json_default))
+    out["fingerprint"] = _fingerprint(out)
+    return dict(out)
+
+
+def check_envelope(data: Any, *, source: str, kind: str, version: str) -> None:
+    """Raise :class:`RecipeError` unless ``data`` is a JSON object of ``kind`` at ``version``
+    whose fingerprint matches its content (``source`` names the file in the message)."""
+    if not isinstance(data, Mapping):
+        raise RecipeError(f"{source}: a recipe must be a JSON object, got {type(data).__name__}")
+    if data.get("kind") != kind:
+        raise RecipeError(f"{source}: kind {data.get('kind')!r}, expected {kind!r}")
+    if str(data.get("recipe_version")) != version:
+        raise RecipeError(
+            f"{source}: recipe_version {data.get('recipe_version')!r}, this GradTracer reads {version}"
+        )
+    body = {k: v for k, v in data.items() if k != "fingerprint"}
+    if data.get("fingerprint") != _fingerprint(body):
+        raise RecipeError(
+            f"{source}: fingerprint does not match the content (the recipe was edited or damaged)"
+        )
 
 
 def apply_recipe(recipe: Recipe, user: Any, item: Any) -> CompressedMF:

@@ -30,10 +30,11 @@ import torch
 from gradtracer.compress.model import _digest
 from gradtracer.compress.recipe import (
     RecipeError,
-    _fingerprint,
-    _json_default,
+    check_envelope,
     decode_levels,
     encode_levels,
+    read_recipe_json,
+    signed,
 )
 from gradtracer.compress.session import CompressedGRU4Rec, dense_matrices, metric_svd
 from gradtracer.compress.table import CompressedTable, LowRankTable, QuantizedTable
@@ -143,11 +144,7 @@ class SessionRecipe:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict with its ``fingerprint``."""
-        body = json.loads(
-            json.dumps(self.body(), sort_keys=True, allow_nan=False, default=_json_default)
-        )
-        body["fingerprint"] = _fingerprint(body)
-        return body
+        return signed(self.body())
 
     @property
     def fingerprint(self) -> str:
@@ -157,24 +154,9 @@ class SessionRecipe:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, source: str = "recipe") -> SessionRecipe:
         """Validate and read a session recipe dict (kind, version, fingerprint, fields)."""
-        if not isinstance(data, Mapping):
-            raise RecipeError(
-                f"{source}: a recipe must be a JSON object, got {type(data).__name__}"
-            )
-        if data.get("kind") != SESSION_RECIPE_KIND:
-            raise RecipeError(
-                f"{source}: kind {data.get('kind')!r}, expected {SESSION_RECIPE_KIND!r}"
-            )
-        if str(data.get("recipe_version")) != SESSION_RECIPE_VERSION:
-            raise RecipeError(
-                f"{source}: recipe_version {data.get('recipe_version')!r}, this GradTracer "
-                f"reads {SESSION_RECIPE_VERSION}"
-            )
-        body = {k: v for k, v in data.items() if k != "fingerprint"}
-        if data.get("fingerprint") != _fingerprint(body):
-            raise RecipeError(
-                f"{source}: fingerprint does not match the content (the recipe was edited or damaged)"
-            )
+        check_envelope(
+            data, source=source, kind=SESSION_RECIPE_KIND, version=SESSION_RECIPE_VERSION
+        )
         try:
             return cls(
                 model=dict(data["model"]),
@@ -216,14 +198,7 @@ def _short(value: Any) -> str:
 
 def load_session_recipe(path: str | Path) -> SessionRecipe:
     """Read and validate a session recipe JSON file (errors name the file)."""
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"{p}: no such recipe file")
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RecipeError(f"{p}: not valid JSON ({exc})") from exc
-    return SessionRecipe.from_dict(data, source=str(p))
+    return SessionRecipe.from_dict(read_recipe_json(path), source=str(path))
 
 
 # --- decisions ------------------------------------------------------------------------
