@@ -240,6 +240,40 @@ def _read_safetensors(p: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     return manifest, arrays
 
 
+def read_checked_artifact(
+    path: str | Path, fmt: str
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Read an npz or safetensors artifact's manifest and arrays, verifying that its
+    manifest is a JSON object of format ``fmt`` and that every array matches its SHA-256.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ArtifactError: another format, a missing or extra array, or a checksum mismatch
+            (the array is named).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: no such compressed artifact")
+    with open(p, "rb") as fh:
+        head = fh.read(4)
+    manifest, arrays = _read_npz(p) if head.startswith(b"PK") else _read_safetensors(p)
+    if not isinstance(manifest, dict):
+        raise ArtifactError(f"{p}: manifest is not a JSON object")
+    if manifest.get("format") != fmt:
+        raise ArtifactError(f"{p}: format {manifest.get('format')!r}, expected {fmt!r}")
+    sums = manifest.get("sha256", {})
+    missing = sorted(set(sums) - set(arrays))
+    extra = sorted(set(arrays) - set(sums))
+    if missing or extra:
+        raise ArtifactError(f"{p}: arrays missing {missing} / unexpected {extra}")
+    for key, want in sums.items():
+        if _digest(arrays[key]) != want:
+            raise ArtifactError(
+                f"{p}: array {key!r} does not match its checksum (damaged or edited)"
+            )
+    return manifest, arrays
+
+
 def load_compressed(path: str | Path, *, recipe: Any | None = None) -> CompressedMF:
     """Read a :func:`save_compressed` artifact (npz or safetensors, told apart by content),
     verifying its format and every checksum.
@@ -256,25 +290,7 @@ def load_compressed(path: str | Path, *, recipe: Any | None = None) -> Compresse
             ``recipe``) an artifact built from another recipe or for other tables.
     """
     p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"{p}: no such compressed artifact")
-    with open(p, "rb") as fh:
-        head = fh.read(4)
-    manifest, arrays = _read_npz(p) if head.startswith(b"PK") else _read_safetensors(p)
-    if not isinstance(manifest, dict):
-        raise ArtifactError(f"{p}: manifest is not a JSON object")
-    if manifest.get("format") != ARTIFACT_FORMAT:
-        raise ArtifactError(f"{p}: format {manifest.get('format')!r}, expected {ARTIFACT_FORMAT!r}")
-    sums = manifest.get("sha256", {})
-    missing = sorted(set(sums) - set(arrays))
-    extra = sorted(set(arrays) - set(sums))
-    if missing or extra:
-        raise ArtifactError(f"{p}: arrays missing {missing} / unexpected {extra}")
-    for key, want in sums.items():
-        if _digest(arrays[key]) != want:
-            raise ArtifactError(
-                f"{p}: array {key!r} does not match its checksum (damaged or edited)"
-            )
+    manifest, arrays = read_checked_artifact(p, ARTIFACT_FORMAT)
     try:
         user = table_from_arrays(manifest["tables"]["user"], arrays, "user/")
         item = table_from_arrays(manifest["tables"]["item"], arrays, "item/")

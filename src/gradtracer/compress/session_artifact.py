@@ -19,9 +19,8 @@ from gradtracer.compress.model import (
     ArtifactError,
     _digest,
     _file_format,
-    _read_npz,
-    _read_safetensors,
     _safetensors,
+    read_checked_artifact,
 )
 from gradtracer.compress.recipe import RecipeError, _json_default
 from gradtracer.compress.session import CompressedGRU4Rec
@@ -103,27 +102,7 @@ def load_session_artifact(
     from gradtracer.recsys.models.gru4rec.config import GRU4RecConfig
 
     p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"{p}: no such compressed artifact")
-    with open(p, "rb") as fh:
-        head = fh.read(4)
-    manifest, arrays = _read_npz(p) if head.startswith(b"PK") else _read_safetensors(p)
-    if not isinstance(manifest, dict):
-        raise ArtifactError(f"{p}: manifest is not a JSON object")
-    if manifest.get("format") != SESSION_ARTIFACT_FORMAT:
-        raise ArtifactError(
-            f"{p}: format {manifest.get('format')!r}, expected {SESSION_ARTIFACT_FORMAT!r}"
-        )
-    sums = manifest.get("sha256", {})
-    missing = sorted(set(sums) - set(arrays))
-    extra = sorted(set(arrays) - set(sums))
-    if missing or extra:
-        raise ArtifactError(f"{p}: arrays missing {missing} / unexpected {extra}")
-    for key, want in sums.items():
-        if _digest(arrays[key]) != want:
-            raise ArtifactError(
-                f"{p}: array {key!r} does not match its checksum (damaged or edited)"
-            )
+    manifest, arrays = read_checked_artifact(p, SESSION_ARTIFACT_FORMAT)
     try:
         config = GRU4RecConfig.from_dict(dict(manifest["config"]))
         skeleton = GRU4RecNetwork(int(manifest["n_items"]), config)
