@@ -271,16 +271,18 @@ def refit_quantized(
     return ut, it
 
 
+def _largest_rank(n_rows: int, dim: int, precision: str, budget_bytes: int) -> int:
+    """Largest rank r <= dim whose ``n_rows`` rows of packed width fit ``budget_bytes``."""
+    fits = [r for r in range(1, dim + 1) if n_rows * packed_width(precision, r) <= budget_bytes]
+    if not fits:
+        raise BudgetError(f"budget {budget_bytes} bytes holds no rank-1 model at {precision}")
+    return fits[-1]
+
+
 def score_svd(user: Any, item: Any, budget_bytes: int, *, precision: str = "int8") -> CompressedMF:
     """Best low-rank approximation of the score matrix at the largest rank the budget holds."""
     u, i = _f32(user, "user"), _f32(item, "item")
-    n = u.shape[0] + i.shape[0]
-    rank = 0
-    for r in range(1, u.shape[1] + 1):
-        if n * packed_width(precision, r) <= budget_bytes:
-            rank = r
-    if rank < 1:
-        raise BudgetError(f"budget {budget_bytes} bytes holds no rank-1 model at {precision}")
+    rank = _largest_rank(u.shape[0] + i.shape[0], u.shape[1], precision, budget_bytes)
     uf, vf = score_factors(u, i, rank)
     return CompressedMF(
         QuantizedTable.from_weight(uf, precision, name="user"),
@@ -532,13 +534,7 @@ def score_svd_refit(
 ) -> CompressedMF:
     """:func:`score_svd` at ``precision`` with ``refit`` rounds of :func:`refit_quantized`."""
     u, i = _f32(user, "user"), _f32(item, "item")
-    n = u.shape[0] + i.shape[0]
-    rank = 0
-    for r in range(1, u.shape[1] + 1):
-        if n * packed_width(precision, r) <= budget_bytes:
-            rank = r
-    if rank < 1:
-        raise BudgetError(f"budget {budget_bytes} bytes holds no rank-1 model at {precision}")
+    rank = _largest_rank(u.shape[0] + i.shape[0], u.shape[1], precision, budget_bytes)
     uf, vf = score_factors(u, i, rank)
     ut, it = refit_quantized(
         u, i, uf, vf, lambda w, name: QuantizedTable.from_weight(w, precision, name=name), refit
