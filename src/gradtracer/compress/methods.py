@@ -410,18 +410,22 @@ class TwoScaleTable:
     def lookup(self, rows: torch.Tensor) -> torch.Tensor:
         """``(B, dim)`` float32 rows."""
         idx = torch.as_tensor(rows, dtype=torch.int64)
-        if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= self.n_rows):
-            raise IndexError(f"table {self.name!r}: rows must be in [0, {self.n_rows})")
+        bad = f"table {self.name!r}: rows must be in [0, {self.n_rows})"
         from gradtracer.compress import index_kernel
 
-        if index_kernel.available():  # compiled gather, bit-equal to _decode
+        if index_kernel.available():  # compiled gather, bit-equal to _decode; checks bounds
             flat = idx.reshape(-1).contiguous()
             out = torch.empty(flat.numel(), self.dim)
             step, col = self._step_t.numpy(), self._col_t.numpy()
-            index_kernel.two_scale_gather(
-                flat.numpy(), self.codes, step, col, self.bits, out.numpy()
-            )
+            try:
+                index_kernel.two_scale_gather(
+                    flat.numpy(), self.codes, step, col, self.bits, out.numpy()
+                )
+            except IndexError as exc:
+                raise IndexError(f"{bad}: {exc}") from None
             return out.reshape(*idx.shape, self.dim)
+        if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= self.n_rows):
+            raise IndexError(bad)
         return self._decode(self._codes_t[idx], self._step_t[idx])
 
     def dequantize(self) -> torch.Tensor:
