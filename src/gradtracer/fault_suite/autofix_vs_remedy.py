@@ -132,12 +132,6 @@ def to_markdown(result: dict[str, Any]) -> str:
 
 def write_comparison(result: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
     """Write ``autofix_vs_remedy.json`` and ``.md`` into ``out_dir``; returns their paths."""
-    from gradtracer.durable import atomic_write_json, atomic_write_text
-    from gradtracer.fault_suite.report import _json_safe
+    from gradtracer.fault_suite.report import write_json_markdown
 
-    d = Path(out_dir)
-    d.mkdir(parents=True, exist_ok=True)
-    paths = {"json": d / "autofix_vs_remedy.json", "markdown": d / "autofix_vs_remedy.md"}
-    atomic_write_json(paths["json"], _json_safe(result))
-    atomic_write_text(paths["markdown"], to_markdown(result))
-    return paths
+    return write_json_markdown(result, to_markdown(result), out_dir, "autofix_vs_remedy")

@@ -202,14 +202,23 @@ def plot_confusion(result: Mapping[str, Any], out_dir: str | Path) -> list[Path]
 
 def write_suite(result: Mapping[str, Any], out_dir: str | Path) -> dict[str, Path]:
     """Write JSON, Markdown and the figure into ``out_dir``; returns their paths."""
+    paths = write_json_markdown(result, to_markdown(result), out_dir, "diagnosis_suite")
+    paths["figure"] = plot_confusion(result, Path(out_dir))[0]
+    return paths
+
+
+def write_json_markdown(
+    result: Mapping[str, Any], markdown: str, out_dir: str | Path, stem: str
+) -> dict[str, Path]:
+    """Write ``<stem>.json`` (non-finite floats as null) and ``<stem>.md`` atomically into
+    ``out_dir`` (created); returns their paths under ``json`` and ``markdown``."""
     from gradtracer.durable import atomic_write_json, atomic_write_text
 
     d = Path(out_dir)
     d.mkdir(parents=True, exist_ok=True)
-    paths = {"json": d / "diagnosis_suite.json", "markdown": d / "diagnosis_suite.md"}
+    paths = {"json": d / f"{stem}.json", "markdown": d / f"{stem}.md"}
     atomic_write_json(paths["json"], _json_safe(result))
-    atomic_write_text(paths["markdown"], to_markdown(result))
-    paths["figure"] = plot_confusion(result, d)[0]
+    atomic_write_text(paths["markdown"], markdown)
     return paths
 
 
