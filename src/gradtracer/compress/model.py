@@ -310,11 +310,9 @@ def load_compressed(path: str | Path, *, recipe: Any | None = None) -> Compresse
 
 #: Recipe methods whose tables hold score factors: ``rank`` columns (at most the float
 #: tables' width, the same for both tables) instead of the float tables' columns.
-SCORE_FACTOR_METHODS: tuple[str, ...] = ("score_svd", "score_svd_twoscale", "score_svd_mixed")
-
-
 def _check_recipe(p: Path, model: CompressedMF, recipe: Any) -> None:
-    factors = getattr(recipe, "method", None) in SCORE_FACTOR_METHODS
+    # score-SVD plans of every kind store rank-r factors, narrower than the float tables
+    factors = str(getattr(recipe, "method", "")).startswith("score_svd")
     for name, n_rows in (("user", model.n_users), ("item", model.n_items)):
         want = recipe.tables.get(name, {})
         got = (n_rows, model.user_table.dim if name == "user" else model.item_table.dim)

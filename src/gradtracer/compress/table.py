@@ -345,9 +345,8 @@ class QuantizedTable:
         if not index_kernel.available():
             return self.lookup_reference(rows)
         out = torch.empty(rows.numel(), self.dim)
-        args = self._args_cache if self._args_cache is not None else self._kernel_args()
         try:
-            index_kernel.gather(rows.contiguous().numpy(), out.numpy(), args)
+            index_kernel.gather(rows.contiguous().numpy(), out.numpy(), self._kernel_args())
         except IndexError:
             self._check_rows(rows)
             raise
@@ -402,15 +401,20 @@ class QuantizedTable:
             )
         if bool((off[1:] < off[:-1]).any()):
             raise ValueError("offsets must be non-decreasing")
-        self._check_rows(idx)
         n_bags = off.numel() - 1
-        if not self.bits:
-            pooled = self._pool_level(0, idx, off)
-        elif index_kernel.available():
+        if self.bits and index_kernel.available():  # the kernel checks every row itself
             out = np.zeros((n_bags, self.dim), dtype=np.float32)
-            index_kernel.pool(idx.numpy(), off.numpy(), out, self._kernel_args())
+            try:
+                index_kernel.pool(idx.numpy(), off.numpy(), out, self._kernel_args())
+            except IndexError:
+                self._check_rows(idx)
+                raise
             pooled = torch.from_numpy(out)
+        elif not self.bits:
+            self._check_rows(idx)
+            pooled = self._pool_level(0, idx, off)
         else:
+            self._check_rows(idx)
             pooled = torch.zeros(n_bags, self.dim)
             for j, (slots, bag_off) in enumerate(self._bag_groups(idx, off)):
                 if slots.numel():
