@@ -217,9 +217,7 @@ class QuantizationAdvisor:
                     f"got {type(exclude).__name__} of shape {getattr(exclude, 'shape', None)}"
                 )
             exclude = sp.csr_matrix(exclude)
-        if fidelity_users is None or fidelity_users >= n_users:
-            self._fid_users = np.arange(n_users)
-        elif (
+        if fidelity_users is not None and (
             isinstance(fidelity_users, bool)
             or not isinstance(fidelity_users, int)
             or fidelity_users < 1
@@ -227,6 +225,8 @@ class QuantizationAdvisor:
             raise ValueError(
                 f"fidelity_users must be a positive int or None, got {fidelity_users!r}"
             )
+        if fidelity_users is None or fidelity_users >= n_users:
+            self._fid_users = np.arange(n_users)
         else:
             rng = np.random.default_rng(random_state)
             self._fid_users = np.sort(rng.choice(n_users, size=fidelity_users, replace=False))

@@ -18,9 +18,6 @@ give each table the same share of the budget (proportional to its float32 size).
   row), which buys up to twice the rank at the same bytes.
 - :func:`score_svd_mixed`: the score-matrix factors at 1-2x the uniform int4 rank with
   per-row precisions (int8/int4/int2/drop) from the score-metric allocation.
-- :func:`score_svd_refit`: the score-matrix factors stored row-wise, each tower refitted
-  by least squares to the float scores given the other tower's *quantized* factors
-  (``score_svd_twoscale(refit=n)`` does the same for two-scale tables).
 - :func:`prune_quantize`: keep the rows with the largest signal at int8/int4, drop the rest.
 
 :func:`build_extra` rebuilds the plan kinds the recipe module does not know
@@ -57,7 +54,6 @@ __all__ = [
     "refit_quantized",
     "score_svd",
     "score_svd_mixed",
-    "score_svd_refit",
     "score_svd_twoscale",
     "table_svd",
     "two_scale_bytes",
@@ -533,24 +529,6 @@ def score_svd_twoscale(
     )
 
 
-def score_svd_refit(
-    user: Any, item: Any, budget_bytes: int, *, precision: str = "int4", refit: int = 2
-) -> CompressedMF:
-    """:func:`score_svd` at ``precision`` with ``refit`` rounds of :func:`refit_quantized`."""
-    u, i = _f32(user, "user"), _f32(item, "item")
-    rank = _largest_rank(u.shape[0] + i.shape[0], u.shape[1], precision, budget_bytes)
-    uf, vf = score_factors(u, i, rank)
-    ut, it = refit_quantized(
-        u, i, uf, vf, lambda w, name: QuantizedTable.from_weight(w, precision, name=name), refit
-    )
-    return CompressedMF(
-        ut,
-        it,
-        name=f"score_svd_refit_{precision}",
-        info={"method": "score_svd_refit", "precision": precision, "rank": rank, "refit": refit},
-    )
-
-
 def score_svd_mixed(
     user: Any,
     item: Any,
@@ -631,7 +609,7 @@ def mixed_ranks(n_rows: int, dim: int, budget_bytes: int) -> list[int]:
 
 
 #: Plan kinds beyond the recipe's built-in ones, rebuilt by :func:`build_extra`.
-EXTRA_METHODS: tuple[str, ...] = ("score_svd_twoscale", "score_svd_mixed", "score_svd_refit")
+EXTRA_METHODS: tuple[str, ...] = ("score_svd_twoscale", "score_svd_mixed")
 #: Table kinds defined here, by the ``type`` their ``to_arrays`` metadata carries.
 EXTRA_TABLES: dict[str, type[TwoScaleTable]] = {"two_scale": TwoScaleTable}
 
@@ -652,14 +630,6 @@ def build_extra(
     if method == "score_svd_twoscale":
         return score_svd_twoscale(
             user, item, budget_bytes, bits=int(params["bits"]), refit=int(params.get("refit", 0))
-        )
-    if method == "score_svd_refit":
-        return score_svd_refit(
-            user,
-            item,
-            budget_bytes,
-            precision=str(params["precision"]),
-            refit=int(params["refit"]),
         )
     if method == "score_svd_mixed":
         from gradtracer.compress.recipe import RecipeError, decode_levels
