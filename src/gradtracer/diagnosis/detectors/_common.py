@@ -46,3 +46,36 @@ def _modules(layers: Sequence[LayerSignals]) -> dict[str, list[LayerSignals]]:
     for ly in layers:
         out.setdefault(ly.module, []).append(ly)
     return out
+
+
+def _change_point(lv: np.ndarray, *, rising: bool) -> int:
+    """Split index ``i`` (1..n-1) of a two-segment fit of ``lv``: the split with the largest
+    size-weighted gap of the segment means, ``lv[i:]`` above ``lv[:i]`` when ``rising``,
+    below it otherwise."""
+    n = lv.size
+    sign = 1.0 if rising else -1.0
+    score = [
+        sign * math.sqrt(i * (n - i) / n) * (lv[i:].mean() - lv[:i].mean()) for i in range(1, n)
+    ]
+    return 1 + int(np.argmax(score))
+
+
+def _series_drop(series: Sequence[tuple[int, float]]) -> tuple[int, float, float] | None:
+    """(step, velocity before, late velocity) when a velocity series fell by 10x or more
+    from its early level (median of the first 20% of snapshots) to its late level (last
+    20%). The step is the snapshot before the change point: the split of the log velocity
+    into two segments with the largest size-weighted gap of their means (a cut learning
+    rate drops the velocity and keeps it down; early noise does not). ``before`` is the median
+    of the 20% of snapshots just before the split. None without such a drop."""
+    vals = [(st, v) for st, v in series if math.isfinite(v) and v >= 0]
+    if len(vals) < 10:
+        return None
+    k = max(2, len(vals) // 5)
+    v = np.asarray([x for _, x in vals], dtype=np.float64)
+    early, late = float(np.median(v[:k])), float(np.median(v[-k:]))
+    if early <= 0 or late * 10.0 > early:
+        return None
+    lv = np.log(np.maximum(v, 1e-30))
+    i = _change_point(lv, rising=False)
+    before = float(np.median(v[max(0, i - k) : i]))
+    return int(vals[i - 1][0]), before, late

@@ -8,8 +8,14 @@ import math
 import re
 from collections.abc import Sequence
 
-from gradtracer.diagnosis.detectors._common import T, _make, _modules, _upper, _windows
-from gradtracer.diagnosis.detectors.training import _series_drop
+from gradtracer.diagnosis.detectors._common import (
+    T,
+    _make,
+    _modules,
+    _series_drop,
+    _upper,
+    _windows,
+)
 from gradtracer.diagnosis.signals import LayerSignals, RunSignals, TableSignals
 from gradtracer.diagnosis.thresholds import DiagnosisThresholds
 from gradtracer.findings import Finding, Remedy

@@ -10,7 +10,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from gradtracer.diagnosis.detectors._common import T, _make, _modules, _windows
+from gradtracer.diagnosis.detectors._common import (
+    T,
+    _change_point,
+    _make,
+    _modules,
+    _series_drop,
+    _windows,
+)
 from gradtracer.diagnosis.signals import RunSignals, TableSignals
 from gradtracer.diagnosis.thresholds import DiagnosisThresholds
 from gradtracer.findings import Finding, Remedy
@@ -43,30 +50,6 @@ def recent_rel_velocity(t: TableSignals) -> float:
     return min(t.rel_velocity, float(np.median(v[busy])) / t.mean_row_norm)
 
 
-def _series_drop(series: Sequence[tuple[int, float]]) -> tuple[int, float, float] | None:
-    """(step, velocity before, late velocity) when a velocity series fell by 10x or more
-    from its early level (median of the first 20% of snapshots) to its late level (last
-    20%). The step is the snapshot before the change point: the split of the log velocity
-    into two segments with the largest size-weighted gap of their means (a cut learning
-    rate drops the velocity and keeps it down; early noise does not). ``before`` is the median
-    of the 20% of snapshots just before the split. None without such a drop."""
-    vals = [(st, v) for st, v in series if math.isfinite(v) and v >= 0]
-    if len(vals) < 10:
-        return None
-    k = max(2, len(vals) // 5)
-    v = np.asarray([x for _, x in vals], dtype=np.float64)
-    early, late = float(np.median(v[:k])), float(np.median(v[-k:]))
-    if early <= 0 or late * 10.0 > early:
-        return None
-    lv = np.log(np.maximum(v, 1e-30))
-    n = lv.size
-    # two-segment fit of the log velocity: the split with the largest size-weighted gap
-    score = [math.sqrt(i * (n - i) / n) * (lv[:i].mean() - lv[i:].mean()) for i in range(1, n)]
-    i = 1 + int(np.argmax(score))
-    before = float(np.median(v[max(0, i - k) : i]))
-    return int(vals[i - 1][0]), before, late
-
-
 def _slowdown(t: TableSignals) -> tuple[int, float] | None:
     """(step, before / now) when the table's mean row velocity fell by 10x or more
     (:func:`_series_drop`); ``before`` is the velocity just before the change point and
@@ -94,9 +77,7 @@ def _speedup(t: TableSignals, th: DiagnosisThresholds) -> int | None:
     if len(vals) < 10:
         return None
     lv = np.log(np.asarray([v for _, v in vals], dtype=np.float64))
-    n = lv.size
-    score = [math.sqrt(i * (n - i) / n) * (lv[i:].mean() - lv[:i].mean()) for i in range(1, n)]
-    i = 1 + int(np.argmax(score))
+    i = _change_point(lv, rising=True)
     if lv[i:].mean() - lv[:i].mean() < math.log(th.lr_raise_ratio):
         return None
     # the snapshots are per-exposure EMAs: the first one after the raise carries only part of
