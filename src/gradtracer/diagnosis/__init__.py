@@ -106,12 +106,12 @@ def run_level_findings(
 ) -> list[Finding]:
     """The run-level cause findings for ``manager``'s trackers, ranked cause first.
 
-    This is what :meth:`FlowManager.to_report <gradtracer.manager.FlowManager.to_report>`
-    adds to the manager's own findings; ``tracker_findings`` (the trackers' findings) are
-    only used to mark causes whose symptoms are present. It does not call
-    ``manager.to_report()``.
+    These are what :meth:`FlowManager.to_report <gradtracer.manager.FlowManager.to_report>`
+    adds to the manager's own findings. ``tracker_findings`` does not change them (it is
+    kept for callers of the earlier signature; :func:`run_level_diagnosis` regrades the
+    trackers' findings). It does not call ``manager.to_report()``.
     """
-    return rank_findings(run_level_diagnosis(manager, tracker_findings, thresholds).run_findings)
+    return rank_findings(run_detectors(collect_signals(manager), thresholds))
 
 
 def run_level_diagnosis(
@@ -126,10 +126,7 @@ def run_level_diagnosis(
     equals ``diagnose(manager)``. It does not call ``manager.to_report()``, so the manager
     uses it while building its report.
     """
-    signals = collect_signals(manager)
-    own = run_detectors(signals, thresholds)
-    ranked = rank_findings([*own, *regrade_tracker_findings(tracker_findings, own)])
-    return _diagnosis(ranked, own, signals)
+    return diagnose_signals(collect_signals(manager), tracker_findings, thresholds)
 
 
 def diagnose(manager: Any, *, thresholds: DiagnosisThresholds | None = None) -> Diagnosis:
@@ -148,7 +145,4 @@ def diagnose(manager: Any, *, thresholds: DiagnosisThresholds | None = None) -> 
     cross = {T.TOWER_IMBALANCE, T.EXPOSURE_MISALIGNMENT}
     tracker_level = [f for c in report.children for f in c.all_findings()]
     tracker_level += [f for f in report.findings if f.type in cross]
-    signals = collect_signals(manager)
-    own = run_detectors(signals, thresholds)
-    ranked = rank_findings([*own, *regrade_tracker_findings(tracker_level, own)])
-    return _diagnosis(ranked, own, signals)
+    return diagnose_signals(collect_signals(manager), tracker_level, thresholds)
