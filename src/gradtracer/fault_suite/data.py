@@ -154,6 +154,13 @@ def real_data_kind(path: str | Path) -> str:
     Raises:
         FileNotFoundError: ``path`` does not exist.
     """
+    return _sniff_kind(str(path))
+
+
+@lru_cache(maxsize=64)
+def _sniff_kind(path: str) -> str:
+    """:func:`real_data_kind` once per path (run specs ask for it many times per suite; the
+    data loaders below are cached by path the same way)."""
     p = Path(path)
     if p.is_dir():
         return "movielens"
