@@ -86,7 +86,7 @@ def session_scores_fn(
 
 
 def ranking_fidelity(
-    candidate: CompressedGRU4Rec,
+    candidate: CompressedGRU4Rec | Callable[[torch.Tensor], torch.Tensor],
     reference: CompressedGRU4Rec | Callable[[torch.Tensor], torch.Tensor],
     sessions: SessionArrays,
     *,
@@ -96,16 +96,14 @@ def ranking_fidelity(
     """Mean fidelity (0-1) of ``candidate``'s next-item top-``k`` to ``reference``'s over
     every prediction in ``sessions``
     (:func:`~gradtracer.compress.fidelity.topk_fidelity`, ``measure`` ``ndcg``,
-    ``overlap`` or ``expected``); no labels are used. ``reference`` may be a
-    :func:`session_scores_fn` already built."""
+    ``overlap`` or ``expected``); no labels are used. Either model may be a
+    :func:`session_scores_fn` already built (its GRU states are then not recomputed)."""
     from gradtracer.compress.fidelity import topk_fidelity
 
-    ref = (
-        session_scores_fn(reference, sessions)
-        if isinstance(reference, CompressedGRU4Rec)
-        else reference
-    )
-    cand = session_scores_fn(candidate, sessions)
+    def fn(m: Any) -> Callable[[torch.Tensor], torch.Tensor]:
+        return session_scores_fn(m, sessions) if isinstance(m, CompressedGRU4Rec) else m
+
+    ref, cand = fn(reference), fn(candidate)
     per = topk_fidelity(ref, cand, np.arange(sessions.n_predictions), k=k, measure=measure)
     return float(np.mean(per))
 
@@ -322,16 +320,15 @@ def split_half_selection(
                 continue
             entry: dict[Any, Any] = {"label": label}
             for h, s in halves.items():
-                entry[("ndcg", h)] = _valid_ndcg(cm, s)
+                entry[("valid_ndcg", h)] = _valid_ndcg(cm, s)
+                cand = session_scores_fn(cm, s)  # the GRU pass once per half, for every rule
                 for r, (measure, k) in parsed.items():
                     if r != "valid_ndcg":
-                        entry[(r, h)] = ranking_fidelity(cm, ref_fns[h], s, k=k, measure=measure)
+                        entry[(r, h)] = ranking_fidelity(cand, ref_fns[h], s, k=k, measure=measure)
             scores.append(entry)
         for pick_on, judge_on in (("A", "B"), ("B", "A")):
             for r in [*rules, "oracle"]:
-                key = ("ndcg", judge_on if r == "oracle" else pick_on)
-                if r not in ("valid_ndcg", "oracle"):
-                    key = (r, pick_on)
+                key = ("valid_ndcg", judge_on) if r == "oracle" else (r, pick_on)
                 best = max(scores, key=lambda e, key=key: e[key])  # type: ignore[misc]
                 out.append(
                     {
@@ -339,7 +336,7 @@ def split_half_selection(
                         "direction": f"{pick_on}->{judge_on}",
                         "rule": r,
                         "picked": best["label"],
-                        "change": best[("ndcg", judge_on)] / base[judge_on] - 1.0
+                        "change": best[("valid_ndcg", judge_on)] / base[judge_on] - 1.0
                         if base[judge_on] > 0
                         else float("nan"),
                     }
