@@ -70,6 +70,25 @@ def decode_levels(text: str, n_rows: int) -> np.ndarray:
     return np.asarray(PRECISIONS, dtype=object)[codes].astype(str)
 
 
+def precision_entry(table: QuantizedTable) -> dict[str, Any]:
+    """A decision's row precisions: ``rows_by_precision`` and, for a mixed table, the
+    encoded per-row ``row_levels`` (:func:`encode_levels`, from the stored index map)."""
+    entry: dict[str, Any] = {"rows_by_precision": table.level_counts()}
+    if len(table.levels) > 1:
+        codes = table.row_levels().astype(np.uint8)
+        entry["row_levels"] = base64.b64encode(_pack_codes(codes, 4).tobytes()).decode("ascii")
+    return entry
+
+
+def entry_levels(name: str, entry: Mapping[str, Any], n_rows: int) -> Any:
+    """Inverse of :func:`precision_entry`: per-row precision names, or the one precision."""
+    if "row_levels" in entry:
+        return decode_levels(str(entry["row_levels"]), n_rows)
+    if len(entry.get("rows_by_precision", {})) == 1:
+        return str(next(iter(entry["rows_by_precision"])))
+    raise RecipeError(f"recipe decision for table {name!r} has no row precisions")
+
+
 @dataclass
 class Recipe:
     """One compression plan for a two-table dot-product model.
@@ -251,12 +270,7 @@ def apply_recipe(recipe: Recipe, user: Any, item: Any) -> CompressedMF:
         tables = []
         for name, w in (("user", user), ("item", item)):
             entry = recipe.decisions.get(name, {})
-            if "row_levels" in entry:
-                levels: Any = decode_levels(str(entry["row_levels"]), recipe.tables[name]["n_rows"])
-            elif len(entry.get("rows_by_precision", {})) == 1:
-                levels = str(next(iter(entry["rows_by_precision"])))
-            else:
-                raise RecipeError(f"recipe decision for table {name!r} has no row precisions")
+            levels = entry_levels(name, entry, recipe.tables[name]["n_rows"])
             tables.append(QuantizedTable.from_weight(w, levels, name=name))
         model = CompressedMF(tables[0], tables[1], name=recipe.method)
     elif recipe.method in methods.EXTRA_METHODS:
@@ -279,11 +293,8 @@ def describe_model(model: CompressedMF) -> dict[str, dict[str, Any]]:
     for name, table in (("user", model.user_table), ("item", model.item_table)):
         entry: dict[str, Any] = {"bytes": int(table.nbytes()), "breakdown": table.byte_breakdown()}
         if isinstance(table, QuantizedTable):
-            entry["rows_by_precision"] = table.level_counts()
+            entry.update(precision_entry(table))
             entry["stored_dim"] = table.dim
-            if len(table.levels) > 1:
-                levels = np.asarray(PRECISIONS, dtype=object)[table.row_levels()].astype(str)
-                entry["row_levels"] = encode_levels(levels)
         elif hasattr(table, "rank"):
             entry["rank"] = int(table.rank)
         out[name] = entry

@@ -31,8 +31,8 @@ from gradtracer.compress.model import _digest
 from gradtracer.compress.recipe import (
     RecipeError,
     check_envelope,
-    decode_levels,
-    encode_levels,
+    entry_levels,
+    precision_entry,
     read_recipe_json,
     signed,
 )
@@ -240,12 +240,7 @@ def describe_table(table: CompressedTable, label: str) -> dict[str, Any]:
     }
     if isinstance(table, QuantizedTable):
         entry["type"] = "quantized"
-        entry["rows_by_precision"] = table.level_counts()
-        if len(table.levels) > 1:
-            from gradtracer.compress.rowwise import PRECISIONS
-
-            levels = np.asarray(PRECISIONS, dtype=object)[table.row_levels()].astype(str)
-            entry["row_levels"] = encode_levels(levels)
+        entry.update(precision_entry(table))
     elif isinstance(table, LowRankTable):
         entry["type"] = "lowrank"
         entry["rank"] = int(table.rank)
@@ -262,12 +257,7 @@ def _build_table(
     kind = entry.get("type")
     n_rows = int(weight.shape[0])
     if kind == "quantized":
-        if "row_levels" in entry:
-            levels: Any = decode_levels(str(entry["row_levels"]), n_rows)
-        elif len(entry.get("rows_by_precision", {})) == 1:
-            levels = str(next(iter(entry["rows_by_precision"])))
-        else:
-            raise RecipeError(f"recipe decision for table {name!r} has no row precisions")
+        levels = entry_levels(name, entry, n_rows)
         return QuantizedTable.from_weight(weight, levels, name=name)
     if kind == "lowrank":
         basis = entry.get("basis")
