@@ -180,16 +180,30 @@ def save_compressed(
         "tables": {"user": umeta, "item": imeta},
         "info": model.info,
         "nbytes": model.nbytes(),
-        "sha256": {k: _digest(v) for k, v in sorted(arrays.items())},
     }
-    text = json.dumps(manifest, sort_keys=True, allow_nan=False)
+    return write_checked_artifact(p, fmt, manifest, arrays)
+
+
+def write_checked_artifact(
+    p: Path,
+    fmt: str,
+    manifest: dict[str, Any],
+    arrays: dict[str, np.ndarray],
+    *,
+    default: Any = None,
+) -> Path:
+    """Write ``arrays`` and ``manifest`` (plus every array's SHA-256 under ``sha256``) as
+    npz or safetensors (``fmt``) atomically; ``default`` serialises extra manifest values
+    (as in ``json.dumps``). :func:`read_checked_artifact` reads and verifies it."""
+    manifest = {**manifest, "sha256": {k: _digest(v) for k, v in sorted(arrays.items())}}
+    text = json.dumps(manifest, sort_keys=True, allow_nan=False, default=default)
     if fmt == "safetensors":
         st = _safetensors(p)
         data = st.save(
             {k: np.ascontiguousarray(v) for k, v in arrays.items()}, metadata={_ST_KEY: text}
         )
         return atomic_write_bytes(p, data)
-    arrays[_MANIFEST] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+    arrays = {**arrays, _MANIFEST: np.frombuffer(text.encode("utf-8"), dtype=np.uint8)}
     return atomic_savez(p, **arrays)
 
 

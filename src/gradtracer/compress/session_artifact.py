@@ -9,7 +9,6 @@ with the manifest and per-array SHA-256 of the MF artifacts
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -17,17 +16,15 @@ import torch
 
 from gradtracer.compress.model import (
     ArtifactError,
-    _digest,
     _file_format,
-    _safetensors,
     read_checked_artifact,
+    write_checked_artifact,
 )
 from gradtracer.compress.recipe import RecipeError, _json_default
 from gradtracer.compress.session import CompressedGRU4Rec
 from gradtracer.compress.session_recipe import SessionRecipe
 from gradtracer.compress.table import QuantizedTable
 from gradtracer.compress.table import table_from_arrays as _table_from_arrays
-from gradtracer.durable import atomic_savez, atomic_write_bytes
 from gradtracer.recsys.models.gru4rec.network import GRU4RecNetwork
 
 __all__ = ["SESSION_ARTIFACT_FORMAT", "load_session_artifact", "save_session_artifact"]
@@ -70,17 +67,8 @@ def save_session_artifact(
         "dense": dense,
         "info": model.info,
         "nbytes": int(model.nbytes()),
-        "sha256": {k: _digest(v) for k, v in sorted(arrays.items())},
     }
-    text = json.dumps(manifest, sort_keys=True, allow_nan=False, default=_json_default)
-    if fmt == "safetensors":
-        st = _safetensors(p)
-        data = st.save(
-            {k: np.ascontiguousarray(v) for k, v in arrays.items()}, metadata={"gradtracer": text}
-        )
-        return atomic_write_bytes(p, data)
-    arrays["__manifest__"] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
-    return atomic_savez(p, **arrays)
+    return write_checked_artifact(p, fmt, manifest, arrays, default=_json_default)
 
 
 def load_session_artifact(
