@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import typer
 
 if TYPE_CHECKING:
+    from gradtracer.compress.session_recipe import SessionRecipe
     from gradtracer.recsys.sessions.batching import SessionArrays
 
 compress_app = typer.Typer(
@@ -245,14 +246,16 @@ def apply(
     ),
 ) -> None:
     """Build the compressed model a recipe describes; save it as a checksummed npz."""
-    from gradtracer.compress.recipe import apply_recipe, load_recipe
+    from gradtracer.compress.recipe import Recipe, apply_recipe, read_recipe_json
+    from gradtracer.compress.session_recipe import SESSION_RECIPE_KIND, SessionRecipe
 
-    if _recipe_kind(recipe) == "session":
-        _apply_session(recipe, model, out)
+    data = read_recipe_json(recipe)  # read once; the kind picks the recipe class
+    if isinstance(data, dict) and data.get("kind") == SESSION_RECIPE_KIND:
+        _apply_session(SessionRecipe.from_dict(data, source=str(recipe)), recipe, model, out)
         return
     if tables is None:
         raise typer.BadParameter(f"{recipe} is an MF recipe: give --tables float_tables.npz")
-    r = load_recipe(recipe)
+    r = Recipe.from_dict(data, source=str(recipe))
     user, item = _tables(tables)
     mf = apply_recipe(r, user, item)
     mf.save(out)
@@ -264,28 +267,12 @@ def apply(
     typer.echo(f"wrote {out}")
 
 
-def _recipe_kind(path: Path) -> str:
-    """``session`` for a session recipe, ``mf`` otherwise (the loaders validate the rest)."""
-    import json
-
-    from gradtracer.compress.session_recipe import SESSION_RECIPE_KIND
-
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such recipe file")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return "mf"  # load_recipe names the problem
-    return "session" if isinstance(data, dict) and data.get("kind") == SESSION_RECIPE_KIND else "mf"
-
-
-def _apply_session(recipe: Path, model: Path | None, out: Path) -> None:
-    from gradtracer.compress.session_recipe import apply_session_recipe, load_session_recipe
+def _apply_session(r: SessionRecipe, recipe: Path, model: Path | None, out: Path) -> None:
+    from gradtracer.compress.session_recipe import apply_session_recipe
     from gradtracer.recsys.models.gru4rec import GRU4Rec
 
     if model is None:
         raise typer.BadParameter(f"{recipe} is a session recipe: give --model float_model")
-    r = load_session_recipe(recipe)
     cm = apply_session_recipe(r, GRU4Rec.load(model))
     cm.save(out)
     typer.echo(
