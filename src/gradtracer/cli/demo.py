@@ -206,6 +206,7 @@ def run_fault_demo(fault: str = DEMO_FAULT, *, seed: int = 0, intensity: int = 1
     import dataclasses
 
     from gradtracer.fault_suite import RunSpec, fault_spec, train_run
+    from gradtracer.fault_suite.loop import cause_findings
     from gradtracer.fault_suite.runner import top_remedies
 
     spec = fault_spec(fault)
@@ -220,7 +221,7 @@ def run_fault_demo(fault: str = DEMO_FAULT, *, seed: int = 0, intensity: int = 1
                      intensity=intensity)  # fmt: skip
     faulty = train_run(broken)
     final = faulty.final.findings if faulty.final else []
-    causes = [f for f in final if f["severity"] != "info" and not f.get("consequence_of")]
+    causes = cause_findings(final)
     top = causes[0] if causes else None
     out: dict[str, Any] = {
         "fault": fault, "description": spec.description, "family": family,

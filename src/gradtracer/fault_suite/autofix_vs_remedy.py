@@ -20,15 +20,14 @@ __all__ = ["compare_autofix", "to_markdown", "write_comparison"]
 
 
 def _seed_row(family: str, fault: str, intensity: int, seed: int) -> dict[str, Any]:
-    from gradtracer.fault_suite.loop import RunSpec, train_run
+    from gradtracer.fault_suite.loop import RunSpec, cause_findings, train_run
     from gradtracer.fault_suite.runner import top_remedies
 
     twin = train_run(RunSpec(family, random_state=seed, track=False))
     faulty = train_run(RunSpec(family, random_state=seed, fault=fault, intensity=intensity))
     findings = faulty.final.findings if faulty.final else []
     found = top_remedies(findings)
-    causes = [f for f in findings if f["severity"] in ("warning", "critical")
-              and not f.get("consequence_of")]  # fmt: skip
+    causes = cause_findings(findings)
     remedied = faulty.quality
     if found is not None:
         remedy, more = found

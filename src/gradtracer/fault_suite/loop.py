@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -139,6 +140,17 @@ class RunSpec:
         out["remedy"] = None if self.remedy is None else self.remedy.to_dict()
         out["more_remedies"] = [r.to_dict() for r in self.more_remedies]
         return out
+
+
+def warning_findings(findings: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The WARNING and CRITICAL findings of a run record (finding dicts)."""
+    return [f for f in findings if f["severity"] in ("warning", "critical")]
+
+
+def cause_findings(findings: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """:func:`warning_findings` that are not marked as another finding's consequence, in
+    rank order: what the suite scores as the named causes."""
+    return [f for f in warning_findings(findings) if not f.get("consequence_of")]
 
 
 @dataclass
@@ -361,9 +373,7 @@ class _Probes:
         self.seconds += time.perf_counter() - start
         found = [f.to_dict() for f in d.findings]
         self.taken.append(Checkpoint(done, found, d.health))
-        causes = [f for f in found if f["severity"] in ("warning", "critical")
-                  and not f.get("consequence_of")]  # fmt: skip
-        self.named = any(f["type"] in self.right for f in causes[:3])
+        self.named = any(f["type"] in self.right for f in cause_findings(found)[:3])
 
 
 def _baseline_observers(trainer: _Trainer, opt: torch.optim.Optimizer, spec: RunSpec,

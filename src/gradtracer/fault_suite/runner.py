@@ -22,6 +22,8 @@ from gradtracer.diagnosis.baselines import autotrainer_rules, trivial_monitor
 from gradtracer.fault_suite.data import real_data_kind
 from gradtracer.fault_suite.faults import FAMILIES, FAULTS, REAL_DATA_RUNS, fault_spec
 from gradtracer.fault_suite.loop import VARIANTS, RunResult, RunSpec, train_run
+from gradtracer.fault_suite.loop import cause_findings as _causes
+from gradtracer.fault_suite.loop import warning_findings as _warn
 from gradtracer.findings import Remedy
 
 __all__ = ["SuiteConfig", "run_suite", "top_remedies", "wilson"]
@@ -196,14 +198,6 @@ def _spearman_ci(x: Sequence[float], y: Sequence[float]) -> dict[str, float | in
             boots.append(float(spearmanr(xa[idx], ya[idx]).statistic))
     lo, hi = np.quantile(boots, [0.025, 0.975]) if boots else (math.nan, math.nan)
     return {"rho": rho, "low": float(lo), "high": float(hi), "n": int(n)}
-
-
-def _warn(findings: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [f for f in findings if f["severity"] in ("warning", "critical")]
-
-
-def _causes(findings: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [f for f in _warn(findings) if not f.get("consequence_of")]
 
 
 def _record(r: RunResult) -> dict[str, Any]:
