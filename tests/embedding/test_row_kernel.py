@@ -131,3 +131,38 @@ def test_float64_tables_take_the_numpy_path():
         opt.step()
     assert int(tracker.row_state.col("exposure")[1]) == 3
     tracker.detach()
+
+
+_STEP_IN_A_FRESH_PROCESS = """
+import torch
+from torch import nn
+from gradtracer.embedding import EmbeddingTracker, _jit_rows
+layer = nn.Embedding(40, 8, sparse=True)
+tracker = EmbeddingTracker(layer, name="emb", backend="numba")
+opt = torch.optim.SparseAdam(layer.parameters(), lr=0.01)
+layer(torch.arange(10)).sum().backward()
+opt.step()
+assert tracker.summary()["active_rows"] == 10
+stats = _jit_rows.kernel.stats
+print(len(stats.cache_hits), len(stats.cache_misses))
+"""
+
+
+def test_compiled_kernels_load_from_numbas_cache_in_a_new_process():
+    import subprocess
+    import sys
+
+    def run() -> tuple[int, int]:
+        out = subprocess.run(
+            [sys.executable, "-c", _STEP_IN_A_FRESH_PROCESS],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=300,
+        )
+        hits, misses = (int(x) for x in out.stdout.split())
+        return hits, misses
+
+    run()  # compiles (and writes the cache) if nothing was cached yet
+    hits, misses = run()
+    assert hits == 1 and misses == 0  # the second process loaded the machine code

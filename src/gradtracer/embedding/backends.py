@@ -178,38 +178,34 @@ class NumbaBackend(Backend):
 
     name = "numba"
 
-    def record(self, pend: PendingStep, step: int) -> Applied:
-        if pend.grad.dtype != self.weight.dtype:  # e.g. a float64 gradient: the NumPy path
-            return super().record(pend, step)
-        v = row_kernel.track_rows(
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._kernel = row_kernel.RowKernel(
             self.state,
             self.acc,
-            self.weight.detach(),
-            pend.rows,
-            pend.before,
-            pend.grad,
-            step,
-            sketch=self.sketch,
+            self.weight,
+            self.sketch,
             ema_decay=self.ema_decay,
             zombie=self.zombie,
         )
+
+    def record(self, pend: PendingStep, step: int) -> Applied:
+        if pend.grad.dtype != self.weight.dtype:  # e.g. a float64 gradient: the NumPy path
+            return super().record(pend, step)
+        v = self._kernel.track(pend.rows, pend.before, pend.grad, step)
         return Applied(pend.rows, pend.before, v=v)
 
     def damp(self, applied: Applied, table: torch.Tensor, ever: torch.Tensor, step: int) -> None:
         if applied.v is None or table.device.type != "cpu":
             super().damp(applied, table, ever, step)
             return
-        row_kernel.damp_rows(
-            self.state,
-            self.acc,
-            self.weight.detach(),
+        self._kernel.damp(
             applied.rows,
             applied.before,
             applied.v,
             table.to(torch.float32).contiguous(),
             ever,
             step,
-            ema_decay=self.ema_decay,
         )
 
 

@@ -10,18 +10,15 @@ NumPy dispatches: for ~1,000 touched rows of a 1M-row table ~65 us in a tight lo
 0.35-0.5 ms for the NumPy update.
 
 numba is a core dependency; where it cannot be imported (or with the environment variable
-``GRADTRACER_NO_NUMBA=1``) the tracker falls back to :func:`fold.apply_step`. The first
-call compiles the kernel (about a second) and caches it next to this module.
-
-Length: the module runs past 400 lines because the update, damping and de-duplication
-kernels are compiled together in one cached closure over the packed row layout's
-constants, next to the wrappers that marshal their arguments; they change together.
+``GRADTRACER_NO_NUMBA=1``) the tracker falls back to :func:`fold.apply_step`. The kernels
+live at module level in :mod:`~gradtracer.embedding._jit_rows`, so numba caches their
+machine code next to that file: the first process compiles them (seconds), later ones load
+them. :class:`RowKernel` binds them to one tracker (NumPy views and constants made once).
 """
 
 from __future__ import annotations
 
 import functools
-import math
 import os
 from typing import Any
 
@@ -43,7 +40,7 @@ from gradtracer.embedding.sums import (
 )
 from gradtracer.embedding.thresholds import ZombieThresholds
 
-__all__ = ["available", "damp_rows", "track_rows", "unique_rows"]
+__all__ = ["RowKernel", "available", "damp_rows", "track_rows", "unique_rows"]
 
 
 @functools.lru_cache(maxsize=1)
@@ -52,234 +49,158 @@ def _compiled() -> Any | None:
     if os.environ.get("GRADTRACER_NO_NUMBA", "").strip() not in ("", "0"):
         return None
     try:
-        import numba
+        from gradtracer.embedding import _jit_rows as jit
     except ImportError:  # pragma: no cover - numba is a core dependency
         return None
-
-    i_exp, i_seen, i_counts = RowState.W_EXPOSURE, RowState.W_SEEN, RowState.W_COUNTS
-    f0 = RowState.FLOAT_COL  # first float column in the packed row
-    c0 = RowState.SKETCH_COL
-    seen_mask = np.int32(0x7FFFFFFF)  # last-seen step; bit 31 is the zombie flag
-    count_max = COUNT_MAX
-
-    @numba.njit(cache=True, nogil=True)
-    def _popcount32(x):
-        """Set bits of a uint32 (SWAR, no branches; numba widens to 64 bits, hence the mask)."""
-        x = x - ((x >> np.uint32(1)) & np.uint32(0x55555555))
-        x = (x & np.uint32(0x33333333)) + ((x >> np.uint32(2)) & np.uint32(0x33333333))
-        x = (x + (x >> np.uint32(4))) & np.uint32(0x0F0F0F0F)
-        return np.int64(((x * np.uint32(0x01010101)) >> np.uint32(24)) & np.uint32(0xFF))
-
-    @numba.njit(cache=True, nogil=True, boundscheck=False)
-    def touch(packed, rows):
-        """Read every touched row's state record (the first and last word; with the
-        default layout both lie in one cache line): a loop this short keeps many cache
-        misses in flight at once, so the main loop finds the rows in cache."""
-        seen = 0
-        last = packed.shape[1] - 1
-        for i in range(rows.shape[0]):
-            r = rows[i]
-            seen += packed[r, 0] + packed[r, last]
-        return seen
-
-    @numba.njit(cache=True, nogil=True, boundscheck=False, fastmath={"reassoc"})
-    def norms(weight, rows, before, grad, g_out, v_out):
-        """Gradient and displacement L2 norms of every row (vectorised sums)."""
-        d = grad.shape[1]
-        for i in range(rows.shape[0]):
-            r = rows[i]
-            gs = np.float32(0.0)
-            vs = np.float32(0.0)
-            for k in range(d):
-                x = grad[i, k]
-                gs += x * x
-                y = weight[r, k] - before[i, k]
-                vs += y * y
-            g_out[i] = np.float32(math.sqrt(gs))
-            v_out[i] = np.float32(math.sqrt(vs))
-
-    @numba.njit(cache=True, nogil=True, boundscheck=False)
-    def kernel(  # one fused kernel, all its inputs
-        packed,  # (N, C) int32 row state
-        packed_f,  # the same memory viewed as float32
-        acc,  # (>= 8,) float64 running table sums
-        weight,  # (N, d) float32 table after the optimizer step
-        rows,  # (R,) int64 unique touched rows
-        before,  # (R, d) float32 rows before the step
-        grad,  # (R, d) float32 gradient rows
-        proj,  # (R, n_bits) float32 projection grad @ P
-        cos_table,  # (n_bits + 1,) float32 cos(pi h / n_bits)
-        v_out,  # (R,) float32 displacement norms (written)
-        step,
-        b,  # float32 EMA decay
-        min_pairs,
-        z_min,  # float32
-        min_disagree_rate,  # float32
-        max_cos_ema,  # float32
-        min_retained,  # float32
-        pressure_ratio,  # float32
-        min_grad_norm,  # float32
-    ):
-        one = np.float32(1.0)
-        one_minus_b = one - b
-        n_bits = proj.shape[1]
-        n_words = (n_bits + 31) // 32
-        mean_gn = acc[GRAD_NORM] / max(acc[EXPOSED], 1.0)
-        pressure = max(np.float32(np.float32(mean_gn) * pressure_ratio), min_grad_norm)
-        d_vel = 0.0  # float64 sums of the rows' changes
-        d_gn = 0.0
-        d_cos = 0.0
-        n_new = 0
-        n_first_pair = 0
-        d_zombie = 0
-        n_bad = 0
-        g_all = np.empty(rows.shape[0], dtype=np.float32)
-        seen = touch(packed, rows)
-        norms(weight, rows, before, grad, g_all, v_out)
-        for i in range(rows.shape[0]):
-            r = rows[i]
-            g = g_all[i]
-            v = v_out[i]
-            if not (math.isfinite(g) and math.isfinite(v)):
-                n_bad += 1  # left out of every statistic
-                continue
-            # sketch words and Hamming distance to the row's previous sketch
-            hamming = 0
-            has_prev = False
-            for w in range(n_words):  # branch-free: the sign bits are unpredictable
-                code = np.uint32(0)
-                hi = min(n_bits, 32 * (w + 1))
-                if hi - 32 * w == 32:  # a full word: fixed trip count, unrolled
-                    base = 32 * w
-                    c64 = 0
-                    for j in range(32):
-                        c64 |= (proj[i, base + j] > 0) << j
-                    code = np.uint32(c64)
-                else:
-                    for j in range(32 * w, hi):
-                        code |= np.uint32(proj[i, j] > 0) << np.uint32(j - 32 * w)
-                old = np.uint32(packed[r, c0 + w])
-                has_prev = has_prev or old != 0
-                hamming += _popcount32(old ^ code)
-                packed[r, c0 + w] = np.int32(code)
-            exposure = packed[r, i_exp]
-            was_zombie = 1 if packed[r, i_seen] < 0 else 0
-            counts = np.int64(packed[r, i_counts])
-            n_agree = counts & count_max
-            n_dis = (counts >> 16) & count_max
-            paired = has_prev and g > 0
-            is_new = exposure == 0
-            first_pair = paired and (n_agree + n_dis) == 0
-            if paired:
-                if 2 * hamming < n_bits:
-                    if n_agree == count_max:  # 16-bit counts: halve both, keep the ratio
-                        n_agree >>= 1
-                        n_dis >>= 1
-                    n_agree += 1
-                elif 2 * hamming > n_bits:
-                    if n_dis == count_max:
-                        n_agree >>= 1
-                        n_dis >>= 1
-                    n_dis += 1
-            old_vel = packed_f[r, f0]
-            old_gn = packed_f[r, f0 + 1]
-            old_cos = packed_f[r, f0 + 2]
-            c = one if is_new else one_minus_b
-            new_vel = old_vel * b + c * v
-            new_gn = old_gn * b + c * g
-            if paired:
-                cp = one if first_pair else one_minus_b
-                new_cos = old_cos * b + cp * cos_table[hamming]
-            else:
-                new_cos = old_cos
-            peak = max(packed_f[r, f0 + 3], new_gn)
-            pairs = n_agree + n_dis
-            zombie = (
-                pairs >= min_pairs
-                and np.float32(n_dis - n_agree)
-                >= z_min * np.float32(math.sqrt(np.float32(pairs + 1)))
-                and n_dis >= np.float32(pairs) * min_disagree_rate
-                and new_cos <= max_cos_ema
-                and new_gn >= pressure
-                and new_gn >= min_retained * peak
-            )
-            zi = 1 if zombie else 0
-            d_zombie += zi - was_zombie
-            packed[r, i_exp] = exposure + 1
-            packed[r, i_seen] = (
-                (np.int32(step) | np.int32(-(1 << 31))) if zombie else np.int32(step)
-            )
-            packed[r, i_counts] = np.int32(np.uint32(n_agree | (n_dis << 16)))
-            packed_f[r, f0] = new_vel
-            packed_f[r, f0 + 1] = new_gn
-            packed_f[r, f0 + 2] = new_cos
-            packed_f[r, f0 + 3] = peak
-            d_vel += np.float64(new_vel) - np.float64(old_vel)
-            d_gn += np.float64(new_gn) - np.float64(old_gn)
-            d_cos += np.float64(new_cos) - np.float64(old_cos)
-            n_new += 1 if is_new else 0
-            n_first_pair += 1 if first_pair else 0
-        acc[VELOCITY] += d_vel
-        acc[GRAD_NORM] += d_gn
-        acc[COS] += d_cos
-        acc[EXPOSED] += n_new
-        acc[PAIRED] += n_first_pair
-        acc[ZOMBIE] += d_zombie
-        if n_bad:
-            acc[NONFINITE_ROWS] += n_bad
-            acc[NONFINITE_STEPS] += 1.0
-        return seen  # returned so that the touch pass is not optimised away
-
-    @numba.njit(cache=True, nogil=True, boundscheck=False)
-    def damp(packed, packed_f, acc, weight, rows, before, v, table, ever, step, b):
-        """Scale the applied update of each touched row by its factor in ``table`` (rows at
-        or beyond its end get 1); flag the damped rows in ``ever``."""
-        n_table = table.shape[0]
-        one = np.float32(1.0)
-        d_vel = 0.0
-        n_damped = 0
-        for i in range(rows.shape[0]):
-            r = rows[i]
-            f = table[r] if r < n_table else one
-            if not f <= one:  # NaN or > 1: leave the row alone
-                f = one
-            f = max(f, np.float32(0.0))
-            if f < one:
-                n_damped += 1
-                ever[r] = True
-                for k in range(weight.shape[1]):
-                    weight[r, k] = before[i, k] + f * (weight[r, k] - before[i, k])
-                # the velocity EMA records the displacement actually applied: f * v
-                if (packed[r, i_seen] & seen_mask) == step and math.isfinite(v[i]):
-                    first_w = one if packed[r, i_exp] == 1 else one - b
-                    c = first_w * (one - f) * v[i]
-                    packed_f[r, f0] -= c
-                    d_vel += c
-        acc[VELOCITY] -= d_vel
-        acc[DAMPED] += n_damped
-
-    @numba.njit(cache=True, nogil=True, boundscheck=False)
-    def dedupe(rows, mark):
-        """Unique ``rows`` in first-seen order, using the all-zero ``mark`` scratch array
-        (one flag per table row; left all zero again on return)."""
-        out = np.empty(rows.shape[0], dtype=np.int64)
-        n = 0
-        for i in range(rows.shape[0]):
-            r = rows[i]
-            if mark[r] == 0:
-                mark[r] = 1
-                out[n] = r
-                n += 1
-        for i in range(n):
-            mark[out[i]] = 0
-        return out[:n]
-
-    return kernel, damp, dedupe
+    layout = (jit.W_EXPOSURE, jit.W_SEEN, jit.W_COUNTS, jit.FLOAT_COL, jit.SKETCH_COL)
+    sums = (jit.VELOCITY, jit.GRAD_NORM, jit.COS, jit.EXPOSED, jit.PAIRED, jit.ZOMBIE)
+    sums_rest = (jit.NONFINITE_ROWS, jit.NONFINITE_STEPS, jit.DAMPED)
+    want = (
+        RowState.W_EXPOSURE,
+        RowState.W_SEEN,
+        RowState.W_COUNTS,
+        RowState.FLOAT_COL,
+        RowState.SKETCH_COL,
+    )
+    if (
+        layout != want
+        or jit.COUNT_MAX != COUNT_MAX
+        or sums != (VELOCITY, GRAD_NORM, COS, EXPOSED, PAIRED, ZOMBIE)
+        or sums_rest != (NONFINITE_ROWS, NONFINITE_STEPS, DAMPED)
+    ):  # pragma: no cover - a layout change must be made in both places
+        raise RuntimeError(
+            "gradtracer.embedding._jit_rows constants differ from RowState / sums: update them"
+        )
+    return jit.kernel, jit.damp, jit.dedupe
 
 
 def available() -> bool:
     """True when the compiled kernel can be used (numba importable, not disabled)."""
     return _compiled() is not None
+
+
+class RowKernel:
+    """The compiled update and damping bound to one tracker's state, sums, table and sketch.
+
+    Holds the NumPy views and converted constants the kernels take, and a reusable buffer
+    for the sign projection, so a step marshals only its own rows. The table's view is
+    made again whenever the weight's storage changes (``weight.data = ...``).
+
+    Args:
+        state: packed CPU row state (:meth:`RowState.zeros`), changed in place.
+        acc: the tracker's running table sums, float64 CPU tensor, changed in place.
+        weight: ``(N, d)`` float32 CPU table (the parameter itself).
+        sketch: the tracker's sign sketch.
+        ema_decay: decay of the per-row EMAs; ``zombie``: the zombie thresholds.
+
+    Raises:
+        RuntimeError: the compiled kernels are unavailable (numba missing or disabled).
+    """
+
+    def __init__(
+        self,
+        state: RowState,
+        acc: torch.Tensor,
+        weight: torch.Tensor,
+        sketch: SignSketch,
+        *,
+        ema_decay: float,
+        zombie: ZombieThresholds,
+    ) -> None:
+        kernels = _compiled()
+        if kernels is None:
+            raise RuntimeError("the compiled row kernel is unavailable (numba missing or disabled)")
+        self._update, self._damp = kernels[0], kernels[1]
+        self._packed = state.packed_numpy()
+        self._packed_f = state.packed_numpy_f32()
+        self._acc = acc.numpy()
+        self._weight = weight
+        self._w_ptr = -1
+        self._w_np = np.zeros((0, 0), dtype=np.float32)
+        self._sketch = sketch
+        self._cos = _cos_table(sketch.n_bits)
+        self._consts = _constants(float(ema_decay), zombie)
+        self._b = np.float32(ema_decay)
+        self._proj = torch.empty(0, sketch.n_bits)  # reused sign-projection buffer
+        self._proj_np = self._proj.numpy()
+
+    def table(self) -> np.ndarray:
+        """NumPy view of the table (made again when its storage or shape changed)."""
+        w = self._weight
+        ptr = w.data_ptr()
+        if ptr != self._w_ptr or self._w_np.shape != w.shape:
+            self._w_np = w.detach().numpy()
+            self._w_ptr = ptr
+        return self._w_np
+
+    def track(
+        self, rows: torch.Tensor, before: torch.Tensor, grad: torch.Tensor, step: int
+    ) -> np.ndarray:
+        """Apply one optimizer step (the table already updated) to the state and sums.
+
+        Args:
+            rows: ``(R,)`` int64 unique touched rows.
+            before: ``(R, d)`` float32 rows before the step; ``grad``: their gradients.
+            step: 1-based optimizer step number.
+
+        Returns:
+            ``(R,)`` float32 L2 norms of the rows' applied displacement.
+        """
+        n = int(rows.shape[0])
+        grad = grad.contiguous()
+        if self._proj.shape[0] < n:
+            self._proj = torch.empty(max(n, 2 * self._proj.shape[0]), self._sketch.n_bits)
+            self._proj_np = self._proj.numpy()
+        # the projection on torch's own thread pool (a NumPy BLAS call here would start a
+        # second pool that competes with torch's for the cores)
+        torch.mm(grad, self._sketch.projection, out=self._proj[:n])
+        v = np.empty(n, dtype=np.float32)
+        self._update(
+            self._packed,
+            self._packed_f,
+            self._acc,
+            self.table(),
+            rows.numpy(),
+            before.numpy(),
+            grad.numpy(),
+            self._proj_np[:n],
+            self._cos,
+            v,
+            int(step),
+            *self._consts,
+        )
+        return v
+
+    def damp(
+        self,
+        rows: torch.Tensor,
+        before: torch.Tensor,
+        v: np.ndarray,
+        table: torch.Tensor,
+        ever: torch.Tensor,
+        step: int,
+    ) -> None:
+        """Scale the step's applied update of each touched row by its factor (in place).
+
+        ``w[r] = before + f * (w[r] - before)`` with ``f = table[r]`` (rows at or beyond the
+        table's end get 1; NaN counts as 1; factors are clipped to [0, 1]); the velocity EMA
+        of the row is corrected to record ``f * v``, the damped row-updates are counted in
+        the sums and flagged in ``ever`` (``(N,)`` bool). ``v`` is :meth:`track`'s result,
+        ``table`` a float32 CPU tensor.
+        """
+        self._damp(
+            self._packed,
+            self._packed_f,
+            self._acc,
+            self.table(),
+            rows.numpy(),
+            before.numpy(),
+            v,
+            table.numpy(),
+            ever.numpy(),
+            int(step),
+            self._b,
+        )
 
 
 def track_rows(
@@ -295,7 +216,7 @@ def track_rows(
     ema_decay: float,
     zombie: ZombieThresholds,
 ) -> np.ndarray:
-    """Apply one optimizer step of a float32 CPU table to ``state`` and ``acc`` in place.
+    """One-off :meth:`RowKernel.track` (a tracker binds a :class:`RowKernel` once instead).
 
     Args:
         state: packed CPU row state (:meth:`RowState.zeros`).
@@ -308,30 +229,13 @@ def track_rows(
     Returns:
         ``(R,)`` float32 L2 norms of the rows' applied displacement.
     """
-    kernels = _compiled()
-    if kernels is None:
-        raise RuntimeError("the compiled row kernel is unavailable (numba missing or disabled)")
-    kernel = kernels[0]
-    grad = grad.contiguous()
-    # the projection on torch's own thread pool (a NumPy BLAS call here would start a second
-    # pool that competes with torch's for the cores)
-    proj = torch.mm(grad, sketch.projection)  # (R, n_bits) float32
-    v = np.empty(rows.shape[0], dtype=np.float32)
-    kernel(
-        *_row_arrays(state, acc, weight, rows, before),
-        grad.numpy(),
-        proj.numpy(),
-        _cos_table(sketch.n_bits),
-        v,
-        int(step),
-        *_constants(float(ema_decay), zombie),
-    )
-    return v
+    bound = RowKernel(state, acc, weight, sketch, ema_decay=ema_decay, zombie=zombie)
+    return bound.track(rows, before, grad, step)
 
 
 @functools.lru_cache(maxsize=64)
 def _constants(ema_decay: float, zombie: ZombieThresholds) -> tuple[Any, ...]:
-    """The kernel's trailing arguments, converted once per (decay, thresholds)."""
+    """The update kernel's trailing arguments, converted once per (decay, thresholds)."""
     f32 = np.float32
     return (
         f32(ema_decay),
@@ -342,26 +246,6 @@ def _constants(ema_decay: float, zombie: ZombieThresholds) -> tuple[Any, ...]:
         f32(zombie.min_retained_pressure),
         f32(zombie.pressure_ratio),
         f32(zombie.min_grad_norm),
-    )
-
-
-def _row_arrays(
-    state: RowState,
-    acc: torch.Tensor,
-    weight: torch.Tensor,
-    rows: torch.Tensor,
-    before: torch.Tensor,
-) -> tuple[np.ndarray, ...]:
-    """The leading arguments both kernels take: the packed state (as int32 and float32
-    views), the running sums, the table, the touched rows and their values before the step."""
-    packed = state.packed_numpy()
-    return (
-        packed,
-        state.packed_numpy_f32(),
-        acc.numpy(),
-        weight.numpy(),
-        rows.numpy(),
-        before.numpy(),
     )
 
 
@@ -378,18 +262,17 @@ def damp_rows(
     *,
     ema_decay: float,
 ) -> None:
-    """Scale the step's applied update of each touched row by its factor (CPU, in place).
-
-    ``w[r] = before + f * (w[r] - before)`` with ``f = table[r]`` (rows at or beyond the
-    table's end get 1; NaN counts as 1; factors are clipped to [0, 1]); the velocity EMA
-    of the row is corrected to record ``f * v``, the damped row-updates are counted in
-    ``acc`` and flagged in ``ever`` (``(N,)`` bool). ``v`` is :func:`track_rows`' result.
-    """
+    """One-off :meth:`RowKernel.damp` of a float32 CPU table (see there)."""
     kernels = _compiled()
     if kernels is None:
         raise RuntimeError("the compiled row kernel is unavailable (numba missing or disabled)")
     kernels[1](
-        *_row_arrays(state, acc, weight, rows, before),
+        state.packed_numpy(),
+        state.packed_numpy_f32(),
+        acc.numpy(),
+        weight.detach().numpy(),
+        rows.numpy(),
+        before.numpy(),
         v,
         table.numpy(),
         ever.numpy(),
