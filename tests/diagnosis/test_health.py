@@ -95,6 +95,24 @@ def test_dead_units_and_non_finite_losses_cost_health():
     assert nan.finite < 1.0 and nan.score < ok.score
 
 
+def test_losses_still_non_finite_at_the_end_cost_more_than_ones_the_run_left_behind():
+    vals = np.linspace(0.69, 0.5, 100)
+    early, late = vals.copy(), vals.copy()
+    early[10:20] = math.nan  # ten bad batches, then finite again
+    late[90:] = math.nan  # the same count, still non-finite at the end
+    kept = health_breakdown([], signals(losses=series(early))).finite
+    dead = health_breakdown([], signals(losses=series(late))).finite
+    assert kept == pytest.approx(0.9**2)
+    assert dead == 0.0 < kept
+    # one more non-finite loss in the last window never raises it
+    later = late.copy()
+    later[89] = math.nan
+    assert health_breakdown([], signals(losses=series(later))).finite <= dead
+    tail = vals.copy()
+    tail[95:] = math.nan
+    assert 0.0 < health_breakdown([], signals(losses=series(tail))).finite < 0.95**2
+
+
 def test_a_cause_named_on_several_subjects_costs_more_but_less_than_as_many_causes():
     s = signals()
     one = finding(FindingType.GRADIENT_ACCUMULATION, Severity.CRITICAL)

@@ -18,7 +18,11 @@ keeps on one count (:class:`HealthBreakdown`):
   (:func:`loss_progress`), on a saturating curve: no progress keeps :data:`LOSS_FLOOR`, a
   rise goes below it (:data:`LOSS_RISE_SCALE`), and the factor approaches 1 as the
   progress grows past :data:`LOSS_SCALE`;
-- ``finite``: the share of tracked losses that are finite, squared;
+- ``finite``: the share of tracked losses that are finite, squared, times the finite share
+  of the last :data:`LOSS_WINDOW` of them: a loss that is still non-finite at the end of
+  the series means weights that are no longer finite (or a loss that overflows on every
+  batch), a run that does not recover without intervention, while a few non-finite
+  batches the run has left behind cost only their share;
 - ``learning``: every embedding table and every dense tensor earns a credit in [0, 1]:
   none when frozen, missing from the optimizer or never updated, otherwise log-linear in
   its per-update relative movement (relative velocity of a table, update-to-weight ratio
@@ -207,11 +211,15 @@ def _loss_factor(progress: float | None) -> float:
     return LOSS_FLOOR * math.exp(max(-50.0, progress / LOSS_RISE_SCALE))
 
 
-def _finite_factor(losses: Sequence[tuple[int, float]]) -> float:
+def _finite_factor(losses: Sequence[tuple[int, float]], window: float = LOSS_WINDOW) -> float:
+    """Squared finite share of all losses x the finite share of the last ``window`` of them."""
     if not losses:
         return 1.0
-    share = sum(1 for _, v in losses if math.isfinite(v)) / len(losses)
-    return share * share
+    ok = [math.isfinite(v) for _, v in losses]
+    share = sum(ok) / len(ok)
+    w = max(2, int(round(window * len(ok))))
+    recent = ok[-w:]
+    return share * share * (sum(recent) / len(recent))
 
 
 def _moving(rate: float) -> float:
