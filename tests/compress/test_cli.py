@@ -21,7 +21,7 @@ def test_advise_apply_evaluate(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert [f["type"] for f in report["findings"]] == ["COMPRESSION_CANDIDATE"]
     assert "COMPRESSION_CANDIDATE" in capsys.readouterr().out
     assert json.loads((out / "recipe_8x.json").read_text())["predicted"]["selected_by"] == (
-        "fidelity_validation"
+        "fidelity_plus_validation"
     )
     artifact = tmp_path / "c.npz"
     args = [

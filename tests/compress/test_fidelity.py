@@ -150,13 +150,15 @@ def test_advisor_selects_the_most_faithful_plan_and_records_every_rule() -> None
     assert other.decisions["user"]["bytes"] + other.decisions["item"]["bytes"] == smallest
     assert other.predicted["selected_by"] == "validation"
     # the hybrid: the smallest of the SHORTLIST most faithful plans
-    hybrid = QuantizationAdvisor(user, item, validate=validate).advise(budget)
+    hybrid = QuantizationAdvisor(
+        user, item, validate=validate, selection="fidelity_validation"
+    ).advise(budget)
     faithful = sorted(hybrid.candidates, key=lambda c: -c[key])[:SHORTLIST]
     assert hybrid.candidates[0]["bytes"] == min(c["bytes"] for c in faithful)
     assert hybrid.candidates[0] in faithful
     with pytest.raises(ValueError, match="selection must be one of"):
         QuantizationAdvisor(user, item, selection="test")
-    for rule in ("validation", "fidelity_validation"):
+    for rule in ("validation", "fidelity_validation", "fidelity_plus_validation"):
         with pytest.raises(ValueError, match="needs a validate callable"):
             QuantizationAdvisor(user, item, selection=rule)
     with pytest.raises(ValueError, match="exclude must be a sparse"):
@@ -200,10 +202,11 @@ def test_study_selects_by_the_hybrid_rule_and_measures_the_others(tmp_path: obje
         ratios=(16,), n_seeds=1, n_factors=8, train=TrainConfig(n_epochs=2), retrain=False
     )
     result = run_study(w, cfg)
-    assert result.config["selection"] == "fidelity_validation"
+    assert result.config["selection"] == "fidelity_plus_validation"
     names = {r["method"] for r in result.rows}
     assert {
         "recipe",
+        "recipe_by_fidelity_validation",
         "recipe_by_fidelity",
         "recipe_by_validation",
         "recipe_by_score_error",
@@ -214,12 +217,14 @@ def test_study_selects_by_the_hybrid_rule_and_measures_the_others(tmp_path: obje
     (rec,) = result.recipes
     key = SELECTION_KEYS["fidelity"]
     cands = rec["recipe"]["candidates"]
-    assert rec["recipe"]["predicted"]["selected_by"] == "fidelity_validation"
+    assert rec["recipe"]["predicted"]["selected_by"] == "fidelity_plus_validation"
     by_fid = next(r for r in result.rows if r["method"] == "recipe_by_fidelity")
     most = max(cands, key=lambda c: c[key])
     assert by_fid["detail"].split(" ")[0] == most["method"]
     text = summary_markdown([result])
-    assert "per-user p (t / Wilcoxon)" in text and "selection rule: fidelity_validation" in text
+    assert (
+        "per-user p (t / Wilcoxon)" in text and "selection rule: fidelity_plus_validation" in text
+    )
 
 
 def test_select_plan_rules_and_bad_input() -> None:
@@ -235,5 +240,14 @@ def test_select_plan_rules_and_bad_input() -> None:
     assert select_plan([{fid: 0.5, val: 0.1}, {fid: 0.5, val: 0.1}], "fidelity") == 0  # ties: first
     with pytest.raises(ValueError, match="rule must be one of"):
         select_plan(scores, "test")
+    # the combined rule: good on both signals beats best on one and worst on the other
+    both = [{fid: 1.0, val: 0.0}, {fid: 0.0, val: 1.0}, {fid: 0.8, val: 0.8}]
+    assert select_plan(both, "fidelity_plus_validation") == 2
+    assert select_plan(both, "fidelity_validation") == 1  # the shortlist keeps all three
+    # equal combined scores go to the lower score error, then to the first plan
+    err = SELECTION_KEYS["score_error"]
+    tied = [{fid: 1.0, val: 0.0, err: -0.5}, {fid: 0.0, val: 1.0, err: -0.1}]
+    assert select_plan(tied, "fidelity_plus_validation") == 1
+    assert select_plan([{fid: 0.3, val: 0.2}] * 2, "fidelity_plus_validation") == 0
     with pytest.raises(ValueError, match="no plans"):
         select_plan([], "fidelity")

@@ -132,7 +132,8 @@ def advise(
     ),
     selection: str | None = typer.Option(
         None,
-        help="MF plan selection: fidelity_validation (default), fidelity, validation or "
+        help="MF plan selection: fidelity_plus_validation (default), fidelity_validation, "
+        "fidelity, validation or "
         "score_error.",
     ),
 ) -> None:

@@ -10,7 +10,13 @@ frequency row pruning with the kept rows at fp32/int8/int4, per-table SVD with
 fp32/int8/int4 factors), scores each one, and keeps the best under a selection rule
 (:data:`SELECTION_RULES`, :func:`select_plan`):
 
-- ``"fidelity_validation"`` (default with a ``validate`` callable): the
+- ``"fidelity_plus_validation"`` (default with a ``validate`` callable): the sum of
+  the standardized fidelity (below) and the standardized validation NDCG@10 over all
+  candidates (weights :data:`COMBINED_FIDELITY_WEIGHT` and one minus it); equal sums
+  go to the lower score error. Both signals are noisy in different ways (fidelity
+  cannot see a plan that ranks better than the float model, one held-out item per user
+  cannot separate close plans), so neither alone decides.
+- ``"fidelity_validation"``: the
   :data:`SHORTLIST` plans most faithful to the float model's rankings (fidelity below),
   then the best of those on validation NDCG@10.
 - ``"fidelity"`` (default without one): NDCG@50 of each plan's top-50 against the float
@@ -63,13 +69,23 @@ Validate = Callable[[CompressedMF], float]
 #: (:func:`~gradtracer.compress.methods.refit_quantized`).
 TWO_SCALE_REFIT = 3
 #: Plan-selection rules of :class:`QuantizationAdvisor`.
-SELECTION_RULES: tuple[str, ...] = ("fidelity_validation", "fidelity", "validation", "score_error")
+SELECTION_RULES: tuple[str, ...] = (
+    "fidelity_plus_validation",
+    "fidelity_validation",
+    "fidelity",
+    "validation",
+    "score_error",
+)
+#: Weight of the standardized fidelity in the ``fidelity_plus_validation`` rule (the
+#: standardized validation NDCG@10 gets one minus it).
+COMBINED_FIDELITY_WEIGHT = 0.5
 #: Plans the ``fidelity_validation`` rule keeps (most faithful first) before validation.
 SHORTLIST = 5
 #: Cutoff of the fidelity rule (top-K of the float model reproduced).
 FIDELITY_K = 50
 #: Recorded score key of each rule (higher is better; the hybrid rule's final key).
 SELECTION_KEYS = {
+    "fidelity_plus_validation": "valid_ndcg@10",
     "fidelity_validation": "valid_ndcg@10",
     "fidelity": f"fidelity_ndcg@{FIDELITY_K}",
     "validation": "valid_ndcg@10",
@@ -101,12 +117,16 @@ def select_plan(scores: Sequence[Mapping[str, Any]], rule: str) -> int:
     ...      for f, v in [(0.9, 0.1), (0.8, 0.3), (0.1, 0.9), (0.7, 0.2), (0.6, 0.2), (0.5, 0.2)]]
     >>> select_plan(s, "fidelity"), select_plan(s, "validation"), select_plan(s, "fidelity_validation")
     (0, 2, 1)
+    >>> select_plan(s, "fidelity_plus_validation")
+    1
     """
     if rule not in SELECTION_RULES:
         raise ValueError(f"rule must be one of {SELECTION_RULES}, got {rule!r}")
     if not scores:
         raise ValueError("no plans to select from")
     fid = SELECTION_KEYS["fidelity"]
+    if rule == "fidelity_plus_validation":
+        return _combined_pick(scores)
     if rule == "fidelity_validation":
         order = sorted(range(len(scores)), key=lambda j: -float(scores[j][fid]))
         short = order[:SHORTLIST]
@@ -114,6 +134,23 @@ def select_plan(scores: Sequence[Mapping[str, Any]], rule: str) -> int:
         return max(short, key=lambda j: (float(scores[j][key]), -short.index(j)))
     key = SELECTION_KEYS[rule]
     return max(range(len(scores)), key=lambda j: (float(scores[j][key]), -j))
+
+
+def _standardized(values: Sequence[float]) -> np.ndarray:
+    """(x - mean) / std over the plans; zeros where all values are equal."""
+    x = np.asarray(values, dtype=np.float64)
+    sd = float(x.std())
+    return np.zeros_like(x) if sd <= 0.0 else (x - x.mean()) / sd
+
+
+def _combined_pick(scores: Sequence[Mapping[str, Any]]) -> int:
+    """The ``fidelity_plus_validation`` pick (see the module docstring)."""
+    w = COMBINED_FIDELITY_WEIGHT
+    fid = _standardized([float(s[SELECTION_KEYS["fidelity"]]) for s in scores])
+    val = _standardized([float(s[SELECTION_KEYS["validation"]]) for s in scores])
+    total = w * fid + (1.0 - w) * val
+    err = [float(s.get(SELECTION_KEYS["score_error"], 0.0)) for s in scores]
+    return max(range(len(scores)), key=lambda j: (round(float(total[j]), 12), err[j], -j))
 
 
 def dense_layer_advice(
@@ -162,7 +199,7 @@ class QuantizationAdvisor:
         validate: ``model -> quality`` on validation data (higher is better); needed by
             ``selection="validation"``, recorded for every plan when given.
         dense_layers: optional FlowTracker (or snapshots) for per-layer advice.
-        selection: one of :data:`SELECTION_RULES` (default ``"fidelity_validation"``
+        selection: one of :data:`SELECTION_RULES` (default ``"fidelity_plus_validation"``
             with ``validate``, ``"fidelity"`` without).
         exclude: ``(n_users, n_items)`` sparse matrix of items the fidelity rule never
             ranks (the training items; default none).
@@ -202,10 +239,12 @@ class QuantizationAdvisor:
                 raise ValueError(f"signal {s!r} needs user_stats and item_stats")
         self.user_stats, self.item_stats = user_stats, item_stats
         if selection is None:
-            selection = "fidelity_validation" if validate is not None else "fidelity"
+            selection = "fidelity_plus_validation" if validate is not None else "fidelity"
         if selection not in SELECTION_RULES:
             raise ValueError(f"selection must be one of {SELECTION_RULES}, got {selection!r}")
-        if selection in ("validation", "fidelity_validation") and validate is None:
+        if selection in ("validation", "fidelity_validation", "fidelity_plus_validation") and (
+            validate is None
+        ):
             raise ValueError(f"selection={selection!r} needs a validate callable")
         n_users = int(self.user.shape[0])
         if exclude is not None:
@@ -408,6 +447,11 @@ class QuantizationAdvisor:
             else f"of {len(scored)} plans"
         )
         driver = f"{label} {params} had the best {key} ({best_q:.5g}) {among}"
+        if self.selection == "fidelity_plus_validation":
+            driver = (
+                f"{label} {params} had the best sum of standardized {SELECTION_KEYS['fidelity']} "
+                f"and {key} of {len(scored)} plans ({key} {best_q:.5g})"
+            )
         if runner_up is not None:
             driver += f"; next: {runner_up[1]} {runner_up[2]} ({runner_up[0]:.5g})"
         mixed_by_signal = {

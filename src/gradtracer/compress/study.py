@@ -83,7 +83,9 @@ class StudyConfig:
     cache_dir: str | None = None  # where trained float models are kept (None: not cached)
     track_interval: int = 1  # EmbeddingTracker interval on the float model (steps)
     tuning: dict[str, Any] | None = None  # how ``train`` was chosen (recorded, not used)
-    selection: str = "fidelity_validation"  # the advisor's plan-selection rule (SELECTION_RULES)
+    selection: str = (
+        "fidelity_plus_validation"  # the advisor's plan-selection rule (SELECTION_RULES)
+    )
 
 
 @dataclass
