@@ -126,13 +126,19 @@ class RowCapture:
         """
         self.backward_passes += 1
         if grad.is_sparse:
-            ids = grad.indices()[0]
-            values = grad.values()
+            if not grad.is_coalesced():
+                grad = grad.coalesce()
+            # the raw accessors: no coalesced check and no autograd alias (a step's few
+            # microseconds; the values are detached where they carry a graph)
+            ids = grad._indices()[0]
+            values = grad._values()
+            if values.requires_grad:
+                values = values.detach()
             if self._padding_idx is not None:
                 keep = ids != self._padding_idx
                 ids, values = ids[keep], values[keep]
             self._used = []
-            return ids, values.detach()
+            return ids, values
         g = grad.detach()
         device = g.device
         parts = [p.reshape(-1).to(device=device, dtype=torch.long) for p in self._used]

@@ -98,10 +98,15 @@ class StepRecorder:
             return
         self.pending = None
         self.step += 1
-        with torch.no_grad():
-            applied = self.backend.record(pend, self.step)
-            self.touched = int(pend.rows.numel())
-            if self.intervention is not None:
+        self.touched = int(pend.rows.shape[0])
+        if self.intervention is None:
+            # the backends read detached tensors only: no autograd mode to switch
+            self.backend.record(pend, self.step)
+            if self.backend.due():
+                self.flush()
+        else:
+            with torch.no_grad():
+                applied = self.backend.record(pend, self.step)
                 self.flush()
                 table = self.intervention.on_step(
                     self.step, pend.rows, self.last_loss, self.evidence
@@ -110,8 +115,6 @@ class StepRecorder:
                 if self.table is not None:
                     assert self.damped_ever is not None
                     self.backend.damp(applied, self.table, self.damped_ever, self.step)
-            elif self.backend.due():
-                self.flush()
         self._after_update()
 
     def evidence(self, rows: torch.Tensor) -> RowEvidence:
