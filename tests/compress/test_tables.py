@@ -256,3 +256,38 @@ def test_two_scale_kernel_equals_tensor_decode(
         index_kernel.two_scale_gather(np.array([400]), ts.codes, step, col, bits, out[:1])
     monkeypatch.setattr(index_kernel, "available", lambda: False)  # the path without numba
     assert torch.equal(ts.lookup(rows), torch.from_numpy(out))
+
+
+@pytest.mark.parametrize(
+    "levels",
+    [["int4", "int2"], ["fp32", "fp16", "int8", "int4", "int2", "drop"], ["fp16", "drop"]],
+)
+@pytest.mark.parametrize("dim", [64, 24, 8, 30])
+def test_pooled_bags_bit_equal_to_index_order_float32_sum(levels: list[str], dim: int) -> None:
+    # dims divisible by 8 take the eight-columns-at-a-time kernel, 30 the chunk-buffer one;
+    # both must equal adding the dequantized rows in index order in float32, bit for bit
+    from gradtracer.compress import index_kernel
+
+    if not index_kernel.available():
+        pytest.skip("compiled kernels unavailable")
+    rng = np.random.default_rng(dim)
+    w = torch.randn(900, dim, generator=torch.Generator().manual_seed(dim)) * 2
+    t = QuantizedTable.from_weight(w, rng.choice(levels, size=900), name="m")
+    lens = rng.integers(0, 45, 120)
+    lens[[0, 7, -1]] = 0  # empty bags first, inside and last
+    offsets = np.concatenate([[0], np.cumsum(lens)])
+    idx = rng.integers(0, 900, int(offsets[-1]))
+    dense = t.dequantize().numpy()
+    want = np.zeros((lens.size, dim), np.float32)
+    for k in range(lens.size):
+        for i in idx[offsets[k] : offsets[k + 1]]:
+            want[k] += dense[i]
+    got = t.embedding_bag(
+        torch.from_numpy(idx), torch.from_numpy(offsets), include_last_offset=True
+    )
+    assert np.array_equal(got.numpy().view(np.uint32), want.view(np.uint32))
+    buffered = np.zeros_like(want)  # the chunk-buffer kernel, whatever the width
+    from gradtracer.compress import _jit_lookup
+
+    _jit_lookup.pool_rows(idx, offsets, *t._kernel_args(), buffered)
+    assert np.array_equal(buffered.view(np.uint32), want.view(np.uint32))

@@ -106,6 +106,87 @@ def popcount(typingctx: Any, x: Any) -> Any:
     return types.uint64(types.uint64), codegen
 
 
+_F32, _I64 = ir.FloatType(), ir.IntType(64)
+_V8F, _V8I = ir.VectorType(_F32, 8), ir.VectorType(_I32, 8)
+#: Bytes of 8 columns in each kind's stored row (the fallback row is float32).
+_GROUP_BYTES = {"fp32": 32, "fp16": 16, "int8": 8, "int4": 4, "int2": 2}
+
+
+def _splat(builder: Any, value: Any, vty: Any) -> Any:
+    undef = ir.Constant(vty, ir.Undefined)
+    one = builder.insert_element(undef, value, ir.Constant(_I32, 0))
+    return builder.shuffle_vector(one, undef, ir.Constant(ir.VectorType(_I32, 8), None))
+
+
+def _add_row_intrinsic(kind: str) -> Any:
+    """An intrinsic ``(dst, src, groups, qparams)``: add ``8 * groups`` columns of the row
+    stored at address ``src`` (layout of ``kind``), decoded to float32, into the float32
+    columns at address ``dst``. ``qparams`` is the address of the row's scale and bias
+    (ignored for fp32 / fp16). Each value is ``fma(scale, code, bias)`` in float32 (fp16:
+    exact widening), added as ``dst + value``: the operations of :func:`_decode` and of
+    the chunk-buffer pooling, eight lanes at a time."""
+    width = _GROUP_BYTES[kind]
+
+    def typer(typingctx: Any, dst: Any, src: Any, groups: Any, qparams: Any) -> Any:
+        def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+            dst, src, groups, qp = args
+            fma = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(_V8F, [_V8F] * 3), "llvm.fma.v8f32"
+            )
+            if kind in ("int4", "int2"):
+                pair = builder.load(
+                    builder.inttoptr(qp, ir.VectorType(ir.HalfType(), 2).as_pointer()), align=1
+                )
+                pair = builder.fpext(pair, ir.VectorType(_F32, 2))
+            else:
+                pair = builder.load(
+                    builder.inttoptr(qp, ir.VectorType(_F32, 2).as_pointer()), align=1
+                )
+            vs = _splat(builder, builder.extract_element(pair, ir.Constant(_I32, 0)), _V8F)
+            vb = _splat(builder, builder.extract_element(pair, ir.Constant(_I32, 1)), _V8F)
+            with cgutils.for_range(builder, groups) as loop:
+                g = loop.index
+                sp = builder.add(src, builder.mul(g, ir.Constant(_I64, width)))
+                dp = builder.add(dst, builder.mul(g, ir.Constant(_I64, 32)))
+                dp = builder.inttoptr(dp, _V8F.as_pointer())
+                if kind in ("int4", "int2"):
+                    ity = ir.IntType(8 * width)
+                    word = builder.load(builder.inttoptr(sp, ity.as_pointer()), align=1)
+                    if width < 4:
+                        word = builder.zext(word, _I32)
+                    step = 4 if kind == "int4" else 2
+                    shifts = ir.Constant(_V8I, [step * k for k in range(8)])
+                    mask = ir.Constant(_V8I, [(1 << step) - 1] * 8)
+                    codes = builder.and_(builder.lshr(_splat(builder, word, _V8I), shifts), mask)
+                    val = builder.call(fma, [vs, builder.uitofp(codes, _V8F), vb])
+                elif kind == "int8":
+                    vty = ir.VectorType(ir.IntType(8), 8)
+                    codes = builder.load(builder.inttoptr(sp, vty.as_pointer()), align=1)
+                    val = builder.call(fma, [vs, builder.uitofp(codes, _V8F), vb])
+                elif kind == "fp16":
+                    vty = ir.VectorType(ir.HalfType(), 8)
+                    val = builder.fpext(
+                        builder.load(builder.inttoptr(sp, vty.as_pointer()), align=1), _V8F
+                    )
+                else:
+                    val = builder.load(builder.inttoptr(sp, _V8F.as_pointer()), align=1)
+                acc = builder.load(dp, align=4)
+                builder.store(builder.fadd(acc, val), dp, align=4)
+            return context.get_dummy_value()
+
+        return types.void(types.int64, types.int64, types.int64, types.int64), codegen
+
+    typer.__name__ = f"add_{kind}_row"
+    return intrinsic(typer)
+
+
+add_fp32_row = _add_row_intrinsic("fp32")
+add_fp16_row = _add_row_intrinsic("fp16")
+add_int8_row = _add_row_intrinsic("int8")
+add_int4_row = _add_row_intrinsic("int4")
+add_int2_row = _add_row_intrinsic("int2")
+
+
 @_jit
 def _locate(rows, a, m, n_rows, bits, words, directory, kinds, dl, ds, where, kk, ss):
     """Kind and slot of ``rows[a:a + m]`` into ``kk``/``ss``, prefetching the first and
@@ -272,6 +353,63 @@ def pool_rows(
                     bag += 1
                 for j in range(d):
                     out[bag, j] += buf[t, j]
+    return -1
+
+
+@_jit
+def _add_chunk(kk, ss, m, a, offsets, bag, where, qoff, out, base, groups):
+    """Add rows ``(kk[t], ss[t])``, index positions ``a + t``, into their bags of ``out``
+    (address ``base``) eight columns at a time; returns the bag of the last row."""
+    stride = out.shape[1] * 4
+    for t in range(m):
+        while offsets[bag + 1] <= a + t:
+            bag += 1
+        kind, s = kk[t], ss[t]
+        dst = base + bag * stride
+        src = where[kind, 0] + s * where[kind, 1]
+        if kind == 3:
+            add_int4_row(dst, src, groups, src + qoff[3])
+        elif kind == 4:
+            add_int2_row(dst, src, groups, src + qoff[4])
+        elif kind == 2:
+            add_int8_row(dst, src, groups, src + qoff[2])
+        elif kind == 1:
+            add_fp16_row(dst, src, groups, src)
+        else:  # fp32 rows and the fallback row (float32)
+            add_fp32_row(dst, src, groups, src)
+    return bag
+
+
+@_jit
+def pool_rows8(
+    indices, offsets, n_rows, bits, words, directory, kinds, dl, ds, where, blocks, fb, out,
+    base, qoff,
+):  # fmt: skip
+    """:func:`pool_rows` for ``dim % 8 == 0`` without the chunk buffer: each located row
+    is decoded eight columns at a time straight into its bag (``out`` at address ``base``;
+    ``qoff[k]`` the byte offset of kind ``k``'s scale and bias in its row)."""
+    n = indices.size
+    groups = out.shape[1] >> 3
+    kk = np.empty(2 * CHUNK, np.int64)
+    ss = np.empty(2 * CHUNK, np.int64)
+    n_chunks = (n + CHUNK - 1) // CHUNK
+    bag = 0
+    for c in range(n_chunks + 1):
+        if c < n_chunks:
+            a = c * CHUNK
+            h = (c & 1) * CHUNK
+            bad = _locate(
+                indices, a, min(CHUNK, n - a), n_rows, bits, words, directory,
+                kinds, dl, ds, where, kk[h:], ss[h:],
+            )  # fmt: skip
+            if bad >= 0:
+                return bad
+        if c > 0:
+            a = (c - 1) * CHUNK
+            h = ((c - 1) & 1) * CHUNK
+            bag = _add_chunk(
+                kk[h:], ss[h:], min(CHUNK, n - a), a, offsets, bag, where, qoff, out, base, groups
+            )
     return -1
 
 

@@ -18,7 +18,10 @@ precisions (the operation of the FBGEMM kernels, so values are theirs to the bit
 
 - :func:`gather`: ``(B, dim)`` rows, each output row written once, in request order.
 - :func:`pool`: bags summed (``F.embedding_bag(mode="sum")`` semantics), each row
-  decoded into a chunk buffer and added to its bag in index order.
+  decoded and added to its bag in index order. For ``dim % 8 == 0`` a row is decoded
+  eight columns at a time straight into its bag (vector IR emitted by the kernels'
+  intrinsics: one load, shift and mask of the packed codes, ``fma(scale, code, bias)``
+  and the add, no per-row buffer); other widths go through a chunk buffer.
 - :func:`two_scale_gather`: rows of a two-scale table (per-column fp16 scale, per-row
   power-of-two step; see :class:`~gradtracer.compress.methods.TwoScaleTable`), computed
   with the same float32 operations in the same order as its tensor decode.
@@ -66,6 +69,7 @@ def _compiled() -> Any | None:
         _jit_lookup.gather_rows,
         _jit_lookup.pool_rows,
         _jit_lookup.two_scale_rows,
+        _jit_lookup.pool_rows8,
     )
 
 
@@ -182,7 +186,13 @@ def pool(indices: np.ndarray, offsets: np.ndarray, out: np.ndarray, args: tuple[
     """
     indices = np.ascontiguousarray(indices, dtype=np.int64)
     offsets = np.ascontiguousarray(offsets, dtype=np.int64)
-    bad = _kernels()[1](indices, offsets, *args, out)
+    kernels = _kernels()
+    if out.shape[1] % 8 == 0 and out.dtype == np.float32 and out.flags.c_contiguous:
+        f32, f16, i8, i4, i2 = args[8]
+        qoff = np.asarray([0, 0, i8.shape[1] - 8, i4.shape[1] - 4, i2.shape[1] - 4, 0], np.int64)
+        bad = kernels[3](indices, offsets, *args, out, out.ctypes.data, qoff)
+    else:
+        bad = kernels[1](indices, offsets, *args, out)
     if bad >= 0:
         raise IndexError(f"index {int(indices[bad])} is outside [0, {args[0]})")
 
