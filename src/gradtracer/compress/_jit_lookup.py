@@ -118,13 +118,14 @@ def _splat(builder: Any, value: Any, vty: Any) -> Any:
     return builder.shuffle_vector(one, undef, ir.Constant(ir.VectorType(_I32, 8), None))
 
 
-def _add_row_intrinsic(kind: str) -> Any:
+def _add_row_intrinsic(kind: str, fixed: int = 0) -> Any:
     """An intrinsic ``(dst, src, groups, qparams)``: add ``8 * groups`` columns of the row
     stored at address ``src`` (layout of ``kind``), decoded to float32, into the float32
     columns at address ``dst``. ``qparams`` is the address of the row's scale and bias
     (ignored for fp32 / fp16). Each value is ``fma(scale, code, bias)`` in float32 (fp16:
     exact widening), added as ``dst + value``: the operations of :func:`_decode` and of
-    the chunk-buffer pooling, eight lanes at a time."""
+    the chunk-buffer pooling, eight lanes at a time. With ``fixed`` > 0 the code is
+    straight-line for exactly ``fixed`` groups (``groups`` is then ignored)."""
     width = _GROUP_BYTES[kind]
 
     def typer(typingctx: Any, dst: Any, src: Any, groups: Any, qparams: Any) -> Any:
@@ -144,8 +145,8 @@ def _add_row_intrinsic(kind: str) -> Any:
                 )
             vs = _splat(builder, builder.extract_element(pair, ir.Constant(_I32, 0)), _V8F)
             vb = _splat(builder, builder.extract_element(pair, ir.Constant(_I32, 1)), _V8F)
-            with cgutils.for_range(builder, groups) as loop:
-                g = loop.index
+
+            def group(g: Any) -> None:
                 sp = builder.add(src, builder.mul(g, ir.Constant(_I64, width)))
                 dp = builder.add(dst, builder.mul(g, ir.Constant(_I64, 32)))
                 dp = builder.inttoptr(dp, _V8F.as_pointer())
@@ -172,11 +173,18 @@ def _add_row_intrinsic(kind: str) -> Any:
                     val = builder.load(builder.inttoptr(sp, _V8F.as_pointer()), align=1)
                 acc = builder.load(dp, align=4)
                 builder.store(builder.fadd(acc, val), dp, align=4)
+
+            if fixed:
+                for g in range(fixed):
+                    group(ir.Constant(_I64, g))
+            else:
+                with cgutils.for_range(builder, groups) as loop:
+                    group(loop.index)
             return context.get_dummy_value()
 
         return types.void(types.int64, types.int64, types.int64, types.int64), codegen
 
-    typer.__name__ = f"add_{kind}_row"
+    typer.__name__ = f"add_{kind}_row{fixed or ''}"
     return intrinsic(typer)
 
 
@@ -185,6 +193,12 @@ add_fp16_row = _add_row_intrinsic("fp16")
 add_int8_row = _add_row_intrinsic("int8")
 add_int4_row = _add_row_intrinsic("int4")
 add_int2_row = _add_row_intrinsic("int2")
+#: Straight-line versions for 64 columns (8 groups), the common embedding width.
+add_fp32_row8 = _add_row_intrinsic("fp32", 8)
+add_fp16_row8 = _add_row_intrinsic("fp16", 8)
+add_int8_row8 = _add_row_intrinsic("int8", 8)
+add_int4_row8 = _add_row_intrinsic("int4", 8)
+add_int2_row8 = _add_row_intrinsic("int2", 8)
 
 
 @_jit
@@ -367,7 +381,18 @@ def _add_chunk(kk, ss, m, a, offsets, bag, where, qoff, out, base, groups):
         kind, s = kk[t], ss[t]
         dst = base + bag * stride
         src = where[kind, 0] + s * where[kind, 1]
-        if kind == 3:
+        if groups == 8:  # 64 columns: straight-line code (the branch always predicts)
+            if kind == 3:
+                add_int4_row8(dst, src, groups, src + qoff[3])
+            elif kind == 4:
+                add_int2_row8(dst, src, groups, src + qoff[4])
+            elif kind == 2:
+                add_int8_row8(dst, src, groups, src + qoff[2])
+            elif kind == 1:
+                add_fp16_row8(dst, src, groups, src)
+            else:  # fp32 rows and the fallback row (float32)
+                add_fp32_row8(dst, src, groups, src)
+        elif kind == 3:
             add_int4_row(dst, src, groups, src + qoff[3])
         elif kind == 4:
             add_int2_row(dst, src, groups, src + qoff[4])
@@ -375,7 +400,7 @@ def _add_chunk(kk, ss, m, a, offsets, bag, where, qoff, out, base, groups):
             add_int8_row(dst, src, groups, src + qoff[2])
         elif kind == 1:
             add_fp16_row(dst, src, groups, src)
-        else:  # fp32 rows and the fallback row (float32)
+        else:
             add_fp32_row(dst, src, groups, src)
     return bag
 
