@@ -291,3 +291,35 @@ def test_pooled_bags_bit_equal_to_index_order_float32_sum(levels: list[str], dim
 
     _jit_lookup.pool_rows(idx, offsets, *t._kernel_args(), buffered)
     assert np.array_equal(buffered.view(np.uint32), want.view(np.uint32))
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4, 5, 6, 8])
+@pytest.mark.parametrize("dim", [24, 10])
+def test_two_scale_pool_bit_equal_to_index_order_sum(bits: int, dim: int) -> None:
+    from gradtracer.compress import index_kernel
+    from gradtracer.compress.methods import TwoScaleTable
+
+    if not index_kernel.available():
+        pytest.skip("compiled kernels unavailable")
+    rng = np.random.default_rng(bits + dim)
+    w = torch.randn(300, dim, generator=torch.Generator().manual_seed(bits)) * 3
+    ts = TwoScaleTable.from_weight(w, bits, name="t")
+    lens = rng.integers(0, 30, 60)
+    lens[[0, 9, -1]] = 0
+    offsets = np.concatenate([[0], np.cumsum(lens)])
+    idx = rng.integers(0, 300, int(offsets[-1]))
+    dense = ts.dequantize().numpy()
+    want = np.zeros((lens.size, dim), np.float32)
+    for k in range(lens.size):
+        for i in idx[offsets[k] : offsets[k + 1]]:
+            want[k] += dense[i]
+    got = np.zeros_like(want)
+    step, col = ts._step_t.numpy(), ts._col_t.numpy()
+    index_kernel.two_scale_pool(idx, offsets, ts.codes, step, col, bits, got)
+    assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
+    with pytest.raises(IndexError, match="outside"):
+        index_kernel.two_scale_pool(
+            np.array([0, 300]), np.array([0, 2]), ts.codes, step, col, bits, got[:1]
+        )
+    with pytest.raises(ValueError, match="offsets"):
+        index_kernel.two_scale_pool(idx, offsets[:-1], ts.codes, step, col, bits, got)

@@ -201,6 +201,65 @@ add_int4_row8 = _add_row_intrinsic("int4", 8)
 add_int2_row8 = _add_row_intrinsic("int2", 8)
 
 
+def _two_scale_intrinsic(bits: int, add: bool) -> Any:
+    """An intrinsic ``(dst, src, groups, col, off, step)`` for a ``bits``-bit two-scale row
+    at address ``src`` (each 8 codes fill ``bits`` bytes, low bits first): columns
+    ``((code - off) * step) * col[c]`` in float32 (the tensor decode's operations, in its
+    order) for ``8 * groups`` columns, stored at ``dst`` or (``add``) added to it; ``col``
+    is the address of the float32 column scales."""
+
+    def typer(typingctx: Any, dst: Any, src: Any, groups: Any, col: Any, off: Any, st: Any) -> Any:
+        def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+            dst, src, groups, col, off, st = args
+            voff, vst = _splat(builder, off, _V8F), _splat(builder, st, _V8F)
+            lane = ir.IntType(32 if bits <= 4 else 64)
+            vlane = ir.VectorType(lane, 8)
+            with cgutils.for_range(builder, groups) as loop:
+                g = loop.index
+                sp = builder.add(src, builder.mul(g, ir.Constant(_I64, bits)))
+                if bits == 8:
+                    vty = ir.VectorType(ir.IntType(8), 8)
+                    codes = builder.load(builder.inttoptr(sp, vty.as_pointer()), align=1)
+                else:
+                    ity = ir.IntType(8 * bits)
+                    word = builder.load(builder.inttoptr(sp, ity.as_pointer()), align=1)
+                    if ity.width < lane.width:
+                        word = builder.zext(word, lane)
+                    shifts = ir.Constant(vlane, [bits * k for k in range(8)])
+                    mask = ir.Constant(vlane, [(1 << bits) - 1] * 8)
+                    codes = builder.and_(builder.lshr(_splat(builder, word, vlane), shifts), mask)
+                    if lane.width > 32:
+                        codes = builder.trunc(codes, _V8I)
+                q = builder.fsub(builder.uitofp(codes, _V8F), voff)
+                cp = builder.add(col, builder.mul(g, ir.Constant(_I64, 32)))
+                cs = builder.load(builder.inttoptr(cp, _V8F.as_pointer()), align=4)
+                val = builder.fmul(builder.fmul(q, vst), cs)
+                dp = builder.add(dst, builder.mul(g, ir.Constant(_I64, 32)))
+                dp = builder.inttoptr(dp, _V8F.as_pointer())
+                if add:
+                    val = builder.fadd(builder.load(dp, align=4), val)
+                builder.store(val, dp, align=4)
+            return context.get_dummy_value()
+
+        return (
+            types.void(
+                types.int64, types.int64, types.int64, types.int64, types.float32, types.float32
+            ),
+            codegen,
+        )
+
+    typer.__name__ = f"two_scale_{'add' if add else 'put'}{bits}"
+    return intrinsic(typer)
+
+
+ts_put2, ts_put3, ts_put4, ts_put5, ts_put6, ts_put7, ts_put8 = (
+    _two_scale_intrinsic(b, False) for b in range(2, 9)
+)
+ts_add2, ts_add3, ts_add4, ts_add5, ts_add6, ts_add7, ts_add8 = (
+    _two_scale_intrinsic(b, True) for b in range(2, 9)
+)
+
+
 @_jit
 def _locate(rows, a, m, n_rows, bits, words, directory, kinds, dl, ds, where, kk, ss):
     """Kind and slot of ``rows[a:a + m]`` into ``kk``/``ss``, prefetching the first and
@@ -500,3 +559,78 @@ def two_scale_rows(rows, n_rows, bits, codes, step, col, half, out):
                 code = (pair >> (first & 7)) & mask
                 out[i, c] = ((np.float32(code) - off) * st) * col[c]
     return -1
+
+
+@_jit
+def _two_scale_row8(dst, src, groups, col, off, st, bits, add):
+    """One row through the intrinsic of its width (the branch on ``bits`` always predicts)."""
+    if add:
+        if bits == 4:
+            ts_add4(dst, src, groups, col, off, st)
+        elif bits == 2:
+            ts_add2(dst, src, groups, col, off, st)
+        elif bits == 8:
+            ts_add8(dst, src, groups, col, off, st)
+        elif bits == 3:
+            ts_add3(dst, src, groups, col, off, st)
+        elif bits == 5:
+            ts_add5(dst, src, groups, col, off, st)
+        elif bits == 6:
+            ts_add6(dst, src, groups, col, off, st)
+        else:
+            ts_add7(dst, src, groups, col, off, st)
+    elif bits == 4:
+        ts_put4(dst, src, groups, col, off, st)
+    elif bits == 2:
+        ts_put2(dst, src, groups, col, off, st)
+    elif bits == 8:
+        ts_put8(dst, src, groups, col, off, st)
+    elif bits == 3:
+        ts_put3(dst, src, groups, col, off, st)
+    elif bits == 5:
+        ts_put5(dst, src, groups, col, off, st)
+    elif bits == 6:
+        ts_put6(dst, src, groups, col, off, st)
+    else:
+        ts_put7(dst, src, groups, col, off, st)
+
+
+@_jit
+def two_scale_rows8(rows, offsets, n_rows, bits, codes, step, col, half, out, base, cbase, colbase):
+    """Two-scale rows for ``dim % 8 == 0``, eight columns at a time (``out`` at address
+    ``base``, ``codes`` at ``cbase``, ``col`` at ``colbase``). With ``offsets`` empty, row
+    ``i`` goes to ``out[i]``; otherwise the rows of bag ``k`` are added, in index order,
+    into ``out[k]`` (zeros on entry). Returns the first bad position or -1."""
+    n = rows.size
+    groups = out.shape[1] >> 3
+    width = codes.shape[1]
+    stride = out.shape[1] * 4
+    off = np.float32(half - 0.5)
+    pooled = offsets.size > 0
+    bag = 0
+    for i in range(n):
+        r = rows[i]
+        if r < 0 or r >= n_rows:
+            return i
+        if i + PREFETCH_AHEAD < n:
+            ahead = rows[i + PREFETCH_AHEAD]
+            if ahead >= 0 and ahead < n_rows:
+                prefetch_address(cbase + ahead * width)
+        if pooled:
+            while offsets[bag + 1] <= i:
+                bag += 1
+            dst = base + bag * stride
+        else:
+            dst = base + i * stride
+        _two_scale_row8(dst, cbase + r * width, groups, colbase, off, step[r], bits, pooled)
+    return -1
+
+
+@_jit
+def bag_sums(rows_out, offsets, out):
+    """``out[k] += rows_out[i]`` for the positions ``i`` of bag ``k``, in index order."""
+    d = out.shape[1]
+    for k in range(offsets.size - 1):
+        for i in range(offsets[k], offsets[k + 1]):
+            for c in range(d):
+                out[k, c] += rows_out[i, c]

@@ -24,7 +24,9 @@ precisions (the operation of the FBGEMM kernels, so values are theirs to the bit
   and the add, no per-row buffer); other widths go through a chunk buffer.
 - :func:`two_scale_gather`: rows of a two-scale table (per-column fp16 scale, per-row
   power-of-two step; see :class:`~gradtracer.compress.methods.TwoScaleTable`), computed
-  with the same float32 operations in the same order as its tensor decode.
+  with the same float32 operations in the same order as its tensor decode (for
+  ``dim % 8 == 0`` eight columns at a time, a group of 8 codes read as one ``bits``-byte
+  word); :func:`two_scale_pool` sums them over bags in index order.
 
 numba is a core dependency; where it cannot be imported (or with ``GRADTRACER_NO_NUMBA=1``)
 :func:`available` is False and the tables use their kernel-per-precision tensor paths
@@ -50,6 +52,7 @@ __all__ = [
     "kernel_args",
     "pool",
     "two_scale_gather",
+    "two_scale_pool",
 ]
 
 #: Kind code of each stored precision inside the kernels.
@@ -70,6 +73,8 @@ def _compiled() -> Any | None:
         _jit_lookup.pool_rows,
         _jit_lookup.two_scale_rows,
         _jit_lookup.pool_rows8,
+        _jit_lookup.two_scale_rows8,
+        _jit_lookup.bag_sums,
     )
 
 
@@ -227,6 +232,72 @@ def two_scale_gather(
         raise ValueError(f"bits must be in [2, 8], got {bits!r}")
     rows = np.ascontiguousarray(rows, dtype=np.int64)
     half = float(1 << (int(bits) - 1))
-    bad = _kernels()[2](rows, codes.shape[0], int(bits), codes, step, col, half, out)
+    if _eight_wide(out, codes, col):
+        bad = _kernels()[4](
+            rows, _NO_BAGS, codes.shape[0], int(bits), codes, step, col, half, out,
+            out.ctypes.data, codes.ctypes.data, col.ctypes.data,
+        )  # fmt: skip
+    else:
+        bad = _kernels()[2](rows, codes.shape[0], int(bits), codes, step, col, half, out)
     if bad >= 0:
         raise IndexError(f"row {int(rows[bad])} is outside [0, {codes.shape[0]})")
+
+
+_NO_BAGS = np.zeros(0, np.int64)
+
+
+def _eight_wide(out: np.ndarray, codes: np.ndarray, col: np.ndarray) -> bool:
+    """The eight-columns-at-a-time two-scale kernel applies (contiguous float32, dim % 8 == 0)."""
+    return (
+        out.shape[1] % 8 == 0
+        and out.dtype == np.float32
+        and out.flags.c_contiguous
+        and codes.dtype == np.uint8
+        and codes.flags.c_contiguous
+        and col.dtype == np.float32
+        and col.flags.c_contiguous
+    )
+
+
+def two_scale_pool(
+    indices: np.ndarray,
+    offsets: np.ndarray,
+    codes: np.ndarray,
+    step: np.ndarray,
+    col: np.ndarray,
+    bits: int,
+    out: np.ndarray,
+) -> None:
+    """Bags of two-scale rows summed into ``out (n_bags, dim)`` float32 (zeros on entry).
+
+    Bag ``k`` is ``indices[offsets[k]:offsets[k + 1]]`` (``n_bags + 1`` non-decreasing
+    offsets from 0 to ``len(indices)``); its rows (the values of :func:`two_scale_gather`)
+    are added in index order in float32, as ``F.embedding_bag(mode="sum")`` over the
+    decoded table does. Arguments otherwise as :func:`two_scale_gather`.
+
+    Raises:
+        IndexError: an index outside the table.
+        RuntimeError: the compiled kernels are unavailable.
+    """
+    if not 2 <= int(bits) <= 8:
+        raise ValueError(f"bits must be in [2, 8], got {bits!r}")
+    indices = np.ascontiguousarray(indices, dtype=np.int64)
+    offsets = np.ascontiguousarray(offsets, dtype=np.int64)
+    if offsets.size != out.shape[0] + 1 or offsets[0] != 0 or offsets[-1] != indices.size:
+        raise ValueError(
+            f"offsets must be n_bags + 1 = {out.shape[0] + 1} entries from 0 to {indices.size}"
+        )
+    kernels = _kernels()
+    half = float(1 << (int(bits) - 1))
+    if _eight_wide(out, codes, col):
+        bad = kernels[4](
+            indices, offsets, codes.shape[0], int(bits), codes, step, col, half, out,
+            out.ctypes.data, codes.ctypes.data, col.ctypes.data,
+        )  # fmt: skip
+    else:
+        rows = np.empty((indices.size, out.shape[1]), np.float32)
+        bad = kernels[2](indices, codes.shape[0], int(bits), codes, step, col, half, rows)
+        if bad < 0:
+            kernels[5](rows, offsets, out)
+    if bad >= 0:
+        raise IndexError(f"index {int(indices[bad])} is outside [0, {codes.shape[0]})")
