@@ -11,7 +11,7 @@ import torch
 from run_signals import layer, run, series, table
 from torch import nn
 
-from gradtracer.diagnosis import DiagnosisThresholds, collect_signals
+from gradtracer.diagnosis import DiagnosisThresholds, collect_signals, diagnose_signals
 from gradtracer.diagnosis.detectors import (
     detect_gradient_accumulation,
     detect_learning_rate,
@@ -332,3 +332,20 @@ def test_small_noisy_suite_runs_overfit_only_when_trained_past_their_epochs():
         for seed in (7, 8):
             assert overfit_findings(random_state=seed) == []
         assert overfit_findings(random_state=0, fault="overfitting") == ["OVERFITTING_ONSET"]
+
+
+def test_slow_movement_behind_dead_units_ranks_after_them():
+    # every unit of net.1 outputs zero: no gradient reaches net.0 or the table, all move
+    # slowly and the loss stalls, which alone reads as a learning rate that is too low
+    flat = series(np.full(100, 0.69))
+    slow = table(rel_velocity=2e-5, row_velocity=np.full(200, 2e-5))
+    layers = (layer("net.0.weight", update_ratio=2e-5), layer("net.2.weight", update_ratio=3e-5))
+    s = run(tables=(slow,), layers=layers, losses=flat, velocities=series(np.full(100, 2e-5)),
+            dead_fractions={"net.1": 1.0})  # fmt: skip
+    d = diagnose_signals(s)
+    assert d.top is not None and d.top.type is FindingType.DEAD_ACTIVATIONS
+    low = next(f for f in d.findings if f.type is FindingType.LEARNING_RATE_TOO_LOW)
+    assert low.consequence_of is FindingType.DEAD_ACTIVATIONS
+    # the same run without dead units is named a learning rate that is too low
+    alive = diagnose_signals(dataclasses.replace(s, dead_fractions={}))
+    assert alive.top is not None and alive.top.type is FindingType.LEARNING_RATE_TOO_LOW

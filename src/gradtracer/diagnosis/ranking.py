@@ -78,6 +78,9 @@ CONSEQUENCES: Mapping[FindingType, tuple[FindingType, ...]] = MappingProxyType({
     T.NORM_POPULARITY_SKEW: (T.NEGATIVE_SAMPLING_PROBLEM,),
     T.POPULARITY_BIAS: (T.NEGATIVE_SAMPLING_PROBLEM, T.UNREACHABLE_ROWS),
     T.DEAD_ACTIVATIONS: (T.BAD_INITIALIZATION, T.LEARNING_RATE_TOO_HIGH),
+    # dead units pass no gradient back, so every layer and table behind them moves slowly
+    # while the loss stalls: the slow movement then follows from the dead units
+    T.LEARNING_RATE_TOO_LOW: (T.DEAD_ACTIVATIONS,),
     T.COLD_START: (T.UNREACHABLE_ROWS, T.PARAMETERS_NOT_UPDATED),
     T.NO_LEARNING_SIGNAL: (*_UPDATE, *_DYN, T.WEIGHT_DECAY_COLLAPSE, T.NEGATIVE_SAMPLING_PROBLEM,
                            T.UNREACHABLE_ROWS, T.VANISHING_GRADIENT, T.DEAD_ACTIVATIONS),
