@@ -15,22 +15,24 @@ the same weights, as:
   per precision), what the tables use without numba;
 - ``twoscale4/k``: the same two-scale table read by calling ``index_kernel.two_scale_gather``
   (the compiled kernel for that layout, which ``TwoScaleTable.lookup`` uses when numba is
-  available) directly.
+  available) and, pooled, ``index_kernel.two_scale_pool`` directly; ``twoscale3/k``,
+  ``twoscale5/k``, ``twoscale6/k``: the same at 3, 5 and 6 bits (``--two-scale-bits``).
 
 Two workloads, each at every ``--batches`` size (default 512, 4,096 and 16,384):
 
 - ``lookup``: ``B`` uniformly random rows, one row per output (``F.embedding`` for
   float32, ``table.lookup`` for the others);
 - ``pooled``: ``B`` bags of ``--bag`` random rows summed (``F.embedding_bag`` for float32,
-  ``table.embedding_bag``; the two-scale table has no pooled kernel and is timed as its
-  lookup followed by a sum over each bag).
+  ``table.embedding_bag``; ``TwoScaleTable`` itself has no ``embedding_bag`` and is timed
+  as its lookup followed by a sum over each bag, the ``/k`` rows through the pooled kernel).
 
 Each round times every storage back to back on the same batches; the ratio is the median
 over ``--repeats`` rounds of float32 time / storage time (>= 1 means at least as fast as
 float32). ``--clock cpu`` (default) times the process's CPU time, which on a shared
 machine leaves out the time other processes hold the core; ``--clock wall`` times
 elapsed time. Bytes are everything the table holds. Before timing, every storage's
-``lookup`` is checked bit for bit against its reference decode. Run:
+``lookup`` is checked bit for bit against its reference decode, and the mixed and
+two-scale pooled kernels against ``F.embedding_bag`` over the decoded table. Run:
 ``.venv/bin/python bench/bench_compress.py [--rows N] [--dim D] [--batches 512,4096]
 [--threads T] [--clock cpu|wall]``.
 """
@@ -81,7 +83,9 @@ def _compare(
     return out
 
 
-def _tables(weight: torch.Tensor, rows: int) -> tuple[dict[str, Any], dict[str, int]]:
+def _tables(
+    weight: torch.Tensor, rows: int, two_bits: tuple[int, ...]
+) -> tuple[dict[str, Any], dict[str, int]]:
     rng = np.random.default_rng(0)
     tables: dict[str, Any] = {
         p: QuantizedTable.from_weight(weight, p, name=p) for p in ("int8", "int4", "int2")
@@ -94,12 +98,16 @@ def _tables(weight: torch.Tensor, rows: int) -> tuple[dict[str, Any], dict[str, 
     tables["mixed5"] = QuantizedTable.from_weight(weight, five, name="mixed5")
     tables["mixed5+map"] = QuantizedTable.from_weight(weight, five, name="mixed5").accelerate()
     tables["twoscale4"] = TwoScaleTable.from_weight(weight, 4, name="twoscale4")
+    extra = {b: TwoScaleTable.from_weight(weight, b, name=f"ts{b}") for b in two_bits if b != 4}
     nbytes = {"fp32": weight.numel() * 4}
     for k, t in tables.items():
         nbytes[k] = t.resident_bytes() if k.endswith("+map") else t.nbytes()
     nbytes["int4/fbgemm"] = nbytes["int4"]
     nbytes["mixed5/ref"] = nbytes["mixed5"]
     nbytes["twoscale4/k"] = nbytes["twoscale4"]
+    for b, t in extra.items():
+        tables[f"twoscale{b}/k"] = t
+        nbytes[f"twoscale{b}/k"] = t.nbytes()
     return tables, nbytes
 
 
@@ -112,6 +120,25 @@ def _check(tables: dict[str, Any], rows: int, g: torch.Generator) -> None:
             want = t.dequantize()[check]
         if not torch.equal(t.lookup(check), want):
             raise AssertionError(f"{k}: lookup differs from its reference decode")
+    idx = torch.randint(0, rows, (64 * 20,), generator=g)
+    starts = torch.arange(0, idx.numel(), 20)
+    for k in ("recipe", "mixed5"):  # pooled: index-order float32 sums of the decoded rows
+        t = tables[k]
+        if not torch.equal(
+            t.embedding_bag(idx, starts), F.embedding_bag(idx, t.dequantize(), starts, mode="sum")
+        ):
+            raise AssertionError(f"{k}: pooled sums differ from F.embedding_bag of its decode")
+    for k, t in tables.items():
+        if k.startswith("twoscale"):
+            out = np.zeros((64, t.dim), np.float32)
+            step, col = t._step_t.numpy(), t._col_t.numpy()
+            ends = np.arange(0, idx.numel() + 1, 20)
+            index_kernel.two_scale_pool(idx.numpy(), ends, t.codes, step, col, t.bits, out)
+            want = F.embedding_bag(idx, t.dequantize(), starts, mode="sum")
+            if not torch.equal(torch.from_numpy(out), want):
+                raise AssertionError(
+                    f"{k}: pooled kernel differs from F.embedding_bag of its decode"
+                )
     int4 = tables["int4"]
     if not torch.equal(
         lookup_rows(int4.blocks["int4"], "int4", int4.dim, check), int4.lookup(check)
@@ -125,6 +152,8 @@ def _fns(
     lookup: dict[str, Fn] = {"fp32": lambda i, o: F.embedding(i, weight)}
     pooled: dict[str, Fn] = {"fp32": lambda i, o: F.embedding_bag(i, weight, o, mode="sum")}
     for k, t in tables.items():
+        if k.endswith("/k"):
+            continue
         lookup[k] = lambda i, o, t=t: t.lookup(i)
         if hasattr(t, "embedding_bag"):
             pooled[k] = lambda i, o, t=t: t.embedding_bag(i, o)
@@ -137,17 +166,31 @@ def _fns(
         int4.blocks["int4"], i, o, mode=0
     )
     lookup["mixed5/ref"] = lambda i, o: mixed.lookup_reference(i)
-    two = tables["twoscale4"]
+    two_scale = {"twoscale4/k": tables["twoscale4"]}
+    two_scale.update({k: t for k, t in tables.items() if k.endswith("/k")})
+    for k, two in two_scale.items():
+        lookup[k], pooled[k] = _two_scale_fns(two)
+    return lookup, pooled
+
+
+def _two_scale_fns(two: Any) -> tuple[Fn, Fn]:
+    """Lookup and pooling of a two-scale table through the compiled kernels directly."""
     step, col = two._step_t.numpy(), two._col_t.numpy()
 
-    def two_scale(i: torch.Tensor) -> torch.Tensor:
+    def gather(i: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
         out = torch.empty(i.numel(), two.dim)
         index_kernel.two_scale_gather(i.numpy(), two.codes, step, col, two.bits, out.numpy())
         return out
 
-    lookup["twoscale4/k"] = lambda i, o: two_scale(i)
-    pooled["twoscale4/k"] = lambda i, o: two_scale(i).view(-1, bag, two.dim).sum(1)
-    return lookup, pooled
+    def pool(i: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
+        ends = torch.cat([o, torch.tensor([i.numel()])])
+        out = torch.zeros(o.numel(), two.dim)
+        index_kernel.two_scale_pool(
+            i.numpy(), ends.numpy(), two.codes, step, col, two.bits, out.numpy()
+        )
+        return out
+
+    return gather, pool
 
 
 def main() -> None:
@@ -160,12 +203,14 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--clock", choices=("cpu", "wall"), default="cpu")
+    p.add_argument("--two-scale-bits", default="3,4,5,6", help="Widths of the two-scale /k rows.")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     g = torch.Generator().manual_seed(0)
     weight = torch.randn(args.rows, args.dim, generator=g)
-    tables, nbytes = _tables(weight, args.rows)
+    two_bits = tuple(int(b) for b in args.two_scale_bits.split(",") if b)
+    tables, nbytes = _tables(weight, args.rows, two_bits)
     _check(tables, args.rows, g)
     lookup, pooled = _fns(weight, tables, args.bag)
 
