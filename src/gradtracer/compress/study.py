@@ -3,9 +3,9 @@
 Per seed: train a float model (an :class:`~gradtracer.embedding.EmbeddingTracker` on
 both tables; trained models are cached by configuration and seed), then for each budget
 (``ratio`` x smaller than the float32 tables) let the advisor build every candidate plan
-and choose one under the advisor's selection rule (default: the plans most faithful to
-the float model's rankings, then the best of those on **validation** NDCG@10;
-``StudyConfig.selection``), and measure the recipe and every candidate on
+and choose one under the advisor's selection rule (default: the largest sum of the
+standardized fidelity to the float model's rankings and the standardized **validation**
+NDCG@10; ``StudyConfig.selection``), and measure the recipe and every candidate on
 **test**: uniform precision (the most precise that fits), L2-norm and
 frequency pruning (kept rows at fp32/int8/int4), per-table SVD, mixed precision with
 unweighted error allocation and weighted by each plain and dynamics-aware signal,
