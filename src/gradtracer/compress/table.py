@@ -296,10 +296,12 @@ class QuantizedTable:
         return self.nbytes() + (0 if extra is None else sum(int(a.nbytes) for a in extra))
 
     def _check_rows(self, rows: torch.Tensor) -> None:
-        if rows.numel() and (int(rows.min()) < 0 or int(rows.max()) >= self.n_rows):
+        if not rows.numel():
+            return
+        low, high = (int(v) for v in torch.aminmax(rows))  # one pass over the rows
+        if low < 0 or high >= self.n_rows:
             raise IndexError(
-                f"table {self.name!r} has {self.n_rows} rows; got indices in "
-                f"[{int(rows.min())}, {int(rows.max())}]"
+                f"table {self.name!r} has {self.n_rows} rows; got indices in [{low}, {high}]"
             )
 
     def _read_level(self, j: int, slots: torch.Tensor) -> torch.Tensor:
@@ -390,22 +392,34 @@ class QuantizedTable:
         """
         if mode not in ("sum", "mean"):
             raise ValueError(f"mode must be 'sum' or 'mean', got {mode!r}")
-        idx = torch.as_tensor(indices).to(torch.int64).reshape(-1)
-        off = torch.as_tensor(offsets).to(torch.int64).reshape(-1)
+        idx = torch.as_tensor(indices)
+        if idx.dtype != torch.int64 or idx.ndim != 1:
+            idx = idx.to(torch.int64).reshape(-1)
+        # the offsets are checked in NumPy: a few small tensor ops cost more than the
+        # pooling of a few hundred bags
+        off_t = torch.as_tensor(offsets)
+        if off_t.dtype == torch.int64 and off_t.ndim == 1 and off_t.is_contiguous():
+            off_np = off_t.numpy()
+        else:
+            off_np = np.asarray(off_t.reshape(-1), dtype=np.int64)
         if not include_last_offset:
-            off = torch.cat([off, torch.tensor([idx.numel()])])
-        if off.numel() == 0 or int(off[0]) != 0 or int(off[-1]) != idx.numel():
+            ends = np.empty(off_np.size + 1, np.int64)
+            ends[:-1] = off_np
+            ends[-1] = idx.numel()
+            off_np = ends
+        if off_np.size == 0 or off_np[0] != 0 or off_np[-1] != idx.numel():
             raise ValueError(
                 f"offsets must start at 0 and end at len(indices) = {idx.numel()}, "
-                f"got {off.tolist()[:3]}...{off.tolist()[-2:]}"
+                f"got {off_np.tolist()[:3]}...{off_np.tolist()[-2:]}"
             )
-        if bool((off[1:] < off[:-1]).any()):
+        if off_np.size > 1 and bool((off_np[1:] < off_np[:-1]).any()):
             raise ValueError("offsets must be non-decreasing")
-        n_bags = off.numel() - 1
+        off = torch.from_numpy(off_np)
+        n_bags = off_np.size - 1
         if self.bits and index_kernel.available():  # the kernel checks every row itself
             out = np.zeros((n_bags, self.dim), dtype=np.float32)
             try:
-                index_kernel.pool(idx.numpy(), off.numpy(), out, self._kernel_args())
+                index_kernel.pool(idx.contiguous().numpy(), off_np, out, self._kernel_args())
             except IndexError:
                 self._check_rows(idx)
                 raise
