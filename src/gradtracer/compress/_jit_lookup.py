@@ -214,14 +214,14 @@ def _two_scale_intrinsic(bits: int, add: bool) -> Any:
             voff, vst = _splat(builder, off, _V8F), _splat(builder, st, _V8F)
             lane = ir.IntType(32 if bits <= 4 else 64)
             vlane = ir.VectorType(lane, 8)
-            with cgutils.for_range(builder, groups) as loop:
-                g = loop.index
+
+            def group(g: Any, load_width: int) -> None:
                 sp = builder.add(src, builder.mul(g, ir.Constant(_I64, bits)))
                 if bits == 8:
                     vty = ir.VectorType(ir.IntType(8), 8)
                     codes = builder.load(builder.inttoptr(sp, vty.as_pointer()), align=1)
                 else:
-                    ity = ir.IntType(8 * bits)
+                    ity = ir.IntType(load_width)
                     word = builder.load(builder.inttoptr(sp, ity.as_pointer()), align=1)
                     if ity.width < lane.width:
                         word = builder.zext(word, lane)
@@ -239,6 +239,17 @@ def _two_scale_intrinsic(bits: int, add: bool) -> Any:
                 if add:
                     val = builder.fadd(builder.load(dp, align=4), val)
                 builder.store(val, dp, align=4)
+
+            exact = 8 * bits
+            if exact in (16, 32, 64):  # 2, 4 and 8 bits: one plain load a group
+                with cgutils.for_range(builder, groups) as loop:
+                    group(loop.index, exact)
+            else:  # 3, 5, 6, 7 bits: a lane-wide load (the next group's bytes follow in the
+                # row), the last group with a load of exactly its bytes (no read past the row)
+                last = builder.sub(groups, ir.Constant(_I64, 1))
+                with cgutils.for_range(builder, last) as loop:
+                    group(loop.index, lane.width)
+                group(last, exact)
             return context.get_dummy_value()
 
         return (
