@@ -478,11 +478,12 @@ def _add_chunk(kk, ss, m, a, offsets, bag, where, qoff, out, base, groups):
 @_jit
 def pool_rows8(
     indices, offsets, n_rows, bits, words, directory, kinds, dl, ds, where, blocks, fb, out,
-    base, qoff,
+    qoff,
 ):  # fmt: skip
     """:func:`pool_rows` for ``dim % 8 == 0`` without the chunk buffer: each located row
-    is decoded eight columns at a time straight into its bag (``out`` at address ``base``;
+    is decoded eight columns at a time straight into its bag (``out`` C-contiguous;
     ``qoff[k]`` the byte offset of kind ``k``'s scale and bias in its row)."""
+    base = out.ctypes.data
     n = indices.size
     groups = out.shape[1] >> 3
     kk = np.empty(2 * CHUNK, np.int64)
@@ -607,15 +608,16 @@ def _two_scale_row8(dst, src, groups, col, off, st, bits, add):
 
 
 @_jit
-def two_scale_rows8(rows, offsets, n_rows, bits, codes, step, col, half, out, base, cbase, colbase):
-    """Two-scale rows for ``dim % 8 == 0``, eight columns at a time (``out`` at address
-    ``base``, ``codes`` at ``cbase``, ``col`` at ``colbase``). With ``offsets`` empty, row
+def two_scale_rows8(rows, offsets, n_rows, bits, codes, step, col, half, out):
+    """Two-scale rows for ``dim % 8 == 0``, eight columns at a time (``out``, ``codes``
+    and ``col`` C-contiguous). With ``offsets`` empty, row
     ``i`` goes to ``out[i]``; otherwise the rows of bag ``k`` are added, in index order,
     into ``out[k]`` (zeros on entry). Returns the first bad position or -1."""
     n = rows.size
     groups = out.shape[1] >> 3
     width = codes.shape[1]
     stride = out.shape[1] * 4
+    base, cbase, colbase = out.ctypes.data, codes.ctypes.data, col.ctypes.data
     off = np.float32(half - 0.5)
     pooled = offsets.size > 0
     bag = 0

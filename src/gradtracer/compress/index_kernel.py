@@ -195,7 +195,7 @@ def pool(indices: np.ndarray, offsets: np.ndarray, out: np.ndarray, args: tuple[
     if out.shape[1] % 8 == 0 and out.dtype == np.float32 and out.flags.c_contiguous:
         f32, f16, i8, i4, i2 = args[8]
         qoff = np.asarray([0, 0, i8.shape[1] - 8, i4.shape[1] - 4, i2.shape[1] - 4, 0], np.int64)
-        bad = kernels[3](indices, offsets, *args, out, out.ctypes.data, qoff)
+        bad = kernels[3](indices, offsets, *args, out, qoff)
     else:
         bad = kernels[1](indices, offsets, *args, out)
     if bad >= 0:
@@ -233,10 +233,7 @@ def two_scale_gather(
     rows = np.ascontiguousarray(rows, dtype=np.int64)
     half = float(1 << (int(bits) - 1))
     if _eight_wide(out, codes, col):
-        bad = _kernels()[4](
-            rows, _NO_BAGS, codes.shape[0], int(bits), codes, step, col, half, out,
-            out.ctypes.data, codes.ctypes.data, col.ctypes.data,
-        )  # fmt: skip
+        bad = _kernels()[4](rows, _NO_BAGS, codes.shape[0], int(bits), codes, step, col, half, out)
     else:
         bad = _kernels()[2](rows, codes.shape[0], int(bits), codes, step, col, half, out)
     if bad >= 0:
@@ -290,10 +287,7 @@ def two_scale_pool(
     kernels = _kernels()
     half = float(1 << (int(bits) - 1))
     if _eight_wide(out, codes, col):
-        bad = kernels[4](
-            indices, offsets, codes.shape[0], int(bits), codes, step, col, half, out,
-            out.ctypes.data, codes.ctypes.data, col.ctypes.data,
-        )  # fmt: skip
+        bad = kernels[4](indices, offsets, codes.shape[0], int(bits), codes, step, col, half, out)
     else:
         rows = np.empty((indices.size, out.shape[1]), np.float32)
         bad = kernels[2](indices, codes.shape[0], int(bits), codes, step, col, half, rows)
