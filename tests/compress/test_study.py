@@ -111,6 +111,29 @@ def test_two_scale_bad_input_names_the_problem() -> None:
         t.lookup(torch.tensor([300]))
 
 
+@pytest.mark.parametrize("bits", [3, 4, 6])
+def test_two_scale_embedding_bag_pools_the_decoded_rows(bits: int) -> None:
+    t = TwoScaleTable.from_weight(_column_weights(), bits, name="t")
+    dense = t.dequantize()
+    gen = torch.Generator().manual_seed(bits)
+    idx = torch.randint(0, t.n_rows, (57,), generator=gen)
+    offsets = torch.tensor([0, 5, 5, 20, 40])  # an empty bag included
+    for mode in ("sum", "mean"):
+        want = torch.nn.functional.embedding_bag(idx, dense, offsets, mode=mode)
+        got = t.embedding_bag(idx, offsets, mode=mode)
+        assert got.shape == (5, t.dim)
+        assert torch.allclose(got, want, rtol=1e-5, atol=1e-5)
+    ends = torch.cat([offsets, torch.tensor([idx.numel()])])
+    assert torch.equal(t.embedding_bag(idx, ends, include_last_offset=True),
+                       t.embedding_bag(idx, offsets))  # fmt: skip
+    with pytest.raises(IndexError, match="table 't': rows must be in"):
+        t.embedding_bag(torch.tensor([0, t.n_rows]), torch.tensor([0]))
+    with pytest.raises(ValueError, match="offsets must start at 0"):
+        t.embedding_bag(idx, torch.tensor([1, 5]))
+    with pytest.raises(ValueError, match="mode must be"):
+        t.embedding_bag(idx, offsets, mode="max")
+
+
 def test_two_scale_score_svd_buys_rank_at_the_same_bytes() -> None:
     u, i = _low_rank_tables()
     budget = methods.fp32_bytes(u, i) // 8  # 8 bytes per row at d = 16

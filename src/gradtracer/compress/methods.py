@@ -424,6 +424,59 @@ class TwoScaleTable:
             raise IndexError(bad)
         return self._decode(self._codes_t[idx], self._step_t[idx])
 
+    def embedding_bag(
+        self,
+        indices: torch.Tensor,
+        offsets: torch.Tensor,
+        *,
+        mode: str = "sum",
+        include_last_offset: bool = False,
+    ) -> torch.Tensor:
+        """Pooled lookups, as ``F.embedding_bag``: ``(n_bags, dim)`` float32.
+
+        Args:
+            indices: ``(N,)`` rows of all bags, bag after bag.
+            offsets: start of each bag in ``indices`` (``n_bags`` entries, or
+                ``n_bags + 1`` with ``include_last_offset=True``).
+            mode: ``"sum"`` (default) or ``"mean"`` (an empty bag pools to zeros).
+            include_last_offset: ``offsets`` ends with ``N`` (default False).
+
+        With numba, one compiled pass (:func:`~gradtracer.compress.index_kernel.two_scale_pool`)
+        decodes every row and adds it to its bag in index order; without it, the rows are
+        looked up and summed per bag with tensor ops (the same values).
+        """
+        from gradtracer.compress import index_kernel
+        from gradtracer.compress.table import bag_ends
+
+        if mode not in ("sum", "mean"):
+            raise ValueError(f"mode must be 'sum' or 'mean', got {mode!r}")
+        idx = torch.as_tensor(indices)
+        if idx.dtype != torch.int64 or idx.ndim != 1:
+            idx = idx.to(torch.int64).reshape(-1)
+        ends = bag_ends(offsets, idx.numel(), include_last_offset)
+        n_bags = ends.size - 1
+        if index_kernel.available():
+            out = np.zeros((n_bags, self.dim), dtype=np.float32)
+            try:
+                index_kernel.two_scale_pool(
+                    idx.contiguous().numpy(), ends, self.codes, self._step_t.numpy(),
+                    self._col_t.numpy(), self.bits, out,
+                )  # fmt: skip
+            except IndexError as exc:
+                raise IndexError(f"table {self.name!r}: rows must be in [0, {self.n_rows}): "
+                                 f"{exc}") from None  # fmt: skip
+            pooled = torch.from_numpy(out)
+        else:
+            rows = self.lookup(idx)
+            off = torch.from_numpy(ends)
+            pooled = torch.nn.functional.embedding_bag(
+                torch.arange(idx.numel()), rows, off, mode="sum", include_last_offset=True
+            )
+        if mode == "mean":
+            lengths = torch.from_numpy(np.maximum(np.diff(ends), 1)).to(torch.float32)
+            pooled = pooled / lengths[:, None]
+        return pooled
+
     def dequantize(self) -> torch.Tensor:
         """The whole table ``(n_rows, dim)`` float32."""
         return self._decode(self._codes_t, self._step_t)

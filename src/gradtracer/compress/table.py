@@ -48,6 +48,34 @@ BLOCK_ROWS = 64
 FBGEMM_MIN_BATCH = 2048
 
 
+def bag_ends(offsets: Any, n_indices: int, include_last_offset: bool) -> np.ndarray:
+    """``F.embedding_bag`` offsets as ``(n_bags + 1,)`` int64 bag boundaries, checked.
+
+    Checked in NumPy: a few small tensor ops cost more than pooling a few hundred bags.
+
+    Raises:
+        ValueError: offsets that do not start at 0, end at ``n_indices`` or never decrease.
+    """
+    off_t = torch.as_tensor(offsets)
+    if off_t.dtype == torch.int64 and off_t.ndim == 1 and off_t.is_contiguous():
+        off_np = off_t.numpy()
+    else:
+        off_np = np.asarray(off_t.reshape(-1), dtype=np.int64)
+    if not include_last_offset:
+        ends = np.empty(off_np.size + 1, np.int64)
+        ends[:-1] = off_np
+        ends[-1] = n_indices
+        off_np = ends
+    if off_np.size == 0 or off_np[0] != 0 or off_np[-1] != n_indices:
+        raise ValueError(
+            f"offsets must start at 0 and end at len(indices) = {n_indices}, "
+            f"got {off_np.tolist()[:3]}...{off_np.tolist()[-2:]}"
+        )
+    if off_np.size > 1 and bool((off_np[1:] < off_np[:-1]).any()):
+        raise ValueError("offsets must be non-decreasing")
+    return off_np
+
+
 class CompressedTable(Protocol):
     """What a compressed table offers: sizes, lookups, a dense copy, bytes, arrays."""
 
@@ -395,25 +423,7 @@ class QuantizedTable:
         idx = torch.as_tensor(indices)
         if idx.dtype != torch.int64 or idx.ndim != 1:
             idx = idx.to(torch.int64).reshape(-1)
-        # the offsets are checked in NumPy: a few small tensor ops cost more than the
-        # pooling of a few hundred bags
-        off_t = torch.as_tensor(offsets)
-        if off_t.dtype == torch.int64 and off_t.ndim == 1 and off_t.is_contiguous():
-            off_np = off_t.numpy()
-        else:
-            off_np = np.asarray(off_t.reshape(-1), dtype=np.int64)
-        if not include_last_offset:
-            ends = np.empty(off_np.size + 1, np.int64)
-            ends[:-1] = off_np
-            ends[-1] = idx.numel()
-            off_np = ends
-        if off_np.size == 0 or off_np[0] != 0 or off_np[-1] != idx.numel():
-            raise ValueError(
-                f"offsets must start at 0 and end at len(indices) = {idx.numel()}, "
-                f"got {off_np.tolist()[:3]}...{off_np.tolist()[-2:]}"
-            )
-        if off_np.size > 1 and bool((off_np[1:] < off_np[:-1]).any()):
-            raise ValueError("offsets must be non-decreasing")
+        off_np = bag_ends(offsets, idx.numel(), include_last_offset)
         off = torch.from_numpy(off_np)
         n_bags = off_np.size - 1
         if self.bits and index_kernel.available():  # the kernel checks every row itself
