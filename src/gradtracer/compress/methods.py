@@ -446,14 +446,9 @@ class TwoScaleTable:
         looked up and summed per bag with tensor ops (the same values).
         """
         from gradtracer.compress import index_kernel
-        from gradtracer.compress.table import bag_ends
+        from gradtracer.compress.table import bag_inputs, bag_mean
 
-        if mode not in ("sum", "mean"):
-            raise ValueError(f"mode must be 'sum' or 'mean', got {mode!r}")
-        idx = torch.as_tensor(indices)
-        if idx.dtype != torch.int64 or idx.ndim != 1:
-            idx = idx.to(torch.int64).reshape(-1)
-        ends = bag_ends(offsets, idx.numel(), include_last_offset)
+        idx, ends = bag_inputs(indices, offsets, mode, include_last_offset)
         n_bags = ends.size - 1
         if index_kernel.available():
             out = np.zeros((n_bags, self.dim), dtype=np.float32)
@@ -472,10 +467,7 @@ class TwoScaleTable:
             pooled = torch.nn.functional.embedding_bag(
                 torch.arange(idx.numel()), rows, off, mode="sum", include_last_offset=True
             )
-        if mode == "mean":
-            lengths = torch.from_numpy(np.maximum(np.diff(ends), 1)).to(torch.float32)
-            pooled = pooled / lengths[:, None]
-        return pooled
+        return bag_mean(pooled, ends, mode)
 
     def dequantize(self) -> torch.Tensor:
         """The whole table ``(n_rows, dim)`` float32."""

@@ -48,14 +48,25 @@ BLOCK_ROWS = 64
 FBGEMM_MIN_BATCH = 2048
 
 
-def bag_ends(offsets: Any, n_indices: int, include_last_offset: bool) -> np.ndarray:
-    """``F.embedding_bag`` offsets as ``(n_bags + 1,)`` int64 bag boundaries, checked.
+def bag_inputs(
+    indices: Any, offsets: Any, mode: str, include_last_offset: bool
+) -> tuple[torch.Tensor, np.ndarray]:
+    """``F.embedding_bag`` arguments, checked: ``(N,)`` int64 indices and ``(n_bags + 1,)``
+    int64 bag boundaries.
 
-    Checked in NumPy: a few small tensor ops cost more than pooling a few hundred bags.
+    The offsets are checked in NumPy: a few small tensor ops cost more than pooling a few
+    hundred bags.
 
     Raises:
-        ValueError: offsets that do not start at 0, end at ``n_indices`` or never decrease.
+        ValueError: a mode other than ``"sum"`` / ``"mean"``; offsets that do not start
+            at 0, end at ``len(indices)`` or never decrease.
     """
+    if mode not in ("sum", "mean"):
+        raise ValueError(f"mode must be 'sum' or 'mean', got {mode!r}")
+    idx = torch.as_tensor(indices)
+    if idx.dtype != torch.int64 or idx.ndim != 1:
+        idx = idx.to(torch.int64).reshape(-1)
+    n = idx.numel()
     off_t = torch.as_tensor(offsets)
     if off_t.dtype == torch.int64 and off_t.ndim == 1 and off_t.is_contiguous():
         off_np = off_t.numpy()
@@ -64,16 +75,25 @@ def bag_ends(offsets: Any, n_indices: int, include_last_offset: bool) -> np.ndar
     if not include_last_offset:
         ends = np.empty(off_np.size + 1, np.int64)
         ends[:-1] = off_np
-        ends[-1] = n_indices
+        ends[-1] = n
         off_np = ends
-    if off_np.size == 0 or off_np[0] != 0 or off_np[-1] != n_indices:
+    if off_np.size == 0 or off_np[0] != 0 or off_np[-1] != n:
         raise ValueError(
-            f"offsets must start at 0 and end at len(indices) = {n_indices}, "
+            f"offsets must start at 0 and end at len(indices) = {n}, "
             f"got {off_np.tolist()[:3]}...{off_np.tolist()[-2:]}"
         )
     if off_np.size > 1 and bool((off_np[1:] < off_np[:-1]).any()):
         raise ValueError("offsets must be non-decreasing")
-    return off_np
+    return idx, off_np
+
+
+def bag_mean(pooled: torch.Tensor, ends: np.ndarray, mode: str) -> torch.Tensor:
+    """``pooled`` sums divided by their bag sizes when ``mode == "mean"`` (an empty bag
+    stays zero); unchanged for ``"sum"``."""
+    if mode != "mean":
+        return pooled
+    lengths = torch.from_numpy(np.maximum(np.diff(ends), 1)).to(torch.float32)
+    return pooled / lengths[:, None]
 
 
 class CompressedTable(Protocol):
@@ -418,12 +438,7 @@ class QuantizedTable:
         pooled by its own kernel call over the bags' rows of that precision and the
         partial sums are added.
         """
-        if mode not in ("sum", "mean"):
-            raise ValueError(f"mode must be 'sum' or 'mean', got {mode!r}")
-        idx = torch.as_tensor(indices)
-        if idx.dtype != torch.int64 or idx.ndim != 1:
-            idx = idx.to(torch.int64).reshape(-1)
-        off_np = bag_ends(offsets, idx.numel(), include_last_offset)
+        idx, off_np = bag_inputs(indices, offsets, mode, include_last_offset)
         off = torch.from_numpy(off_np)
         n_bags = off_np.size - 1
         if self.bits and index_kernel.available():  # the kernel checks every row itself
@@ -443,10 +458,7 @@ class QuantizedTable:
             for j, (slots, bag_off) in enumerate(self._bag_groups(idx, off)):
                 if slots.numel():
                     pooled += self._pool_level(j, slots, bag_off)
-        if mode == "mean":
-            lengths = (off[1:] - off[:-1]).clamp(min=1).to(torch.float32)
-            pooled = pooled / lengths[:, None]
-        return pooled
+        return bag_mean(pooled, off_np, mode)
 
     def _bag_groups(
         self, idx: torch.Tensor, off: torch.Tensor
