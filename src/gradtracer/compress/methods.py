@@ -33,6 +33,7 @@ from typing import Any, cast
 import numpy as np
 import torch
 
+from gradtracer.compress import index_kernel
 from gradtracer.compress.allocate import BudgetError, allocate, index_overhead, table_costs
 from gradtracer.compress.model import CompressedMF
 from gradtracer.compress.rowwise import packed_width
@@ -353,6 +354,8 @@ class TwoScaleTable:
         step = np.exp2(self.row_exponent.astype(np.float64) / 8.0) / half
         self._step_t = torch.from_numpy(step.astype(np.float32))
         self._col_t = torch.from_numpy(self.col_scale.astype(np.float32))
+        # NumPy views of the same arrays for the compiled kernels (no per-call conversion)
+        self._step_np, self._col_np = self._step_t.numpy(), self._col_t.numpy()
         self._half = half
 
     @classmethod
@@ -404,24 +407,26 @@ class TwoScaleTable:
         return (codes - (self._half - 0.5)) * step.unsqueeze(-1) * self._col_t
 
     def lookup(self, rows: torch.Tensor) -> torch.Tensor:
-        """``(B, dim)`` float32 rows."""
-        idx = torch.as_tensor(rows, dtype=torch.int64)
-        bad = f"table {self.name!r}: rows must be in [0, {self.n_rows})"
-        from gradtracer.compress import index_kernel
-
+        """``(*rows.shape, dim)`` float32 rows."""
+        idx = rows
+        if not isinstance(idx, torch.Tensor) or idx.dtype != torch.int64:
+            idx = torch.as_tensor(rows, dtype=torch.int64)
         if index_kernel.available():  # compiled gather, bit-equal to _decode; checks bounds
-            flat = idx.reshape(-1).contiguous()
-            out = torch.empty(flat.numel(), self.dim)
-            step, col = self._step_t.numpy(), self._col_t.numpy()
+            flat = idx if idx.ndim == 1 and idx.is_contiguous() else idx.reshape(-1).contiguous()
+            # a NumPy output: at a few hundred rows torch.empty + .numpy() costs more
+            out = np.empty((flat.numel(), self.dim), np.float32)
             try:
                 index_kernel.two_scale_gather(
-                    flat.numpy(), self.codes, step, col, self.bits, out.numpy()
+                    flat.numpy(), self.codes, self._step_np, self._col_np, self.bits, out
                 )
             except IndexError as exc:
-                raise IndexError(f"{bad}: {exc}") from None
-            return out.reshape(*idx.shape, self.dim)
+                raise IndexError(
+                    f"table {self.name!r}: rows must be in [0, {self.n_rows}): {exc}"
+                ) from None
+            looked_up = torch.from_numpy(out)
+            return looked_up if idx.ndim == 1 else looked_up.reshape(*idx.shape, self.dim)
         if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= self.n_rows):
-            raise IndexError(bad)
+            raise IndexError(f"table {self.name!r}: rows must be in [0, {self.n_rows})")
         return self._decode(self._codes_t[idx], self._step_t[idx])
 
     def embedding_bag(
@@ -445,7 +450,6 @@ class TwoScaleTable:
         decodes every row and adds it to its bag in index order; without it, the rows are
         looked up and summed per bag with tensor ops (the same values).
         """
-        from gradtracer.compress import index_kernel
         from gradtracer.compress.table import bag_inputs, bag_mean
 
         idx, ends = bag_inputs(indices, offsets, mode, include_last_offset)
@@ -454,8 +458,8 @@ class TwoScaleTable:
             out = np.zeros((n_bags, self.dim), dtype=np.float32)
             try:
                 index_kernel.two_scale_pool(
-                    idx.contiguous().numpy(), ends, self.codes, self._step_t.numpy(),
-                    self._col_t.numpy(), self.bits, out,
+                    idx.contiguous().numpy(), ends, self.codes, self._step_np,
+                    self._col_np, self.bits, out,
                 )  # fmt: skip
             except IndexError as exc:
                 raise IndexError(f"table {self.name!r}: rows must be in [0, {self.n_rows}): "
