@@ -23,9 +23,9 @@ Two workloads, each at every ``--batches`` size (default 512, 4,096 and 16,384):
 - ``lookup``: ``B`` uniformly random rows, one row per output (``F.embedding`` for
   float32, ``table.lookup`` for the others);
 - ``pooled``: ``B`` bags of ``--bag`` random rows summed (``F.embedding_bag`` for float32,
-  ``table.embedding_bag``; ``twoscale4`` is timed as its lookup followed by a sum over
-  each bag, the ``/k`` rows through the pooled kernel that ``TwoScaleTable.embedding_bag``
-  calls).
+  ``table.embedding_bag`` (a table without one: its lookup followed by a sum over each
+  bag); the ``/k`` rows call the pooled kernel that ``TwoScaleTable.embedding_bag`` uses
+  directly).
 
 Each round times every storage back to back on the same batches; the ratio is the median
 over ``--repeats`` rounds of float32 time / storage time (>= 1 means at least as fast as
