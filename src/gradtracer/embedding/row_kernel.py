@@ -40,7 +40,7 @@ from gradtracer.embedding.sums import (
 )
 from gradtracer.embedding.thresholds import ZombieThresholds
 
-__all__ = ["RowKernel", "available", "damp_rows", "track_rows", "unique_rows"]
+__all__ = ["RowKernel", "available", "unique_rows"]
 
 
 @functools.lru_cache(maxsize=1)
@@ -203,36 +203,6 @@ class RowKernel:
         )
 
 
-def track_rows(
-    state: RowState,
-    acc: torch.Tensor,
-    weight: torch.Tensor,
-    rows: torch.Tensor,
-    before: torch.Tensor,
-    grad: torch.Tensor,
-    step: int,
-    *,
-    sketch: SignSketch,
-    ema_decay: float,
-    zombie: ZombieThresholds,
-) -> np.ndarray:
-    """One-off :meth:`RowKernel.track` (a tracker binds a :class:`RowKernel` once instead).
-
-    Args:
-        state: packed CPU row state (:meth:`RowState.zeros`).
-        acc: the tracker's running table sums, float64 CPU tensor.
-        weight: ``(N, d)`` float32 CPU table after the optimizer step.
-        rows: ``(R,)`` int64 unique touched rows; ``before``/``grad``: ``(R, d)`` float32
-            rows before the step and their gradients.
-        step: 1-based optimizer step number.
-
-    Returns:
-        ``(R,)`` float32 L2 norms of the rows' applied displacement.
-    """
-    bound = RowKernel(state, acc, weight, sketch, ema_decay=ema_decay, zombie=zombie)
-    return bound.track(rows, before, grad, step)
-
-
 @functools.lru_cache(maxsize=64)
 def _constants(ema_decay: float, zombie: ZombieThresholds) -> tuple[Any, ...]:
     """The update kernel's trailing arguments, converted once per (decay, thresholds)."""
@@ -246,38 +216,6 @@ def _constants(ema_decay: float, zombie: ZombieThresholds) -> tuple[Any, ...]:
         f32(zombie.min_retained_pressure),
         f32(zombie.pressure_ratio),
         f32(zombie.min_grad_norm),
-    )
-
-
-def damp_rows(
-    state: RowState,
-    acc: torch.Tensor,
-    weight: torch.Tensor,
-    rows: torch.Tensor,
-    before: torch.Tensor,
-    v: np.ndarray,
-    table: torch.Tensor,
-    ever: torch.Tensor,
-    step: int,
-    *,
-    ema_decay: float,
-) -> None:
-    """One-off :meth:`RowKernel.damp` of a float32 CPU table (see there)."""
-    kernels = _compiled()
-    if kernels is None:
-        raise RuntimeError("the compiled row kernel is unavailable (numba missing or disabled)")
-    kernels[1](
-        state.packed_numpy(),
-        state.packed_numpy_f32(),
-        acc.numpy(),
-        weight.detach().numpy(),
-        rows.numpy(),
-        before.numpy(),
-        v,
-        table.numpy(),
-        ever.numpy(),
-        int(step),
-        np.float32(ema_decay),
     )
 
 
