@@ -228,10 +228,8 @@ def two_scale_gather(
         IndexError: a row outside the table.
         RuntimeError: the compiled kernels are unavailable.
     """
-    if not 2 <= int(bits) <= 8:
-        raise ValueError(f"bits must be in [2, 8], got {bits!r}")
+    half = _code_half(bits)
     rows = np.ascontiguousarray(rows, dtype=np.int64)
-    half = float(1 << (int(bits) - 1))
     if _eight_wide(out, codes, col):
         bad = _kernels()[4](rows, _NO_BAGS, codes.shape[0], int(bits), codes, step, col, half, out)
     else:
@@ -241,6 +239,13 @@ def two_scale_gather(
 
 
 _NO_BAGS = np.zeros(0, np.int64)
+
+
+def _code_half(bits: int) -> float:
+    """``2 ** (bits - 1)``, the code offset of a two-scale table of ``bits`` (2 to 8)."""
+    if not 2 <= int(bits) <= 8:
+        raise ValueError(f"bits must be in [2, 8], got {bits!r}")
+    return float(1 << (int(bits) - 1))
 
 
 def _eight_wide(out: np.ndarray, codes: np.ndarray, col: np.ndarray) -> bool:
@@ -276,8 +281,7 @@ def two_scale_pool(
         IndexError: an index outside the table.
         RuntimeError: the compiled kernels are unavailable.
     """
-    if not 2 <= int(bits) <= 8:
-        raise ValueError(f"bits must be in [2, 8], got {bits!r}")
+    half = _code_half(bits)
     indices = np.ascontiguousarray(indices, dtype=np.int64)
     offsets = np.ascontiguousarray(offsets, dtype=np.int64)
     if offsets.size != out.shape[0] + 1 or offsets[0] != 0 or offsets[-1] != indices.size:
@@ -285,7 +289,6 @@ def two_scale_pool(
             f"offsets must be n_bags + 1 = {out.shape[0] + 1} entries from 0 to {indices.size}"
         )
     kernels = _kernels()
-    half = float(1 << (int(bits) - 1))
     if _eight_wide(out, codes, col):
         bad = kernels[4](indices, offsets, codes.shape[0], int(bits), codes, step, col, half, out)
     else:
