@@ -118,14 +118,13 @@ def _splat(builder: Any, value: Any, vty: Any) -> Any:
     return builder.shuffle_vector(one, undef, ir.Constant(ir.VectorType(_I32, 8), None))
 
 
-def _add_row_intrinsic(kind: str, fixed: int = 0) -> Any:
+def _add_row_intrinsic(kind: str) -> Any:
     """An intrinsic ``(dst, src, groups, qparams)``: add ``8 * groups`` columns of the row
     stored at address ``src`` (layout of ``kind``), decoded to float32, into the float32
     columns at address ``dst``. ``qparams`` is the address of the row's scale and bias
     (ignored for fp32 / fp16). Each value is ``fma(scale, code, bias)`` in float32 (fp16:
     exact widening), added as ``dst + value``: the operations of :func:`_decode` and of
-    the chunk-buffer pooling, eight lanes at a time. With ``fixed`` > 0 the code is
-    straight-line for exactly ``fixed`` groups (``groups`` is then ignored)."""
+    the chunk-buffer pooling, eight lanes at a time."""
     width = _GROUP_BYTES[kind]
 
     def typer(typingctx: Any, dst: Any, src: Any, groups: Any, qparams: Any) -> Any:
@@ -174,17 +173,13 @@ def _add_row_intrinsic(kind: str, fixed: int = 0) -> Any:
                 acc = builder.load(dp, align=4)
                 builder.store(builder.fadd(acc, val), dp, align=4)
 
-            if fixed:
-                for g in range(fixed):
-                    group(ir.Constant(_I64, g))
-            else:
-                with cgutils.for_range(builder, groups) as loop:
-                    group(loop.index)
+            with cgutils.for_range(builder, groups) as loop:
+                group(loop.index)
             return context.get_dummy_value()
 
         return types.void(types.int64, types.int64, types.int64, types.int64), codegen
 
-    typer.__name__ = f"add_{kind}_row{fixed or ''}"
+    typer.__name__ = f"add_{kind}_row"
     return intrinsic(typer)
 
 
@@ -193,12 +188,6 @@ add_fp16_row = _add_row_intrinsic("fp16")
 add_int8_row = _add_row_intrinsic("int8")
 add_int4_row = _add_row_intrinsic("int4")
 add_int2_row = _add_row_intrinsic("int2")
-#: Straight-line versions for 64 columns (8 groups), the common embedding width.
-add_fp32_row8 = _add_row_intrinsic("fp32", 8)
-add_fp16_row8 = _add_row_intrinsic("fp16", 8)
-add_int8_row8 = _add_row_intrinsic("int8", 8)
-add_int4_row8 = _add_row_intrinsic("int4", 8)
-add_int2_row8 = _add_row_intrinsic("int2", 8)
 
 
 def _two_scale_intrinsic(bits: int, add: bool) -> Any:
@@ -451,18 +440,7 @@ def _add_chunk(kk, ss, m, a, offsets, bag, where, qoff, out, base, groups):
         kind, s = kk[t], ss[t]
         dst = base + bag * stride
         src = where[kind, 0] + s * where[kind, 1]
-        if groups == 8:  # 64 columns: straight-line code (the branch always predicts)
-            if kind == 3:
-                add_int4_row8(dst, src, groups, src + qoff[3])
-            elif kind == 4:
-                add_int2_row8(dst, src, groups, src + qoff[4])
-            elif kind == 2:
-                add_int8_row8(dst, src, groups, src + qoff[2])
-            elif kind == 1:
-                add_fp16_row8(dst, src, groups, src)
-            else:  # fp32 rows and the fallback row (float32)
-                add_fp32_row8(dst, src, groups, src)
-        elif kind == 3:
+        if kind == 3:
             add_int4_row(dst, src, groups, src + qoff[3])
         elif kind == 4:
             add_int2_row(dst, src, groups, src + qoff[4])
