@@ -372,6 +372,27 @@ def test_explicit_optimizer_argument_ignores_other_optimizers():
     tracker.detach()
 
 
+def test_global_hook_counts_only_optimizers_holding_the_weight():
+    """Interleaved steps of an optimizer without the weight never count, also after the
+    owning optimizer is replaced by a new one (the last owner is only a shortcut)."""
+    layer = _fresh()
+    other = nn.Linear(2, 2)
+    other_opt = torch.optim.SGD(other.parameters(), lr=0.1)
+    tracker = EmbeddingTracker(layer, name="emb")
+    for opt_round in range(2):
+        opt = torch.optim.SGD(layer.parameters(), lr=0.1)
+        for _ in range(3):
+            opt.zero_grad()
+            layer(torch.tensor([1, 2])).sum().backward()
+            other_opt.step()  # must not count
+            opt.step()
+            other_opt.step()
+        assert tracker.n_steps == 3 * (opt_round + 1)
+        del opt
+    assert int(tracker.row_stats()["exposure"][1]) == 6
+    tracker.detach()
+
+
 @pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
 def test_batched_fold_equals_step_by_step(sparse):
     """Steps folded in batches (fold.fold_steps, the accelerator path) give the state of

@@ -180,6 +180,8 @@ class OptimizerWatch:
             weakref.WeakKeyDictionary()
         )
         self.only = optimizer
+        # the optimizer last found to hold the weight (weak): the per-step check is one call
+        self._last: weakref.ref[torch.optim.Optimizer] | None = None
         if optimizer is not None:
             self._cache[optimizer] = True
         #: an optimizer holding the weight has stepped at least once
@@ -187,6 +189,10 @@ class OptimizerWatch:
 
     def owns(self, optimizer: torch.optim.Optimizer) -> bool:
         """True when ``optimizer`` holds the tracked weight (cached per optimizer)."""
+        last = self._last
+        if last is not None and last() is optimizer:
+            self.stepped = True
+            return True
         owned = self._cache.get(optimizer)
         if owned is None:
             owned = any(
@@ -194,6 +200,7 @@ class OptimizerWatch:
             )
             self._cache[optimizer] = owned
         if owned:
+            self._last = weakref.ref(optimizer)
             self.stepped = True
         return owned
 

@@ -123,6 +123,8 @@ class RowKernel:
         self._b = np.float32(ema_decay)
         self._proj = torch.empty(0, sketch.n_bits)  # reused sign-projection buffer
         self._proj_np = self._proj.numpy()
+        self._v = np.empty(0, dtype=np.float32)  # reused displacement-norm buffer
+        self._head = (self._packed, self._packed_f, self._acc)  # the kernel's first arguments
 
     def table(self) -> np.ndarray:
         """NumPy view of the table (made again when its storage or shape changed)."""
@@ -132,6 +134,13 @@ class RowKernel:
             self._w_np = w.detach().numpy()
             self._w_ptr = ptr
         return self._w_np
+
+    def _reserve(self, n: int) -> None:
+        """Grow the reusable buffers to at least ``n`` rows (doubling; never shrinking)."""
+        size = max(n, 2 * self._proj.shape[0])
+        self._proj = torch.empty(size, self._sketch.n_bits)
+        self._proj_np = self._proj.numpy()
+        self._v = np.empty(size, dtype=np.float32)
 
     def track(
         self, rows: torch.Tensor, before: torch.Tensor, grad: torch.Tensor, step: int
@@ -144,21 +153,18 @@ class RowKernel:
             step: 1-based optimizer step number.
 
         Returns:
-            ``(R,)`` float32 L2 norms of the rows' applied displacement.
+            ``(R,)`` float32 L2 norms of the rows' applied displacement (a view of a buffer
+            reused by the next call).
         """
-        n = int(rows.shape[0])
-        grad = grad.contiguous()
-        if self._proj.shape[0] < n:
-            self._proj = torch.empty(max(n, 2 * self._proj.shape[0]), self._sketch.n_bits)
-            self._proj_np = self._proj.numpy()
+        n = rows.shape[0]
+        if n > self._v.shape[0]:
+            self._reserve(n)
         # the projection on torch's own thread pool (a NumPy BLAS call here would start a
         # second pool that competes with torch's for the cores)
-        torch.mm(grad, self._sketch.projection, out=self._proj[:n])
-        v = np.empty(n, dtype=np.float32)
+        torch.mm(grad.contiguous(), self._sketch.projection, out=self._proj[:n])
+        v = self._v[:n]
         self._update(
-            self._packed,
-            self._packed_f,
-            self._acc,
+            *self._head,
             self.table(),
             rows.numpy(),
             before.numpy(),
@@ -166,7 +172,7 @@ class RowKernel:
             self._proj_np[:n],
             self._cos,
             v,
-            int(step),
+            step,
             *self._consts,
         )
         return v
