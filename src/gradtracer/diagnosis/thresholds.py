@@ -25,7 +25,9 @@ class DiagnosisThresholds:
         huge_gain: a dense weight with ``rms(W) * sqrt(fan_in)`` above this multiplies the
             activation scale by that much per layer (Kaiming init has ~1.4, PyTorch's
             Linear default ~0.58); weights that grew past it through their own updates
-            were blown up by too large steps.
+            were blown up by too large steps. 3 (about 2x Kaiming): healthy runs of the
+            tuning seeds end at gains <= 1.6, weights under a 30x dense learning rate grew
+            to 4.0-5.8 (a threshold of 4 left such runs a margin of a few percent).
         saturated_rel_velocity: a badly scaled table that moves less than this share of
             its norm per update is stuck in saturation (not merely grown by training).
         not_moving_rel_velocity: a table or layer moving less than this share of its
@@ -55,6 +57,10 @@ class DiagnosisThresholds:
             terms cancel: the cancelling terms pull the scores to the point where they
             balance and the gradient shrinks with them, whereas noise in the targets keeps the
             gradient at its scale (healthy runs' gradient norms grow or hold).
+        cancelled_lookup_share: a table whose looked-up rows get an exactly zero gradient at
+            this share of their lookups or more (30%; healthy runs of the tuning seeds <= 11%,
+            from first lookups and the tracker's bookkeeping) while the rows are small, slow
+            and alive has terms that cancel exactly (the positive drawn as its own negative).
         decay_budget: ``lr * weight_decay * steps`` above which decoupled weight decay alone
             would have shrunk the weights by ``exp(-budget)``.
         unreachable_share: never-looked-up share of a table above which a block matters.
@@ -72,6 +78,18 @@ class DiagnosisThresholds:
             reset) gradients do: each step adds one batch's gradient to the sum. Per-batch
             gradients of a healthy run are dominated by their noise (SNR well below 1, also
             while a model starts to learn and its gradients grow).
+        accumulation_ramp_rises, accumulation_ramp_drop: a ramp of the per-step gradient
+            norm is at least this many consecutive rises (3) ending in a fall by this factor
+            (2x): a gradient summed since the last reset climbs at every step and falls back
+            at the reset (fresh per-batch gradients rise and fall at random).
+        accumulation_ramp_share, accumulation_min_ramps: ramps covering at least this share
+            of the steps (20%; healthy runs of the tuning seeds <= 7%, a 30x dense learning
+            rate up to 17%, resets every 8 steps 24-98%), at least this many of them (4),
+            mark gradients reset only every few steps.
+        accumulation_period_share: share of the gaps between successive ramp tops that must
+            be a multiple of the most common gap (75%): resets come at a fixed period (the
+            tuning seeds' resets every 8 steps: 75-100%), a too high rate's growing and
+            collapsing gradient does not (0-40%).
         healthy_rel_velocity: movement per update, as a share of the norm, that a
             well-tuned run's fastest table or weight matrix shows (3%: 1-3% on the tuning
             seeds' healthy runs, whose weights have grown; a run that barely moved still has
@@ -137,7 +155,7 @@ class DiagnosisThresholds:
     min_steps: int = 10
     window: float = 0.1
     huge_coord_rms: float = 3.0
-    huge_gain: float = 4.0
+    huge_gain: float = 3.0
     saturated_rel_velocity: float = 0.005
     not_moving_rel_velocity: float = 1e-9
     high_rel_velocity: float = 0.04
@@ -151,6 +169,7 @@ class DiagnosisThresholds:
     easy_loss_share: float = 0.15
     collapsed_spectrum: float = 0.15
     cancelled_gradient_drop: float = 10.0
+    cancelled_lookup_share: float = 0.3
     decay_budget: float = 3.0
     unreachable_share: float = 0.05
     unreachable_run_factor: float = 4.0
@@ -159,6 +178,11 @@ class DiagnosisThresholds:
     exploding_ratio: float = 50.0
     unreachable_stale_share: float = 0.25
     accumulation_snr: float = 1.0
+    accumulation_ramp_rises: int = 3
+    accumulation_ramp_drop: float = 2.0
+    accumulation_ramp_share: float = 0.2
+    accumulation_min_ramps: int = 4
+    accumulation_period_share: float = 0.75
     healthy_rel_velocity: float = 0.03
     min_lr_factor: float = 10.0
     max_lr_factor: float = 1e4

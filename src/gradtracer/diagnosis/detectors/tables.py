@@ -8,6 +8,7 @@ import math
 import numpy as np
 
 from gradtracer.diagnosis.detectors._common import T, _make, _upper, _windows
+from gradtracer.diagnosis.detectors.training import init_displacement
 from gradtracer.diagnosis.signals import RunSignals, TableSignals
 from gradtracer.diagnosis.thresholds import DiagnosisThresholds
 from gradtracer.findings import Finding
@@ -89,10 +90,61 @@ def detect_bad_initialization(s: RunSignals, th: DiagnosisThresholds) -> list[Fi
     return out
 
 
+#: the embedding tracker keeps 16-bit agree/disagree counts and halves both past this, so
+#: rows exposed more often than this are left out of :func:`zero_gradient_share`
+_PAIR_COUNT_LIMIT = 65535
+
+
+def zero_gradient_share(t: TableSignals) -> float:
+    """Share of a table's repeat lookups whose row got an exactly zero gradient.
+
+    The embedding tracker counts every step a row is touched (``exposure``) and a
+    consecutive-gradient pair (``n_pairs``) only when the row's gradient is nonzero, so
+    ``1 - sum(n_pairs) / sum(exposure - 1)`` over rows touched at least twice is the share
+    of lookups that carried no gradient at all. NaN when the per-row columns are missing.
+    """
+    e, n = t.exposure, t.n_pairs
+    if e.size == 0 or n.size != e.size:
+        return math.nan
+    ok = (e > 1) & (e <= _PAIR_COUNT_LIMIT)
+    repeats = float(np.sum(e[ok] - 1))
+    if repeats <= 0:
+        return math.nan
+    return max(0.0, 1.0 - float(np.sum(n[ok])) / repeats)
+
+
+def _cancelling_tables(s: RunSignals, th: DiagnosisThresholds) -> list[tuple[TableSignals, float]]:
+    """Tables whose looked-up rows got an exactly zero gradient at ``cancelled_lookup_share``
+    or more of their lookups although the rows are small, slow and alive: the terms that use
+    a row cancel exactly (BPR with the positive as its own negative gives the pair's score
+    difference 0 and no gradient to the user or item row).
+
+    A zero gradient also comes from saturated scores (huge or fast-growing rows: a rate too
+    high, a bad initialisation) and from dead units behind the table; those runs are left
+    to their own detectors.
+    """
+    if any(f >= th.dead_fraction for f in s.dead_fractions.values()):
+        return []
+    out = []
+    for t in s.tables:
+        if not t.finite or t.coord_rms <= 0 or t.mean_grad_norm <= 0 or t.steps < th.min_steps:
+            continue
+        share = zero_gradient_share(t)
+        if not (math.isfinite(share) and share >= th.cancelled_lookup_share):
+            continue
+        if t.coord_rms > th.huge_coord_rms or t.rel_velocity > th.high_rel_velocity:
+            continue  # scores can saturate: a zero gradient need not be a cancellation
+        if init_displacement(t) > th.high_init_displacement:
+            continue
+        out.append((t, share))
+    return out
+
+
 def detect_negative_sampling(s: RunSignals, th: DiagnosisThresholds) -> list[Finding]:
     """Negatives that are trivially easy (a tiny pool: the loss collapses to ~0 while rows
-    fold onto few directions) or that include the positive (gradients cancel, the loss
-    stays at its starting level)."""
+    fold onto few directions) or that include the positive (gradients cancel: the loss
+    stays at its starting level, or many lookups of small, slow rows get exactly no
+    gradient, :func:`zero_gradient_share`)."""
     if s.step < th.min_steps or not s.tables:
         return []
     first, last, _ = _windows(s.losses, th.window)
@@ -129,6 +181,20 @@ def detect_negative_sampling(s: RunSignals, th: DiagnosisThresholds) -> list[Fin
             f"Positive and negative terms cancel: {how}.", 0.7,
             {"remedy_kind": "exclude_positives_from_negatives", "grad_drop": g_first / max(
                 g_last, 1e-30)}, how="positives drawn as their own negatives",
+            action_text="EXCLUDE_POSITIVES_FROM_NEGATIVES",
+        ))  # fmt: skip
+        return out
+    cancelling = _cancelling_tables(s, th)
+    if cancelling:
+        t, share = max(cancelling, key=lambda x: x[1])
+        out.append(_make(
+            T.NEGATIVE_SAMPLING_PROBLEM, t.name,
+            f"Positive and negative terms cancel: {share:.0%} of the lookups of '{t.name}' "
+            f"got exactly no gradient while its rows stay small (RMS {t.coord_rms:.3g}) and "
+            f"move {t.rel_velocity:.2g} of their norm per update.", 0.7,
+            {"remedy_kind": "exclude_positives_from_negatives", "zero_gradient_share": share,
+             "tables": [c.name for c, _ in cancelling]},
+            how="positives drawn as their own negatives",
             action_text="EXCLUDE_POSITIVES_FROM_NEGATIVES",
         ))  # fmt: skip
     return out

@@ -236,9 +236,61 @@ def detect_learning_rate(s: RunSignals, th: DiagnosisThresholds) -> list[Finding
     return out
 
 
+def gradient_ramps(
+    grad_norms: Sequence[tuple[int, float]], th: DiagnosisThresholds
+) -> tuple[float, list[int]]:
+    """(share of the step-to-step changes that lie on a ramp, step of each ramp's top) of a
+    per-step gradient-norm series.
+
+    A ramp is a run of at least ``accumulation_ramp_rises`` consecutive rises of the norm
+    that ends in a fall by ``accumulation_ramp_drop`` x or more. A gradient reset only every
+    few steps is the sum of the batch gradients since the last reset: its norm climbs at
+    every step of a cycle and falls back at the reset (a sawtooth). Fresh per-batch
+    gradients rise and fall at random, so long climbs that end in a sharp fall are rare.
+    """
+    pts = [(st, v) for st, v in grad_norms if math.isfinite(v) and v > 0]
+    if len(pts) < 2 * th.min_steps:
+        return 0.0, []
+    g = np.asarray([v for _, v in pts], dtype=np.float64)
+    up = np.diff(g) > 0
+    covered, tops, i, n = 0, [], 0, up.size
+    while i < n:
+        if not up[i]:
+            i += 1
+            continue
+        j = i
+        while j < n and up[j]:
+            j += 1
+        # g[i] < ... < g[j], then g[j + 1] < g[j]
+        if (
+            j - i >= th.accumulation_ramp_rises
+            and j < n
+            and g[j] >= (th.accumulation_ramp_drop * g[j + 1])
+        ):
+            covered += j - i + 1
+            tops.append(int(pts[j][0]))
+        i = j
+    return covered / n, tops
+
+
+def reset_period(tops: Sequence[int]) -> tuple[int, float]:
+    """(period, share of the gaps between successive ramp tops that are a multiple of it):
+    the most common gap (the smallest on ties). Resets every ``k`` steps put the tops ``k``
+    steps apart (or a multiple, when a cycle's climb was interrupted); a too high rate
+    makes the gradient grow and collapse at irregular intervals. ``(0, 0.0)`` with fewer
+    than two gaps."""
+    gaps = [int(b - a) for a, b in zip(tops, tops[1:]) if b > a]
+    if len(gaps) < 2:
+        return 0, 0.0
+    values, counts = np.unique(np.asarray(gaps, dtype=np.int64), return_counts=True)
+    period = int(values[int(np.argmax(counts))])
+    return period, sum(g % period == 0 for g in gaps) / len(gaps)
+
+
 def detect_gradient_accumulation(s: RunSignals, th: DiagnosisThresholds) -> list[Finding]:
-    """Gradients summed over steps (``zero_grad()`` missing): the gradient norm keeps
-    growing and successive gradients repeat each other.
+    """Gradients summed over steps (``zero_grad()`` missing or called only every few
+    steps): the gradient norm keeps growing and successive gradients repeat each other, or
+    it climbs for a few steps at a time and falls back at each reset.
 
     A gradient that is never reset is the running sum of the batch gradients; two successive
     values differ by one batch's gradient, so the gradient's temporal mean dominates its
@@ -246,9 +298,28 @@ def detect_gradient_accumulation(s: RunSignals, th: DiagnosisThresholds) -> list
     ``accumulation_snr``, where fresh per-batch gradients are noise-dominated (SNR well
     below 1, also in a model whose gradients grow because it starts to learn). Tables must
     also show repeating row updates (mean cosine > ``accumulation_cosine``).
+
+    A gradient reset only every few steps is a sawtooth instead (:func:`gradient_ramps`):
+    at least ``accumulation_min_ramps`` ramps covering ``accumulation_ramp_share`` of the
+    steps, whose tops are one period apart (:func:`reset_period`: at least
+    ``accumulation_period_share`` of the gaps are a multiple of the most common one). Its
+    SNR stays low: the resets make the gradient vary a lot.
     """
     if s.step < th.min_steps or len(s.grad_norms) < 6:
         return []
+    share, tops = gradient_ramps(s.grad_norms, th)
+    period, regular = reset_period(tops)
+    if (share >= th.accumulation_ramp_share and len(tops) >= th.accumulation_min_ramps
+            and regular >= th.accumulation_period_share):  # fmt: skip
+        return [_make(
+            T.GRADIENT_ACCUMULATION, "optimizer",
+            f"The gradient norm climbed for {th.accumulation_ramp_rises} or more steps in a "
+            f"row and then fell {th.accumulation_ramp_drop:g}x or more, {len(tops)} times "
+            f"({share:.0%} of the steps), every {period} steps or a multiple of it: "
+            "gradients summed between periodic resets.", 0.8,
+            {"ramp_share": share, "ramps": len(tops), "reset_period": period,
+             "period_share": regular},
+        )]  # fmt: skip
     g_first, g_last, _ = _windows(s.grad_norms, th.window)
     growth = g_last / g_first if g_first and g_first > 0 else math.inf
     first, last, _ = _windows(s.losses, th.window)
