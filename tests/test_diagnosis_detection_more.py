@@ -100,9 +100,10 @@ def test_irregular_grow_and_collapse_is_not_a_reset_period():
     assert detect_gradient_accumulation(s, TH) == []
 
 
-def _dense_run(reset_every: int, n_steps: int = 120) -> FlowManager:
+def _dense_run(reset_every: int, n_steps: int = 120, *, deliberate: bool = False) -> FlowManager:
     """A small MLP regression, tracked by a FlowTracker; gradients reset every
-    ``reset_every`` steps (1: every step)."""
+    ``reset_every`` steps (1: every step). ``deliberate``: the optimizer steps only at the
+    end of each cycle (gradient accumulation on purpose), the tracker at every batch."""
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
     model = nn.Sequential(nn.Linear(10, 16), nn.ReLU(), nn.Linear(16, 1))
@@ -119,7 +120,8 @@ def _dense_run(reset_every: int, n_steps: int = 120) -> FlowManager:
         loss = nn.functional.mse_loss(model(x), y)
         loss.backward()
         manager.step(loss=float(loss.detach()))
-        opt.step()
+        if not deliberate or step % reset_every == reset_every - 1:
+            opt.step()
     manager.detach()
     return manager
 
@@ -133,6 +135,12 @@ def test_zero_grad_every_few_steps_is_found_in_a_real_run_and_every_step_is_not(
     assert f.type is T.GRADIENT_ACCUMULATION and f.evidence["reset_period"] % 8 == 0
     assert detect_gradient_accumulation(fresh, TH) == []
     assert diagnose_signals(fresh).top is None
+    # the same sawtooth when the optimizer steps once per cycle on purpose: no finding
+    with torch.random.fork_rng():
+        torch.set_num_threads(1)
+        deliberate = collect_signals(_dense_run(8, deliberate=True))
+    assert gradient_ramps(deliberate.grad_norms, TH)[0] >= TH.accumulation_ramp_share
+    assert detect_gradient_accumulation(deliberate, TH) == []
 
 
 # ------------------------------------------------------------------ cancelling lookups

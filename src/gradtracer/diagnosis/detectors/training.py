@@ -303,14 +303,21 @@ def detect_gradient_accumulation(s: RunSignals, th: DiagnosisThresholds) -> list
     at least ``accumulation_min_ramps`` ramps covering ``accumulation_ramp_share`` of the
     steps, whose tops are one period apart (:func:`reset_period`: at least
     ``accumulation_period_share`` of the gaps are a multiple of the most common one). Its
-    SNR stays low: the resets make the gradient vary a lot.
+    SNR stays low: the resets make the gradient vary a lot. Not when the weights stood
+    still at half the tracked steps or more: an optimizer that steps once per accumulation
+    cycle (deliberate gradient accumulation, tracked at every micro-batch) sees the same
+    sawtooth.
     """
     if s.step < th.min_steps or len(s.grad_norms) < 6:
         return []
     share, tops = gradient_ramps(s.grad_norms, th)
     period, regular = reset_period(tops)
+    moved = [v for _, v in s.velocities if math.isfinite(v)]
+    # deliberate accumulation: the optimizer steps once per cycle, so the weights stand
+    # still at most tracked steps (a missing reset moves them at every step)
+    deliberate = bool(moved) and sum(v == 0 for v in moved) >= 0.5 * len(moved)
     if (share >= th.accumulation_ramp_share and len(tops) >= th.accumulation_min_ramps
-            and regular >= th.accumulation_period_share):  # fmt: skip
+            and regular >= th.accumulation_period_share and not deliberate):  # fmt: skip
         return [_make(
             T.GRADIENT_ACCUMULATION, "optimizer",
             f"The gradient norm climbed for {th.accumulation_ramp_rises} or more steps in a "
