@@ -32,13 +32,52 @@ def finding(kind: FindingType, severity: Severity, confidence: float = 0.9) -> F
                    action="ACT", expected_effect="e.", confidence=confidence)  # fmt: skip
 
 
-def test_loss_progress_reads_first_and_last_window():
-    assert loss_progress(series(np.linspace(1.0, 0.5, 50))) == pytest.approx(0.47, abs=0.02)
+def test_loss_progress_reads_the_trend_from_start_to_end():
+    assert loss_progress(series(np.linspace(1.0, 0.5, 50))) == pytest.approx(0.5, abs=1e-9)
     assert loss_progress(series(np.linspace(1.0, 2.0, 50))) < 0
     assert loss_progress(series([1.0, 0.9])) is None  # too short
     assert loss_progress(series([0.0] * 10)) is None  # zero start
     with_nan = series([1.0, math.nan, 0.9, 0.8, math.nan, 0.6, 0.5, 0.4])
     assert math.isfinite(loss_progress(with_nan))
+
+
+def test_loss_progress_is_not_decided_by_the_batches_at_either_end():
+    rng = np.random.default_rng(0)
+    steps = np.arange(40)
+    noisy = 0.69 - 0.002 * steps + rng.normal(0.0, 0.03, steps.size)
+    # the same trend with its first two batches hard and its last two easy
+    lucky = noisy.copy()
+    lucky[:2] += 0.1
+    lucky[-2:] -= 0.1
+    true = 0.002 * (steps.size - 1) / 0.69
+    for values in (noisy, lucky):
+        assert loss_progress(series(values)) == pytest.approx(true, abs=0.05)
+    # the four moved batches shift their own windows by 0.2 / 0.69 = 0.29 of the start
+    assert loss_progress(series(lucky)) - loss_progress(series(noisy)) < 0.06
+    flat = np.full(40, 0.69) + rng.normal(0.0, 0.03, 40)
+    flat[-2:] -= 0.1  # two easy batches at the end of a loss that does not fall
+    assert loss_progress(series(flat)) < 0.03  # no progress read from them
+
+
+def test_loss_progress_of_a_long_series_reads_its_reduced_trend():
+    rng = np.random.default_rng(1)
+    n = 20_000
+    values = np.linspace(2.0, 1.0, n) + rng.normal(0.0, 0.2, n)
+    assert loss_progress(series(values)) == pytest.approx(0.5, abs=0.01)
+    assert loss_progress(series(values), max_points=8) == pytest.approx(0.5, abs=0.02)
+    assert loss_progress([(5, 1.0)] * 10) is None  # one step: no trend
+
+
+def test_runs_whose_loss_trend_falls_less_score_lower_whatever_their_last_batches():
+    rng = np.random.default_rng(2)
+    steps = np.arange(30)
+    noise = rng.normal(0.0, 0.05, steps.size)
+    falling = 0.69 - 0.004 * steps + noise
+    slower = 0.69 - 0.001 * steps + noise
+    slower[-2:] -= 0.15  # easy last batches on the slower run
+    s_fast = signals(losses=series(falling))
+    s_slow = signals(losses=series(slower))
+    assert health_score([], signals=s_slow) < health_score([], signals=s_fast)
 
 
 def test_loss_that_falls_further_scores_higher():

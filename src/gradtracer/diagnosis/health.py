@@ -14,10 +14,11 @@ keeps on one count (:class:`HealthBreakdown`):
   in a run are provisional (a learning rate that looks high while the embeddings grow
   out of their small initialisation) and the loss and learning factors carry the
   evidence of the damage they do;
-- ``loss``: how far the loss has come down from the run's own start
-  (:func:`loss_progress`), on a saturating curve: no progress keeps :data:`LOSS_FLOOR`, a
-  rise goes below it (:data:`LOSS_RISE_SCALE`), and the factor approaches 1 as the
-  progress grows past :data:`LOSS_SCALE`;
+- ``loss``: how far the loss has come down from the run's own start along its robust
+  trend (:func:`loss_progress`: a Theil-Sen line through every tracked loss, so that the
+  batch-to-batch spread of a short series does not decide it), on a saturating curve: no
+  progress keeps :data:`LOSS_FLOOR`, a rise goes below it (:data:`LOSS_RISE_SCALE`), and
+  the factor approaches 1 as the progress grows past :data:`LOSS_SCALE`;
 - ``finite``: the share of tracked losses that are finite, squared, times the finite share
   of the last :data:`LOSS_WINDOW` of them: a loss that is still non-finite at the end of
   the series means weights that are no longer finite (or a loss that overflows on every
@@ -96,8 +97,12 @@ MEASURED_BY_FACTOR: frozenset[FindingType] = frozenset(
     {FindingType.PARAMETERS_NOT_UPDATED, FindingType.NON_FINITE_LOSS,
      FindingType.DEAD_ACTIVATIONS}
 )  # fmt: skip
-#: share of the loss series averaged at its start and at its end
+#: share of the loss series whose finite share the ``finite`` factor reads at its end
 LOSS_WINDOW = 0.1
+#: at most this many points enter the loss trend: a longer series is reduced to the medians
+#: of this many runs of consecutive losses (the trend compares every two points, so this
+#: bounds its cost; a few hundred points resolve any loss curve's trend)
+TREND_POINTS = 200
 #: ``loss`` factor of a run whose loss has not moved from its start
 LOSS_FLOOR = 0.25
 #: relative loss decrease at which the ``loss`` factor has closed 63% of the gap to 1
@@ -152,23 +157,47 @@ def _finite(values: Sequence[float]) -> np.ndarray:
     return arr[np.isfinite(arr)]
 
 
-def loss_progress(losses: Sequence[tuple[int, float]], window: float = LOSS_WINDOW) -> float | None:
-    """Relative decrease of the loss from its start to the median of its last window.
+def loss_progress(
+    losses: Sequence[tuple[int, float]], max_points: int = TREND_POINTS
+) -> float | None:
+    """Relative decrease of the loss along its robust linear trend, from start to end.
 
+    The trend is the Theil-Sen line through the finite ``(step, loss)`` pairs: its slope is
+    the median of the slopes between every two of them and it passes through the median of
+    the residuals, so one noisy or outlying batch moves it little (a comparison of the first
+    and last few losses is decided by which batches fall there when the series is short).
     The start is the lower of the first finite value (the untrained model's loss, before a
-    too-large step can blow it up) and the median of the first window (robust to one noisy
-    first batch); ``window`` is the share of the finite values per window. None with fewer
-    than 4 finite values or a zero start; negative when the loss rose.
+    too-large step can blow it up) and the trend at the first step; the end is the trend at
+    the last step. A series longer than ``max_points`` is first reduced to the medians of
+    ``max_points`` runs of consecutive losses. None with fewer than 4 finite values, a
+    single step or a zero start; negative when the loss rose.
 
     >>> round(loss_progress([(i, 1.0 - 0.05 * i) for i in range(10)]), 2)
-    0.41
+    0.45
+    >>> loss_progress([(i, 0.69 + (0.3 if i == 9 else 0.0)) for i in range(10)])
+    0.0
     """
-    vals = _finite([v for _, v in losses])
-    if vals.size < 4:
+    pairs = [(float(x), float(v)) for x, v in losses if math.isfinite(v) and math.isfinite(x)]
+    if len(pairs) < 4:
         return None
-    w = max(2, int(round(window * vals.size)))
-    first = min(float(vals[0]), float(np.median(vals[:w])))
-    last = float(np.median(vals[-w:]))
+    steps = np.array([x for x, _ in pairs])
+    vals = np.array([v for _, v in pairs])
+    first_value, first_step, last_step = float(vals[0]), float(steps[0]), float(steps[-1])
+    if steps.size > max(4, max_points):
+        chunks = np.array_split(np.arange(steps.size), max(4, max_points))
+        steps = np.array([np.median(steps[c]) for c in chunks])
+        vals = np.array([np.median(vals[c]) for c in chunks])
+    i, j = np.triu_indices(steps.size, 1)
+    dx = steps[j] - steps[i]
+    ok = dx > 0
+    if not ok.any():
+        return None
+    with np.errstate(over="ignore", invalid="ignore"):
+        slopes = (vals[j] - vals[i])[ok] / dx[ok]
+        slope = float(np.median(slopes))
+        intercept = float(np.median(vals - slope * steps))
+        first = min(first_value, intercept + slope * first_step)
+        last = intercept + slope * last_step
     if first == 0 or not math.isfinite(first - last):
         return None
     return round((first - last) / abs(first), 12)
