@@ -149,6 +149,10 @@ def test_zero_gradient_share_counts_lookups_without_a_gradient():
     half = _table(n_pairs=np.full(100, 19.5))
     assert abs(zero_gradient_share(half) - 0.5) < 1e-9
     assert np.isnan(zero_gradient_share(_table(n_pairs=np.zeros(0))))
+    # rows that never got a gradient (a padding row looked up at every step) are another
+    # fault, not terms that cancel at some lookups
+    padded = _table(exposure=np.r_[np.full(99, 40.0), 4000.0], n_pairs=np.r_[np.full(99, 36.0), 0])
+    assert zero_gradient_share(padded) < 0.15
 
 
 def test_lookups_that_get_no_gradient_while_rows_stay_small_are_cancelling_terms():

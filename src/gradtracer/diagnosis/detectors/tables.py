@@ -101,12 +101,15 @@ def zero_gradient_share(t: TableSignals) -> float:
     The embedding tracker counts every step a row is touched (``exposure``) and a
     consecutive-gradient pair (``n_pairs``) only when the row's gradient is nonzero, so
     ``1 - sum(n_pairs) / sum(exposure - 1)`` over rows touched at least twice is the share
-    of lookups that carried no gradient at all. NaN when the per-row columns are missing.
+    of lookups that carried no gradient at all. Rows that never got a gradient are left
+    out: a row that never learns (a padding row, a frozen or cut-off table) is another
+    fault than terms that cancel at some of a row's lookups. NaN when the per-row columns
+    are missing or no row qualifies.
     """
     e, n = t.exposure, t.n_pairs
     if e.size == 0 or n.size != e.size:
         return math.nan
-    ok = (e > 1) & (e <= _PAIR_COUNT_LIMIT)
+    ok = (e > 1) & (e <= _PAIR_COUNT_LIMIT) & (n > 0)
     repeats = float(np.sum(e[ok] - 1))
     if repeats <= 0:
         return math.nan
