@@ -57,6 +57,9 @@ class DiagnosisThresholds:
             gradient at its scale (healthy runs' gradient norms grow or hold).
         decay_budget: ``lr * weight_decay * steps`` above which decoupled weight decay alone
             would have shrunk the weights by ``exp(-budget)``.
+        decay_shrunk_norm: a table under a weight-decay budget above ``decay_budget`` whose
+            mean row norm fell below this share of its initial value has collapsed towards
+            zero (coupled L2 decay under Adam holds weights near ``-gradient / decay``).
         unreachable_share: never-looked-up share of a table above which a block matters.
         unreachable_run_factor: the longest contiguous never-looked-up block must be this
             many times longer than the longest block random cold rows would form.
@@ -152,6 +155,7 @@ class DiagnosisThresholds:
     collapsed_spectrum: float = 0.15
     cancelled_gradient_drop: float = 10.0
     decay_budget: float = 3.0
+    decay_shrunk_norm: float = 0.02
     unreachable_share: float = 0.05
     unreachable_run_factor: float = 4.0
     dead_fraction: float = 0.9
