@@ -59,7 +59,8 @@ class DiagnosisThresholds:
             would have shrunk the weights by ``exp(-budget)``.
         decay_shrunk_norm: a table under a weight-decay budget above ``decay_budget`` whose
             mean row norm fell below this share of its initial value has collapsed towards
-            zero (coupled L2 decay under Adam holds weights near ``-gradient / decay``).
+            zero (coupled L2 decay under Adam holds weights near ``-gradient / decay``); only
+            from a start whose coordinate RMS is at most ``huge_coord_rms``.
         unreachable_share: never-looked-up share of a table above which a block matters.
         unreachable_run_factor: the longest contiguous never-looked-up block must be this
             many times longer than the longest block random cold rows would form.

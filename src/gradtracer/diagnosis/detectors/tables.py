@@ -154,7 +154,10 @@ def detect_weight_decay_collapse(s: RunSignals, th: DiagnosisThresholds) -> list
             else 1.0  # fmt: skip
         init = t.init_mean_row_norm
         now = float(np.mean(t.row_norms)) if t.row_norms.size else math.nan
-        shrink = now / init if init and init > 0 and math.isfinite(now) else math.nan
+        # measured from a sane start only: a table initialised huge shrinks a lot under any
+        # decay without collapsing
+        sane = init is not None and init / math.sqrt(max(t.dim, 1)) <= th.huge_coord_rms
+        shrink = now / init if sane and init and math.isfinite(now) else math.nan
         if budget < th.decay_budget:
             continue
         if ratio < th.collapsed_spectrum:
