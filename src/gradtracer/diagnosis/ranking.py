@@ -71,7 +71,8 @@ CONSEQUENCES: Mapping[FindingType, tuple[FindingType, ...]] = MappingProxyType({
                            T.LEARNING_RATE_TOO_HIGH, T.DEAD_ACTIVATIONS),
     # dead units also stop the gradient while the loss stays put, which reads like
     # positives cancelling their negatives
-    T.NEGATIVE_SAMPLING_PROBLEM: (T.DEAD_ACTIVATIONS,),
+    # a table shrunk to zero by weight decay scores every pair alike, which reads the same
+    T.NEGATIVE_SAMPLING_PROBLEM: (T.DEAD_ACTIVATIONS, T.WEIGHT_DECAY_COLLAPSE),
     T.NON_FINITE_GRADIENT: (T.NON_FINITE_LOSS,),
     T.VANISHING_GRADIENT: (T.BAD_INITIALIZATION, T.PARAMETERS_NOT_UPDATED, T.DEAD_ACTIVATIONS),
     T.LOW_GRADIENT_SNR: (*_DYN, T.NO_LEARNING_SIGNAL),

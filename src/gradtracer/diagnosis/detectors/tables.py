@@ -204,7 +204,16 @@ def detect_negative_sampling(s: RunSignals, th: DiagnosisThresholds) -> list[Fin
 
 
 def detect_weight_decay_collapse(s: RunSignals, th: DiagnosisThresholds) -> list[Finding]:
-    """Decoupled weight decay large enough to pull a table onto a few directions near zero."""
+    """Weight decay large enough to pull a table onto a few directions, or all the way to
+    zero.
+
+    Decoupled decay shrinks every weight by ``exp(-lr * weight_decay * steps)`` apart from
+    the gradient; a budget of at least ``decay_budget`` with rows that span few directions
+    (s3/s1 < ``collapsed_spectrum``) is a collapse onto the few directions the gradient
+    still supports. Coupled (L2) decay under Adam instead holds every weight near
+    ``-gradient / weight_decay``: the rows end at a small share of their starting norm
+    (mean row norm < ``decay_shrunk_norm`` x its initial value) in every direction at once.
+    """
     out = []
     for t in s.tables:
         if t.weight_decay is None or t.learning_rate is None or not t.finite:
@@ -212,15 +221,28 @@ def detect_weight_decay_collapse(s: RunSignals, th: DiagnosisThresholds) -> list
         budget = t.weight_decay * t.learning_rate * t.steps
         ratio = (t.spectrum[2] / t.spectrum[0]) if t.spectrum.size >= 3 and t.spectrum[0] > 0 \
             else 1.0  # fmt: skip
-        if budget >= th.decay_budget and ratio < th.collapsed_spectrum:
-            out.append(_make(
-                T.WEIGHT_DECAY_COLLAPSE, t.name,
-                f"Weight decay {t.weight_decay:g} at lr {t.learning_rate:g} over {t.steps} "
-                f"steps would shrink '{t.name}' by exp(-{budget:.3g}); its rows now span "
-                f"few directions (s3/s1 = {ratio:.2g}, RMS {t.coord_rms:.3g}).", 0.8,
-                {"decay_budget": budget, "spectrum_ratio": float(ratio),
-                 "coord_rms": t.coord_rms},
-            ))  # fmt: skip
+        init = t.init_mean_row_norm
+        now = float(np.mean(t.row_norms)) if t.row_norms.size else math.nan
+        # measured from a sane start only: a table initialised huge shrinks a lot under any
+        # decay without collapsing
+        sane = init is not None and init / math.sqrt(max(t.dim, 1)) <= th.huge_coord_rms
+        shrink = now / init if sane and init and math.isfinite(now) else math.nan
+        if budget < th.decay_budget:
+            continue
+        if ratio < th.collapsed_spectrum:
+            how = f"its rows now span few directions (s3/s1 = {ratio:.2g}, RMS {t.coord_rms:.3g})"
+        elif shrink < th.decay_shrunk_norm:
+            how = (f"its rows shrank to {shrink:.2g} of their initial norm (mean row norm "
+                   f"{now:.3g} from {init:.3g})")  # fmt: skip
+        else:
+            continue
+        out.append(_make(
+            T.WEIGHT_DECAY_COLLAPSE, t.name,
+            f"Weight decay {t.weight_decay:g} at lr {t.learning_rate:g} over {t.steps} "
+            f"steps would shrink '{t.name}' by exp(-{budget:.3g}); {how}.", 0.8,
+            {"decay_budget": budget, "spectrum_ratio": float(ratio), "coord_rms": t.coord_rms,
+             "norm_shrink": shrink},
+        ))  # fmt: skip
     return out
 
 
