@@ -156,7 +156,9 @@ class RunSignals:
         dead_fractions: activation module -> share of dead units (FlowTracker with
             ``track_activations=True``).
         losses: (step, loss) pairs in step order, non-finite values kept.
-        grad_norms: (step, mean gradient norm over tracked tensors) from the FlowTracker.
+        grad_norms: (step, mean gradient norm over tracked tensors) from the FlowTracker;
+            without one, the mean over the embedding tables of their rows' gradient-norm
+            EMA.
         validation: validation metrics reported to the manager (empty: none).
         velocities: (step, mean displacement per step over the FlowTracker's tensors).
     """
@@ -344,6 +346,18 @@ def _series(history: Sequence[Mapping[str, Any]], key: str) -> tuple[tuple[int, 
     return tuple(out)
 
 
+def _mean_series(
+    series: Sequence[Sequence[tuple[int, float]]],
+) -> tuple[tuple[int, float], ...]:
+    """Per step, the mean of the finite values the series hold for that step."""
+    by_step: dict[int, list[float]] = {}
+    for one in series:
+        for step, v in one:
+            if math.isfinite(v):
+                by_step.setdefault(step, []).append(v)
+    return tuple((step, float(np.mean(vs))) for step, vs in sorted(by_step.items()))
+
+
 def collect_signals(manager: Any, *, sample_rows: int = 512) -> RunSignals:
     """Collect :class:`RunSignals` from a :class:`~gradtracer.manager.FlowManager`.
 
@@ -384,6 +398,8 @@ def collect_signals(manager: Any, *, sample_rows: int = 512) -> RunSignals:
             losses = _series(list(t.history), "loss")
             if losses:
                 break
+    if not grads and emb:  # no FlowTracker: the tables' own gradient-norm EMAs
+        grads = _mean_series([_series(list(t.history), "mean_grad_norm") for t in emb])
     return RunSignals(
         step=int(manager.n_steps if hasattr(manager, "n_steps") else manager.global_step),
         tables=tables,
