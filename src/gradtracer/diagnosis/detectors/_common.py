@@ -1,4 +1,5 @@
-"""Helpers shared by the detector modules: finding construction and loss windows."""
+"""Helpers shared by the detector modules: finding construction, loss windows and a
+table's movement per update."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from gradtracer.diagnosis.signals import LayerSignals
+from gradtracer.diagnosis.signals import LayerSignals, TableSignals
 from gradtracer.findings import Finding, FindingType, Remedy, Severity
 from gradtracer.report.catalog import make_finding
 
@@ -79,3 +80,22 @@ def _series_drop(series: Sequence[tuple[int, float]]) -> tuple[int, float, float
     i = _change_point(lv, rising=False)
     before = float(np.median(v[max(0, i - k) : i]))
     return int(vals[i - 1][0]), before, late
+
+
+def init_displacement(t: TableSignals) -> float:
+    """Displacement of the table's rows per update over their mean norm when training
+    started (``rel_velocity`` when that is unknown): the larger of the mean velocity EMA of
+    the exposed rows and the median one of the most exposed half (whose EMAs reflect the
+    recent updates, e.g. after a rate raised mid-run). Movement per update scales with the
+    learning rate (Adam's step is about ``lr`` per coordinate), while ``rel_velocity``
+    divides by the current norm, which a too high rate blows up as well, so it saturates."""
+    init = t.init_mean_row_norm
+    if init is None or not math.isfinite(init) or init <= 0:
+        return t.rel_velocity
+    moved = t.rel_velocity * t.mean_row_norm
+    v, e = t.row_velocity, t.exposure
+    if v.size and v.size == e.size and (e > 0).any():
+        seen = e > 0
+        busy = seen & (e >= np.median(e[seen]))
+        moved = max(moved, float(np.median(v[busy])))
+    return moved / init

@@ -7,10 +7,10 @@ import math
 
 import numpy as np
 
-from gradtracer.diagnosis.detectors._common import T, _make, _upper, _windows
-from gradtracer.diagnosis.detectors.training import init_displacement
+from gradtracer.diagnosis.detectors._common import T, _make, _upper, _windows, init_displacement
 from gradtracer.diagnosis.signals import RunSignals, TableSignals
 from gradtracer.diagnosis.thresholds import DiagnosisThresholds
+from gradtracer.embedding.state import COUNT_MAX
 from gradtracer.findings import Finding
 
 
@@ -90,11 +90,6 @@ def detect_bad_initialization(s: RunSignals, th: DiagnosisThresholds) -> list[Fi
     return out
 
 
-#: the embedding tracker keeps 16-bit agree/disagree counts and halves both past this, so
-#: rows exposed more often than this are left out of :func:`zero_gradient_share`
-_PAIR_COUNT_LIMIT = 65535
-
-
 def zero_gradient_share(t: TableSignals) -> float:
     """Share of a table's repeat lookups whose row got an exactly zero gradient.
 
@@ -109,7 +104,7 @@ def zero_gradient_share(t: TableSignals) -> float:
     e, n = t.exposure, t.n_pairs
     if e.size == 0 or n.size != e.size:
         return math.nan
-    ok = (e > 1) & (e <= _PAIR_COUNT_LIMIT) & (n > 0)
+    ok = (e > 1) & (e <= COUNT_MAX) & (n > 0)
     repeats = float(np.sum(e[ok] - 1))
     if repeats <= 0:
         return math.nan
@@ -219,6 +214,8 @@ def detect_weight_decay_collapse(s: RunSignals, th: DiagnosisThresholds) -> list
         if t.weight_decay is None or t.learning_rate is None or not t.finite:
             continue
         budget = t.weight_decay * t.learning_rate * t.steps
+        if budget < th.decay_budget:
+            continue
         ratio = (t.spectrum[2] / t.spectrum[0]) if t.spectrum.size >= 3 and t.spectrum[0] > 0 \
             else 1.0  # fmt: skip
         init = t.init_mean_row_norm
@@ -227,8 +224,6 @@ def detect_weight_decay_collapse(s: RunSignals, th: DiagnosisThresholds) -> list
         # decay without collapsing
         sane = init is not None and init / math.sqrt(max(t.dim, 1)) <= th.huge_coord_rms
         shrink = now / init if sane and init and math.isfinite(now) else math.nan
-        if budget < th.decay_budget:
-            continue
         if ratio < th.collapsed_spectrum:
             how = f"its rows now span few directions (s3/s1 = {ratio:.2g}, RMS {t.coord_rms:.3g})"
         elif shrink < th.decay_shrunk_norm:

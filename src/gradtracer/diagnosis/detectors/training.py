@@ -17,6 +17,7 @@ from gradtracer.diagnosis.detectors._common import (
     _modules,
     _series_drop,
     _windows,
+    init_displacement,
 )
 from gradtracer.diagnosis.signals import RunSignals, TableSignals
 from gradtracer.diagnosis.thresholds import DiagnosisThresholds
@@ -84,25 +85,6 @@ def _speedup(t: TableSignals, th: DiagnosisThresholds) -> int | None:
     # it and can fall into the earlier segment, so the date is one snapshot earlier (a few
     # steps at the reduced rate cost little; a few at the raised one blow the rows up)
     return int(vals[max(0, i - 2)][0])
-
-
-def init_displacement(t: TableSignals) -> float:
-    """Displacement of the table's rows per update over their mean norm when training
-    started (``rel_velocity`` when that is unknown): the larger of the mean velocity EMA of
-    the exposed rows and the median one of the most exposed half (whose EMAs reflect the
-    recent updates, e.g. after a rate raised mid-run). Movement per update scales with the
-    learning rate (Adam's step is about ``lr`` per coordinate), while ``rel_velocity``
-    divides by the current norm, which a too high rate blows up as well, so it saturates."""
-    init = t.init_mean_row_norm
-    if init is None or not math.isfinite(init) or init <= 0:
-        return t.rel_velocity
-    moved = t.rel_velocity * t.mean_row_norm
-    v, e = t.row_velocity, t.exposure
-    if v.size and v.size == e.size and (e > 0).any():
-        seen = e > 0
-        busy = seen & (e >= np.median(e[seen]))
-        moved = max(moved, float(np.median(v[busy])))
-    return moved / init
 
 
 def _busy_rel_velocity(t: TableSignals) -> float:
