@@ -8,6 +8,7 @@ import dataclasses
 
 import numpy as np
 import torch
+from run_signals import series as _series
 from torch import nn
 
 from gradtracer.diagnosis import DiagnosisThresholds, collect_signals, diagnose_signals
@@ -25,10 +26,6 @@ from gradtracer.manager import FlowManager
 
 TH = DiagnosisThresholds()
 T = FindingType
-
-
-def _series(values) -> tuple[tuple[int, float], ...]:
-    return tuple((i + 1, float(v)) for i, v in enumerate(values))
 
 
 def _table(name: str = "user_emb", **changes) -> TableSignals:
