@@ -159,9 +159,10 @@ class RowKernel:
         n = rows.shape[0]
         if n > self._v.shape[0]:
             self._reserve(n)
+        grad = grad.contiguous()  # the kernel reads it as a C-contiguous array too
         # the projection on torch's own thread pool (a NumPy BLAS call here would start a
         # second pool that competes with torch's for the cores)
-        torch.mm(grad.contiguous(), self._sketch.projection, out=self._proj[:n])
+        torch.mm(grad, self._sketch.projection, out=self._proj[:n])
         v = self._v[:n]
         self._update(
             *self._head,
