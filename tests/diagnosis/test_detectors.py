@@ -102,6 +102,13 @@ def test_learning_rate_too_low_and_too_high():
     slow = signals(tables=(table(rel_velocity=1e-5),), losses=losses(np.full(100, 0.693)))
     (low,) = detect_learning_rate(slow, TH)
     assert low.type is FindingType.LEARNING_RATE_TOO_LOW and low.remedy.params["factor"] > 1
+    # a part no gradient reaches (it does not move at all) does not hide the slow rest
+    still = signals(tables=(table(rel_velocity=1e-5), table(name="unused", rel_velocity=0.0)),
+                    losses=losses(np.full(100, 0.693)))  # fmt: skip
+    (low,) = detect_learning_rate(still, TH)
+    assert low.type is FindingType.LEARNING_RATE_TOO_LOW
+    assert detect_learning_rate(signals(tables=(table(rel_velocity=0.0),),
+                                        losses=losses(np.full(100, 0.693))), TH) == []  # fmt: skip
     rising = np.r_[np.linspace(0.69, 0.6, 30), np.linspace(0.6, 1.2, 70)]
     fast = signals(tables=(table(rel_velocity=0.09),), losses=losses(rising))
     (high,) = detect_learning_rate(fast, TH)

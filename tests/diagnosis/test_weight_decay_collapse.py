@@ -32,6 +32,18 @@ def test_rows_shrunk_towards_zero_under_a_large_decay_budget_are_a_collapse():
     assert f.evidence["norm_shrink"] < TH.decay_shrunk_norm
 
 
+def test_rows_shrunk_towards_zero_under_a_budget_below_decoupled_decays_are_a_collapse():
+    # Adam normalises the coupled decay's gradient: lr x decay x steps ~1 already empties
+    # the table (0.3 x 0.005 x 776 = 1.16 on MovieLens-100K)
+    coupled = _decayed(1e-6, weight_decay=0.3, learning_rate=0.005, steps=776)
+    (f,) = detect_weight_decay_collapse(run(tables=(coupled,)), TH)
+    assert f.evidence["decay_budget"] < TH.decay_budget
+    # few directions still needs the full decoupled budget
+    narrow = _decayed(0.5, weight_decay=0.3, learning_rate=0.005, steps=776,
+                      spectrum=np.array([1.0, 0.5, 0.05, 0.01]))  # fmt: skip
+    assert detect_weight_decay_collapse(run(tables=(narrow,)), TH) == []
+
+
 def test_no_collapse_when_rows_keep_their_norm_or_the_budget_is_small():
     assert detect_weight_decay_collapse(run(tables=(_decayed(0.5),)), TH) == []
     small = _decayed(0.001, weight_decay=1e-4)  # budget 1e-3: the decay cannot explain it

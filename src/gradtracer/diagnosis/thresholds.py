@@ -62,11 +62,15 @@ class DiagnosisThresholds:
             from first lookups and the tracker's bookkeeping) while the rows are small, slow
             and alive has terms that cancel exactly (the positive drawn as its own negative).
         decay_budget: ``lr * weight_decay * steps`` above which decoupled weight decay alone
-            would have shrunk the weights by ``exp(-budget)``.
-        decay_shrunk_norm: a table under a weight-decay budget above ``decay_budget`` whose
-            mean row norm fell below this share of its initial value has collapsed towards
-            zero (coupled L2 decay under Adam holds weights near ``-gradient / decay``); only
-            from a start whose coordinate RMS is at most ``huge_coord_rms``.
+            would have shrunk the weights by ``exp(-budget)`` (the few-directions form).
+        decay_shrunk_norm: a table under any weight decay whose mean row norm fell below
+            this share of its initial value has collapsed towards zero (coupled L2 decay
+            under Adam holds weights near ``-gradient / decay`` and, its gradient being
+            normalised, shrinks them by ~lr per step whatever the budget); only from a start
+            whose coordinate RMS is at most ``huge_coord_rms``.
+        decay_shrunk_budget: the least ``lr * weight_decay * steps`` for the shrink form
+            (0.1: decoupled decay alone would take 10% off; below it no decay explains a
+            collapse).
         unreachable_share: never-looked-up share of a table above which a block matters.
         unreachable_run_factor: the longest contiguous never-looked-up block must be this
             many times longer than the longest block random cold rows would form.
@@ -176,6 +180,7 @@ class DiagnosisThresholds:
     cancelled_lookup_share: float = 0.3
     decay_budget: float = 3.0
     decay_shrunk_norm: float = 0.02
+    decay_shrunk_budget: float = 0.1
     unreachable_share: float = 0.05
     unreachable_run_factor: float = 4.0
     dead_fraction: float = 0.9

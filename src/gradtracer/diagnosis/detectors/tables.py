@@ -208,14 +208,16 @@ def detect_weight_decay_collapse(s: RunSignals, th: DiagnosisThresholds) -> list
     still supports. Coupled (L2) decay under Adam instead holds every weight near
     ``-gradient / weight_decay``: the rows end at a small share of their starting norm
     (mean row norm < ``decay_shrunk_norm`` x its initial value) in every direction at once.
+    Adam normalises the decay's gradient like any other, so it shrinks the rows by ~lr per
+    step whatever ``lr * weight_decay`` is: this form needs only ``decay_shrunk_budget``.
     """
     out = []
     for t in s.tables:
         if t.weight_decay is None or t.learning_rate is None or not t.finite:
             continue
         budget = t.weight_decay * t.learning_rate * t.steps
-        if budget < th.decay_budget:
-            continue
+        if budget < th.decay_shrunk_budget:
+            continue  # too little decay to have shrunk anything, coupled or not
         ratio = (t.spectrum[2] / t.spectrum[0]) if t.spectrum.size >= 3 and t.spectrum[0] > 0 \
             else 1.0  # fmt: skip
         init = t.init_mean_row_norm
@@ -224,7 +226,7 @@ def detect_weight_decay_collapse(s: RunSignals, th: DiagnosisThresholds) -> list
         # decay without collapsing
         sane = init is not None and init / math.sqrt(max(t.dim, 1)) <= th.huge_coord_rms
         shrink = now / init if sane and init and math.isfinite(now) else math.nan
-        if ratio < th.collapsed_spectrum:
+        if ratio < th.collapsed_spectrum and budget >= th.decay_budget:
             how = f"its rows now span few directions (s3/s1 = {ratio:.2g}, RMS {t.coord_rms:.3g})"
         elif shrink < th.decay_shrunk_norm:
             how = (f"its rows shrank to {shrink:.2g} of their initial norm (mean row norm "
@@ -234,7 +236,8 @@ def detect_weight_decay_collapse(s: RunSignals, th: DiagnosisThresholds) -> list
         out.append(_make(
             T.WEIGHT_DECAY_COLLAPSE, t.name,
             f"Weight decay {t.weight_decay:g} at lr {t.learning_rate:g} over {t.steps} "
-            f"steps would shrink '{t.name}' by exp(-{budget:.3g}); {how}.", 0.8,
+            f"steps (lr x decay x steps = {budget:.3g}) pulls '{t.name}' towards zero; "
+            f"{how}.", 0.8,
             {"decay_budget": budget, "spectrum_ratio": float(ratio), "coord_rms": t.coord_rms,
              "norm_shrink": shrink},
         ))  # fmt: skip

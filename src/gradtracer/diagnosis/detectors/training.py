@@ -187,8 +187,11 @@ def detect_learning_rate(s: RunSignals, th: DiagnosisThresholds) -> list[Finding
     # weight matrices only: a bias near zero has a meaningless update-to-weight ratio
     layers = [ly for ly in s.layers if ly.fan_in and ly.n_obs >= th.min_steps // 2
               and math.isfinite(ly.update_ratio) and not ly.all_zero]  # fmt: skip
-    rates = [recent_rel_velocity(t) for t in moving] + [ly.update_ratio for ly in layers]
-    if rates and max(rates) < th.low_rel_velocity and min(rates) > th.not_moving_rel_velocity:
+    # parts that do not move at all (no gradient reaches them, or they are frozen) are
+    # another finding's subject: the rate is judged on the parts that move
+    rates = [r for r in [recent_rel_velocity(t) for t in moving] + [ly.update_ratio for ly in layers]
+             if r > th.not_moving_rel_velocity]  # fmt: skip
+    if rates and max(rates) < th.low_rel_velocity:
         # movement per update scales with the learning rate (Adam and SGD alike): the factor
         # that brings the fastest part to a healthy rate, to the nearest power of ten
         factor = 10.0 ** round(math.log10(th.healthy_rel_velocity / max(rates)))
