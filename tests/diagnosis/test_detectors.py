@@ -51,7 +51,7 @@ def test_non_finite_loss_names_first_step():
     ("changes", "kind"),
     [
         ({"requires_grad": False}, "set_requires_grad"),
-        ({"in_optimizer": False, "steps": 0}, "add_to_optimizer"),
+        ({"in_optimizer": False, "steps": 0, "rel_velocity": 0.0}, "add_to_optimizer"),
         ({"in_optimizer": None, "steps": 0, "mean_grad_norm": 0.0}, "reconnect_gradient"),
         ({"in_optimizer": None, "rel_velocity": 0.0}, "add_to_optimizer"),
     ],
@@ -63,12 +63,22 @@ def test_parameters_not_updated_picks_the_remedy(changes, kind):
     assert f.remedy.params["subject"] == "item_emb"
 
 
+def test_a_moving_table_outside_the_known_optimizer_is_stepped_by_another_one():
+    s = signals(tables=(table(name="user_emb"), table(in_optimizer=False)))
+    assert detect_parameters_not_updated(s, TH) == []
+
+
 def test_dense_module_missing_from_optimizer():
-    s = signals(layers=(layer("net.0.weight", in_optimizer=False),
-                        layer("net.0.bias", fan_in=None, gain=None, in_optimizer=False),
+    left_out = {"in_optimizer": False, "update_ratio": 0.0}
+    s = signals(layers=(layer("net.0.weight", **left_out),
+                        layer("net.0.bias", fan_in=None, gain=None, **left_out),
                         layer("net.2.weight")))  # fmt: skip
     (f,) = detect_modules_not_updated(s, TH)
     assert f.subject == "net.0" and f.remedy.kind == "add_to_optimizer"
+    # moving: another optimizer steps it; no gradient: adding it would change nothing
+    for other in ({"in_optimizer": False}, {**left_out, "grad_norm_median": 0.0}):
+        s = signals(layers=(layer("net.0.weight", **other), layer("net.2.weight")))
+        assert detect_modules_not_updated(s, TH) == []
 
 
 def test_bad_initialization_zero_huge_and_scaled_layers():
@@ -129,7 +139,7 @@ def test_gradient_accumulation_needs_growth_and_repeated_updates():
 def test_ranking_puts_the_cause_first_and_marks_consequences():
     symptom = make_finding(FindingType.FROZEN_EMBEDDINGS, subject="item_emb", premise="p.",
                            confidence=0.9)  # fmt: skip
-    s = signals(tables=(table(in_optimizer=False, steps=0),))
+    s = signals(tables=(table(in_optimizer=False, steps=0, rel_velocity=0.0),))
     d = diagnose_signals(s, [symptom])
     assert d.top is not None and d.top.type is FindingType.PARAMETERS_NOT_UPDATED
     frozen = next(f for f in d.findings if f.type is FindingType.FROZEN_EMBEDDINGS)

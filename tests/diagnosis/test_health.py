@@ -115,7 +115,9 @@ def test_confidence_scales_the_cost():
 def test_tables_and_layers_that_do_not_learn_cost_health():
     ok = health_breakdown([], signals())
     frozen = health_breakdown([], signals(tables=(table(requires_grad=False), table())))
-    missing = health_breakdown([], signals(tables=(table(in_optimizer=False), table())))
+    missing = health_breakdown(
+        [], signals(tables=(table(in_optimizer=False, rel_velocity=0.0), table()))
+    )
     still = health_breakdown([], signals(layers=(layer(update_ratio=0.0),)))
     for worse in (frozen, missing, still):
         assert worse.learning < ok.learning and worse.score < ok.score
@@ -171,7 +173,7 @@ def test_a_finding_whose_damage_a_factor_measures_costs_less_than_another_cause(
     other = finding(FindingType.GRADIENT_ACCUMULATION, Severity.CRITICAL)
     assert health_score([measured], signals=s) > health_score([other], signals=s)
     # ... because the learning factor charges the table that does not move
-    frozen = signals(tables=(table(in_optimizer=False), table(name="user_emb")))
+    frozen = signals(tables=(table(in_optimizer=False, rel_velocity=0.0), table(name="user_emb")))
     assert health_score([measured], signals=frozen) < health_score([other], signals=s)
 
 
@@ -185,8 +187,12 @@ def test_early_warnings_cost_little_beside_what_the_loss_says():
 
 def test_a_large_table_that_does_not_learn_costs_more_than_a_small_tensor():
     ok = health_breakdown([], signals())
-    big = health_breakdown([], signals(tables=(table(in_optimizer=False), table())))
-    small = health_breakdown([], signals(layers=(layer(in_optimizer=False, numel=10),)))
+    big = health_breakdown(
+        [], signals(tables=(table(in_optimizer=False, rel_velocity=0.0), table()))
+    )
+    small = health_breakdown(
+        [], signals(layers=(layer(in_optimizer=False, numel=10, update_ratio=0.0),))
+    )
     assert big.learning < small.learning < ok.learning
 
 

@@ -262,16 +262,18 @@ def _moving(rate: float) -> float:
 
 def _learning_share(signals: RunSignals) -> float | None:
     """Mean learning credit of the tables and dense tensors, weighted by parameter count."""
+    # a tensor outside the known optimizer that moves is stepped by another one: its
+    # movement is what counts
     credit = total = 0.0
     for t in signals.tables:
         size = float(max(1, t.n_rows * t.dim))
-        wired = t.requires_grad and t.in_optimizer is not False and t.steps > 0
+        wired = t.requires_grad and t.steps > 0
         credit += size * (_moving(t.rel_velocity) if wired else 0.0)
         total += size
     for ly in signals.layers:
         if ly.numel <= 0:
             continue
-        wired = ly.requires_grad and ly.in_optimizer is not False and ly.n_obs > 0
+        wired = ly.requires_grad and ly.n_obs > 0
         credit += ly.numel * (_moving(ly.update_ratio) if wired else 0.0)
         total += ly.numel
     return credit / total if total > 0 else None

@@ -34,7 +34,10 @@ def detect_modules_not_updated(s: RunSignals, th: DiagnosisThresholds) -> list[F
         kind, why = None, ""
         if all(not ly.requires_grad for ly in group):
             kind, why = "set_requires_grad", "its parameters have requires_grad=False"
-        elif all(ly.in_optimizer is False for ly in group):
+        elif all(ly.in_optimizer is False for ly in group) and not any(
+            ly.update_ratio > th.not_moving_rel_velocity or ly.grad_norm_median == 0 for ly in group
+        ):  # another optimizer may step it (it moves), or no gradient reaches it (adding it
+            # to this optimizer would change nothing)
             kind, why = "add_to_optimizer", "the optimizer does not hold its parameters"
         elif seen_obs >= th.min_steps // 2 and all(ly.n_obs == 0 for ly in group):
             kind, why = "reconnect_gradient", "no gradient reached it in any tracked step"
