@@ -66,6 +66,11 @@ def test_parameters_not_updated_picks_the_remedy(changes, kind):
 def test_a_moving_table_outside_the_known_optimizer_is_stepped_by_another_one():
     s = signals(tables=(table(name="user_emb"), table(in_optimizer=False)))
     assert detect_parameters_not_updated(s, TH) == []
+    # taken out of the optimizer at 30% of the run: no optimizer stepped it since, and its
+    # velocity EMAs kept their last values
+    (f,) = detect_parameters_not_updated(
+        signals(tables=(table(name="user_emb"), table(in_optimizer=False, steps=30))), TH)  # fmt: skip
+    assert f.subject == "item_emb" and f.remedy.kind == "add_to_optimizer"
 
 
 def test_dense_module_missing_from_optimizer():

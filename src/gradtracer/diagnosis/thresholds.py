@@ -68,6 +68,10 @@ class DiagnosisThresholds:
             under Adam holds weights near ``-gradient / decay`` and, its gradient being
             normalised, shrinks them by ~lr per step whatever the budget); only from a start
             whose coordinate RMS is at most ``huge_coord_rms``.
+        stepped_share: a table outside the optimizer the FlowTracker knows counts as
+            stepped by another one when it moves and an optimizer stepped it in at least
+            this share of the run's steps (the tracker sees every optimizer's steps; a table
+            taken out of the optimizer mid-run stops being stepped).
         decay_shrunk_budget: the least ``lr * weight_decay * steps`` for the shrink form
             (0.1: decoupled decay alone would take 10% off; below it no decay explains a
             collapse).
@@ -181,6 +185,7 @@ class DiagnosisThresholds:
     decay_budget: float = 3.0
     decay_shrunk_norm: float = 0.02
     decay_shrunk_budget: float = 0.1
+    stepped_share: float = 0.9
     unreachable_share: float = 0.05
     unreachable_run_factor: float = 4.0
     dead_fraction: float = 0.9

@@ -26,8 +26,9 @@ def detect_parameters_not_updated(s: RunSignals, th: DiagnosisThresholds) -> lis
         kind, why = None, ""
         if not t.requires_grad:
             kind, why = "set_requires_grad", "its weight has requires_grad=False"
-        elif t.in_optimizer is False and not t.rel_velocity > th.not_moving_rel_velocity:
-            # (a table that moves is stepped by another optimizer than the one known)
+        elif t.in_optimizer is False and not (
+            t.rel_velocity > th.not_moving_rel_velocity and t.steps >= th.stepped_share * s.step
+        ):  # (moving at nearly every step: another optimizer than the one known steps it)
             kind, why = "add_to_optimizer", "the optimizer does not hold its weight"
         elif t.steps == 0 and t.mean_grad_norm == 0.0:
             kind, why = "reconnect_gradient", "no gradient reached it in any step"
