@@ -372,6 +372,31 @@ def test_explicit_optimizer_argument_ignores_other_optimizers():
     tracker.detach()
 
 
+def test_a_table_taken_out_of_the_optimizer_mid_run_stops_counting_steps():
+    """Removing the table's parameter group (or adding it back) is seen at the next step,
+    though the optimizer's ownership is cached."""
+    layer = _fresh()
+    other = nn.Linear(2, 2)
+    opt = torch.optim.SGD([{"params": layer.parameters()}, {"params": other.parameters()}], lr=0.1)
+    tracker = EmbeddingTracker(layer, name="emb")
+    table_group = opt.param_groups[0]
+
+    def train(n: int) -> None:
+        for _ in range(n):
+            opt.zero_grad()
+            (layer(torch.tensor([1])).sum() + other(torch.ones(2)).sum()).backward()
+            opt.step()
+
+    train(3)
+    opt.param_groups.remove(table_group)
+    train(4)
+    assert tracker.n_steps == 3
+    opt.add_param_group(table_group)
+    train(2)
+    assert tracker.n_steps == 5
+    tracker.detach()
+
+
 def test_global_hook_counts_only_optimizers_holding_the_weight():
     """Interleaved steps of an optimizer without the weight never count, also after the
     owning optimizer is replaced by a new one (the last owner is only a shortcut)."""

@@ -176,32 +176,42 @@ class OptimizerWatch:
 
     def __init__(self, weight: torch.Tensor, optimizer: torch.optim.Optimizer | None) -> None:
         self._weight = weight
-        self._cache: weakref.WeakKeyDictionary[torch.optim.Optimizer, bool] = (
+        # optimizer -> (holds the weight, its number of parameter groups then): a group
+        # added or removed (``param_groups`` edited mid-run) makes the answer stale
+        self._cache: weakref.WeakKeyDictionary[torch.optim.Optimizer, tuple[bool, int]] = (
             weakref.WeakKeyDictionary()
         )
         self.only = optimizer
-        # the optimizer last found to hold the weight (weak): the per-step check is one call
+        # the optimizer last found to hold the weight (weak) and its group count: the
+        # per-step check is one call and one len()
         self._last: weakref.ref[torch.optim.Optimizer] | None = None
-        if optimizer is not None:
-            self._cache[optimizer] = True
+        self._last_groups = -1
+        if optimizer is not None:  # the optimizer given holds it (until its groups change)
+            self._cache[optimizer] = (True, len(optimizer.param_groups))
         #: an optimizer holding the weight has stepped at least once
         self.stepped = False
 
     def owns(self, optimizer: torch.optim.Optimizer) -> bool:
         """True when ``optimizer`` holds the tracked weight (cached per optimizer)."""
+        n_groups = len(optimizer.param_groups)
         last = self._last
-        if last is not None and last() is optimizer:
+        if last is not None and last() is optimizer and n_groups == self._last_groups:
             self.stepped = True
             return True
-        owned = self._cache.get(optimizer)
-        if owned is None:
+        cached = self._cache.get(optimizer)
+        if cached is None or cached[1] != n_groups:
             owned = any(
                 p is self._weight for group in optimizer.param_groups for p in group["params"]
             )
-            self._cache[optimizer] = owned
+            self._cache[optimizer] = (owned, n_groups)
+        else:
+            owned = cached[0]
         if owned:
             self._last = weakref.ref(optimizer)
+            self._last_groups = n_groups
             self.stepped = True
+        elif last is not None and last() is optimizer:
+            self._last = None
         return owned
 
 
