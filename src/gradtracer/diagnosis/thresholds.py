@@ -63,18 +63,19 @@ class DiagnosisThresholds:
             and alive has terms that cancel exactly (the positive drawn as its own negative).
         decay_budget: ``lr * weight_decay * steps`` above which decoupled weight decay alone
             would have shrunk the weights by ``exp(-budget)`` (the few-directions form).
-        decay_shrunk_norm: a table under any weight decay whose mean row norm fell below
-            this share of its initial value has collapsed towards zero (coupled L2 decay
-            under Adam holds weights near ``-gradient / decay`` and, its gradient being
-            normalised, shrinks them by ~lr per step whatever the budget); only from a start
-            whose coordinate RMS is at most ``huge_coord_rms``.
+        decay_shrunk_norm: a table under a budget of at least ``decay_shrunk_budget``
+            whose mean row norm fell below this share of its initial value has collapsed
+            towards zero (coupled L2 decay under Adam holds weights near
+            ``-gradient / decay`` and, its gradient being normalised, shrinks them by ~lr
+            per step whatever the budget); only from a start whose coordinate RMS is at most
+            ``huge_coord_rms``.
+        decay_shrunk_budget: the least ``lr * weight_decay * steps`` for the shrink form
+            (0.1: decoupled decay alone would take 10% off; below it no decay explains a
+            collapse).
         stepped_share: a table outside the optimizer the FlowTracker knows counts as
             stepped by another one when it moves and an optimizer stepped it in at least
             this share of the run's steps (the tracker sees every optimizer's steps; a table
             taken out of the optimizer mid-run stops being stepped).
-        decay_shrunk_budget: the least ``lr * weight_decay * steps`` for the shrink form
-            (0.1: decoupled decay alone would take 10% off; below it no decay explains a
-            collapse).
         unreachable_share: never-looked-up share of a table above which a block matters.
         unreachable_run_factor: the longest contiguous never-looked-up block must be this
             many times longer than the longest block random cold rows would form.
