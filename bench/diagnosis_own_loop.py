@@ -6,8 +6,9 @@ Usage: .venv/bin/python bench/diagnosis_own_loop.py [--data ../shared/data/ml-10
 The loop uses the public API only (``EmbeddingTracker`` on both tables and a
 ``FlowTracker`` through a ``FlowManager``, then ``diagnose``), with its own model (BPR MF,
 d = 32, plus a dense ``head`` on the user vector whose gradient cancels in the BPR
-difference), data split (each user's last rating held out), negatives and evaluator
-(full-ranking NDCG@10, training items excluded, ties counted against the held-out item).
+difference), training loop and negatives. Each user's latest rating is held out
+(``leave_one_out``) and scored by ``evaluate_topk`` (full-ranking NDCG@10, training items
+excluded, conservative ties).
 ``--optimizer sparseadam`` steps the tables with SparseAdam and the head with a second
 Adam the FlowTracker is not told about. Each run prints its NDCG@10, the health score and
 the first three WARNING/CRITICAL findings. Nothing here is tuned: it checks that the
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -31,6 +31,8 @@ from torch.nn import functional as F
 from gradtracer import EmbeddingTracker, FlowManager, FlowTracker
 from gradtracer.diagnosis import diagnose
 from gradtracer.recsys.data.movielens import load_movielens
+from gradtracer.recsys.data.splits import Split, leave_one_out
+from gradtracer.recsys.metrics import evaluate_topk
 
 FAULTS = ("healthy", "undertrained", "lr_high", "lr_very_high", "lr_low", "init_huge",
           "weight_decay", "item_not_in_optimizer", "frozen_items", "tiny_pool",
@@ -38,15 +40,8 @@ FAULTS = ("healthy", "undertrained", "lr_high", "lr_very_high", "lr_low", "init_
 BASE_LR = {"adam": 0.005, "sgd": 20.0, "sparseadam": 0.005}
 
 
-def _split(path: str) -> dict[str, object]:
-    data = load_movielens(path)
-    users, items = data.frame["user"].to_numpy(), data.frame["item"].to_numpy()
-    order = np.argsort(data.frame["timestamp"].to_numpy(), kind="stable")
-    last = {int(users[k]): int(k) for k in order}  # each user's latest rating
-    test = np.zeros(len(users), dtype=bool)
-    test[list(last.values())] = True
-    return {"n_users": data.n_users, "n_items": data.n_items, "users": users[~test],
-            "items": items[~test], "test": {u: int(items[k]) for u, k in last.items()}}  # fmt: skip
+def _split(path: str) -> Split:
+    return leave_one_out(load_movielens(path))  # each user's latest rating held out
 
 
 class MF(nn.Module):
@@ -63,23 +58,19 @@ class MF(nn.Module):
         return (u * self.item_emb(items)).sum(-1) + self.head(u).squeeze(-1)
 
 
-def _ndcg(model: MF, split: dict[str, object]) -> float:
-    with torch.no_grad():
-        u = model.user_emb.weight
-        scores = u @ model.item_emb.weight.T + model.head(u)
-    seen = np.zeros(scores.shape, dtype=bool)
-    seen[split["users"], split["items"]] = True  # type: ignore[index]
-    out = []
-    for user, item in split["test"].items():  # type: ignore[attr-defined]
-        s = scores[user].numpy().copy()
-        s[seen[user]] = -np.inf
-        s[item] = scores[user, item].item()
-        if not math.isfinite(s[item]):
-            out.append(0.0)
-            continue
-        rank = int((s >= s[item]).sum()) - 1  # ties count against the held-out item
-        out.append(1.0 / math.log2(rank + 2) if rank < 10 else 0.0)
-    return float(np.mean(out))
+def _ndcg(model: MF, split: Split) -> float:
+    """Full-ranking NDCG@10, training items excluded, ties against the held-out item; a
+    table gone non-finite scores nothing."""
+
+    @torch.no_grad()
+    def scores(users: torch.Tensor) -> torch.Tensor:
+        u = model.user_emb.weight[users]
+        out = u @ model.item_emb.weight.T + model.head(u)
+        return torch.nan_to_num(out, nan=-torch.inf)
+
+    result = evaluate_topk(scores, split.test.user_items(), exclude=split.train.user_items(),
+                           ks=(10,), progress=False)  # fmt: skip
+    return float(result.mean["ndcg@10"])
 
 
 def run(args: tuple[str, str, int, str]) -> dict[str, object]:
@@ -88,7 +79,7 @@ def run(args: tuple[str, str, int, str]) -> dict[str, object]:
     split = _split(path)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    n_users, n_items = int(split["n_users"]), int(split["n_items"])  # type: ignore[call-overload]
+    n_users, n_items = split.train.n_users, split.train.n_items
     base = BASE_LR[opt_name]
     lr = {"lr_high": base * 10, "lr_very_high": base * 100, "lr_low": base * 2e-4}.get(fault, base)
     epochs = 2 if fault == "undertrained" else 8
@@ -113,14 +104,15 @@ def run(args: tuple[str, str, int, str]) -> dict[str, object]:
     manager.add_tracker("user", EmbeddingTracker(model.user_emb, name="user_emb"))
     manager.add_tracker("item", EmbeddingTracker(model.item_emb, name="item_emb"))
     manager.add_tracker("flow", FlowTracker(model, optimizer=opt))
-    users, items = split["users"], split["items"]
-    n, step = len(users), 0  # type: ignore[arg-type]
+    users = split.train.frame["user"].to_numpy()
+    items = split.train.frame["item"].to_numpy()
+    n, step = len(users), 0
     for _ in range(epochs):
         perm = rng.permutation(n)
         for b in range(0, n, 1024):
             idx = perm[b : b + 1024]
-            u = torch.from_numpy(users[idx])  # type: ignore[index]
-            pos = torch.from_numpy(items[idx])  # type: ignore[index]
+            u = torch.from_numpy(users[idx])
+            pos = torch.from_numpy(items[idx])
             rand = torch.from_numpy(rng.integers(0, n_items, len(idx)))
             if fault == "tiny_pool":
                 neg = torch.from_numpy(rng.integers(0, 5, len(idx)))
