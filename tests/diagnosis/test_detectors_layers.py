@@ -85,6 +85,14 @@ def test_dense_overshoot_needs_growth_and_damage():
     # large but calm weights with a falling loss: a model that legitimately grew
     calm = dataclasses.replace(spiked, grad_norm_max=0.5)
     assert detect_dense_overshoot(dataclasses.replace(grown, layers=(calm,)), TH) == []
+    # ... unless the grown weights are still pushed by steps large for their size: a
+    # learning rate too high before the gradient spikes or the loss rises
+    pushed = dataclasses.replace(calm, update_ratio=TH.overshoot_update_ratio)
+    assert types(detect_dense_overshoot(dataclasses.replace(grown, layers=(pushed,)), TH)) == [
+        "LEARNING_RATE_TOO_HIGH"
+    ]
+    slower = dataclasses.replace(calm, update_ratio=0.5 * TH.overshoot_update_ratio)
+    assert detect_dense_overshoot(dataclasses.replace(grown, layers=(slower,)), TH) == []
     # the same spike without movement is an initialisation problem, not an overshoot
     assert detect_dense_overshoot(dataclasses.replace(grown, velocities=series(
         np.full(100, 0.001))), TH) == []  # fmt: skip

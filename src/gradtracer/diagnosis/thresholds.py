@@ -154,6 +154,9 @@ class DiagnosisThresholds:
             their current norm (summed displacement over norm) can have grown to their size
             through their updates, so a large gain is not read as an initialisation fault
             (the starting gain is at least ``gain * (1 - share)``).
+        overshoot_update_ratio: a weight grown past ``huge_gain`` through its updates that
+            still moves this share of its norm per step (10x the usual 1e-3) is being pushed
+            by steps too large for it, even before its gradient spikes or the loss rises.
         dense_overshoot_factor: learning-rate factor prescribed for a dense module whose
             weights were blown up by its updates (one order of magnitude).
         tower_skew_ratio: two towers of the same architecture whose median relative
@@ -213,6 +216,7 @@ class DiagnosisThresholds:
     overfit_train_drop: float = 0.01
     huge_start_gain: float = 2.0
     grown_movement_share: float = 0.5
+    overshoot_update_ratio: float = 0.01
     dense_overshoot_factor: float = 0.1
     tower_skew_ratio: float = 0.05
     lost_gradient_share: float = 0.5

@@ -132,10 +132,13 @@ def detect_dense_initialization(s: RunSignals, th: DiagnosisThresholds) -> list[
 
 
 def _damaged(ly: LayerSignals, s: RunSignals, th: DiagnosisThresholds) -> bool:
-    """The weight's gradient exploded or died, or the loss rose from its best."""
+    """The weight's gradient exploded or died, its updates are still large for its size
+    (``overshoot_update_ratio``), or the loss rose from its best."""
     if ly.grad_norm_max > 0 and math.isfinite(ly.grad_norm_max) and (
         ly.grad_norm_max > th.exploding_ratio * ly.grad_norm_median
     ):  # fmt: skip
+        return True
+    if math.isfinite(ly.update_ratio) and ly.update_ratio >= th.overshoot_update_ratio:
         return True
     first, last, best = _windows(s.losses, th.window)
     return math.isfinite(last) and last > th.loss_rise * best
@@ -144,7 +147,8 @@ def _damaged(ly: LayerSignals, s: RunSignals, th: DiagnosisThresholds) -> bool:
 def detect_dense_overshoot(s: RunSignals, th: DiagnosisThresholds) -> list[Finding]:
     """Dense weights blown up by updates too large for them: a gain far above any
     standard initialisation that the run's own movement can account for, with a
-    gradient that exploded (or died) on the way or a loss that rose from its best.
+    gradient that exploded (or died) on the way, updates still large for the weight's
+    size, or a loss that rose from its best.
 
     When activation units died (``dead_fraction``), weights grown past the
     ``huge_start_gain`` of a bad initialisation are enough: updates that multiplied the
