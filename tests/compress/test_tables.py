@@ -108,7 +108,7 @@ def test_accelerated_lookup_matches_compact(weight: torch.Tensor) -> None:
     assert t.resident_bytes() == t.nbytes() + 300 * 5
 
 
-@pytest.mark.parametrize("dim", [64, 30, 7])
+@pytest.mark.parametrize("dim", [64, 8, 30, 7])  # 8-column kernels for 64 and 8
 def test_compiled_lookup_equals_kernel_path_bit_for_bit(dim: int) -> None:
     g = torch.Generator().manual_seed(dim)
     w = torch.randn(3000, dim, generator=g) * torch.rand(3000, 1, generator=g) * 4
@@ -262,10 +262,11 @@ def test_two_scale_kernel_equals_tensor_decode(
     "levels",
     [["int4", "int2"], ["fp32", "fp16", "int8", "int4", "int2", "drop"], ["fp16", "drop"]],
 )
-@pytest.mark.parametrize("dim", [64, 24, 8, 30])
+@pytest.mark.parametrize("dim", [64, 24, 8, 16, 128, 30])
 def test_pooled_bags_bit_equal_to_index_order_float32_sum(levels: list[str], dim: int) -> None:
-    # dims divisible by 8 take the eight-columns-at-a-time kernel, 30 the chunk-buffer one;
-    # both must equal adding the dequantized rows in index order in float32, bit for bit
+    # dims divisible by 8 take the eight-columns-at-a-time kernels (8, 16, 64 and 128 the
+    # per-bag register sums, 24 the per-row adds), 30 the chunk-buffer one; all must equal
+    # adding the dequantized rows in index order in float32, bit for bit
     from gradtracer.compress import index_kernel
 
     if not index_kernel.available():

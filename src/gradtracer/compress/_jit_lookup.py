@@ -118,68 +118,144 @@ def _splat(builder: Any, value: Any, vty: Any) -> Any:
     return builder.shuffle_vector(one, undef, ir.Constant(ir.VectorType(_I32, 8), None))
 
 
-def _add_row_intrinsic(kind: str) -> Any:
+def _fma_v8(builder: Any) -> Any:
+    return cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(_V8F, [_V8F] * 3), "llvm.fma.v8f32"
+    )
+
+
+def _qparams(builder: Any, kind: str, qp: Any) -> tuple[Any, Any]:
+    """Splatted ``(scale, bias)`` of a row whose qparams lie at address ``qp`` (fp16 pair
+    for int4 / int2, float32 pair for int8; unused for the float kinds)."""
+    if kind in ("int4", "int2"):
+        pair = builder.load(
+            builder.inttoptr(qp, ir.VectorType(ir.HalfType(), 2).as_pointer()), align=1
+        )
+        pair = builder.fpext(pair, ir.VectorType(_F32, 2))
+    else:
+        pair = builder.load(builder.inttoptr(qp, ir.VectorType(_F32, 2).as_pointer()), align=1)
+    vs = _splat(builder, builder.extract_element(pair, ir.Constant(_I32, 0)), _V8F)
+    vb = _splat(builder, builder.extract_element(pair, ir.Constant(_I32, 1)), _V8F)
+    return vs, vb
+
+
+def _decode_group(builder: Any, kind: str, src: Any, g: Any, vs: Any, vb: Any) -> Any:
+    """Columns ``8g .. 8g + 7`` of the row stored at address ``src`` as ``<8 x float>``:
+    ``fma(scale, code, bias)`` in float32 (fp16: exact widening; fp32: the values)."""
+    width = _GROUP_BYTES[kind]
+    sp = builder.add(src, builder.mul(g, ir.Constant(_I64, width)))
+    if kind in ("int4", "int2"):
+        ity = ir.IntType(8 * width)
+        word = builder.load(builder.inttoptr(sp, ity.as_pointer()), align=1)
+        if width < 4:
+            word = builder.zext(word, _I32)
+        step = 4 if kind == "int4" else 2
+        shifts = ir.Constant(_V8I, [step * k for k in range(8)])
+        mask = ir.Constant(_V8I, [(1 << step) - 1] * 8)
+        codes = builder.and_(builder.lshr(_splat(builder, word, _V8I), shifts), mask)
+        return builder.call(_fma_v8(builder), [vs, builder.uitofp(codes, _V8F), vb])
+    if kind == "int8":
+        vty = ir.VectorType(ir.IntType(8), 8)
+        codes = builder.load(builder.inttoptr(sp, vty.as_pointer()), align=1)
+        return builder.call(_fma_v8(builder), [vs, builder.uitofp(codes, _V8F), vb])
+    if kind == "fp16":
+        vty = ir.VectorType(ir.HalfType(), 8)
+        return builder.fpext(builder.load(builder.inttoptr(sp, vty.as_pointer()), align=1), _V8F)
+    return builder.load(builder.inttoptr(sp, _V8F.as_pointer()), align=1)
+
+
+def _add_row_intrinsic(kind: str, store: bool = False) -> Any:
     """An intrinsic ``(dst, src, groups, qparams)``: add ``8 * groups`` columns of the row
     stored at address ``src`` (layout of ``kind``), decoded to float32, into the float32
     columns at address ``dst``. ``qparams`` is the address of the row's scale and bias
     (ignored for fp32 / fp16). Each value is ``fma(scale, code, bias)`` in float32 (fp16:
     exact widening), added as ``dst + value``: the operations of :func:`_decode` and of
-    the chunk-buffer pooling, eight lanes at a time."""
-    width = _GROUP_BYTES[kind]
+    the chunk-buffer pooling, eight lanes at a time. With ``store``, the values are
+    written to ``dst`` instead of added (the operations of :func:`_decode` alone)."""
 
     def typer(typingctx: Any, dst: Any, src: Any, groups: Any, qparams: Any) -> Any:
         def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
             dst, src, groups, qp = args
-            fma = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(_V8F, [_V8F] * 3), "llvm.fma.v8f32"
-            )
-            if kind in ("int4", "int2"):
-                pair = builder.load(
-                    builder.inttoptr(qp, ir.VectorType(ir.HalfType(), 2).as_pointer()), align=1
-                )
-                pair = builder.fpext(pair, ir.VectorType(_F32, 2))
-            else:
-                pair = builder.load(
-                    builder.inttoptr(qp, ir.VectorType(_F32, 2).as_pointer()), align=1
-                )
-            vs = _splat(builder, builder.extract_element(pair, ir.Constant(_I32, 0)), _V8F)
-            vb = _splat(builder, builder.extract_element(pair, ir.Constant(_I32, 1)), _V8F)
-
-            def group(g: Any) -> None:
-                sp = builder.add(src, builder.mul(g, ir.Constant(_I64, width)))
+            vs, vb = _qparams(builder, kind, qp)
+            with cgutils.for_range(builder, groups) as loop:
+                g = loop.index
+                val = _decode_group(builder, kind, src, g, vs, vb)
                 dp = builder.add(dst, builder.mul(g, ir.Constant(_I64, 32)))
                 dp = builder.inttoptr(dp, _V8F.as_pointer())
-                if kind in ("int4", "int2"):
-                    ity = ir.IntType(8 * width)
-                    word = builder.load(builder.inttoptr(sp, ity.as_pointer()), align=1)
-                    if width < 4:
-                        word = builder.zext(word, _I32)
-                    step = 4 if kind == "int4" else 2
-                    shifts = ir.Constant(_V8I, [step * k for k in range(8)])
-                    mask = ir.Constant(_V8I, [(1 << step) - 1] * 8)
-                    codes = builder.and_(builder.lshr(_splat(builder, word, _V8I), shifts), mask)
-                    val = builder.call(fma, [vs, builder.uitofp(codes, _V8F), vb])
-                elif kind == "int8":
-                    vty = ir.VectorType(ir.IntType(8), 8)
-                    codes = builder.load(builder.inttoptr(sp, vty.as_pointer()), align=1)
-                    val = builder.call(fma, [vs, builder.uitofp(codes, _V8F), vb])
-                elif kind == "fp16":
-                    vty = ir.VectorType(ir.HalfType(), 8)
-                    val = builder.fpext(
-                        builder.load(builder.inttoptr(sp, vty.as_pointer()), align=1), _V8F
-                    )
+                if store:
+                    builder.store(val, dp, align=4)
                 else:
-                    val = builder.load(builder.inttoptr(sp, _V8F.as_pointer()), align=1)
-                acc = builder.load(dp, align=4)
-                builder.store(builder.fadd(acc, val), dp, align=4)
-
-            with cgutils.for_range(builder, groups) as loop:
-                group(loop.index)
+                    acc = builder.load(dp, align=4)
+                    builder.store(builder.fadd(acc, val), dp, align=4)
             return context.get_dummy_value()
 
         return types.void(types.int64, types.int64, types.int64, types.int64), codegen
 
-    typer.__name__ = f"add_{kind}_row"
+    typer.__name__ = f"{'store' if store else 'add'}_{kind}_row"
+    return intrinsic(typer)
+
+
+#: Kind codes of :data:`gradtracer.compress.index_kernel.KINDS` (5, the fallback row, is
+#: stored as one float32 row).
+_KIND_CODES = {"fp32": 0, "fp16": 1, "int8": 2, "int4": 3, "int2": 4}
+
+
+def _pool_run_intrinsic(groups: int) -> Any:
+    """An intrinsic ``(dst, kk, ss, m, where, qoff)`` for tables of ``8 * groups``
+    columns: add the ``m`` rows of one bag, kinds at address ``kk`` and slots at ``ss``
+    (int64 each), into the float32 bag at address ``dst``. The bag's sums stay in vector
+    registers across the rows (loaded from ``dst`` first, stored once at the end), and
+    every row is added in index order, so the result equals :func:`_add_chunk` bit for
+    bit. ``where`` is the address of the ``(6, 3)`` int64 row-address table of
+    :func:`~gradtracer.compress.index_kernel.kernel_args`, ``qoff`` of the ``(6,)`` int64
+    qparam offsets."""
+
+    def typer(typingctx: Any, dst: Any, kk: Any, ss: Any, m: Any, where: Any, qoff: Any) -> Any:
+        def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+            dst, kk, ss, m, where, qoff = args
+            i64p = _I64.as_pointer()
+            dps = [
+                builder.inttoptr(builder.add(dst, ir.Constant(_I64, 32 * g)), _V8F.as_pointer())
+                for g in range(groups)
+            ]
+            accs = [cgutils.alloca_once(builder, _V8F) for _ in range(groups)]
+            for acc, dp in zip(accs, dps):
+                builder.store(builder.load(dp, align=4), acc)
+            wp = builder.inttoptr(where, i64p)
+            qp_base = builder.inttoptr(qoff, i64p)
+            with cgutils.for_range(builder, m) as loop:
+                t = loop.index
+                kind = builder.load(builder.gep(builder.inttoptr(kk, i64p), [t]))
+                slot = builder.load(builder.gep(builder.inttoptr(ss, i64p), [t]))
+                k3 = builder.mul(kind, ir.Constant(_I64, 3))
+                addr = builder.load(builder.gep(wp, [k3]))
+                stride = builder.load(builder.gep(wp, [builder.add(k3, ir.Constant(_I64, 1))]))
+                src = builder.add(addr, builder.mul(slot, stride))
+                merge = builder.append_basic_block("pool_merge")
+                default = builder.append_basic_block("pool_fp32")
+                switch = builder.switch(kind, default)
+                for name, code in _KIND_CODES.items():
+                    block = (
+                        default if name == "fp32" else builder.append_basic_block(f"pool_{name}")
+                    )
+                    if name != "fp32":
+                        switch.add_case(ir.Constant(_I64, code), block)
+                    builder.position_at_end(block)
+                    qoff_k = builder.load(builder.gep(qp_base, [ir.Constant(_I64, code)]))
+                    vs, vb = _qparams(builder, name, builder.add(src, qoff_k)) if name in (
+                        "int8", "int4", "int2") else (None, None)  # fmt: skip
+                    for g, acc in enumerate(accs):
+                        val = _decode_group(builder, name, src, ir.Constant(_I64, g), vs, vb)
+                        builder.store(builder.fadd(builder.load(acc), val), acc)
+                    builder.branch(merge)
+                builder.position_at_end(merge)
+            for acc, dp in zip(accs, dps):
+                builder.store(builder.load(acc), dp, align=4)
+            return context.get_dummy_value()
+
+        return types.void(*([types.int64] * 6)), codegen
+
+    typer.__name__ = f"pool_run{groups}"
     return intrinsic(typer)
 
 
@@ -188,6 +264,16 @@ add_fp16_row = _add_row_intrinsic("fp16")
 add_int8_row = _add_row_intrinsic("int8")
 add_int4_row = _add_row_intrinsic("int4")
 add_int2_row = _add_row_intrinsic("int2")
+store_fp32_row = _add_row_intrinsic("fp32", store=True)
+store_fp16_row = _add_row_intrinsic("fp16", store=True)
+store_int8_row = _add_row_intrinsic("int8", store=True)
+store_int4_row = _add_row_intrinsic("int4", store=True)
+store_int2_row = _add_row_intrinsic("int2", store=True)
+pool_run1 = _pool_run_intrinsic(1)
+pool_run2 = _pool_run_intrinsic(2)
+pool_run4 = _pool_run_intrinsic(4)
+pool_run8 = _pool_run_intrinsic(8)
+pool_run16 = _pool_run_intrinsic(16)
 
 
 def _two_scale_intrinsic(bits: int, add: bool) -> Any:
@@ -395,6 +481,57 @@ def gather_rows(rows, n_rows, bits, words, directory, kinds, dl, ds, where, bloc
 
 
 @_jit
+def _store_chunk(kk, ss, m, a, where, qoff, base, stride, groups):
+    """Write rows ``(kk[t], ss[t])`` to output rows ``a + t`` (address ``base``, ``stride``
+    bytes a row) eight columns at a time."""
+    for t in range(m):
+        kind, s = kk[t], ss[t]
+        dst = base + (a + t) * stride
+        src = where[kind, 0] + s * where[kind, 1]
+        if kind == 3:
+            store_int4_row(dst, src, groups, src + qoff[3])
+        elif kind == 4:
+            store_int2_row(dst, src, groups, src + qoff[4])
+        elif kind == 2:
+            store_int8_row(dst, src, groups, src + qoff[2])
+        elif kind == 1:
+            store_fp16_row(dst, src, groups, src)
+        else:  # fp32, or the fallback row of dropped rows (row stride 0)
+            store_fp32_row(dst, src, groups, src)
+
+
+@_jit
+def gather_rows8(
+    rows, n_rows, bits, words, directory, kinds, dl, ds, where, blocks, fb, out, qoff
+):  # fmt: skip
+    """:func:`gather_rows` for ``dim % 8 == 0`` (``out`` C-contiguous): each located row is
+    decoded eight columns at a time straight into its output row (``qoff[k]`` the byte
+    offset of kind ``k``'s scale and bias in its row)."""
+    base = out.ctypes.data
+    stride = out.shape[1] * 4
+    groups = out.shape[1] >> 3
+    n = rows.size
+    kk = np.empty(2 * CHUNK, np.int64)
+    ss = np.empty(2 * CHUNK, np.int64)
+    n_chunks = (n + CHUNK - 1) // CHUNK
+    for c in range(n_chunks + 1):
+        if c < n_chunks:
+            a = c * CHUNK
+            h = (c & 1) * CHUNK
+            bad = _locate(
+                rows, a, min(CHUNK, n - a), n_rows, bits, words, directory,
+                kinds, dl, ds, where, kk[h:], ss[h:],
+            )  # fmt: skip
+            if bad >= 0:
+                return bad
+        if c > 0:
+            a = (c - 1) * CHUNK
+            h = ((c - 1) & 1) * CHUNK
+            _store_chunk(kk[h:], ss[h:], min(CHUNK, n - a), a, where, qoff, base, stride, groups)
+    return -1
+
+
+@_jit
 def pool_rows(
     indices, offsets, n_rows, bits, words, directory, kinds, dl, ds, where, blocks, fb, out
 ):
@@ -454,6 +591,33 @@ def _add_chunk(kk, ss, m, a, offsets, bag, where, qoff, out, base, groups):
 
 
 @_jit
+def _pool_runs(kk, ss, m, a, offsets, bag, where, qoff, base, stride, groups):
+    """:func:`_add_chunk` one bag at a time: each bag's run of rows in the chunk is pooled
+    by a ``pool_run<groups>`` intrinsic (``groups`` 1, 2, 4, 8 or 16)."""
+    kk_at, ss_at = kk.ctypes.data, ss.ctypes.data
+    where_at, qoff_at = where.ctypes.data, qoff.ctypes.data
+    t = 0
+    while t < m:
+        while offsets[bag + 1] <= a + t:
+            bag += 1
+        end = min(m, offsets[bag + 1] - a)
+        dst = base + bag * stride
+        n = end - t
+        if groups == 8:
+            pool_run8(dst, kk_at + 8 * t, ss_at + 8 * t, n, where_at, qoff_at)
+        elif groups == 4:
+            pool_run4(dst, kk_at + 8 * t, ss_at + 8 * t, n, where_at, qoff_at)
+        elif groups == 16:
+            pool_run16(dst, kk_at + 8 * t, ss_at + 8 * t, n, where_at, qoff_at)
+        elif groups == 2:
+            pool_run2(dst, kk_at + 8 * t, ss_at + 8 * t, n, where_at, qoff_at)
+        else:
+            pool_run1(dst, kk_at + 8 * t, ss_at + 8 * t, n, where_at, qoff_at)
+        t = end
+    return bag
+
+
+@_jit
 def pool_rows8(
     indices, offsets, n_rows, bits, words, directory, kinds, dl, ds, where, blocks, fb, out,
     qoff,
@@ -464,6 +628,8 @@ def pool_rows8(
     base = out.ctypes.data
     n = indices.size
     groups = out.shape[1] >> 3
+    stride = out.shape[1] * 4
+    runs = groups == 1 or groups == 2 or groups == 4 or groups == 8 or groups == 16
     kk = np.empty(2 * CHUNK, np.int64)
     ss = np.empty(2 * CHUNK, np.int64)
     n_chunks = (n + CHUNK - 1) // CHUNK
@@ -481,9 +647,16 @@ def pool_rows8(
         if c > 0:
             a = (c - 1) * CHUNK
             h = ((c - 1) & 1) * CHUNK
-            bag = _add_chunk(
-                kk[h:], ss[h:], min(CHUNK, n - a), a, offsets, bag, where, qoff, out, base, groups
-            )
+            if runs:
+                bag = _pool_runs(
+                    kk[h:], ss[h:], min(CHUNK, n - a), a, offsets, bag, where, qoff, base,
+                    stride, groups,
+                )  # fmt: skip
+            else:
+                bag = _add_chunk(
+                    kk[h:], ss[h:], min(CHUNK, n - a), a, offsets, bag, where, qoff, out, base,
+                    groups,
+                )  # fmt: skip
     return -1
 
 

@@ -75,6 +75,7 @@ def _compiled() -> Any | None:
         _jit_lookup.pool_rows8,
         _jit_lookup.two_scale_rows8,
         _jit_lookup.bag_sums,
+        _jit_lookup.gather_rows8,
     )
 
 
@@ -162,6 +163,17 @@ def _kernels() -> Any:
     return fns
 
 
+def _eight_wide_out(out: np.ndarray) -> bool:
+    """Whether the eight-column kernels can write ``out`` (float32, C-contiguous, dim % 8 == 0)."""
+    return out.shape[1] % 8 == 0 and out.dtype == np.float32 and out.flags.c_contiguous
+
+
+def _qparam_offsets(args: tuple[Any, ...]) -> np.ndarray:
+    """Byte offset of each kind's scale and bias in its stored row (:func:`kernel_args`)."""
+    _, _, i8, i4, i2 = args[8]
+    return np.asarray([0, 0, i8.shape[1] - 8, i4.shape[1] - 4, i2.shape[1] - 4, 0], np.int64)
+
+
 def gather(rows: np.ndarray, out: np.ndarray, args: tuple[Any, ...]) -> None:
     """Write the dequantized rows ``rows (B,)`` into ``out (B, dim)`` float32.
 
@@ -173,7 +185,11 @@ def gather(rows: np.ndarray, out: np.ndarray, args: tuple[Any, ...]) -> None:
     """
     if rows.dtype != np.int64 or not rows.flags.c_contiguous:
         rows = np.ascontiguousarray(rows, dtype=np.int64)
-    bad = _kernels()[0](rows, *args, out)
+    kernels = _kernels()
+    if _eight_wide_out(out):
+        bad = kernels[6](rows, *args, out, _qparam_offsets(args))
+    else:
+        bad = kernels[0](rows, *args, out)
     if bad >= 0:
         raise IndexError(f"row {int(rows[bad])} is outside [0, {args[0]})")
 
@@ -192,10 +208,8 @@ def pool(indices: np.ndarray, offsets: np.ndarray, out: np.ndarray, args: tuple[
     indices = np.ascontiguousarray(indices, dtype=np.int64)
     offsets = np.ascontiguousarray(offsets, dtype=np.int64)
     kernels = _kernels()
-    if out.shape[1] % 8 == 0 and out.dtype == np.float32 and out.flags.c_contiguous:
-        f32, f16, i8, i4, i2 = args[8]
-        qoff = np.asarray([0, 0, i8.shape[1] - 8, i4.shape[1] - 4, i2.shape[1] - 4, 0], np.int64)
-        bad = kernels[3](indices, offsets, *args, out, qoff)
+    if _eight_wide_out(out):
+        bad = kernels[3](indices, offsets, *args, out, _qparam_offsets(args))
     else:
         bad = kernels[1](indices, offsets, *args, out)
     if bad >= 0:
